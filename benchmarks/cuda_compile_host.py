@@ -11,8 +11,15 @@ on a GPU machine up to the launches: tracing, autodiff, passes, Triton source ge
 the cubin compile (worker pool, disk cache), cache lookups, plan building. The GPU's own
 share (tile autotuning, cuDNN vs Triton timings, module loads, the launches) is not here.
 
-    python benchmarks/cuda_compile_host.py [--model resnet18] [--batch 64] [--only step|infer]
-        [--rounds 1] [--workers N] [--cache DIR] [--times] [--json out.json]
+    python benchmarks/cuda_compile_host.py [--model resnet18|resnet50|transformer|mlp]
+        [--batch 64] [--only step|infer] [--rounds 1] [--workers N] [--cache DIR] [--times]
+        [--literal-sizes] [--json out.json]
+
+`--model transformer` is benchmarks/cuda.py's encoder layer (512 wide, 8 heads, 2048 feed
+forward, 128 tokens a sample: use --batch 32; MSELoss, AdamW), `--model mlp` its MLP
+(784-256-128-10, CrossEntropyLoss, Adam); both with --only step. `--literal-sizes` bakes
+sizes into every generated kernel again (EMBER_TRITON_LITERAL_SIZES=1): the per-shape
+kernels of before shape-generic kernels, on the same code.
 
 `--times` runs the children with EMBER_COMPILE_TIMES=1 and prints their stage tables
 (ir/compile_times.py: finer stages than below, the compile workers' CPU per kernel, the
@@ -136,11 +143,24 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
                 counts["compiled"] += 1
             return orig_one(job)
         mp.setattr(device_compile, "compile_one", counted_one)
-        model = getattr(ember.models, model_name)()
-        model = model.to(memory_format=ember.channels_last).cuda()
         rng = np.random.default_rng(0)
-        x = ember.tensor(rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)).cuda()
-        x = x.contiguous(memory_format=ember.channels_last)
+        loss_fn = ember.nn.CrossEntropyLoss()
+        if model_name == "transformer":     # benchmarks/cuda.py's train_transformer row
+            model = ember.nn.TransformerEncoderLayer(512, 8, 2048, dropout=0.0,
+                                                     batch_first=True).cuda()
+            x = ember.tensor(rng.standard_normal((batch, 128, 512), dtype=np.float32)).cuda()
+            target = ember.tensor(rng.standard_normal((batch, 128, 512), dtype=np.float32))
+            loss_fn, opt_kind = ember.nn.MSELoss(), "adamw"
+        elif model_name == "mlp":           # ... and its train_mlp row
+            model = ember.models.mlp().cuda()
+            x = ember.tensor(rng.standard_normal((batch, 784), dtype=np.float32)).cuda()
+            target, opt_kind = ember.tensor(rng.integers(0, 10, batch)), "adam"
+        else:
+            model = getattr(ember.models, model_name)()
+            model = model.to(memory_format=ember.channels_last).cuda()
+            x = ember.tensor(rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)).cuda()
+            x = x.contiguous(memory_format=ember.channels_last)
+            target, opt_kind = ember.tensor(rng.integers(0, 1000, batch)), "sgd"
         profile = None
         if os.environ.get("HOST_COMPILE_PROFILE"):
             import cProfile
@@ -151,10 +171,11 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         counts["compiled"] = counts["loads"] = 0
         cpu0, t0 = time.thread_time(), time.perf_counter()
         if what == "step":
-            y = ember.tensor(rng.integers(0, 1000, batch)).cuda()
-            opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            step = ember.compile_train_step(model, ember.nn.CrossEntropyLoss(), opt,
-                                            backend="triton")
+            y = target.cuda()
+            opt = {"sgd": lambda p: ember.optim.SGD(p, lr=0.01, momentum=0.9),
+                   "adam": lambda p: ember.optim.Adam(p, lr=1e-3),
+                   "adamw": lambda p: ember.optim.AdamW(p, lr=1e-3)}[opt_kind](model.parameters())
+            step = ember.compile_train_step(model, loss_fn, opt, backend="triton")
             step(x, y)
             stats = step.stats
         else:
@@ -182,7 +203,9 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
             text = "\n".join(x for x in path.read_text().splitlines()
                              if not x.lstrip().startswith(("#", '"' * 3)))
             bodies.add(re.sub(r"^def \w+\(", "def K(", text, flags=re.M))
-        structures = {re.sub(r"\b\d+\b", "N", b) for b in bodies}
+        def structure(body):
+            return re.sub(r"\b\d+\b", "N", re.sub(r"\bks\d+\b", "ks", body))
+        structures = {structure(b) for b in bodies}
         dots = [b for b in bodies if "tl.dot" in b]
         out = {k: round(v, 3) for k, v in times.items()}
         out["trace"] = round(total - sum(times.values()), 3)
@@ -196,7 +219,7 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
                                          "cubin").glob("*.cubin"))),
                    fallbacks=len(stats.fallbacks), bodies=len(bodies),
                    structures=len(structures), dot_bodies=len(dots),
-                   dot_structures=len({re.sub(r"\b\d+\b", "N", b) for b in dots}))
+                   dot_structures=len({structure(b) for b in dots}))
         print("HOST_COMPILE", json.dumps(out))
 """
 
@@ -260,11 +283,17 @@ def main() -> None:
                         help="make each compiled conv's cuDNN-or-Triton choice as a GPU "
                              "without a cached one does (Triton compiled and 'timed'; it "
                              "always wins), to count the compiles that choice costs")
+    parser.add_argument("--literal-sizes", action="store_true",
+                        help="EMBER_TRITON_LITERAL_SIZES=1 in the children: sizes baked into "
+                             "every kernel (one body per shape), the before of shape-generic "
+                             "kernels on the same code")
     parser.add_argument("--times", action="store_true",
                         help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
     if args.times:
         os.environ["EMBER_COMPILE_TIMES"] = "1"
+    if args.literal_sizes:
+        os.environ["EMBER_TRITON_LITERAL_SIZES"] = "1"
     if args.conv_choice:
         os.environ["HOST_COMPILE_CONV_CHOICE"] = "1"
     whats = [args.only] if args.only else ["step", "infer"]

@@ -38,6 +38,7 @@ import json
 import numpy as np
 
 from ..codegen.triton import device_compile
+from ..codegen.triton.source import literal_sizes
 from ..ir.errors import LoweringError
 from ..ir.graph import OpKind
 from ..ir.printer import print_graph
@@ -253,8 +254,11 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     graph = _copy_graph(exported.graph)
     ctx = PassContext(constants=dict(exported.state_dict), options=options, inference=True)
     run_passes(graph, _with_fusion(pipeline), ctx)
-    plan = PlanBuilder(graph, ctx.constants, CompileStats(), HostCudaBackend(),
-                       freeze_constants=True).build()
+    # sizes baked into the kernels: a launch record carries pointers only, and a kernel
+    # entry its one grid (codegen/triton/source.py: literal_sizes)
+    with literal_sizes():
+        plan = PlanBuilder(graph, ctx.constants, CompileStats(), HostCudaBackend(),
+                           freeze_constants=True).build()
     layout = _Layout(plan, graph)
     launches, jobs = _launches(plan, layout, arch)
     binaries = device_compile.compile_many(list(jobs.values()))

@@ -81,7 +81,7 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     if compiled is None:
         compiled = kernel.compiled[alignment] = eager_cuda.compile_kernel(
             kernel.generated, list(alignment), kernel.index)
-    compiled.launch(kernel.generated.launch.grid, pointers)
+    compiled.launch(kernel.generated.launch.grid, pointers + kernel.generated.launch.bound())
 
 
 class GemmStep(PlanKernel):

@@ -263,7 +263,7 @@ def _install(key: tuple, job, binary, index: int):
     kernel = _LOADED.get(loaded)
     if kernel is None:
         spec = job.kernel.launch
-        meta = LaunchMetadata.from_dict(binary.metadata, [t for _, t in spec.args])
+        meta = LaunchMetadata.from_dict(binary.metadata, spec.arg_types())
         kernel = _LOADED[loaded] = CubinKernel(binary.cubin, meta, index)
     _KERNELS[key] = kernel
     return kernel
@@ -286,10 +286,8 @@ def compile_triton(generated, alignment: list[bool], capability: tuple[int, int]
     from ..codegen.triton import cache
     spec = generated.launch
     fn = cache.load(generated)
-    signature = {name: sig for name, sig in spec.args}
-    signature.update({name: "constexpr" for name in spec.constexprs})
-    attrs = {(i,): [["tt.divisibility", ALIGNMENT]] for i, ok in enumerate(alignment) if ok}
-    source = ASTSource(fn, signature, constexprs=dict(spec.constexprs), attrs=attrs)
+    attrs = spec.divisibility_attrs(alignment)       # pointers, then the bound sizes
+    source = ASTSource(fn, spec.signature(), constexprs=dict(spec.constexprs), attrs=attrs)
     major, minor = capability
     return triton.compile(source, target=GPUTarget("cuda", major * 10 + minor, 32),
                           options={"num_warps": spec.num_warps, "num_stages": spec.num_stages})
@@ -297,7 +295,8 @@ def compile_triton(generated, alignment: list[bool], capability: tuple[int, int]
 
 def launch(generated, tensors: list[Tensor], index: int) -> None:
     """Run a GeneratedKernel on CUDA tensors given in its buffer order (a Python number
-    passes through as a scalar argument: the multi-tensor optimizer kernels' hyperparameters).
+    passes through as a scalar argument: the multi-tensor optimizer kernels' hyperparameters;
+    a shape-generic kernel's bound sizes follow them).
     Inside `kernels_collected()` nothing compiles or runs: the request is recorded."""
     values = [data_ptr(t) if isinstance(t, Tensor) else t for t in tensors]
     alignment = [isinstance(t, Tensor) and aligned(v) for t, v in zip(tensors, values)]
@@ -305,7 +304,7 @@ def launch(generated, tensors: list[Tensor], index: int) -> None:
         _COLLECTING[-1].append((generated, alignment))
         return
     kernel = compile_kernel(generated, alignment, index)
-    kernel.launch(generated.launch.grid, values)
+    kernel.launch(generated.launch.grid, values + generated.launch.bound())
 
 
 _COLLECTING: list[list] = []

@@ -17,8 +17,9 @@ from ember.frontend.eager_cuda import compile_triton
 from ember.runtime.cuda.module import LaunchMetadata
 out = {{}}
 for gen in ({kernels},):
-    types = [t for _, t in gen.launch.args]
-    flags = [t.startswith("*") for t in types] if {typed_flags} else [True] * len(types)
+    types = gen.launch.arg_types()       # the caller's arguments, then any bound sizes
+    flags = [t.startswith("*") for _, t in gen.launch.args] if {typed_flags} else \
+        [True] * len(gen.launch.args)
     compiled = compile_triton(gen, flags, (9, 0))
     meta = LaunchMetadata.from_dict(compiled.metadata._asdict(), types)
     params = re.search(r"\.entry\s+\w+\s*\((.*?)\)", compiled.asm["ptx"], re.S).group(1)

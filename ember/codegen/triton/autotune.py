@@ -30,7 +30,7 @@ from typing import Callable
 from ...ir import compile_times, determinism
 from .cache import cache_dir, write_atomic
 from .gemm import SMS, GemmConfig, generate_gemm
-from .source import next_pow2
+from .source import literal_sizes, next_pow2
 
 FORMAT = "ember-triton-autotune-1"
 CPU_DEVICE = "no-gpu"
@@ -66,7 +66,8 @@ def _few_tiles(problem, block_m: int, block_n: int) -> bool:
 
 
 def tuning_key(problem, device: str) -> str:
-    text = generate_gemm(problem, default_config(problem)).source
+    with literal_sizes():       # the problem's sizes are in the text (one entry per shape)
+        text = generate_gemm(problem, default_config(problem)).source
     return hashlib.sha256(f"{FORMAT}\n{device}\n{text}".encode()).hexdigest()[:32]
 
 

@@ -65,5 +65,6 @@ def launch(kernel: GeneratedKernel, buffers: list) -> None:
     if spec.grid[0] * spec.grid[1] * spec.grid[2] == 0:
         return                                     # empty iteration space: nothing to launch
     fn = load(kernel)
-    fn[spec.grid](*buffers, **spec.constexprs, num_warps=spec.num_warps,
+    # the bound sizes of a shape-generic kernel follow the buffers
+    fn[spec.grid](*buffers, *spec.bound(), **spec.constexprs, num_warps=spec.num_warps,
                   num_stages=spec.num_stages)

@@ -116,8 +116,9 @@ def _standalone(node_name, lowered, acc_name, extra, out_names) -> GraphKernel:
 
 
 def unique(kernels: list[GraphKernel]) -> dict[str, GraphKernel]:
-    """Kernels by source key: the first node that needs each distinct kernel."""
+    """Kernels by source key and bound sizes: the first node that needs each distinct
+    kernel at each shape (a shape-generic source serves several: their launches differ)."""
     out: dict[str, GraphKernel] = {}
     for k in kernels:
-        out.setdefault(k.kernel.key(), k)
+        out.setdefault(k.kernel.instance_key(), k)
     return out

@@ -66,11 +66,10 @@ def compile_cubin(kernel: GeneratedKernel, arch: int) -> Cubin:
     if not hasattr(fn, "arg_names") or type(fn).__name__ == "InterpretedFunction":
         raise RuntimeError("cubin compilation needs compiled Triton: unset TRITON_INTERPRET")
     spec = kernel.launch
-    signature = {name: ty for name, ty in spec.args}
-    signature.update({name: "constexpr" for name in spec.constexprs})
-    # pointers 16-byte aligned: lets Triton vectorize loads (the runtime guarantees it)
-    attrs = {(i,): [["tt.divisibility", POINTER_ALIGN]] for i in range(len(spec.args))}
-    source = ASTSource(fn, signature, constexprs=dict(spec.constexprs), attrs=attrs)
+    # pointers 16-byte aligned: lets Triton vectorize loads (the runtime guarantees it);
+    # bound sizes marked where their values are multiples of 16
+    attrs = spec.divisibility_attrs([True] * len(spec.args))
+    source = ASTSource(fn, spec.signature(), constexprs=dict(spec.constexprs), attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": spec.num_warps,
                                        "num_stages": spec.num_stages})
@@ -82,14 +81,16 @@ def _metadata(kernel: GeneratedKernel, arch: int, compiled, binary: bytes) -> di
     import triton
     md, spec = compiled.metadata, kernel.launch
     n_params = _entry_param_count(compiled.asm["ptx"], md.name)
-    extra = ["global_scratch", "profile_scratch"][:max(0, n_params - len(spec.args))]
+    n_args = len(spec.args) + len(spec.sizes)
+    extra = ["global_scratch", "profile_scratch"][:max(0, n_params - n_args)]
     return {
         "format": FORMAT, "name": md.name, "arch": f"sm_{arch}",
         "grid": list(spec.grid), "grid_rule": spec.grid_rule,
         "block": [32 * md.num_warps, 1, 1], "num_warps": md.num_warps,
         "num_stages": md.num_stages, "num_ctas": getattr(md, "num_ctas", 1),
-        "shared_mem": md.shared, "args": [list(a) for a in spec.args],
-        "buffers": list(spec.buffers), "extra_params": extra,
+        "shared_mem": md.shared,
+        "args": [list(a) for a in spec.args] + [[n, t] for n, t, _ in spec.sizes],
+        "buffers": list(spec.buffers), "sizes": spec.bound(), "extra_params": extra,
         "global_scratch_size": getattr(md, "global_scratch_size", 0) or 0,
         "global_scratch_align": getattr(md, "global_scratch_align", 1) or 1,
         "profile_scratch_size": getattr(md, "profile_scratch_size", 0) or 0,
@@ -120,7 +121,7 @@ class LaunchArgs:
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
     shared_mem: int
-    params: list[int]                 # device pointers, in cuLaunchKernel order
+    params: list                      # device pointers, then the bound sizes, in order
 
 
 def launch_args(metadata: dict, pointers) -> LaunchArgs:
@@ -147,7 +148,8 @@ def launch_args(metadata: dict, pointers) -> LaunchArgs:
     if metadata.get("global_scratch_size", 0) or metadata.get("profile_scratch_size", 0):
         raise ValueError(f"{metadata['name']} needs global scratch memory; allocate it and "
                          "pass its pointer in extra_params")
-    params = [int(p) for p in pointers] + [0] * len(metadata.get("extra_params", []))
+    params = [int(p) for p in pointers] + list(metadata.get("sizes", [])) + \
+        [0] * len(metadata.get("extra_params", []))
     return LaunchArgs(tuple(metadata["grid"]), tuple(metadata["block"]),
                       metadata["shared_mem"], params)
 

@@ -13,9 +13,10 @@ and writes dW in its own layout and dtype: the result is the same bit for bit on
 run (no atomics), as ember's deterministic mode requires. With one chunk the GEMM
 writes dW directly.
 
-Operands are addressed by their strides (compiled in), so NCHW and channels-last
-inputs and gradients take the same kernel; padding is a load mask; nothing is copied
-or materialized.
+Operands are addressed by their strides, so NCHW and channels-last inputs and gradients
+take the same kernel; padding is a load mask; nothing is copied or materialized. The
+partial products keep their sizes literal (the main loop divides by them) but take the
+chunk of K as an argument; the ordered sum takes every size as one (source.Sizes).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import math
 from dataclasses import dataclass
 
 from ...ir.dtypes import DType
-from .source import GeneratedKernel, LaunchSpec, function_name, next_pow2, pointer_type, tl_type
+from .source import (GeneratedKernel, LaunchSpec, Sizes, function_name, literal_mode, next_pow2,
+                     pointer_type, tl_type)
 
 # programs the split aims for: about two waves on a 132-SM H100 (fewer idle SMs than one
 # wave, and the workspace stays a few MiB at resnet shapes)
@@ -119,18 +121,27 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
     """Grid (tiles, splits, groups): one (tile, chunk of K, group) partial product each."""
     fn = function_name(name)
     p = problem
-    h, w = p.x_shape[2:]
-    _, _, ho, wo = p.g_shape
-    cin_g, kw_ = p.w_shape[1], p.w_shape[3]
+    # literal sizes: the main loop unravels each K step's (image, row, column) with
+    # divisions by the output's sizes, and over NCHW operands their values set the
+    # contiguity of the runs a cp.async moves (runtime sizes made the PTX of resnet18's
+    # layer1 weight gradient 3x longer with 132 div/rem and narrower copies); only the
+    # chunk of K is an argument
+    sz, chunk = Sizes(literal=True), Sizes(literal=literal_mode())
+    h, w = sz.int(p.x_shape[2], "h"), sz.int(p.x_shape[3], "w")
+    ho, wo = sz.int(p.g_shape[2], "ho"), sz.int(p.g_shape[3], "wo")
+    hw = sz.int(p.g_shape[2] * p.g_shape[3], "hw")
+    cin_g, kw_ = sz.int(p.w_shape[1], "cin"), sz.int(p.w_shape[3], "kw")
+    kwc = sz.int(p.w_shape[1] * p.w_shape[3], "kwc")
     sxn, sxc, sxh, sxw = p.x_strides
     sgn, sgc, sgh, sgw = p.g_strides
     dot = f", input_precision=\"{p.precision}\"" if p.precision else ""
     direct = split.splits == 1
     exact_m = p.m % split.block_m == 0
-    whole = cin_g % split.block_n == 0
+    whole = p.w_shape[1] % split.block_n == 0
     col = "" if whole else "[None, :]"
     body = [
-        f"M = {p.m}", f"N = {p.n}", f"K = {p.k}",
+        f"M = {sz.int(p.m, 'M')}", f"N = {sz.int(p.n, 'N')}", f"K = {sz.int(p.k, 'K')}",
+        f"CHUNK = {chunk.int(split.chunk, 'CHUNK')}",
         "pid = tl.program_id(0)", "pid_k = tl.program_id(1)", "pid_b = tl.program_id(2)",
         "num_pid_n = (N + BLOCK_N - 1) // BLOCK_N",
         "pid_m = pid // num_pid_n", "pid_n = pid % num_pid_n",
@@ -140,33 +151,37 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
     if whole:
         # a column tile is one (kh, kw) and BLOCK_N consecutive channels: the shifts are
         # scalars and the channels a plain range, so channels-last loads are contiguous
-        body += ["n0 = pid_n * BLOCK_N", f"kh = n0 // {kw_ * cin_g}",
+        body += ["n0 = pid_n * BLOCK_N", f"kh = n0 // {kwc}",
                  f"kw = (n0 // {cin_g}) % {kw_}",
                  f"ci = tl.multiple_of(n0 % {cin_g}, BLOCK_N) + tl.arange(0, BLOCK_N)"]
     else:
         body += ["rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
-                 f"kh = rn // {kw_ * cin_g}", f"kw = (rn // {cin_g}) % {kw_}",
+                 f"kh = rn // {kwc}", f"kw = (rn // {cin_g}) % {kw_}",
                  f"ci = rn % {cin_g}"]
     body += [
-        f"g_rows = g_ptr + (pid_b * M).to(tl.int64) * {sgc} + {_times('rm', sgc)}",
-        f"x_cols = x_ptr + (pid_b * {cin_g}).to(tl.int64) * {sxc} + {_times('ci', sxc)}",
-        f"dh = kh * {p.dilation[0]} - {p.padding[0]}",
-        f"dw = kw * {p.dilation[1]} - {p.padding[1]}",
+        f"g_rows = g_ptr + (pid_b * M).to(tl.int64) * {sz.int(sgc, ('g', 1))} + "
+        f"{_times('rm', sgc, sz, ('g', 1))}",
+        f"x_cols = x_ptr + (pid_b * {cin_g}).to(tl.int64) * {sz.int(sxc, ('x', 1))} + "
+        f"{_times('ci', sxc, sz, ('x', 1))}",
+        f"dh = kh * {sz.int(p.dilation[0], 'dh')} - {sz.int(p.padding[0], 'ph')}",
+        f"dw = kw * {sz.int(p.dilation[1], 'dw')} - {sz.int(p.padding[1], 'pw')}",
         "rk = tl.arange(0, BLOCK_K)",
         "k_lo = pid_k * CHUNK",
         "acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)",
         "for kt in range(0, CHUNK, BLOCK_K):",
         "    kk = k_lo + kt + rk",
         "    live = kk < K",
-        f"    img = (kk // {ho * wo}).to(tl.int64)",
+        f"    img = (kk // {hw}).to(tl.int64)",
         f"    oh = (kk // {wo}) % {ho}",
         f"    ow = kk % {wo}",
-        f"    a = tl.load(g_rows[:, None] + (img * {sgn} + oh * {sgh} + ow * {sgw})[None, :], "
+        f"    a = tl.load(g_rows[:, None] + (img * {sz.int(sgn, ('g', 0))} + "
+        f"oh * {sz.int(sgh, ('g', 2))} + ow * {sz.int(sgw, ('g', 3))})[None, :], "
         "mask=live[None, :], other=0.0)",
-        f"    ih = (oh * {p.stride[0]})[:, None] + dh{col}",
-        f"    iw = (ow * {p.stride[1]})[:, None] + dw{col}",
+        f"    ih = (oh * {sz.int(p.stride[0], 'sh')})[:, None] + dh{col}",
+        f"    iw = (ow * {sz.int(p.stride[1], 'sw')})[:, None] + dw{col}",
         f"    inside = live[:, None] & (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w})",
-        f"    b = tl.load(x_cols[None, :] + (img * {sxn})[:, None] + ih * {sxh} + iw * {sxw}, "
+        f"    b = tl.load(x_cols[None, :] + (img * {sz.int(sxn, ('x', 0))})[:, None] + "
+        f"ih * {sz.int(sxh, ('x', 2))} + iw * {sz.int(sxw, ('x', 3))}, "
         "mask=inside, other=0.0)",
         f"    acc = tl.dot(a, b, acc{dot})",
         "rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
@@ -174,19 +189,21 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
         "xmask = (rm < M) & (rn < N)",
     ]
     if direct:
-        so, si, sh, sw = p.out_strides
+        so, si, sh, sw = (sz.int(v, ("out", i)) for i, v in enumerate(p.out_strides))
         body += [f"cidx = (pid_b * M + rm) * {so} + (rn % {cin_g}) * {si} "
-                 f"+ (rn // {kw_ * cin_g}) * {sh} + ((rn // {cin_g}) % {kw_}) * {sw}",
+                 f"+ (rn // {kwc}) * {sh} + ((rn // {cin_g}) % {kw_}) * {sw}",
                  f"tl.store(c_ptr + cidx, acc.to({tl_type(p.out_dtype)}), mask=xmask)"]
         c_type = pointer_type(p.out_dtype)
     else:
-        body += [f"cidx = ((pid_k * {p.groups} + pid_b) * M + rm).to(tl.int64) * N + rn",
+        body += [f"cidx = ((pid_k * {sz.int(p.groups, 'groups')} + pid_b) * M + rm)"
+                 ".to(tl.int64) * N + rn",
                  "tl.store(c_ptr + cidx, acc, mask=xmask)"]
         c_type = "*fp32"
     args = [("g_ptr", pointer_type(p.dtype)), ("x_ptr", pointer_type(p.dtype)), ("c_ptr", c_type)]
     constexprs = {"BLOCK_M": split.block_m, "BLOCK_N": split.block_n,
-                  "BLOCK_K": split.block_k, "CHUNK": split.chunk}
-    params = [a for a, _ in args] + [f"{c}: tl.constexpr" for c in constexprs]
+                  "BLOCK_K": split.block_k}
+    params = [a for a, _ in args] + [n for n, _, _ in chunk.args] + \
+        [f"{c}: tl.constexpr" for c in constexprs]
     header = [f"# conv2d weight gradient x{list(p.x_shape)} grad{list(p.g_shape)} "
               f"w{list(p.w_shape)} stride {list(p.stride)} pad {list(p.padding)} "
               f"dilation {list(p.dilation)} groups {p.groups}: {split.splits} split(s) of K, "
@@ -197,12 +214,13 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
     grid = (tiles, split.splits, p.groups)
     return GeneratedKernel(text, LaunchSpec(
         fn, args, constexprs, grid, "(tiles, splits, groups)", split.num_warps,
-        split.num_stages, ["grad_output", "input", "out" if direct else "workspace"]))
+        split.num_stages, ["grad_output", "input", "out" if direct else "workspace"], chunk.args,
+        chunk.plain))
 
 
-def _times(expr: str, stride: int) -> str:
+def _times(expr: str, stride: int, sz: Sizes, role) -> str:
     """expr * stride, leaving out a unit stride (so Triton still sees a contiguous range)."""
-    return expr if stride == 1 else f"{expr} * {stride}"
+    return expr if stride == 1 else f"{expr} * {sz.int(stride, role)}"
 
 
 def reduce_kernel(problem: WeightGradProblem, split: SplitPlan,
@@ -210,28 +228,32 @@ def reduce_kernel(problem: WeightGradProblem, split: SplitPlan,
     """dW = the sum of the workspace's `splits` partial products, in split order."""
     fn = function_name(name)
     p = problem
-    cin_g, kw_ = p.w_shape[1], p.w_shape[3]
-    so, si, sh, sw = p.out_strides
+    sz = Sizes(literal=literal_mode())
+    cin_g, kw_ = sz.int(p.w_shape[1], "cin"), sz.int(p.w_shape[3], "kw")
+    kwc = sz.int(p.w_shape[1] * p.w_shape[3], "kwc")
+    so, si, sh, sw = (sz.int(v, ("out", i)) for i, v in enumerate(p.out_strides))
     total = p.w_shape[0] * p.n
+    total_, n_ = sz.int(total, "total"), sz.int(p.n, "N")
     body = [
         "e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
-        f"inside = e < {total}",
+        f"inside = e < {total_}",
         "acc = tl.zeros((BLOCK,), dtype=tl.float32)",
-        f"for s in range(0, {split.splits}):",
-        f"    acc += tl.load(ws_ptr + s * {total} + e, mask=inside, other=0.0)",
-        f"row = e // {p.n}", f"col = e % {p.n}",
-        f"cidx = row * {so} + (col % {cin_g}) * {si} + (col // {kw_ * cin_g}) * {sh} "
+        f"for s in range(0, {sz.int(split.splits, 'splits')}):",
+        f"    acc += tl.load(ws_ptr + s * {total_} + e, mask=inside, other=0.0)",
+        f"row = e // {n_}", f"col = e % {n_}",
+        f"cidx = row * {so} + (col % {cin_g}) * {si} + (col // {kwc}) * {sh} "
         f"+ ((col // {cin_g}) % {kw_}) * {sw}",
         f"tl.store(out_ptr + cidx, acc.to({tl_type(p.out_dtype)}), mask=inside)",
     ]
     args = [("ws_ptr", "*fp32"), ("out_ptr", pointer_type(p.out_dtype))]
+    params = ["ws_ptr", "out_ptr"] + [n for n, _, _ in sz.args] + ["BLOCK: tl.constexpr"]
     text = "\n".join([f"# the {split.splits} partial weight gradients of w{list(p.w_shape)}, "
-                      "summed in order", "@triton.jit",
-                      f"def {fn}(ws_ptr, out_ptr, BLOCK: tl.constexpr):"]
+                      "summed in order", "@triton.jit", f"def {fn}({', '.join(params)}):"]
                      + ["    " + line for line in body]) + "\n"
     grid = (math.ceil(total / REDUCE_BLOCK), 1, 1)
     return GeneratedKernel(text, LaunchSpec(fn, args, {"BLOCK": REDUCE_BLOCK}, grid,
-                                            "cdiv(Cout * N, BLOCK)", 4, 1, ["workspace", "out"]))
+                                            "cdiv(Cout * N, BLOCK)", 4, 1, ["workspace", "out"],
+                                            sz.args, sz.plain))
 
 
 def workspace_elements(problem: WeightGradProblem, split: SplitPlan) -> int:

@@ -85,10 +85,8 @@ def compile_one(job: CompileJob) -> DeviceBinary:
     from triton.compiler import ASTSource
     spec = job.kernel.launch
     fn = load(job.kernel)
-    signature = {name: sig for name, sig in spec.args}
-    signature.update({name: "constexpr" for name in spec.constexprs})
-    attrs = {(i,): [["tt.divisibility", ALIGNMENT]] for i, ok in enumerate(job.alignment) if ok}
-    source = ASTSource(fn, signature, constexprs=dict(spec.constexprs), attrs=attrs)
+    attrs = spec.divisibility_attrs(job.alignment)     # pointers, then the bound sizes
+    source = ASTSource(fn, spec.signature(), constexprs=dict(spec.constexprs), attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", job.arch, 32),
                               options={"num_warps": spec.num_warps,
                                        "num_stages": spec.num_stages})

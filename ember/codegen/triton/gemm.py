@@ -34,8 +34,13 @@ from dataclasses import dataclass
 from ...ir.dtypes import DType, float32
 from ...ir.errors import LoweringError
 from .. import kernel as K
-from .source import (Emitter, GeneratedKernel, LaunchSpec, Scope, function_name, pointer_type,
-                     tl_type)
+from .source import (Emitter, GeneratedKernel, LaunchSpec, Scope, Sizes, function_name,
+                     literal_mode, pointer_type, tl_type)
+
+
+def _sz(sizes: Sizes | None) -> Sizes:
+    """The problem methods' integers: runtime arguments in `sizes`, literals without it."""
+    return sizes or Sizes(literal=True)
 
 
 @dataclass(frozen=True)
@@ -107,26 +112,27 @@ class MatmulProblem:
     def b_layout(self) -> str:
         return "kmajor" if self.b_strides[1] == 1 and self.b_strides[2] != 1 else "row"
 
-    def a_setup(self) -> list[str]:
-        return _tile_pointers("a", self.a_strides, "rm", "rk", _extent(self.a_strides[1:],
-                                                                       (self.m, self.k)))
+    def a_setup(self, sizes: Sizes | None = None) -> list[str]:
+        return _tile_pointers("a", self.a_strides, "rm", "rk",
+                              _extent(self.a_strides[1:], (self.m, self.k)), sizes)
 
-    def a_load(self, k_mask: bool) -> list[str]:
-        return _tile_load("a", "rk[None, :]", self.a_strides[2], k_mask)
+    def a_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        return _tile_load("a", "rk[None, :]", self.a_strides[2], k_mask, _sz(sizes))
 
-    def b_setup(self) -> list[str]:
-        return _tile_pointers("b", self.b_strides, "rk", "rn", _extent(self.b_strides[1:],
-                                                                       (self.k, self.n)))
+    def b_setup(self, sizes: Sizes | None = None) -> list[str]:
+        return _tile_pointers("b", self.b_strides, "rk", "rn",
+                              _extent(self.b_strides[1:], (self.k, self.n)), sizes)
 
-    def b_load(self, k_mask: bool) -> list[str]:
-        return _tile_load("b", "rk[:, None]", self.b_strides[1], k_mask)
+    def b_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        return _tile_load("b", "rk[:, None]", self.b_strides[1], k_mask, _sz(sizes))
 
-    def c_offset(self) -> str:
-        sb, sm, sn = self.c_strides
-        cast = _offset_cast(_extent((sm, sn), (self.m, self.n)))
+    def c_offset(self, sizes: Sizes | None = None) -> str:
+        sz = _sz(sizes)
+        cast = _offset_cast(_extent(self.c_strides[1:], (self.m, self.n)))
+        sb, sm, sn = (sz.int(s, ("c", i)) for i, s in enumerate(self.c_strides))
         return f"pid_b.to(tl.int64) * {sb} + rm{cast} * {sm} + rn{cast} * {sn}"
 
-    def bias_offset(self) -> str:
+    def bias_offset(self, sizes: Sizes | None = None) -> str:
         return "rn"
 
     def describe(self) -> str:
@@ -135,7 +141,8 @@ class MatmulProblem:
 
 
 def _extent(strides, sizes) -> int:
-    """The largest element offset of a view of `sizes` with `strides`."""
+    """The largest element offset of a view of `sizes` with `strides` (the literal shape:
+    a shape-generic kernel's text still differs where its offsets need int64)."""
     return sum((size - 1) * abs(stride) for size, stride in zip(sizes, strides) if size > 0)
 
 
@@ -145,19 +152,22 @@ def _offset_cast(extent: int) -> str:
     return ".to(tl.int64)" if extent >= 2 ** 31 - 1 else ""
 
 
-def _tile_pointers(name: str, strides: tuple, rows: str, cols: str, extent: int) -> list[str]:
+def _tile_pointers(name: str, strides: tuple, rows: str, cols: str, extent: int,
+                   sizes: Sizes | None = None) -> list[str]:
     """`<name>_ptrs`: a (rows x cols) tile of operand `name` in this program's batch, whose
     offsets reach `extent` elements."""
-    sb, s_row, s_col = strides
+    sb, s_row, s_col = (_sz(sizes).int(s, (name, i)) for i, s in enumerate(strides))
     cast = _offset_cast(extent)
     return [f"{name}_ptrs = {name}_ptr + pid_b.to(tl.int64) * {sb} + {rows}[:, None]{cast} * "
             f"{s_row} + {cols}[None, :]{cast} * {s_col}"]
 
 
-def _tile_load(name: str, k_index: str, k_stride: int, k_mask: bool) -> list[str]:
+def _tile_load(name: str, k_index: str, k_stride: int, k_mask: bool,
+               sizes: Sizes | None = None) -> list[str]:
     """Load operand `name`'s tile (masked past K on the last step) and step along K."""
     mask = f", mask={k_index} < K - k0, other=0.0" if k_mask else ""
-    return [f"{name} = tl.load({name}_ptrs{mask})", f"{name}_ptrs += BLOCK_K * {k_stride}"]
+    return [f"{name} = tl.load({name}_ptrs{mask})",
+            f"{name}_ptrs += BLOCK_K * {_sz(sizes).int(k_stride, (name, 'k'))}"]
 
 
 @dataclass(frozen=True)
@@ -201,52 +211,94 @@ class ConvProblem:
     def batch(self) -> int:
         return self.groups
 
-    def a_setup(self) -> list[str]:
+    # Sizes, strides, stride/padding/dilation are `sizes` arguments where given (a
+    # shape-generic kernel: layers of one structure and tile share a cubin); a kernel
+    # size of 1, a unit stride and zero padding stay literals (they shape the code)
+    def a_setup(self, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
         ho, wo = self.out_hw
         sn, sc, sh, sw = self.x_strides
         cin_g = self.w_shape[1]
-        return [f"img = rm // {ho * wo}", f"oh = (rm // {wo}) % {ho}", f"ow = rm % {wo}",
-                f"ih0 = oh * {self.stride[0]} - {self.padding[0]}",
-                f"iw0 = ow * {self.stride[1]} - {self.padding[1]}",
-                f"x_base = a_ptr + pid_b.to(tl.int64) * {cin_g * sc} + img.to(tl.int64) * {sn}"]
+        img, oh, ow = self._pixel("rm", sz)
+        return [f"img = {img}", f"oh = {oh}", f"ow = {ow}",
+                f"ih0 = oh * {sz.int(self.stride[0], 'sh')} - {sz.int(self.padding[0], 'ph')}",
+                f"iw0 = ow * {sz.int(self.stride[1], 'sw')} - {sz.int(self.padding[1], 'pw')}",
+                f"x_base = a_ptr + pid_b.to(tl.int64) * {sz.int(cin_g * sc, 'x_group')} + "
+                f"img.to(tl.int64) * {sz.int(sn, ('x', 0))}"]
 
-    def _k_split(self) -> list[str]:
+    def _pixel(self, rows: str, sz: Sizes) -> tuple[str, str, str]:
+        """(image, output row, output column) of the output pixels `rows`: literal divisions
+        for an NCHW operand (its pixels are the contiguous runs, which Triton must see),
+        else multiply-shift divisions by runtime magic numbers (Sizes.div), as cheap as
+        a literal divisor's, so convs of other spatial sizes share the kernel."""
+        ho, wo = self.out_hw
+        if self._m_contiguous() or sz.literal:
+            return (f"{rows} // {ho * wo}", f"({rows} // {wo}) % {ho}", f"{rows} % {wo}")
+        by_w = sz.div(rows, wo, "wo")
+        oh = f"({by_w} - {sz.div(by_w, ho, 'ho')} * {sz.int(ho, 'ho', False)})"
+        ow = f"({rows} - {by_w} * {sz.int(wo, 'wo', False)})"
+        return sz.div(rows, ho * wo, "hw"), oh, ow
+
+    def _m_contiguous(self) -> bool:
+        """Whether a tile's rows (output pixels) are contiguous in the input or output
+        (an NCHW operand): only then does the divisibility of the output's size by 16 tell
+        Triton something (contiguous runs along M); channels-last convs read and write
+        along channels, so their spatial sizes are compiled without it (one cubin for
+        layers whose sizes differ only there)."""
+        return self.x_strides[3] == 1 or self.out_strides[3] == 1
+
+    def _k_split(self, sz: Sizes) -> list[str]:
+        # literals, whatever `sz`: these divide a K step's indices on every iteration of
+        # the main loop, where a literal divisor is a multiply-shift and a runtime one an
+        # integer division (PTX of a resnet 3x3 conv: 111 div/rem against 1), and their
+        # value sets the contiguity of the channel run a cp.async moves; the layers of
+        # one channel count still share a kernel
         cin_g, kw = self.w_shape[1], self.w_shape[3]
         return ["kk = k0 + rk", f"kh = kk // {kw * cin_g}", f"kw = (kk // {cin_g}) % {kw}",
                 f"ci = kk % {cin_g}"]
 
-    def a_load(self, k_mask: bool) -> list[str]:
-        _, sc, sh, sw = self.x_strides
-        c, h, w = self.x_shape[1:]
-        cast = _offset_cast(_extent((sc, sh, sw), (c, h, w)))       # within one image
-        return self._k_split() + [
-            f"ih = ih0[:, None] + kh[None, :] * {self.dilation[0]}",
-            f"iw = iw0[:, None] + kw[None, :] * {self.dilation[1]}",
+    def a_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
+        cast = _offset_cast(_extent(self.x_strides[1:], self.x_shape[1:]))   # within one image
+        _, sc, sh, sw = (sz.int(s, ("x", i)) for i, s in enumerate(self.x_strides))
+        # bounds of the padding mask only: no divisibility specialization
+        h, w = sz.int(self.x_shape[2], "h", False), sz.int(self.x_shape[3], "w", False)
+        return self._k_split(sz) + [
+            f"ih = ih0[:, None] + kh[None, :] * {sz.int(self.dilation[0], 'dh')}",
+            f"iw = iw0[:, None] + kw[None, :] * {sz.int(self.dilation[1], 'dw')}",
             f"inside = (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w}) & (kk[None, :] < K)",
             f"a = tl.load(x_base[:, None] + ih{cast} * {sh} + iw{cast} * {sw} + "
             f"ci[None, :]{cast} * {sc}, mask=inside, other=0.0)"]
 
-    def b_setup(self) -> list[str]:
+    def b_setup(self, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
         so = self.w_strides[0]
-        return [f"w_base = b_ptr + pid_b.to(tl.int64) * {self.n * so} + rn[None, :] * {so}"]
+        return [f"w_base = b_ptr + pid_b.to(tl.int64) * {sz.int(self.n * so, 'w_group')} + "
+                f"rn[None, :] * {sz.int(so, ('w', 0))}"]
 
-    def b_load(self, k_mask: bool) -> list[str]:
+    def b_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
         _, si, sh, sw = self.w_strides
         cin_g, kw = self.w_shape[1], self.w_shape[3]
         dense = (si, sw, sh) == (1, cin_g, kw * cin_g)     # OHWI: k is the memory offset
-        koff = "kk" if dense else f"(kh * {sh} + kw * {sw} + ci * {si})"
+        terms = [f"kh * {sz.int(sh, ('w', 2))}", f"kw * {sz.int(sw, ('w', 3))}",
+                 f"ci * {sz.int(si, ('w', 1))}"]
+        koff = "kk" if dense else f"({' + '.join(terms)})"
         return [f"b = tl.load(w_base + {koff}[:, None], mask=kk[:, None] < K, other=0.0)"]
 
-    def c_offset(self) -> str:
+    def c_offset(self, sizes: Sizes | None = None) -> str:
+        sz = _sz(sizes)
         ho, wo = self.out_hw
-        sn, sc, sh, sw = self.out_strides
         cast = _offset_cast(_extent(self.out_strides, (self.x_shape[0], self.w_shape[0], ho, wo)))
-        rm = f"rm{cast}" if cast else "rm"
-        return (f"({rm} // {ho * wo}) * {sn} + (({rm} // {wo}) % {ho}) * {sh} + ({rm} % {wo}) * "
-                f"{sw} + (pid_b{cast} * {self.n} + rn) * {sc}")
+        # the pixel's coordinates in int32 (rm < M < 2**31), their products in int64 where
+        # the output's offsets need it
+        img, oh, ow = self._pixel("rm", sz)
+        sn, sc, sh, sw = (sz.int(s, ("out", i)) for i, s in enumerate(self.out_strides))
+        return (f"({img}){cast} * {sn} + ({oh}){cast} * {sh} + ({ow}){cast} * {sw} "
+                f"+ (pid_b{cast} * {sz.int(self.n, 'N')} + rn) * {sc}")
 
-    def bias_offset(self) -> str:
-        return f"pid_b * {self.n} + rn"
+    def bias_offset(self, sizes: Sizes | None = None) -> str:
+        return f"pid_b * {_sz(sizes).int(self.n, 'N')} + rn"
 
     def describe(self) -> str:
         return (f"conv2d implicit GEMM x{list(self.x_shape)} w{list(self.w_shape)} "
@@ -268,14 +320,15 @@ def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel 
     fn = function_name(name)
     precision = _precision(problem)
     k_mask = problem.k % config.block_k != 0 or hasattr(problem, "x_shape")
-    body = _main_loop(problem, config, precision, k_mask)
+    sizes = Sizes(literal=literal_mode())
+    body = _main_loop(problem, config, precision, k_mask, sizes)
     args, buffers = _operand_args(problem, epilogue)
-    body += _finish(problem, epilogue)
+    body += _finish(problem, epilogue, sizes)
     header = [f"# {problem.describe()}, {precision or 'fp32 accumulate'}"]
     grid = (_tiles(problem, config), problem.batch, 1)
     return _kernel(fn, header, body, args, buffers, config.constexprs(), grid,
                    "(cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), batch, 1)", config.num_warps,
-                   config.num_stages, epilogue)
+                   config.num_stages, epilogue, sizes)
 
 
 def _precision(problem) -> str | None:
@@ -306,30 +359,35 @@ def _operand_args(problem, epilogue) -> tuple[list, list]:
     return args, buffers
 
 
-def _finish(problem, epilogue, bias_mask: str = "rn < N") -> list[str]:
+def _finish(problem, epilogue, sizes: Sizes | None = None,
+            bias_mask: str = "rn < N") -> list[str]:
     """From the float32 `acc` (rows rm, columns rn, batch pid_b, mask xmask): the bias,
     then the store or the epilogue."""
     body = []
     if problem.bias is not None:
-        body += [f"acc += tl.load(bias_ptr + {problem.bias_offset()}, mask={bias_mask}, "
+        body += [f"acc += tl.load(bias_ptr + {problem.bias_offset(sizes)}, mask={bias_mask}, "
                  "other=0.0).to(tl.float32)"]
-    body += [f"cidx = {problem.c_offset()}"]
+    body += [f"cidx = {problem.c_offset(sizes)}"]
     if epilogue is None:
         return body + [f"tl.store(c_ptr + cidx, acc.to({tl_type(problem.out_dtype)}), "
                        "mask=xmask)"]
-    return body + _epilogue(epilogue, problem)
+    return body + _epilogue(epilogue, problem, sizes)
 
 
 def _kernel(fn, header, body, args, buffers, constexprs, grid, rule, warps, stages,
-            epilogue) -> GeneratedKernel:
-    params = [a for a, _ in args] + [f"{c}: tl.constexpr" for c in constexprs]
+            epilogue, sizes: Sizes | None = None) -> GeneratedKernel:
+    """The kernel text and its launch: pointer arguments, then the runtime `sizes` (bound
+    in the LaunchSpec, appended at every launch), then the constexprs."""
+    sizes = _sz(sizes)
+    params = [a for a, _ in args] + [n for n, _, _ in sizes.args] + \
+        [f"{c}: tl.constexpr" for c in constexprs]
     if epilogue is not None:
         header = header + ["# epilogue:"] + ["#   " + line for line in
                                                str(epilogue).splitlines()]
     text = "\n".join(header + ["@triton.jit", f"def {fn}({', '.join(params)}):"]
                      + ["    " + line for line in body]) + "\n"
     return GeneratedKernel(text, LaunchSpec(fn, args, constexprs, grid, rule, warps, stages,
-                                            buffers))
+                                            buffers, sizes.args, sizes.plain))
 
 
 # --- split-K ------------------------------------------------------------------------------------
@@ -383,7 +441,9 @@ def generate_split_gemm(problem: "MatmulProblem", config: GemmConfig, splits: in
     header = [f"# {problem.describe()}, {precision or 'fp32 accumulate'}, split-K {splits} "
               f"x {chunk}"]
     k_mask = problem.k % config.block_k != 0
-    body = _main_loop(problem, config, precision, k_mask, chunk)
+    # literal sizes (no `sizes`): a split GEMM's partial and reduction kernels are one
+    # body per shape, as the K-major copies are (few GEMMs split: long K, few tiles)
+    body = _main_loop(problem, config, precision, k_mask, chunk=chunk)
     body += [f"widx = (pid_k * {problem.batch} + pid_b).to(tl.int64) * {problem.m * problem.n}"
              f" + rm * {problem.n} + rn",
              "tl.store(ws_ptr + widx, acc, mask=xmask)"]
@@ -488,10 +548,13 @@ def generate_kmajor_copy(strides: tuple[int, int, int], batch: int, rows: int, c
 
 
 def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
-               chunk: int | None = None) -> list[str]:
+               sizes: Sizes | None = None, chunk: int | None = None) -> list[str]:
     """The tile loop over K (with `chunk`: this program's K range, program_id(2))."""
     dot_args = f", input_precision=\"{precision}\"" if precision else ""
-    lines = [f"M = {problem.m}", f"N = {problem.n}", f"K = {problem.k}",
+    sz = _sz(sizes)
+    m_spec = not hasattr(problem, "x_shape") or problem._m_contiguous()
+    lines = [f"M = {sz.int(problem.m, 'M', m_spec)}", f"N = {sz.int(problem.n, 'N')}",
+             f"K = {sz.int(problem.k, 'K')}",
              "pid = tl.program_id(0)", "pid_b = tl.program_id(1)",
              "num_pid_m = (M + BLOCK_M - 1) // BLOCK_M", "num_pid_n = (N + BLOCK_N - 1) // BLOCK_N",
              "# grouped order: GROUP_M rows of tiles share B tiles in L2",
@@ -504,16 +567,18 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
              "rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M",
              "rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
              "rk = tl.arange(0, BLOCK_K)"]
-    lines += problem.a_setup() + problem.b_setup()
+    lines += problem.a_setup(sz) + problem.b_setup(sz)
     lines += ["acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)"]
     if chunk is None:
         lines += ["for k0 in range(0, K, BLOCK_K):"]
     else:
-        lines += ["pid_k = tl.program_id(2)", f"k_first = pid_k * {chunk}",
-                  f"a_ptrs += k_first * {problem.a_strides[2]}",
-                  f"b_ptrs += k_first * {problem.b_strides[1]}",
-                  f"for k0 in range(k_first, tl.minimum(k_first + {chunk}, K), BLOCK_K):"]
-    inner = problem.a_load(k_mask) + problem.b_load(k_mask) + [f"acc = tl.dot(a, b, acc{dot_args})"]
+        lines += ["pid_k = tl.program_id(2)", f"k_first = pid_k * {sz.int(chunk, 'chunk')}",
+                  f"a_ptrs += k_first * {sz.int(problem.a_strides[2], ('a', 'k'))}",
+                  f"b_ptrs += k_first * {sz.int(problem.b_strides[1], ('b', 'k'))}",
+                  f"for k0 in range(k_first, tl.minimum(k_first + {sz.int(chunk, 'chunk')}, K), "
+                  "BLOCK_K):"]
+    inner = problem.a_load(k_mask, sz) + problem.b_load(k_mask, sz) + \
+        [f"acc = tl.dot(a, b, acc{dot_args})"]
     lines += ["    " + line for line in inner]
     lines += ["rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
               "rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]",
@@ -521,13 +586,16 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
     return lines
 
 
-def _epilogue(kernel: K.Kernel, problem) -> list[str]:
+def _epilogue(kernel: K.Kernel, problem, sizes: Sizes | None = None) -> list[str]:
     """The epilogue description's stores, with its "acc" loads reading the tile."""
     if kernel.inner:
         raise LoweringError(f"{kernel.name}: a reduction cannot be a GEMM epilogue")
     index = _acc_index(kernel)
     lines = ["xindex = cidx"]
-    emitter = Emitter(kernel, wide=False, substitutes={"acc": "acc_value"})
+    # literal sizes: the epilogue unravels every element of the tile into the anchor's
+    # loop variables, where runtime divisors would be integer divisions per element
+    emitter = Emitter(kernel, wide=False, substitutes={"acc": "acc_value"},
+                      sizes=Sizes(literal=True))
     emitter.unravel_dense(lines, "cidx", index)
     acc_dtype = next(b.dtype for b in kernel.inputs if b.name == "acc")
     if acc_dtype.name in ("float16", "bfloat16"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from ...ir.dtypes import DType
-from .source import GeneratedKernel, LaunchSpec, function_name, pointer_type
+from .source import GeneratedKernel, LaunchSpec, Sizes, function_name, literal_mode, pointer_type
 
 BLOCK_ROWS = 64
 BLOCK_COLS = 64
@@ -31,24 +31,27 @@ def batched_transpose(batch: int, rows: int, cols: int, dtype: DType,
                       name: str = "layout_copy") -> GeneratedKernel:
     """out[b, j, i] = in[b, i, j] for dense [batch, rows, cols] -> [batch, cols, rows]."""
     fn = function_name(name)
-    plane = rows * cols
+    sizes = Sizes(literal=literal_mode(), wide=False)
+    rows_, cols_ = sizes.int(rows, "rows"), sizes.int(cols, "cols")
+    plane = sizes.int(rows * cols, "plane")
     body = [
         "b = tl.program_id(2).to(tl.int64)",
         "i = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)",
         "j = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)",
-        f"inside = (i[:, None] < {rows}) & (j[None, :] < {cols})",
+        f"inside = (i[:, None] < {rows_}) & (j[None, :] < {cols_})",
         f"base = b * {plane}",
-        f"tile = tl.load(in_ptr + base + i[:, None] * {cols} + j[None, :], mask=inside)",
-        f"tl.store(out_ptr + base + j[None, :] * {rows} + i[:, None], tile, mask=inside)",
+        f"tile = tl.load(in_ptr + base + i[:, None] * {cols_} + j[None, :], mask=inside)",
+        f"tl.store(out_ptr + base + j[None, :] * {rows_} + i[:, None], tile, mask=inside)",
     ]
+    params = ["in_ptr", "out_ptr"] + [n for n, _, _ in sizes.args] + \
+        ["BLOCK_ROWS: tl.constexpr", "BLOCK_COLS: tl.constexpr"]
     text = "\n".join([f"# [{batch}, {rows}, {cols}] -> [{batch}, {cols}, {rows}], tiled",
-                      "@triton.jit",
-                      f"def {fn}(in_ptr, out_ptr, BLOCK_ROWS: tl.constexpr, "
-                      "BLOCK_COLS: tl.constexpr):"]
+                      "@triton.jit", f"def {fn}({', '.join(params)}):"]
                      + ["    " + line for line in body]) + "\n"
     grid = (math.ceil(rows / BLOCK_ROWS), math.ceil(cols / BLOCK_COLS), batch)
     pointer = pointer_type(dtype)
     return GeneratedKernel(text, LaunchSpec(
         fn, [("in_ptr", pointer), ("out_ptr", pointer)],
         {"BLOCK_ROWS": BLOCK_ROWS, "BLOCK_COLS": BLOCK_COLS}, grid,
-        "(cdiv(rows, BLOCK_ROWS), cdiv(cols, BLOCK_COLS), batch)", 4, 1, ["input", "out"]))
+        "(cdiv(rows, BLOCK_ROWS), cdiv(cols, BLOCK_COLS), batch)", 4, 1, ["input", "out"],
+        sizes.args, sizes.plain))

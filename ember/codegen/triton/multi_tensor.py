@@ -290,7 +290,7 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
     arguments), then every part's outputs, as a plan step passes them (default: each
     part's arguments in turn). None when a part cannot join: a 2-D or 3-D grid, a
     source that is not one function, scalar (non-pointer) arguments."""
-    functions, branches, ins, outs, first = [], [], [], [], 0
+    functions, branches, ins, outs, sizes, plain, first = [], [], [], [], [], (), 0
     warps = 1
     for i, part in enumerate(parts):
         spec = part.launch
@@ -308,6 +308,10 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
         k = len(spec.args) if n_inputs is None else n_inputs[i]
         ins += [(mine[a], t) for a, t in spec.args[:k]]
         outs += [(mine[a], t) for a, t in spec.args[k:]]
+        own_sizes = {n: f"p{i}_{n}" for n, _, _ in spec.sizes}   # bound sizes pass through
+        mine.update(own_sizes)
+        sizes += [(own_sizes[n], t, v) for n, t, v in spec.sizes]
+        plain += tuple(own_sizes[n] for n in spec.plain)
         names = [p.split(":")[0].strip() for p in params.split(",")]
         if any(n not in mine and n not in spec.constexprs for n in names):
             return None
@@ -316,7 +320,8 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
         first += spec.grid[0]
         warps = max(warps, spec.num_warps)
     name, args = f"horizontal_{len(parts)}", ins + outs
-    lines = ["@triton.jit", f"def {name}({', '.join(a for a, _ in args)}):",
+    names = [a for a, _ in args] + [n for n, _, _ in sizes]
+    lines = ["@triton.jit", f"def {name}({', '.join(names)}):",
              f'    """{len(parts)} independent kernels in one launch."""',
              "    pid = tl.program_id(0)"]
     for k, (end, call) in enumerate(branches):
@@ -328,4 +333,4 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
     source = "\n\n".join(functions + ["\n".join(lines)]) + "\n"
     return GeneratedKernel(source, LaunchSpec(name, args, {}, (first, 1, 1),
                                               "sum of the parts' grids", warps, 1,
-                                              [a for a, _ in args]))
+                                              [a for a, _ in args], sizes, plain))

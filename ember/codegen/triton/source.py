@@ -1,10 +1,13 @@
 """Kernel descriptions (codegen/kernel.py) -> Triton source text.
 
 Each description becomes one `@triton.jit` function whose arguments are the
-description's buffers (inputs then outputs, as `<name>_ptr`) and its block sizes
-(constexprs). Sizes, strides and offsets are baked into the text as literals:
-descriptions are shape-specialized, and literal strides let Triton prove
-contiguity (vector loads) without runtime arguments.
+description's buffers (inputs then outputs, as `<name>_ptr`), its sizes (`ks0, ks1,
+...`: element counts, unravel divisors, index coefficients and offsets, constants;
+bound to the shape's values in `LaunchSpec.sizes`, see `Sizes`) and its block sizes
+(constexprs). The text is the same for every shape of one structure, so such kernels
+share one source and one cubin; integer sizes that are multiples of 16 are compiled
+as such (Triton's specialization), which keeps the contiguity that vector loads need.
+`literal_sizes()` / EMBER_TRITON_LITERAL_SIZES=1 bake the sizes in instead.
 
 - Pointwise (no inner space): 1-D blocks of XBLOCK points over the flattened
   outer space, masked at the end; the flat index is unraveled into the loop
@@ -27,8 +30,10 @@ outside the inner loop (per-row constants such as rsqrt(var + eps)).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -58,6 +63,7 @@ COLUMN_TARGET_PROGRAMS = 132  # enough programs for one wave of an H100 where th
 COLUMN_TILE = 8192          # XBLOCK * RBLOCK of a column tile (16 warps)
 COLUMN_WINDOW = 32          # column reductions this short (pooling windows) walk one reduced
 COLUMN_WINDOW_XBLOCK = 1024  # element a step over XBLOCK kept ones: no cross-thread reduce
+DIVISIBILITY = 16           # bound integers that are multiples of this are compiled as such
 
 
 def tl_type(dtype: DType) -> str:
@@ -90,10 +96,10 @@ def next_pow2(n: int) -> int:
 class LaunchSpec:
     """What a runtime needs to launch the compiled kernel without Triton.
 
-    `args` are the kernel's runtime arguments in call order: (name, signature type),
-    all device pointers (sizes are literals in the source). `constexprs` are the block
-    sizes compiled in. The grid is fixed by the sizes: `grid` is the value, `grid_rule`
-    says how it was computed.
+    `args` are the runtime arguments a caller passes, in call order: (name, signature
+    type), device pointers (and the optimizer kernels' hyperparameters); `sizes` follow
+    them, bound here. `constexprs` are the block sizes compiled in. The grid comes from
+    the shape: `grid` is the value, `grid_rule` says how it was computed.
     """
     name: str
     args: list[tuple[str, str]]
@@ -103,12 +109,46 @@ class LaunchSpec:
     num_warps: int
     num_stages: int = 1
     buffers: list[str] = field(default_factory=list)   # description buffer per pointer arg
+    # runtime scalars the generator binds (sizes, strides, element counts, constants of a
+    # shape-generic kernel): (parameter name, signature type, value), passed after `args`
+    sizes: list[tuple[str, str, object]] = field(default_factory=list)
+    plain: tuple[str, ...] = ()      # sizes compiled without divisibility (Sizes.int)
 
     def to_json(self) -> dict:
         return {"name": self.name, "args": [list(a) for a in self.args],
                 "constexprs": dict(self.constexprs), "grid": list(self.grid),
                 "grid_rule": self.grid_rule, "num_warps": self.num_warps,
-                "num_stages": self.num_stages, "buffers": list(self.buffers)}
+                "num_stages": self.num_stages, "buffers": list(self.buffers),
+                "sizes": [list(s) for s in self.sizes]}
+
+    def arg_types(self) -> list[str]:
+        """Signature types of every runtime argument in call order: `args`, then `sizes`."""
+        return [t for _, t in self.args] + [t for _, t, _ in self.sizes]
+
+    def bound(self) -> list:
+        """The values of `sizes`: what a launch appends after the caller's arguments."""
+        return [v for _, _, v in self.sizes]
+
+    def signature(self) -> dict[str, str]:
+        """triton.compile's signature: runtime arguments, then the constexprs."""
+        out = {name: t for name, t in self.args}
+        out.update({name: t for name, t, _ in self.sizes})
+        out.update({name: "constexpr" for name in self.constexprs})
+        return out
+
+    def size_divisibility(self) -> tuple[bool, ...]:
+        """Per bound integer, whether it is a multiple of DIVISIBILITY: the kernel is
+        compiled assuming it (as Triton's own launcher specializes integer arguments), so
+        the index math keeps its contiguity and vector loads; part of the kernel's key."""
+        return tuple(not t.startswith("fp") and n not in self.plain and
+                     int(v) % DIVISIBILITY == 0 for n, t, v in self.sizes)
+
+    def divisibility_attrs(self, pointer_alignment) -> dict:
+        """triton.compile's `attrs`: pointers marked 16-byte divisible where
+        `pointer_alignment` says so (one flag per `args`), bound integers where their value
+        is a multiple of DIVISIBILITY."""
+        flags = list(pointer_alignment) + list(self.size_divisibility())
+        return {(i,): [["tt.divisibility", DIVISIBILITY]] for i, ok in enumerate(flags) if ok}
 
 
 @dataclass
@@ -124,9 +164,22 @@ class GeneratedKernel:
         """Identity for caching and deduplication: the source plus how it is launched. The
         argument types are part of it: a source may leave its element types to the
         pointers' (a layout copy's is the same for float16 and float32), and a float32
-        launch of a float16 cubin moves the wrong bytes."""
-        h = hashlib.sha256(self.source.encode())
-        h.update(repr([t for _, t in self.launch.args]).encode())
+        launch of a float16 cubin moves the wrong bytes. So is the divisibility of the
+        bound sizes (the compile specializes on it), never their values: a shape-generic
+        kernel has one key, one source file and one cubin for every shape. Comment lines
+        (the description a kernel was generated for, with its shape) are left out."""
+        return self._hash(self.source)
+
+    def instance_key(self) -> str:
+        """key() plus the bound values: one launch's identity (a kernel and its shape)."""
+        return f"{self.key()}:{self.launch.bound()!r}"
+
+    def _hash(self, text: str) -> str:
+        text = "\n".join(line for line in text.splitlines()
+                         if not line.lstrip().startswith("#"))
+        h = hashlib.sha256(text.encode())
+        h.update(repr(self.launch.arg_types()).encode())
+        h.update(repr(self.launch.size_divisibility()).encode())
         h.update(repr(sorted(self.launch.constexprs.items())).encode())
         h.update(f"{self.launch.num_warps}/{self.launch.num_stages}".encode())
         return h.hexdigest()[:24]
@@ -141,12 +194,7 @@ class GeneratedKernel:
         # kernels one cubin)
         text = re.sub(rf"^def {re.escape(self.name)}\(", "def KERNEL(", self.source,
                       flags=re.MULTILINE)
-        text = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
-        h = hashlib.sha256(text.encode())
-        h.update(repr([t for _, t in self.launch.args]).encode())
-        h.update(repr(sorted(self.launch.constexprs.items())).encode())
-        h.update(f"{self.launch.num_warps}/{self.launch.num_stages}".encode())
-        return h.hexdigest()[:24]
+        return self._hash(text)
 
 
 MODULE_HEADER = '''"""Generated by ember.codegen.triton; do not edit."""
@@ -160,6 +208,110 @@ from ember.codegen.triton import mathlib as emath
 def function_name(name: str) -> str:
     ident = re.sub(r"\W", "_", name)
     return ident if ident and not ident[0].isdigit() else f"k_{ident}"
+
+
+# --- shape-generic kernels: sizes as runtime arguments -----------------------------------------
+def literal_sizes_default() -> bool:
+    """EMBER_TRITON_LITERAL_SIZES=1 bakes sizes, strides and constants into the source again
+    (one kernel body per shape, as before shape-generic kernels): for A/B timings."""
+    return os.environ.get("EMBER_TRITON_LITERAL_SIZES", "0") not in ("", "0")
+
+
+_LITERAL: list[bool] = []
+
+
+@contextlib.contextmanager
+def literal_sizes(on: bool = True):
+    """Inside, generate() bakes every size into the source (a plan packaged ahead of time
+    whose launch records carry no scalar arguments)."""
+    _LITERAL.append(on)
+    try:
+        yield
+    finally:
+        _LITERAL.pop()
+
+
+def literal_mode() -> bool:
+    return _LITERAL[-1] if _LITERAL else literal_sizes_default()
+
+
+class Sizes:
+    """The integers and floating constants of one generated kernel, as runtime arguments.
+
+    `int(value, role)` / `const(value, dtype)` return the source text for a value: a
+    parameter name (`ks0`, `ks1`, ... in order of first use) bound to the value in the
+    kernel's LaunchSpec.sizes, or the literal itself where it shapes the code rather than
+    parameterizes it: 0 and 1 (an omitted term, a unit stride Triton's contiguity analysis
+    needs to see), -1, non-finite floats, booleans and narrow integers. One parameter
+    serves every use of one value in one `role` (a loop variable's coefficient, the outer
+    size, ...): values are never shared across roles, where two sizes that happen to be
+    equal at one shape (a split's chunk and the channel count, both 512) would make that
+    shape's text differ from the others'. No role: a parameter of its own. With `literal`
+    every value is a literal (the per-shape kernels of literal_sizes())."""
+
+    def __init__(self, literal: bool = True, wide: bool = False):
+        self.literal = literal
+        self.itype = "i64" if wide else "i32"
+        self._names: dict = {}
+        self.args: list[tuple[str, str, object]] = []
+        self.plain: tuple[str, ...] = ()
+
+    def int(self, value: int, role=None, specialize: bool = True) -> str:
+        """`specialize=False` for a size whose divisibility tells Triton nothing it uses (a
+        bound compared against, a conv's stride or padding): the kernel is then compiled
+        once whatever the value, where each divisibility pattern is another cubin."""
+        value = int(value)
+        if self.literal or value in (0, 1, -1):
+            return str(value)
+        name = self._arg(self.itype if -2 ** 31 <= value < 2 ** 31 else "i64", value, role)
+        if not specialize and name not in self.plain:
+            self.plain += (name,)
+        return name
+
+    def div(self, expr: str, value: int, role) -> str:
+        """`expr // value` for 0 <= expr < 2**31 as a multiply-high and a shift by runtime
+        magic numbers (the division a compiler makes of a literal divisor: an integer
+        division by a runtime value is ~20 instructions): q = umulhi(n, m) >> s with
+        s = ceil(log2 d) - 1, m = ceil(2**(31 + s + 1) / d), exact for n < 2**31.
+        Triton learns nothing about the quotient's contiguity, so this is for indices
+        along a dimension no vector access walks (a channels-last conv's output pixels)."""
+        value = int(value)
+        if self.literal or value == 1:
+            return f"({expr} // {value})" if value != 1 else expr
+        shift = (value - 1).bit_length() - 1
+        magic = -(-(1 << (32 + shift)) // value)
+        magic = magic - (1 << 32) if magic >= 1 << 31 else magic     # its bits, as an i32
+        m = self._arg("i32", magic, ("magic", role))
+        s = self._arg("i32", shift, ("shift", role))
+        self.plain += tuple(n for n in (m, s) if n not in self.plain)
+        return f"(tl.umulhi({expr}, {m}) >> {s})"
+
+    def const(self, value, dtype: DType) -> str:
+        """`tl.full([], value, <register type>)` with the value a parameter where it may be."""
+        sig = _CONST_SIGS.get(register_type(dtype))
+        if self.literal or sig is None or dtype.name == "bool":
+            return _constant(value, dtype)
+        if sig.startswith("fp"):
+            value = float(value)
+            if not math.isfinite(value) or value in (0.0, 1.0, -1.0):
+                return _constant(value, dtype)
+        else:
+            value = int(value)
+            if value in (0, 1, -1) or not -2 ** 31 <= value < 2 ** 31 and sig == "i32":
+                return _constant(value, dtype)
+        return f"tl.full([], {self._arg(sig, value, 'const')}, {register_type(dtype)})"
+
+    def _arg(self, sig: str, value, role) -> str:
+        key = (role, sig, type(value), value) if role is not None else len(self.args)
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = f"ks{len(self.args)}"
+            self.args.append((name, sig, value))
+        return name
+
+
+_CONST_SIGS = {"tl.float32": "fp32", "tl.float64": "fp64", "tl.int32": "i32",
+               "tl.int64": "i64"}
 
 
 # --- block choice ------------------------------------------------------------------------------
@@ -262,9 +414,11 @@ class Emitter:
     """Emits the body of one kernel; `pointwise_body`/`reduction_body` build whole kernels,
     `epilogue` only the stores after a GEMM main loop."""
 
-    def __init__(self, kernel: K.Kernel, wide: bool = False, substitutes=None):
+    def __init__(self, kernel: K.Kernel, wide: bool = False, substitutes=None,
+                 sizes: Sizes | None = None):
         K.validate(kernel)
         self.k = kernel
+        self.sizes = sizes or Sizes(literal=True)    # where the integers and constants go
         self.n_outer = len(kernel.outer)
         self.dtypes = {b.name: b.dtype for b in kernel.inputs + kernel.outputs}
         for d in self.dtypes.values():
@@ -289,9 +443,10 @@ class Emitter:
         """v_d = (flat // stride_d) % size_d for row-major `sizes` (one var per dim)."""
         strides = [math.prod(sizes[d + 1:]) for d in range(len(sizes))]
         for d, (size, stride) in enumerate(zip(sizes, strides)):
-            value = flat if stride == 1 else f"({flat} // {stride})"
+            var = first_var + d
+            value = flat if stride == 1 else f"({flat} // {self.sizes.int(stride, ('div', var))})"
             if d > 0 and size != 1:
-                value = f"{value} % {size}"
+                value = f"{value} % {self.sizes.int(size, ('size', var))}"
             elif size == 1:
                 value = f"{flat} * 0"
             lines.append(f"v{first_var + d} = {value}")
@@ -300,7 +455,9 @@ class Emitter:
         """Inverse of a dense permutation index: loop vars from a memory offset."""
         for v in range(self.n_outer):
             c, size = index.coeff(v), self.k.outer[v]
-            lines.append(f"v{v} = ({flat} // {c}) % {size}" if size != 1 else f"v{v} = {flat} * 0")
+            lines.append(f"v{v} = ({flat} // {self.sizes.int(c, ('div', v))}) % "
+                         f"{self.sizes.int(size, ('size', v))}" if size != 1 else
+                         f"v{v} = {flat} * 0")
 
     # -- expressions ----------------------------------------------------------------------
     def uses_inner(self, e) -> bool:
@@ -340,13 +497,14 @@ class Emitter:
         if isinstance(e, K.MaskedLoad):
             return self._masked_load(e, scope, outer)
         if isinstance(e, K.Const):
-            return _constant(e.value, e.dtype)
+            return self.sizes.const(e.value, e.dtype)
         if isinstance(e, K.ReduceRef):
             return self.reduced[e.name]
         if isinstance(e, K.IndexValue):
             offset = self.affine(e.index)
             if not any(e.index.coeffs):
-                return f"tl.full([], {e.index.offset}, {register_type(e.dtype)})"
+                offset = self.sizes.int(e.index.offset, "offset")
+                return f"tl.full([], {offset}, {register_type(e.dtype)})"
             return f"({offset}).to({register_type(e.dtype)})"
         if isinstance(e, K.Cast):
             return _cast(self.value(e.value, scope, outer), e.value.dtype, e.dtype)
@@ -356,9 +514,10 @@ class Emitter:
         return _round_low_precision(text, e.dtype)
 
     def affine(self, index: K.Affine) -> str:
-        terms = [f"v{v}" if c == 1 else f"v{v} * {c}" for v, c in enumerate(index.coeffs) if c]
+        terms = [f"v{v}" if c == 1 else f"v{v} * {self.sizes.int(c, ('coeff', v))}"
+                 for v, c in enumerate(index.coeffs) if c]
         if index.offset or not terms:
-            terms.append(str(index.offset))
+            terms.append(self.sizes.int(index.offset, "offset"))
         return " + ".join(terms)
 
     def _mask_for(self, index: K.Affine, scope: Scope) -> str | None:
@@ -544,9 +703,13 @@ def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
     if kernel.inner and not blocks.persistent:
         from .reduce_levels import flatten_levels
         kernel = flatten_levels(kernel)     # sums of earlier sums: fewer walks of the input
-    emitter = Emitter(kernel, wide=needs_int64(kernel))
+    wide = needs_int64(kernel)
+    sizes = Sizes(literal=literal_mode(), wide=wide)
     name = function_name(kernel.name)
     x, r = math.prod(kernel.outer), math.prod(kernel.inner)
+    size_lines = [f"X = {sizes.int(x, 'X')}"] + \
+        ([f"R = {sizes.int(r, 'R')}"] if kernel.inner else [])
+    emitter = Emitter(kernel, wide=wide, sizes=sizes)
     if kernel.inner:
         body = emitter.reduction_body(blocks.persistent)
         constexprs = {"XBLOCK": blocks.xblock, "RBLOCK": blocks.rblock}
@@ -554,19 +717,21 @@ def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
         body = emitter.pointwise_body()
         constexprs = {"XBLOCK": blocks.xblock}
     buffers = [b.name for b in kernel.inputs + kernel.outputs]
-    params = [f"{b}_ptr" for b in buffers] + [f"{c}: tl.constexpr" for c in constexprs]
-    sizes = [f"X = {x}"] + ([f"R = {r}"] if kernel.inner else [])
+    params = [f"{b}_ptr" for b in buffers] + [a for a, _, _ in sizes.args] + \
+        [f"{c}: tl.constexpr" for c in constexprs]
     comment = "\n".join("# " + line for line in str(kernel).splitlines())
     mode = ("persistent" if blocks.persistent else "looped") + \
         (" columns" if is_column_reduction(kernel) else " rows") if kernel.inner else "pointwise"
-    text = "\n".join([comment, "@triton.jit", f"def {name}({', '.join(params)}):",
-                      f'    """{mode}: {len(kernel.stages)} stages over outer {list(kernel.outer)}'
-                      f', inner {list(kernel.inner)}."""']
-                     + ["    " + line for line in sizes + body]) + "\n"
+    # the shapes stay in comments (which keys leave out): the text below them is the same
+    # for every shape of one structure
+    text = "\n".join([comment, f"# outer {list(kernel.outer)}, inner {list(kernel.inner)}",
+                      "@triton.jit", f"def {name}({', '.join(params)}):",
+                      f'    """{mode}: {len(kernel.stages)} stages."""']
+                     + ["    " + line for line in size_lines + body]) + "\n"
     args = [(f"{b.name}_ptr", pointer_type(b.dtype)) for b in kernel.inputs + kernel.outputs]
     grid = (math.ceil(x / blocks.xblock), 1, 1)
     launch = LaunchSpec(name, args, constexprs, grid, f"cdiv({x}, XBLOCK)", blocks.num_warps,
-                        1, buffers)
+                        1, buffers, sizes.args, sizes.plain)
     return GeneratedKernel(text, launch)
 
 

@@ -130,7 +130,13 @@ def _levels(kernel: K.Kernel) -> dict[str, int]:
 def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
            phase: int) -> GeneratedKernel:
     final = phase > max(levels.values())
-    em = Emitter(kernel, wide=source.needs_int64(kernel))
+    wide = source.needs_int64(kernel)
+    sizes = source.Sizes(literal=source.literal_mode(), wide=wide)
+    size_lines = [f"X = {sizes.int(math.prod(kernel.outer), 'X')}",
+                  f"R = {sizes.int(math.prod(kernel.inner), 'R')}",
+                  f"S = {sizes.int(split.splits, 'S')}",
+                  f"CHUNK = {sizes.int(split.chunk, 'CHUNK')}"]
+    em = Emitter(kernel, wide=wide, sizes=sizes)
     em.loop_range = "range(rstart, rstart + CHUNK, RBLOCK)"
     em.outer_store_mask = "xmask_first"
     x = math.prod(kernel.outer)
@@ -178,20 +184,20 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
                   "SBLOCK": min(max(FINISH_SBLOCK, FINISH_TILE // blocks.xblock),
                                 source.next_pow2(split.splits))}
     buffers = [b.name for b in kernel.inputs + kernel.outputs]
-    params = [f"{b}_ptr" for b in buffers] + ["ws_ptr"] + \
+    params = [f"{b}_ptr" for b in buffers] + ["ws_ptr"] + [a for a, _, _ in sizes.args] + \
         [f"{c}: tl.constexpr" for c in constexprs]
-    sizes = [f"X = {x}", f"R = {math.prod(kernel.inner)}", f"S = {split.splits}",
-             f"CHUNK = {split.chunk}"]
     comment = "\n".join("# " + line for line in str(kernel).splitlines())
-    text = "\n".join([comment, "@triton.jit", f"def {name}({', '.join(params)}):",
-                      f'    """split {role}: {split.splits} chunks of {split.chunk} over outer '
-                      f'{list(kernel.outer)}, inner {list(kernel.inner)}."""']
-                     + ["    " + line for line in sizes + lines]) + "\n"
+    text = "\n".join([comment, f"# {split.splits} chunks of {split.chunk} over outer "
+                      f"{list(kernel.outer)}, inner {list(kernel.inner)}",
+                      "@triton.jit", f"def {name}({', '.join(params)}):",
+                      f'    """split {role}."""']
+                     + ["    " + line for line in size_lines + lines]) + "\n"
     args = [(f"{b.name}_ptr", source.pointer_type(b.dtype))
             for b in kernel.inputs + kernel.outputs] + [("ws_ptr", "*fp32")]
     grid = (math.ceil(x / blocks.xblock), split.splits, 1)
     launch = LaunchSpec(name, args, constexprs, grid, f"(cdiv({x}, XBLOCK), {split.splits})",
-                        blocks.num_warps, 1, buffers + ["workspace"])
+                        blocks.num_warps, 1, buffers + ["workspace"], sizes.args,
+                        sizes.plain)
     return GeneratedKernel(text, launch)
 
 

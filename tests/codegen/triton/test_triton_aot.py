@@ -59,8 +59,11 @@ def test_metadata_describes_the_launch(compiled):
     for meta in metas:
         assert meta["format"] == "ember-triton-cubin-1"
         assert meta["block"] == [32 * meta["num_warps"], 1, 1]
-        assert len(meta["args"]) == len(meta["buffers"])
-        assert all(ty.startswith("*") for _, ty in meta["args"])
+        # pointers for the buffers, then a shape-generic kernel's bound sizes (values given)
+        n = len(meta["buffers"])
+        assert len(meta["args"]) == n + len(meta.get("sizes", []))
+        assert all(ty.startswith("*") for _, ty in meta["args"][:n])
+        assert all(ty in ("i32", "i64", "fp32", "fp64") for _, ty in meta["args"][n:])
         assert all(g >= 1 for g in meta["grid"])
         assert meta["shared_mem"] >= 0
         kinds.add("gemm" if "BLOCK_M" in meta["constexprs"] else

@@ -15,7 +15,8 @@ from ember.codegen.lowering import lower_group  # noqa: E402
 from ember.codegen.triton import cache  # noqa: E402
 from ember.codegen.triton.autotune import default_config  # noqa: E402
 from ember.codegen.triton.gemm import (SMS, GemmConfig, MatmulProblem,  # noqa: E402
-                                       anchor_problem, generate_split_gemm, split_k)
+                                       anchor_problem, generate_gemm, generate_split_gemm,
+                                       split_k)
 from ember.ir.errors import LoweringError  # noqa: E402
 from ember.ir.fused import FusedGroup  # noqa: E402
 from ember.ir.meta import meta_of  # noqa: E402
@@ -47,6 +48,16 @@ def test_split_k_matches_float64(m, n, k, splits, rng):
     _run(split, [dev(np.ascontiguousarray(a.T)), dev(b)], [c])
     np.testing.assert_allclose(host(c).reshape(m, n), a.astype(np.float64) @ b, rtol=1e-5,
                                atol=1e-4)
+
+
+def test_split_k_kernels_keep_literal_sizes():
+    """The plain GEMM is shape-generic (its strides are bound runtime sizes); the split's
+    partial and sum kernels bake the shape in (one body per shape, no bound sizes)."""
+    problem = MatmulProblem.create(37, 21, 100, precision="ieee")
+    assert generate_gemm(problem, SMALL).launch.sizes
+    for kernel in generate_split_gemm(problem, SMALL, 2).kernels:
+        assert kernel.launch.sizes == [] and "ks0" not in kernel.source
+        assert "N = 21" in kernel.source
 
 
 def test_split_k_batched_with_bias(rng):

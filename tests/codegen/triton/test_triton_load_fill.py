@@ -179,8 +179,7 @@ pad = source.generate(lower_group(graph, "k").kernel)
 fills = {}
 for name, kernel in (("conv", conv), ("pad", pad)):
     spec = kernel.launch
-    signature = dict(spec.args)
-    signature.update({c: "constexpr" for c in spec.constexprs})
+    signature = spec.signature()          # pointers, the shape-generic sizes, constexprs
     attrs = {(i,): [["tt.divisibility", 16]] for i in range(len(spec.args))}
     compiled = triton.compile(
         ASTSource(load(kernel), signature, constexprs=dict(spec.constexprs), attrs=attrs),

@@ -122,7 +122,7 @@ from ember.ir.symbolic import build_graph
 
 x = ember.randn(37, 5)
 graph = build_graph(lambda a: (a * 2).relu(), [meta_of(x)])[0]
-other = build_graph(lambda a: (a * 3).relu(), [meta_of(x)])[0]
+other = build_graph(lambda a: (a + 3).relu(), [meta_of(x)])[0]   # other code: an add
 first, second = (generate(lower_group(graph, n).kernel) for n in ("first", "second"))
 third = generate(lower_group(other, "first").kernel)
 jobs = [dc.CompileJob(k, (True, True), 90) for k in (first, second, third)]
