@@ -80,8 +80,9 @@ cases = {"pointwise": build_graph(lambda a, b: a * b + 1, [meta_of(x), meta_of(x
 out = {}
 for name, graph in cases.items():
     gen = generate(lower_group(graph, name).kernel)
-    arg_types = [t for _, t in gen.launch.args]
-    for alignment in ([True] * len(arg_types), [False] * len(arg_types)):
+    arg_types = gen.launch.arg_types()          # pointers, then the shape-generic sizes
+    pointers = len(gen.launch.args)
+    for alignment in ([True] * pointers, [False] * pointers):
         compiled = compile_triton(gen, alignment, (9, 0))
         meta = LaunchMetadata.from_dict(compiled.metadata._asdict(), arg_types)
         out[f"{name}-{alignment[0]}"] = {
@@ -89,7 +90,7 @@ for name, graph in cases.items():
             "expected": len(arg_types) + meta.scratch_params,
             "elf": compiled.asm["cubin"][:4] == b"\x7fELF",
             "divisibility": compiled.asm["ttir"].count("tt.divisibility"),
-            "pointers": len(arg_types), "num_warps": meta.num_warps,
+            "pointers": pointers, "num_warps": meta.num_warps,
             "warps_wanted": gen.launch.num_warps}
 # the AOT metadata codegen/triton/compile.py writes reads back to the same launch
 import tempfile
