@@ -212,9 +212,13 @@ def function_name(name: str) -> str:
 
 # --- shape-generic kernels: sizes as runtime arguments -----------------------------------------
 def literal_sizes_default() -> bool:
-    """EMBER_TRITON_LITERAL_SIZES=1 bakes sizes, strides and constants into the source again
-    (one kernel body per shape, as before shape-generic kernels): for A/B timings."""
-    return os.environ.get("EMBER_TRITON_LITERAL_SIZES", "0") not in ("", "0")
+    """Sizes, strides and constants are baked into the source (one kernel body per shape)
+    unless EMBER_TRITON_LITERAL_SIZES=0 asks for shape-generic kernels. Measured on an H100
+    (resnet18 training step, batch 64, TF32): shape-generic kernels ran 5% slower (10.16
+    against 9.62 ms a step; the transformer layer 1.24 against 1.07) and did not make the
+    cold first call faster there (10.1 against 8.9 s: 16 compile workers hide the count of
+    cubins, 95 against 141), so they are opt-in: they pay where few cores compile."""
+    return os.environ.get("EMBER_TRITON_LITERAL_SIZES", "1") not in ("", "0")
 
 
 _LITERAL: list[bool] = []

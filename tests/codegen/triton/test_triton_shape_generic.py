@@ -23,6 +23,14 @@ from ember.ir.symbolic import build_graph  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from test_llvm_emit import flat_input  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def shape_generic():
+    """Shape-generic kernels are opt-in (EMBER_TRITON_LITERAL_SIZES=0): every test here
+    generates them."""
+    with source.literal_sizes(False):
+        yield
+
 F = ember.nn.functional
 CL = ember.channels_last
 SMALL = GemmConfig(block_m=16, block_n=16, block_k=16, group_m=2, num_warps=1, num_stages=1)
