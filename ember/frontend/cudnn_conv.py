@@ -275,6 +275,48 @@ def stats() -> dict:
     return dict(_STATS)
 
 
+# --- compiled training steps: which weight gradients want NCHW operands ------------------
+def wgrad_nchw_mode() -> str:
+    """EMBER_WGRAD_NCHW: `always` gives every float32 weight gradient that ember's GEMM
+    reads NCHW its NCHW operands in a compiled training step (fused into their producers,
+    passes/train_layout.py), whatever cuDNN could do; anything else (default `auto`) leaves
+    channels-last operands to cuDNN where it can take them (`wgrad_wants_nchw`)."""
+    value = os.environ.get("EMBER_WGRAD_NCHW", "auto").strip().lower()
+    return "always" if value in ("always", "1", "on") else "auto"
+
+
+def wgrad_wants_nchw(x, g, w, stride, padding, dilation) -> bool:
+    """The wgrad-nchw pass's predicate for a compiled CUDA training step (x, g, w: the
+    TensorMetas of the input, the output gradient and the weight gradient): True where
+    the weight gradient should read NCHW copies of channels-last operands, written by the
+    kernels that produce them.
+
+    NCHW copies serve only ember's split-K GEMM (codegen/triton/conv_wgrad.py), and they
+    cost a second layout's writes in the producers (resnet18 at batch 64: about 750 MB a
+    step) while cuDNN's channels-last weight gradients (H100, TF32, torch's profile) ran
+    faster than the GEMM plus its partial sums at every resnet18 layer (layer1 0.147 ms
+    against 0.159, layer2 ~0.085 against 0.126). So where cuDNN can take the
+    channels-last operands they stay channels-last, and the step's first run times cuDNN
+    on them against ember's route (which then makes its own NCHW copies), as eager does;
+    a shape already timed with ember's route the faster keeps the NCHW copies."""
+    if wgrad_nchw_mode() == "always" or not usable():
+        return True
+    spec = spec_for("wgrad", *[_meta_parts(m) for m in (x, w, g)], stride, padding, dilation)
+    if spec is None:
+        return True
+    known = timings(spec, _index(x.device))
+    return known is not None and known[0] <= known[1]
+
+
+def _meta_parts(meta) -> tuple:
+    return tuple(meta.shape), tuple(meta.strides), meta.dtype.name
+
+
+def _index(device: str) -> int:
+    _, _, number = str(device).partition(":")
+    return int(number) if number.isdigit() else 0
+
+
 # --- eager conv2d -------------------------------------------------------------------------
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)

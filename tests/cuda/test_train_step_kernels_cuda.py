@@ -109,3 +109,72 @@ def test_nchw_store_from_a_column_tile_is_vectorized_on_sm90():
     assert run.returncode == 0, run.stderr[-3000:]
     stores = json.loads(run.stdout.strip().splitlines()[-1])
     assert stores and all(s.startswith("st.global.v4") for s in stores), stores
+
+
+def _weight_grads_by_layout(step):
+    """The compiled step's convolution_backward_weight nodes: True for each whose operands
+    are NCHW conversions (wgrad-nchw), False where they stayed channels-last."""
+    found = []
+    for n in step.graph.nodes:
+        if getattr(n.target, "name", "") == "convolution_backward_weight":
+            found.append(any(getattr(a, "meta", {}).get("val") is not None and
+                             a.meta["val"].is_contiguous(ember.contiguous_format)
+                             for a in n.args[:2]))
+    return found
+
+
+def test_weight_gradients_left_channels_last_by_the_predicate(device):  # noqa: F811
+    """options['wgrad_nchw'] as a predicate (what the CUDA backend passes: cuDNN's
+    channels-last weight gradient where it can run): a weight gradient it declines keeps
+    channels-last operands, runs ember's route on them (which copies) and the step still
+    equals the eager one."""
+    asked = []
+
+    def declines(x, g, w, stride, padding, dilation):
+        asked.append((tuple(x.shape), tuple(g.shape), tuple(w.shape), stride, padding))
+        return False
+    ember.manual_seed(0)
+    step = assert_sgd_steps_match_eager(_net(), (2, 3, 5, 4), device=device, backend="triton",
+                                        options={"wgrad_nchw": declines})
+    assert asked and all(w == (64, 64, 3, 3) for _, _, w, _, _ in asked)
+    assert asked[0][3] == [1, 1] and asked[0][4] == [1, 1]
+    assert _weight_grads_by_layout(step) and not any(_weight_grads_by_layout(step))
+
+
+def test_wgrad_nchw_predicate_follows_cudnn(monkeypatch):
+    """cudnn_conv.wgrad_wants_nchw: NCHW copies where cuDNN cannot run (or
+    EMBER_WGRAD_NCHW=always), channels-last operands where it can, unless ember's route
+    was already timed the faster for the shape."""
+    from ember.frontend import cudnn_conv
+    from ember.ir.dtypes import float32
+    from ember.ir.meta import TensorMeta, channels_last
+    x = TensorMeta((8, 64, 14, 14), float32, "cuda:0", channels_last)
+    g = TensorMeta((8, 64, 14, 14), float32, "cuda:0", channels_last)
+    w = TensorMeta((64, 64, 3, 3), float32, "cuda:0", channels_last)
+    args = (x, g, w, [1, 1], [1, 1], [1, 1])
+    monkeypatch.delenv("EMBER_WGRAD_NCHW", raising=False)
+    monkeypatch.setattr(cudnn_conv, "usable", lambda: False)
+    assert cudnn_conv.wgrad_wants_nchw(*args)
+    monkeypatch.setattr(cudnn_conv, "usable", lambda: True)
+    specs = []
+
+    def timings(spec, index):
+        specs.append((spec, index))
+        return found[0]
+    monkeypatch.setattr(cudnn_conv, "timings", timings)
+    found = [None]                                        # not timed yet: cuDNN may take it
+    assert not cudnn_conv.wgrad_wants_nchw(*args)
+    spec = specs[0][0]
+    assert spec.kind == "wgrad" and spec.x[0] == (8, 64, 14, 14) and spec.w[0] == (64, 64, 3, 3)
+    assert spec.x[1] == (12544, 1, 896, 64)               # the channels-last operands
+    found[0] = (0.2, 0.1)                                 # cuDNN timed the faster
+    assert not cudnn_conv.wgrad_wants_nchw(*args)
+    found[0] = (0.1, 0.2)                                 # ember's route timed the faster
+    assert cudnn_conv.wgrad_wants_nchw(*args)
+    found[0] = None
+    monkeypatch.setenv("EMBER_WGRAD_NCHW", "always")
+    assert cudnn_conv.wgrad_wants_nchw(*args)
+    monkeypatch.setenv("EMBER_WGRAD_NCHW", "auto")
+    assert not cudnn_conv.wgrad_wants_nchw(*args)
+    half = TensorMeta((8, 64, 14, 14), ember.float64, "cuda:0", channels_last)
+    assert cudnn_conv.wgrad_wants_nchw(half, half, w, [1, 1], [1, 1], [1, 1])   # no spec
