@@ -34,7 +34,7 @@ then totals per kernel family and the launch count. Run where ember imports:
 
     python tools/cuda_step_bytes.py [--model resnet18|small_cnn|convbn|transformer|mlp]
         [--size 224] [--batch 64] [--bf16] [--top 40] [--json PATH] [--no-graphs] [--every]
-        [--show KERNEL]
+        [--show KERNEL] [--cudnn-wgrad]
 """
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ from ember.codegen.triton.reduce_levels import flatten_levels  # noqa: E402
 # phase's level ("partial<n>") / "final"
 _DESCRIPTIONS: dict[int, tuple] = {}
 SHOW: set = set()              # kernel names whose source --show prints
+OPTIONS: dict = {}             # extra compile_train_step options (--cudnn-wgrad)
 
 
 # id(GeneratedKernel) -> (problem, config, role, splits): role None (one GEMM kernel),
@@ -468,7 +469,7 @@ def _build(model_name: str, size: int, batch: int):
 def _compile_step(model, loss_fn, opt, graphs: bool, bf16: bool):
     """compile_train_step as benchmarks/cuda.py builds it (bf16: a traced step function
     with autocast around the forward and the loss)."""
-    options = {"cuda_graphs": graphs}
+    options = {"cuda_graphs": graphs, **OPTIONS}
     if not bf16:
         return ember.compile_train_step(model, loss_fn, opt, backend="triton",
                                         options=options)
@@ -605,8 +606,15 @@ def main(argv=None) -> int:
                    help="float32 GEMMs in IEEE float32 (default: TF32, as benchmarks/cuda.py)")
     p.add_argument("--roofline", action="store_true",
                    help="only the H100 roofline table (every launch by estimated time)")
+    p.add_argument("--cudnn-wgrad", action="store_true",
+                   help="the step a GPU with cuDNN builds: float32 weight gradients keep "
+                        "channels-last operands (no NCHW stores in their producers; "
+                        "cudnn_conv.wgrad_wants_nchw); cuDNN's there, ember's route "
+                        "(with its own NCHW copies) here")
     args = p.parse_args(argv)
     SHOW.update(args.show)
+    if args.cudnn_wgrad:
+        OPTIONS["wgrad_nchw"] = False
     if args.batch is None:
         args.batch = 32 if args.model == "transformer" else 64
     rows = step_rows(args.model, args.size, args.batch, graphs=not args.no_graphs,
