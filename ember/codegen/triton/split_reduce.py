@@ -169,12 +169,11 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
     # every earlier level's results first; then one walk of the chunk for all of this
     # level's Reduces (or, in the final phase, for all stores over the inner space)
     reduced, stores = [], []
+    _finish(em, [s for s in kernel.stages if isinstance(s, K.Reduce) and levels[s.name] < phase],
+            slots, outer)
     for stage in kernel.stages:
         if isinstance(stage, K.Reduce):
-            level = levels[stage.name]
-            if level < phase:
-                _finish(em, stage, slots[stage.name], split.splits, outer)
-            elif level == phase:
+            if levels[stage.name] == phase:
                 reduced.append(stage)
         elif final and stage.over_inner:
             stores.append(stage)
@@ -218,20 +217,27 @@ def final_walks_forward() -> bool:
     return os.environ.get("EMBER_SPLIT_FINAL_FORWARD", "").strip() in ("1", "true", "on")
 
 
-def _finish(em: Emitter, stage: K.Reduce, slot: int, splits: int, outer: Scope) -> None:
-    """red_<name> from the partials of every split: SBLOCK splits a step into an
-    [XBLOCK, SBLOCK] accumulator, then across it (a fixed order, the same in every
-    program). A step's tile stays a few registers a thread where one [XBLOCK, 256] load
-    of every partial took 64 a thread at 4 warps."""
-    ident = source._identity(stage.combine, stage.acc_dtype)
-    parts, acc = em.fresh("parts"), em.fresh("acc")
-    outer.lines += [
-        f"{acc} = tl.full([XBLOCK, SBLOCK], {ident}, tl.float32)",
-        "for s0 in range(0, S, SBLOCK):",
-        "    sidx = s0 + tl.arange(0, SBLOCK)[None, :]",
-        f"    {parts} = tl.load(ws_ptr + (({slot} * S + sidx) * X + xindex), "
-        f"mask=xmask & (sidx < S), other=0)",
-        f"    {parts} = tl.where(sidx < S, {parts}, {ident})",
-        f"    {acc} = {source._combine(stage, acc, parts)}"]
-    outer.lines.append(f"red_{stage.name} = {source._reduce_call(stage, acc)}[:, None]")
-    em.reduced[stage.name] = f"red_{stage.name}"
+def _finish(em: Emitter, stages: list, slots: dict, outer: Scope) -> None:
+    """red_<name> for every Reduce of `stages` from the partials of every split: SBLOCK
+    splits a step into an [XBLOCK, SBLOCK] accumulator per Reduce, then across it (a fixed
+    order, the same in every program). A step's tiles stay a few registers a thread where
+    one [XBLOCK, 256] load of every partial took 64 a thread at 4 warps. One loop serves
+    every Reduce, so their loads from L2 are in flight together (a BatchNorm backward's
+    final waited on three loops of 8 steps, one after another, before its first row)."""
+    if not stages:
+        return
+    accs, parts = [em.fresh("acc") for _ in stages], [em.fresh("parts") for _ in stages]
+    idents = [source._identity(s.combine, s.acc_dtype) for s in stages]
+    outer.lines += [f"{acc} = tl.full([XBLOCK, SBLOCK], {ident}, tl.float32)"
+                    for acc, ident in zip(accs, idents)]
+    outer.lines += ["for s0 in range(0, S, SBLOCK):",
+                    "    sidx = s0 + tl.arange(0, SBLOCK)[None, :]"]
+    for stage, acc, part, ident in zip(stages, accs, parts, idents):
+        outer.lines += [
+            f"    {part} = tl.load(ws_ptr + (({slots[stage.name]} * S + sidx) * X + xindex), "
+            f"mask=xmask & (sidx < S), other=0)",
+            f"    {part} = tl.where(sidx < S, {part}, {ident})",
+            f"    {acc} = {source._combine(stage, acc, part)}"]
+    for stage, acc in zip(stages, accs):
+        outer.lines.append(f"red_{stage.name} = {source._reduce_call(stage, acc)}[:, None]")
+        em.reduced[stage.name] = f"red_{stage.name}"
