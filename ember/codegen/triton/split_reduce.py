@@ -90,8 +90,10 @@ def plan(kernel: K.Kernel) -> SplitPlan | None:
     if source.is_column_reduction(kernel):
         itemsize = max(e.dtype.itemsize for e in source._loads(kernel))
         xblock = min(source.next_pow2(x), max(1, COLUMN_XBLOCK_BYTES // itemsize))
-        rblock = max(1, min(COLUMN_SPLIT_TILE, source.COLUMN_TILE) // xblock)
-        blocks = Blocks(xblock, rblock, False, COLUMN_SPLIT_WARPS)
+        warps = column_split_warps()
+        tile = COLUMN_SPLIT_TILE * warps // COLUMN_SPLIT_WARPS      # 8 elements a thread
+        rblock = max(1, min(tile, source.COLUMN_TILE) // xblock)
+        blocks = Blocks(xblock, rblock, False, warps)
         target, max_splits = TARGET_PROGRAMS, MAX_SPLITS
     else:
         blocks = Blocks(1, min(default.rblock, ROW_SPLIT_RBLOCK), False, ROW_SPLIT_WARPS)
@@ -209,6 +211,17 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
                         blocks.num_warps, 1, buffers + ["workspace"], sizes.args,
                         sizes.plain)
     return GeneratedKernel(text, launch)
+
+
+def column_split_warps() -> int:
+    """Warps of a split column program: COLUMN_SPLIT_WARPS, or EMBER_SPLIT_COLUMN_WARPS (8
+    or 16; the tile grows with them, 8 elements a thread). The split's grid is about four
+    programs an SM (the splits stop at MAX_SPLITS), so 4-warp programs leave an SM 16 warps
+    of the 64 it can hold (resnet18's stem BatchNorm phases take 40-54 registers a thread:
+    32 warps would fit); 8 warps doubles the bytes each SM has in flight. Opt-in until timed
+    on a GPU; the partials' sums change order with the tile (still fixed run to run)."""
+    value = os.environ.get("EMBER_SPLIT_COLUMN_WARPS", "").strip()
+    return int(value) if value in ("8", "16") else COLUMN_SPLIT_WARPS
 
 
 def final_walks_forward() -> bool:

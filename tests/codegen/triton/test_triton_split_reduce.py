@@ -234,3 +234,17 @@ def test_final_walks_its_chunk_backward_with_the_same_bits(monkeypatch):
                                                      torch.tensor(b), training=True))
     np.testing.assert_allclose(_nchw(backward[0][1], (3, 7, 9, 5)), want.numpy(), rtol=1e-4,
                                atol=1e-4)
+
+
+def test_column_split_warps_knob(monkeypatch):
+    """EMBER_SPLIT_COLUMN_WARPS=8: [32, 64] column tiles at 8 warps (still 8 elements a
+    thread), the chunks a multiple of the taller tile; other values keep 4 warps."""
+    big = ember.empty(64, 64, 56, 56, memory_format=CL)
+    w = ember.empty(64)
+    kernel, _ = _lowered(_bn_relu, big, w, w)
+    monkeypatch.setenv("EMBER_SPLIT_COLUMN_WARPS", "8")
+    plan = split_reduce.plan(kernel)
+    assert (plan.blocks.xblock, plan.blocks.rblock, plan.blocks.num_warps) == (32, 64, 8)
+    assert plan.chunk % 64 == 0 and plan.splits * plan.chunk >= 64 * 56 * 56
+    monkeypatch.setenv("EMBER_SPLIT_COLUMN_WARPS", "5")
+    assert split_reduce.plan(kernel).blocks.num_warps == 4
