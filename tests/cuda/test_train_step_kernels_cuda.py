@@ -178,3 +178,31 @@ def test_wgrad_nchw_predicate_follows_cudnn(monkeypatch):
     assert not cudnn_conv.wgrad_wants_nchw(*args)
     half = TensorMeta((8, 64, 14, 14), ember.float64, "cuda:0", channels_last)
     assert cudnn_conv.wgrad_wants_nchw(half, half, w, [1, 1], [1, 1], [1, 1])   # no spec
+
+
+_PROFILE = """[profile ember compiled] 9 GPU activities/step, GPU busy 1.0 ms/step
+    0.3000 ms/step  x 2.0  fused_a_final  [0.100, 0.200]
+    0.0500 ms/step  x 1.0  fused_b
+    0.0900 ms/step  x 3.0  conv_weight_grad  [0.030, 0.030, 0.030]
+    0.0100 ms/step  x 1.0  sm90_xmma_wgrad_indexed_implicit_gemm_f32f32
+[profile torch eager] 5 GPU activities/step, GPU busy 1.0 ms/step
+    0.5000 ms/step  x 1.0  fused_b
+"""
+
+
+def test_profile_times_join_the_byte_table_by_gpu_name_and_count():
+    """tools/cuda_step_bytes.py --profile: the ember section's per-launch times go to the
+    launches the GPU names alike (a kernel whose text differs only in its name runs as the
+    first one's), in launch order, only where the counts agree."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import cuda_step_bytes
+    measured = cuda_step_bytes.parse_profile(_PROFILE)
+    assert measured["fused_a_final"] == pytest.approx([1e-4, 2e-4])
+    assert measured["fused_b"] == pytest.approx([5e-5])             # not torch's
+    rows = [{"kernel": "fused_a_final", "gpu_name": "fused_a_final"},
+            {"kernel": "fused_c_final", "gpu_name": "fused_a_final"},
+            {"kernel": "fused_b", "gpu_name": "fused_b"},
+            {"kernel": "conv_weight_grad", "gpu_name": "conv_weight_grad"}]
+    differ = cuda_step_bytes.attach_measured(rows, measured)
+    assert [r.get("meas_s") for r in rows] == pytest.approx([1e-4, 2e-4, 5e-5, None])
+    assert differ == ["conv_weight_grad (3 on the GPU, 1 here)"]
