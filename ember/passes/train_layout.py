@@ -75,8 +75,11 @@ def _nchw_weight_gradient(node: Node) -> bool:
 
 def _asks(wants, node: Node) -> bool:
     g, x, _, stride, padding, dilation = node.args[:6]
-    return bool(wants(x.meta["val"], g.meta["val"], node.meta["val"], list(stride),
-                      list(padding), list(dilation)))
+    w = node.meta.get("val")
+    if not isinstance(w, TensorMeta):
+        return True                      # nothing to ask about: NCHW operands, as always
+    return bool(wants(x.meta["val"], g.meta["val"], w, list(stride), list(padding),
+                      list(dilation)))
 
 
 def _channels_last(value) -> bool:
