@@ -14,10 +14,9 @@ second read. One conversion per value serves every weight gradient that reads it
 Runs when `ctx.options['wgrad_nchw']` is true (the CUDA backend's training steps). The
 option may be a predicate instead, called as `wants(input, grad_output, weight_gradient,
 stride, padding, dilation)` with the three TensorMetas: a weight gradient gets NCHW
-operands only where it returns true. The CUDA backend's predicate says no where cuDNN can
-take the channels-last operands (frontend/cudnn_conv.py: `wgrad_wants_nchw`), so the
-step times cuDNN on them against ember's route when it first runs, and where cuDNN wins
-no kernel writes a second layout.
+operands only where it returns true. The CUDA backend's predicate says no where cuDNN,
+timed on the channels-last operands against ember's route, is the faster
+(frontend/cudnn_conv.py: `wgrad_wants_nchw`): there no kernel writes a second layout.
 """
 from __future__ import annotations
 

@@ -162,7 +162,8 @@ def test_wgrad_nchw_predicate_follows_cudnn(monkeypatch):
         specs.append((spec, index))
         return found[0]
     monkeypatch.setattr(cudnn_conv, "timings", timings)
-    found = [None]                                        # not timed yet: cuDNN may take it
+    monkeypatch.setattr(cudnn_conv, "_time_wgrad", lambda *a: None)
+    found = [None]                      # not timed, nor timeable now: the run chooses
     assert not cudnn_conv.wgrad_wants_nchw(*args)
     spec = specs[0][0]
     assert spec.kind == "wgrad" and spec.x[0] == (8, 64, 14, 14) and spec.w[0] == (64, 64, 3, 3)
@@ -206,3 +207,32 @@ def test_profile_times_join_the_byte_table_by_gpu_name_and_count():
     differ = cuda_step_bytes.attach_measured(rows, measured)
     assert [r.get("meas_s") for r in rows] == pytest.approx([1e-4, 2e-4, 5e-5, None])
     assert differ == ["conv_weight_grad (3 on the GPU, 1 here)"]
+
+
+def test_wgrad_nchw_predicate_times_the_shape_once(device, monkeypatch, tmp_path):  # noqa: F811
+    """Untimed, the predicate times cuDNN on channels-last scratch operands against
+    ember's route (both sides stand-ins here: no cuDNN) once per shape, records the choice
+    and follows it; the recorded choice answers the next ask without timing."""
+    from ember.frontend import cudnn_conv
+    from ember.ir.dtypes import float32
+    from ember.ir.meta import TensorMeta, channels_last
+    x = TensorMeta((2, 64, 6, 5), float32, "cuda:0", channels_last)
+    w = TensorMeta((64, 64, 3, 3), float32, "cuda:0", channels_last)
+    args = (x, x, w, [1, 1], [1, 1], [1, 1])
+    monkeypatch.delenv("EMBER_WGRAD_NCHW", raising=False)
+    monkeypatch.setattr(cudnn_conv, "usable", lambda: True)
+    monkeypatch.setattr(cudnn_conv, "_memo", {})
+    monkeypatch.setattr(cudnn_conv, "_capturing", lambda index: False)
+    monkeypatch.setattr(cudnn_conv, "_device", lambda index: "GPU sm90 cudnn91900")
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    timed = []
+
+    def fake_time_both(triton_run, cudnn_run, index, unsupported):
+        timed.append(index)
+        return (1.0, 2.0) if len(timed) == 1 else (2.0, 1.0)
+    monkeypatch.setattr(cudnn_conv, "_time_both", fake_time_both)
+    assert cudnn_conv.wgrad_wants_nchw(*args)           # ember's route timed the faster
+    assert cudnn_conv.wgrad_wants_nchw(*args) and timed == [0]     # looked up, not timed
+    other = TensorMeta((2, 64, 7, 5), float32, "cuda:0", channels_last)
+    assert not cudnn_conv.wgrad_wants_nchw(other, other, w, [1, 1], [1, 1], [1, 1])
+    assert timed == [0, 0]
