@@ -34,7 +34,14 @@ then totals per kernel family and the launch count. Run where ember imports:
 
     python tools/cuda_step_bytes.py [--model resnet18|small_cnn|convbn|transformer|mlp]
         [--size 224] [--batch 64] [--bf16] [--top 40] [--json PATH] [--no-graphs] [--every]
-        [--show KERNEL]
+        [--show KERNEL] [--cudnn-wgrad] [--roofline] [--profile PROFILE_OUTPUT]
+
+--profile FILE reads `benchmarks/cuda_train_step.py --profile N` output (its ember
+section) and gives each launch of a kernel name it lists its measured time, in launch
+order: the roofline table then shows measured time and estimate/measured, farthest from
+the roofline first. Names the GPU ran as cuDNN kernels match nothing; give --cudnn-wgrad
+where the GPU's step took cuDNN weight gradients, so the fused kernels' names and bytes are
+the GPU's.
 """
 from __future__ import annotations
 
@@ -58,13 +65,14 @@ import numpy as np  # noqa: E402
 import ember  # noqa: E402
 from ember import nn  # noqa: E402
 from ember.codegen import kernel as K  # noqa: E402
-from ember.codegen.triton import gemm, source, split_reduce  # noqa: E402
+from ember.codegen.triton import conv_wgrad, gemm, source, split_reduce  # noqa: E402
 from ember.codegen.triton.reduce_levels import flatten_levels  # noqa: E402
 
 # id(GeneratedKernel) -> (description, role): role None (one kernel), or the split
 # phase's level ("partial<n>") / "final"
 _DESCRIPTIONS: dict[int, tuple] = {}
 SHOW: set = set()              # kernel names whose source --show prints
+OPTIONS: dict = {}             # extra compile_train_step options (--cudnn-wgrad)
 
 
 # id(GeneratedKernel) -> (problem, config, role, splits): role None (one GEMM kernel),
@@ -87,6 +95,28 @@ def _track_gemms(mp) -> None:
         return made
     mp.setattr(gemm, "generate_gemm", tracked_gemm)
     mp.setattr(gemm, "generate_split_gemm", tracked_split)
+
+
+# id(GeneratedKernel) -> (WeightGradProblem, SplitPlan) of conv_wgrad's partial products
+_WGRADS: dict[int, tuple] = {}
+
+
+def _track_weight_grads(mp) -> None:
+    partial = conv_wgrad.partial_kernel
+
+    def tracked(problem, split, name="conv_weight_grad"):
+        made = partial(problem, split, name)
+        _WGRADS[id(made)] = (problem, split)
+        return made
+    mp.setattr(conv_wgrad, "partial_kernel", tracked)
+
+
+def _wgrad_cost(problem, split) -> tuple[int, str, str]:
+    """(FLOPs, precision, config) of a weight gradient's partial-product launch."""
+    flops = 2 * problem.m * problem.n * problem.k * problem.groups
+    config = (f"{split.block_m}x{split.block_n}x{split.block_k}/{split.num_warps}w/"
+              f"{split.num_stages}s split-K {split.splits}")
+    return flops, problem.precision or problem.dtype.name, config
 
 
 def _track_descriptions(mp) -> None:
@@ -257,19 +287,80 @@ def roofline(row: dict) -> dict:
             "occupancy": occupancy}
 
 
+_PROFILE_LINE = re.compile(r"^\s*([\d.]+) ms/step\s+x\s*([\d.]+)\s+(\S+)(?:\s+\[([^\]]*)\])?")
+
+
+def parse_profile(text: str) -> dict[str, list[float]]:
+    """Seconds per launch of each kernel name in the `[profile ember compiled]` section
+    of benchmarks/cuda_train_step.py --profile output (per-launch lists in launch order
+    where the line has one, else the total spread evenly over its count)."""
+    found: dict[str, list[float]] = {}
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("[profile"):
+            inside = line.startswith("[profile ember")
+            continue
+        match = _PROFILE_LINE.match(line) if inside else None
+        if not match:
+            continue
+        total, count, name, each = match.groups()
+        if each:
+            found[name] = [float(v) / 1e3 for v in each.split(",")]
+        else:
+            n = max(1, round(float(count)))
+            found[name] = [float(total) / 1e3 / n] * n
+    return found
+
+
+def attach_measured(rows: list[dict], measured: dict[str, list[float]]) -> list[str]:
+    """Give each launch its measured seconds (`meas_s`, in launch order) where the profile
+    lists its kernel name as often as the step launches it; returns the names whose
+    counts differ (some of those launches ran as cuDNN kernels on the GPU: which ones, the
+    order cannot tell), left unmatched."""
+    launched: dict[str, list[dict]] = {}
+    for row in rows:
+        launched.setdefault(row.get("gpu_name", row.get("kernel", "")), []).append(row)
+    differ = []
+    for name, times in measured.items():
+        mine = launched.get(name)
+        if not mine:
+            continue
+        if len(mine) != len(times):
+            differ.append(f"{name} ({len(times)} on the GPU, {len(mine)} here)")
+            continue
+        for row, seconds in zip(mine, times):
+            row["meas_s"] = seconds
+    return differ
+
+
 def print_roofline(rows: list[dict], top: int) -> None:
-    """Each launch by its estimated H100 time: where the step's time should go."""
+    """Each launch by its estimated H100 time: where the step's time should go. Where
+    launches carry measured times (--profile), the table adds them and sorts by the
+    measured time over the estimate: the launches farthest from their roofline first."""
     costed = [roofline(r) for r in rows]
+    measured = any("meas_s" in r for r in costed)
     total = sum(r["est_s"] for r in costed)
     flops = sum(r.get("flops", 0) for r in costed)
     print(f"H100 roofline ({SMS} SMs, TF32 {PEAK['tf32'] / 1e12:.0f} TFLOP/s, 16-bit "
           f"{PEAK['bfloat16'] / 1e12:.0f}, {DRAM_BPS / 1e12:.0f} TB/s, {LAUNCH_S * 1e6:.0f} us a "
           f"launch): {len(costed)} activities, {flops / 1e9:.1f} GFLOP, estimate "
           f"{total * 1e3:.3f} ms a step")
-    print(f"\n{'est us':>7} {'bound':>7} {'progs':>6} {'occ':>4} {'GFLOP':>6} {'MB':>6}  "
+    if measured:
+        timed = [r for r in costed if "meas_s" in r]
+        print(f"measured (profile): {len(timed)} launches matched by name, "
+              f"{sum(r['meas_s'] for r in timed) * 1e3:.3f} ms against their estimate "
+              f"{sum(r['est_s'] for r in timed) * 1e3:.3f} ms")
+    print(f"\n{'meas us  est/meas ' if measured else ''}{'est us':>7} {'bound':>7} "
+          f"{'progs':>6} {'occ':>4} {'GFLOP':>6} {'MB':>6}  "
           "kernel  [plan step]  precision/layout  config")
-    for r in sorted(costed, key=lambda r: -r["est_s"])[:top]:
+    order = (lambda r: -(r.get("meas_s", 0) - r["est_s"])) if measured else \
+        (lambda r: -r["est_s"])
+    for r in sorted(costed, key=order)[:top]:
         note = " ".join(x for x in (r.get("precision") or "", r.get("layout") or "") if x)
+        if measured:
+            meas = r.get("meas_s")
+            print(f"{meas * 1e6:7.1f} {r['est_s'] / meas * 100:8.0f}% " if meas else
+                  f"{'-':>7} {'-':>9} ", end="")
         print(f"{r['est_s'] * 1e6:7.1f} {r['bound']:>7} {r['programs']:6d} "
               f"{r['occupancy'] * 100:3.0f}% {r.get('flops', 0) / 1e9:6.2f} "
               f"{r['bytes'] / 1e6:6.1f}  {r['kernel'][:30]}  [{r['step'][:26]}]  {note}  "
@@ -302,6 +393,17 @@ def _origin() -> str:
     return fallback or "?"
 
 
+_FIRST_NAMES: dict[str, str] = {}     # a kernel's text without its name -> first name
+
+
+def _gpu_name(generated) -> str:
+    """The name a GPU profile shows for this launch: kernels whose text differs only in
+    their name (the two blocks of a resnet layer) run as the first one's."""
+    body = "\n".join(line for line in generated.source.replace(generated.name, "@").splitlines()
+                     if not line.lstrip().startswith("#"))
+    return _FIRST_NAMES.setdefault(body, generated.name)
+
+
 class _Recorder:
     """Every GPU activity of a step: kernel launches, device-to-device copies and memsets,
     each with its origin (the plan step, i.e. graph node, that made it, or the code
@@ -323,7 +425,8 @@ class _Recorder:
         operands = [t for t in tensors if isinstance(t, Tensor)]
         described = _DESCRIPTIONS.get(id(generated))
         gemm_row = _GEMMS.get(id(generated))
-        flops, precision, layout = 0, None, ""
+        wgrad = _WGRADS.get(id(generated))
+        flops, precision, layout, config = 0, None, "", _config_text(gemm_row)
         if described is not None:
             moved, minimum = description_bytes(*described)
             strided = strided_accesses(described[0])
@@ -333,16 +436,19 @@ class _Recorder:
             flops, precision, layout = gemm_cost(*gemm_row)
         else:
             moved = minimum = sum(_tensor_bytes(t) for t in operands)
+            if wgrad is not None:
+                flops, precision, config = _wgrad_cost(*wgrad)
         if generated.name in SHOW:
             SHOW.discard(generated.name)
             print(generated.source)
         self._add({"kernel": generated.name, "family": _family(generated.name),
+                   "gpu_name": _gpu_name(generated),
                    "bytes": moved, "minimum": minimum, "grid": list(generated.launch.grid),
                    "shapes": [list(t.shape) for t in (operands[:-1] if gemm_row and
                                                        gemm_row[2] else operands)][:4],
                    "flops": flops, "precision": precision, "layout": layout,
                    "warps": generated.launch.num_warps, "stages": generated.launch.num_stages,
-                   "config": _config_text(gemm_row)})
+                   "config": config})
 
     def copy(self, nbytes: int) -> None:
         self._add({"kernel": "memcpy", "family": "memcpy", "bytes": 2 * nbytes,
@@ -409,6 +515,7 @@ def recording(recorder: _Recorder):
     with emulated_cuda(8 << 30), pytest.MonkeyPatch.context() as mp:
         _track_descriptions(mp)
         _track_gemms(mp)
+        _track_weight_grads(mp)
         mp.setattr(cuda_api, "is_available", lambda: True)   # autocast('cuda') asks
         mp.setattr(compile_cuda.CudaBackend, "precompile", False)
         mp.setattr(compile_cuda, "_launch", lambda k, ts: recorder.launch(k.generated, ts))
@@ -468,7 +575,7 @@ def _build(model_name: str, size: int, batch: int):
 def _compile_step(model, loss_fn, opt, graphs: bool, bf16: bool):
     """compile_train_step as benchmarks/cuda.py builds it (bf16: a traced step function
     with autocast around the forward and the loss)."""
-    options = {"cuda_graphs": graphs}
+    options = {"cuda_graphs": graphs, **OPTIONS}
     if not bf16:
         return ember.compile_train_step(model, loss_fn, opt, backend="triton",
                                         options=options)
@@ -605,12 +712,27 @@ def main(argv=None) -> int:
                    help="float32 GEMMs in IEEE float32 (default: TF32, as benchmarks/cuda.py)")
     p.add_argument("--roofline", action="store_true",
                    help="only the H100 roofline table (every launch by estimated time)")
+    p.add_argument("--cudnn-wgrad", action="store_true",
+                   help="the step a GPU with cuDNN builds: float32 weight gradients keep "
+                        "channels-last operands (no NCHW stores in their producers; "
+                        "cudnn_conv.wgrad_wants_nchw); cuDNN's there, ember's route "
+                        "(with its own NCHW copies) here")
+    p.add_argument("--profile", type=Path, metavar="FILE",
+                   help="benchmarks/cuda_train_step.py --profile output: the roofline table "
+                        "adds each matched launch's measured time and sorts by the gap")
     args = p.parse_args(argv)
     SHOW.update(args.show)
+    if args.cudnn_wgrad:
+        OPTIONS["wgrad_nchw"] = False
     if args.batch is None:
         args.batch = 32 if args.model == "transformer" else 64
     rows = step_rows(args.model, args.size, args.batch, graphs=not args.no_graphs,
                      bf16=args.bf16, tf32=not args.ieee)
+    if args.profile:
+        differ = attach_measured(rows, parse_profile(args.profile.read_text()))
+        if differ:
+            print("profile names launched a different number of times here (unmatched): "
+                  + ", ".join(differ))
     shape = ("" if args.model in SEQUENCE_MODELS
              else f" {args.size}x{args.size} channels-last")
     print(f"{args.model} batch {args.batch}{shape}{' bf16 autocast' if args.bf16 else ''}, "

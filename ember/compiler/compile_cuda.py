@@ -39,7 +39,7 @@ from ..ir import autocast, compile_times
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, channels_last, strides_for
-from ..frontend import eager_cuda
+from ..frontend import cudnn_conv, eager_cuda
 from ..frontend.autograd import grad_mode
 from .compile import call_node_eagerly
 from ..frontend.devices import cuda_view, data_ptr, empty_cuda, tensor_index
@@ -345,10 +345,12 @@ class CudaBackend:
     # training steps: the backward recomputes cheap forward values from those written
     # anyway (passes/recompute.py) instead of reading them back, and the kernels that
     # produce a float32 weight gradient's operands also write them NCHW
-    # (passes/train_layout.py) instead of a transpose copying them; the optimizer
+    # (passes/train_layout.py) instead of a transpose copying them, except where cuDNN
+    # can take the channels-last operands (cudnn_conv.wgrad_wants_nchw); the optimizer
     # and running-statistic updates move to the step's end (passes/in_place.py) where
     # they launch as horizontal kernels (merge_horizontal)
-    pass_defaults = {"recompute": True, "wgrad_nchw": True, "sink_updates": True}
+    pass_defaults = {"recompute": True, "wgrad_nchw": cudnn_conv.wgrad_wants_nchw,
+                     "sink_updates": True}
 
     def __init__(self):
         self.index = 0

@@ -275,6 +275,88 @@ def stats() -> dict:
     return dict(_STATS)
 
 
+# --- compiled training steps: which weight gradients want NCHW operands ------------------
+def wgrad_nchw_mode() -> str:
+    """EMBER_WGRAD_NCHW: `always` gives every float32 weight gradient that ember's GEMM
+    reads NCHW its NCHW operands in a compiled training step (fused into their producers,
+    passes/train_layout.py), whatever cuDNN could do; anything else (default `auto`) leaves
+    channels-last operands to cuDNN where it can take them (`wgrad_wants_nchw`)."""
+    value = os.environ.get("EMBER_WGRAD_NCHW", "auto").strip().lower()
+    return "always" if value in ("always", "1", "on") else "auto"
+
+
+def wgrad_wants_nchw(x, g, w, stride, padding, dilation) -> bool:
+    """The wgrad-nchw pass's predicate for a compiled CUDA training step (x, g, w: the
+    TensorMetas of the input, the output gradient and the weight gradient): True where
+    the weight gradient should read NCHW copies of channels-last operands, written by the
+    kernels that produce them.
+
+    NCHW copies serve only ember's split-K GEMM (codegen/triton/conv_wgrad.py), and they
+    cost a second layout's writes in the producers (resnet18 at batch 64: about 750 MB a
+    step) while cuDNN's channels-last weight gradients (H100, TF32, torch's profile) ran
+    faster than the GEMM plus its partial sums at every resnet18 layer (layer1 0.147 ms
+    against 0.159, layer2 ~0.085 against 0.126). So where cuDNN can take the
+    channels-last operands, cuDNN on them is timed against ember's route (which makes its
+    own NCHW copies) as the eager op times it, once per shape (`_time_wgrad`; the step's
+    run then only looks the choice up): where cuDNN is the faster the operands stay
+    channels-last, elsewhere their producers write the NCHW copies. Where nothing can be
+    timed now, they stay channels-last and the step's first run chooses."""
+    if wgrad_nchw_mode() == "always" or not usable():
+        return True
+    spec = spec_for("wgrad", *[_meta_parts(m) for m in (x, w, g)], stride, padding, dilation)
+    if spec is None:
+        return True
+    index = _index(x.device)
+    known = timings(spec, index) or _time_wgrad(spec, x, g, w, stride, padding, dilation, index)
+    return known is not None and known[0] <= known[1]
+
+
+def _time_wgrad(spec, x, g, w, stride, padding, dilation, index: int):
+    """(Triton ms, cuDNN ms) for a channels-last weight gradient, timed now on zero-filled
+    scratch operands as the step's first run would time it (ember's route, which copies
+    them NCHW, against cuDNN on them) and remembered, so the step's run only looks it up;
+    None where nothing can be timed now (inside a capture, or the timing failed: the
+    step's first run decides then)."""
+    from .devices import empty_cuda
+    from .eager_cuda_training import _conv_backward_weight_triton
+    try:
+        if _capturing(index):
+            return None
+        xs, gs = _zeros(x, index), _zeros(g, index)
+        args = (gs, xs, list(w.shape), list(stride), list(padding), list(dilation), False,
+                [0] * len(stride), x.shape[1] // w.shape[1])
+
+        def ember_route():
+            _TRITON_ONLY[0] += 1            # its inner convolutions are ember's too
+            try:
+                return _conv_backward_weight_triton(args, w, index)
+            finally:
+                _TRITON_ONLY[0] -= 1
+
+        def cudnn_route():
+            execute(spec, xs, empty_cuda(w.shape, w.strides, w.dtype, index), gs, index)
+        return _timings_for(spec, index, ember_route, cudnn_route)
+    except Exception:  # noqa: BLE001 - a pass must not fail on a timing: decide at run time
+        return None
+
+
+def _zeros(meta, index: int):
+    from ..runtime.cuda.stream import current_stream, memset
+    from .devices import empty_cuda
+    t = empty_cuda(tuple(meta.shape), tuple(meta.strides), meta.dtype, index)
+    memset(data_ptr(t), 0, t._storage.nbytes, current_stream(index))
+    return t
+
+
+def _meta_parts(meta) -> tuple:
+    return tuple(meta.shape), tuple(meta.strides), meta.dtype.name
+
+
+def _index(device: str) -> int:
+    _, _, number = str(device).partition(":")
+    return int(number) if number.isdigit() else 0
+
+
 # --- eager conv2d -------------------------------------------------------------------------
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)

@@ -11,7 +11,12 @@ the kernel that computes the value (the BatchNorm + ReLU forward, the BatchNorm 
 the residual add), which then writes both layouts in one pass: no copy kernel and no
 second read. One conversion per value serves every weight gradient that reads it.
 
-Runs when `ctx.options['wgrad_nchw']` is true (the CUDA backend's training steps).
+Runs when `ctx.options['wgrad_nchw']` is true (the CUDA backend's training steps). The
+option may be a predicate instead, called as `wants(input, grad_output, weight_gradient,
+stride, padding, dilation)` with the three TensorMetas: a weight gradient gets NCHW
+operands only where it returns true. The CUDA backend's predicate says no where cuDNN,
+timed on the channels-last operands against ember's route, is the faster
+(frontend/cudnn_conv.py: `wgrad_wants_nchw`): there no kernel writes a second layout.
 """
 from __future__ import annotations
 
@@ -28,13 +33,14 @@ from .manager import PassContext, register_pass
 @register_pass("wgrad-nchw")
 def wgrad_nchw(graph: Graph, ctx: PassContext) -> int:
     """CUDA training steps: NCHW operands for float32 weight gradients, fused upstream."""
-    if not ctx.options.get("wgrad_nchw"):
+    wants = ctx.options.get("wgrad_nchw")
+    if not wants:
         return 0
     functionalize_inplace(graph)        # relu_ -> relu where legal, as fuse does first
     mutated = mutated_values(graph)
     converted: dict[Node, Node] = {}
     for node in list(graph.nodes):
-        if not _nchw_weight_gradient(node):
+        if not _nchw_weight_gradient(node) or (callable(wants) and not _asks(wants, node)):
             continue
         args = list(node.args)
         for i in (0, 1):                                   # grad_output, input
@@ -64,6 +70,15 @@ def _nchw_weight_gradient(node: Node) -> bool:
     gm, xm = g.meta.get("val"), x.meta.get("val")
     return isinstance(gm, TensorMeta) and isinstance(xm, TensorMeta) and \
         gm.dtype == xm.dtype and wgrad_reads_nchw(xm.dtype.name, list(weight_size))
+
+
+def _asks(wants, node: Node) -> bool:
+    g, x, _, stride, padding, dilation = node.args[:6]
+    w = node.meta.get("val")
+    if not isinstance(w, TensorMeta):
+        return True                      # nothing to ask about: NCHW operands, as always
+    return bool(wants(x.meta["val"], g.meta["val"], w, list(stride), list(padding),
+                      list(dilation)))
 
 
 def _channels_last(value) -> bool:

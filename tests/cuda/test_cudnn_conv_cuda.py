@@ -172,3 +172,35 @@ def test_compiled_plan_with_cudnn_steps_replays_as_a_cuda_graph(cudnn_forced):
     steps = [s.fn for s in plan.steps]
     assert any(isinstance(fn, CudnnConvStep) for fn in steps)
     assert plan.graph is not None and plan.graph.launches >= 1
+
+
+def test_compiled_training_step_leaves_weight_gradients_channels_last_for_cudnn(cudnn_forced,
+                                                                             monkeypatch):
+    """A channels-last conv net's compiled training step with cuDNN usable: the float32
+    weight gradients ember's GEMM would read NCHW (Cin*KH*KW >= 512) keep channels-last
+    operands (no NCHW copies in their producers: cudnn_conv.wgrad_wants_nchw), cuDNN runs
+    them, and the steps equal ember's eager CPU steps; EMBER_WGRAD_NCHW=always restores the
+    copies."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from train_step_checks import assert_sgd_steps_match_eager
+
+    def net():
+        return ember.nn.Sequential(
+            ember.nn.Conv2d(3, 64, 3, padding=1, bias=False), ember.nn.BatchNorm2d(64),
+            ember.nn.ReLU(), ember.nn.Conv2d(64, 64, 3, padding=1, bias=False),
+            ember.nn.BatchNorm2d(64), ember.nn.ReLU(), ember.nn.AdaptiveAvgPool2d(1),
+            ember.nn.Flatten(), ember.nn.Linear(64, 5)).to(memory_format=ember.channels_last)
+
+    def nchw_operands(step):
+        return [any(a.meta["val"].is_contiguous(ember.contiguous_format) for a in n.args[:2])
+                for n in step.graph.nodes
+                if getattr(n.target, "name", "") == "convolution_backward_weight"]
+    ember.manual_seed(0)
+    step = assert_sgd_steps_match_eager(net(), (2, 3, 6, 5), device="cuda", backend="triton")
+    assert nchw_operands(step) and not any(nchw_operands(step))
+    assert "wgrad" in _kinds_built()
+    monkeypatch.setenv("EMBER_WGRAD_NCHW", "always")
+    step = assert_sgd_steps_match_eager(net(), (2, 3, 6, 5), device="cuda", backend="triton")
+    assert any(nchw_operands(step))

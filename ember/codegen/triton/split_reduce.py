@@ -17,7 +17,12 @@ on a (kept blocks, splits) grid, in phases:
 - a final kernel: each program finishes every Reduce by combining the `splits` partials
   of its kept points in split order (a fixed tree: deterministic, and the same on every
   program), then stores its chunk of the over-inner results; results stored once per kept
-  point are stored by the programs of split 0.
+  point are stored by the programs of split 0. It walks its chunk last row first: the
+  partial kernel just read every chunk first row to last (the grid is about one wave, so
+  all chunks at once), so what L2 still holds is each chunk's tail, which the final now
+  reads before it is evicted (a BatchNorm's second pass over resnet18's layer1 / layer2
+  activations, 51 / 26 MB a tensor against H100's 50 MB L2). The stores are pointwise,
+  so the order changes no value; the partials keep their order (it sets the sums').
 
 The bytes read are what the single kernel reads (each Reduce and the final stores walk
 the input once), plus each program's reading of the partials (kilobytes, from L2).
@@ -27,6 +32,7 @@ argument list serves all phases.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from ...ir.dtypes import float32
@@ -84,8 +90,10 @@ def plan(kernel: K.Kernel) -> SplitPlan | None:
     if source.is_column_reduction(kernel):
         itemsize = max(e.dtype.itemsize for e in source._loads(kernel))
         xblock = min(source.next_pow2(x), max(1, COLUMN_XBLOCK_BYTES // itemsize))
-        rblock = max(1, min(COLUMN_SPLIT_TILE, source.COLUMN_TILE) // xblock)
-        blocks = Blocks(xblock, rblock, False, COLUMN_SPLIT_WARPS)
+        warps = column_split_warps()
+        tile = COLUMN_SPLIT_TILE * warps // COLUMN_SPLIT_WARPS      # 8 elements a thread
+        rblock = max(1, min(tile, source.COLUMN_TILE) // xblock)
+        blocks = Blocks(xblock, rblock, False, warps)
         target, max_splits = TARGET_PROGRAMS, MAX_SPLITS
     else:
         blocks = Blocks(1, min(default.rblock, ROW_SPLIT_RBLOCK), False, ROW_SPLIT_WARPS)
@@ -137,7 +145,9 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
                   f"S = {sizes.int(split.splits, 'S')}",
                   f"CHUNK = {sizes.int(split.chunk, 'CHUNK')}"]
     em = Emitter(kernel, wide=wide, sizes=sizes)
-    em.loop_range = "range(rstart, rstart + CHUNK, RBLOCK)"
+    backward = final and not final_walks_forward()
+    em.loop_range = "range(0, CHUNK, RBLOCK)" if backward else \
+        "range(rstart, rstart + CHUNK, RBLOCK)"
     em.outer_store_mask = "xmask_first"
     x = math.prod(kernel.outer)
     pid = "tl.program_id(1).to(tl.int64)" if em.wide else "tl.program_id(1)"
@@ -145,11 +155,14 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
              "xmask = xindex < X", f"sid = {pid}", "rstart = sid * CHUNK",
              "xmask_first = xmask & ((xindex * 0 + sid) == 0)"]   # a block (Triton's interpreter
     # rejects a mask made with a scalar comparison)
+    if backward:
+        lines.append("rlast = rstart + CHUNK - RBLOCK")
     em.unravel(lines, "xindex", 0, kernel.outer)
     outer = Scope(lines, "xmask", inner=False)
+    row_start = "tl.multiple_of(rlast - roff, RBLOCK)" if backward else "roff"
 
     def inner_header() -> Scope:
-        body = [f"rindex = roff + tl.arange(0, RBLOCK){em._widen()}[None, :]",
+        body = [f"rindex = {row_start} + tl.arange(0, RBLOCK){em._widen()}[None, :]",
                 "rmask = rindex < R"]
         em.unravel(body, "rindex", em.n_outer, kernel.inner)
         body.append("rxmask = xmask & rmask")
@@ -158,12 +171,11 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
     # every earlier level's results first; then one walk of the chunk for all of this
     # level's Reduces (or, in the final phase, for all stores over the inner space)
     reduced, stores = [], []
+    _finish(em, [s for s in kernel.stages if isinstance(s, K.Reduce) and levels[s.name] < phase],
+            slots, outer)
     for stage in kernel.stages:
         if isinstance(stage, K.Reduce):
-            level = levels[stage.name]
-            if level < phase:
-                _finish(em, stage, slots[stage.name], split.splits, outer)
-            elif level == phase:
+            if levels[stage.name] == phase:
                 reduced.append(stage)
         elif final and stage.over_inner:
             stores.append(stage)
@@ -201,20 +213,44 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
     return GeneratedKernel(text, launch)
 
 
-def _finish(em: Emitter, stage: K.Reduce, slot: int, splits: int, outer: Scope) -> None:
-    """red_<name> from the partials of every split: SBLOCK splits a step into an
-    [XBLOCK, SBLOCK] accumulator, then across it (a fixed order, the same in every
-    program). A step's tile stays a few registers a thread where one [XBLOCK, 256] load
-    of every partial took 64 a thread at 4 warps."""
-    ident = source._identity(stage.combine, stage.acc_dtype)
-    parts, acc = em.fresh("parts"), em.fresh("acc")
-    outer.lines += [
-        f"{acc} = tl.full([XBLOCK, SBLOCK], {ident}, tl.float32)",
-        "for s0 in range(0, S, SBLOCK):",
-        "    sidx = s0 + tl.arange(0, SBLOCK)[None, :]",
-        f"    {parts} = tl.load(ws_ptr + (({slot} * S + sidx) * X + xindex), "
-        f"mask=xmask & (sidx < S), other=0)",
-        f"    {parts} = tl.where(sidx < S, {parts}, {ident})",
-        f"    {acc} = {source._combine(stage, acc, parts)}"]
-    outer.lines.append(f"red_{stage.name} = {source._reduce_call(stage, acc)}[:, None]")
-    em.reduced[stage.name] = f"red_{stage.name}"
+def column_split_warps() -> int:
+    """Warps of a split column program: COLUMN_SPLIT_WARPS, or EMBER_SPLIT_COLUMN_WARPS (8
+    or 16; the tile grows with them, 8 elements a thread). The split's grid is about four
+    programs an SM (the splits stop at MAX_SPLITS), so 4-warp programs leave an SM 16 warps
+    of the 64 it can hold (resnet18's stem BatchNorm phases take 40-54 registers a thread:
+    32 warps would fit); 8 warps doubles the bytes each SM has in flight. Opt-in until timed
+    on a GPU; the partials' sums change order with the tile (still fixed run to run)."""
+    value = os.environ.get("EMBER_SPLIT_COLUMN_WARPS", "").strip()
+    return int(value) if value in ("8", "16") else COLUMN_SPLIT_WARPS
+
+
+def final_walks_forward() -> bool:
+    """EMBER_SPLIT_FINAL_FORWARD=1: the final phase walks its chunk first row to last, as
+    the partials do (the A/B switch for the backward walk, see the module docstring)."""
+    return os.environ.get("EMBER_SPLIT_FINAL_FORWARD", "").strip() in ("1", "true", "on")
+
+
+def _finish(em: Emitter, stages: list, slots: dict, outer: Scope) -> None:
+    """red_<name> for every Reduce of `stages` from the partials of every split: SBLOCK
+    splits a step into an [XBLOCK, SBLOCK] accumulator per Reduce, then across it (a fixed
+    order, the same in every program). A step's tiles stay a few registers a thread where
+    one [XBLOCK, 256] load of every partial took 64 a thread at 4 warps. One loop serves
+    every Reduce, so their loads from L2 are in flight together (a BatchNorm backward's
+    final waited on three loops of 8 steps, one after another, before its first row)."""
+    if not stages:
+        return
+    accs, parts = [em.fresh("acc") for _ in stages], [em.fresh("parts") for _ in stages]
+    idents = [source._identity(s.combine, s.acc_dtype) for s in stages]
+    outer.lines += [f"{acc} = tl.full([XBLOCK, SBLOCK], {ident}, tl.float32)"
+                    for acc, ident in zip(accs, idents)]
+    outer.lines += ["for s0 in range(0, S, SBLOCK):",
+                    "    sidx = s0 + tl.arange(0, SBLOCK)[None, :]"]
+    for stage, acc, part, ident in zip(stages, accs, parts, idents):
+        outer.lines += [
+            f"    {part} = tl.load(ws_ptr + (({slots[stage.name]} * S + sidx) * X + xindex), "
+            f"mask=xmask & (sidx < S), other=0)",
+            f"    {part} = tl.where(sidx < S, {part}, {ident})",
+            f"    {acc} = {source._combine(stage, acc, part)}"]
+    for stage, acc in zip(stages, accs):
+        outer.lines.append(f"red_{stage.name} = {source._reduce_call(stage, acc)}[:, None]")
+        em.reduced[stage.name] = f"red_{stage.name}"

@@ -210,3 +210,41 @@ def test_nchw_rows_and_whole_tensor_sums_split_into_small_row_tiles(fn):
     assert (plan.blocks.xblock, plan.blocks.rblock, plan.blocks.num_warps) == (1, 2048, 4)
     assert rows * plan.splits >= 3.9 * 132, plan
     assert plan.splits <= split_reduce.ROW_MAX_SPLITS
+
+
+def test_final_walks_its_chunk_backward_with_the_same_bits(monkeypatch):
+    """The final phase walks its chunk last row first (the partials' tail is what L2
+    still holds); the partials keep their order. Its stores are pointwise, so the outputs
+    equal the forward walk's bit for bit (EMBER_SPLIT_FINAL_FORWARD=1), partial last chunk
+    included."""
+    x, tx = _cl((3, 7, 9, 5), seed=11)
+    c = 7
+    w, b = np.linspace(0.5, 1.5, c, dtype=np.float32), np.linspace(-0.2, 0.3, c, dtype=np.float32)
+    args = (x, ember.tensor(w), ember.tensor(b))
+    backward, split = run_split(_bn_relu, *args, splits=4)
+    final, partial = split.kernels[-1].source, split.kernels[0].source
+    assert "rlast - roff" in final and "rlast" not in partial
+    assert split.plan.splits * split.plan.chunk > 3 * 9 * 5      # a partial last chunk
+    monkeypatch.setenv("EMBER_SPLIT_FINAL_FORWARD", "1")
+    forward, split = run_split(_bn_relu, *args, splits=4)
+    assert "rlast" not in split.kernels[-1].source
+    for (_, got), (_, want) in zip(backward, forward):
+        np.testing.assert_array_equal(got, want)
+    want = torch.relu(torch.nn.functional.batch_norm(tx, None, None, torch.tensor(w),
+                                                     torch.tensor(b), training=True))
+    np.testing.assert_allclose(_nchw(backward[0][1], (3, 7, 9, 5)), want.numpy(), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_column_split_warps_knob(monkeypatch):
+    """EMBER_SPLIT_COLUMN_WARPS=8: [32, 64] column tiles at 8 warps (still 8 elements a
+    thread), the chunks a multiple of the taller tile; other values keep 4 warps."""
+    big = ember.empty(64, 64, 56, 56, memory_format=CL)
+    w = ember.empty(64)
+    kernel, _ = _lowered(_bn_relu, big, w, w)
+    monkeypatch.setenv("EMBER_SPLIT_COLUMN_WARPS", "8")
+    plan = split_reduce.plan(kernel)
+    assert (plan.blocks.xblock, plan.blocks.rblock, plan.blocks.num_warps) == (32, 64, 8)
+    assert plan.chunk % 64 == 0 and plan.splits * plan.chunk >= 64 * 56 * 56
+    monkeypatch.setenv("EMBER_SPLIT_COLUMN_WARPS", "5")
+    assert split_reduce.plan(kernel).blocks.num_warps == 4
