@@ -880,9 +880,10 @@ def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray
 PAD_FIELDS = ("src", "dst", "h", "hp", "top", "row", "left", "right", "img_stride",
               "row_stride", "zero_point")
 _PAD_SRC, _PAD_DST = PAD_FIELDS.index("src"), PAD_FIELDS.index("dst")
-# a padded copy writing fewer bytes runs on the calling thread (a hand-off to a spinning
-# worker costs ~4 us, the copy of 8 x 9 x 9 x 512 bytes ~10)
-PAD_PARALLEL_MIN_BYTES = 1 << 18
+# a padded copy writing fewer bytes runs on the calling thread: a hand-off to a spinning
+# worker costs ~4 us, and hot, one thread copies resnet18's 8 x 9 x 9 x 512 padded input
+# in ~6 us, its 8 x 16 x 16 x 256 one (2^19 bytes, split) in ~9, 8 x 30 x 30 x 128 in ~18
+PAD_PARALLEL_MIN_BYTES = 1 << 19
 
 
 class _PadCall:
