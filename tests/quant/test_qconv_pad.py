@@ -32,12 +32,12 @@ def _native_pad():
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n,c,h,w,ph,pw", [
     (2, 64, 5, 7, 1, 1), (1, 16, 6, 6, 2, 1), (2, 8, 3, 3, 0, 1), (8, 128, 28, 28, 1, 1),
-    (8, 512, 7, 7, 1, 1), (3, 32, 4, 9, 3, 0)])
+    (8, 256, 14, 14, 1, 1), (3, 32, 4, 9, 3, 0)])
 def test_native_padded_copy_equals_torch_pad(rng, n, c, h, w, ph, pw, threads):
-    """The native padded copy (qelementwise pad_nhwc, rows split over the pool: the
-    larger shapes here are above lite_int8.PAD_PARALLEL_MIN_BYTES) writes torch's
-    constant pad, the slack bytes past the end too, from contiguous and from sliced
-    channels-last sources."""
+    """The native padded copy (qelementwise pad_nhwc: rows split over the pool from
+    lite_int8.PAD_PARALLEL_MIN_BYTES written, which the two resnet18 shapes here reach)
+    writes torch's constant pad, from contiguous and from sliced channels-last sources;
+    nhwc_input takes it for copies that large (the slack bytes past the end too)."""
     import ember
     QE = _native_pad()
     before = ember.get_num_threads()
@@ -46,11 +46,16 @@ def test_native_padded_copy_equals_torch_pad(rng, n, c, h, w, ph, pw, threads):
         for zero_point, sliced in ((7, False), (200, True)):
             big = rng.integers(0, 256, (n, h + 2, w + 3, c), dtype=np.uint8)
             nhwc = big[:, 1:h + 1, 2:w + 2] if sliced else np.ascontiguousarray(big[:, :h, :w])
-            x = nhwc.transpose(0, 3, 1, 2)
             want = F.pad(torch.from_numpy(np.ascontiguousarray(nhwc)), (0, 0, pw, pw, ph, ph),
-                         value=zero_point)
-            got = lite.nhwc_input(x, zero_point, (ph, pw), c, 5, pad=QE.pad_nhwc)
-            np.testing.assert_array_equal(got, want.numpy())
+                         value=zero_point).numpy()
+            got = np.full(want.shape, 1, np.uint8)
+            QE.pad_nhwc(nhwc, got, (ph, pw), zero_point)
+            np.testing.assert_array_equal(got, want)
+            if want.nbytes < lite.PAD_PARALLEL_MIN_BYTES:
+                continue
+            got = lite.nhwc_input(nhwc.transpose(0, 3, 1, 2), zero_point, (ph, pw), c, 5,
+                                  pad=QE.pad_nhwc)
+            np.testing.assert_array_equal(got, want)
             tail = np.asarray(got.base).reshape(-1)[got.size:got.size + 5]
             np.testing.assert_array_equal(tail, np.full(5, zero_point, np.uint8))
     finally:
