@@ -395,6 +395,12 @@ def _pads_in_kernel(cfg, run: int, padding, in_hw, out_hw, kernel, stride, dilat
                             tuple(dilation))
 
 
+def _pad_copy():
+    """The native padded copy of a convolution's input (qelementwise pad_nhwc: split over
+    the pool), or None (NumPy's slice assignments, on the calling thread)."""
+    return QE.pad_nhwc if _elementwise_native(os.environ.get("EMBER_ISA")) else None
+
+
 def _conv_gather(x_nhwc, geometry, zero_point: int):
     """The gather of a conv's channels-last input: padded by the host (geometry's last
     entry None) or read unpadded, the padding in the kernel."""
@@ -422,7 +428,7 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     pad_in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
                                     dilation)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), (0, 0) if pad_in_kernel else
-                             padding, cp, slack, pack)
+                             padding, cp, slack, pack, _pad_copy())
     geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run,
                 tuple(padding) if pad_in_kernel else None)
     qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
@@ -454,7 +460,7 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
         x_nhwc, pad = x.int_repr.transpose(0, 2, 3, 1), tuple(padding)
     else:
         x_nhwc, pad = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c,
-                                      lite.depthwise_slack(c)), (0, 0)
+                                      lite.depthwise_slack(c), pad=_pad_copy()), (0, 0)
     qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
     key = ("depthwise", x_nhwc.shape, pad, tuple(stride), tuple(dilation), float(x.scale),
            int(x.zero_point), qparams)
@@ -555,12 +561,13 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
                          lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
         slack = run - kw * c if run else 0
         pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
+        pad_copy = _pad_copy()
         in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
                                     dilation)
         host_pad = (0, 0) if in_kernel else padding
 
         def nhwc(xq):
-            return lite.nhwc_input(xq, x_zp, host_pad, cp, slack, pack)
+            return lite.nhwc_input(xq, x_zp, host_pad, cp, slack, pack, pad_copy)
         x_nhwc = nhwc(x.int_repr)
         gather = _conv_gather(x_nhwc, (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation),
                                        (oh, ow), run, tuple(padding) if in_kernel else None),
@@ -577,13 +584,15 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
         gather.buffer = None            # the runner keeps no activation alive
     elif _depthwise(x, w, groups) and QD.available():
         packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
+        pad_copy = _pad_copy()
         in_kernel = lite.depthwise_reads_in_place(x.int_repr)
         pad = tuple(padding) if in_kernel else (0, 0)
 
         def nhwc(xq):
             if in_kernel:
                 return xq.transpose(0, 2, 3, 1)
-            return lite.nhwc_input(xq, x_zp, padding, oc, lite.depthwise_slack(oc))
+            return lite.nhwc_input(xq, x_zp, padding, oc, lite.depthwise_slack(oc),
+                                   pad=pad_copy)
         vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale, qparams)
         gemm = QD.prepare(nhwc(x.int_repr).shape, packed, tuple(stride), tuple(dilation),
                           (oh, ow), vectors, qp, pad, x_zp)

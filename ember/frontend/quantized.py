@@ -286,13 +286,15 @@ def _native_add(args: tuple):
     return QuantizedTensor._wrap(kernel(*[_unwrap(v) for v in args[2:]]))
 
 
-# the largest residual operand (elements) fused into its conv's epilogue. Measured in a
-# converted resnet18 at batch 8 (one thread, thread CPU, load 15-22): the fused epilogue
-# costs more than the add's own pass on 8 x 128 x 28 x 28 (~+0.15 ms over the pair),
-# the same on 8 x 64 x 56 x 56, less on 8 x 256 x 14 x 14 and 8 x 512 x 7 x 7 (an add
-# that runs on one thread at any thread count), where the add's ~40 us of serial call
-# glue weighs most
-FUSED_RESIDUAL_MAX = 1 << 19
+# the largest residual operand (elements) fused into its conv's epilogue. In a converted
+# resnet18 at batch 8 the fused epilogue first cost more than the add's own pass on the
+# 56x56 and 28x28 planes (one thread); with its plain loads and fbgemm's requantization
+# the fused model is level at one thread (thread CPU 33.06 / 35.69 ms unfused there
+# against 32.98 / 35.26 fused, in-process A/B, load 5-7) and at two threads the unfused
+# pairs' serial call glue is ~0.3 ms a call more (the add's call, its kernel lookup and
+# its hand-off, while the other thread waits). So every resnet-sized plane fuses; larger
+# operands (unmeasured) keep the pair
+FUSED_RESIDUAL_MAX = 1 << 24
 
 
 def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):

@@ -317,12 +317,16 @@ _POOL_COPY_BYTES = 1 << 20     # padded inputs at least this big are copied on t
 
 
 def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
-               pack=None) -> np.ndarray:
+               pack=None, pad=None) -> np.ndarray:
     """A [N, C, H, W] uint8 value as channels-last, padded with its zero point (the
     quantized 0.0) spatially and in channels up to cp, with `slack` readable bytes past
     its end; x's own memory where it already is channels-last and needs none of that.
     pack(x, dst), where given, interleaves a contiguous x of few channels (the stem's
-    input) natively (pack_nhwc_run)."""
+    input) natively (pack_nhwc_run); pad(src, dst, padding, zero_point), where given,
+    writes a packed input's border, and the padded copy of a channels-last x of at least
+    PAD_PARALLEL_MIN_BYTES, natively over the pool (pad_nhwc_run): at two threads
+    NumPy's copy ran on one thread while the other waited, and a copy from 1 MiB went to
+    the pool as a Python task."""
     n, c, h, w = x.shape
     ph, pw = padding
     nhwc = x.transpose(0, 2, 3, 1)
@@ -334,6 +338,13 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
     flat[size:] = zero_point
     buf = flat[:size].reshape(shape)
     packed = pack is not None and c == cp and x.flags.c_contiguous
+    # smaller copies: NumPy's slice assignments (one thread; ~2 us less fixed cost)
+    if pad is not None and c == cp and x.dtype == np.uint8 and (packed or (
+            size >= PAD_PARALLEL_MIN_BYTES and nhwc.strides[2:] == (c, 1))):
+        pad(None if packed else nhwc, buf, (ph, pw), zero_point)
+        if packed:
+            pack(x, buf[:, ph:ph + h, pw:pw + w, :])
+        return buf
 
     def fill(begin, end):
         images = buf[begin:end]
@@ -865,6 +876,91 @@ def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray
     pool.parallel_for(fn, n * oh, x.ctypes.data, out.ctypes.data, params.ctypes.data,
                       max_threads=_elementwise_threads(out.size))
     return out
+
+
+# qpad_nhwc's parameter block (codegen/llvm/qelementwise.py _emit_pad)
+PAD_FIELDS = ("src", "dst", "h", "hp", "top", "row", "left", "right", "img_stride",
+              "row_stride", "zero_point")
+_PAD_SRC, _PAD_DST = PAD_FIELDS.index("src"), PAD_FIELDS.index("dst")
+# a padded copy writing fewer bytes runs on the calling thread: a hand-off to a spinning
+# worker costs ~4 us, and hot, one thread copies resnet18's 8 x 9 x 9 x 512 padded input
+# in ~6 us, its 8 x 16 x 16 x 256 one (2^19 bytes, split) in ~9, 8 x 30 x 30 x 128 in ~18
+PAD_PARALLEL_MIN_BYTES = 1 << 19
+
+
+class _PadCall:
+    """qpad_nhwc's parameter block for one geometry, made once (a converted model pads
+    each layer's input alike every call); a call writes in the two addresses. A
+    concurrent call of the same geometry makes a block of its own (QGemmCall's way)."""
+    __slots__ = ("block", "address", "free", "rows", "threads")
+
+    def __init__(self, values: dict, rows: int, work_bytes: int):
+        self.block = (ctypes.c_int64 * len(PAD_FIELDS))(*[values[f] for f in PAD_FIELDS])
+        self.address = ctypes.addressof(self.block)
+        self.free = threading.Lock()
+        self.rows = rows
+        self.threads = 1 if work_bytes < PAD_PARALLEL_MIN_BYTES else None
+
+    def run(self, fn, pool, src: int, dst: int) -> None:
+        if self.free.acquire(False):
+            try:
+                self._run(fn, pool, self.block, self.address, src, dst)
+            finally:
+                self.free.release()
+            return
+        block = (ctypes.c_int64 * len(PAD_FIELDS))(*self.block)
+        self._run(fn, pool, block, ctypes.addressof(block), src, dst)
+
+    def _run(self, fn, pool, block, block_address: int, src: int, dst: int) -> None:
+        block[_PAD_SRC], block[_PAD_DST] = src, dst
+        if self.threads == 1:       # one direct call: no pool dispatch
+            fn(0, self.rows, 0, block_address)
+        else:
+            pool.parallel_for(fn, self.rows, block_address)
+
+
+_PAD_CALLS: dict = {}
+_MAX_PAD_CALLS = 256
+
+
+def pad_nhwc_run(fn, pool, src: np.ndarray | None, dst: np.ndarray, padding,
+                 zero_point: int) -> None:
+    """qpad_nhwc: the dense uint8 [N, Hp, Wp, C] dst = the channels-last [N, H, W, C] src
+    (pixels contiguous, rows and images at any stride) padded spatially by `padding` with
+    zero_point, rows split over the pool from PAD_PARALLEL_MIN_BYTES written; src None:
+    only the border is written (the interior is another kernel's)."""
+    ph, pw = padding
+    key = (dst.shape, None if src is None else src.shape,
+           None if src is None else src.strides, ph, pw, zero_point)
+    call = _PAD_CALLS.get(key)
+    if call is None:
+        call = _pad_call(src, dst, ph, pw, int(zero_point), key)
+    if dst.dtype.char != "B" or not dst.flags.c_contiguous or \
+            (src is not None and src.dtype.char != "B"):
+        raise ValueError(f"pad_nhwc: expected uint8 arrays, got {dst.dtype}")
+    if dst.size:
+        call.run(fn, pool, 0 if src is None else src.__array_interface__["data"][0],
+                 address(dst))
+
+
+def _pad_call(src, dst, ph: int, pw: int, zero_point: int, key) -> _PadCall:
+    """pad_nhwc_run's kept block for this geometry (its operands checked)."""
+    n, hp, wp, c = dst.shape
+    h, w = hp - 2 * ph, wp - 2 * pw
+    if h < 0 or w < 0 or (src is not None and (src.shape != (n, h, w, c) or
+                                               src.strides[2:] != (c, 1))):
+        raise ValueError(f"pad_nhwc: expected a source of the destination's interior shape "
+                         f"with contiguous pixels, got {None if src is None else src.shape} "
+                         f"into {dst.shape} padded by {(ph, pw)}")
+    strides = (0, 0) if src is None else src.strides[:2]
+    values = {"src": 0, "dst": 0, "h": h, "hp": hp, "top": ph, "row": w * c,
+              "left": pw * c, "right": pw * c, "img_stride": strides[0],
+              "row_stride": strides[1], "zero_point": zero_point}
+    work = dst.nbytes if src is not None else dst.nbytes - n * h * w * c
+    if len(_PAD_CALLS) >= _MAX_PAD_CALLS:
+        _PAD_CALLS.clear()
+    call = _PAD_CALLS[key] = _PadCall(values, n * hp, work)
+    return call
 
 
 PACK_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)

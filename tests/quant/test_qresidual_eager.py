@@ -94,8 +94,8 @@ def test_recompile_copy_and_state_load_keep_the_values(rng):
 
 
 def test_large_residuals_run_as_the_pair(rng, monkeypatch):
-    """Above FUSED_RESIDUAL_MAX elements the pair runs unfused (the add's own pass is the
-    cheaper one there): the same integers."""
+    """Above FUSED_RESIDUAL_MAX elements the pair runs unfused (operands larger than any
+    measured): the same integers."""
     from ember.frontend import quantized as fq
     _, e_q = converted_twins(rng)
     xs = _inputs(rng, 3)

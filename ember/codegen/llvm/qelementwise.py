@@ -375,6 +375,61 @@ def _interleave(b, parts: list, lanes: int):
     return b.shuffle_vector(low, high, ir.Constant(u.vec(u.I32, lanes * c), order))
 
 
+# qpad_nhwc's parameter block (int64 words; runtime/lite_int8.py PAD_FIELDS names them)
+_PAD_WORDS = 11
+
+
+def _emit_pad(module: ir.Module) -> None:
+    """qpad_nhwc(r_begin, r_end, worker, params): rows [r_begin, r_end) of a convolution's
+    padded channels-last input [N, Hp, Wp, C] (uint8, dense; row r = image r // Hp, padded
+    row r % Hp): a border row is the zero point throughout; an inside row is `left` bytes
+    of the zero point, the source row's `row` bytes (image img's row y at src + img *
+    img_stride + y * row_stride, pixels contiguous), `right` bytes of the zero point.
+    src = 0: the inside rows' middle bytes are left as they are (another kernel writes
+    them: the stem's interleaving pack). params = (src, dst, h, hp, top, row, left, right,
+    img_stride, row_stride, zero point) as int64. One memset / memcpy per stretch: the
+    same bytes NumPy's slice assignments write, split over threads by rows."""
+    fn, b = u.define(module, "qpad_nhwc", u.VOID, [
+        ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("params", u.PTR)],
+        noalias_ptrs=False)
+    r_begin, r_end, _, params = fn.args
+    src, dst, h, hp, top, row, left, right, img_stride, row_stride, zp = (
+        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
+        for i in range(_PAD_WORDS))
+    memcpy = module.declare_intrinsic("llvm.memcpy", [u.PTR, u.PTR, u.I64])
+    memset = module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
+    no = ir.Constant(u.I1, 0)
+    fill = b.trunc(zp, I8)
+    pitch = b.add(b.add(left, row), right)
+    src_ptr, dst_ptr = b.inttoptr(src, u.PTR), b.inttoptr(dst, u.PTR)
+    with u.counted_loop(b, r_begin, r_end, 1, "r") as r:
+        img = b.sdiv(r, hp)
+        y = b.sub(b.sub(r, b.mul(img, hp)), top)
+        out = b.gep(dst_ptr, [b.mul(r, pitch)], source_etype=I8)
+        inside = b.and_(b.icmp_signed(">=", y, u.i64(0)), b.icmp_signed("<", y, h))
+        with b.if_else(inside) as (then, otherwise):
+            with then:
+                b.call(memset, [out, fill, left, no])
+                with b.if_then(b.icmp_signed("!=", src, u.i64(0))):
+                    at = b.add(b.mul(img, img_stride), b.mul(y, row_stride))
+                    b.call(memcpy, [b.gep(out, [left], source_etype=I8),
+                                    b.gep(src_ptr, [at], source_etype=I8), row, no])
+                b.call(memset, [b.gep(out, [b.add(left, row)], source_etype=I8), fill,
+                                right, no])
+            with otherwise:
+                b.call(memset, [out, fill, pitch, no])
+    b.ret_void()
+
+
+def pad_module() -> ir.Module:
+    """The LLVM module with `qpad_nhwc` (its own: its memcpy / memset calls resolve to
+    the C library's, which the JIT links; module() stays free of external symbols for
+    the artifacts that link it)."""
+    mod = ir.Module(name="ember_qpad")
+    _emit_pad(mod)
+    return mod
+
+
 def module() -> ir.Module:
     """The LLVM module with `qadd`, `qmaxpool`, `qquantize`, `qdequantize_u8` / `_i8`,
     `relu_f32`, `qgap_u8` and `qpack_nhwc_c<C>` (also
@@ -438,10 +493,13 @@ def _gap_kernel():
 def global_avg_pool_nhwc(x: np.ndarray, zero_point: int) -> np.ndarray | None:
     """adaptive_avg_pool2d to 1 x 1 of a per-tensor quint8 value given as its channels-last
     view [N, H, W, C] (C-contiguous), requantized with its own qparams: [N, C] uint8, the
-    integers lite_int8.adaptive_average_quantized gives, in one native call on this
-    thread (a global pool is ~10 us of work, where NumPy's eight passes and their calls
-    took 60-140 us after a convolution had evicted their code and data from the caches);
-    None where it does not apply (another dtype or layout, 2**16 pixels or more)."""
+    integers lite_int8.adaptive_average_quantized gives, natively (NumPy's eight passes
+    and their calls took 60-140 us after a convolution had evicted their code and data
+    from the caches). Images split over the pool from GAP_PARALLEL_MIN_BYTES: hot, a
+    global pool is ~10 us of work, but right after the convolution that wrote its input
+    (half of it from the other core's cache) resnet18's 8 x 512 x 7 x 7 one took ~60 us
+    on one thread. None where it does not apply (another dtype or layout, 2**16 pixels
+    or more)."""
     n, h, w, c = x.shape
     if x.dtype != np.uint8 or not x.flags.c_contiguous or h * w >= 1 << 16 or not x.size:
         return None
@@ -451,9 +509,29 @@ def global_avg_pool_nhwc(x: np.ndarray, zero_point: int) -> np.ndarray | None:
     ip = (ctypes.c_int64 * 3)(size, c, size * int(zero_point))
     fp = (ctypes.c_double * 4)(float(inv), float(np.float32(zero_point)), 0.0, 255.0)
     out = np.empty((n, c), np.uint8)
-    _gap_kernel()(0, n, 0, lite.address(x), lite.address(out), ctypes.addressof(ip),
-                  ctypes.addressof(fp))
+    args = (lite.address(x), lite.address(out), ctypes.addressof(ip), ctypes.addressof(fp))
+    if x.nbytes < GAP_PARALLEL_MIN_BYTES or n < 2:
+        _gap_kernel()(0, n, 0, *args)
+    else:
+        default_pool().parallel_for(_gap_kernel(), n, *args)
     return out
+
+
+# a global average pool reading fewer bytes runs on the calling thread
+GAP_PARALLEL_MIN_BYTES = 1 << 17
+
+
+@functools.lru_cache(maxsize=1)
+def _pad_kernel():
+    isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
+    lib = compile_ir(pad_module(), target_for(isa))
+    return lib.function("qpad_nhwc", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p]))
+
+
+def pad_nhwc(src: np.ndarray | None, dst: np.ndarray, padding, zero_point: int) -> None:
+    """dst (a dense uint8 [N, Hp, Wp, C]) = src ([N, H, W, C], pixels contiguous) padded
+    spatially by `padding` with zero_point; src None: the border only."""
+    lite.pad_nhwc_run(_pad_kernel(), default_pool(), src, dst, padding, zero_point)
 
 
 @functools.lru_cache(maxsize=None)
