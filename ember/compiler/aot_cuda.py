@@ -46,7 +46,7 @@ from ..passes import PassContext, run_passes
 from ..runtime import lite
 from ..runtime.cuda.module import LaunchMetadata
 from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
-from .compile_cuda import CudaBackend, PlanKernel
+from .compile_cuda import CudaBackend, GemmStep, PlanKernel, SplitPlanKernel
 from .export import ExportedProgram
 
 DEFAULT_ARCH = 90                 # H100 / H200
@@ -92,12 +92,34 @@ class _View:
         self.fn = CpuBackend().view(op, rest)
 
 
+class _Scratch:
+    """A float32 buffer of a step's own (a split's workspace, a TF32 operand's K-major
+    copy), described: the artifact gives it a region of the arena's scratch area."""
+
+    def __init__(self, numel: int):
+        self.numel = int(numel)
+
+
+def _describe(numel: int, index: int) -> _Scratch:
+    return _Scratch(numel)
+
+
+class _HostGemmStep(GemmStep):
+    buffer = staticmethod(_describe)
+
+
+class _HostSplitStep(SplitPlanKernel):
+    buffer = staticmethod(_describe)
+
+
 class HostCudaBackend(CudaBackend):
     """CudaBackend's plan choices without a device: constants stay host arrays (repacked
     on the host, as CudaBackend._repack lays them out on the device), kernels are not
-    compiled here, views are described, eager steps are refused."""
+    compiled here, views are described, eager steps are refused. Split-K GEMMs, K-major
+    TF32 operand copies and split reductions are chosen as ember.compile chooses them;
+    their buffers are described (_Scratch) and placed in the arena when packaging."""
     precompile = False
-    split_reductions = False     # an artifact's launches are single kernels (no workspace)
+    gemm_step, split_step = _HostGemmStep, _HostSplitStep
 
     def __init__(self):
         super().__init__()
@@ -279,6 +301,7 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
              "inputs": [w.json() for w in layout.inputs], "outputs": outputs,
              "weights": sorted(layout.weights), "kernels": kernels, "launches": launches}
     memory = {"arena_bytes": layout.arena_bytes, "regions": layout.regions,
+              "scratch_bytes": layout.scratch_bytes,
               "inputs": table["inputs"], "outputs": outputs,
               "values": {str(s): w.json() for s, w in layout.where.items()}}
     members = {"graph.ir": print_graph(graph).encode(),
@@ -294,29 +317,73 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
 
 
 def _launches(plan, layout: _Layout, arch: int) -> tuple[list, dict]:
-    """plan.json's launches, and the compile job of each distinct (kernel, alignment)."""
-    launches, jobs = [], {}
+    """plan.json's launches (in the order the in-process plan launches them), and the
+    compile job of each distinct (kernel, alignment)."""
+    walk = _Walk(arch)
     for i, step in enumerate(plan.steps):
         fn = step.fn
         if isinstance(fn, _View):
             (slot,) = step.outputs
             layout.where[slot] = layout.view(step, layout.where[step.inputs[0]])
             continue
-        if not isinstance(fn, PlanKernel):
+        if not isinstance(fn, (PlanKernel, SplitPlanKernel)):
             raise LoweringError(f"ember.aot (target='cuda'): step {step.name} is not a kernel "
                                 "launch or a view (a host step), so it cannot be packaged")
         ins = [layout.where[s] for s in step.inputs]
         outs = [layout.output(s, spec) for s, spec in zip(step.outputs, step.out_specs)]
+        walk.step(step.name, fn, ins + outs, layout, i)
+    if walk.scratch_bytes:            # one scratch area: steps run in order on one stream
+        base = layout._own(walk.scratch_bytes)
+        for launch in walk.launches:
+            launch["args"] = [["arena", base + a[1]] if a is not None and a[0] == "scratch"
+                              else a for a in launch["args"]]
+    layout.scratch_bytes = walk.scratch_bytes
+    return walk.launches, walk.jobs
+
+
+class _Walk:
+    """The launches of each plan step, as the in-process step makes them (compile_cuda's
+    PlanKernel, GemmStep, SplitPlanKernel): a step's own buffers at offsets in a scratch
+    area ("scratch" region until the arena places it)."""
+
+    def __init__(self, arch: int):
+        self.arch, self.launches, self.jobs, self.scratch_bytes = arch, [], {}, 0
+
+    def step(self, name: str, fn, values: list, layout: _Layout, i: int) -> None:
+        offset = 0
+
+        def scratch(buffer: _Scratch) -> _Where:
+            nonlocal offset
+            where = _Where("scratch", offset, (buffer.numel,), (1,), np.float32)
+            offset += -(-max(buffer.numel * 4, 1) // lite.ALIGN) * lite.ALIGN
+            self.scratch_bytes = max(self.scratch_bytes, offset)
+            return where
+        if isinstance(fn, SplitPlanKernel):                 # a split reduction's phases
+            workspace = scratch(fn.workspace)
+            for part in fn.parts:
+                self.launch(name, part.generated, values + [workspace])
+            return
         fixed = {j: layout.fixed(f"f{i}_{j}", v) for j, v in fn.fixed.items()}
-        operands = PlanKernel(fn.generated, fn.index, fn.order, fn.n_inputs,
-                              fixed).operands(ins + outs)
+        operands = list(PlanKernel(fn.generated, fn.index, fn.order, fn.n_inputs,
+                                   fixed).operands(values))
+        if not isinstance(fn, GemmStep):
+            self.launch(name, fn.generated, operands)
+            return
+        for j, copy, staged in fn.copies:                   # TF32 operands copied K-major
+            staged = scratch(staged)
+            self.launch(name, copy.generated, [operands[j], staged])
+            operands[j] = staged
+        workspace = [scratch(w) for w in fn.workspace]      # split-K: partials, then the sum
+        for part in fn.parts:
+            self.launch(name, part.generated, operands + workspace)
+
+    def launch(self, name: str, generated, operands: list) -> None:
         args = [None if w is None else [w.region, w.offset] for w in operands]
         alignment = tuple(w is None or w.offset % ALIGNMENT == 0 for w in operands)
-        job = device_compile.CompileJob(fn.generated, alignment, arch)
-        index = list(jobs).index(job.key()) if job.key() in jobs else len(jobs)
-        jobs.setdefault(job.key(), job)
-        launches.append({"step": step.name, "kernel": index, "args": args})
-    return launches, jobs
+        job = device_compile.CompileJob(generated, alignment, self.arch)
+        index = list(self.jobs).index(job.key()) if job.key() in self.jobs else len(self.jobs)
+        self.jobs.setdefault(job.key(), job)
+        self.launches.append({"step": name, "kernel": index, "args": args})
 
 
 def _kernel_json(job, binary, member: str) -> dict:
