@@ -33,6 +33,7 @@ result is not a view of its input, and dynamic dimensions are refused, naming th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -43,13 +44,15 @@ from ..ir.errors import LoweringError
 from ..ir.graph import OpKind
 from ..ir.printer import print_graph
 from ..passes import PassContext, run_passes
-from ..runtime import lite
+from ..runtime import lite, lite_cuda
 from ..runtime.cuda.module import LaunchMetadata
 from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
-from .compile_cuda import CudaBackend, GemmStep, PlanKernel, SplitPlanKernel
+from .compile_cuda import CudaBackend, CudnnConvStep, GemmStep, PlanKernel, SplitPlanKernel, \
+    upload_exact
 from .export import ExportedProgram
 
 DEFAULT_ARCH = 90                 # H100 / H200
+CUDNN_PACKAGE = lite_cuda.CUDNN_PACKAGE   # what an artifact with cuDNN steps requires
 ALIGNMENT = device_compile.ALIGNMENT
 
 
@@ -121,9 +124,30 @@ class HostCudaBackend(CudaBackend):
     precompile = False
     gemm_step, split_step = _HostGemmStep, _HostSplitStep
 
-    def __init__(self):
+    def __init__(self, arch: int = DEFAULT_ARCH, cudnn="auto"):
         super().__init__()
         self.buffers = None                   # the plan is described, never run
+        self.cudnn = cudnn_choices(arch, cudnn)
+
+    # -- cuDNN convolutions: ember.compile's choice, made on this machine's GPU ------------------
+    def _cudnn_spec(self, problem, timed, epilogue: bool):
+        """CudaBackend's choice between cuDNN and the Triton kernel for a convolution (the
+        choice cache's record, or timed on this GPU), where `cudnn_choices` allows it."""
+        if not self.cudnn:
+            return None
+        self.precompile = True                # CudaBackend times only where it compiles
+        try:
+            return super()._cudnn_spec(problem, timed, epilogue)
+        finally:
+            self.precompile = False
+
+    def _time_conv(self, spec, problem, timed):
+        from ..frontend import cudnn_conv
+        known = cudnn_conv.timings(spec, self.index)
+        if known is None and timed is not None and timed.fixed:   # repacked on the host
+            timed = dataclasses.replace(timed, fixed={
+                j: upload_exact(np.asarray(v), self.index) for j, v in timed.fixed.items()})
+        return known if known is not None else super()._time_conv(spec, problem, timed)
 
     def constant(self, value):
         return CpuBackend().constant(value)
@@ -148,6 +172,54 @@ class HostCudaBackend(CudaBackend):
                             "Triton kernel in ember's CUDA backend (ember.compile would run "
                             "it eagerly), so it cannot be packaged: the artifact runs "
                             "kernels only")
+
+
+def cudnn_choices(arch: int, mode) -> bool:
+    """Whether packaging makes ember.compile's cuDNN-or-Triton choice per convolution:
+    options["cudnn"] "auto" (the default) where this machine's GPU is the target
+    architecture and cuDNN loads (the choice is a timing on that GPU, as ember.compile's
+    is; anywhere else every convolution is Triton's), False never (an artifact that needs
+    no cuDNN, whatever ember.compile would choose)."""
+    if mode is False:
+        return False
+    if mode != "auto":
+        raise LoweringError(f"ember.aot.compile_and_package: options['cudnn'] must be 'auto' "
+                            f"or False, got {mode!r}")
+    from ..frontend import cudnn_conv
+    return default_arch() == arch and _has_gpu() and cudnn_conv.usable()
+
+
+def _has_gpu() -> bool:
+    try:
+        from ..runtime.cuda import driver
+        return bool(driver.is_available())
+    except Exception:   # noqa: BLE001 - no driver, no bindings: no GPU
+        return False
+
+
+def cudnn_engine(spec, index: int = 0) -> str:
+    """The cuDNN engine config (its tag) ember.compile runs for `spec`: the heuristics'
+    choice (runtime/lite_cudnn.py: the first config whose plan builds, as the in-process
+    build picks it), or under cudnn.benchmark the config this process's timing chose."""
+    from ..runtime import lite_cudnn
+    from ..runtime.cuda import cudnn as runtime_cudnn
+    module = runtime_cudnn.library()
+    if spec.benchmark:
+        plan = runtime_cudnn._plans.get((spec, index))
+        chosen = getattr(plan, "chosen", None)
+        if chosen is None:
+            raise LoweringError(f"ember.aot (target='cuda'): {spec.describe()} runs on cuDNN "
+                                "with ember.backends.cudnn.benchmark on, and no call in this "
+                                "process has timed its engines yet: call the compiled model "
+                                "once before packaging, or package with benchmark off")
+        return str(plan.graph.get_plan_name_at_index(chosen))
+    graph, _ = lite_cudnn.conv_graph(module, spec, runtime_cudnn._handle(index),
+                                     runtime_cudnn._barred_notes(module, spec))
+    chosen = lite_cudnn.first_buildable(graph)
+    if chosen < 0:
+        raise LoweringError(f"ember.aot (target='cuda'): cuDNN builds no plan for "
+                            f"{spec.describe()}")
+    return str(graph.get_plan_name_at_index(chosen))
 
 
 # --- geometry of every value ----------------------------------------------------------------
@@ -267,6 +339,7 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     options = dict(options or {})
     arch = parse_arch(options.pop("cuda_arch")) if "cuda_arch" in options else default_arch()
     graphs = options.pop("cuda_graphs", "auto")
+    cudnn = options.pop("cudnn", "auto")
     if graphs not in (True, False, "auto"):
         raise LoweringError(f"ember.aot.compile_and_package: options['cuda_graphs'] must be "
                             f"True, False or 'auto', got {graphs!r}")
@@ -279,10 +352,10 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     # sizes baked into the kernels: a launch record carries pointers only, and a kernel
     # entry its one grid (codegen/triton/source.py: literal_sizes)
     with literal_sizes():
-        plan = PlanBuilder(graph, ctx.constants, CompileStats(), HostCudaBackend(),
+        plan = PlanBuilder(graph, ctx.constants, CompileStats(), HostCudaBackend(arch, cudnn),
                            freeze_constants=True).build()
     layout = _Layout(plan, graph)
-    launches, jobs = _launches(plan, layout, arch)
+    launches, jobs, convs = _launches(plan, layout, arch)
     binaries = device_compile.compile_many(list(jobs.values()))
     kernels, members = [], {}
     for i, (job, binary) in enumerate(zip(jobs.values(), binaries)):
@@ -299,7 +372,8 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     table = {"format": "ember-cuda-plan-1", "arch": f"sm_{arch}", "cuda_graphs": graphs,
              "arena_bytes": layout.arena_bytes,
              "inputs": [w.json() for w in layout.inputs], "outputs": outputs,
-             "weights": sorted(layout.weights), "kernels": kernels, "launches": launches}
+             "weights": sorted(layout.weights), "kernels": kernels, "cudnn": convs,
+             "launches": launches}
     memory = {"arena_bytes": layout.arena_bytes, "regions": layout.regions,
               "scratch_bytes": layout.scratch_bytes,
               "inputs": table["inputs"], "outputs": outputs,
@@ -312,13 +386,17 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     manifest["target"] = {"kind": "cuda", "arch": f"sm_{arch}",
                           "capability": [arch // 10, arch % 10], "required_features": [],
                           "triton_version": device_compile._triton_version()}
+    if convs:           # the lite runtime rebuilds these engine configs: the same cuDNN
+        from ..runtime.cuda import cudnn as runtime_cudnn
+        manifest["requires"] = [CUDNN_PACKAGE]
+        manifest["target"]["cudnn_version"] = runtime_cudnn.version()
     _write_zip(package_path, manifest, members)
     return str(package_path)
 
 
-def _launches(plan, layout: _Layout, arch: int) -> tuple[list, dict]:
-    """plan.json's launches (in the order the in-process plan launches them), and the
-    compile job of each distinct (kernel, alignment)."""
+def _launches(plan, layout: _Layout, arch: int) -> tuple[list, dict, list]:
+    """plan.json's launches (in the order the in-process plan launches them), the compile
+    job of each distinct (kernel, alignment), and each distinct cuDNN convolution."""
     walk = _Walk(arch)
     for i, step in enumerate(plan.steps):
         fn = step.fn
@@ -338,7 +416,7 @@ def _launches(plan, layout: _Layout, arch: int) -> tuple[list, dict]:
             launch["args"] = [["arena", base + a[1]] if a is not None and a[0] == "scratch"
                               else a for a in launch["args"]]
     layout.scratch_bytes = walk.scratch_bytes
-    return walk.launches, walk.jobs
+    return walk.launches, walk.jobs, walk.cudnn
 
 
 class _Walk:
@@ -348,6 +426,7 @@ class _Walk:
 
     def __init__(self, arch: int):
         self.arch, self.launches, self.jobs, self.scratch_bytes = arch, [], {}, 0
+        self.cudnn, self.cudnn_specs = [], []      # plan.json's "cudnn": one per spec
 
     def step(self, name: str, fn, values: list, layout: _Layout, i: int) -> None:
         offset = 0
@@ -366,6 +445,10 @@ class _Walk:
         fixed = {j: layout.fixed(f"f{i}_{j}", v) for j, v in fn.fixed.items()}
         operands = list(PlanKernel(fn.generated, fn.index, fn.order, fn.n_inputs,
                                    fixed).operands(values))
+        if isinstance(fn, CudnnConvStep):                  # x, w, y (, bias): ConvPlan's order
+            bias = [operands[2]] if fn.spec.bias else []
+            self.cudnn_launch(name, fn.spec, [operands[0], operands[1], operands[-1]] + bias)
+            return
         if not isinstance(fn, GemmStep):
             self.launch(name, fn.generated, operands)
             return
@@ -376,6 +459,16 @@ class _Walk:
         workspace = [scratch(w) for w in fn.workspace]      # split-K: partials, then the sum
         for part in fn.parts:
             self.launch(name, part.generated, operands + workspace)
+
+    def cudnn_launch(self, name: str, spec, operands: list) -> None:
+        """A cuDNN convolution: its spec and engine config once per distinct spec."""
+        from ..runtime import lite_cudnn
+        if spec not in self.cudnn_specs:
+            self.cudnn_specs.append(spec)
+            self.cudnn.append({"spec": lite_cudnn.spec_json(spec), "describe": spec.describe(),
+                               "engine": cudnn_engine(spec)})
+        self.launches.append({"step": name, "cudnn": self.cudnn_specs.index(spec),
+                              "args": [[w.region, w.offset] for w in operands]})
 
     def launch(self, name: str, generated, operands: list) -> None:
         args = [None if w is None else [w.region, w.offset] for w in operands]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,97 @@ except ImportError:        # loaded on its own: lite.py sets the same name on th
         """A corrupt, incomplete or mismatched artifact (refused before anything runs)."""
 
 SHARED_LIMIT = 48 * 1024          # dynamic shared memory a kernel may use without opting in
+CUDNN_PACKAGE = "nvidia-cudnn-frontend"   # an artifact with cuDNN convolutions requires it
+
+
+def _lite_cudnn():
+    """runtime/lite_cudnn.py (the graph builder shared with ember's in-process cuDNN glue),
+    imported in the package, else loaded by path beside this file."""
+    try:
+        from . import lite_cudnn
+        return lite_cudnn
+    except ImportError:
+        import importlib.util
+        import os
+        import sys
+        module = sys.modules.get("ember_lite_cudnn")
+        if module is None:
+            where = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lite_cudnn.py")
+            spec = importlib.util.spec_from_file_location("ember_lite_cudnn", where)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules["ember_lite_cudnn"] = module
+        return module
+
+
+def require_cudnn(manifest: dict, path):
+    """The cuDNN frontend module for an artifact that lists it in `requires` (None for one
+    that does not): refused with ArtifactError, before anything is loaded, where the
+    package does not import, its library does not load, or its cuDNN version is not the
+    one the artifact's engine configs were chosen with."""
+    if CUDNN_PACKAGE not in (manifest.get("requires") or []):
+        return None
+    try:
+        import cudnn
+        have = int(cudnn.backend_version())
+    except Exception as err:  # noqa: BLE001 - not installed, or its library does not load
+        raise ArtifactError(f"{path}: this artifact runs convolutions on cuDNN and needs "
+                            f"NVIDIA's cuDNN frontend (pip install {CUDNN_PACKAGE} "
+                            f"nvidia-cudnn-cu12): {type(err).__name__}: {err}") from None
+    want = manifest.get("target", {}).get("cudnn_version")
+    if want is not None and int(want) != have:
+        raise ArtifactError(f"{path}: its cuDNN engine configs were chosen with cuDNN {want}; "
+                            f"this machine has cuDNN {have}: package it again here")
+    return cudnn
+
+
+class CudnnConvs:
+    """The artifact's cuDNN convolutions (plan.json "cudnn"): each spec's graph rebuilt
+    (lite_cudnn.conv_graph, as ember builds it in-process) and exactly the recorded engine
+    config built (lite_cudnn.plan_named), with its workspace; `run(i, pointers, stream)`
+    queues convolution i on the stream."""
+
+    def __init__(self, cudnn, entries: list, driver, path):
+        graphs = _lite_cudnn()
+        self.cudnn, self.handle, self.convs, self.workspaces = cudnn, None, [], []
+        if not entries:
+            return
+        self.handle = cudnn.create_handle()          # on the driver's current context
+        for entry in entries:
+            spec = _Spec(entry["spec"])
+            graph, tensors = graphs.conv_graph(cudnn, spec, self.handle,
+                                               graphs.barred_notes(cudnn, spec))
+            index = graphs.plan_named(graph, entry["engine"])
+            if index < 0:
+                raise ArtifactError(f"{path}: cuDNN on this machine has no engine config "
+                                    f"{entry['engine']} for {entry.get('describe')}: "
+                                    "package it again here")
+            size = int(graph.get_workspace_size_plan_at_index(index))
+            workspace = driver.alloc(size) if size > 0 else None
+            if workspace is not None:
+                self.workspaces.append(workspace)
+            self.convs.append((graph, tensors, index, workspace))
+
+    def run(self, i: int, pointers: list, stream) -> None:
+        graph, tensors, index, workspace = self.convs[i]
+        self.cudnn.set_stream(self.handle, 0 if stream is None else int(stream))
+        graph.execute_plan_at_index(dict(zip(tensors, pointers)), workspace, index,
+                                    handle=self.handle)
+
+
+class _ConvLaunch(NamedTuple):
+    index: int                # into plan.json's "cudnn"
+    pointers: list            # x, w, y (, bias)
+
+
+class _Spec:
+    """A ConvSpec's fields from plan.json (geometry back to tuples)."""
+
+    def __init__(self, fields: dict):
+        def tup(v):
+            return tuple(tup(e) for e in v) if isinstance(v, list) else v
+        for name, value in fields.items():
+            setattr(self, name, tup(value))
 
 
 def check_arch(manifest: dict, path, capability: tuple[int, int]) -> None:
@@ -171,6 +263,7 @@ class CudaLiteModel:
     def __init__(self, path, manifest: dict, members: dict, device: int = 0,
                  driver=None, cuda_graphs=None):
         self.path, self.manifest = str(path), manifest
+        cudnn = require_cudnn(manifest, path)
         self.driver = driver if driver is not None else Driver(device)
         check_arch(manifest, path, self.driver.capability())
         try:
@@ -193,6 +286,11 @@ class CudaLiteModel:
         d.to_device(self.weights, np.ascontiguousarray(blob), self.stream)
         self._weight_at = {f"weight:{k}": self.weights + v for k, v in offsets.items()}
         self._scratch: list[int] = []
+        self._cudnn = CudnnConvs(cudnn, plan.get("cudnn") or [], d, path) \
+            if plan.get("cudnn") else None
+        if plan.get("cudnn") and cudnn is None:
+            raise ArtifactError(f"{path}: the plan has cuDNN convolutions but the manifest "
+                                f"does not list {CUDNN_PACKAGE} in `requires`")
         self._launches = [self._prepare(launch, kernels) for launch in launches]
         mode = plan.get("cuda_graphs", "auto") if cuda_graphs is None else cuda_graphs
         self.graphed = bool(mode is True or (mode == "auto" and len(self._launches) > 1))
@@ -213,7 +311,14 @@ class CudaLiteModel:
         return base + offset
 
     def _prepare(self, launch: dict, kernels: list) -> tuple:
-        """(function, grid, block, shared, packed argument array, its storage)."""
+        """(function, grid, block, shared, packed argument array, its storage), or for a
+        cuDNN convolution a _ConvLaunch."""
+        if "cudnn" in launch:
+            i = int(launch["cudnn"])
+            if self._cudnn is None or not 0 <= i < len(self._cudnn.convs):
+                raise ArtifactError(f"{self.path}: launch {launch['step']} names cuDNN "
+                                    f"convolution {i}, which the plan lacks")
+            return _ConvLaunch(i, [self.address(a[0], int(a[1])) for a in launch["args"]])
         k = kernels[launch["kernel"]]
         grid, block = tuple(k["grid"]), tuple(k["block"])
         pointers = [0 if a is None else self.address(a[0], int(a[1])) for a in launch["args"]]
@@ -233,7 +338,11 @@ class CudaLiteModel:
         return function, grid, block, int(k["shared"]), array, storage
 
     def _launch_all(self) -> None:
-        for function, grid, block, shared, array, _ in self._launches:
+        for launch in self._launches:
+            if isinstance(launch, _ConvLaunch):
+                self._cudnn.run(launch.index, launch.pointers, self.stream)
+                continue
+            function, grid, block, shared, array, _ = launch
             self.driver.launch(function, grid, block, shared, self.stream,
                                ctypes.addressof(array))
 
@@ -298,7 +407,8 @@ class CudaLiteModel:
     def close(self) -> None:
         """Free the device memory now (else at interpreter exit, with the context)."""
         d = self.driver
-        for ptr in [self.arena, self.weights] + self._scratch:
+        workspaces = self._cudnn.workspaces if self._cudnn is not None else []
+        for ptr in [self.arena, self.weights] + self._scratch + workspaces:
             d.free(ptr)
         self._scratch, self.arena, self.weights = [], 0, 0
 
