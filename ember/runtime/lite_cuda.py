@@ -70,8 +70,9 @@ def require_cudnn(manifest: dict, path):
         have = int(cudnn.backend_version())
     except Exception as err:  # noqa: BLE001 - not installed, or its library does not load
         raise ArtifactError(f"{path}: this artifact runs convolutions on cuDNN and needs "
-                            f"NVIDIA's cuDNN frontend (pip install {CUDNN_PACKAGE} "
-                            f"nvidia-cudnn-cu12): {type(err).__name__}: {err}") from None
+                            f"NVIDIA's cuDNN frontend (pip install {CUDNN_PACKAGE} and a "
+                            f"cuDNN library wheel, nvidia-cudnn-cu12 or -cu13): "
+                            f"{type(err).__name__}: {err}") from None
     want = manifest.get("target", {}).get("cudnn_version")
     if want is not None and int(want) != have:
         raise ArtifactError(f"{path}: its cuDNN engine configs were chosen with cuDNN {want}; "
