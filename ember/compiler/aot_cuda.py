@@ -3,7 +3,10 @@
 The plan is the one `ember.compile(..., backend="triton")` builds (the same pipeline, the
 same PlanBuilder, the same CUDA backend choices: generated Triton kernels for fused groups,
 the Triton GEMM / implicit-GEMM conv with the epilogue fused, frozen weights repacked into
-the layout the GEMM template is fast in), built on the host: no GPU is needed. Every
+the layout the GEMM template is fast in, split-K GEMMs, K-major TF32 operand copies, split
+reductions, cuDNN convolutions where cuDNN was timed faster), built on the host: no GPU is
+needed but for the cuDNN choices (`cudnn_choices`: made on a GPU of the target
+architecture, else every convolution is Triton's). Every
 generated kernel is compiled by Triton for the target architecture (sm_90 for H100/H200
 unless `options={"cuda_arch": ...}` says otherwise, or the local GPU's; `"cuda_graphs"`:
 True, False or "auto", how the runtime replays the launches) through the same
@@ -16,7 +19,9 @@ is the in-process plan's, bit for bit. What it writes, besides the manifest:
                        ("c<slot>", "f<step>_<operand>"), 64-byte aligned
   memory_plan.json     one device arena: inputs, intermediate values (regions shared as
                        the memory planner decided) and results, at fixed byte offsets
-  plan.json            the launch table: per launch the kernel and each pointer argument
+  plan.json            the launch table, in the in-process plan's launch order: per
+                       launch the kernel (or a cuDNN convolution: its spec and engine
+                       config tag, rebuilt at load) and each pointer argument
                        as (region, byte offset) with region "arena" or "weights"; the
                        inputs' and outputs' geometry; per kernel its launch metadata
                        (entry name, grid, block = 32 * num_warps threads, dynamic shared

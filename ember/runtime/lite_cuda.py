@@ -4,19 +4,23 @@
     (y,) = model(x)                                  # numpy in, numpy out
 
 Imports numpy, ctypes, the standard library and NVIDIA's driver bindings
-(`cuda.bindings.driver`, the cuda-bindings package); never Triton, llvmlite, lark,
+(`cuda.bindings.driver`, the cuda-bindings package), and for an artifact with cuDNN
+convolutions (its manifest `requires` nvidia-cudnn-frontend) the cuDNN frontend, whose
+graphs its sibling lite_cudnn.py builds; never Triton, llvmlite, lark,
 networkx or ember's compiler. runtime/lite.py reads and verifies the artifact (every
 member's SHA-256, the format version) and hands it here; this file is its sibling and is
 loaded by path when lite.py runs on its own.
 
-Loading, in order: the GPU's architecture must be the one the cubins were compiled for
+Loading, in order: a required cuDNN frontend must import at the artifact's cuDNN version
+(require_cudnn); the GPU's architecture must be the one the cubins were compiled for
 (the manifest's target.capability; else ArtifactError, before anything is loaded); every
 cubin is loaded (cuModuleLoadData) and its kernel found (cuModuleGetFunction), with
 dynamic shared memory above 48 KiB opted in; one device arena (inputs, intermediates,
 results at the byte offsets compiler/aot_cuda.py planned) and one block for the weights
 (the safetensors member's data, copied once) are allocated; each launch's argument array
 is packed once (pointers are fixed: arena or weights base + offset, then Triton's scratch
-pointers). A call copies the inputs into their arena regions, runs the launches on this
+pointers); each cuDNN convolution's graph is rebuilt with exactly its recorded engine
+config (CudnnConvs). A call copies the inputs into their arena regions, runs the launches on this
 model's stream - replayed as one CUDA graph (cuGraphLaunch) when the plan has more than
 one launch, since every address is fixed - and copies the results out.
 """
@@ -298,6 +302,9 @@ class CudaLiteModel:
         self._graph = None
         if self.graphed:
             d.synchronize(self.stream)          # the weights are in place before capture
+            if self._cudnn is not None:         # cuDNN's first execution may load its
+                self._launch_all()              # kernels, which a capture cannot do
+                d.synchronize(self.stream)
             self._graph = d.capture(self.stream, self._launch_all)
         d.synchronize(self.stream)
 
