@@ -278,7 +278,8 @@ def _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph
                                   f"{target.get('triton_version', '?')})"),
                        ("arena", f"{memory['arena_bytes'] / 1e6:.2f} MB in "
                                  f"{memory.get('regions', '?')} regions"),
-                       ("replay", f"CUDA graph: {plan.get('cuda_graphs')}")):
+                       ("replay", f"CUDA graph: {plan.get('cuda_graphs')}"),
+                       ("requires", ", ".join(manifest.get("requires") or []) or "-")):
         head.add_row(key, str(value))
     console.print(head)
     console.print(_io_table(manifest))
@@ -286,7 +287,13 @@ def _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph
     launches = Table(title=f"plan: {len(plan['launches'])} launches of {len(kernels)} cubins")
     for col in ("#", "step", "kernel", "grid", "block", "shared bytes"):
         launches.add_column(col)
+    convs = plan.get("cudnn") or []
     for i, launch in enumerate(plan["launches"]):
+        if "cudnn" in launch:                 # a cuDNN convolution: its engine config
+            conv = convs[launch["cudnn"]]
+            launches.add_row(str(i), launch["step"], f"cuDNN {conv['engine']}",
+                             conv.get("describe", ""), "-", "-")
+            continue
         k = kernels[launch["kernel"]]
         launches.add_row(str(i), launch["step"], k["name"], "x".join(map(str, k["grid"])),
                          str(k["block"][0]), str(k["shared"]))

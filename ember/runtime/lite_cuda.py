@@ -67,7 +67,14 @@ def require_cudnn(manifest: dict, path):
     that does not): refused with ArtifactError, before anything is loaded, where the
     package does not import, its library does not load, or its cuDNN version is not the
     one the artifact's engine configs were chosen with."""
-    if CUDNN_PACKAGE not in (manifest.get("requires") or []):
+    requires = manifest.get("requires") or []
+    unknown = [r for r in requires if r != CUDNN_PACKAGE] if isinstance(requires, list) \
+        else [requires]
+    if unknown:
+        raise ArtifactError(f"{path}: the artifact requires {', '.join(map(str, unknown))}, "
+                            "which this runtime does not know: load it with the ember "
+                            "version that wrote it")
+    if CUDNN_PACKAGE not in requires:
         return None
     try:
         import cudnn
@@ -97,13 +104,21 @@ class CudnnConvs:
             return
         self.handle = cudnn.create_handle()          # on the driver's current context
         for entry in entries:
-            spec = _Spec(entry["spec"])
+            try:
+                spec = _Spec(entry["spec"])
+                missing = [f for f in graphs.SPEC_FIELDS if not hasattr(spec, f)]
+                if missing:
+                    raise KeyError(", ".join(missing))
+                tag = str(entry["engine"])
+            except (KeyError, TypeError, AttributeError) as err:
+                raise ArtifactError(f"{path}: unreadable cuDNN convolution in the plan "
+                                    f"({type(err).__name__}: {err})") from None
             graph, tensors = graphs.conv_graph(cudnn, spec, self.handle,
                                                graphs.barred_notes(cudnn, spec))
-            index = graphs.plan_named(graph, entry["engine"])
+            index = graphs.plan_named(graph, tag)
             if index < 0:
                 raise ArtifactError(f"{path}: cuDNN on this machine has no engine config "
-                                    f"{entry['engine']} for {entry.get('describe')}: "
+                                    f"{tag} for {entry.get('describe')}: "
                                     "package it again here")
             size = int(graph.get_workspace_size_plan_at_index(index))
             workspace = driver.alloc(size) if size > 0 else None

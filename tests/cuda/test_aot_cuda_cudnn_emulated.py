@@ -210,3 +210,22 @@ def test_bad_cudnn_option_refused(tmp_path):
         ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)),
                                       tmp_path / "bad.ember", target="cuda",
                                       options={"cuda_arch": "sm_90", "cudnn": "always"})
+
+
+def test_inspect_lists_cudnn_convolutions(device, cudnn_wins, tmp_path, monkeypatch):  # noqa: F811
+    from click.testing import CliRunner
+    from ember.cli_aot import main
+    path, *_ = _artifact(tmp_path, monkeypatch)
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert lite_cuda.CUDNN_PACKAGE in result.output
+    assert result.output.count(f"cuDNN {fake_cudnn.ENGINES[1]}") == 2
+
+
+def test_unknown_requirement_refused(device, cudnn_wins, tmp_path, monkeypatch):  # noqa: F811
+    path, manifest, members, driver = _artifact(tmp_path, monkeypatch)
+    manifest = dict(manifest, requires=manifest["requires"] + ["tensorrt"])
+    with pytest.raises(ArtifactError, match="requires tensorrt, which this runtime does "
+                                            "not know"):
+        lite_cuda.CudaLiteModel(path, manifest, members, driver=driver)
+    assert driver.loaded == 0
