@@ -229,3 +229,36 @@ def test_unknown_requirement_refused(device, cudnn_wins, tmp_path, monkeypatch):
                                             "not know"):
         lite_cuda.CudaLiteModel(path, manifest, members, driver=driver)
     assert driver.loaded == 0
+
+
+def test_fresh_process_lite_runtime_refuses_without_cudnn(device, cudnn_wins, tmp_path,  # noqa: F811
+                                                          monkeypatch):
+    """lite.py on its own (ember, Triton, llvmlite, lark, networkx unimportable) loads its
+    CUDA sibling and that one's cuDNN graph builder by path, and refuses the artifact for
+    the missing cuDNN frontend before touching the driver."""
+    import subprocess
+    path, *_ = _artifact(tmp_path, monkeypatch)
+    script = f"""
+import importlib.abc, importlib.util, sys
+BLOCKED = ("llvmlite", "lark", "networkx", "triton", "ember", "cudnn")
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Blocker())
+spec = importlib.util.spec_from_file_location('ember_lite', {lite.__file__!r})
+lite = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lite)
+cuda = lite._lite_sibling("lite_cuda", "CUDA runtime")
+graphs = cuda._lite_cudnn()
+assert graphs.__name__ == "ember_lite_cudnn" and callable(graphs.conv_graph)
+try:
+    lite.load_package({str(path)!r})
+except lite.ArtifactError as err:
+    print("REFUSED", err)
+assert not [m for m in sys.modules if m.split('.')[0] in BLOCKED]
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "REFUSED" in done.stdout and lite_cuda.CUDNN_PACKAGE in done.stdout, done.stdout
