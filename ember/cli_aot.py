@@ -93,23 +93,28 @@ def _is_saved_program(path: str) -> bool:
 @click.option("--arch", default=None, metavar="SM",
               help="--target cuda: the GPU architecture, e.g. sm_90 (default: this "
                    "machine's GPU, else sm_90)")
+@click.option("--no-cudnn", "no_cudnn", is_flag=True,
+              help="--target cuda: every convolution on ember's Triton kernels, an "
+                   "artifact that needs no cuDNN (default: cuDNN where ember.compile "
+                   "runs it)")
 @click.option("--dynamic", multiple=True, metavar="NAME:DIM[:MIN-MAX]",
               help="a dynamic dimension, e.g. x:0 (sizes 2 to --input's size) or "
                    "x:0:2-32; the artifact holds one program per size")
 @click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
-def compile_command(model_spec, output, inputs, target, arch, dynamic,
+def compile_command(model_spec, output, inputs, target, arch, no_cudnn, dynamic,
                     show_traceback) -> None:
     """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
     ExportedProgram) to an artifact."""
     import ember
-    if arch is not None and target != "cuda":
-        raise click.UsageError("--arch applies to --target cuda only")
+    if (arch is not None or no_cudnn) and target != "cuda":
+        raise click.UsageError("--arch and --no-cudnn apply to --target cuda only")
     try:
         console = _console(stderr=True)
         start = time.perf_counter()
         with console.status("exporting", spinner="dots"):
             exported = _export_model(model_spec, inputs, dynamic)
-        options = {"cuda_arch": arch} if arch is not None else None
+        options = {**({"cuda_arch": arch} if arch is not None else {}),
+                   **({"cudnn": False} if no_cudnn else {})} or None
         with console.status(f"compiling for {target}", spinner="dots"):
             ember.aot.compile_and_package(exported, output, target=target, options=options)
     except _ERRORS as err:

@@ -262,3 +262,31 @@ assert not [m for m in sys.modules if m.split('.')[0] in BLOCKED]
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "REFUSED" in done.stdout and lite_cuda.CUDNN_PACKAGE in done.stdout, done.stdout
+
+
+def test_cli_compile_no_cudnn(device, cudnn_wins, tmp_path, monkeypatch):  # noqa: F811
+    """`ember compile --target cuda` packages ember.compile's cuDNN choices; --no-cudnn
+    keeps every convolution on Triton; --no-cudnn is refused for the CPU target."""
+    from click.testing import CliRunner
+    from ember.cli_aot import main
+    from ember.codegen.triton import device_compile
+    monkeypatch.setattr(device_compile, "compile_many", lambda jobs, workers=None: [
+        device_compile.DeviceBinary(b"\x7fELF", {
+            "name": j.kernel.launch.name, "num_warps": j.kernel.launch.num_warps,
+            "num_stages": 1, "num_ctas": 1, "shared": 0}) for j in jobs])
+    (tmp_path / "model.py").write_text(
+        "import ember\nfrom ember import nn\n\n"
+        "def make():\n    ember.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()\n")
+    found = {}
+    for flags in ([], ["--no-cudnn"]):
+        out = tmp_path / f"m{len(flags)}.ember"
+        result = CliRunner().invoke(main, ["compile", f"{tmp_path / 'model.py'}:make",
+                                           "--input", "x:2x3x6x6", "--target", "cuda",
+                                           "--arch", "sm_90", *flags, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        found[bool(flags)] = json.loads(lite.read_members(out)[1]["plan.json"])["cudnn"]
+    assert len(found[False]) == 1 and found[True] == []
+    result = CliRunner().invoke(main, ["compile", f"{tmp_path / 'model.py'}:make", "--input",
+                                       "x:2x3x6x6", "--no-cudnn", "-o", str(tmp_path / "c")])
+    assert result.exit_code != 0 and "--target cuda only" in result.output
