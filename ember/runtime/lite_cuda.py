@@ -113,9 +113,14 @@ class CudnnConvs:
             except (KeyError, TypeError, AttributeError) as err:
                 raise ArtifactError(f"{path}: unreadable cuDNN convolution in the plan "
                                     f"({type(err).__name__}: {err})") from None
-            graph, tensors = graphs.conv_graph(cudnn, spec, self.handle,
-                                               graphs.barred_notes(cudnn, spec))
-            index = graphs.plan_named(graph, tag)
+            try:
+                graph, tensors = graphs.conv_graph(cudnn, spec, self.handle,
+                                                   graphs.barred_notes(cudnn, spec))
+                index = graphs.plan_named(graph, tag)
+            except Exception as err:  # noqa: BLE001 - the frontend's errors have no common base
+                raise ArtifactError(f"{path}: cuDNN could not build {entry.get('describe')} "
+                                    f"with engine config {tag}: {type(err).__name__}: "
+                                    f"{str(err)[:300]}") from None
             if index < 0:
                 raise ArtifactError(f"{path}: cuDNN on this machine has no engine config "
                                     f"{tag} for {entry.get('describe')}: "

@@ -290,3 +290,15 @@ def test_cli_compile_no_cudnn(device, cudnn_wins, tmp_path, monkeypatch):  # noq
     result = CliRunner().invoke(main, ["compile", f"{tmp_path / 'model.py'}:make", "--input",
                                        "x:2x3x6x6", "--no-cudnn", "-o", str(tmp_path / "c")])
     assert result.exit_code != 0 and "--target cuda only" in result.output
+
+
+def test_engine_config_that_fails_to_build_refused(device, cudnn_wins, tmp_path,  # noqa: F811
+                                                   monkeypatch):
+    path, manifest, members, driver = _artifact(tmp_path, monkeypatch)
+
+    def refuse(self, index):
+        raise RuntimeError("CUDNN_STATUS_NOT_SUPPORTED")
+    monkeypatch.setattr(fake_cudnn.pygraph, "build_plan_at_index", refuse)
+    with pytest.raises(ArtifactError, match="cuDNN could not build conv fprop .* with engine "
+                                            "config eng0_k2=3: RuntimeError: CUDNN_STATUS"):
+        lite_cuda.CudaLiteModel(path, manifest, members, driver=driver)
