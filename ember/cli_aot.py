@@ -106,8 +106,9 @@ def compile_command(model_spec, output, inputs, target, arch, no_cudnn, dynamic,
     """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
     ExportedProgram) to an artifact."""
     import ember
-    if (arch is not None or no_cudnn) and target != "cuda":
-        raise click.UsageError("--arch and --no-cudnn apply to --target cuda only")
+    for flag, given in (("--arch", arch is not None), ("--no-cudnn", no_cudnn)):
+        if given and target != "cuda":
+            raise click.UsageError(f"{flag} applies to --target cuda only")
     try:
         console = _console(stderr=True)
         start = time.perf_counter()

@@ -258,6 +258,11 @@ class Driver:
             graph = self.call("cuStreamEndCapture", stream)
         return graph, self.call("cuGraphInstantiate", graph, 0)
 
+    def library(self, work) -> None:
+        """A library's launches (cuDNN's): `work()` queues them on the model's stream, where
+        a capture records them as it records cuLaunchKernel's."""
+        work()
+
     def replay(self, executable, stream) -> None:
         self.call("cuGraphLaunch", executable, stream)
 
@@ -368,7 +373,8 @@ class CudaLiteModel:
     def _launch_all(self) -> None:
         for launch in self._launches:
             if isinstance(launch, _ConvLaunch):
-                self._cudnn.run(launch.index, launch.pointers, self.stream)
+                self.driver.library(lambda c=launch: self._cudnn.run(c.index, c.pointers,
+                                                                       self.stream))
                 continue
             function, grid, block, shared, array, _ = launch
             self.driver.launch(function, grid, block, shared, self.stream,

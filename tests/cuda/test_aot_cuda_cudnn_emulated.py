@@ -121,13 +121,16 @@ def test_cudnn_convolutions_packaged_and_rebuilt_as_in_process(device, cudnn_win
 
     fake_cudnn.executed.clear()
     driver = InterpretingDriver(plan, sources)
-    # launched in order (a capture here would record the Triton launches only: cuDNN's
-    # kernels reach the stand-in driver as host calls; a GPU's capture records both)
-    run = lite_cuda.CudaLiteModel(path, manifest, members, driver=driver, cuda_graphs=False)
+    run = lite_cuda.CudaLiteModel(path, manifest, members, driver=driver)
+    assert run.graphed                      # cuDNN's launches captured with the kernels
+    warm_up = list(fake_cudnn.executed)     # one run before the capture
+    assert len(warm_up) == len(ran_in_process)
+    fake_cudnn.executed.clear()
     for _ in range(2):
         (got,) = run(x)
         np.testing.assert_array_equal(got, want)
-    # each call ran both convolutions on the recorded engine config, as ember.compile did
+    assert driver.replays == 2
+    # each replay ran both convolutions on the recorded engine config, as ember.compile did
     assert [e for e, _ in fake_cudnn.executed] == [e for e, _ in ran_in_process] * 2
     assert all(ws is not None for _, ws in fake_cudnn.executed)
 
@@ -289,7 +292,7 @@ def test_cli_compile_no_cudnn(device, cudnn_wins, tmp_path, monkeypatch):  # noq
     assert len(found[False]) == 1 and found[True] == []
     result = CliRunner().invoke(main, ["compile", f"{tmp_path / 'model.py'}:make", "--input",
                                        "x:2x3x6x6", "--no-cudnn", "-o", str(tmp_path / "c")])
-    assert result.exit_code != 0 and "--target cuda only" in result.output
+    assert result.exit_code != 0 and "--no-cudnn applies to --target cuda only" in result.output
 
 
 def test_engine_config_that_fails_to_build_refused(device, cudnn_wins, tmp_path,  # noqa: F811
