@@ -200,3 +200,21 @@ def test_another_architecture_is_refused(tmp_path):
                                   target="cuda", options={"cuda_arch": other})
     with pytest.raises(ArtifactError, match=f"compiled for CUDA architecture {other}"):
         ember.aot.load_package(path)
+
+
+@pytest.mark.parametrize("name", ["encoder", "split", "wide_conv"])
+def test_tf32_artifact_is_the_in_process_plan(name, tmp_path, monkeypatch):
+    """Under TF32 (K-major operand copies, TF32 split-K, TF32 cuDNN engines) as
+    benchmarks/aot.py --cuda --tf32 runs: the same launches and bitwise results."""
+    monkeypatch.setattr(ember.backends.cuda.matmul, "allow_tf32", True)
+    model, x = _cases()[name]
+    model.eval()
+    path = tmp_path / f"{name}_tf32.ember"
+    ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path,
+                                  target="cuda")
+    want, launches = _in_process(model, x)
+    assert _packaged_list(path) == launches
+    got = ember.aot.load_package(path)(x)
+    got = got if isinstance(got, (tuple, list)) else (got,)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w)
