@@ -84,6 +84,11 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     compiled.launch(kernel.generated.launch.grid, pointers + kernel.generated.launch.bound())
 
 
+def _float32_buffer(numel: int, index: int) -> Tensor:
+    from ..ir.dtypes import float32
+    return empty_cuda((numel,), (1,), float32, index)
+
+
 class GemmStep(PlanKernel):
     """A GEMM of several launches as one plan step: copies staging TF32 operands K-major
     (codegen/triton/gemm.py kmajor_staging) into buffers of the step's own, then the GEMM
@@ -101,10 +106,8 @@ class GemmStep(PlanKernel):
         self.copies = [(c.operand, PlanKernel(c.kernel, index),      # TF32: float32 operands
                         self.buffer(c.numel, index)) for c in copies]
 
-    @staticmethod
-    def buffer(numel: int, index: int):
-        """A float32 buffer of the step's own (ember.aot's host plan describes it instead)."""
-        return _float32_buffer(numel, index)
+    # a float32 buffer of the step's own (ember.aot's host plan describes it instead)
+    buffer = staticmethod(_float32_buffer)
 
     @property
     def kernels(self) -> list:
@@ -117,11 +120,6 @@ class GemmStep(PlanKernel):
             operands[j] = staged
         for part in self.parts:
             _launch(part, operands + self.workspace)
-
-
-def _float32_buffer(numel: int, index: int) -> Tensor:
-    from ..ir.dtypes import float32
-    return empty_cuda((numel,), (1,), float32, index)
 
 
 def _is_split(generated) -> bool:
@@ -518,7 +516,7 @@ class CudaBackend:
         generated, copies = generated
         if copies or _is_split(generated):
             return self._ready_parts(self.gemm_step(generated, copies, self.index, order,
-                                              len(inputs), fixed))
+                                                    len(inputs), fixed))
         spec = self._cudnn_spec(problem, TimedKernel(generated), epilogue=False)
         if spec is not None:
             return self.cudnn_step(spec, self.index, order, len(inputs), fixed)
@@ -542,7 +540,7 @@ class CudaBackend:
         generated, copies = generated
         if copies or _is_split(generated):      # a matmul: no cuDNN alternative to time
             step = self.gemm_step(generated, copies, self.index, list(range(len(inner))),
-                            len(inner), fixed)
+                                  len(inner), fixed)
             return self._ready_parts(step), inner
         # timed as the plan would run it (epilogue included: no kernel compiled only to be
         # timed) against cuDNN's conv plus the epilogue's own pass
