@@ -204,8 +204,10 @@ def _has_gpu() -> bool:
 
 def cudnn_engine(spec, index: int = 0) -> str:
     """The cuDNN engine config (its tag) ember.compile runs for `spec`: the heuristics'
-    choice (runtime/lite_cudnn.py: the first config whose plan builds, as the in-process
-    build picks it), or under cudnn.benchmark the config this process's timing chose."""
+    choice - the config the in-process build itself selects (ConvPlan's `_build`, then
+    `_selected_plan`), else the first config whose plan builds (runtime/lite_cudnn.py,
+    what that build picks in cuDNN's frontend) - or under cudnn.benchmark the config this
+    process's timing chose."""
     from ..runtime import lite_cudnn
     from ..runtime.cuda import cudnn as runtime_cudnn
     module = runtime_cudnn.library()
@@ -218,13 +220,52 @@ def cudnn_engine(spec, index: int = 0) -> str:
                                 "process has timed its engines yet: call the compiled model "
                                 "once before packaging, or package with benchmark off")
         return str(plan.graph.get_plan_name_at_index(chosen))
-    graph, _ = lite_cudnn.conv_graph(module, spec, runtime_cudnn._handle(index),
-                                     runtime_cudnn._barred_notes(module, spec))
-    chosen = lite_cudnn.first_buildable(graph)
+    handle = runtime_cudnn._handle(index)
+    try:
+        graph, tensors = runtime_cudnn._build(module, spec, handle)     # as ConvPlan builds
+        chosen = _selected_plan(module, graph, tensors, spec, handle, index)
+    except Exception:  # noqa: BLE001 - the frontend's errors have no common base
+        chosen = -1
+    if chosen < 0:            # no plan ran by index: the frontend's rule, first that builds
+        graph, _ = lite_cudnn.conv_graph(module, spec, handle,
+                                         runtime_cudnn._barred_notes(module, spec))
+        chosen = lite_cudnn.first_buildable(graph)
     if chosen < 0:
         raise LoweringError(f"ember.aot (target='cuda'): cuDNN builds no plan for "
                             f"{spec.describe()}")
     return str(graph.get_plan_name_at_index(chosen))
+
+
+def _selected_plan(module, graph, tensors, spec, handle, index: int) -> int:
+    """The engine config a heuristics'-choice build selected: the built plan, the one
+    index whose execution runs (plans not built refuse), tried in order on zeroed scratch
+    buffers of the convolution's geometry; -1 where none runs."""
+    from ..ir import dtypes
+    from ..runtime.cuda.stream import current_stream
+    from .compile_cuda import _scratch
+    from ..frontend.devices import data_ptr
+    dtype = getattr(dtypes, spec.dtype)
+    cout = spec.w[0][0]
+    shapes = [spec.x, spec.w, spec.y] + ([((1, cout, 1, 1), (cout, 1, 1, 1))]
+                                         if spec.bias else []) + \
+        ([spec.y] if "add" in spec.epilogue else [])
+    buffers = [_scratch(shape, strides, dtype, index) for shape, strides in shapes]
+    size = int(graph.get_workspace_size())
+    workspace = _scratch((size,), (1,), dtypes.uint8, index) if size > 0 else None
+    stream = current_stream(index)
+    module.set_stream(handle, stream.handle)
+    pack = dict(zip(tensors, [data_ptr(b) for b in buffers]))
+    try:
+        for i in range(int(graph.get_execution_plan_count())):
+            try:
+                graph.execute_plan_at_index(pack, None if workspace is None else
+                                            data_ptr(workspace), i, handle=handle)
+            except Exception:  # noqa: BLE001 - a plan not built (or barred) refuses
+                continue
+            return i
+        return -1
+    finally:
+        stream.synchronize()
 
 
 # --- geometry of every value ----------------------------------------------------------------

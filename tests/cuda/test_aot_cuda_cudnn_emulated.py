@@ -305,3 +305,27 @@ def test_engine_config_that_fails_to_build_refused(device, cudnn_wins, tmp_path,
     with pytest.raises(ArtifactError, match="cuDNN could not build conv fprop .* with engine "
                                             "config eng0_k2=3: RuntimeError: CUDNN_STATUS"):
         lite_cuda.CudaLiteModel(path, manifest, members, driver=driver)
+
+
+def test_packaged_engine_is_the_one_the_in_process_build_selected(device, cudnn_wins,  # noqa: F811
+                                                                  tmp_path, monkeypatch):
+    """A frontend whose heuristics'-choice build settles on another config than the first
+    that builds: the artifact records the config the in-process build selected (found by
+    which built plan runs), and the lite runtime runs that one."""
+    def last_buildable(self, policy):
+        self.build_plan_at_index(len(fake_cudnn.engines) - 1)
+        self.candidate = len(fake_cudnn.engines) - 1
+    monkeypatch.setattr(fake_cudnn.pygraph, "build_plans", last_buildable)
+    model, x = _case()
+    fast = ember.compile(copy.deepcopy(model).to(device), backend="triton",
+                         options={"cuda_graphs": False})
+    with ember.no_grad():
+        want = fast(ember.tensor(x).to(device)).cpu().numpy()
+    assert {e for e, _ in fake_cudnn.executed} == {fake_cudnn.ENGINES[2]}
+    path, manifest, members, driver = _artifact(tmp_path, monkeypatch)
+    plan = json.loads(members["plan.json"])
+    assert [c["engine"] for c in plan["cudnn"]] == [fake_cudnn.ENGINES[2]] * 2
+    fake_cudnn.executed.clear()
+    (got,) = lite_cuda.CudaLiteModel(path, manifest, members, driver=driver)(x)
+    np.testing.assert_array_equal(got, want)
+    assert {e for e, _ in fake_cudnn.executed} == {fake_cudnn.ENGINES[2]}
