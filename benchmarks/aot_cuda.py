@@ -89,6 +89,14 @@ def row(name: str, args, rng, tmp: str) -> dict:
     out["package_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     art = ember.aot.load_package(path).lite
+    # the plan ember.compile runs: launches, split steps' kernels (split-K partials and
+    # sums, split reductions' phases), cuDNN convolutions
+    names = [art.plan["kernels"][launch["kernel"]]["name"]
+             for launch in art.plan["launches"] if "kernel" in launch]
+    out["launches"] = len(art.plan["launches"])
+    out["cudnn_convs"] = sum("cudnn" in launch for launch in art.plan["launches"])
+    out["split_kernels"] = sum("_splitk" in n or "_partial" in n or n.endswith("_final")
+                               for n in names)
     first = art(x)[0]
     out["artifact_load_and_first_call_s"] = time.perf_counter() - t0
 
@@ -165,6 +173,8 @@ def table(rows: list, gpu: str) -> None:
     for r in rows:
         if "skipped" not in r:
             print(f"{r['name']}: input {r['input']}, package {r['package_s']:.1f} s, "
+                  f"{r['launches']} launches ({r['cudnn_convs']} cuDNN, "
+                  f"{r['split_kernels']} split-step kernels), "
                   f"max|artifact - torch| {r['max_abs_diff_vs_torch']:.2e}, bitwise = "
                   f"ember.compile: {r['bitwise_equal_to_ember_compile']}")
 

@@ -93,23 +93,29 @@ def _is_saved_program(path: str) -> bool:
 @click.option("--arch", default=None, metavar="SM",
               help="--target cuda: the GPU architecture, e.g. sm_90 (default: this "
                    "machine's GPU, else sm_90)")
+@click.option("--no-cudnn", "no_cudnn", is_flag=True,
+              help="--target cuda: every convolution on ember's Triton kernels, an "
+                   "artifact that needs no cuDNN (default: cuDNN where ember.compile "
+                   "runs it)")
 @click.option("--dynamic", multiple=True, metavar="NAME:DIM[:MIN-MAX]",
               help="a dynamic dimension, e.g. x:0 (sizes 2 to --input's size) or "
                    "x:0:2-32; the artifact holds one program per size")
 @click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
-def compile_command(model_spec, output, inputs, target, arch, dynamic,
+def compile_command(model_spec, output, inputs, target, arch, no_cudnn, dynamic,
                     show_traceback) -> None:
     """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
     ExportedProgram) to an artifact."""
     import ember
-    if arch is not None and target != "cuda":
-        raise click.UsageError("--arch applies to --target cuda only")
+    for flag, given in (("--arch", arch is not None), ("--no-cudnn", no_cudnn)):
+        if given and target != "cuda":
+            raise click.UsageError(f"{flag} applies to --target cuda only")
     try:
         console = _console(stderr=True)
         start = time.perf_counter()
         with console.status("exporting", spinner="dots"):
             exported = _export_model(model_spec, inputs, dynamic)
-        options = {"cuda_arch": arch} if arch is not None else None
+        options = {**({"cuda_arch": arch} if arch is not None else {}),
+                   **({"cudnn": False} if no_cudnn else {})} or None
         with console.status(f"compiling for {target}", spinner="dots"):
             ember.aot.compile_and_package(exported, output, target=target, options=options)
     except _ERRORS as err:
@@ -278,7 +284,8 @@ def _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph
                                   f"{target.get('triton_version', '?')})"),
                        ("arena", f"{memory['arena_bytes'] / 1e6:.2f} MB in "
                                  f"{memory.get('regions', '?')} regions"),
-                       ("replay", f"CUDA graph: {plan.get('cuda_graphs')}")):
+                       ("replay", f"CUDA graph: {plan.get('cuda_graphs')}"),
+                       ("requires", ", ".join(manifest.get("requires") or []) or "-")):
         head.add_row(key, str(value))
     console.print(head)
     console.print(_io_table(manifest))
@@ -286,7 +293,13 @@ def _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph
     launches = Table(title=f"plan: {len(plan['launches'])} launches of {len(kernels)} cubins")
     for col in ("#", "step", "kernel", "grid", "block", "shared bytes"):
         launches.add_column(col)
+    convs = plan.get("cudnn") or []
     for i, launch in enumerate(plan["launches"]):
+        if "cudnn" in launch:                 # a cuDNN convolution: its engine config
+            conv = convs[launch["cudnn"]]
+            launches.add_row(str(i), launch["step"], f"cuDNN {conv['engine']}",
+                             conv.get("describe", ""), "-", "-")
+            continue
         k = kernels[launch["kernel"]]
         launches.add_row(str(i), launch["step"], k["name"], "x".join(map(str, k["grid"])),
                          str(k["block"][0]), str(k["shared"]))

@@ -3,7 +3,10 @@
 The plan is the one `ember.compile(..., backend="triton")` builds (the same pipeline, the
 same PlanBuilder, the same CUDA backend choices: generated Triton kernels for fused groups,
 the Triton GEMM / implicit-GEMM conv with the epilogue fused, frozen weights repacked into
-the layout the GEMM template is fast in), built on the host: no GPU is needed. Every
+the layout the GEMM template is fast in, split-K GEMMs, K-major TF32 operand copies, split
+reductions, cuDNN convolutions where cuDNN was timed faster), built on the host: no GPU is
+needed but for the cuDNN choices (`cudnn_choices`: made on a GPU of the target
+architecture, else every convolution is Triton's). Every
 generated kernel is compiled by Triton for the target architecture (sm_90 for H100/H200
 unless `options={"cuda_arch": ...}` says otherwise, or the local GPU's; `"cuda_graphs"`:
 True, False or "auto", how the runtime replays the launches) through the same
@@ -16,7 +19,9 @@ is the in-process plan's, bit for bit. What it writes, besides the manifest:
                        ("c<slot>", "f<step>_<operand>"), 64-byte aligned
   memory_plan.json     one device arena: inputs, intermediate values (regions shared as
                        the memory planner decided) and results, at fixed byte offsets
-  plan.json            the launch table: per launch the kernel and each pointer argument
+  plan.json            the launch table, in the in-process plan's launch order: per
+                       launch the kernel (or a cuDNN convolution: its spec and engine
+                       config tag, rebuilt at load) and each pointer argument
                        as (region, byte offset) with region "arena" or "weights"; the
                        inputs' and outputs' geometry; per kernel its launch metadata
                        (entry name, grid, block = 32 * num_warps threads, dynamic shared
@@ -33,6 +38,7 @@ result is not a view of its input, and dynamic dimensions are refused, naming th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -43,13 +49,15 @@ from ..ir.errors import LoweringError
 from ..ir.graph import OpKind
 from ..ir.printer import print_graph
 from ..passes import PassContext, run_passes
-from ..runtime import lite
+from ..runtime import lite, lite_cuda
 from ..runtime.cuda.module import LaunchMetadata
 from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
-from .compile_cuda import CudaBackend, PlanKernel
+from .compile_cuda import CudaBackend, CudnnConvStep, GemmStep, PlanKernel, SplitPlanKernel, \
+    upload_exact
 from .export import ExportedProgram
 
 DEFAULT_ARCH = 90                 # H100 / H200
+CUDNN_PACKAGE = lite_cuda.CUDNN_PACKAGE   # what an artifact with cuDNN steps requires
 ALIGNMENT = device_compile.ALIGNMENT
 
 
@@ -92,16 +100,59 @@ class _View:
         self.fn = CpuBackend().view(op, rest)
 
 
+class _Scratch:
+    """A float32 buffer of a step's own (a split's workspace, a TF32 operand's K-major
+    copy), described: the artifact gives it a region of the arena's scratch area."""
+
+    def __init__(self, numel: int):
+        self.numel = int(numel)
+
+
+def _describe(numel: int, index: int) -> _Scratch:
+    return _Scratch(numel)
+
+
+class _HostGemmStep(GemmStep):
+    buffer = staticmethod(_describe)
+
+
+class _HostSplitStep(SplitPlanKernel):
+    buffer = staticmethod(_describe)
+
+
 class HostCudaBackend(CudaBackend):
     """CudaBackend's plan choices without a device: constants stay host arrays (repacked
     on the host, as CudaBackend._repack lays them out on the device), kernels are not
-    compiled here, views are described, eager steps are refused."""
+    compiled here, views are described, eager steps are refused. Split-K GEMMs, K-major
+    TF32 operand copies and split reductions are chosen as ember.compile chooses them;
+    their buffers are described (_Scratch) and placed in the arena when packaging."""
     precompile = False
-    split_reductions = False     # an artifact's launches are single kernels (no workspace)
+    gemm_step, split_step = _HostGemmStep, _HostSplitStep
 
-    def __init__(self):
+    def __init__(self, arch: int = DEFAULT_ARCH, cudnn="auto"):
         super().__init__()
         self.buffers = None                   # the plan is described, never run
+        self.cudnn = cudnn_choices(arch, cudnn)
+
+    # -- cuDNN convolutions: ember.compile's choice, made on this machine's GPU ------------------
+    def _cudnn_spec(self, problem, timed, epilogue: bool):
+        """CudaBackend's choice between cuDNN and the Triton kernel for a convolution (the
+        choice cache's record, or timed on this GPU), where `cudnn_choices` allows it."""
+        if not self.cudnn:
+            return None
+        self.precompile = True                # CudaBackend times only where it compiles
+        try:
+            return super()._cudnn_spec(problem, timed, epilogue)
+        finally:
+            self.precompile = False
+
+    def _time_conv(self, spec, problem, timed):
+        from ..frontend import cudnn_conv
+        known = cudnn_conv.timings(spec, self.index)
+        if known is None and timed is not None and timed.fixed:   # repacked on the host
+            timed = dataclasses.replace(timed, fixed={
+                j: upload_exact(np.asarray(v), self.index) for j, v in timed.fixed.items()})
+        return known if known is not None else super()._time_conv(spec, problem, timed)
 
     def constant(self, value):
         return CpuBackend().constant(value)
@@ -126,6 +177,95 @@ class HostCudaBackend(CudaBackend):
                             "Triton kernel in ember's CUDA backend (ember.compile would run "
                             "it eagerly), so it cannot be packaged: the artifact runs "
                             "kernels only")
+
+
+def cudnn_choices(arch: int, mode) -> bool:
+    """Whether packaging makes ember.compile's cuDNN-or-Triton choice per convolution:
+    options["cudnn"] "auto" (the default) where this machine's GPU is the target
+    architecture and cuDNN loads (the choice is a timing on that GPU, as ember.compile's
+    is; anywhere else every convolution is Triton's), False never (an artifact that needs
+    no cuDNN, whatever ember.compile would choose)."""
+    if mode is False:
+        return False
+    if mode != "auto":
+        raise LoweringError(f"ember.aot.compile_and_package: options['cudnn'] must be 'auto' "
+                            f"or False, got {mode!r}")
+    from ..frontend import cudnn_conv
+    return default_arch() == arch and _has_gpu() and cudnn_conv.usable()
+
+
+def _has_gpu() -> bool:
+    try:
+        from ..runtime.cuda import driver
+        return bool(driver.is_available())
+    except Exception:   # noqa: BLE001 - no driver, no bindings: no GPU
+        return False
+
+
+def cudnn_engine(spec, index: int = 0) -> str:
+    """The cuDNN engine config (its tag) ember.compile runs for `spec`: the heuristics'
+    choice - the config the in-process build itself selects (ConvPlan's `_build`, then
+    `_selected_plan`), else the first config whose plan builds (runtime/lite_cudnn.py,
+    what that build picks in cuDNN's frontend) - or under cudnn.benchmark the config this
+    process's timing chose."""
+    from ..runtime import lite_cudnn
+    from ..runtime.cuda import cudnn as runtime_cudnn
+    module = runtime_cudnn.library()
+    if spec.benchmark:
+        plan = runtime_cudnn._plans.get((spec, index))
+        chosen = getattr(plan, "chosen", None)
+        if chosen is None:
+            raise LoweringError(f"ember.aot (target='cuda'): {spec.describe()} runs on cuDNN "
+                                "with ember.backends.cudnn.benchmark on, and no call in this "
+                                "process has timed its engines yet: call the compiled model "
+                                "once before packaging, or package with benchmark off")
+        return str(plan.graph.get_plan_name_at_index(chosen))
+    handle = runtime_cudnn._handle(index)
+    try:
+        graph, tensors = runtime_cudnn._build(module, spec, handle)     # as ConvPlan builds
+        chosen = _selected_plan(module, graph, tensors, spec, handle, index)
+    except Exception:  # noqa: BLE001 - the frontend's errors have no common base
+        chosen = -1
+    if chosen < 0:            # no plan ran by index: the frontend's rule, first that builds
+        graph, _ = lite_cudnn.conv_graph(module, spec, handle,
+                                         runtime_cudnn._barred_notes(module, spec))
+        chosen = lite_cudnn.first_buildable(graph)
+    if chosen < 0:
+        raise LoweringError(f"ember.aot (target='cuda'): cuDNN builds no plan for "
+                            f"{spec.describe()}")
+    return str(graph.get_plan_name_at_index(chosen))
+
+
+def _selected_plan(module, graph, tensors, spec, handle, index: int) -> int:
+    """The engine config a heuristics'-choice build selected: the built plan, the one
+    index whose execution runs (plans not built refuse), tried in order on zeroed scratch
+    buffers of the convolution's geometry; -1 where none runs."""
+    from ..ir import dtypes
+    from ..runtime.cuda.stream import current_stream
+    from .compile_cuda import _scratch
+    from ..frontend.devices import data_ptr
+    dtype = getattr(dtypes, spec.dtype)
+    cout = spec.w[0][0]
+    shapes = [spec.x, spec.w, spec.y] + ([((1, cout, 1, 1), (cout, 1, 1, 1))]
+                                         if spec.bias else []) + \
+        ([spec.y] if "add" in spec.epilogue else [])
+    buffers = [_scratch(shape, strides, dtype, index) for shape, strides in shapes]
+    size = int(graph.get_workspace_size())
+    workspace = _scratch((size,), (1,), dtypes.uint8, index) if size > 0 else None
+    stream = current_stream(index)
+    module.set_stream(handle, stream.handle)
+    pack = dict(zip(tensors, [data_ptr(b) for b in buffers]))
+    try:
+        for i in range(int(graph.get_execution_plan_count())):
+            try:
+                graph.execute_plan_at_index(pack, None if workspace is None else
+                                            data_ptr(workspace), i, handle=handle)
+            except Exception:  # noqa: BLE001 - a plan not built (or barred) refuses
+                continue
+            return i
+        return -1
+    finally:
+        stream.synchronize()
 
 
 # --- geometry of every value ----------------------------------------------------------------
@@ -245,6 +385,7 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     options = dict(options or {})
     arch = parse_arch(options.pop("cuda_arch")) if "cuda_arch" in options else default_arch()
     graphs = options.pop("cuda_graphs", "auto")
+    cudnn = options.pop("cudnn", "auto")
     if graphs not in (True, False, "auto"):
         raise LoweringError(f"ember.aot.compile_and_package: options['cuda_graphs'] must be "
                             f"True, False or 'auto', got {graphs!r}")
@@ -257,10 +398,10 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     # sizes baked into the kernels: a launch record carries pointers only, and a kernel
     # entry its one grid (codegen/triton/source.py: literal_sizes)
     with literal_sizes():
-        plan = PlanBuilder(graph, ctx.constants, CompileStats(), HostCudaBackend(),
+        plan = PlanBuilder(graph, ctx.constants, CompileStats(), HostCudaBackend(arch, cudnn),
                            freeze_constants=True).build()
     layout = _Layout(plan, graph)
-    launches, jobs = _launches(plan, layout, arch)
+    launches, jobs, convs = _launches(plan, layout, arch)
     binaries = device_compile.compile_many(list(jobs.values()))
     kernels, members = [], {}
     for i, (job, binary) in enumerate(zip(jobs.values(), binaries)):
@@ -277,8 +418,10 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     table = {"format": "ember-cuda-plan-1", "arch": f"sm_{arch}", "cuda_graphs": graphs,
              "arena_bytes": layout.arena_bytes,
              "inputs": [w.json() for w in layout.inputs], "outputs": outputs,
-             "weights": sorted(layout.weights), "kernels": kernels, "launches": launches}
+             "weights": sorted(layout.weights), "kernels": kernels, "cudnn": convs,
+             "launches": launches}
     memory = {"arena_bytes": layout.arena_bytes, "regions": layout.regions,
+              "scratch_bytes": layout.scratch_bytes,
               "inputs": table["inputs"], "outputs": outputs,
               "values": {str(s): w.json() for s, w in layout.where.items()}}
     members = {"graph.ir": print_graph(graph).encode(),
@@ -289,34 +432,97 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     manifest["target"] = {"kind": "cuda", "arch": f"sm_{arch}",
                           "capability": [arch // 10, arch % 10], "required_features": [],
                           "triton_version": device_compile._triton_version()}
+    if convs:           # the lite runtime rebuilds these engine configs: the same cuDNN
+        from ..runtime.cuda import cudnn as runtime_cudnn
+        manifest["requires"] = [CUDNN_PACKAGE]
+        manifest["target"]["cudnn_version"] = runtime_cudnn.version()
     _write_zip(package_path, manifest, members)
     return str(package_path)
 
 
-def _launches(plan, layout: _Layout, arch: int) -> tuple[list, dict]:
-    """plan.json's launches, and the compile job of each distinct (kernel, alignment)."""
-    launches, jobs = [], {}
+def _launches(plan, layout: _Layout, arch: int) -> tuple[list, dict, list]:
+    """plan.json's launches (in the order the in-process plan launches them), the compile
+    job of each distinct (kernel, alignment), and each distinct cuDNN convolution."""
+    walk = _Walk(arch)
     for i, step in enumerate(plan.steps):
         fn = step.fn
         if isinstance(fn, _View):
             (slot,) = step.outputs
             layout.where[slot] = layout.view(step, layout.where[step.inputs[0]])
             continue
-        if not isinstance(fn, PlanKernel):
+        if not isinstance(fn, (PlanKernel, SplitPlanKernel)):
             raise LoweringError(f"ember.aot (target='cuda'): step {step.name} is not a kernel "
                                 "launch or a view (a host step), so it cannot be packaged")
         ins = [layout.where[s] for s in step.inputs]
         outs = [layout.output(s, spec) for s, spec in zip(step.outputs, step.out_specs)]
+        walk.step(step.name, fn, ins + outs, layout, i)
+    if walk.scratch_bytes:            # one scratch area: steps run in order on one stream
+        base = layout._own(walk.scratch_bytes)
+        for launch in walk.launches:
+            launch["args"] = [["arena", base + a[1]] if a is not None and a[0] == "scratch"
+                              else a for a in launch["args"]]
+    layout.scratch_bytes = walk.scratch_bytes
+    return walk.launches, walk.jobs, walk.cudnn
+
+
+class _Walk:
+    """The launches of each plan step, as the in-process step makes them (compile_cuda's
+    PlanKernel, GemmStep, SplitPlanKernel): a step's own buffers at offsets in a scratch
+    area ("scratch" region until the arena places it)."""
+
+    def __init__(self, arch: int):
+        self.arch, self.launches, self.jobs, self.scratch_bytes = arch, [], {}, 0
+        self.cudnn, self.cudnn_specs = [], []      # plan.json's "cudnn": one per spec
+
+    def step(self, name: str, fn, values: list, layout: _Layout, i: int) -> None:
+        offset = 0
+
+        def scratch(buffer: _Scratch) -> _Where:
+            nonlocal offset
+            where = _Where("scratch", offset, (buffer.numel,), (1,), np.float32)
+            offset += -(-max(buffer.numel * 4, 1) // lite.ALIGN) * lite.ALIGN
+            self.scratch_bytes = max(self.scratch_bytes, offset)
+            return where
+        if isinstance(fn, SplitPlanKernel):                 # a split reduction's phases
+            workspace = scratch(fn.workspace)
+            for part in fn.parts:
+                self.launch(name, part.generated, values + [workspace])
+            return
         fixed = {j: layout.fixed(f"f{i}_{j}", v) for j, v in fn.fixed.items()}
-        operands = PlanKernel(fn.generated, fn.index, fn.order, fn.n_inputs,
-                              fixed).operands(ins + outs)
+        operands = list(PlanKernel(fn.generated, fn.index, fn.order, fn.n_inputs,
+                                   fixed).operands(values))
+        if isinstance(fn, CudnnConvStep):                  # x, w, y (, bias): ConvPlan's order
+            bias = [operands[2]] if fn.spec.bias else []
+            self.cudnn_launch(name, fn.spec, [operands[0], operands[1], operands[-1]] + bias)
+            return
+        if not isinstance(fn, GemmStep):
+            self.launch(name, fn.generated, operands)
+            return
+        for j, copy, staged in fn.copies:                   # TF32 operands copied K-major
+            staged = scratch(staged)
+            self.launch(name, copy.generated, [operands[j], staged])
+            operands[j] = staged
+        workspace = [scratch(w) for w in fn.workspace]      # split-K: partials, then the sum
+        for part in fn.parts:
+            self.launch(name, part.generated, operands + workspace)
+
+    def cudnn_launch(self, name: str, spec, operands: list) -> None:
+        """A cuDNN convolution: its spec and engine config once per distinct spec."""
+        from ..runtime import lite_cudnn
+        if spec not in self.cudnn_specs:
+            self.cudnn_specs.append(spec)
+            self.cudnn.append({"spec": lite_cudnn.spec_json(spec), "describe": spec.describe(),
+                               "engine": cudnn_engine(spec)})
+        self.launches.append({"step": name, "cudnn": self.cudnn_specs.index(spec),
+                              "args": [[w.region, w.offset] for w in operands]})
+
+    def launch(self, name: str, generated, operands: list) -> None:
         args = [None if w is None else [w.region, w.offset] for w in operands]
         alignment = tuple(w is None or w.offset % ALIGNMENT == 0 for w in operands)
-        job = device_compile.CompileJob(fn.generated, alignment, arch)
-        index = list(jobs).index(job.key()) if job.key() in jobs else len(jobs)
-        jobs.setdefault(job.key(), job)
-        launches.append({"step": step.name, "kernel": index, "args": args})
-    return launches, jobs
+        job = device_compile.CompileJob(generated, alignment, self.arch)
+        index = list(self.jobs).index(job.key()) if job.key() in self.jobs else len(self.jobs)
+        self.jobs.setdefault(job.key(), job)
+        self.launches.append({"step": name, "kernel": index, "args": args})
 
 
 def _kernel_json(job, binary, member: str) -> dict:

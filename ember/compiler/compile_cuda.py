@@ -84,6 +84,11 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     compiled.launch(kernel.generated.launch.grid, pointers + kernel.generated.launch.bound())
 
 
+def _float32_buffer(numel: int, index: int) -> Tensor:
+    from ..ir.dtypes import float32
+    return empty_cuda((numel,), (1,), float32, index)
+
+
 class GemmStep(PlanKernel):
     """A GEMM of several launches as one plan step: copies staging TF32 operands K-major
     (codegen/triton/gemm.py kmajor_staging) into buffers of the step's own, then the GEMM
@@ -94,14 +99,15 @@ class GemmStep(PlanKernel):
 
     def __init__(self, main, copies: list, index: int, order: list[int] | None = None,
                  n_inputs: int = 0, fixed: dict | None = None):
-        from ..ir.dtypes import float32
         kernels = main.kernels if _is_split(main) else [main]
         super().__init__(kernels[-1], index, order, n_inputs, fixed)
         self.parts = [PlanKernel(generated, index) for generated in kernels]
-        self.workspace = [empty_cuda((main.workspace,), (1,), float32, index)] \
-            if _is_split(main) else []
+        self.workspace = [self.buffer(main.workspace, index)] if _is_split(main) else []
         self.copies = [(c.operand, PlanKernel(c.kernel, index),      # TF32: float32 operands
-                        empty_cuda((c.numel,), (1,), float32, index)) for c in copies]
+                        self.buffer(c.numel, index)) for c in copies]
+
+    # a float32 buffer of the step's own (ember.aot's host plan describes it instead)
+    buffer = staticmethod(_float32_buffer)
 
     @property
     def kernels(self) -> list:
@@ -166,9 +172,10 @@ class SplitPlanKernel:
     graph_safe = True
 
     def __init__(self, split, index: int):
-        from ..ir.dtypes import float32
         self.parts = [PlanKernel(generated, index) for generated in split.kernels]
-        self.workspace = empty_cuda((split.workspace,), (1,), float32, index)
+        self.workspace = self.buffer(split.workspace, index)
+
+    buffer = staticmethod(_float32_buffer)    # ember.aot's host plan describes it instead
 
     def __call__(self, values: list) -> None:
         operands = list(values) + [self.workspace]
@@ -351,6 +358,9 @@ class CudaBackend:
     # they launch as horizontal kernels (merge_horizontal)
     pass_defaults = {"recompute": True, "wgrad_nchw": cudnn_conv.wgrad_wants_nchw,
                      "sink_updates": True}
+    # the step classes of multi-kernel steps (ember.aot's host plan: subclasses describing
+    # their buffers instead of allocating them; the plan's choices stay CudaBackend's)
+    gemm_step, split_step, cudnn_step = GemmStep, SplitPlanKernel, CudnnConvStep
 
     def __init__(self):
         self.index = 0
@@ -490,7 +500,7 @@ class CudaBackend:
             split = generate_split(lowered.kernel) if self.split_reductions else None
             generated = generate(lowered.kernel) if split is None else None
         if split is not None:
-            step = SplitPlanKernel(split, self.index)
+            step = self.split_step(split, self.index)
             for part in step.parts:
                 self._ready(part)
             return step
@@ -507,11 +517,11 @@ class CudaBackend:
         order = [inputs.index(n) for n in operands]
         generated, copies = generated
         if copies or _is_split(generated):
-            return self._ready_parts(GemmStep(generated, copies, self.index, order,
-                                              len(inputs), fixed))
+            return self._ready_parts(self.gemm_step(generated, copies, self.index, order,
+                                                    len(inputs), fixed))
         spec = self._cudnn_spec(problem, TimedKernel(generated), epilogue=False)
         if spec is not None:
-            return CudnnConvStep(spec, self.index, order, len(inputs), fixed)
+            return self.cudnn_step(spec, self.index, order, len(inputs), fixed)
         return self._ready(PlanKernel(generated, self.index, order, len(inputs), fixed))
 
     def fused_extern(self, graph: Graph, constant=None):
@@ -531,8 +541,8 @@ class CudaBackend:
             return None
         generated, copies = generated
         if copies or _is_split(generated):      # a matmul: no cuDNN alternative to time
-            step = GemmStep(generated, copies, self.index, list(range(len(inner))),
-                            len(inner), fixed)
+            step = self.gemm_step(generated, copies, self.index, list(range(len(inner))),
+                                  len(inner), fixed)
             return self._ready_parts(step), inner
         # timed as the plan would run it (epilogue included: no kernel compiled only to be
         # timed) against cuDNN's conv plus the epilogue's own pass

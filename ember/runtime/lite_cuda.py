@@ -4,19 +4,23 @@
     (y,) = model(x)                                  # numpy in, numpy out
 
 Imports numpy, ctypes, the standard library and NVIDIA's driver bindings
-(`cuda.bindings.driver`, the cuda-bindings package); never Triton, llvmlite, lark,
+(`cuda.bindings.driver`, the cuda-bindings package), and for an artifact with cuDNN
+convolutions (its manifest `requires` nvidia-cudnn-frontend) the cuDNN frontend, whose
+graphs its sibling lite_cudnn.py builds; never Triton, llvmlite, lark,
 networkx or ember's compiler. runtime/lite.py reads and verifies the artifact (every
 member's SHA-256, the format version) and hands it here; this file is its sibling and is
 loaded by path when lite.py runs on its own.
 
-Loading, in order: the GPU's architecture must be the one the cubins were compiled for
+Loading, in order: a required cuDNN frontend must import at the artifact's cuDNN version
+(require_cudnn); the GPU's architecture must be the one the cubins were compiled for
 (the manifest's target.capability; else ArtifactError, before anything is loaded); every
 cubin is loaded (cuModuleLoadData) and its kernel found (cuModuleGetFunction), with
 dynamic shared memory above 48 KiB opted in; one device arena (inputs, intermediates,
 results at the byte offsets compiler/aot_cuda.py planned) and one block for the weights
 (the safetensors member's data, copied once) are allocated; each launch's argument array
 is packed once (pointers are fixed: arena or weights base + offset, then Triton's scratch
-pointers). A call copies the inputs into their arena regions, runs the launches on this
+pointers); each cuDNN convolution's graph is rebuilt with exactly its recorded engine
+config (CudnnConvs). A call copies the inputs into their arena regions, runs the launches on this
 model's stream - replayed as one CUDA graph (cuGraphLaunch) when the plan has more than
 one launch, since every address is fixed - and copies the results out.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +39,118 @@ except ImportError:        # loaded on its own: lite.py sets the same name on th
         """A corrupt, incomplete or mismatched artifact (refused before anything runs)."""
 
 SHARED_LIMIT = 48 * 1024          # dynamic shared memory a kernel may use without opting in
+CUDNN_PACKAGE = "nvidia-cudnn-frontend"   # an artifact with cuDNN convolutions requires it
+
+
+def _lite_cudnn():
+    """runtime/lite_cudnn.py (the graph builder shared with ember's in-process cuDNN glue),
+    imported in the package, else loaded by path beside this file."""
+    try:
+        from . import lite_cudnn
+        return lite_cudnn
+    except ImportError:
+        import importlib.util
+        import os
+        import sys
+        module = sys.modules.get("ember_lite_cudnn")
+        if module is None:
+            where = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lite_cudnn.py")
+            spec = importlib.util.spec_from_file_location("ember_lite_cudnn", where)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules["ember_lite_cudnn"] = module
+        return module
+
+
+def require_cudnn(manifest: dict, path):
+    """The cuDNN frontend module for an artifact that lists it in `requires` (None for one
+    that does not): refused with ArtifactError, before anything is loaded, where the
+    package does not import, its library does not load, or its cuDNN version is not the
+    one the artifact's engine configs were chosen with."""
+    requires = manifest.get("requires") or []
+    unknown = [r for r in requires if r != CUDNN_PACKAGE] if isinstance(requires, list) \
+        else [requires]
+    if unknown:
+        raise ArtifactError(f"{path}: the artifact requires {', '.join(map(str, unknown))}, "
+                            "which this runtime does not know: load it with the ember "
+                            "version that wrote it")
+    if CUDNN_PACKAGE not in requires:
+        return None
+    try:
+        import cudnn
+        have = int(cudnn.backend_version())
+    except Exception as err:  # noqa: BLE001 - not installed, or its library does not load
+        raise ArtifactError(f"{path}: this artifact runs convolutions on cuDNN and needs "
+                            f"NVIDIA's cuDNN frontend (pip install {CUDNN_PACKAGE} and a "
+                            f"cuDNN library wheel, nvidia-cudnn-cu12 or -cu13): "
+                            f"{type(err).__name__}: {err}") from None
+    want = manifest.get("target", {}).get("cudnn_version")
+    if want is not None and int(want) != have:
+        raise ArtifactError(f"{path}: its cuDNN engine configs were chosen with cuDNN {want}; "
+                            f"this machine has cuDNN {have}: package it again here")
+    return cudnn
+
+
+class CudnnConvs:
+    """The artifact's cuDNN convolutions (plan.json "cudnn"): each spec's graph rebuilt
+    (lite_cudnn.conv_graph, as ember builds it in-process) and exactly the recorded engine
+    config built (lite_cudnn.plan_named), with its workspace; `run(i, pointers, stream)`
+    queues convolution i on the stream."""
+
+    def __init__(self, cudnn, entries: list, driver, path):
+        graphs = _lite_cudnn()
+        self.cudnn, self.handle, self.convs, self.workspaces = cudnn, None, [], []
+        if not entries:
+            return
+        self.handle = cudnn.create_handle()          # on the driver's current context
+        for entry in entries:
+            try:
+                spec = _Spec(entry["spec"])
+                missing = [f for f in graphs.SPEC_FIELDS if not hasattr(spec, f)]
+                if missing:
+                    raise KeyError(", ".join(missing))
+                tag = str(entry["engine"])
+            except (KeyError, TypeError, AttributeError) as err:
+                raise ArtifactError(f"{path}: unreadable cuDNN convolution in the plan "
+                                    f"({type(err).__name__}: {err})") from None
+            try:
+                graph, tensors = graphs.conv_graph(cudnn, spec, self.handle,
+                                                   graphs.barred_notes(cudnn, spec))
+                index = graphs.plan_named(graph, tag)
+            except Exception as err:  # noqa: BLE001 - the frontend's errors have no common base
+                raise ArtifactError(f"{path}: cuDNN could not build {entry.get('describe')} "
+                                    f"with engine config {tag}: {type(err).__name__}: "
+                                    f"{str(err)[:300]}") from None
+            if index < 0:
+                raise ArtifactError(f"{path}: cuDNN on this machine has no engine config "
+                                    f"{tag} for {entry.get('describe')}: "
+                                    "package it again here")
+            size = int(graph.get_workspace_size_plan_at_index(index))
+            workspace = driver.alloc(size) if size > 0 else None
+            if workspace is not None:
+                self.workspaces.append(workspace)
+            self.convs.append((graph, tensors, index, workspace))
+
+    def run(self, i: int, pointers: list, stream) -> None:
+        graph, tensors, index, workspace = self.convs[i]
+        self.cudnn.set_stream(self.handle, 0 if stream is None else int(stream))
+        graph.execute_plan_at_index(dict(zip(tensors, pointers)), workspace, index,
+                                    handle=self.handle)
+
+
+class _ConvLaunch(NamedTuple):
+    index: int                # into plan.json's "cudnn"
+    pointers: list            # x, w, y (, bias)
+
+
+class _Spec:
+    """A ConvSpec's fields from plan.json (geometry back to tuples)."""
+
+    def __init__(self, fields: dict):
+        def tup(v):
+            return tuple(tup(e) for e in v) if isinstance(v, list) else v
+        for name, value in fields.items():
+            setattr(self, name, tup(value))
 
 
 def check_arch(manifest: dict, path, capability: tuple[int, int]) -> None:
@@ -141,6 +258,11 @@ class Driver:
             graph = self.call("cuStreamEndCapture", stream)
         return graph, self.call("cuGraphInstantiate", graph, 0)
 
+    def library(self, work) -> None:
+        """A library's launches (cuDNN's): `work()` queues them on the model's stream, where
+        a capture records them as it records cuLaunchKernel's."""
+        work()
+
     def replay(self, executable, stream) -> None:
         self.call("cuGraphLaunch", executable, stream)
 
@@ -171,6 +293,7 @@ class CudaLiteModel:
     def __init__(self, path, manifest: dict, members: dict, device: int = 0,
                  driver=None, cuda_graphs=None):
         self.path, self.manifest = str(path), manifest
+        cudnn = require_cudnn(manifest, path)
         self.driver = driver if driver is not None else Driver(device)
         check_arch(manifest, path, self.driver.capability())
         try:
@@ -193,12 +316,20 @@ class CudaLiteModel:
         d.to_device(self.weights, np.ascontiguousarray(blob), self.stream)
         self._weight_at = {f"weight:{k}": self.weights + v for k, v in offsets.items()}
         self._scratch: list[int] = []
+        self._cudnn = CudnnConvs(cudnn, plan.get("cudnn") or [], d, path) \
+            if plan.get("cudnn") else None
+        if plan.get("cudnn") and cudnn is None:
+            raise ArtifactError(f"{path}: the plan has cuDNN convolutions but the manifest "
+                                f"does not list {CUDNN_PACKAGE} in `requires`")
         self._launches = [self._prepare(launch, kernels) for launch in launches]
         mode = plan.get("cuda_graphs", "auto") if cuda_graphs is None else cuda_graphs
         self.graphed = bool(mode is True or (mode == "auto" and len(self._launches) > 1))
         self._graph = None
         if self.graphed:
             d.synchronize(self.stream)          # the weights are in place before capture
+            if self._cudnn is not None:         # cuDNN's first execution may load its
+                self._launch_all()              # kernels, which a capture cannot do
+                d.synchronize(self.stream)
             self._graph = d.capture(self.stream, self._launch_all)
         d.synchronize(self.stream)
 
@@ -213,7 +344,14 @@ class CudaLiteModel:
         return base + offset
 
     def _prepare(self, launch: dict, kernels: list) -> tuple:
-        """(function, grid, block, shared, packed argument array, its storage)."""
+        """(function, grid, block, shared, packed argument array, its storage), or for a
+        cuDNN convolution a _ConvLaunch."""
+        if "cudnn" in launch:
+            i = int(launch["cudnn"])
+            if self._cudnn is None or not 0 <= i < len(self._cudnn.convs):
+                raise ArtifactError(f"{self.path}: launch {launch['step']} names cuDNN "
+                                    f"convolution {i}, which the plan lacks")
+            return _ConvLaunch(i, [self.address(a[0], int(a[1])) for a in launch["args"]])
         k = kernels[launch["kernel"]]
         grid, block = tuple(k["grid"]), tuple(k["block"])
         pointers = [0 if a is None else self.address(a[0], int(a[1])) for a in launch["args"]]
@@ -233,7 +371,12 @@ class CudaLiteModel:
         return function, grid, block, int(k["shared"]), array, storage
 
     def _launch_all(self) -> None:
-        for function, grid, block, shared, array, _ in self._launches:
+        for launch in self._launches:
+            if isinstance(launch, _ConvLaunch):
+                self.driver.library(lambda c=launch: self._cudnn.run(c.index, c.pointers,
+                                                                       self.stream))
+                continue
+            function, grid, block, shared, array, _ = launch
             self.driver.launch(function, grid, block, shared, self.stream,
                                ctypes.addressof(array))
 
@@ -298,7 +441,8 @@ class CudaLiteModel:
     def close(self) -> None:
         """Free the device memory now (else at interpreter exit, with the context)."""
         d = self.driver
-        for ptr in [self.arena, self.weights] + self._scratch:
+        workspaces = self._cudnn.workspaces if self._cudnn is not None else []
+        for ptr in [self.arena, self.weights] + self._scratch + workspaces:
             d.free(ptr)
         self._scratch, self.arena, self.weights = [], 0, 0
 

@@ -145,6 +145,8 @@ if in_part 3; then
         --ignore=tests/cuda/test_custom_op_emulated.py \
         --ignore=tests/cuda/test_triton_op_emulated.py --ignore=tests/cuda/test_aot_cuda_gpu.py \
         --ignore=tests/cuda/test_aot_cuda_emulated.py --ignore=tests/cuda/test_cuda_graph_api.py \
+        --ignore=tests/cuda/test_aot_cuda_splits_emulated.py \
+        --ignore=tests/cuda/test_aot_cuda_cudnn_emulated.py \
         --ignore=tests/cuda/test_dropout_device_cuda.py \
         --ignore=tests/cuda/test_index_check_device_cuda.py \
         --ignore=tests/cuda/test_multi_tensor_optim.py \

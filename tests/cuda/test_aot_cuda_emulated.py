@@ -84,7 +84,17 @@ class InterpretingDriver:
         else:
             self._run(*call)
 
+    def library(self, work):
+        """A library's launches (the stand-in cuDNN's): recorded in a capture like a kernel."""
+        if self.recorded is not None:
+            self.recorded.append((None, work))
+        else:
+            work()
+
     def _run(self, kernel, pointers):
+        if kernel is None:                    # a library call recorded in a capture
+            pointers()
+            return
         import torch
         buffers = []
         for ptr, (_, sig) in zip(pointers, kernel.launch.args):

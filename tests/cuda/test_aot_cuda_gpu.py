@@ -2,8 +2,11 @@
 by the lite runtime (cuModuleLoadData, cuLaunchKernel, one CUDA graph per call) equals
 ember.compile(..., backend="triton") bit for bit, in this process and in a fresh one
 where Triton, llvmlite, lark, networkx and ember cannot be imported; an artifact built
-for another architecture is refused. Every test is marked `cuda` (skipped without a
-GPU); packaging without a GPU is tests/aot/test_package_cuda.py."""
+for another architecture is refused. The packaged launches are the in-process plan's:
+split-K GEMMs, split reductions and cuDNN convolutions (the engine config cuDNN's
+heuristics chose, rebuilt at load) where ember.compile chose them. Every test is marked
+`cuda` (skipped without a GPU); packaging without a GPU is tests/aot/test_package_cuda.py
+and the emulated tests/cuda/test_aot_cuda_*_emulated.py."""
 from __future__ import annotations
 
 import copy
@@ -50,6 +53,30 @@ class Encoder(nn.Module):
         return self.out(h).softmax(-1), h.sum(-1)
 
 
+class SplitNet(nn.Module):
+    """A long-K projection of a few rows (split over K on an H100) and a whole-tensor sum
+    (a split reduction)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8192, 64)
+
+    def forward(self, x):
+        return self.fc(x.reshape(16, 8192)).relu(), (x * x).sum()
+
+
+class WideConv(nn.Module):
+    """resnet18's stem-sized convolutions, where cuDNN may be the faster."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(64, 64, 3, padding=1)
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return (self.conv2(self.conv1(x).relu()) + x).relu()
+
+
 def _cases():
     ember.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -58,17 +85,48 @@ def _cases():
                 rng.standard_normal((32, 96), dtype=np.float32)),
         "conv": (ConvNet(), rng.standard_normal((4, 3, 8, 8), dtype=np.float32)),
         "encoder": (Encoder(), rng.standard_normal((2, 16, 64), dtype=np.float32)),
+        "split": (SplitNet(), rng.standard_normal((16, 2, 64, 64), dtype=np.float32)),
+        "wide_conv": (WideConv(), rng.standard_normal((8, 64, 56, 56), dtype=np.float32)),
     }
 
 
-def _in_process(model, x: np.ndarray) -> list:
-    """ember.compile(backend="triton") on the GPU, results on the host; convolutions on
-    Triton (an artifact has no cuDNN steps, so the in-process plan may not choose them)."""
+NAMES = ["mlp", "conv", "encoder", "split", "wide_conv"]
+
+
+def _in_process(model, x: np.ndarray) -> tuple[list, list]:
+    """ember.compile(backend="triton") on the GPU: (results on the host, the launches of
+    its plan: each kernel's source key, or ("cudnn", the convolution))."""
     on_gpu = copy.deepcopy(model).to("cuda")
-    with ember.no_grad(), ember.backends.cudnn.flags(enabled=False):
-        out = ember.compile(on_gpu, backend="triton")(ember.tensor(x).to("cuda"))
+    compiled = ember.compile(on_gpu, backend="triton")
+    with ember.no_grad():
+        out = compiled(ember.tensor(x).to("cuda"))
     outs = out if isinstance(out, (tuple, list)) else (out,)
-    return [o.cpu().numpy() for o in outs]
+    return [o.cpu().numpy() for o in outs], _launch_list(compiled.last[0])
+
+
+def _launch_list(plan) -> list:
+    from ember.compiler.compile_cuda import CudnnConvStep, GemmStep, PlanKernel, \
+        SplitPlanKernel
+    found = []
+    for step in plan.steps:
+        fn = step.fn
+        if isinstance(fn, CudnnConvStep):
+            found.append(("cudnn", fn.spec.describe()))
+        elif isinstance(fn, SplitPlanKernel):
+            found += [p.generated.key() for p in fn.parts]
+        elif isinstance(fn, GemmStep):
+            found += [k.generated.key() for k in fn.kernels]
+        elif isinstance(fn, PlanKernel):
+            found.append(fn.generated.key())
+    return found
+
+
+def _packaged_list(path) -> list:
+    import json
+    _, members = lite.read_members(path)
+    plan = json.loads(members["plan.json"])
+    return [("cudnn", plan["cudnn"][launch["cudnn"]]["describe"]) if "cudnn" in launch
+            else plan["kernels"][launch["kernel"]]["source_key"] for launch in plan["launches"]]
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +138,19 @@ def packaged(tmp_path_factory):
         path = root / f"{name}.ember"
         ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path,
                                       target="cuda")
-        found[name] = (path, x, _in_process(model, x))
+        found[name] = (path, x) + _in_process(model, x)
     return found
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv", "encoder"])
+@pytest.mark.parametrize("name", NAMES)
+def test_packaged_launches_are_the_in_process_plans(packaged, name):
+    path, _, _, launches = packaged[name]
+    assert _packaged_list(path) == launches
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_artifact_equals_in_process_triton_bit_for_bit(packaged, name):
-    path, x, want = packaged[name]
+    path, x, want, _ = packaged[name]
     run = ember.aot.load_package(path)
     for _ in range(2):                                 # capture, then replay
         got = run(x)
@@ -98,10 +162,12 @@ def test_artifact_equals_in_process_triton_bit_for_bit(packaged, name):
     assert run.manifest["target"]["capability"] == [major, minor]
 
 
-def test_fresh_process_without_the_compiler(packaged, tmp_path):
-    path, x, want = packaged["mlp"]
+@pytest.mark.parametrize("name", ["mlp", "wide_conv"])
+def test_fresh_process_without_the_compiler(packaged, tmp_path, name):
+    path, x, want, _ = packaged[name]
     np.save(tmp_path / "x.npy", x)
-    blocked = ("llvmlite", "lark", "networkx", "triton", "torch", "ember")
+    blocked = ("llvmlite", "lark", "networkx", "triton", "ember") + \
+        (("torch",) if name == "mlp" else ())      # the cuDNN frontend may import torch
     script = f"""
 import importlib.abc, importlib.util, sys
 BLOCKED = {blocked!r}
@@ -134,3 +200,21 @@ def test_another_architecture_is_refused(tmp_path):
                                   target="cuda", options={"cuda_arch": other})
     with pytest.raises(ArtifactError, match=f"compiled for CUDA architecture {other}"):
         ember.aot.load_package(path)
+
+
+@pytest.mark.parametrize("name", ["encoder", "split", "wide_conv"])
+def test_tf32_artifact_is_the_in_process_plan(name, tmp_path, monkeypatch):
+    """Under TF32 (K-major operand copies, TF32 split-K, TF32 cuDNN engines) as
+    benchmarks/aot.py --cuda --tf32 runs: the same launches and bitwise results."""
+    monkeypatch.setattr(ember.backends.cuda.matmul, "allow_tf32", True)
+    model, x = _cases()[name]
+    model.eval()
+    path = tmp_path / f"{name}_tf32.ember"
+    ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path,
+                                  target="cuda")
+    want, launches = _in_process(model, x)
+    assert _packaged_list(path) == launches
+    got = ember.aot.load_package(path)(x)
+    got = got if isinstance(got, (tuple, list)) else (got,)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w)

@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass
 
 from ...ir import compile_times
+from .. import lite_cudnn
 from . import driver
 
 _LOG = logging.getLogger("ember.backends.cudnn")
@@ -96,7 +97,7 @@ class ConvSpec:
                 f"{' deterministic' if self.deterministic else ''}")
 
 
-EPILOGUES = ("", "relu", "add", "add_relu")
+EPILOGUES = lite_cudnn.EPILOGUES
 ALL_PLANS = 1 << 30        # ConvSpec.benchmark for "time every plan" (benchmark_limit 0)
 
 
@@ -121,9 +122,10 @@ class ConvPlan:
         try:
             timed = bool(spec.benchmark and buffers is not None)
             self.graph, self.tensors = _build(cudnn, spec, self.handle, timed)
-            if timed:
-                _benchmark(cudnn, self.graph, self.tensors, buffers, spec.benchmark, index,
-                           self.handle)
+            # the engine config the timing selected (None: the heuristics' choice), which
+            # a CUDA artifact records (ember.aot)
+            self.chosen = _benchmark(cudnn, self.graph, self.tensors, buffers,
+                                     spec.benchmark, index, self.handle) if timed else None
             self.workspace_size = int(self.graph.get_workspace_size())
         except CudnnUnsupported:
             raise
@@ -140,75 +142,18 @@ class ConvPlan:
 
 
 def _build(cudnn, spec: ConvSpec, handle, build_all: bool = False):
-    dt = cudnn.data_type
-    io = getattr(dt, DTYPES[spec.dtype])
-    graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=dt.FLOAT,
-                          compute_data_type=dt.FLOAT, handle=handle)
-
-    def tensor(name, geometry):
-        return graph.tensor(name=name, dim=list(geometry[0]), stride=list(geometry[1]),
-                            data_type=io)
-    geometry = dict(padding=list(spec.padding), stride=list(spec.stride),
-                    dilation=list(spec.dilation), compute_data_type=dt.FLOAT)
-    if spec.epilogue not in EPILOGUES or (spec.epilogue and spec.kind != "fprop"):
-        raise ValueError(f"{spec.describe()}: no epilogue {spec.epilogue!r} for {spec.kind}")
-    if spec.kind == "fprop":
-        x, w = tensor("x", spec.x), tensor("w", spec.w)
-        out, made = graph.conv_fprop(image=x, weight=w, name="fprop", **geometry), spec.y
-        extra = []
-        # each result a later node reads stays a virtual float32 tensor; the last is y
-        if spec.bias:
-            cout = spec.w[0][0]
-            out.set_data_type(dt.FLOAT)
-            b = graph.tensor(name="b", dim=[1, cout, 1, 1], stride=[cout, 1, 1, 1],
-                             data_type=io)
-            out = graph.bias(input=out, bias=b, name="bias", compute_data_type=dt.FLOAT)
-            extra.append(b)
-        if "add" in spec.epilogue:
-            out.set_data_type(dt.FLOAT)
-            z = tensor("z", spec.y)
-            out = graph.add(a=out, b=z, name="residual", compute_data_type=dt.FLOAT)
-            extra.append(z)
-        if "relu" in spec.epilogue:
-            out.set_data_type(dt.FLOAT)
-            out = graph.relu(input=out, name="relu", compute_data_type=dt.FLOAT)
-        tensors = (x, w, out, *extra)
-    elif spec.kind == "dgrad":
-        w, y = tensor("w", spec.w), tensor("dy", spec.y)
-        out, made = graph.conv_dgrad(loss=y, filter=w, name="dgrad", **geometry), spec.x
-        tensors = (out, w, y)
-    elif spec.kind == "wgrad":
-        x, y = tensor("x", spec.x), tensor("dy", spec.y)
-        out, made = graph.conv_wgrad(image=x, loss=y, name="wgrad", **geometry), spec.w
-        tensors = (x, out, y)
-    else:
-        raise ValueError(f"unknown convolution direction {spec.kind!r}")
-    out.set_output(True).set_dim(list(made[0])).set_stride(list(made[1])).set_data_type(io)
-    graph.validate()
-    graph.build_operation_graph()
-    graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    graph.deselect_numeric_notes(_barred_notes(cudnn, spec))
-    graph.check_support()
+    # the graph itself is runtime/lite_cudnn.py's, shared with CUDA artifacts (ember.aot),
+    # so an artifact's rebuilt graph lists the same engine configs
+    graph, tensors = lite_cudnn.conv_graph(cudnn, spec, handle, _barred_notes(cudnn, spec))
     graph.build_plans(cudnn.build_plan_policy.ALL if build_all else
                       cudnn.build_plan_policy.HEURISTICS_CHOICE)
     return graph, tensors
 
 
-def _barred_notes(cudnn, spec: ConvSpec) -> list:
-    """PyTorch's engine filters: no engine that converts inputs to a narrower type, none
-    with tensor cores for float32 unless TF32 is allowed (float16 / bfloat16 engines are
-    tensor-core engines and keep them), none that is nondeterministic when determinism
-    is asked for."""
-    note = cudnn.numerical_note
-    barred = [note.DOWN_CONVERT_INPUTS]
-    if spec.dtype == "float32" and not spec.tf32:
-        barred.append(note.TENSOR_CORE)
-    if spec.deterministic:
-        barred.append(note.NONDETERMINISTIC)
-    return barred
+_barred_notes = lite_cudnn.barred_notes
 
 
-def _benchmark(cudnn, graph, tensors, buffers, limit: int, index: int, handle) -> None:
+def _benchmark(cudnn, graph, tensors, buffers, limit: int, index: int, handle) -> int | None:
     """torch.backends.cudnn.benchmark: time the first `limit` built plans on `buffers` and
     select the fastest. One scratch workspace (the largest any candidate asks) serves them
     all and is freed afterwards; the selected plan gets its own permanent one."""
@@ -225,7 +170,7 @@ def _benchmark(cudnn, graph, tensors, buffers, limit: int, index: int, handle) -
         except Exception:  # noqa: BLE001 - a plan that did not build is no candidate
             continue
     if not sizes:
-        return
+        return None
     backend = DriverBackend(index)
     scratch = backend.malloc(max(sizes.values())) if max(sizes.values()) > 0 else None
     best = None
@@ -251,6 +196,7 @@ def _benchmark(cudnn, graph, tensors, buffers, limit: int, index: int, handle) -
     if best is not None:
         graph.select_plan(best[1])
         graph.build_plans()
+    return None if best is None else best[1]
 
 
 _workspaces: list = []          # permanent: captured graphs keep their pointers
