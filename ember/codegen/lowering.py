@@ -750,8 +750,14 @@ class LoweredKernel:
     anchor: Node | None = None   # an extern op (GEMM/conv) whose result the kernel reads
 
 
-def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
-    """Lower a group graph (placeholders with meta['val'], registry ops, one output)."""
+def lower_group(graph: Graph, name: str = "kernel", check_only: bool = False) -> LoweredKernel:
+    """Lower a group graph (placeholders with meta['val'], registry ops, one output).
+
+    `check_only` (fusion's group checker) stops once the kernel is known to be valid: the
+    loop-space cleanups after `trim_vars` (loop reordering, dim collapsing) and dropping
+    unread inputs never reject a kernel, and `validate`'s verdict is the same before and
+    after them (they permute and merge loops within the outer or the inner space), so
+    the answer is the full lowering's at about half its cost."""
     ndim = max([len(n.meta["val"].shape) for n in graph.nodes
                 if isinstance(n.meta.get("val"), TensorMeta)] + [0])
     ctx = LoweringContext(name, 2 * ndim + 1)
@@ -782,7 +788,9 @@ def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
             outputs = _flatten(node.args[0])
             if anchor is not None and anchor in outputs:
                 raise LoweringError(f"{name}: the extern op's own result leaves the group")
-            lowered = _finish_kernel(ctx, name, inputs, specs, outputs, env)
+            lowered = _finish_kernel(ctx, name, inputs, specs, outputs, env, check_only)
+            if check_only:
+                return lowered
             lowered.anchor = anchor
             return _drop_unread_inputs(lowered)
         else:
@@ -865,7 +873,8 @@ def _clamp_rule(ctx, node, bound):
     return pointwise(fn)(ctx, node, operands)
 
 
-def _finish_kernel(ctx, name, inputs, specs, outputs, env) -> LoweredKernel:
+def _finish_kernel(ctx, name, inputs, specs, outputs, env,
+                   check_only: bool = False) -> LoweredKernel:
     values = [env[n] for n in outputs]
     out_specs, stores = [], []
     if ctx.inner is None:
@@ -878,7 +887,9 @@ def _finish_kernel(ctx, name, inputs, specs, outputs, env) -> LoweredKernel:
         stores.append(_store(ctx, name, buf, meta, value))
     kernel = K.Kernel(name, tuple(ctx.outer), tuple(ctx.inner), specs, out_specs,
                       ctx.stages + stores)
-    kernel = collapse_dims(reorder_loops(collapse_dims(trim_vars(kernel))))
+    kernel = trim_vars(kernel)
+    if not check_only:
+        kernel = collapse_dims(reorder_loops(collapse_dims(kernel)))
     K.validate(kernel)
     return LoweredKernel(kernel, inputs, list(outputs))
 
@@ -1040,7 +1051,7 @@ def _try_merge(kernel: K.Kernel, space: str):
 # --- registration: the registry's `lowering` field and fusion's group checker -----------------
 def _why_not_one_kernel(graph: Graph) -> str | None:
     try:
-        lower_group(graph, "candidate")
+        lower_group(graph, "candidate", check_only=True)
     except LoweringError as err:
         return str(err)
     return None
