@@ -65,6 +65,9 @@ REDUCTIONS = ("sum", "prod", "max", "min")
 
 
 # --- index expressions ---------------------------------------------------------------------
+_INT_ONLY = frozenset({int})
+
+
 @dataclass(frozen=True)
 class Affine:
     """offset + sum(coeffs[v] * var_v) over the kernel's loop variables."""
@@ -72,8 +75,11 @@ class Affine:
     offset: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "coeffs", tuple(int(c) for c in self.coeffs))
-        object.__setattr__(self, "offset", int(self.offset))
+        # plain int tuples (nearly every index lowering builds) are kept as they are
+        if type(self.coeffs) is not tuple or not _INT_ONLY.issuperset(map(type, self.coeffs)):
+            object.__setattr__(self, "coeffs", tuple(int(c) for c in self.coeffs))
+        if type(self.offset) is not int:
+            object.__setattr__(self, "offset", int(self.offset))
 
     def coeff(self, var: int) -> int:
         return self.coeffs[var] if var < len(self.coeffs) else 0

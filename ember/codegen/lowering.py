@@ -17,6 +17,7 @@ extern kernels.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -33,12 +34,14 @@ from . import kernel as K
 # --- affine index helpers ------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def var(v: int, n_vars: int) -> K.Affine:
     coeffs = [0] * n_vars
     coeffs[v] = 1
     return K.Affine(tuple(coeffs))
 
 
+@functools.lru_cache(maxsize=64)
 def zero(n_vars: int) -> K.Affine:
     return K.Affine((0,) * n_vars)
 
