@@ -276,19 +276,24 @@ def _check_vars(kernel: Kernel, expr, inner_allowed: bool) -> None:
 
 
 def _walk(expr, seen: set | None = None):
-    """Each distinct subexpression once (descriptions are DAGs: shared loads stay shared)."""
+    """Each distinct subexpression once (descriptions are DAGs: shared loads stay shared),
+    in depth-first pre-order, operands left to right. An explicit stack, not nested
+    generators: lowering and source generation walk every expression several times."""
     seen = set() if seen is None else seen
-    if id(expr) in seen:
-        return
-    seen.add(id(expr))
-    yield expr
-    if isinstance(expr, Call):
-        for a in expr.args:
-            yield from _walk(a, seen)
-    elif isinstance(expr, Cast):
-        yield from _walk(expr.value, seen)
-    elif isinstance(expr, MaskedLoad):
-        yield from _walk(expr.mask, seen)
+    stack = [expr]
+    while stack:
+        expr = stack.pop()
+        if id(expr) in seen:
+            continue
+        seen.add(id(expr))
+        yield expr
+        kind = type(expr)
+        if kind is Call:
+            stack.extend(reversed(expr.args))
+        elif kind is Cast:
+            stack.append(expr.value)
+        elif kind is MaskedLoad:
+            stack.append(expr.mask)
 
 
 # --- reference semantics -------------------------------------------------------------------
