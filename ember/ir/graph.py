@@ -667,6 +667,25 @@ class Graph:
         self._nodes.remove(to_erase)
         to_erase._erased = True
 
+    def _erase_in_turn(self, nodes) -> None:
+        """erase_node(n) for each of `nodes` in turn (users first), with one pass over the
+        node list at the end rather than a list.remove per node (fusion erases every
+        member of every group)."""
+        gone: set[Node] = set()
+        try:
+            for node in nodes:
+                if node._erased or node in gone:
+                    self.erase_node(node)                 # its warning
+                    continue
+                if node.users:
+                    self.erase_node(node)                 # its error
+                node._update_args((), {})
+                node._erased = True
+                gone.add(node)
+        finally:
+            if gone:
+                self._nodes[:] = [n for n in self._nodes if n not in gone]
+
     def node_copy(self, node: Node, arg_transform: Callable[[Node], Any] = lambda n: n) -> Node:
         args = map_arg(node.args, arg_transform)
         kwargs = map_arg(node.kwargs, arg_transform)

@@ -342,8 +342,7 @@ def replace_with_group(graph: Graph, nodes: list[Node], name: str) -> Node:
                 item = last = graph.call_function(operator.getitem, (fused, i))
             item.meta["val"] = out.meta["val"]
             out.replace_all_uses_with(item)
-    for node in reversed(nodes):
-        graph.erase_node(node)
+    graph._erase_in_turn(reversed(nodes))
     return fused
 
 

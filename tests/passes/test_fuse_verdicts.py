@@ -90,3 +90,20 @@ def test_fused_results_match_eager():
     assert any(isinstance(n.target, FusedGroup) for n in graph.nodes)
     want, got = _block(*inputs), call_graph(graph, inputs, constants)
     assert ember.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_erasing_in_turn_is_erase_node_for_each():
+    from ember.ir.errors import VerifyError
+    graph, _ = _graph(lambda x: (x * 2.0).relu() + 1.0, ember.randn(4, 8))
+    calls = [n for n in graph.nodes if n.op == "call_function"]
+    graph.output_node.args = (calls[0],)              # the relu and add are unused now
+    graph._erase_in_turn(reversed(calls[1:]))
+    assert [n for n in graph.nodes if n.op == "call_function"] == calls[:1]
+    assert all(n._erased for n in calls[1:]) and set(calls[0].users) == {graph.output_node}
+    try:
+        graph._erase_in_turn([calls[0]])              # still read by the output
+    except VerifyError:
+        pass
+    else:
+        raise AssertionError("erasing a node with users must fail")
+    assert calls[0] in graph.nodes and not calls[0]._erased
