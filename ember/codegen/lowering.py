@@ -981,8 +981,16 @@ def _bad(a):
 
 
 def _all_indices(kernel: K.Kernel) -> list[K.Affine]:
+    """Every index the kernel's loads, index values and stores use (a walk: nothing is
+    rebuilt)."""
     found = []
-    _map_indices(kernel, lambda a: found.append(a) or a)
+    seen: set = set()
+    for s in kernel.stages:
+        if isinstance(s, K.Store):
+            found.append(s.index)
+        for e in K._walk(s.value, seen):
+            if isinstance(e, (K.Load, K.MaskedLoad, K.IndexValue)):
+                found.append(e.index)
     return found
 
 
