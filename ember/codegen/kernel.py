@@ -65,6 +65,9 @@ REDUCTIONS = ("sum", "prod", "max", "min")
 
 
 # --- index expressions ---------------------------------------------------------------------
+_INT_ONLY = frozenset({int})
+
+
 @dataclass(frozen=True)
 class Affine:
     """offset + sum(coeffs[v] * var_v) over the kernel's loop variables."""
@@ -72,8 +75,11 @@ class Affine:
     offset: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "coeffs", tuple(int(c) for c in self.coeffs))
-        object.__setattr__(self, "offset", int(self.offset))
+        # plain int tuples (nearly every index lowering builds) are kept as they are
+        if type(self.coeffs) is not tuple or not _INT_ONLY.issuperset(map(type, self.coeffs)):
+            object.__setattr__(self, "coeffs", tuple(int(c) for c in self.coeffs))
+        if type(self.offset) is not int:
+            object.__setattr__(self, "offset", int(self.offset))
 
     def coeff(self, var: int) -> int:
         return self.coeffs[var] if var < len(self.coeffs) else 0
@@ -270,19 +276,24 @@ def _check_vars(kernel: Kernel, expr, inner_allowed: bool) -> None:
 
 
 def _walk(expr, seen: set | None = None):
-    """Each distinct subexpression once (descriptions are DAGs: shared loads stay shared)."""
+    """Each distinct subexpression once (descriptions are DAGs: shared loads stay shared),
+    in depth-first pre-order, operands left to right. An explicit stack, not nested
+    generators: lowering and source generation walk every expression several times."""
     seen = set() if seen is None else seen
-    if id(expr) in seen:
-        return
-    seen.add(id(expr))
-    yield expr
-    if isinstance(expr, Call):
-        for a in expr.args:
-            yield from _walk(a, seen)
-    elif isinstance(expr, Cast):
-        yield from _walk(expr.value, seen)
-    elif isinstance(expr, MaskedLoad):
-        yield from _walk(expr.mask, seen)
+    stack = [expr]
+    while stack:
+        expr = stack.pop()
+        if id(expr) in seen:
+            continue
+        seen.add(id(expr))
+        yield expr
+        kind = type(expr)
+        if kind is Call:
+            stack.extend(reversed(expr.args))
+        elif kind is Cast:
+            stack.append(expr.value)
+        elif kind is MaskedLoad:
+            stack.append(expr.mask)
 
 
 # --- reference semantics -------------------------------------------------------------------

@@ -17,6 +17,7 @@ extern kernels.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -33,12 +34,14 @@ from . import kernel as K
 # --- affine index helpers ------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def var(v: int, n_vars: int) -> K.Affine:
     coeffs = [0] * n_vars
     coeffs[v] = 1
     return K.Affine(tuple(coeffs))
 
 
+@functools.lru_cache(maxsize=64)
 def zero(n_vars: int) -> K.Affine:
     return K.Affine((0,) * n_vars)
 
@@ -750,8 +753,15 @@ class LoweredKernel:
     anchor: Node | None = None   # an extern op (GEMM/conv) whose result the kernel reads
 
 
-def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
-    """Lower a group graph (placeholders with meta['val'], registry ops, one output)."""
+def lower_group(graph: Graph, name: str = "kernel", check_only: bool = False) -> LoweredKernel:
+    """Lower a group graph (placeholders with meta['val'], registry ops, one output).
+
+    `check_only` (fusion's group checker) stops once the stores are built and every index
+    is known to stay in the kernel's loop space (`trim_vars`' one refusal): the loop-space
+    cleanups (loop reordering, dim collapsing) and dropping unread inputs never reject a
+    kernel, and `validate` checks lowering's own invariants (a ValueError, never a
+    verdict; the full lowering of the chosen group still runs it), so the answer is the
+    full lowering's at well under half its cost. The kernel it returns is not trimmed."""
     ndim = max([len(n.meta["val"].shape) for n in graph.nodes
                 if isinstance(n.meta.get("val"), TensorMeta)] + [0])
     ctx = LoweringContext(name, 2 * ndim + 1)
@@ -782,7 +792,9 @@ def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
             outputs = _flatten(node.args[0])
             if anchor is not None and anchor in outputs:
                 raise LoweringError(f"{name}: the extern op's own result leaves the group")
-            lowered = _finish_kernel(ctx, name, inputs, specs, outputs, env)
+            lowered = _finish_kernel(ctx, name, inputs, specs, outputs, env, check_only)
+            if check_only:
+                return lowered
             lowered.anchor = anchor
             return _drop_unread_inputs(lowered)
         else:
@@ -865,7 +877,8 @@ def _clamp_rule(ctx, node, bound):
     return pointwise(fn)(ctx, node, operands)
 
 
-def _finish_kernel(ctx, name, inputs, specs, outputs, env) -> LoweredKernel:
+def _finish_kernel(ctx, name, inputs, specs, outputs, env,
+                   check_only: bool = False) -> LoweredKernel:
     values = [env[n] for n in outputs]
     out_specs, stores = [], []
     if ctx.inner is None:
@@ -878,6 +891,9 @@ def _finish_kernel(ctx, name, inputs, specs, outputs, env) -> LoweredKernel:
         stores.append(_store(ctx, name, buf, meta, value))
     kernel = K.Kernel(name, tuple(ctx.outer), tuple(ctx.inner), specs, out_specs,
                       ctx.stages + stores)
+    if check_only:
+        _check_vars_used(kernel)
+        return LoweredKernel(kernel, inputs, list(outputs))
     kernel = collapse_dims(reorder_loops(collapse_dims(trim_vars(kernel))))
     K.validate(kernel)
     return LoweredKernel(kernel, inputs, list(outputs))
@@ -962,13 +978,29 @@ def trim_vars(kernel: K.Kernel) -> K.Kernel:
     return K.Kernel(kernel.name, kernel.outer, kernel.inner, kernel.inputs, kernel.outputs, stages)
 
 
+def _check_vars_used(kernel: K.Kernel) -> None:
+    """trim_vars' refusal, without rebuilding the kernel."""
+    n = kernel.n_vars
+    for a in _all_indices(kernel):
+        if any(a.coeffs[n:]):
+            _bad(a)
+
+
 def _bad(a):
     raise LoweringError(f"index {a} uses a loop variable outside the kernel's space")
 
 
 def _all_indices(kernel: K.Kernel) -> list[K.Affine]:
+    """Every index the kernel's loads, index values and stores use (a walk: nothing is
+    rebuilt)."""
     found = []
-    _map_indices(kernel, lambda a: found.append(a) or a)
+    seen: set = set()
+    for s in kernel.stages:
+        if isinstance(s, K.Store):
+            found.append(s.index)
+        for e in K._walk(s.value, seen):
+            if isinstance(e, (K.Load, K.MaskedLoad, K.IndexValue)):
+                found.append(e.index)
     return found
 
 
@@ -1040,7 +1072,7 @@ def _try_merge(kernel: K.Kernel, space: str):
 # --- registration: the registry's `lowering` field and fusion's group checker -----------------
 def _why_not_one_kernel(graph: Graph) -> str | None:
     try:
-        lower_group(graph, "candidate")
+        lower_group(graph, "candidate", check_only=True)
     except LoweringError as err:
         return str(err)
     return None

@@ -6,6 +6,7 @@ Messages say what was expected, what was received, the op, and the user's line.
 """
 from __future__ import annotations
 
+import linecache
 import os
 import sys
 import sysconfig
@@ -89,17 +90,30 @@ class OutOfMemoryError(EmberError, MemoryError):
 
 def is_user_frame(frame: traceback.FrameSummary) -> bool:
     """A frame outside ember, pytest's plumbing, installed packages and the stdlib."""
-    name = frame.filename
+    return _is_user_file(frame.filename)
+
+
+def _is_user_file(name: str) -> bool:
     if name.startswith(EMBER_DIR) or name.startswith(_STDLIB_DIRS) or name.startswith("<"):
         return False
     return not (os.sep + "site-packages" + os.sep in name and "ember" not in name)
 
 
 def user_frame() -> traceback.FrameSummary | None:
-    """Innermost frame outside ember, pytest's plumbing and the stdlib: the user's line."""
-    for frame in reversed(traceback.extract_stack()):
-        if is_user_frame(frame):
-            return frame
+    """Innermost frame outside ember, pytest's plumbing and the stdlib: the user's line.
+
+    The frame `traceback.extract_stack()` would list (within `sys.tracebacklimit`), but
+    only that one is summarized and has its source line read: tracing records one per
+    op, and summarizing the whole stack each time was a fifth of a resnet's trace."""
+    limit = getattr(sys, "tracebacklimit", None)
+    frame, depth = sys._getframe(), 0
+    while frame is not None and (limit is None or depth < limit):
+        code = frame.f_code
+        if _is_user_file(code.co_filename):
+            linecache.lazycache(code.co_filename, frame.f_globals)
+            linecache.checkcache(code.co_filename)
+            return traceback.FrameSummary(code.co_filename, frame.f_lineno, code.co_name)
+        frame, depth = frame.f_back, depth + 1
     return None
 
 

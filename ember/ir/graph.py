@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
+import functools
 import inspect
 import keyword
 import re
@@ -63,12 +64,18 @@ def map_aggregate(value, fn: Callable):
     return fn(value)
 
 
+# argument values that hold no Node: map_arg returns them as they are without further checks
+_LEAVES = frozenset({int, float, bool, str, type(None), complex})
+
+
 def map_arg(value, fn: Callable):
     """Apply `fn` to every Node inside nested lists/tuples/dicts/slices of `value`."""
+    if type(value) in _LEAVES:
+        return value
     if isinstance(value, Node):
         return fn(value)
     if isinstance(value, tuple):
-        return tuple(map_arg(v, fn) for v in value)
+        return tuple([map_arg(v, fn) for v in value])
     if isinstance(value, list):
         return [map_arg(v, fn) for v in value]
     if isinstance(value, dict):
@@ -82,6 +89,30 @@ def nodes_in(value) -> list["Node"]:
     found = []
     map_arg(value, lambda n: found.append(n) or n)
     return found
+
+
+def _distinct_nodes(args, kwargs) -> tuple["Node", ...]:
+    """The Nodes in args and kwargs, each once, in the order map_arg meets them."""
+    seen: dict = {}
+    _collect_nodes(args, seen)
+    _collect_nodes(kwargs, seen)
+    return tuple(seen)
+
+
+def _collect_nodes(value, seen: dict) -> None:
+    if type(value) in _LEAVES:
+        return
+    if isinstance(value, Node):
+        seen[value] = None
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _collect_nodes(v, seen)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_nodes(v, seen)
+    elif isinstance(value, slice):
+        for v in (value.start, value.stop, value.step):
+            _collect_nodes(v, seen)
 
 
 def ancestors(roots, stop=frozenset()) -> set["Node"]:
@@ -100,17 +131,22 @@ def ancestors(roots, stop=frozenset()) -> set["Node"]:
 
 
 class Node:
+    # the distinct nodes the args and kwargs hold, in first-use order: kept by _update_args
+    # (None: not known yet, as for a node unpickled from an older ember)
+    _inputs: tuple | None = None
+
     def __init__(self, graph: "Graph", name: str, op: OpKind, target, args: tuple,
                  kwargs: dict, type_=None, return_type=None):
-        if OpKind(op) == OpKind.call_function and not callable(target):
+        op = op if type(op) is OpKind else OpKind(op)
+        if op == OpKind.call_function and not callable(target):
             raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
                              f"type {type(target).__name__} but a Callable is expected")
-        if OpKind(op) != OpKind.call_function and not isinstance(target, str):
+        if op != OpKind.call_function and not isinstance(target, str):
             raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
                              f"type {type(target).__name__} but a str is expected")
         self.graph = graph
         self.name = name
-        self.op = OpKind(op)
+        self.op = op
         self.target = target
         self._args: tuple = ()
         self._kwargs: dict = {}
@@ -139,16 +175,17 @@ class Node:
 
     @property
     def all_input_nodes(self) -> list["Node"]:
-        seen = {}
-        for n in nodes_in((self._args, self._kwargs)):
-            seen[n] = None
-        return list(seen)
+        inputs = self._inputs
+        if inputs is None:
+            inputs = self._inputs = _distinct_nodes(self._args, self._kwargs)
+        return list(inputs)
 
     def _update_args(self, args: tuple, kwargs: dict) -> None:
         for old in self.all_input_nodes if self._args or self._kwargs else []:
             old.users.pop(self, None)
         self._args, self._kwargs = args, kwargs
-        for new in self.all_input_nodes:
+        self._inputs = _distinct_nodes(args, kwargs)
+        for new in self._inputs:
             new.users[self] = None
 
     def update_arg(self, idx: int, arg) -> None:
@@ -441,6 +478,7 @@ class Graph:
         self._names: dict[str, int] = {}
         self._used: set[str] = set()
         self._insert_at: int | None = None   # None: append
+        self._made_output = False            # no output node yet: output_node is None
         self._root = _Root()
         self.owning_module = owning_module
         # the Tracer class (and its extra arguments) that made this graph (torch.fx's
@@ -501,7 +539,12 @@ class Graph:
 
     @property
     def output_node(self) -> Node | None:
-        for n in reversed(self._nodes):
+        nodes = self._nodes
+        if nodes and nodes[-1].op == OpKind.output:      # where it nearly always is
+            return nodes[-1]
+        if not self.__dict__.get("_made_output", True):  # a graph being built: no scan
+            return None
+        for n in reversed(nodes):
             if n.op == OpKind.output:
                 return n
         return None
@@ -510,12 +553,8 @@ class Graph:
     def _unique_name(self, hint: str) -> str:
         """torch.fx's naming: `add`, `add_1`, ...; builtins and keywords get a suffix
         (`sum_1`); a hint that already ends in `_<n>` continues that count."""
-        candidate = re.sub(r"[^0-9a-zA-Z_]+", "_", hint) if hint else "_unnamed"
-        if candidate[0].isdigit():           # "0" (a Sequential child) is no identifier
-            candidate = "_" + candidate
-        match = _NUMBERED.match(candidate)
-        base, number = (match.group(1), int(match.group(2))) if match else (candidate, 0)
-        if candidate in self._used or _is_reserved(candidate):
+        candidate, base, number, reserved = _name_parts(hint)
+        if candidate in self._used or reserved:
             number = self._names.get(base, 0)
             candidate = f"{base}_{number + 1}"
             while candidate in self._used:
@@ -532,6 +571,8 @@ class Graph:
         hint = name or _default_name(op, target)
         node = Node(self, self._unique_name(hint), op, target, tuple(args), kwargs or {},
                     type_expr)
+        if node.op == OpKind.output:
+            self._made_output = True
         if self._insert_at is None:
             out = self.output_node
             if out is not None and op != OpKind.output:
@@ -625,6 +666,25 @@ class Graph:
         to_erase._update_args((), {})
         self._nodes.remove(to_erase)
         to_erase._erased = True
+
+    def _erase_in_turn(self, nodes) -> None:
+        """erase_node(n) for each of `nodes` in turn (users first), with one pass over the
+        node list at the end rather than a list.remove per node (fusion erases every
+        member of every group)."""
+        gone: set[Node] = set()
+        try:
+            for node in nodes:
+                if node._erased or node in gone:
+                    self.erase_node(node)                 # its warning
+                    continue
+                if node.users:
+                    self.erase_node(node)                 # its error
+                node._update_args((), {})
+                node._erased = True
+                gone.add(node)
+        finally:
+            if gone:
+                self._nodes[:] = [n for n in self._nodes if n not in gone]
 
     def node_copy(self, node: Node, arg_transform: Callable[[Node], Any] = lambda n: n) -> Node:
         args = map_arg(node.args, arg_transform)
@@ -760,6 +820,18 @@ def _tabular_target(target) -> str:
     if isinstance(target, OpDef):
         return f"<built-in method {target.name} of type object at {id(OpDef):#x}>"
     return str(target)
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_parts(hint: str) -> tuple[str, str, int, bool]:
+    """A name hint as an identifier, its base and count (`add_3`: `add`, 3), and whether
+    it is reserved: the same few hints come back for every node of a kind."""
+    candidate = re.sub(r"[^0-9a-zA-Z_]+", "_", hint) if hint else "_unnamed"
+    if candidate[0].isdigit():           # "0" (a Sequential child) is no identifier
+        candidate = "_" + candidate
+    match = _NUMBERED.match(candidate)
+    base, number = (match.group(1), int(match.group(2))) if match else (candidate, 0)
+    return candidate, base, number, _is_reserved(candidate)
 
 
 def _is_reserved(name: str) -> bool:

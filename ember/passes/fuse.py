@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from ..ir.fused import EPILOGUE_ANCHORS, FusedGroup, group_problem, is_lowerable
 from ..ir.graph import Graph, Node, OpKind, map_arg
-from ..ir.meta import TensorMeta
+from ..ir.dtypes import DType
+from ..ir.meta import MemoryFormat, TensorMeta
 from ..ir.registry import Tag, is_op
 from .cleanup import may_alias_input
 from .fuse_cache import cached_plan
@@ -198,8 +199,94 @@ def _creates_cycle(nodes: list[Node], order: dict, group: dict | None = None,
 
 
 def _problem(graph: Graph, nodes: list[Node]) -> str | None:
-    sub, _, _ = extract_group(nodes)
-    return group_problem(sub)
+    """Why `nodes` can't be one kernel (None when they can): codegen's checker, asked once
+    per distinct group structure in this process (a resnet's blocks repeat the same
+    candidate groups, and a training step's second compile asks the first's questions)."""
+    key = _structure_key(nodes)
+    if key is None:
+        return group_problem(extract_group(nodes)[0])
+    found = _VERDICTS.get(key, _UNKNOWN)
+    if found is _UNKNOWN:
+        if len(_VERDICTS) >= _MAX_VERDICTS:
+            _VERDICTS.clear()
+        found = _VERDICTS[key] = group_problem(extract_group(nodes)[0])
+    return found
+
+
+# The checker's verdicts by group structure: everything `extract_group` hands the checker
+# (each member's op, arguments, value metadata, whether it leaves the group, and the
+# external inputs' metadata in first-use order) plus the checker and each op's lowering
+# rule themselves, so a newly registered checker or rule never meets an old verdict.
+# Node names and source locations are left out: they only word the reason.
+_VERDICTS: dict = {}
+_MAX_VERDICTS = 8192         # a resnet18 step asks ~570 distinct questions
+_UNKNOWN = object()
+_PLAIN = (int, float, bool, str, type(None))
+
+
+class _Unkeyed(Exception):
+    """An argument or value the key can't describe exactly: ask the checker directly."""
+
+
+def _structure_key(nodes: list[Node]) -> tuple | None:
+    from ..ir.fused import _group_checker
+    inside = {n: i for i, n in enumerate(nodes)}
+    inputs: dict[Node, int] = {}
+
+    def ref(n: Node):
+        pos = inside.get(n)
+        if pos is not None:
+            return ("n", pos)
+        if n not in inputs:
+            inputs[n] = len(inputs)
+        return ("i", inputs[n])
+
+    try:
+        members = tuple((n.op, n.target, getattr(n.target, "lowering", None),
+                         _arg_key(n.args, ref), _arg_key(n.kwargs, ref),
+                         _val_key(n.meta.get("val")),
+                         any(u not in inside for u in n.users)) for n in nodes)
+        outside = tuple(_val_key(n.meta.get("val")) for n in inputs)
+        key = (tuple(_group_checker), members, outside)
+        hash(key)
+    except (_Unkeyed, TypeError):
+        return None
+    return key
+
+
+def _arg_key(value, ref):
+    kind = type(value)
+    if kind is Node:
+        return ref(value)
+    if kind is float:
+        return (float, repr(value))          # -0.0 and 0.0 apart, a NaN equal to itself
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind is tuple or kind is list:
+        return (kind, tuple(_arg_key(v, ref) for v in value))
+    if kind is dict:
+        return (dict, tuple((k, _arg_key(v, ref)) for k, v in value.items()))
+    if kind is slice:
+        return (slice, _arg_key(value.start, ref), _arg_key(value.stop, ref),
+                _arg_key(value.step, ref))
+    if isinstance(value, (DType, MemoryFormat)):
+        return (kind, value)
+    raise _Unkeyed
+
+
+def _val_key(val):
+    kind = type(val)
+    if kind is TensorMeta:
+        if any(type(s) is not int for s in val.shape):      # symbolic sizes
+            raise _Unkeyed
+        return (val.shape, val.dtype, val.device, val.memory_format, tuple(val.strides))
+    if kind is tuple or kind is list:
+        return (kind, tuple(_val_key(v) for v in val))
+    if kind is float:
+        return (float, repr(val))
+    if kind in _PLAIN:
+        return (kind, val)
+    raise _Unkeyed
 
 
 # --- materializing ---------------------------------------------------------------------------
@@ -255,8 +342,7 @@ def replace_with_group(graph: Graph, nodes: list[Node], name: str) -> Node:
                 item = last = graph.call_function(operator.getitem, (fused, i))
             item.meta["val"] = out.meta["val"]
             out.replace_all_uses_with(item)
-    for node in reversed(nodes):
-        graph.erase_node(node)
+    graph._erase_in_turn(reversed(nodes))
     return fused
 
 

@@ -15,7 +15,7 @@ functorch's min-cut rematerialization partitioner does: each forward value is an
 whose capacity is its size; the source feeds the primal inputs and every value that
 must not be recomputed (matmul, conv, reductions, random ops: expensive, or not
 reproducible); the backward reads drain to the sink. A minimum source-sink cut
-(networkx max-flow) is a cheapest set of values from which the backward can
+(a max-flow, passes/maxflow.py) is a cheapest set of values from which the backward can
 recompute everything else it needs using only cheap ops (pointwise, views, shape
 changes, factories). Backward nodes stay in the backward graph either way; get_attr
 constants are available to both graphs and are never saved.
@@ -29,9 +29,10 @@ from ember.ir.errors import EmberError
 from ember.ir.graph import Graph, Node, OpKind, ancestors, map_arg, nodes_in
 from ember.ir.meta import TensorMeta
 from ember.ir.registry import Tag, is_op
+from ember.passes.maxflow import Unbounded, min_cut_source_side
 
 __all__ = ["PartitionError", "PartitionReport", "default_partition", "min_cut_partition",
-           "saved_bytes", "is_recomputable", "flow_network"]
+           "saved_bytes", "is_recomputable", "flow_network", "flow_edges"]
 
 # tags of ops cheap enough to recompute in the backward instead of saving their result
 _CHEAP_TAGS = {Tag.POINTWISE, Tag.VIEW, Tag.SHAPE, Tag.FACTORY}
@@ -128,44 +129,54 @@ def is_recomputable(node: Node) -> bool:
 
 # --- the min cut -----------------------------------------------------------------------------
 def _min_cut_saved(j: _Joint) -> list[Node]:
-    import networkx as nx
     reads = set(_backward_reads(j))
     if not reads:
         return []
-    flow = flow_network(j.forward, j.forward_set, reads)
+    flow = flow_edges(j.forward, j.forward_set, reads)
     try:
-        _, (reachable, _) = nx.minimum_cut(flow, "source", "sink")
-    except nx.NetworkXUnbounded:
+        reachable = min_cut_source_side(flow, "source", "sink")
+    except Unbounded:
         raise PartitionError("partition: a backward read cannot be saved or recomputed "
                              "(a multi-output value read whole?)") from None
     return [n for n in j.forward if ("in", n) in reachable and ("out", n) not in reachable]
 
 
 def flow_network(nodes, forward: set[Node], reads: set[Node], cost=None, available=None):
-    """The min-cut network over the forward `nodes` for the backward's `reads`: saving a
-    tensor costs `cost(node, meta)` (default its bytes); a placeholder, a node that
-    cannot be recomputed, or one `available(node)` says is written anyway comes free
-    from the source. Edges without a capacity are infinite (networkx's convention)."""
+    """The min-cut network over the forward `nodes` for the backward's `reads`, as a
+    networkx DiGraph (see `flow_edges`; the partitioners cut the edges themselves)."""
     import networkx as nx
     flow = nx.DiGraph()
+    for u, v, capacity in flow_edges(nodes, forward, reads, cost, available):
+        if capacity is None:
+            flow.add_edge(u, v)
+        else:
+            flow.add_edge(u, v, capacity=capacity)
+    return flow
+
+
+def flow_edges(nodes, forward: set[Node], reads: set[Node], cost=None, available=None):
+    """The min-cut network's edges (u, v, capacity) over the forward `nodes` for the
+    backward's `reads`: saving a tensor costs `cost(node, meta)` (default its bytes); a
+    placeholder, a node that cannot be recomputed, or one `available(node)` says is
+    written anyway comes free from the source. An edge without a capacity (None) is
+    infinite (networkx's convention)."""
     for node in nodes:
         if node.op == OpKind.get_attr:
             continue                    # constants: available to both graphs for free
         val = node.meta.get("val")
         if isinstance(val, TensorMeta):
             capacity = val.nbytes if cost is None else cost(node, val)
-            flow.add_edge(("in", node), ("out", node), capacity=capacity)
+            yield ("in", node), ("out", node), capacity
         else:
-            flow.add_edge(("in", node), ("out", node))      # tuples: save their items
+            yield ("in", node), ("out", node), None      # tuples: save their items
         if node.op == OpKind.placeholder or not is_recomputable(node) or \
                 (available is not None and available(node)):
-            flow.add_edge("source", ("in", node))
+            yield "source", ("in", node), None
         for user in node.users:
             if user in forward:
-                flow.add_edge(("out", node), ("in", user))
+                yield ("out", node), ("in", user), None
         if node in reads:
-            flow.add_edge(("out", node), "sink")
-    return flow
+            yield ("out", node), "sink", None
 
 
 # --- building the two graphs -------------------------------------------------------------------

@@ -35,7 +35,8 @@ from ..ir.graph import Graph, Node, OpKind, ancestors, map_arg, nodes_in
 from ..ir.meta import TensorMeta
 from ..ir.registry import is_op
 from .manager import PassContext, register_pass
-from .partition import flow_network
+from .maxflow import Unbounded, min_cut_source_side
+from .partition import flow_edges
 
 MATERIALIZED_COST = 1      # bytes: saving a value the forward writes anyway
 
@@ -103,17 +104,15 @@ def _opaque(node: Node) -> bool:
 
 
 def _min_cut(graph: Graph, forward: set[Node], reads: set[Node]):
-    import networkx as nx
-
     def cost(node: Node, val: TensorMeta) -> int:
         return MATERIALIZED_COST if _materialized(node) else max(1, val.nbytes)
     # a value written anyway is available to the backward as it is: recomputing it
     # (a ReLU output a convolution reads) would write it a second time
-    flow = flow_network([n for n in graph.nodes if n in forward], forward, reads, cost,
-                        available=_materialized)
+    flow = flow_edges([n for n in graph.nodes if n in forward], forward, reads, cost,
+                      available=_materialized)
     try:
-        _, (reachable, _) = nx.minimum_cut(flow, "source", "sink")
-    except nx.NetworkXUnbounded:
+        reachable = min_cut_source_side(flow, "source", "sink")
+    except Unbounded:
         return None
     return {n for n in forward if ("in", n) in reachable and ("out", n) not in reachable}
 
