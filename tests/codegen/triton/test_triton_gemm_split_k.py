@@ -14,6 +14,7 @@ import ember  # noqa: E402
 from ember.codegen.lowering import lower_group  # noqa: E402
 from ember.codegen.triton import cache  # noqa: E402
 from ember.codegen.triton.autotune import default_config  # noqa: E402
+from ember.codegen.triton.source import literal_sizes  # noqa: E402
 from ember.codegen.triton.gemm import (SMS, GemmConfig, MatmulProblem,  # noqa: E402
                                        anchor_problem, generate_gemm, generate_split_gemm,
                                        split_k)
@@ -54,10 +55,13 @@ def test_split_k_kernels_keep_literal_sizes():
     """The plain GEMM is shape-generic (its strides are bound runtime sizes); the split's
     partial and sum kernels bake the shape in (one body per shape, no bound sizes)."""
     problem = MatmulProblem.create(37, 21, 100, precision="ieee")
-    assert generate_gemm(problem, SMALL).launch.sizes
-    for kernel in generate_split_gemm(problem, SMALL, 2).kernels:
+    with literal_sizes(False):                  # shape-generic kernels are opt-in
+        assert generate_gemm(problem, SMALL).launch.sizes
+        split = generate_split_gemm(problem, SMALL, 2)
+    for kernel in split.kernels:
         assert kernel.launch.sizes == [] and "ks0" not in kernel.source
         assert "N = 21" in kernel.source
+    assert not generate_gemm(problem, SMALL).launch.sizes     # the default bakes them in
 
 
 def test_split_k_batched_with_bias(rng):
