@@ -1,0 +1,496 @@
+"""Behaviour from PyTorch's test/optim/test_lrscheduler.py, run with torch as the oracle:
+each scheduler's lr sequence over N epochs for two param groups (and momentum where it
+cycles), get_last_lr, the closed forms of step(epoch), state_dict round trips, composed
+schedulers, the warnings torch gives (step order, the deprecated epoch argument, get_lr
+outside step) and the errors of bad arguments."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "utils"))
+from suitedata_oracle import both, raises_both  # noqa: E402
+
+
+def _optimizer(lib, kind="SGD", lrs=(0.05, 0.5)):
+    params = [lib.nn.Parameter(lib.zeros(2)) for _ in lrs]
+    groups = [{"params": [p], "lr": lr} for p, lr in zip(params, lrs)]
+    if kind == "Adam":
+        return lib.optim.Adam(groups, lr=lrs[0])
+    if kind == "plain":
+        return lib.optim.SGD(groups, lr=lrs[0])
+    return lib.optim.SGD(groups, lr=lrs[0], momentum=0.9)
+
+
+def _momentum(group):
+    return group["betas"][0] if "betas" in group else group.get("momentum")
+
+
+def _trace(lib, make, epochs=12, kind="SGD", metrics=None):
+    """(lrs, last_lr, momentum) before each epoch's steps, stepping in the new order."""
+    optimizer = _optimizer(lib, kind)
+    scheduler = make(lib.optim.lr_scheduler, optimizer)
+    seen = []
+    for epoch in range(epochs):
+        seen.append(([g["lr"] for g in optimizer.param_groups], scheduler.get_last_lr(),
+                     [_momentum(g) for g in optimizer.param_groups]))
+        optimizer.step()
+        if metrics is None:
+            scheduler.step()
+        else:
+            scheduler.step(metrics[epoch % len(metrics)])
+    seen.append([g["lr"] for g in optimizer.param_groups])
+    return seen
+
+
+SCHEDULES = {
+    "StepLR": lambda s, o: s.StepLR(o, step_size=3, gamma=0.1),
+    "StepLR_gamma_half": lambda s, o: s.StepLR(o, 2, 0.5),
+    "MultiStepLR": lambda s, o: s.MultiStepLR(o, milestones=[2, 5, 9], gamma=0.1),
+    "MultiStepLR_repeated": lambda s, o: s.MultiStepLR(o, milestones=[3, 3, 7], gamma=0.5),
+    "MultiStepLR_unsorted": lambda s, o: s.MultiStepLR(o, milestones=[9, 2, 5], gamma=0.3),
+    "ExponentialLR": lambda s, o: s.ExponentialLR(o, gamma=0.9),
+    "CosineAnnealingLR": lambda s, o: s.CosineAnnealingLR(o, T_max=10, eta_min=1e-3),
+    "CosineAnnealingLR_past_Tmax": lambda s, o: s.CosineAnnealingLR(o, T_max=4),
+    "WarmRestarts": lambda s, o: s.CosineAnnealingWarmRestarts(o, T_0=3, eta_min=1e-4),
+    "WarmRestarts_Tmult": lambda s, o: s.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2),
+    "LinearLR": lambda s, o: s.LinearLR(o, start_factor=0.5, total_iters=4),
+    "LinearLR_down": lambda s, o: s.LinearLR(o, start_factor=1.0, end_factor=0.1,
+                                             total_iters=6),
+    "ConstantLR": lambda s, o: s.ConstantLR(o, factor=0.5, total_iters=4),
+    "ConstantLR_default": lambda s, o: s.ConstantLR(o),
+    "PolynomialLR": lambda s, o: s.PolynomialLR(o, total_iters=6, power=0.9),
+    "PolynomialLR_linear": lambda s, o: s.PolynomialLR(o, total_iters=4),
+    "LambdaLR": lambda s, o: s.LambdaLR(o, lr_lambda=lambda e: 0.95 ** e),
+    "LambdaLR_per_group": lambda s, o: s.LambdaLR(o, [lambda e: e / 10, lambda e: 0.9 ** e]),
+    "MultiplicativeLR": lambda s, o: s.MultiplicativeLR(o, lr_lambda=lambda e: 0.9),
+    "MultiplicativeLR_per_group": lambda s, o: s.MultiplicativeLR(
+        o, [lambda e: 0.9, lambda e: 1.0 if e < 4 else 0.5]),
+    "CyclicLR_triangular": lambda s, o: s.CyclicLR(o, base_lr=[0.01, 0.1], max_lr=[0.1, 1.0],
+                                                   step_size_up=2, step_size_down=3),
+    "CyclicLR_triangular2": lambda s, o: s.CyclicLR(o, 0.01, 0.1, step_size_up=2,
+                                                    mode="triangular2"),
+    "CyclicLR_exp_range": lambda s, o: s.CyclicLR(o, 0.01, 0.1, step_size_up=3,
+                                                  mode="exp_range", gamma=0.8),
+    "CyclicLR_scale_fn_iterations": lambda s, o: s.CyclicLR(
+        o, 0.01, 0.1, step_size_up=2, scale_fn=lambda x: 1 / (1 + x), scale_mode="iterations"),
+    "CyclicLR_no_momentum": lambda s, o: s.CyclicLR(o, 0.01, 0.1, step_size_up=2,
+                                                    cycle_momentum=False),
+    "OneCycleLR_cos": lambda s, o: s.OneCycleLR(o, max_lr=[1.0, 2.0], total_steps=13),
+    "OneCycleLR_linear": lambda s, o: s.OneCycleLR(o, max_lr=1.0, total_steps=13,
+                                                   anneal_strategy="linear", pct_start=0.4),
+    "OneCycleLR_three_phase": lambda s, o: s.OneCycleLR(o, max_lr=1.0, total_steps=13,
+                                                        three_phase=True, div_factor=10.0),
+    "OneCycleLR_epochs": lambda s, o: s.OneCycleLR(o, max_lr=0.5, epochs=2,
+                                                   steps_per_epoch=7, cycle_momentum=False),
+    "SequentialLR": lambda s, o: s.SequentialLR(
+        o, [s.ConstantLR(o, factor=0.1, total_iters=2), s.ExponentialLR(o, gamma=0.9)],
+        milestones=[3]),
+    "SequentialLR_three": lambda s, o: s.SequentialLR(
+        o, [s.LinearLR(o, start_factor=0.2, total_iters=3), s.StepLR(o, 2, 0.5),
+            s.CosineAnnealingLR(o, T_max=4)], milestones=[3, 7]),
+    "SequentialLR_warmup_cosine": lambda s, o: s.SequentialLR(
+        o, [s.LinearLR(o, start_factor=0.1, total_iters=4), s.CosineAnnealingLR(o, 8)],
+        milestones=[4]),
+    "ChainedScheduler": lambda s, o: s.ChainedScheduler(
+        [s.ConstantLR(o, factor=0.1, total_iters=2), s.ExponentialLR(o, gamma=0.9)]),
+    "ChainedScheduler_three": lambda s, o: s.ChainedScheduler(
+        [s.StepLR(o, 3, 0.1), s.LinearLR(o, start_factor=0.5, total_iters=4),
+         s.MultiStepLR(o, [5, 8], 0.5)]),
+    "ChainedScheduler_optimizer_arg": lambda s, o: s.ChainedScheduler(
+        [s.ExponentialLR(o, gamma=0.9), s.LambdaLR(o, lambda e: 1 / (e + 1))], optimizer=o),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_lr_sequence_matches_torch(name):
+    both(lambda lib: _trace(lib, SCHEDULES[name]))
+
+
+@pytest.mark.parametrize("name", ["CyclicLR_triangular", "CyclicLR_exp_range",
+                                  "OneCycleLR_cos", "OneCycleLR_three_phase",
+                                  "ExponentialLR", "SequentialLR"])
+def test_lr_sequence_with_adam_betas(name):
+    both(lambda lib: _trace(lib, SCHEDULES[name], kind="Adam"))
+
+
+PLATEAU = {
+    "min_rel": (lambda s, o: s.ReduceLROnPlateau(o, patience=1, factor=0.5),
+                [10, 9, 9, 9, 9, 8, 8, 8]),
+    "max_rel": (lambda s, o: s.ReduceLROnPlateau(o, mode="max", patience=0, factor=0.5,
+                                                 threshold=0.1), [1, 1.05, 1.2, 1.2, 1.5]),
+    "min_abs_cooldown": (lambda s, o: s.ReduceLROnPlateau(
+        o, patience=0, cooldown=2, threshold_mode="abs", threshold=0.5), [5, 4.9, 4.8, 4, 4]),
+    "max_abs": (lambda s, o: s.ReduceLROnPlateau(o, mode="max", threshold_mode="abs",
+                                                 threshold=0.1, patience=1), [1, 1.05, 1.1, 1]),
+    "min_lr_list": (lambda s, o: s.ReduceLROnPlateau(o, patience=0, factor=0.1,
+                                                     min_lr=[0.01, 0.2]), [3, 3, 3, 3]),
+    "eps": (lambda s, o: s.ReduceLROnPlateau(o, patience=0, factor=0.99, eps=0.01),
+            [1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLATEAU))
+def test_reduce_lr_on_plateau_matches_torch(name):
+    make, metrics = PLATEAU[name]
+    both(lambda lib: _trace(lib, make, epochs=14, metrics=metrics))
+
+
+def test_reduce_lr_on_plateau_tensor_metric_and_state():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=1)
+        for value in (1.0, 1.0, 1.0, 0.5, 0.5):
+            optimizer.step()
+            scheduler.step(lib.tensor(value))
+        state = scheduler.state_dict()
+        return (scheduler.get_last_lr(), scheduler.num_bad_epochs, scheduler.best,
+                scheduler.last_epoch, scheduler.cooldown_counter,
+                sorted(k for k in state if not k.startswith("_")))
+    both(case)
+
+
+CLOSED_FORM = {
+    "StepLR": lambda s, o: s.StepLR(o, 3, 0.1),
+    "MultiStepLR": lambda s, o: s.MultiStepLR(o, [2, 5, 9], 0.1),
+    "ExponentialLR": lambda s, o: s.ExponentialLR(o, 0.9),
+    "CosineAnnealingLR": lambda s, o: s.CosineAnnealingLR(o, T_max=5, eta_min=0.01),
+    "LinearLR": lambda s, o: s.LinearLR(o, start_factor=0.2, total_iters=5),
+    "ConstantLR": lambda s, o: s.ConstantLR(o, factor=0.25, total_iters=3),
+    "PolynomialLR": lambda s, o: s.PolynomialLR(o, total_iters=5, power=2.0),
+    "LambdaLR": lambda s, o: s.LambdaLR(o, lambda e: 1 / (1 + e)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLOSED_FORM))
+def test_step_with_epoch_uses_the_closed_form(name):
+    """step(epoch) jumps (and warns that the argument is deprecated), in any order."""
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = CLOSED_FORM[name](lib.optim.lr_scheduler, optimizer)
+        seen = []
+        for epoch in (1, 4, 2, 7, 7, 0, 10):
+            optimizer.step()
+            scheduler.step(epoch)
+            seen.append((scheduler.last_epoch, scheduler.get_last_lr()))
+        return seen
+    both(case, warns="epoch parameter in `scheduler.step()`")
+
+
+def test_warm_restarts_fractional_epochs():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=2,
+                                                                        T_mult=2)
+        seen = []
+        for epoch in range(8):
+            for batch in range(4):
+                optimizer.step()
+                scheduler.step(epoch + batch / 4)
+                seen.append((scheduler.T_cur, scheduler.T_i, scheduler.get_last_lr()))
+        return seen
+    both(case, check_warnings=False)
+
+
+# --- warnings about the call order ----------------------------------------------------------
+def test_scheduler_step_before_optimizer_step_warns():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 3)
+        scheduler.step()
+        return scheduler.get_last_lr()
+    both(case, warns="Detected call of `lr_scheduler.step()` before `optimizer.step()`")
+
+
+def test_step_order_warning_with_epoch_argument():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 3)
+        scheduler.step(2)
+        return scheduler.get_last_lr()
+    both(case, warns="before `optimizer.step()`")
+
+
+def test_step_order_warning_when_resuming():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = 0.3
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 3, last_epoch=10)
+        scheduler.step()
+        return scheduler.get_last_lr(), scheduler.last_epoch
+    both(case, warns="before `optimizer.step()`")
+
+
+def test_new_pattern_gives_no_warning():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.MultiStepLR(optimizer, [2, 4])
+        for _ in range(6):
+            optimizer.step()
+            scheduler.step()
+        return scheduler.get_last_lr()
+    both(case)
+
+
+def test_optimizer_step_overridden_after_construction_warns():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.ExponentialLR(optimizer, 0.5)
+        optimizer.step = lambda: None
+        optimizer.step()
+        scheduler.step()
+        return scheduler.get_last_lr()
+    both(case, warns="has been overridden after learning rate scheduler")
+
+
+def test_get_lr_outside_step_warns():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 2)
+        optimizer.step()
+        scheduler.step()
+        return scheduler.get_lr()
+    both(case, warns="please use `get_last_lr()`")
+
+
+def test_second_scheduler_on_the_same_optimizer_does_not_warn():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        first = lib.optim.lr_scheduler.StepLR(optimizer, 2)
+        second = lib.optim.lr_scheduler.ExponentialLR(optimizer, 0.9)
+        seen = []
+        for _ in range(5):
+            optimizer.step()
+            first.step()
+            second.step()
+            seen.append(first.get_last_lr() + second.get_last_lr())
+        return seen
+    both(case)
+
+
+# --- state_dict -----------------------------------------------------------------------------
+STATEFUL = {
+    "StepLR": lambda s, o: s.StepLR(o, 3, 0.1),
+    "MultiStepLR": lambda s, o: s.MultiStepLR(o, [2, 5], 0.5),
+    "CosineAnnealingLR": lambda s, o: s.CosineAnnealingLR(o, 6),
+    "WarmRestarts": lambda s, o: s.CosineAnnealingWarmRestarts(o, 2, 2),
+    "CyclicLR": lambda s, o: s.CyclicLR(o, 0.01, 0.1, step_size_up=2),
+    "OneCycleLR": lambda s, o: s.OneCycleLR(o, 1.0, total_steps=20),
+    "LinearLR": lambda s, o: s.LinearLR(o, 0.5, total_iters=4),
+    "ReduceLROnPlateau": lambda s, o: s.ReduceLROnPlateau(o, patience=0),
+    "SequentialLR": lambda s, o: s.SequentialLR(
+        o, [s.ConstantLR(o, 0.5, 2), s.ExponentialLR(o, 0.8)], milestones=[3]),
+    "ChainedScheduler": lambda s, o: s.ChainedScheduler(
+        [s.ConstantLR(o, 0.5, 2), s.ExponentialLR(o, 0.8)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATEFUL))
+def test_state_dict_round_trip_continues_the_schedule(name):
+    """A fresh scheduler given another's state_dict carries on its schedule exactly; the
+    state_dict names the same public entries as torch's."""
+    def case(lib):
+        make = STATEFUL[name]
+        plateau = name == "ReduceLROnPlateau"
+        optimizer = _optimizer(lib)
+        scheduler = make(lib.optim.lr_scheduler, optimizer)
+        for i in range(5):
+            optimizer.step()
+            scheduler.step(*([3 - i % 2] if plateau else []))
+        state = scheduler.state_dict()
+        optimizer2 = _optimizer(lib)
+        optimizer2.load_state_dict(optimizer.state_dict())
+        scheduler2 = make(lib.optim.lr_scheduler, optimizer2)
+        scheduler2.load_state_dict(state)
+        seen = []
+        for i in range(5):
+            for opt, sched in ((optimizer, scheduler), (optimizer2, scheduler2)):
+                opt.step()
+                sched.step(*([2] if plateau else []))
+            seen.append((scheduler.get_last_lr(), scheduler2.get_last_lr(),
+                         [g["lr"] for g in optimizer2.param_groups]))
+        return seen, sorted(k for k in state if not k.startswith("_"))
+    both(case)
+
+
+def test_lambda_lr_state_dict_keeps_callable_objects_state():
+    class Decay:
+        def __init__(self, rate):
+            self.rate = rate
+
+        def __call__(self, epoch):
+            return self.rate ** epoch
+
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.LambdaLR(optimizer, [Decay(0.5), lambda e: 1.0])
+        state = scheduler.state_dict()
+        other = lib.optim.lr_scheduler.LambdaLR(optimizer, [Decay(0.9), lambda e: 2.0])
+        other.load_state_dict(state)
+        optimizer.step()
+        other.step()
+        return state["lr_lambdas"], other.lr_lambdas[0].rate, other.get_last_lr()
+    both(case)
+
+
+def test_cyclic_lr_state_dict_drops_the_scale_function():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.CyclicLR(optimizer, 0.01, 0.1, step_size_up=2,
+                                                    mode="triangular2")
+        state = scheduler.state_dict()
+        return sorted(k for k in state if not k.startswith("_")), \
+            any(callable(v) for v in state.values())
+    both(case)
+
+
+# --- argument errors ------------------------------------------------------------------------
+@pytest.mark.parametrize("make,words", [
+    (lambda s, o: s.StepLR("not an optimizer", 2), ["is not an Optimizer"]),
+    (lambda s, o: s.ConstantLR(o, factor=1.5), ["Constant multiplicative factor"]),
+    (lambda s, o: s.LinearLR(o, start_factor=0), ["Starting multiplicative factor"]),
+    (lambda s, o: s.LinearLR(o, end_factor=1.5), ["Ending multiplicative factor"]),
+    (lambda s, o: s.CosineAnnealingWarmRestarts(o, T_0=0), ["Expected positive integer T_0"]),
+    (lambda s, o: s.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0),
+     ["Expected integer T_mult >= 1"]),
+    (lambda s, o: s.ReduceLROnPlateau(o, factor=1.0), ["Factor should be < 1.0."]),
+    (lambda s, o: s.ReduceLROnPlateau(o, mode="avg"), ["mode avg is unknown!"]),
+    (lambda s, o: s.ReduceLROnPlateau(o, threshold_mode="x"), ["threshold mode x is unknown"]),
+    (lambda s, o: s.ReduceLROnPlateau(o, min_lr=[0.1]), ["expected 2 min_lrs"]),
+    (lambda s, o: s.CyclicLR(o, 0.01, 0.1, mode="sawtooth"), ["mode is invalid"]),
+    (lambda s, o: s.OneCycleLR(o, 1.0), ["You must define either total_steps OR"]),
+    (lambda s, o: s.OneCycleLR(o, 1.0, total_steps=0), ["Expected positive integer total_steps"]),
+    (lambda s, o: s.OneCycleLR(o, 1.0, epochs=-1, steps_per_epoch=2),
+     ["Expected positive integer epochs"]),
+    (lambda s, o: s.OneCycleLR(o, 1.0, total_steps=10, pct_start=1.5), ["pct_start"]),
+    (lambda s, o: s.OneCycleLR(o, 1.0, total_steps=10, anneal_strategy="exp"),
+     ["anneal_strategy must be one of 'cos' or 'linear'"]),
+    (lambda s, o: s.LambdaLR(o, [lambda e: 1.0]), ["Expected 2 lr_lambdas, but got 1"]),
+    (lambda s, o: s.SequentialLR(o, [s.StepLR(o, 2)], milestones=[3]),
+     ["number of schedulers provided to be one more"]),
+    (lambda s, o: s.StepLR(o, 2, last_epoch=3), ["param 'initial_lr' is not specified"]),
+])
+def test_bad_arguments_raise_as_torch(make, words):
+    raises_both(lambda lib: make(lib.optim.lr_scheduler, _optimizer(lib)), *words)
+
+
+def test_cycle_momentum_needs_a_momentum_optimizer():
+    raises_both(lambda lib: lib.optim.lr_scheduler.CyclicLR(
+        lib.optim.Adagrad([lib.nn.Parameter(lib.zeros(1))]), 0.01, 0.1),
+        "optimizer must support momentum", kind=ValueError)
+    raises_both(lambda lib: lib.optim.lr_scheduler.OneCycleLR(
+        lib.optim.Adagrad([lib.nn.Parameter(lib.zeros(1))]), 0.01, total_steps=4),
+        "optimizer must support momentum", kind=ValueError)
+
+
+def test_one_cycle_past_total_steps_raises():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.OneCycleLR(optimizer, 1.0, total_steps=3)
+        for _ in range(4):
+            optimizer.step()
+            scheduler.step()
+    raises_both(case, "Tried to step 4 times", "total steps is 3", kind=ValueError)
+
+
+def test_warm_restarts_negative_epoch_raises():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        lib.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, 2).step(-1)
+    raises_both(case, "Expected non-negative epoch", kind=ValueError)
+
+
+def test_sequential_lr_rejects_schedulers_of_another_optimizer():
+    def case(lib):
+        first, second = _optimizer(lib), _optimizer(lib)
+        s = lib.optim.lr_scheduler
+        s.SequentialLR(first, [s.StepLR(first, 2), s.StepLR(second, 2)], milestones=[2])
+    raises_both(case, "same optimizer", kind=ValueError)
+
+
+def test_chained_scheduler_rejects_schedulers_of_another_optimizer():
+    def case(lib):
+        first, second = _optimizer(lib), _optimizer(lib)
+        s = lib.optim.lr_scheduler
+        s.ChainedScheduler([s.StepLR(first, 2), s.StepLR(second, 2)])
+    raises_both(case, "same optimizer", kind=ValueError)
+
+
+def test_resuming_with_last_epoch_continues_from_initial_lr():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = 1.0
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 2, gamma=0.5, last_epoch=4)
+        seen = [scheduler.get_last_lr(), scheduler.base_lrs, scheduler.last_epoch]
+        for _ in range(4):
+            optimizer.step()
+            scheduler.step()
+            seen.append(scheduler.get_last_lr())
+        return seen
+    both(case)
+
+
+def test_tensor_lr_stays_the_same_tensor():
+    def case(lib):
+        weight = lib.nn.Parameter(lib.zeros(2))
+        lr = lib.tensor(0.1)
+        optimizer = lib.optim.SGD([weight], lr=lr)
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)
+        seen = []
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step()
+            seen.append((optimizer.param_groups[0]["lr"] is lr, float(lr)))
+        return seen
+    both(case)
+
+
+@pytest.mark.parametrize("kind", ["SequentialLR", "ChainedScheduler"])
+def test_composed_schedulers_reject_reduce_lr_on_plateau(kind):
+    def case(lib):
+        optimizer = _optimizer(lib)
+        s = lib.optim.lr_scheduler
+        inner = [s.StepLR(optimizer, 2), s.ReduceLROnPlateau(optimizer)]
+        if kind == "SequentialLR":
+            s.SequentialLR(optimizer, inner, milestones=[2])
+        else:
+            s.ChainedScheduler(inner)
+    raises_both(case, "does not support `ReduceLROnPlateau`", "index 1", kind=ValueError)
+
+
+def test_sequential_lr_of_a_chained_scheduler():
+    def make(s, o):
+        chained = s.ChainedScheduler([s.ConstantLR(o, 0.5, 3), s.ExponentialLR(o, 0.9)])
+        return s.SequentialLR(o, [chained, s.StepLR(o, 2, 0.5)], milestones=[4])
+    both(lambda lib: _trace(lib, make))
+
+
+@pytest.mark.parametrize("min_lr", [0.001, [0.001, 0.002]])
+def test_reduce_lr_on_plateau_after_a_param_group_is_added(min_lr):
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0,
+                                                             min_lr=min_lr)
+        optimizer.add_param_group({"params": [lib.nn.Parameter(lib.zeros(1))], "lr": 1.0})
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step(1.0)
+        return scheduler.get_last_lr(), scheduler.min_lrs
+    if isinstance(min_lr, list):
+        raises_both(case, "number of param groups", "(3)", "(2)", kind=RuntimeError)
+    else:
+        both(case)
+
+
+def test_reduce_lr_on_plateau_epoch_argument_warns():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0)
+        optimizer.step()
+        scheduler.step(1.0, 5)
+        return scheduler.last_epoch
+    both(case, warns="epoch parameter in `scheduler.step()`")
