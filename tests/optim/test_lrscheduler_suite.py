@@ -494,3 +494,31 @@ def test_reduce_lr_on_plateau_epoch_argument_warns():
         scheduler.step(1.0, 5)
         return scheduler.last_epoch
     both(case, warns="epoch parameter in `scheduler.step()`")
+
+
+@pytest.mark.parametrize("name", ["ExponentialLR", "MultiplicativeLR", "LinearLR",
+                                  "PolynomialLR", "StepLR", "CosineAnnealingLR", "ConstantLR"])
+def test_resumed_scheduler_keeps_the_lr_on_its_first_step(name):
+    """Built with last_epoch >= 0 (a resumed run), the constructor's step leaves the lr."""
+    def run(lib):
+        optimizer = _optimizer(lib)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = 2 * group["lr"]
+        s = lib.optim.lr_scheduler
+        scheduler = {
+            "ExponentialLR": lambda: s.ExponentialLR(optimizer, 0.5, last_epoch=2),
+            "MultiplicativeLR": lambda: s.MultiplicativeLR(optimizer, lambda e: 0.5,
+                                                           last_epoch=2),
+            "LinearLR": lambda: s.LinearLR(optimizer, 0.5, total_iters=4, last_epoch=1),
+            "PolynomialLR": lambda: s.PolynomialLR(optimizer, total_iters=5, last_epoch=1),
+            "StepLR": lambda: s.StepLR(optimizer, 2, last_epoch=1),
+            "CosineAnnealingLR": lambda: s.CosineAnnealingLR(optimizer, 6, last_epoch=2),
+            "ConstantLR": lambda: s.ConstantLR(optimizer, 0.5, total_iters=3, last_epoch=1),
+        }[name]()
+        seen = [scheduler.get_last_lr()]
+        for _ in range(5):
+            optimizer.step()
+            scheduler.step()
+            seen.append(scheduler.get_last_lr())
+        return seen
+    both(run)

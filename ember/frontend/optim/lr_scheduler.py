@@ -385,7 +385,7 @@ class ExponentialLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         _warn_get_lr_outside_step(self)
-        if self.last_epoch == 0:
+        if self._is_initial:        # (a resumed scheduler's first step keeps its lr)
             return _group_values(self.optimizer, "lr")
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
@@ -398,7 +398,7 @@ class MultiplicativeLR(LambdaLR):
 
     def get_lr(self) -> list[float]:
         _warn_get_lr_outside_step(self)
-        if self.last_epoch > 0:
+        if not self._is_initial:
             return [group["lr"] * lmbda(self.last_epoch)
                     for lmbda, group in zip(self.lr_lambdas, self.optimizer.param_groups)]
         return _group_values(self.optimizer, "lr")
@@ -445,7 +445,7 @@ class LinearLR(LRScheduler):
         lrs = _group_values(self.optimizer, "lr")
         if self.last_epoch == 0:
             return [lr * self.start_factor for lr in lrs]
-        if self.last_epoch > self.total_iters:
+        if self._is_initial or self.last_epoch > self.total_iters:
             return lrs
         span = self.end_factor - self.start_factor
         ratio = 1.0 + span / (self.total_iters * self.start_factor
@@ -468,7 +468,7 @@ class PolynomialLR(LRScheduler):
     def get_lr(self) -> list[float]:
         _warn_get_lr_outside_step(self)
         lrs = _group_values(self.optimizer, "lr")
-        if self.last_epoch == 0 or self.last_epoch > self.total_iters:
+        if self._is_initial or self.last_epoch > self.total_iters:
             return lrs
         decay = ((1.0 - self.last_epoch / self.total_iters)
                  / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
