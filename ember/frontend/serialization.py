@@ -30,7 +30,9 @@ and as float64 pairs and restored exactly.
 
 `f` is a path (str or os.PathLike) or a binary file object (`io.BytesIO()`, an open
 file). `map_location` is accepted as torch.load accepts it: a device or device
-string (every tensor goes there), or a dict {saved device: device}; by default
+string (every tensor goes there), a dict {saved device: device}, or a function
+(storage, saved location) returning the storage where it goes (None: where it was
+saved from); by default
 tensors return to the device they were saved from.
 """
 from __future__ import annotations
@@ -215,10 +217,10 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
 
 
 def _read(f, name: str) -> bytes:
+    if _is_path(f):             # a missing file raises FileNotFoundError, as in torch
+        with open(f, "rb") as src:
+            return src.read()
     try:
-        if _is_path(f):
-            with open(f, "rb") as src:
-                return src.read()
         return f.read()
     except OSError as err:
         raise ArtifactError(f"{name}: cannot read: {err.strerror or err}") from None
@@ -241,7 +243,7 @@ def _tensor(array: np.ndarray, info: dict, place):
         tensor = empty(info["shape"], dtype=dtype, device=place(info["device"]))
         return _finish_loaded(tensor, info)
     tensor = _as_tensor(_restored(array, info, dtype), dtype)
-    device = place(info["device"])
+    device = place(info["device"], tensor.untyped_storage())
     if device != "cpu":
         tensor = tensor.to(device)
     return _finish_loaded(tensor, info)
@@ -269,7 +271,7 @@ def _view_tensor(arrays: dict, storages: dict, info: dict, place):
     arr = np.lib.stride_tricks.as_strided(storage.data[info["offset"]:], tuple(info["shape"]),
                                           tuple(st * itemsize for st in info["stride"]))
     tensor = Tensor._make(arr, storage)
-    device = place(info["device"])
+    device = place(info["device"], storage)
     if device != "cpu":
         tensor = tensor.to(device)
     return _finish_loaded(tensor, info)
@@ -300,16 +302,27 @@ def _as_tensor(array: np.ndarray, dtype: DType):
 
 
 def _placement(map_location):
-    """saved device string -> device string to load onto."""
+    """(saved device string, the loaded CPU storage) -> device string to load onto."""
     if map_location is None:
-        return lambda saved: saved
+        return lambda saved, storage=None: saved
     if isinstance(map_location, dict):
         mapping = {str(k): str(v) for k, v in map_location.items()}
-        return lambda saved: mapping.get(saved, saved)
+        return lambda saved, storage=None: mapping.get(saved, saved)
     if isinstance(map_location, str) or type(map_location).__name__ == "device":
-        return lambda saved: str(map_location)
-    raise TypeError(f"ember.load: map_location must be a device, a device string or a dict "
-                    f"of them, not {type(map_location).__name__}")
+        return lambda saved, storage=None: str(map_location)
+    if callable(map_location):
+        return lambda saved, storage=None: _called_placement(map_location, saved, storage)
+    raise TypeError(f"ember.load: map_location must be a device, a device string, a dict "
+                    f"of them or a function (storage, location), not "
+                    f"{type(map_location).__name__}")
+
+
+def _called_placement(map_location, saved: str, storage) -> str:
+    """torch.load's function form: map_location(storage, location) returns the storage
+    where it should live (`lambda storage, loc: storage` keeps it on the CPU), or None
+    for the saved device."""
+    placed = map_location(storage, saved)
+    return saved if placed is None else str(getattr(placed, "device", "cpu"))
 
 
 def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = False):
@@ -339,9 +352,8 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
 # checkpoint holds beside its tensors, e.g. an argparse.Namespace or a dataclass of settings)
 _SAFE_GLOBALS: list = []
 # builtins whose reconstruction runs no user code; torch's weights-only unpickler allows them too
-_BUILTIN_SAFE = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
-                 ("builtins", "complex"), ("builtins", "slice"), ("builtins", "range"),
-                 ("builtins", "bytearray"), ("builtins", "tuple"), ("builtins", "list"),
+_BUILTIN_SAFE = {("collections", "OrderedDict"), ("builtins", "set"),
+                 ("builtins", "complex"), ("builtins", "bytearray"), ("builtins", "tuple"), ("builtins", "list"),
                  ("builtins", "dict"), ("builtins", "int"), ("builtins", "float"),
                  ("builtins", "bool"), ("builtins", "str"), ("builtins", "bytes"),
                  ("copyreg", "_reconstructor"), ("builtins", "object")}

@@ -1,0 +1,319 @@
+"""Behaviour from PyTorch's test/test_serialization.py, run with torch as the oracle: each
+case saves with lib.save and loads with lib.load (ember's files are its own format, so
+each library reads its own), and what the loaded objects show must match: values,
+dtypes, strides, storage sharing between views, nested containers, file objects, paths,
+map_location forms, weights_only's allowlist and errors."""
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pathlib
+from typing import NamedTuple
+
+import pytest
+
+from suitedata_oracle import both, plain, raises_both
+
+
+def _round_trip(lib, obj, **load_kwargs):
+    buffer = io.BytesIO()
+    lib.save(obj, buffer)
+    buffer.seek(0)
+    return lib.load(buffer, **load_kwargs)
+
+
+DTYPES = ["float32", "float64", "float16", "bfloat16", "int8", "int16", "int32", "int64",
+          "uint8", "bool", "complex64", "complex128"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_round_trips_exactly(dtype):
+    def case(lib):
+        values = lib.tensor([[0.5, -1.25, 3.0], [7.0, 0.0, -2.5]])
+        if dtype.startswith("complex"):
+            values = lib.complex(values, values.flip(1))
+        t = values.to(getattr(lib, dtype))
+        loaded = _round_trip(lib, {"t": t, "row": t[1], "scalar": t[0, 0]})
+        return loaded, [v.is_contiguous() for v in loaded.values()]
+    both(case)
+
+
+def test_views_share_storage_after_load():
+    """A tensor and its views saved together are views of one storage again: writing
+    through one shows in the others, with the saved strides and offsets."""
+    def case(lib):
+        base = lib.arange(12.0).reshape(3, 4)
+        views = [base, base[1], base.t(), base[:, 1::2], base.view(-1)[5:9]]
+        loaded = _round_trip(lib, views)
+        shapes = [(tuple(v.shape), v.stride(), v.storage_offset(), v.is_contiguous())
+                  for v in loaded]
+        loaded[0][1, 1] = -100.0
+        return shapes, loaded
+    both(case)
+
+
+def test_view_saved_alone_keeps_its_layout():
+    def case(lib):
+        base = lib.arange(24).reshape(2, 3, 4)
+        t = base.permute(2, 0, 1)[1:3]
+        loaded = _round_trip(lib, t)
+        return loaded, loaded.stride(), loaded.is_contiguous()
+    both(case)
+
+
+def test_same_tensor_saved_twice_loads_as_one_object():
+    def case(lib):
+        t = lib.ones(3)
+        loaded = _round_trip(lib, {"a": t, "b": [t, t]})
+        return loaded["a"] is loaded["b"][0], loaded["b"][0] is loaded["b"][1]
+    both(case)
+
+
+def test_separately_saved_tensors_do_not_share():
+    def case(lib):
+        a = lib.zeros(3)
+        loaded_a, loaded_b = _round_trip(lib, (a, a.clone()))
+        loaded_a[0] = 5.0
+        return loaded_a, loaded_b
+    both(case)
+
+
+def test_nested_containers_and_python_values():
+    def case(lib):
+        obj = {"weights": [lib.ones(2), (lib.zeros(1, dtype=lib.int64), None)],
+               "meta": {"epoch": 3, "lr": 0.125, "name": "run-1", "done": False,
+                        "steps": [1, 2, 3], "pair": (1.5, "x")},
+               7: "int key", 2.5: "float key", None: "none key",
+               "size": lib.Size([2, 3]), "dtype": lib.float16,
+               "ordered": collections.OrderedDict([("b", lib.tensor(1)), ("a", lib.tensor(2))])}
+        loaded = _round_trip(lib, obj)
+        return loaded, type(loaded["ordered"]).__name__, list(loaded["ordered"]), \
+            type(loaded["size"]).__name__, loaded["dtype"] == lib.float16
+    both(case)
+
+
+def test_parameters_and_requires_grad_survive():
+    def case(lib):
+        p = lib.nn.Parameter(lib.ones(2, 2))
+        frozen = lib.nn.Parameter(lib.ones(2), requires_grad=False)
+        leaf = lib.zeros(3, requires_grad=True)
+        loaded = _round_trip(lib, [p, frozen, leaf, leaf.detach()])
+        return [(type(t).__name__, t.requires_grad, t.is_leaf, t.grad_fn is None)
+                for t in loaded]
+    both(case)
+
+
+def test_module_state_dict_round_trip():
+    def case(lib):
+        lib.manual_seed(0)
+        model = lib.nn.Sequential(lib.nn.Linear(3, 4), lib.nn.BatchNorm1d(4),
+                                  lib.nn.Linear(4, 2))
+        state = model.state_dict()
+        loaded = _round_trip(lib, state)
+        fresh = lib.nn.Sequential(lib.nn.Linear(3, 4), lib.nn.BatchNorm1d(4),
+                                  lib.nn.Linear(4, 2))
+        result = fresh.load_state_dict(loaded)
+        same = all(lib.equal(loaded[k], state[k]) for k in state)
+        return list(loaded), type(loaded).__name__, same, list(result.missing_keys), \
+            [str(v.dtype) for v in loaded.values()]
+    both(case)
+
+
+def test_optimizer_state_dict_round_trip():
+    def case(lib):
+        weight = lib.nn.Parameter(lib.tensor([1.0, -2.0]))
+        optimizer = lib.optim.Adam([weight], lr=0.1)
+        weight.grad = lib.tensor([0.5, 0.5])
+        optimizer.step()
+        loaded = _round_trip(lib, optimizer.state_dict())
+        fresh = lib.optim.Adam([lib.nn.Parameter(lib.tensor([1.0, -2.0]))], lr=0.5)
+        fresh.load_state_dict(loaded)
+        return loaded["param_groups"][0]["lr"], fresh.param_groups[0]["lr"], \
+            sorted(loaded["state"][0]), loaded["state"][0]["exp_avg"]
+    both(case)
+
+
+def test_empty_and_zero_dim_tensors():
+    def case(lib):
+        return _round_trip(lib, [lib.empty(0), lib.empty(2, 0, 3), lib.tensor(3.5),
+                                 lib.tensor(True)])
+    both(case)
+
+
+# --- where the bytes go -----------------------------------------------------------------
+@pytest.mark.parametrize("where", ["str", "pathlib", "file", "bytesio"])
+def test_paths_and_file_objects(where, tmp_path):
+    def case(lib):
+        target = tmp_path / f"{lib.__name__}.pt"
+        obj = {"x": lib.arange(6).reshape(2, 3)}
+        if where == "bytesio":
+            buffer = io.BytesIO()
+            lib.save(obj, buffer)
+            size = buffer.tell()
+            return lib.load(io.BytesIO(buffer.getvalue())), size > 0
+        if where == "file":
+            with open(target, "wb") as f:
+                lib.save(obj, f)
+            with open(target, "rb") as f:
+                return lib.load(f), target.stat().st_size > 0
+        path = str(target) if where == "str" else pathlib.Path(target)
+        lib.save(obj, path)
+        return lib.load(path), os.path.exists(target)
+    both(case)
+
+
+def test_load_from_the_current_position_of_a_file_object():
+    def case(lib):
+        buffer = io.BytesIO()
+        buffer.write(b"header")
+        lib.save(lib.tensor([1, 2]), buffer)
+        buffer.seek(len(b"header"))
+        return lib.load(buffer)
+    both(case)
+
+
+def test_old_format_flag_and_pickle_protocol_are_accepted():
+    def case(lib):
+        buffer = io.BytesIO()
+        lib.save([lib.ones(2)], buffer, _use_new_zipfile_serialization=False,
+                 pickle_protocol=2)
+        buffer.seek(0)
+        return lib.load(buffer)
+    both(case)
+
+
+def test_missing_file_raises_file_not_found(tmp_path):
+    raises_both(lambda lib: lib.load(tmp_path / "nothing.pt"), "nothing.pt",
+                kind=FileNotFoundError)
+
+
+# --- map_location ------------------------------------------------------------------------
+@pytest.mark.parametrize("form", ["str", "device", "dict", "lambda", "lambda_none"])
+def test_map_location_forms(form):
+    def case(lib):
+        location = {"str": "cpu", "device": lib.device("cpu"), "dict": {"cpu": "cpu"},
+                    "lambda": lambda storage, loc: storage,
+                    "lambda_none": lambda storage, loc: None}[form]
+        loaded = _round_trip(lib, {"a": lib.arange(4.0), "b": lib.ones(2, 2)[0]},
+                             map_location=location)
+        return loaded, [str(v.device) for v in loaded.values()]
+    both(case)
+
+
+# --- weights_only --------------------------------------------------------------------------
+class Settings:
+    def __init__(self, depth):
+        self.depth = depth
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+def test_weights_only_refuses_an_unknown_class_and_names_it():
+    def case(lib):
+        buffer = io.BytesIO()
+        lib.save({"settings": Settings(3), "w": lib.ones(1)}, buffer)
+        buffer.seek(0)
+        lib.load(buffer, weights_only=True)
+    raises_both(case, "Weights only load failed", "Settings", "add_safe_globals")
+
+
+def test_weights_only_is_the_default():
+    def case(lib):
+        buffer = io.BytesIO()
+        lib.save([Settings(1)], buffer)
+        buffer.seek(0)
+        lib.load(buffer)
+    raises_both(case, "Weights only load failed", "Settings")
+
+
+def test_weights_only_false_loads_the_object():
+    def case(lib):
+        loaded = _round_trip(lib, {"settings": Settings(3), "p": Point(1, 2),
+                                   "w": lib.ones(1)}, weights_only=False)
+        return loaded["settings"].depth, loaded["p"], type(loaded["p"]).__name__, loaded["w"]
+    both(case)
+
+
+def test_add_safe_globals_and_the_context_manager_allow_a_class():
+    def case(lib):
+        buffer = io.BytesIO()
+        lib.save({"settings": Settings(5)}, buffer)
+        serialization = lib.serialization
+        with serialization.safe_globals([Settings]):
+            buffer.seek(0)
+            inside = lib.load(buffer, weights_only=True)["settings"].depth
+            listed = Settings in serialization.get_safe_globals()
+        after = Settings in serialization.get_safe_globals()
+        saved = serialization.get_safe_globals()
+        serialization.add_safe_globals([Settings])
+        try:
+            buffer.seek(0)
+            added = lib.load(buffer)["settings"].depth
+        finally:
+            serialization.clear_safe_globals()
+            serialization.add_safe_globals(saved)
+        return inside, listed, after, added
+    both(case)
+
+
+def test_get_unsafe_globals_in_checkpoint_lists_what_a_load_would_need(tmp_path):
+    def case(lib):
+        path = tmp_path / f"{lib.__name__}.pt"
+        lib.save({"settings": Settings(1), "w": lib.ones(1)}, path)
+        return lib.serialization.get_unsafe_globals_in_checkpoint(path)
+    both(case)
+
+
+def test_weights_only_allows_plain_containers_and_builtins():
+    def case(lib):
+        obj = {"set": {1, 2}, "bytes": b"ab", "bytearray": bytearray(b"c"), "complex": 1 + 2j,
+               "ordered": collections.OrderedDict(a=1), "tensor": lib.ones(1),
+               "nested": [{"k": (1, [2.5])}]}
+        return _round_trip(lib, obj, weights_only=True)
+    both(case)
+
+
+@pytest.mark.parametrize("value", [slice(1, 2), range(3)], ids=repr)
+def test_weights_only_refuses_builtins_torch_refuses(value):
+    def case(lib):
+        _round_trip(lib, {"v": value}, weights_only=True)
+    raises_both(case, "Weights only load failed", type(value).__name__)
+
+
+def test_weights_only_refuses_a_namedtuple_unless_allowed():
+    def case(lib):
+        buffer = io.BytesIO()
+        lib.save([Point(1, 2)], buffer)
+        buffer.seek(0)
+        lib.load(buffer, weights_only=True)
+    raises_both(case, "Weights only load failed", "Point")
+
+
+def test_loading_garbage_raises():
+    def case(lib):
+        lib.load(io.BytesIO(b"not a checkpoint at all, just bytes" * 4))
+    raises_both(case)
+
+
+def test_loaded_tensors_are_independent_of_the_saved_ones():
+    def case(lib):
+        t = lib.arange(3.0)
+        buffer = io.BytesIO()
+        lib.save(t, buffer)
+        t.add_(10)
+        buffer.seek(0)
+        return lib.load(buffer), t
+    both(case)
+
+
+def test_plain_reports_view_sharing():
+    """(A sanity check of the harness: plain() sees values, so sharing shows up.)"""
+    import torch
+    base = torch.zeros(2)
+    view = base[:1]
+    base[0] = 1.0
+    assert plain(view)[-1] == ("list", [1.0])
