@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import warnings
 from typing import Generic, TypeVar
 
 T_co = TypeVar("T_co", covariant=True)
@@ -84,6 +85,10 @@ def _split_lengths(total: int, lengths) -> list[int]:
             counts.append(int(math.floor(total * frac)))
         for i in range(total - sum(counts)):
             counts[i % len(counts)] += 1
+        for i, count in enumerate(counts):
+            if count == 0:
+                warnings.warn(f"Length of split at index {i} is 0. This might result in an "
+                              "empty dataset.")
         return counts
     if sum(lengths) != total:
         raise ValueError("Sum of input lengths does not equal the length of the input "
@@ -106,7 +111,7 @@ class TensorDataset(Dataset):
 
     def __init__(self, *tensors) -> None:
         if any(t.shape[0] != tensors[0].shape[0] for t in tensors):
-            raise ValueError("Size mismatch between tensors")
+            raise AssertionError("Size mismatch between tensors")   # torch's kind
         self.tensors = tensors
 
     def __getitem__(self, index):

@@ -13,6 +13,10 @@ from ..factories import as_tensor, randint, randperm
 T_co = TypeVar("T_co", covariant=True)
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 class Sampler(Generic[T_co]):
     """Yields dataset indices; subclasses define __iter__ (and usually __len__)."""
 
@@ -41,6 +45,12 @@ class RandomSampler(Sampler):
                  generator=None) -> None:
         self.data_source, self.replacement = data_source, replacement
         self._num_samples, self.generator = num_samples, generator
+        if not isinstance(replacement, bool):
+            raise TypeError("replacement should be a boolean value, but got "
+                            f"replacement={replacement}")
+        if not _positive_int(self.num_samples):
+            raise ValueError("num_samples should be a positive integer value, but got "
+                             f"num_samples={self.num_samples}")
 
     @property
     def num_samples(self) -> int:
@@ -79,8 +89,7 @@ class WeightedRandomSampler(Sampler):
 
     def __init__(self, weights, num_samples: int, replacement: bool = True,
                  generator=None) -> None:
-        if not isinstance(num_samples, int) or isinstance(num_samples, bool) \
-                or num_samples <= 0:
+        if not _positive_int(num_samples):
             raise ValueError("num_samples should be a positive integer value, but got "
                              f"num_samples={num_samples}")
         if not isinstance(replacement, bool):
@@ -104,6 +113,12 @@ class WeightedRandomSampler(Sampler):
 
 class BatchSampler(Sampler):
     def __init__(self, sampler, batch_size: int, drop_last: bool) -> None:
+        if not _positive_int(batch_size):
+            raise ValueError("batch_size should be a positive integer value, but got "
+                             f"batch_size={batch_size}")
+        if not isinstance(drop_last, bool):
+            raise ValueError("drop_last should be a boolean value, but got "
+                             f"drop_last={drop_last}")
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
 
     def __iter__(self):
