@@ -375,3 +375,215 @@ def test_exception_in_a_worker_reaches_the_caller():
     def case(lib):
         list(_data(lib).DataLoader(Squares(3), sampler=[0, 7], num_workers=2))
     raises_both(case, "index 7 out of range", kind=IndexError)
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"batch_sampler": [[0]], "sampler": [0], "shuffle": True},
+     ["sampler option is mutually exclusive with shuffle"]),
+    ({"sampler": [0], "shuffle": 3}, ["sampler option is mutually exclusive with shuffle"]),
+    ({"batch_sampler": [[0]], "drop_last": 3}, ["batch_sampler option is mutually exclusive"]),
+])
+def test_option_check_order(kwargs, words):
+    raises_both(lambda lib: _data(lib).DataLoader(range(4), **kwargs), *words, kind=ValueError)
+
+
+def test_multiprocessing_context_of_the_wrong_type():
+    raises_both(lambda lib: _data(lib).DataLoader(range(4), num_workers=1,
+                                                  multiprocessing_context=object()),
+                "multiprocessing_context option should be a valid context", kind=TypeError)
+
+
+@pytest.mark.parametrize("kwargs", [{"shuffle": 3}, {"sampler": 3}, {"batch_sampler": 3}])
+def test_iterable_dataset_rejects_any_given_sampling_option(kwargs):
+    raises_both(lambda lib: _data(lib).DataLoader(_stream(lib, 3), **kwargs),
+                "DataLoader with IterableDataset: expected unspecified", kind=ValueError)
+
+
+@pytest.mark.parametrize("as_object", [False, True], ids=["name", "context"])
+def test_multiprocessing_context_by_name_or_object(as_object):
+    """(fork only: torch's spawn/forkserver workers import torch, seconds each.)"""
+    import multiprocessing
+
+    def case(lib):
+        context = multiprocessing.get_context("fork") if as_object else "fork"
+        return list(_data(lib).DataLoader(range(11), batch_size=3, num_workers=2,
+                                          multiprocessing_context=context))
+    both(case)
+
+
+def _sized_per_worker(lib, sizes):
+    data = _data(lib)
+
+    class PerWorker(data.IterableDataset):
+        def __iter__(self):
+            return iter(range(sizes[data.get_worker_info().id]))
+
+        def __len__(self):
+            return sum(sizes)
+
+    return PerWorker()
+
+
+@pytest.mark.parametrize("batch_size,drop_last", [(None, False), (3, False), (3, True)])
+def test_workers_of_different_lengths_round_robin_until_all_are_done(batch_size, drop_last):
+    def case(lib):
+        loader = _data(lib).DataLoader(_sized_per_worker(lib, [2, 7]), num_workers=2,
+                                       batch_size=batch_size, drop_last=drop_last)
+        return list(loader), len(loader)
+    both(case)
+
+
+def test_warning_past_the_reported_length_with_workers():
+    def case(lib):
+        loader = _data(lib).DataLoader(_stream(lib, 4, length=4), num_workers=2,
+                                       batch_size=None)
+        unreported = list(loader)                  # len() not asked: no warning
+        reported = len(loader)
+        return unreported, reported, list(loader)
+    both(case, warns="For multiprocessing data-loading, this")
+
+
+def test_multi_epoch_batches_alternate_between_workers():
+    def case(lib):
+        data = _data(lib)
+
+        class WhoAmI(data.IterableDataset):
+            def __iter__(self):
+                info = data.get_worker_info()
+                return iter([info.id] * 6)
+
+        loader = data.DataLoader(WhoAmI(), batch_size=3, num_workers=2)
+        return [list(loader) for _ in range(2)]
+    both(case)
+
+
+def test_worker_init_fn_reseeding_is_what_the_worker_sees():
+    def case(lib):
+        data = _data(lib)
+
+        class Seed(data.Dataset):
+            def __len__(self):
+                return 4
+
+            def __getitem__(self, i):
+                return lib.initial_seed()
+
+        loader = data.DataLoader(Seed(), batch_size=2, num_workers=2,
+                                 worker_init_fn=lambda worker_id: lib.manual_seed(12345))
+        return list(loader), lib.initial_seed() != 12345
+    both(case)
+
+
+def test_worker_seeds_are_distinct_and_reproducible():
+    def case(lib):
+        data = _data(lib)
+
+        class Seed(data.Dataset):
+            def __len__(self):
+                return 3
+
+            def __getitem__(self, i):
+                return lib.initial_seed()
+
+        def seeds():
+            return {int(s) for s in data.DataLoader(
+                Seed(), batch_size=None, num_workers=3,
+                generator=lib.Generator().manual_seed(42))}
+        return len(seeds()), seeds() == seeds()
+    both(case, check_warnings=False)       # torch may warn of 3 workers on a 2-CPU host
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_errors_in_iter_and_worker_init_fn_reach_the_caller(num_workers):
+    def in_iter(lib):
+        class Broken(_data(lib).IterableDataset):
+            def __iter__(self):
+                raise RuntimeError("Error in __iter__")
+        list(_data(lib).DataLoader(Broken(), num_workers=num_workers))
+    raises_both(in_iter, "Error in __iter__", kind=RuntimeError)
+
+    def in_init(lib):
+        def init(worker_id):
+            raise RuntimeError("Error in worker_init_fn")
+        list(_data(lib).DataLoader(range(4), num_workers=2, worker_init_fn=init))
+    if num_workers:
+        raises_both(in_init, "Error in worker_init_fn", kind=RuntimeError)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_builtin_values_are_not_converted_without_batching(num_workers):
+    def case(lib):
+        data = _data(lib)
+        return (list(data.DataLoader(range(5), batch_size=None, num_workers=num_workers)),
+                tuple(data.DataLoader(_stream(lib, 5), batch_size=None,
+                                      num_workers=num_workers)),
+                list(data.DataLoader(_stream(lib, 5), batch_size=2, num_workers=num_workers)))
+    both(case)
+
+
+def test_len_follows_a_growing_dataset():
+    def case(lib):
+        dataset = [lib.ones(2) for _ in range(4)]
+        sequential = _data(lib).DataLoader(dataset, shuffle=False)
+        shuffled = _data(lib).DataLoader(dataset, shuffle=True, batch_size=2)
+        dataset.append(lib.ones(2))
+        return len(sequential), len(shuffled), len(list(shuffled))
+    both(case)
+
+
+def test_two_loaders_iterated_in_turn():
+    def case(lib):
+        data = _data(lib)
+        first = iter(data.DataLoader(range(6), num_workers=1))
+        second = iter(data.DataLoader(range(10, 16), batch_size=2, num_workers=2))
+        return [next(first), next(first), next(second), next(second), next(first),
+                next(second)]
+    both(case)
+
+
+def test_bulk_loading_without_auto_collation():
+    """batch_size=None with a sampler that yields lists: the dataset reads each list."""
+    def case(lib):
+        data = _data(lib)
+
+        class Bulk(data.Dataset):
+            def __len__(self):
+                return 10
+
+            def __getitem__(self, indices):
+                return lib.as_tensor(indices)
+
+        loader = data.DataLoader(Bulk(), batch_size=None, sampler=[[0, 1, 2], [3, 4], [9]],
+                                 num_workers=0)
+        return loader._auto_collation, list(loader)
+    both(case)
+
+
+def test_batches_from_a_distributed_sampler_do_not_overlap():
+    def case(lib):
+        data = _data(lib)
+        dataset = lib.arange(9, dtype=lib.int32)
+        seen = []
+        for rank in range(4):
+            sampler = data.distributed.DistributedSampler(dataset, 4, rank)
+            seen.extend(int(v) for batch in data.DataLoader(dataset, batch_size=2,
+                                                             drop_last=True, sampler=sampler)
+                        for v in batch)
+        return len(seen), len(set(seen)) == len(seen)
+    both(case)
+
+
+def test_worker_info_repr_names_its_fields():
+    def case(lib):
+        data = _data(lib)
+
+        class Repr(data.Dataset):
+            def __len__(self):
+                return 1
+
+            def __getitem__(self, i):
+                text = repr(data.get_worker_info())
+                return [f"{k}=" in text for k in ("id", "num_workers", "seed", "dataset")]
+
+        return list(data.DataLoader(Repr(), batch_size=None, num_workers=1))
+    both(case)

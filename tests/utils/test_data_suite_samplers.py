@@ -432,3 +432,131 @@ def test_collate_with_a_custom_map_extends_default_collate():
         return out, tensors_only, sorted(k.__name__ if isinstance(k, type) else "tuple"
                                          for k in collate_module.default_collate_fn_map)
     both(case)
+
+
+SAMPLERS = {
+    "random_replacement": lambda lib, g: _data(lib).RandomSampler(range(30), replacement=True,
+                                                                  num_samples=5, generator=g),
+    "random": lambda lib, g: _data(lib).RandomSampler(range(30), generator=g),
+    "weighted": lambda lib, g: _data(lib).WeightedRandomSampler(
+        [0.1, 0.9, 0.4, 0.7, 3.0, 0.6], num_samples=5, generator=g),
+    "weighted_no_replacement": lambda lib, g: _data(lib).WeightedRandomSampler(
+        [0.1, 0.9, 0.4, 0.7, 3.0, 0.6], num_samples=5, replacement=False, generator=g),
+    "subset": lambda lib, g: _data(lib).SubsetRandomSampler(range(10), generator=g),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_sampler_reproducibility(name):
+    """Seeded generators repeat; without one the global seed decides, drawn when
+    iteration starts (two iterators made first, each seeded before its first next())."""
+    def case(lib):
+        make = SAMPLERS[name]
+        seeded = [list(make(lib, _seeded(lib, 42))) for _ in range(2)]
+        sampler = make(lib, None)
+        lib.manual_seed(0)
+        first = list(sampler) + list(sampler)
+        lib.manual_seed(0)
+        second = list(sampler) + list(sampler)
+        iterators, drawn = (iter(sampler), iter(sampler)), ([], [])
+        for step in range(len(sampler)):
+            for i in range(2):
+                if step == 0:
+                    lib.manual_seed(0)
+                drawn[i].append(next(iterators[i]))
+        return seeded[0] == seeded[1], first == second, drawn[0] == drawn[1], len(first)
+    both(case)
+
+
+def test_stack_dataset_getitems_uses_the_nested_batched_reads():
+    def case(lib):
+        data = _data(lib)
+
+        class Batched(data.Dataset):
+            def __init__(self, short=False):
+                self.values, self.short, self.calls = lib.arange(4) * 10, short, []
+
+            def __getitem__(self, i):
+                return self.values[i]
+
+            def __getitems__(self, indices):
+                self.calls.append(list(indices))
+                picked = self.values[indices]
+                return picked[:-1] if self.short else picked
+
+            def __len__(self):
+                return 4
+
+        batched = Batched()
+        as_tuple = data.StackDataset(batched, [1, 2, 3, 4]).__getitems__([0, 2, 3])
+        as_dict = data.StackDataset(t=batched, l=[1, 2, 3, 4]).__getitems__([1, 0])
+        loaded = list(data.DataLoader(data.StackDataset(a=batched, b=range(4)), batch_size=3))
+        return as_tuple, as_dict, batched.calls, loaded
+    both(case)
+
+
+def test_stack_dataset_getitems_errors():
+    def short(lib):
+        data = _data(lib)
+
+        class Short(data.Dataset):
+            def __getitem__(self, i):
+                return i
+
+            def __getitems__(self, indices):
+                return list(indices)[:-1]
+
+            def __len__(self):
+                return 4
+
+        data.StackDataset(Short(), [1, 2, 3, 4]).__getitems__([0, 1, 2, 3])
+    raises_both(short, "Nested dataset's output size mismatch. Expected 4, got 3",
+                kind=ValueError)
+    raises_both(lambda lib: _data(lib).StackDataset(lib.arange(4), [1, 2, 3, 4])
+                .__getitems__([0, 4]), kind=IndexError)
+
+
+def test_subset_slicing_and_batched_reads():
+    def case(lib):
+        data = _data(lib)
+        dataset = data.TensorDataset(lib.tensor([1, 2, 3, 4, 5]))
+        subset = data.Subset(dataset, [4, 0, 1, 2, 3])
+        nested = data.Subset(subset, [0, 1, 2, 3, 4])
+        return subset[:], subset[1:3], subset[0:-1:2], nested[0:2], nested[[4, 0]], \
+            subset.__getitems__([0, 1])
+    both(case)
+
+
+def test_concat_dataset_of_lists_with_an_empty_one():
+    def case(lib):
+        result = _data(lib).ConcatDataset([[0, 1, 2, 3, 4], [], [5, 6, 7, 8, 9]])
+        return len(result), result[0], result[5], result[9], result.cumulative_sizes
+    both(case)
+    raises_both(lambda lib: _data(lib).ConcatDataset([[0, 1], [5, 6]])[11], kind=IndexError)
+
+
+def test_random_split_of_a_list_and_the_global_generator():
+    """Without a generator random_split draws from the global one (it advances);
+    with one, the global stream is untouched."""
+    def case(lib):
+        state = lib.get_rng_state()
+        a = lib.rand(3)
+        lib.set_rng_state(state)
+        _data(lib).random_split([5, 2, 3, 4, 1, 6], [2, 4])
+        advanced = not lib.equal(a, lib.rand(3))
+        state = lib.get_rng_state()
+        a = lib.rand(3)
+        lib.set_rng_state(state)
+        splits = _data(lib).random_split([5, 2, 3, 4, 1, 6], [0.33, 0.67],
+                                         generator=_seeded(lib, 1))
+        untouched = lib.equal(a, lib.rand(3))
+        return advanced, untouched, sorted(list(splits[0]) + list(splits[1])), \
+            [type(i).__name__ for i in splits[0].indices]
+    both(case)
+
+
+def test_random_split_round_robin_remainder():
+    def case(lib):
+        return [len(s) for s in _data(lib).random_split(range(106), [0.1, 0.2, 0.3, 0.4],
+                                                          generator=_seeded(lib, 1))]
+    both(case)

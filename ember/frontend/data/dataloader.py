@@ -198,6 +198,8 @@ class DataLoader:
         iterable = isinstance(dataset, IterableDataset)
         if iterable:
             _check_iterable_options(shuffle, sampler, batch_sampler)
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
                 raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
@@ -207,19 +209,29 @@ class DataLoader:
         if batch_size is None and drop_last:
             raise ValueError("batch_size=None option disables auto-batching and is mutually "
                              "exclusive with drop_last")
-        if sampler is not None and shuffle:
-            raise ValueError("sampler option is mutually exclusive with shuffle")
         if sampler is None and not iterable:
             sampler = RandomSampler(dataset, generator=generator) if shuffle else \
                 SequentialSampler(dataset)
         if batch_sampler is None and batch_size is not None and not iterable:
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
         self.sampler, self.batch_sampler = sampler, batch_sampler
-        auto_collation = batch_sampler is not None or (iterable and batch_size is not None)
+        auto_collation = self._auto_collation
         self.collate_fn = collate_fn or (default_collate if auto_collation else default_convert)
         self._persistent: list | None = None
         self._IterableDataset_len_called = None       # what len(loader) reported (torch's name)
         self._initialized = True
+
+    @property
+    def _auto_collation(self) -> bool:
+        """Whether samples are batched by the loader (torch's name)."""
+        return self.batch_sampler is not None or (
+            isinstance(self.dataset, IterableDataset) and self.batch_size is not None)
+
+    @property
+    def _index_sampler(self):
+        """What yields each fetch's indices: the batch sampler when batching, else the
+        sampler (torch's name)."""
+        return self.batch_sampler if self._auto_collation else self.sampler
 
     def __setattr__(self, name, value) -> None:
         if name in _FIXED_OPTIONS and self.__dict__.get("_initialized"):

@@ -57,14 +57,17 @@ class RandomSampler(Sampler):
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self):
+        # a generator, as torch's: the draw happens at the first next(), so seeding
+        # between iter(sampler) and next() decides the order
         seed = int(randint(0, 2 ** 31 - 1, (), generator=self.generator).item())
         rng = np.random.default_rng(seed)
         n = len(self.data_source)
         if self.replacement:
-            return iter(rng.integers(0, n, size=self.num_samples).tolist())
+            yield from rng.integers(0, n, size=self.num_samples).tolist()
+            return
         rounds = -(-self.num_samples // n)
         order = np.concatenate([rng.permutation(n) for _ in range(rounds)])
-        return iter(order[:self.num_samples].tolist())
+        yield from order[:self.num_samples].tolist()
 
     def __len__(self) -> int:
         return self.num_samples
@@ -105,7 +108,7 @@ class WeightedRandomSampler(Sampler):
     def __iter__(self):
         drawn = OPS["multinomial"](self.weights, self.num_samples, self.replacement,
                                   generator=self.generator)
-        return iter(drawn.tolist())
+        yield from drawn.tolist()
 
     def __len__(self) -> int:
         return self.num_samples
