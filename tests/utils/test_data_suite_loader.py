@@ -587,3 +587,62 @@ def test_worker_info_repr_names_its_fields():
 
         return list(data.DataLoader(Repr(), batch_size=None, num_workers=1))
     both(case)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_workers_copy_the_dataset_when_they_start(persistent):
+    """Attributes set on the dataset between epochs reach fresh workers, not persistent
+    ones (they keep the copy they started with)."""
+    def case(lib):
+        class Start(_data(lib).Dataset):
+            start = 0
+
+            def __len__(self):
+                return 2
+
+            def __getitem__(self, i):
+                return self.start
+
+        dataset = Start()
+        loader = _data(lib).DataLoader(dataset, batch_size=None, num_workers=2,
+                                       persistent_workers=persistent)
+        seen = []
+        for epoch in range(3):
+            seen.append(list(loader))
+            dataset.start = epoch + 1
+        return seen
+    both(case)
+
+
+def test_named_tuple_samples_with_and_without_batching():
+    from collections import namedtuple
+    Batch = namedtuple("Batch", ["data", "label", "values"])
+    Data = namedtuple("Data", ["positive", "negative"])
+
+    def case(lib):
+        class Named(_data(lib).Dataset):
+            def __len__(self):
+                return 4
+
+            def __getitem__(self, i):
+                return Batch(Data(i, -i), str(i), lib.full((2,), float(i)))
+
+        data = _data(lib)
+        batched = list(data.DataLoader(Named(), batch_size=2))
+        single = list(data.DataLoader(Named(), batch_size=None))
+        return batched, single, [type(b.data).__name__ for b in batched]
+    both(case)
+
+
+def test_custom_batch_object_from_collate_fn():
+    def case(lib):
+        class CustomBatch:
+            def __init__(self, samples):
+                inputs, targets = zip(*samples)
+                self.inp, self.tgt = lib.stack(inputs), lib.stack(targets)
+
+        dataset = _data(lib).TensorDataset(lib.arange(10.0).reshape(5, 2), lib.arange(5))
+        # (no workers: torch's would have to pickle this test-local class back)
+        loader = _data(lib).DataLoader(dataset, batch_size=2, collate_fn=CustomBatch)
+        return [(b.inp, b.tgt) for b in loader]
+    both(case)

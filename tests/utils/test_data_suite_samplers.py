@@ -560,3 +560,55 @@ def test_random_split_round_robin_remainder():
         return [len(s) for s in _data(lib).random_split(range(106), [0.1, 0.2, 0.3, 0.4],
                                                           generator=_seeded(lib, 1))]
     both(case)
+
+
+class CustomDict(dict):
+    pass
+
+
+class CustomList(list):
+    pass
+
+
+@pytest.mark.parametrize("make", [
+    lambda lib: [CustomDict(a=1, b=2), CustomDict(a=3, b=4)],
+    lambda lib: [CustomList([1, 2, 3]), CustomList([4, 5, 6])],
+    lambda lib: [range(2), range(2)],
+    lambda lib: np.array(["a", "b", "c"]),
+    lambda lib: list(np.arange(8).reshape(4, 2)),
+], ids=["custom_dict", "custom_list", "ranges", "numpy_strings_as_batch", "numpy_rows"])
+def test_default_collate_container_types(make):
+    def case(lib):
+        out = _data(lib).default_collate(make(lib))
+        return out, type(out).__name__
+    both(case)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.array([[["a", "b", "c"]]]),
+    lambda: np.array([object(), object()]),
+    lambda: np.array([[[object(), object()]]]),
+], ids=["nested_strings", "objects", "nested_objects"])
+def test_default_collate_bad_numpy_types(make):
+    raises_both(lambda lib: _data(lib).default_collate(make()), kind=TypeError)
+
+
+@pytest.mark.parametrize("make", [lambda: CustomDict(a=1, b=np.ones(1)),
+                                  lambda: CustomList([1, np.zeros(2)]), lambda: range(2)],
+                         ids=["custom_dict", "custom_list", "range"])
+def test_default_convert_keeps_container_types(make):
+    def case(lib):
+        out = _data(lib).default_convert(make())
+        return out, type(out).__name__
+    both(case)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "int64", "int32", "int16",
+                                   "int8", "uint8", "bool_"])
+def test_numpy_scalar_samples_batch_to_their_dtype(dtype):
+    def case(lib):
+        scalar = getattr(np, dtype)
+        batch = next(iter(_data(lib).DataLoader([scalar(1), scalar(0), scalar(1)],
+                                                batch_size=2)))
+        return batch, str(batch.dtype)
+    both(case)
