@@ -221,9 +221,27 @@ def _read(f, name: str) -> bytes:
         with open(f, "rb") as src:
             return src.read()
     try:
-        return f.read()
+        return _read_one_blob(f)
     except OSError as err:
         raise ArtifactError(f"{name}: cannot read: {err.strerror or err}") from None
+
+
+def _read_one_blob(f) -> bytes:
+    """One saved object from a file object's current position, and no further: the
+    header says how long the blob is, so whatever follows it (another save, a pickle
+    written after it) is left for the next read, as torch.load leaves it."""
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        return prefix
+    (length,) = struct.unpack("<Q", prefix)
+    header = f.read(length)
+    try:
+        entries = json.loads(header)
+        size = max((entry["data_offsets"][1] for key, entry in entries.items()
+                    if key != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return prefix + header + f.read()      # not ember's: the parser says why
+    return prefix + header + f.read(size)
 
 
 def _metadata(data: bytes) -> dict:
@@ -353,7 +371,8 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
 _SAFE_GLOBALS: list = []
 # builtins whose reconstruction runs no user code; torch's weights-only unpickler allows them too
 _BUILTIN_SAFE = {("collections", "OrderedDict"), ("builtins", "set"),
-                 ("builtins", "complex"), ("builtins", "bytearray"), ("builtins", "tuple"), ("builtins", "list"),
+                 ("builtins", "complex"), ("builtins", "bytearray"), ("builtins", "tuple"),
+                 ("builtins", "list"),
                  ("builtins", "dict"), ("builtins", "int"), ("builtins", "float"),
                  ("builtins", "bool"), ("builtins", "str"), ("builtins", "bytes"),
                  ("copyreg", "_reconstructor"), ("builtins", "object")}

@@ -11,6 +11,7 @@ import os
 import pathlib
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 
 from suitedata_oracle import both, plain, raises_both
@@ -317,3 +318,82 @@ def test_plain_reports_view_sharing():
     view = base[:1]
     base[0] = 1.0
     assert plain(view)[-1] == ("list", [1.0])
+
+
+def test_saves_and_pickles_one_after_another_in_one_file(tmp_path):
+    """Each load reads one saved object and leaves the file at the next one (torch
+    does it for its non-zip format)."""
+    import pickle
+
+    def case(lib):
+        path = tmp_path / f"{lib.__name__}-sequence.bin"
+        module = lib.nn.Conv2d(1, 1, (1, 3))
+        with open(path, "wb") as f:
+            pickle.dump(41, f)
+            lib.save(lib.arange(6.0).reshape(2, 3), f, _use_new_zipfile_serialization=False)
+            pickle.dump(43, f)
+            lib.save({"b": lib.ones(2, dtype=lib.int64)}, f, _use_new_zipfile_serialization=False)
+            lib.save(module.state_dict(), f, _use_new_zipfile_serialization=False)
+        with open(path, "rb") as f:
+            i = pickle.load(f)
+            a = lib.load(f)
+            j = pickle.load(f)
+            b = lib.load(f)
+            state = lib.load(f)
+            rest = f.read()
+        return i, a, j, b, sorted(state), rest
+    both(case)
+
+
+def test_gzip_file_objects(tmp_path):
+    import gzip
+
+    def case(lib):
+        path = tmp_path / f"{lib.__name__}.pt.gz"
+        with gzip.open(path, "wb") as f:
+            lib.save([lib.eye(2), "x"], f)
+        with gzip.open(path, "rb") as f:
+            return lib.load(f)
+    both(case)
+
+
+def test_file_like_object_with_only_read_write_seek_tell():
+    class FileLike:
+        def __init__(self, data=b""):
+            self._buffer = io.BytesIO(data)
+            self.write, self.read = self._buffer.write, self._buffer.read
+            self.seek, self.tell = self._buffer.seek, self._buffer.tell
+            self.readline, self.flush = self._buffer.readline, self._buffer.flush
+
+    def case(lib):
+        out = FileLike()
+        lib.save(lib.arange(5), out)
+        out.seek(0)
+        return lib.load(FileLike(out.read()))
+    both(case)
+
+
+@pytest.mark.parametrize("target", [lambda lib: [], lambda lib: np.zeros(2)],
+                         ids=["list", "ndarray"])
+def test_saving_into_something_that_is_not_a_file_raises(target):
+    raises_both(lambda lib: lib.save([1, 2], target(lib)), kind=AttributeError)
+
+
+def test_whole_module_needs_weights_only_false():
+    def case(lib):
+        buffer = io.BytesIO()
+        lib.manual_seed(0)
+        lib.save(lib.nn.Linear(2, 3), buffer)
+        buffer.seek(0)
+        module = lib.load(buffer, weights_only=False)
+        return type(module).__name__, module.in_features, module.out_features, \
+            [tuple(p.shape) for p in module.parameters()]
+    both(case)
+
+
+def test_basic_python_values_load_weights_only():
+    def case(lib):
+        data = {"int": 123, "str": "world", "float": 3.14, "bool": False, "none": None,
+                "big": 2 ** 62, "neg": -7, "inf": float("inf"), "nested": {"t": (1, [2])}}
+        return _round_trip(lib, data, weights_only=True)
+    both(case)

@@ -48,7 +48,8 @@ _EPOCH_DEPRECATED = (
     "new chainable form, where available. Please open an issue if you are unable to "
     "replicate your use case: https://github.com/pytorch/pytorch/issues/new/choose.")
 
-_HOW_TO = "See more details at https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+_HOW_TO = ("See more details at "
+           "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate")
 
 
 def _warn_get_lr_outside_step(scheduler) -> None:
