@@ -522,3 +522,110 @@ def test_resumed_scheduler_keeps_the_lr_on_its_first_step(name):
             seen.append(scheduler.get_last_lr())
         return seen
     both(run)
+
+
+def test_a_users_own_scheduler_subclass():
+    """The common warm-up pattern: subclass LRScheduler (or the old _LRScheduler name)
+    and define get_lr from base_lrs and last_epoch."""
+    def case(lib):
+        s = lib.optim.lr_scheduler
+
+        class Warmup(s.LRScheduler):
+            def __init__(self, optimizer, warmup, last_epoch=-1):
+                self.warmup = warmup
+                super().__init__(optimizer, last_epoch)
+
+            def get_lr(self):
+                scale = min(1.0, (self.last_epoch + 1) / self.warmup)
+                return [base * scale for base in self.base_lrs]
+
+        class OldName(s._LRScheduler):
+            def get_lr(self):
+                return [base * 0.5 ** self.last_epoch for base in self.base_lrs]
+
+        seen = []
+        for make in (lambda o: Warmup(o, 4), lambda o: OldName(o)):
+            optimizer = _optimizer(lib)
+            scheduler = make(optimizer)
+            for _ in range(6):
+                optimizer.step()
+                scheduler.step()
+                seen.append(scheduler.get_last_lr())
+            seen.append(sorted(k for k in scheduler.state_dict() if not k.startswith("_")))
+        return seen
+    both(case)
+
+
+def test_get_lr_with_a_wrong_signature_fails_at_construction():
+    def case(lib):
+        class Broken(lib.optim.lr_scheduler.LRScheduler):
+            def get_lr(self, step):
+                return [1.0]
+        Broken(_optimizer(lib))
+    raises_both(case, kind=TypeError)
+
+
+def test_no_reference_cycles_through_the_scheduler():
+    """A scheduler that goes out of scope is freed at once (no cycle for the garbage
+    collector to find), after steps too."""
+    import gc
+    import weakref
+
+    def case(lib):
+        def run():
+            param = lib.zeros(10, requires_grad=True)
+            optimizer = lib.optim.SGD([param], lr=0.5)
+            scheduler = lib.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+            param.sum().backward()
+            optimizer.step()
+            scheduler.step()
+            return weakref.ref(scheduler), weakref.ref(optimizer)
+
+        gc.disable()
+        try:
+            scheduler_ref, optimizer_ref = run()
+            return scheduler_ref() is None, optimizer_ref() is None
+        finally:
+            gc.enable()
+    both(case)
+
+
+def test_optimizer_step_replaced_with_a_wrapper_method_warns():
+    def case(lib):
+        import types
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 3)
+        old_step = optimizer.step
+
+        def new_step(opt, *args, **kwargs):
+            return old_step(*args, **kwargs)
+
+        optimizer.step = types.MethodType(new_step, optimizer)
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step()
+        return scheduler.get_last_lr()
+    both(case, warns="`optimizer.step()` has been overridden")
+
+
+@pytest.mark.parametrize("other", ["MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
+                                   "LinearLR"])
+def test_reduce_lr_on_plateau_compounded_with_another_scheduler(other):
+    """Both step the same optimizer each epoch: their changes compose."""
+    def case(lib):
+        s = lib.optim.lr_scheduler
+        optimizer = _optimizer(lib, lrs=(0.5, 0.5))
+        plateau = s.ReduceLROnPlateau(optimizer, patience=2, cooldown=1,
+                                      threshold_mode="abs", threshold=0.1)
+        second = {"MultiStepLR": lambda: s.MultiStepLR(optimizer, [3, 8, 12], 0.1),
+                  "ExponentialLR": lambda: s.ExponentialLR(optimizer, 0.5),
+                  "CosineAnnealingLR": lambda: s.CosineAnnealingLR(optimizer, 10, 1e-10),
+                  "LinearLR": lambda: s.LinearLR(optimizer, 0.4, total_iters=4)}[other]()
+        seen = []
+        for epoch in range(16):
+            optimizer.step()
+            second.step()
+            plateau.step(10 - epoch * 0.0165)
+            seen.append([g["lr"] for g in optimizer.param_groups])
+        return seen
+    both(case)
