@@ -56,6 +56,11 @@ class SaveError(EmberError, TypeError):
     """An object ember.save cannot store."""
 
 
+class MixedViewError(EmberError, RuntimeError):
+    """One storage viewed as two dtypes in one save (torch.save refuses it too: the
+    views could not share their data again after loading)."""
+
+
 # --- saving ------------------------------------------------------------------------------------
 def save(obj, f, *args, **kwargs) -> None:
     """Save `obj` (tensors, state dicts, nested dicts/lists/tuples of them) to `f`."""
@@ -79,6 +84,7 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     if isinstance(obj, Tensor):
         key = seen.get(id(obj))
         if key is None:
+            _check_one_dtype_per_storage(obj, seen)
             key = seen[id(obj)] = str(len(tensors))
             view = None if obj.is_quantized or obj.is_meta else _storage_view(obj, arrays, seen)
             if obj.is_quantized:
@@ -113,6 +119,17 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     return {"pickle": _pickled(obj)}
 
 
+def _check_one_dtype_per_storage(obj, seen: dict) -> None:
+    storage = getattr(obj, "_storage", None)
+    if storage is None or obj.is_quantized or obj.is_meta:
+        return
+    first = seen.setdefault(("dtype", id(storage)), obj.dtype)
+    if first != obj.dtype:
+        raise MixedViewError("Cannot save multiple tensors or storages that view the same "
+                             f"data as different types (ember.save: {first} and "
+                             f"{obj.dtype} views of one storage)")
+
+
 def _storage_view(obj, arrays: dict, seen: dict) -> dict | None:
     """A CPU tensor as a view of its storage, stored once per file under "s<n>": its
     record says where in the storage it lies (offset, shape, strides in elements), so
@@ -127,7 +144,8 @@ def _storage_view(obj, arrays: dict, seen: dict) -> dict | None:
         return None
     skey = seen.get(("storage", id(storage)))
     if skey is None:
-        skey = seen[("storage", id(storage))] = f"s{sum(1 for k in seen if type(k) is tuple)}"
+        count = sum(1 for k in seen if type(k) is tuple and k[0] == "storage")
+        skey = seen[("storage", id(storage))] = f"s{count}"
         arrays[skey], _ = _storable(data)
     offset = (arr.ctypes.data - data.ctypes.data) // arr.itemsize
     return {"storage": skey, "offset": int(offset), "shape": list(arr.shape),

@@ -397,3 +397,20 @@ def test_basic_python_values_load_weights_only():
                 "big": 2 ** 62, "neg": -7, "inf": float("inf"), "nested": {"t": (1, [2])}}
         return _round_trip(lib, data, weights_only=True)
     both(case)
+
+
+@pytest.mark.parametrize("views", [
+    lambda lib: (lambda a: [a, a.imag])(lib.complex(lib.ones(3), lib.zeros(3))),
+    lambda lib: (lambda a: [a, a.view(lib.int32)])(lib.ones(3)),
+], ids=["complex_and_imag", "float_and_int_view"])
+def test_one_storage_viewed_as_two_dtypes_is_refused(views):
+    raises_both(lambda lib: lib.save(views(lib), io.BytesIO()),
+                "Cannot save multiple tensors or storages that view the same data as "
+                "different types", kind=RuntimeError)
+
+
+@pytest.mark.parametrize("view", [lambda lib: lib.ones(3).view(lib.int32),
+                                  lambda lib: lib.complex(lib.ones(3), lib.zeros(3)).imag],
+                         ids=["int_view", "imag"])
+def test_a_view_of_another_dtype_saved_alone(view):
+    both(lambda lib: _round_trip(lib, [view(lib)]))
