@@ -12,7 +12,7 @@ and in its string metadata a JSON record of the saved object's structure:
 By default loading never runs code from the file, so a file from anyone is safe to
 load (torch.load's weights_only=True default). The data format holds: Tensors (and
 Parameters, kept as Parameters with their requires_grad), dicts (OrderedDict
-too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
+and Counter too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
 Python scalars/strings/None, and quantized tensors (the integer representation, with
 their scale and zero point per tensor or per channel). Any other object (a whole
 nn.Module, an argparse.Namespace inside a checkpoint) is pickled into the record;
@@ -112,7 +112,7 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     if isinstance(obj, dict):
         items = [[_encode(k, arrays, tensors, seen), _encode(v, arrays, tensors, seen)]
                  for k, v in obj.items()]
-        return {"ordered_dict" if isinstance(obj, collections.OrderedDict) else "dict": items}
+        return {_mapping_kind(obj): items}
     if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [_encode(v, arrays, tensors, seen) for v in obj]}
@@ -128,6 +128,19 @@ def _check_one_dtype_per_storage(obj, seen: dict) -> None:
         raise MixedViewError("Cannot save multiple tensors or storages that view the same "
                              f"data as different types (ember.save: {first} and "
                              f"{obj.dtype} views of one storage)")
+
+
+# the mappings the data format keeps by kind (a Counter is what MultiStepLR's state_dict
+# holds; torch's weights-only load rebuilds it as a Counter too); other dict subclasses
+# load as dicts
+_MAPPING_KINDS = {"dict": dict, "ordered_dict": collections.OrderedDict,
+                  "counter": lambda pairs: collections.Counter(dict(pairs))}
+
+
+def _mapping_kind(obj: dict) -> str:
+    if isinstance(obj, collections.OrderedDict):
+        return "ordered_dict"
+    return "counter" if isinstance(obj, collections.Counter) else "dict"
 
 
 def _storage_view(obj, arrays: dict, seen: dict) -> dict | None:
@@ -374,10 +387,10 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
         return dtype_from_name(value)
     if kind == "size":
         return Size(value)
-    if kind in ("dict", "ordered_dict"):
+    if kind in _MAPPING_KINDS:
         pairs = ((_decode(k, tensors, name, unpickle), _decode(v, tensors, name, unpickle))
                  for k, v in value)
-        return collections.OrderedDict(pairs) if kind == "ordered_dict" else dict(pairs)
+        return _MAPPING_KINDS[kind](pairs)
     if kind in ("list", "tuple"):
         items = [_decode(v, tensors, name, unpickle) for v in value]
         return items if kind == "list" else tuple(items)
@@ -462,7 +475,7 @@ def _pickled_entries(node):
     (kind, value), = node.items()
     if kind == "pickle":
         yield value
-    elif kind in ("dict", "ordered_dict"):
+    elif kind in _MAPPING_KINDS:
         for k, v in value:
             yield from _pickled_entries(k)
             yield from _pickled_entries(v)

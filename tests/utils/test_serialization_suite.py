@@ -414,3 +414,55 @@ def test_one_storage_viewed_as_two_dtypes_is_refused(views):
                          ids=["int_view", "imag"])
 def test_a_view_of_another_dtype_saved_alone(view):
     both(lambda lib: _round_trip(lib, [view(lib)]))
+
+
+SCHEDULERS = {
+    "MultiStepLR": lambda s, o: s.MultiStepLR(o, [2, 4, 4]),
+    "OneCycleLR": lambda s, o: s.OneCycleLR(o, 1.0, total_steps=10),
+    "CyclicLR": lambda s, o: s.CyclicLR(o, 0.1, 1.0, step_size_up=2),
+    "LambdaLR": lambda s, o: s.LambdaLR(o, lambda e: 0.5 ** e),
+    "ReduceLROnPlateau": lambda s, o: s.ReduceLROnPlateau(o, patience=0),
+    "SequentialLR": lambda s, o: s.SequentialLR(o, [s.StepLR(o, 2), s.ExponentialLR(o, 0.9)],
+                                                [2]),
+    "CosineAnnealingWarmRestarts": lambda s, o: s.CosineAnnealingWarmRestarts(o, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_training_checkpoint_with_a_scheduler_loads_weights_only(name):
+    """The usual checkpoint (model, optimizer and scheduler state dicts, epoch, loss)
+    loads with weights_only=True and training resumes where it stopped."""
+    def case(lib):
+        def build():
+            model = lib.nn.Linear(2, 1)
+            optimizer = lib.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            return model, optimizer, SCHEDULERS[name](lib.optim.lr_scheduler, optimizer)
+
+        def epoch(model, optimizer, scheduler):
+            loss = model(lib.ones(3, 2)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step(*([1.0] if name == "ReduceLROnPlateau" else []))
+            return loss
+
+        lib.manual_seed(0)
+        model, optimizer, scheduler = build()
+        for _ in range(3):
+            loss = epoch(model, optimizer, scheduler)
+        buffer = io.BytesIO()
+        lib.save({"epoch": 3, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict(), "loss": loss}, buffer)
+        buffer.seek(0)
+        checkpoint = lib.load(buffer, weights_only=True)
+        model2, optimizer2, scheduler2 = build()
+        model2.load_state_dict(checkpoint["model"])
+        optimizer2.load_state_dict(checkpoint["optimizer"])
+        scheduler2.load_state_dict(checkpoint["scheduler"])
+        resumed = [epoch(model2, optimizer2, scheduler2) for _ in range(2)]
+        original = [epoch(model, optimizer, scheduler) for _ in range(2)]
+        return (checkpoint["epoch"], checkpoint["loss"].requires_grad,
+                scheduler2.get_last_lr() == scheduler.get_last_lr(),
+                [a.item() == b.item() for a, b in zip(resumed, original)],
+                type(checkpoint["scheduler"].get("milestones")).__name__)
+    both(case)
