@@ -629,3 +629,77 @@ def test_reduce_lr_on_plateau_compounded_with_another_scheduler(other):
             seen.append([g["lr"] for g in optimizer.param_groups])
         return seen
     both(case)
+
+
+@pytest.mark.parametrize("T_mult,epochs", [
+    (1, [0, 1, 2, 3, 4, 5, 12, 27, 3, 4, 5, 6, 13]),
+    (2, [0, 1, 2, 3, 4, 5, 25, 32, 33, 34, 80, 81, 3]),
+    (3, [0, 0.1, 0.2, 0.3, 1.3, 2.3, 17.5, 18.5, 19.5, 29.5, 30.5, 31.5, 50]),
+])
+def test_warm_restarts_interleaved_explicit_epochs(T_mult, epochs):
+    def case(lib):
+        optimizer = _optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=10, T_mult=T_mult, eta_min=1e-10)
+        seen = []
+        for epoch in epochs[1:]:
+            optimizer.step()
+            scheduler.step(epoch)
+            seen.append((scheduler.T_cur, scheduler.T_i, scheduler.last_epoch,
+                         [g["lr"] for g in optimizer.param_groups]))
+            optimizer.step()
+            scheduler.step()
+            seen.append((scheduler.T_cur, scheduler.T_i, [g["lr"] for g in optimizer.param_groups]))
+        return seen
+    both(case, check_warnings=False)
+
+
+@pytest.mark.parametrize("mode", ["triangular2", "exp_range", "custom"])
+def test_cyclic_lr_state_dict_restores_the_mode(mode):
+    def case(lib):
+        def scale_fn(x):
+            return 0.5
+
+        def make(optimizer, **kwargs):
+            return lib.optim.lr_scheduler.CyclicLR(optimizer, base_lr=1, max_lr=5,
+                                                   step_size_up=2, cycle_momentum=False,
+                                                   **kwargs)
+        kwargs = {"scale_fn": scale_fn} if mode == "custom" else {"mode": mode, "gamma": 0.9}
+        optimizer = lib.optim.Adam([lib.nn.Parameter(lib.zeros(1))])
+        scheduler = make(optimizer, **kwargs)
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step()
+        restored = make(optimizer, **({"scale_fn": scale_fn} if mode == "custom" else {}))
+        state = scheduler.state_dict()
+        restored.load_state_dict(state)
+        seen = []
+        for _ in range(6):
+            optimizer.step()
+            restored.step()
+            seen.append(restored.get_last_lr())
+        return restored.mode, seen, any(callable(v) for v in state.values())
+    both(case)
+
+
+def test_swalr_after_multiplicative_and_its_errors():
+    def case(lib):
+        optimizer = _optimizer(lib)
+        s = lib.optim.lr_scheduler
+        before = s.MultiplicativeLR(optimizer, lr_lambda=lambda epoch: 0.9)
+        swa = lib.optim.swa_utils.SWALR(optimizer, anneal_epochs=4, anneal_strategy="linear",
+                                        swa_lr=[0.01, 0.02])
+        seen = []
+        for epoch in range(12):
+            seen.append([g["lr"] for g in optimizer.param_groups])
+            optimizer.step()
+            (swa if epoch >= 5 else before).step()
+        return seen
+    both(case, check_warnings=False)
+    for kwargs, words in (({"anneal_strategy": "exponential", "swa_lr": 1.0},
+                           "anneal_strategy must"),
+                          ({"anneal_epochs": -1, "swa_lr": 1.0}, "anneal_epochs must"),
+                          ({"anneal_epochs": 1.7, "swa_lr": 1.0}, "anneal_epochs must"),
+                          ({"swa_lr": [1.0, 0.1, 0.01]}, "swa_lr must")):
+        raises_both(lambda lib: lib.optim.swa_utils.SWALR(_optimizer(lib), **kwargs), words,
+                    kind=ValueError)
