@@ -646,3 +646,20 @@ def test_custom_batch_object_from_collate_fn():
         loader = _data(lib).DataLoader(dataset, batch_size=2, collate_fn=CustomBatch)
         return [(b.inp, b.tgt) for b in loader]
     both(case)
+
+
+def test_pin_memory_device_is_deprecated():
+    def case(lib):
+        loader = _data(lib).DataLoader(range(4), batch_size=2, pin_memory=True,
+                                       pin_memory_device="cuda")
+        return list(loader)
+    both(case, warns="pin_memory_device is deprecated")
+
+
+def test_subset_of_tensor_indices():
+    def case(lib):
+        data = _data(lib)
+        dataset = data.TensorDataset(lib.arange(10) * 3)
+        subset = data.Subset(dataset, lib.tensor([7, 2, 5]))
+        return len(subset), subset[0], list(data.DataLoader(subset, batch_size=2))
+    both(case)
