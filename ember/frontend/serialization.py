@@ -12,7 +12,7 @@ and in its string metadata a JSON record of the saved object's structure:
 By default loading never runs code from the file, so a file from anyone is safe to
 load (torch.load's weights_only=True default). The data format holds: Tensors (and
 Parameters, kept as Parameters with their requires_grad), dicts (OrderedDict
-and Counter too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
+and Counter too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, devices, and
 Python scalars/strings/None, and quantized tensors (the integer representation, with
 their scale and zero point per tensor or per channel). Any other object (a whole
 nn.Module, an argparse.Namespace inside a checkpoint) is pickled into the record;
@@ -77,6 +77,7 @@ def save(obj, f, *args, **kwargs) -> None:
 
 
 def _encode(obj, arrays: dict, tensors: dict, seen: dict):
+    from .device import device as Device
     from .nn.parameter import Parameter
     from .tensor import Size, Tensor
     if isinstance(obj, Tensor) and _users_subclass(obj):
@@ -105,6 +106,8 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
         return {"tensor": key}
     if isinstance(obj, DType):
         return {"dtype": obj.name}
+    if isinstance(obj, Device):         # a torch.device in a checkpoint loads weights-only
+        return {"device": str(obj)}
     if isinstance(obj, Size):
         return {"size": list(obj)}
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -190,6 +193,10 @@ def _pickled(obj) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class EmptyFileError(ArtifactError, EOFError):
+    """ember.load of an empty file or stream (torch.load raises EOFError)."""
+
+
 class WeightsOnlyError(ArtifactError, pickle.UnpicklingError):
     """ember.load met a pickled object while loading weights only."""
 
@@ -228,6 +235,9 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
     from safetensors.numpy import load as from_bytes
     name = os.fspath(f) if _is_path(f) else getattr(f, "name", "<file object>")
     data = _read(f, name)
+    if not data:
+        raise EmptyFileError(f"{name}: ember.load found nothing to read (an empty file, or a "
+                             "stream already read to its end)")
     try:
         record = json.loads(_metadata(data)["ember"])
         arrays = from_bytes(data)
@@ -385,6 +395,9 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
         return float(value["float"]) if isinstance(value, dict) else value
     if kind == "dtype":
         return dtype_from_name(value)
+    if kind == "device":
+        from .device import device
+        return device(value)
     if kind == "size":
         return Size(value)
     if kind in _MAPPING_KINDS:

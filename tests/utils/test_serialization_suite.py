@@ -466,3 +466,26 @@ def test_training_checkpoint_with_a_scheduler_loads_weights_only(name):
                 [a.item() == b.item() for a, b in zip(resumed, original)],
                 type(checkpoint["scheduler"].get("milestones")).__name__)
     both(case)
+
+
+def test_devices_and_dtypes_in_a_checkpoint_load_weights_only():
+    def case(lib):
+        loaded = _round_trip(lib, {"device": lib.device("cpu"), "dtype": lib.bfloat16,
+                                   "devices": [lib.device("cpu", 0)]}, weights_only=True)
+        return str(loaded["device"]), type(loaded["device"]).__name__, loaded["dtype"], \
+            [str(d) for d in loaded["devices"]]
+    both(case)
+
+
+def test_loading_an_empty_stream_raises_eof():
+    raises_both(lambda lib: lib.load(io.BytesIO(b"")), kind=EOFError)
+
+
+def test_map_location_to_a_missing_cuda_device_raises():
+    import torch
+
+    import ember
+    if torch.cuda.is_available() or ember.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    raises_both(lambda lib: _round_trip(lib, lib.ones(1), map_location="cuda"),
+                kind=RuntimeError)
