@@ -663,3 +663,10 @@ def test_subset_of_tensor_indices():
         subset = data.Subset(dataset, lib.tensor([7, 2, 5]))
         return len(subset), subset[0], list(data.DataLoader(subset, batch_size=2))
     both(case)
+
+
+def test_timeout_without_workers_is_refused_when_iterating():
+    def case(lib):
+        loader = _data(lib).DataLoader(range(3), timeout=1)     # constructing is allowed
+        return list(loader)
+    raises_both(case, "requires timeout == 0", kind=AssertionError)

@@ -251,6 +251,9 @@ class DataLoader:
         return workers
 
     def __iter__(self):
+        if self.num_workers == 0 and self.timeout != 0:     # torch asserts this at iter()
+            raise AssertionError("DataLoader: a timeout applies to worker processes; loading "
+                                 "in the main process (num_workers=0) requires timeout == 0")
         if self.pin_memory and self.pin_memory_device:
             warnings.warn("pin_memory_device is deprecated, the current accelerator will be "
                           f"used as the device,ignore pin_memory_device="
