@@ -703,3 +703,39 @@ def test_swalr_after_multiplicative_and_its_errors():
                           ({"swa_lr": [1.0, 0.1, 0.01]}, "swa_lr must")):
         raises_both(lambda lib: lib.optim.swa_utils.SWALR(_optimizer(lib), **kwargs), words,
                     kind=ValueError)
+
+
+TENSOR_LR = {
+    "StepLR": lambda s, o: s.StepLR(o, 1, 0.5),
+    "CosineAnnealingLR": lambda s, o: s.CosineAnnealingLR(o, 4),
+    "ExponentialLR": lambda s, o: s.ExponentialLR(o, 0.5),
+    "LambdaLR": lambda s, o: s.LambdaLR(o, lambda e: 0.5 ** e),
+    "LinearLR": lambda s, o: s.LinearLR(o, 0.25, total_iters=3),
+    "PolynomialLR": lambda s, o: s.PolynomialLR(o, total_iters=4, power=2.0),
+    "CyclicLR": lambda s, o: s.CyclicLR(o, 0.01, 0.1, step_size_up=2),
+    "OneCycleLR": lambda s, o: s.OneCycleLR(o, 0.5, total_steps=8),
+    "SequentialLR": lambda s, o: s.SequentialLR(
+        o, [s.ConstantLR(o, 0.5, 2), s.ExponentialLR(o, 0.8)], milestones=[2]),
+    "ReduceLROnPlateau": lambda s, o: s.ReduceLROnPlateau(o, patience=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TENSOR_LR))
+def test_tensor_lr_schedules(name):
+    """A tensor lr (as compiled optimizer steps use) follows the same schedule, stays the
+    group's one tensor, and what the scheduler keeps (base_lrs, initial_lr, get_last_lr)
+    are copies that later steps do not change."""
+    def case(lib):
+        weight = lib.nn.Parameter(lib.zeros(2))
+        lr = lib.tensor(0.1)
+        optimizer = lib.optim.SGD([weight], lr=lr, momentum=0.9)
+        scheduler = TENSOR_LR[name](lib.optim.lr_scheduler, optimizer)
+        history = []
+        for _ in range(6):
+            optimizer.step()
+            scheduler.step(*([1.0] if name == "ReduceLROnPlateau" else []))
+            history.append(scheduler.get_last_lr())
+        group = optimizer.param_groups[0]
+        return (history, float(lr), group["lr"] is lr, getattr(scheduler, "base_lrs", None),
+                group.get("initial_lr"), history[-1][0] is group["lr"])
+    both(case)

@@ -17,8 +17,14 @@ from .optimizer import Optimizer
 from ..tensor import Tensor
 
 
+def _copied(value):
+    """A tensor lr is copied wherever a scheduler keeps it (base_lrs, initial_lr,
+    _last_lr): the group's own tensor is updated in place on every step."""
+    return value.clone() if isinstance(value, Tensor) else value
+
+
 def _group_values(optimizer: Optimizer, key: str) -> list:
-    return [group[key] for group in optimizer.param_groups]
+    return [_copied(group[key]) for group in optimizer.param_groups]
 
 
 def _format_param(name: str, optimizer: Optimizer, value) -> list:
@@ -26,8 +32,8 @@ def _format_param(name: str, optimizer: Optimizer, value) -> list:
         if len(value) != len(optimizer.param_groups):
             raise ValueError(f"{name} must have the same length as optimizer.param_groups "
                              f"({len(optimizer.param_groups)}), got {len(value)}")
-        return list(value)
-    return [value] * len(optimizer.param_groups)
+        return [_copied(v) for v in value]
+    return [_copied(value) for _ in optimizer.param_groups]
 
 
 
@@ -79,7 +85,7 @@ class LRScheduler:
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
+                group.setdefault("initial_lr", _copied(group["lr"]))
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
@@ -546,7 +552,7 @@ class CyclicLR(LRScheduler):
         base_lrs = _format_param("base_lr", optimizer, base_lr)
         if last_epoch == -1:
             for lr, group in zip(base_lrs, optimizer.param_groups):
-                group["lr"] = lr
+                _set_lr(group, lr)
         self.max_lrs = _format_param("max_lr", optimizer, max_lr)
         up = float(step_size_up)
         down = float(step_size_down) if step_size_down is not None else up
