@@ -18,6 +18,14 @@ def _data(lib):
     return lib.utils.data
 
 
+@pytest.fixture(autouse=True)
+def _quick_torch_worker_shutdown(monkeypatch):
+    """torch's DataLoader waits MP_STATUS_CHECK_INTERVAL (5 s) per join when it shuts down
+    workers after an error; a shorter interval changes no result, only the oracle's wait."""
+    import torch.utils.data._utils as torch_data_utils
+    monkeypatch.setattr(torch_data_utils, "MP_STATUS_CHECK_INTERVAL", 0.2)
+
+
 def _tensor_dataset(lib, n=10):
     return _data(lib).TensorDataset(lib.arange(2 * n, dtype=lib.float32).reshape(n, 2),
                                     lib.arange(n))
