@@ -739,3 +739,34 @@ def test_tensor_lr_schedules(name):
         return (history, float(lr), group["lr"] is lr, getattr(scheduler, "base_lrs", None),
                 group.get("initial_lr"), history[-1][0] is group["lr"])
     both(case)
+
+
+RESUMABLE = {
+    "CosineAnnealingLR": lambda s, o, k: s.CosineAnnealingLR(o, 6, last_epoch=k),
+    "CosineAnnealingWarmRestarts": lambda s, o, k: s.CosineAnnealingWarmRestarts(
+        o, 3, last_epoch=k),
+    "CyclicLR": lambda s, o, k: s.CyclicLR(o, 0.01, 0.1, step_size_up=2, last_epoch=k),
+    "OneCycleLR": lambda s, o, k: s.OneCycleLR(o, 1.0, total_steps=12, last_epoch=k),
+    "MultiStepLR": lambda s, o, k: s.MultiStepLR(o, [4, 6], last_epoch=k),
+    "LambdaLR": lambda s, o, k: s.LambdaLR(o, lambda e: 0.9 ** e, last_epoch=k),
+}
+
+
+@pytest.mark.parametrize("last_epoch", [0, 3])
+@pytest.mark.parametrize("name", sorted(RESUMABLE))
+def test_resuming_from_last_epoch_with_saved_group_values(name, last_epoch):
+    """A resumed run: the param groups hold what the schedulers wrote there (initial_lr,
+    OneCycleLR's max_lr/min_lr and momenta) and the scheduler is built with last_epoch."""
+    def case(lib):
+        optimizer = _optimizer(lib)
+        for group in optimizer.param_groups:
+            group.update(initial_lr=2 * group["lr"], max_lr=1.0, min_lr=0.001,
+                         max_momentum=0.95, base_momentum=0.85)
+        scheduler = RESUMABLE[name](lib.optim.lr_scheduler, optimizer, last_epoch)
+        seen = [scheduler.get_last_lr()]
+        for _ in range(5):
+            optimizer.step()
+            scheduler.step()
+            seen.append((scheduler.get_last_lr(), [_momentum(g) for g in optimizer.param_groups]))
+        return seen
+    both(case)
