@@ -12,7 +12,7 @@ and in its string metadata a JSON record of the saved object's structure:
 By default loading never runs code from the file, so a file from anyone is safe to
 load (torch.load's weights_only=True default). The data format holds: Tensors (and
 Parameters, kept as Parameters with their requires_grad), dicts (OrderedDict
-too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
+and Counter too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, devices, and
 Python scalars/strings/None, and quantized tensors (the integer representation, with
 their scale and zero point per tensor or per channel). Any other object (a whole
 nn.Module, an argparse.Namespace inside a checkpoint) is pickled into the record;
@@ -30,7 +30,9 @@ and as float64 pairs and restored exactly.
 
 `f` is a path (str or os.PathLike) or a binary file object (`io.BytesIO()`, an open
 file). `map_location` is accepted as torch.load accepts it: a device or device
-string (every tensor goes there), or a dict {saved device: device}; by default
+string (every tensor goes there), a dict {saved device: device}, or a function
+(storage, saved location) returning the storage where it goes (None: where it was
+saved from); by default
 tensors return to the device they were saved from.
 """
 from __future__ import annotations
@@ -54,6 +56,11 @@ class SaveError(EmberError, TypeError):
     """An object ember.save cannot store."""
 
 
+class MixedViewError(EmberError, RuntimeError):
+    """One storage viewed as two dtypes in one save (torch.save refuses it too: the
+    views could not share their data again after loading)."""
+
+
 # --- saving ------------------------------------------------------------------------------------
 def save(obj, f, *args, **kwargs) -> None:
     """Save `obj` (tensors, state dicts, nested dicts/lists/tuples of them) to `f`."""
@@ -70,6 +77,7 @@ def save(obj, f, *args, **kwargs) -> None:
 
 
 def _encode(obj, arrays: dict, tensors: dict, seen: dict):
+    from .device import device as Device
     from .nn.parameter import Parameter
     from .tensor import Size, Tensor
     if isinstance(obj, Tensor) and _users_subclass(obj):
@@ -77,6 +85,7 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     if isinstance(obj, Tensor):
         key = seen.get(id(obj))
         if key is None:
+            _check_one_dtype_per_storage(obj, seen)
             key = seen[id(obj)] = str(len(tensors))
             view = None if obj.is_quantized or obj.is_meta else _storage_view(obj, arrays, seen)
             if obj.is_quantized:
@@ -97,6 +106,8 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
         return {"tensor": key}
     if isinstance(obj, DType):
         return {"dtype": obj.name}
+    if isinstance(obj, Device):         # a torch.device in a checkpoint loads weights-only
+        return {"device": str(obj)}
     if isinstance(obj, Size):
         return {"size": list(obj)}
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -104,11 +115,35 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     if isinstance(obj, dict):
         items = [[_encode(k, arrays, tensors, seen), _encode(v, arrays, tensors, seen)]
                  for k, v in obj.items()]
-        return {"ordered_dict" if isinstance(obj, collections.OrderedDict) else "dict": items}
+        return {_mapping_kind(obj): items}
     if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [_encode(v, arrays, tensors, seen) for v in obj]}
     return {"pickle": _pickled(obj)}
+
+
+def _check_one_dtype_per_storage(obj, seen: dict) -> None:
+    storage = getattr(obj, "_storage", None)
+    if storage is None or obj.is_quantized or obj.is_meta:
+        return
+    first = seen.setdefault(("dtype", id(storage)), obj.dtype)
+    if first != obj.dtype:
+        raise MixedViewError("Cannot save multiple tensors or storages that view the same "
+                             f"data as different types (ember.save: {first} and "
+                             f"{obj.dtype} views of one storage)")
+
+
+# the mappings the data format keeps by kind (a Counter is what MultiStepLR's state_dict
+# holds; torch's weights-only load rebuilds it as a Counter too); other dict subclasses
+# load as dicts
+_MAPPING_KINDS = {"dict": dict, "ordered_dict": collections.OrderedDict,
+                  "counter": lambda pairs: collections.Counter(dict(pairs))}
+
+
+def _mapping_kind(obj: dict) -> str:
+    if isinstance(obj, collections.OrderedDict):
+        return "ordered_dict"
+    return "counter" if isinstance(obj, collections.Counter) else "dict"
 
 
 def _storage_view(obj, arrays: dict, seen: dict) -> dict | None:
@@ -125,7 +160,8 @@ def _storage_view(obj, arrays: dict, seen: dict) -> dict | None:
         return None
     skey = seen.get(("storage", id(storage)))
     if skey is None:
-        skey = seen[("storage", id(storage))] = f"s{sum(1 for k in seen if type(k) is tuple)}"
+        count = sum(1 for k in seen if type(k) is tuple and k[0] == "storage")
+        skey = seen[("storage", id(storage))] = f"s{count}"
         arrays[skey], _ = _storable(data)
     offset = (arr.ctypes.data - data.ctypes.data) // arr.itemsize
     return {"storage": skey, "offset": int(offset), "shape": list(arr.shape),
@@ -155,6 +191,10 @@ def _pickled(obj) -> str:
                         f"it is not tensors, containers, numbers or strings, and it cannot "
                         f"be pickled ({err})") from None
     return base64.b64encode(data).decode("ascii")
+
+
+class EmptyFileError(ArtifactError, EOFError):
+    """ember.load of an empty file or stream (torch.load raises EOFError)."""
 
 
 class WeightsOnlyError(ArtifactError, pickle.UnpicklingError):
@@ -195,6 +235,9 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
     from safetensors.numpy import load as from_bytes
     name = os.fspath(f) if _is_path(f) else getattr(f, "name", "<file object>")
     data = _read(f, name)
+    if not data:
+        raise EmptyFileError(f"{name}: ember.load found nothing to read (an empty file, or a "
+                             "stream already read to its end)")
     try:
         record = json.loads(_metadata(data)["ember"])
         arrays = from_bytes(data)
@@ -215,13 +258,31 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
 
 
 def _read(f, name: str) -> bytes:
+    if _is_path(f):             # a missing file raises FileNotFoundError, as in torch
+        with open(f, "rb") as src:
+            return src.read()
     try:
-        if _is_path(f):
-            with open(f, "rb") as src:
-                return src.read()
-        return f.read()
+        return _read_one_blob(f)
     except OSError as err:
         raise ArtifactError(f"{name}: cannot read: {err.strerror or err}") from None
+
+
+def _read_one_blob(f) -> bytes:
+    """One saved object from a file object's current position, and no further: the
+    header says how long the blob is, so whatever follows it (another save, a pickle
+    written after it) is left for the next read, as torch.load leaves it."""
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        return prefix
+    (length,) = struct.unpack("<Q", prefix)
+    header = f.read(length)
+    try:
+        entries = json.loads(header)
+        size = max((entry["data_offsets"][1] for key, entry in entries.items()
+                    if key != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return prefix + header + f.read()      # not ember's: the parser says why
+    return prefix + header + f.read(size)
 
 
 def _metadata(data: bytes) -> dict:
@@ -241,7 +302,7 @@ def _tensor(array: np.ndarray, info: dict, place):
         tensor = empty(info["shape"], dtype=dtype, device=place(info["device"]))
         return _finish_loaded(tensor, info)
     tensor = _as_tensor(_restored(array, info, dtype), dtype)
-    device = place(info["device"])
+    device = place(info["device"], tensor.untyped_storage())
     if device != "cpu":
         tensor = tensor.to(device)
     return _finish_loaded(tensor, info)
@@ -269,7 +330,7 @@ def _view_tensor(arrays: dict, storages: dict, info: dict, place):
     arr = np.lib.stride_tricks.as_strided(storage.data[info["offset"]:], tuple(info["shape"]),
                                           tuple(st * itemsize for st in info["stride"]))
     tensor = Tensor._make(arr, storage)
-    device = place(info["device"])
+    device = place(info["device"], storage)
     if device != "cpu":
         tensor = tensor.to(device)
     return _finish_loaded(tensor, info)
@@ -300,16 +361,27 @@ def _as_tensor(array: np.ndarray, dtype: DType):
 
 
 def _placement(map_location):
-    """saved device string -> device string to load onto."""
+    """(saved device string, the loaded CPU storage) -> device string to load onto."""
     if map_location is None:
-        return lambda saved: saved
+        return lambda saved, storage=None: saved
     if isinstance(map_location, dict):
         mapping = {str(k): str(v) for k, v in map_location.items()}
-        return lambda saved: mapping.get(saved, saved)
+        return lambda saved, storage=None: mapping.get(saved, saved)
     if isinstance(map_location, str) or type(map_location).__name__ == "device":
-        return lambda saved: str(map_location)
-    raise TypeError(f"ember.load: map_location must be a device, a device string or a dict "
-                    f"of them, not {type(map_location).__name__}")
+        return lambda saved, storage=None: str(map_location)
+    if callable(map_location):
+        return lambda saved, storage=None: _called_placement(map_location, saved, storage)
+    raise TypeError(f"ember.load: map_location must be a device, a device string, a dict "
+                    f"of them or a function (storage, location), not "
+                    f"{type(map_location).__name__}")
+
+
+def _called_placement(map_location, saved: str, storage) -> str:
+    """torch.load's function form: map_location(storage, location) returns the storage
+    where it should live (`lambda storage, loc: storage` keeps it on the CPU), or None
+    for the saved device."""
+    placed = map_location(storage, saved)
+    return saved if placed is None else str(getattr(placed, "device", "cpu"))
 
 
 def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = False):
@@ -323,12 +395,15 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
         return float(value["float"]) if isinstance(value, dict) else value
     if kind == "dtype":
         return dtype_from_name(value)
+    if kind == "device":
+        from .device import device
+        return device(value)
     if kind == "size":
         return Size(value)
-    if kind in ("dict", "ordered_dict"):
+    if kind in _MAPPING_KINDS:
         pairs = ((_decode(k, tensors, name, unpickle), _decode(v, tensors, name, unpickle))
                  for k, v in value)
-        return collections.OrderedDict(pairs) if kind == "ordered_dict" else dict(pairs)
+        return _MAPPING_KINDS[kind](pairs)
     if kind in ("list", "tuple"):
         items = [_decode(v, tensors, name, unpickle) for v in value]
         return items if kind == "list" else tuple(items)
@@ -339,9 +414,9 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
 # checkpoint holds beside its tensors, e.g. an argparse.Namespace or a dataclass of settings)
 _SAFE_GLOBALS: list = []
 # builtins whose reconstruction runs no user code; torch's weights-only unpickler allows them too
-_BUILTIN_SAFE = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
-                 ("builtins", "complex"), ("builtins", "slice"), ("builtins", "range"),
-                 ("builtins", "bytearray"), ("builtins", "tuple"), ("builtins", "list"),
+_BUILTIN_SAFE = {("collections", "OrderedDict"), ("builtins", "set"),
+                 ("builtins", "complex"), ("builtins", "bytearray"), ("builtins", "tuple"),
+                 ("builtins", "list"),
                  ("builtins", "dict"), ("builtins", "int"), ("builtins", "float"),
                  ("builtins", "bool"), ("builtins", "str"), ("builtins", "bytes"),
                  ("copyreg", "_reconstructor"), ("builtins", "object")}
@@ -413,7 +488,7 @@ def _pickled_entries(node):
     (kind, value), = node.items()
     if kind == "pickle":
         yield value
-    elif kind in ("dict", "ordered_dict"):
+    elif kind in _MAPPING_KINDS:
         for k, v in value:
             yield from _pickled_entries(k)
             yield from _pickled_entries(v)

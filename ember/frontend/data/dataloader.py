@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import math
+import multiprocessing
 import random
 import warnings
 from collections.abc import Mapping
@@ -32,22 +35,17 @@ from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """What get_worker_info() returns inside a worker: id, num_workers, seed, dataset."""
-
-    def __init__(self, **fields) -> None:
-        self.__dict__.update(fields)
-        self._initialized = True
-
-    def __setattr__(self, name, value) -> None:
-        if getattr(self, "_initialized", False):
-            raise RuntimeError(f"Cannot assign attributes to {type(self).__name__} objects")
-        super().__setattr__(name, value)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{key}={getattr(self, key)}"
-                           for key in ("id", "num_workers", "seed", "dataset"))
-        return f"{type(self).__name__}({fields})"
+    """What get_worker_info() returns inside a worker (torch's frozen dataclass: its
+    fields cannot be assigned). worker_method says "multiprocessing": ember's workers
+    keep a process's semantics (own dataset copy and RNG streams)."""
+    id: int
+    num_workers: int
+    seed: int
+    dataset: object
+    rng: object = None
+    worker_method: str | None = "multiprocessing"
 
 
 _current_worker: WorkerInfo | None = None
@@ -129,18 +127,32 @@ class _LoaderIterator:
 
     def __init__(self, loader: "DataLoader", batches) -> None:
         self._loader, self._batches = loader, batches
+        self._num_yielded = 0
 
     def __iter__(self):
         return self
 
     def __next__(self):
         batch = next(self._batches)
+        self._num_yielded += 1
+        reported = self._loader._IterableDataset_len_called
+        if reported is not None and self._num_yielded > reported:
+            self._warn_longer_than_reported(reported)
         if self._loader.pin_memory and cuda_is_available():
             return pin_batch(batch)
         return batch
 
     def __len__(self) -> int:
         return len(self._loader)
+
+    def _warn_longer_than_reported(self, reported: int) -> None:
+        message = (f"Length of IterableDataset {self._loader.dataset} was reported to be "
+                   f"{reported}(when accessing len(dataloader)), but {self._num_yielded} "
+                   "samples have been fetched. ")
+        if self._loader.num_workers > 0:
+            message += ("For multiprocessing data-loading, this could be caused by not "
+                        "properly configuring the IterableDataset replica at each worker.")
+        warnings.warn(message, stacklevel=3)
 
 
 def pin_batch(batch):
@@ -176,9 +188,7 @@ class DataLoader:
                  prefetch_factor=None, persistent_workers: bool = False,
                  pin_memory_device: str = "", in_order: bool = True) -> None:
         _check_worker_options(num_workers, timeout, prefetch_factor, persistent_workers)
-        if pin_memory and not cuda_is_available():
-            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
-                          "then device pinned memory won't be used.")
+        _check_multiprocessing_context(multiprocessing_context, num_workers)
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
         self.num_workers, self.generator, self.timeout = num_workers, generator, timeout
         self.worker_init_fn, self.multiprocessing_context = worker_init_fn, multiprocessing_context
@@ -188,6 +198,8 @@ class DataLoader:
         iterable = isinstance(dataset, IterableDataset)
         if iterable:
             _check_iterable_options(shuffle, sampler, batch_sampler)
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
                 raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
@@ -197,17 +209,35 @@ class DataLoader:
         if batch_size is None and drop_last:
             raise ValueError("batch_size=None option disables auto-batching and is mutually "
                              "exclusive with drop_last")
-        if sampler is not None and shuffle:
-            raise ValueError("sampler option is mutually exclusive with shuffle")
         if sampler is None and not iterable:
             sampler = RandomSampler(dataset, generator=generator) if shuffle else \
                 SequentialSampler(dataset)
         if batch_sampler is None and batch_size is not None and not iterable:
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
         self.sampler, self.batch_sampler = sampler, batch_sampler
-        auto_collation = batch_sampler is not None or (iterable and batch_size is not None)
+        auto_collation = self._auto_collation
         self.collate_fn = collate_fn or (default_collate if auto_collation else default_convert)
         self._persistent: list | None = None
+        self._IterableDataset_len_called = None       # what len(loader) reported (torch's name)
+        self._initialized = True
+
+    @property
+    def _auto_collation(self) -> bool:
+        """Whether samples are batched by the loader (torch's name)."""
+        return self.batch_sampler is not None or (
+            isinstance(self.dataset, IterableDataset) and self.batch_size is not None)
+
+    @property
+    def _index_sampler(self):
+        """What yields each fetch's indices: the batch sampler when batching, else the
+        sampler (torch's name)."""
+        return self.batch_sampler if self._auto_collation else self.sampler
+
+    def __setattr__(self, name, value) -> None:
+        if name in _FIXED_OPTIONS and self.__dict__.get("_initialized"):
+            raise ValueError(f"{name} attribute should not be set after "
+                             f"{type(self).__name__} is initialized")
+        super().__setattr__(name, value)
 
     def _workers(self) -> list:
         if self.num_workers == 0:
@@ -221,6 +251,16 @@ class DataLoader:
         return workers
 
     def __iter__(self):
+        if self.num_workers == 0 and self.timeout != 0:     # torch asserts this at iter()
+            raise AssertionError("DataLoader: a timeout applies to worker processes; loading "
+                                 "in the main process (num_workers=0) requires timeout == 0")
+        if self.pin_memory and self.pin_memory_device:
+            warnings.warn("pin_memory_device is deprecated, the current accelerator will be "
+                          f"used as the device,ignore pin_memory_device="
+                          f"'{self.pin_memory_device}'.", stacklevel=2)
+        if self.pin_memory and not cuda_is_available():
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
+                          "then device pinned memory won't be used.", stacklevel=2)
         workers = self._workers()
         if isinstance(self.dataset, IterableDataset):
             return _LoaderIterator(self, self._round_robin(workers))
@@ -280,10 +320,11 @@ class DataLoader:
             return len(self.batch_sampler)
         if self.sampler is not None:
             return len(self.sampler)
-        length = len(self.dataset)
+        # an IterableDataset's own length; remembered so that iterating past it warns
+        length = self._IterableDataset_len_called = len(self.dataset)
         if self.batch_size is None:
             return length
-        return length // self.batch_size if self.drop_last else -(-length // self.batch_size)
+        return length // self.batch_size if self.drop_last else math.ceil(length / self.batch_size)
 
 
 def _check_worker_options(num_workers, timeout, prefetch_factor, persistent_workers) -> None:
@@ -300,6 +341,31 @@ def _check_worker_options(num_workers, timeout, prefetch_factor, persistent_work
         raise ValueError("prefetch_factor option should be non-negative")
     if persistent_workers and num_workers == 0:
         raise ValueError("persistent_workers option needs num_workers > 0")
+
+
+# the options a DataLoader fixes at construction (torch refuses to change them later)
+_FIXED_OPTIONS = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset",
+                  "persistent_workers")
+
+
+def _check_multiprocessing_context(context, num_workers: int) -> None:
+    """torch's checks: a context only with workers, and a start method that exists
+    (ember's workers run in the loading process, so the context is not otherwise used)."""
+    if context is None:
+        return
+    if num_workers == 0:
+        raise ValueError("multiprocessing_context can only be used with multi-process "
+                         f"loading (num_workers > 0), but got num_workers={num_workers}")
+    if isinstance(context, str):
+        methods = multiprocessing.get_all_start_methods()
+        if context not in methods:
+            raise ValueError("multiprocessing_context option should specify a valid start "
+                             f"method in {methods!r}, but got "
+                             f"multiprocessing_context={context!r}")
+    elif not isinstance(context, multiprocessing.context.BaseContext):
+        raise TypeError("multiprocessing_context option should be a valid context object or "
+                        "a string specifying the start method, but got "
+                        f"multiprocessing_context={context}")
 
 
 def _check_iterable_options(shuffle, sampler, batch_sampler) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import warnings
 from typing import Generic, TypeVar
 
 T_co = TypeVar("T_co", covariant=True)
@@ -67,7 +68,11 @@ class Subset(Dataset):
         return self.dataset[self.indices[index]]
 
     def __getitems__(self, indices):
-        return [self.dataset[self.indices[i]] for i in indices]
+        picked = [self.indices[i] for i in indices]
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if callable(getitems):                 # the wrapped dataset's batched read
+            return getitems(picked)
+        return [self.dataset[i] for i in picked]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -84,6 +89,10 @@ def _split_lengths(total: int, lengths) -> list[int]:
             counts.append(int(math.floor(total * frac)))
         for i in range(total - sum(counts)):
             counts[i % len(counts)] += 1
+        for i, count in enumerate(counts):
+            if count == 0:
+                warnings.warn(f"Length of split at index {i} is 0. This might result in an "
+                              "empty dataset.")
         return counts
     if sum(lengths) != total:
         raise ValueError("Sum of input lengths does not equal the length of the input "
@@ -106,7 +115,7 @@ class TensorDataset(Dataset):
 
     def __init__(self, *tensors) -> None:
         if any(t.shape[0] != tensors[0].shape[0] for t in tensors):
-            raise ValueError("Size mismatch between tensors")
+            raise AssertionError("Size mismatch between tensors")   # torch's kind
         self.tensors = tensors
 
     def __getitem__(self, index):
@@ -160,7 +169,26 @@ class StackDataset(Dataset):
         return tuple(dataset[index] for dataset in self.datasets)
 
     def __getitems__(self, indices: list):
-        return [self[index] for index in indices]
+        """A batch of samples, reading each dataset with its own __getitems__ if it has
+        one (a batched read) and item by item otherwise."""
+        named = isinstance(self.datasets, dict)
+        datasets = self.datasets.items() if named else enumerate(self.datasets)
+        columns = {key: _read_column(dataset, indices) for key, dataset in datasets}
+        if named:
+            return [{key: column[i] for key, column in columns.items()}
+                    for i in range(len(indices))]
+        return [tuple(column[i] for column in columns.values()) for i in range(len(indices))]
 
     def __len__(self) -> int:
         return self._length
+
+
+def _read_column(dataset, indices: list) -> list:
+    getitems = getattr(dataset, "__getitems__", None)
+    if not callable(getitems):
+        return [dataset[i] for i in indices]
+    items = getitems(indices)
+    if len(items) != len(indices):
+        raise ValueError("Nested dataset's output size mismatch. "
+                         f"Expected {len(indices)}, got {len(items)}")
+    return list(items)

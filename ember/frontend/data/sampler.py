@@ -13,6 +13,10 @@ from ..factories import as_tensor, randint, randperm
 T_co = TypeVar("T_co", covariant=True)
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 class Sampler(Generic[T_co]):
     """Yields dataset indices; subclasses define __iter__ (and usually __len__)."""
 
@@ -41,20 +45,29 @@ class RandomSampler(Sampler):
                  generator=None) -> None:
         self.data_source, self.replacement = data_source, replacement
         self._num_samples, self.generator = num_samples, generator
+        if not isinstance(replacement, bool):
+            raise TypeError("replacement should be a boolean value, but got "
+                            f"replacement={replacement}")
+        if not _positive_int(self.num_samples):
+            raise ValueError("num_samples should be a positive integer value, but got "
+                             f"num_samples={self.num_samples}")
 
     @property
     def num_samples(self) -> int:
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self):
+        # a generator, as torch's: the draw happens at the first next(), so seeding
+        # between iter(sampler) and next() decides the order
         seed = int(randint(0, 2 ** 31 - 1, (), generator=self.generator).item())
         rng = np.random.default_rng(seed)
         n = len(self.data_source)
         if self.replacement:
-            return iter(rng.integers(0, n, size=self.num_samples).tolist())
+            yield from rng.integers(0, n, size=self.num_samples).tolist()
+            return
         rounds = -(-self.num_samples // n)
         order = np.concatenate([rng.permutation(n) for _ in range(rounds)])
-        return iter(order[:self.num_samples].tolist())
+        yield from order[:self.num_samples].tolist()
 
     def __len__(self) -> int:
         return self.num_samples
@@ -79,8 +92,7 @@ class WeightedRandomSampler(Sampler):
 
     def __init__(self, weights, num_samples: int, replacement: bool = True,
                  generator=None) -> None:
-        if not isinstance(num_samples, int) or isinstance(num_samples, bool) \
-                or num_samples <= 0:
+        if not _positive_int(num_samples):
             raise ValueError("num_samples should be a positive integer value, but got "
                              f"num_samples={num_samples}")
         if not isinstance(replacement, bool):
@@ -96,7 +108,7 @@ class WeightedRandomSampler(Sampler):
     def __iter__(self):
         drawn = OPS["multinomial"](self.weights, self.num_samples, self.replacement,
                                   generator=self.generator)
-        return iter(drawn.tolist())
+        yield from drawn.tolist()
 
     def __len__(self) -> int:
         return self.num_samples
@@ -104,6 +116,12 @@ class WeightedRandomSampler(Sampler):
 
 class BatchSampler(Sampler):
     def __init__(self, sampler, batch_size: int, drop_last: bool) -> None:
+        if not _positive_int(batch_size):
+            raise ValueError("batch_size should be a positive integer value, but got "
+                             f"batch_size={batch_size}")
+        if not isinstance(drop_last, bool):
+            raise ValueError("drop_last should be a boolean value, but got "
+                             f"drop_last={drop_last}")
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
 
     def __iter__(self):

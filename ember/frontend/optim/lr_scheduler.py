@@ -6,6 +6,8 @@ uses PyTorch's recursive form (it composes with other changes to group['lr']).
 """
 from __future__ import annotations
 
+import bisect
+import contextlib
 import math
 import warnings
 import types
@@ -15,8 +17,14 @@ from .optimizer import Optimizer
 from ..tensor import Tensor
 
 
+def _copied(value):
+    """A tensor lr is copied wherever a scheduler keeps it (base_lrs, initial_lr,
+    _last_lr): the group's own tensor is updated in place on every step."""
+    return value.clone() if isinstance(value, Tensor) else value
+
+
 def _group_values(optimizer: Optimizer, key: str) -> list:
-    return [group[key] for group in optimizer.param_groups]
+    return [_copied(group[key]) for group in optimizer.param_groups]
 
 
 def _format_param(name: str, optimizer: Optimizer, value) -> list:
@@ -24,8 +32,8 @@ def _format_param(name: str, optimizer: Optimizer, value) -> list:
         if len(value) != len(optimizer.param_groups):
             raise ValueError(f"{name} must have the same length as optimizer.param_groups "
                              f"({len(optimizer.param_groups)}), got {len(value)}")
-        return list(value)
-    return [value] * len(optimizer.param_groups)
+        return [_copied(v) for v in value]
+    return [_copied(value) for _ in optimizer.param_groups]
 
 
 
@@ -39,6 +47,35 @@ def _set_lr(group: dict, lr) -> None:
     else:
         group["lr"] = lr
 
+_EPOCH_DEPRECATED = (
+    "The epoch parameter in `scheduler.step()` was not necessary and is being deprecated "
+    "where possible. Please use `scheduler.step()` to step the scheduler. During the "
+    "deprecation, if epoch is different from None, the closed form is used instead of the "
+    "new chainable form, where available. Please open an issue if you are unable to "
+    "replicate your use case: https://github.com/pytorch/pytorch/issues/new/choose.")
+
+_HOW_TO = ("See more details at "
+           "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate")
+
+
+def _warn_get_lr_outside_step(scheduler) -> None:
+    """get_lr() computes the next step's values; a user reading the lr wants get_last_lr()."""
+    if not scheduler._get_lr_called_within_step:
+        warnings.warn("To get the last learning rate computed by the scheduler, please use "
+                      "`get_last_lr()`.", UserWarning, stacklevel=3)
+
+
+def _note_optimizer_step(optimizer: Optimizer) -> None:
+    """Remember the optimizer's own step attribute (if a script replaced it): a later
+    replacement means the scheduler can no longer tell whether optimizer.step() ran."""
+    optimizer.__dict__["_step_seen_by_lr_scheduler"] = optimizer.__dict__.get("step")
+
+
+def _optimizer_step_replaced(optimizer: Optimizer) -> bool:
+    return optimizer.__dict__.get("step") is not \
+        optimizer.__dict__.get("_step_seen_by_lr_scheduler")
+
+
 class LRScheduler:
     _is_initial = False
 
@@ -48,7 +85,7 @@ class LRScheduler:
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
+                group.setdefault("initial_lr", _copied(group["lr"]))
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
@@ -57,6 +94,7 @@ class LRScheduler:
         self.base_lrs = _group_values(optimizer, "initial_lr")
         self.last_epoch = last_epoch
         self._get_lr_called_within_step = False         # in torch's state_dict too
+        _note_optimizer_step(optimizer)
         self._initial_step()
 
     def _initial_step(self) -> None:
@@ -74,25 +112,50 @@ class LRScheduler:
         return self._last_lr
 
     def step(self, epoch: int | None = None) -> None:
-        if self._step_count == 1 and not getattr(self.optimizer, "_opt_called", False):
+        if self._step_count == 1:
+            self._warn_step_order()
+        self._step_count += 1
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATED, UserWarning, stacklevel=2)
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """The step itself: the next lrs (the closed form at an explicit epoch)."""
+        with self._computing_lr():
+            if epoch is None:
+                self.last_epoch += 1
+                values = self.get_lr()
+            else:
+                self.last_epoch = epoch
+                values = self._get_closed_form_lr() if hasattr(self, "_get_closed_form_lr") \
+                    else self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
+            _set_lr(group, lr)
+        self._last_lr = _group_values(self.optimizer, "lr")
+
+    def _warn_step_order(self) -> None:
+        """The first step after construction: warn, as torch does, if optimizer.step()
+        was replaced since (the scheduler cannot tell) or has not run yet."""
+        if _optimizer_step_replaced(self.optimizer):
+            warnings.warn("Seems like `optimizer.step()` has been overridden after learning "
+                          "rate scheduler initialization. Please, make sure to call "
+                          "`optimizer.step()` before `lr_scheduler.step()`. " + _HOW_TO,
+                          UserWarning, stacklevel=3)
+        elif not getattr(self.optimizer, "_opt_called", False):
             warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
                           "In PyTorch 1.1.0 and later, you should call them in the opposite "
                           "order: `optimizer.step()` before `lr_scheduler.step()`.  Failure "
                           "to do this will result in PyTorch skipping the first value of "
-                          "the learning rate schedule. See more details at "
-                          "https://pytorch.org/docs/stable/optim.html#how-to-adjust-"
-                          "learning-rate", UserWarning, stacklevel=2)
-        self._step_count += 1
-        if epoch is None:
-            self.last_epoch += 1
-            values = self.get_lr()
-        else:
-            self.last_epoch = epoch
-            values = self._get_closed_form_lr() if hasattr(self, "_get_closed_form_lr") \
-                else self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
-            _set_lr(group, lr)
-        self._last_lr = _group_values(self.optimizer, "lr")
+                          "the learning rate schedule. " + _HOW_TO, UserWarning, stacklevel=3)
+
+    @contextlib.contextmanager
+    def _computing_lr(self):
+        """get_lr() called by step() itself: no warning to use get_last_lr()."""
+        self._get_lr_called_within_step = True
+        try:
+            yield
+        finally:
+            self._get_lr_called_within_step = False
 
     def state_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
@@ -131,6 +194,7 @@ class LambdaLR(LRScheduler):
                 fn.__dict__.update(saved)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         return [base_lr * lmbda(self.last_epoch)
                 for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs)]
 
@@ -143,6 +207,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return _group_values(self.optimizer, "lr")
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
@@ -160,6 +225,7 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         if self.last_epoch not in self.milestones:
             return _group_values(self.optimizer, "lr")
         return [group["lr"] * self.gamma ** self.milestones[self.last_epoch]
@@ -178,6 +244,7 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         groups = self.optimizer.param_groups
         if self._is_initial:
             return _group_values(self.optimizer, "lr")
@@ -287,6 +354,7 @@ class OneCycleLR(LRScheduler):
         return self._annealing_linear(start, end, pct)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         step_num = self.last_epoch
         if step_num > self.total_steps:
             raise ValueError(f"Tried to step {step_num} times. The specified number of total "
@@ -323,7 +391,8 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        if self.last_epoch == 0:
+        _warn_get_lr_outside_step(self)
+        if self._is_initial:        # (a resumed scheduler's first step keeps its lr)
             return _group_values(self.optimizer, "lr")
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
@@ -335,7 +404,8 @@ class MultiplicativeLR(LambdaLR):
     """Multiplies each group's current lr by lr_lambda(epoch) on every step after the first."""
 
     def get_lr(self) -> list[float]:
-        if self.last_epoch > 0:
+        _warn_get_lr_outside_step(self)
+        if not self._is_initial:
             return [group["lr"] * lmbda(self.last_epoch)
                     for lmbda, group in zip(self.lr_lambdas, self.optimizer.param_groups)]
         return _group_values(self.optimizer, "lr")
@@ -351,6 +421,7 @@ class ConstantLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         lrs = _group_values(self.optimizer, "lr")
         if self.last_epoch == 0:
             return [lr * self.factor for lr in lrs]
@@ -377,10 +448,11 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         lrs = _group_values(self.optimizer, "lr")
         if self.last_epoch == 0:
             return [lr * self.start_factor for lr in lrs]
-        if self.last_epoch > self.total_iters:
+        if self._is_initial or self.last_epoch > self.total_iters:
             return lrs
         span = self.end_factor - self.start_factor
         ratio = 1.0 + span / (self.total_iters * self.start_factor
@@ -401,8 +473,9 @@ class PolynomialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         lrs = _group_values(self.optimizer, "lr")
-        if self.last_epoch == 0 or self.last_epoch > self.total_iters:
+        if self._is_initial or self.last_epoch > self.total_iters:
             return lrs
         decay = ((1.0 - self.last_epoch / self.total_iters)
                  / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
@@ -431,6 +504,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         return [self.eta_min + (base_lr - self.eta_min)
                 * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
                 for base_lr in self.base_lrs]
@@ -457,7 +531,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             self.T_i = self.T_0
             self.T_cur = epoch
         self.last_epoch = math.floor(epoch)          # (torch does not count these steps)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+        with self._computing_lr():
+            values = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
             _set_lr(group, lr)
         self._last_lr = _group_values(self.optimizer, "lr")
 
@@ -476,7 +552,7 @@ class CyclicLR(LRScheduler):
         base_lrs = _format_param("base_lr", optimizer, base_lr)
         if last_epoch == -1:
             for lr, group in zip(base_lrs, optimizer.param_groups):
-                group["lr"] = lr
+                _set_lr(group, lr)
         self.max_lrs = _format_param("max_lr", optimizer, max_lr)
         up = float(step_size_up)
         down = float(step_size_down) if step_size_down is not None else up
@@ -519,6 +595,7 @@ class CyclicLR(LRScheduler):
         return self.gamma ** x
 
     def get_lr(self) -> list[float]:
+        _warn_get_lr_outside_step(self)
         cycle = math.floor(1 + self.last_epoch / self.total_size)
         x = 1.0 + self.last_epoch / self.total_size - cycle
         scale_factor = x / self.step_ratio if x <= self.step_ratio \
@@ -538,16 +615,41 @@ class CyclicLR(LRScheduler):
         return state
 
 
+def _check_composed(kind: str, optimizer, schedulers) -> None:
+    """SequentialLR / ChainedScheduler: every scheduler drives `optimizer` and steps
+    without arguments (so not ReduceLROnPlateau)."""
+    for i, scheduler in enumerate(schedulers):
+        if not hasattr(scheduler, "optimizer"):
+            raise TypeError(f"{kind} at index {i} should have `optimizer` as its attribute.")
+        if isinstance(scheduler, ReduceLROnPlateau):
+            raise ValueError(f"{kind} does not support `ReduceLROnPlateau` scheduler as it "
+                             "requires additional kwargs to be specified when calling "
+                             f"`step`, but got one at index {i} in the given schedulers "
+                             "sequence.")
+        if scheduler.optimizer is not optimizer:
+            raise ValueError(f"{kind} expects all schedulers to belong to the same optimizer, "
+                             f"but got scheduler {type(scheduler).__name__} at index {i} has "
+                             f"{scheduler.optimizer}, which is different from "
+                             f"{type(optimizer).__name__}.")
+
+
+def _undo_initial_steps(scheduler) -> None:
+    """Take back the first step each (possibly nested) scheduler took when it was built."""
+    if hasattr(scheduler, "_schedulers"):
+        for inner in scheduler._schedulers:
+            _undo_initial_steps(inner)
+    elif hasattr(scheduler, "last_epoch"):
+        scheduler.last_epoch -= 1
+
+
 class SequentialLR(LRScheduler):
     """Runs `schedulers` one after another, switching at each of `milestones`."""
 
     def __init__(self, optimizer: Optimizer, schedulers, milestones, last_epoch: int = -1):
         if len(schedulers) < 1:
-            raise ValueError("SequentialLR expects at least one scheduler")
-        for i, scheduler in enumerate(schedulers):
-            if scheduler.optimizer is not optimizer:
-                raise ValueError("SequentialLR expects all schedulers to belong to the same "
-                                 f"optimizer, but scheduler at index {i} does not")
+            raise ValueError("SequentialLR expects at least one scheduler, but got no "
+                             "scheduler.")
+        _check_composed("SequentialLR", optimizer, schedulers)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError("Sequential Schedulers expects number of schedulers provided to "
                              "be one more than the number of milestone points, but got "
@@ -558,20 +660,19 @@ class SequentialLR(LRScheduler):
         self._milestones = list(milestones)
         self.last_epoch = last_epoch + 1
         for group in optimizer.param_groups:      # undo the schedulers' own first steps
-            group["lr"] = group["initial_lr"]
+            _set_lr(group, group["initial_lr"])
         for scheduler in self._schedulers:
-            scheduler.last_epoch -= 1
-        self._schedulers[0]._initial_step()
-        self._last_lr = self._schedulers[0].get_last_lr()
+            _undo_initial_steps(scheduler)
+        first = self._schedulers[bisect.bisect_right(self._milestones, 0)]
+        first._initial_step()
+        self._last_lr = first.get_last_lr()
 
     def step(self) -> None:
-        import bisect
         self.last_epoch += 1
         idx = bisect.bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[idx]
         if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
-            scheduler._step_count = 0                 # it starts afresh, as in torch
-            scheduler.step(0)
+            scheduler._update_lr(0)                   # it starts afresh, as in torch
         else:
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
@@ -594,15 +695,18 @@ class ChainedScheduler(LRScheduler):
 
     def __init__(self, schedulers, optimizer: Optimizer | None = None):
         if len(schedulers) < 1:
-            raise ValueError("ChainedScheduler expects at least one scheduler")
-        self.optimizer = optimizer if optimizer is not None else schedulers[0].optimizer
+            raise ValueError("ChainedScheduler expects at least one scheduler to be chained, "
+                             "but got no scheduler.")
+        optimizer = optimizer or schedulers[0].optimizer
+        _check_composed("ChainedScheduler", optimizer, schedulers)
+        self.optimizer = optimizer
         self._schedulers = list(schedulers)
-        self._last_lr = _group_values(self.optimizer, "lr")
+        self._last_lr = _group_values(self._schedulers[-1].optimizer, "lr")
 
     def step(self) -> None:
         for scheduler in self._schedulers:
             scheduler.step()
-        self._last_lr = _group_values(self.optimizer, "lr")
+        self._last_lr = _group_values(self._schedulers[-1].optimizer, "lr")
 
     state_dict = SequentialLR.state_dict
     load_state_dict = SequentialLR.load_state_dict
@@ -625,8 +729,13 @@ class ReduceLROnPlateau(LRScheduler):
             raise ValueError(f"threshold mode {threshold_mode} is unknown!")
         self.optimizer = optimizer
         self.factor = factor
-        self.min_lrs = _format_param("min_lr", optimizer, min_lr)
-        self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else min_lr
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != len(optimizer.param_groups):
+                raise ValueError(f"expected {len(optimizer.param_groups)} min_lrs, got "
+                                 f"{len(min_lr)}")
+            self.default_min_lr, self.min_lrs = None, list(min_lr)
+        else:
+            self.default_min_lr, self.min_lrs = min_lr, [min_lr] * len(optimizer.param_groups)
         self.patience = patience
         self.cooldown = cooldown
         self.eps = eps
@@ -658,6 +767,8 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metrics, epoch=None) -> None:
         current = float(metrics)
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATED, UserWarning, stacklevel=2)
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self.is_better(current, self.best):
             self.best = current
@@ -674,6 +785,15 @@ class ReduceLROnPlateau(LRScheduler):
         self._last_lr = _group_values(self.optimizer, "lr")
 
     def _reduce_lr(self) -> None:
+        groups = len(self.optimizer.param_groups)
+        if groups != len(self.min_lrs):             # a param group was added since
+            if self.default_min_lr is None:
+                raise RuntimeError(
+                    f"The number of param groups in the `optimizer` ({groups}) differs from "
+                    f"when `ReduceLROnPlateau` was initialized ({len(self.min_lrs)}), usually "
+                    "due to a new param group being added to the optimizer. Please modify "
+                    "the `min_lrs` field to match the length of the `optimizer` param groups.")
+            self.min_lrs = [self.default_min_lr] * groups
         for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
             old_lr = float(group["lr"])
             new_lr = max(old_lr * self.factor, min_lr)

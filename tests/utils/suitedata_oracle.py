@@ -1,0 +1,87 @@
+"""Shared by the suites ported from PyTorch's test_dataloader.py, test_serialization.py and
+optim/test_lrscheduler.py: a case is PyTorch user code `case(lib)`, run once with torch
+(the oracle) and once with ember; what it returns is reduced to plain Python (`plain`)
+and must be equal, and its warnings and errors must match in kind and key words."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+
+
+def plain(v):
+    """What a program sees of a result, without either library's own types."""
+    if isinstance(v, (torch.Tensor, ember.Tensor)):
+        v = v.detach().cpu()
+        values = v.float().tolist() if str(v.dtype).endswith("bfloat16") else v.tolist()
+        return ("tensor", str(v.dtype).split(".")[-1], tuple(v.shape), plain(values))
+    if isinstance(v, (torch.dtype, ember.dtype)):
+        return ("dtype", str(v).split(".")[-1])
+    if isinstance(v, (torch.Size, ember.Size)):
+        return ("Size", tuple(v))
+    if isinstance(v, (torch.device, ember.device)):
+        return ("device", str(v))
+    if isinstance(v, np.ndarray):
+        return ("ndarray", str(v.dtype), plain(v.tolist()))
+    if isinstance(v, tuple) and hasattr(v, "_fields"):
+        return (type(v).__name__, tuple(plain(x) for x in v))
+    if isinstance(v, (list, tuple)):
+        return type(v).__name__, [plain(x) for x in v]
+    if isinstance(v, dict):
+        return type(v).__name__, {k: plain(x) for k, x in v.items()}
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else float(f"{v:.9g}")
+    if isinstance(v, complex):
+        return complex(float(f"{v.real:.9g}"), float(f"{v.imag:.9g}"))
+    if isinstance(v, str):
+        return v.replace("torch", "LIB").replace("ember", "LIB")
+    return v
+
+
+def run_recording(fn, lib):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(lib)
+    return result, [str(w.message) for w in caught
+                    if not issubclass(w.category, DeprecationWarning)
+                    or "ember" in str(w.message) or "torch" in str(w.message)]
+
+
+def both(fn, warns=None, check_warnings=True):
+    """fn(lib) for torch and ember: equal plain() results. warns: a key phrase both must
+    warn with; otherwise ember must warn exactly when torch does."""
+    t, t_warn = run_recording(fn, torch)
+    e, e_warn = run_recording(fn, ember)
+    assert plain(e) == plain(t), f"\ntorch {plain(t)!r}\nember {plain(e)!r}"
+    if warns is not None:
+        for lib, caught in (("torch", t_warn), ("ember", e_warn)):
+            assert any(warns in w for w in caught), f"{lib} did not warn {warns!r}: {caught}"
+    elif check_warnings:
+        assert bool(e_warn) == bool(t_warn), f"torch warned {t_warn}, ember {e_warn}"
+    return t, e
+
+
+def raises_both(fn, *words, kind=Exception):
+    """fn(lib) raises for both libraries: the same exception kind (the most derived
+    builtin base both share with `kind`) and messages holding each key word."""
+    kinds = []
+    for lib in (torch, ember):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(kind) as info:
+                fn(lib)
+        msg = str(info.value)
+        for w in words:
+            assert w in msg, f"{lib.__name__}: {w!r} not in {msg!r}"
+        kinds.append(info.value)
+    torch_builtin = next(b for b in type(kinds[0]).__mro__ if b.__module__ == "builtins")
+    assert isinstance(kinds[1], torch_builtin), \
+        f"torch raised {type(kinds[0]).__name__}, ember {type(kinds[1]).__name__}"
+
+
+LIBS = pytest.mark.parametrize("lib", [torch, ember], ids=["torch", "ember"])
