@@ -98,7 +98,9 @@ def masked_scatter_(self, mask, source):
 def nonzero(input, *, as_tuple=False):
     """Coordinates of the nonzero elements: an [n, ndim] tensor, or (as_tuple) one 1-D
     tensor per dim."""
-    coords = ops.nonzero(input)
+    # PyTorch lays the result out column-major (strides (1, n)): each dim's coordinates
+    # are contiguous, so as_tuple's pieces are dense and .view() on the result fails.
+    coords = ops.t(ops.contiguous(ops.t(ops.nonzero(input))))
     if not as_tuple:
         return coords
     if input.ndim == 0:          # PyTorch treats a 0-d input as 1-D here: ([0],) or ([],)
@@ -108,7 +110,7 @@ def nonzero(input, *, as_tuple=False):
 
 @composite(method=True)
 def argwhere(input):
-    return ops.nonzero(input)
+    return nonzero(input)
 
 
 # --- repeat_interleave -------------------------------------------------------------------
