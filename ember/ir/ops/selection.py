@@ -292,6 +292,9 @@ def _searchsorted_ref(seq, values, out_int32, right, side, sorter):
         seq = np.take_along_axis(seq, sorter, axis=-1)
     kind = np.result_type(seq.dtype, values.dtype)
     seq, values = seq.astype(kind), values.astype(kind)
+    if kind.kind == "f" and (np.isnan(seq).any() or np.isnan(values).any()):
+        out = _bisect_as_pytorch(seq, values, side == "right")
+        return np.asarray(out, np.int32 if out_int32 else np.int64)
     if seq.ndim == 1:
         out = np.searchsorted(seq, values, side=side)
     else:
@@ -303,6 +306,27 @@ def _searchsorted_ref(seq, values, out_int32, right, side, sorter):
             out[r] = np.searchsorted(rows_s[r], rows_v[r], side=side)
         out = out.reshape(values.shape)
     return np.asarray(out, np.int32 if out_int32 else np.int64)
+
+
+def _bisect_as_pytorch(seq, values, right):
+    """PyTorch's own binary search, for NaNs (which NumPy orders last, PyTorch's
+    comparisons never): step right while not boundary >= value (left) or not boundary
+    > value (right), so a NaN value lands past every boundary."""
+    n = seq.shape[-1]
+    flat_vals = values.reshape(-1, values.shape[-1]) if values.ndim else values.reshape(1, 1)
+    rows = seq.reshape(-1, n) if seq.ndim > 1 else np.broadcast_to(seq, (len(flat_vals), n))
+    start = np.zeros(flat_vals.shape, np.int64)
+    end = np.full(flat_vals.shape, n, np.int64)
+    row_index = np.arange(len(flat_vals))[:, None]
+    with np.errstate(invalid="ignore"):
+        while (start < end).any():
+            active = start < end
+            mid = start + ((end - start) >> 1)
+            bound = rows[row_index, np.minimum(mid, n - 1)]
+            ahead = bound > flat_vals if right else bound >= flat_vals
+            start = np.where(active & ~ahead, mid + 1, start)
+            end = np.where(active & ahead, mid, end)
+    return start.reshape(values.shape)
 
 
 searchsorted = defop(

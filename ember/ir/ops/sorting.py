@@ -110,7 +110,7 @@ def _topk_meta(self, k, dim, largest, sorted):
     d = wrap_dim(dim, self.ndim)
     n = self.shape[d] if self.ndim else 1
     if not 0 <= k <= n:
-        raise EmberIndexError(f"selected index k out of range (k={k}, size {n})")
+        raise ShapeError(f"selected index k out of range (k={k}, size {n})")
     shape = list(self.shape)
     if self.ndim:
         shape[d] = k

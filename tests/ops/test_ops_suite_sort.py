@@ -1,0 +1,176 @@
+"""Sorting and selection as PyTorch's test_sort_and_select.py pins them down: sort
+(stable, descending, NaN last, dims, dtypes), argsort, msort, topk, kthvalue, mode,
+median, unique / unique_consecutive (sorted, dim, return_inverse / return_counts),
+searchsorted / bucketize (right / side, sorter, out_int32, scalars) and their errors.
+Each case runs with torch (the oracle) and ember (torch_suite_common.both / raises_both)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontend"))
+from torch_suite_common import both, raises_both  # noqa: E402
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _nan_data(L):
+    return L.tensor([[3., NAN, -INF, 1.], [NAN, 2., INF, -0.]])
+
+
+def _ties(L):
+    return L.tensor([2, 1, 2, 0, 1, 2, 0, 1])
+
+
+def _vi(r):
+    """values and indices of a (values, indices) named tuple, by field name."""
+    return [r.values, r.indices]
+
+
+CASES = {
+    # sort / argsort / msort
+    "sort_default": lambda L: _vi(L.sort(L.tensor([[3, 1, 2], [0, 5, 4]]))),
+    "sort_dim0_descending": lambda L: _vi(L.sort(L.tensor([[3, 1], [0, 5], [2, 2]]), 0,
+                                                 descending=True)),
+    "sort_nan_ascending": lambda L: _vi(L.sort(_nan_data(L))),
+    "sort_nan_descending": lambda L: _vi(L.sort(_nan_data(L), descending=True)),
+    "sort_stable_ties": lambda L: _vi(L.sort(_ties(L), stable=True)),
+    "sort_stable_ties_descending": lambda L: _vi(L.sort(_ties(L), stable=True,
+                                                        descending=True)),
+    "sort_bool": lambda L: _vi(L.sort(L.tensor([True, False, True, False]), stable=True)),
+    "sort_uint8_int8": lambda L: [L.sort(L.tensor([200, 3, 130], dtype=L.uint8)).values,
+                                  L.sort(L.tensor([-100, 3, 100], dtype=L.int8)).values],
+    "sort_scalar": lambda L: _vi(L.sort(L.tensor(3.))),
+    "sort_empty": lambda L: _vi(L.sort(L.empty(0, 3), 1)),
+    "sort_negative_zero_stable": lambda L: _vi(L.sort(L.tensor([0., -0., 0., -1.]),
+                                                      stable=True)),
+    "sort_out": lambda L: (lambda v, i: (list(L.sort(L.tensor([3., 1, 2]), out=(v, i))), v, i))(
+        L.empty(3), L.empty(3, dtype=L.long)),
+    "sort_method_tuple_unpack": lambda L: tuple(L.tensor([2., 1.]).sort(descending=True)),
+    "sort_noncontiguous": lambda L: [t.contiguous() for t in
+                                     L.arange(12.).reshape(3, 4).t().sort(0, True)],
+    "argsort_stable": lambda L: L.argsort(_ties(L), stable=True),
+    "argsort_descending_dim": lambda L: L.argsort(L.tensor([[1., 3, 2], [6, 5, 4]]), dim=0,
+                                                  descending=True),
+    "msort": lambda L: L.msort(L.tensor([[3., 1], [NAN, 0], [2, 5]])),
+    # topk
+    "topk_largest": lambda L: _vi(L.topk(L.tensor([1., 5, 3, 4]), 2)),
+    "topk_smallest": lambda L: _vi(L.topk(L.tensor([1., 5, 3, 4]), 3, largest=False)),
+    "topk_k0": lambda L: _vi(L.topk(L.tensor([1., 5, 3]), 0)),
+    "topk_nan_largest": lambda L: _vi(L.topk(L.tensor([1., NAN, 3, INF]), 2)),
+    "topk_nan_smallest": lambda L: _vi(L.topk(L.tensor([1., NAN, 3, -INF]), 2,
+                                              largest=False)),
+    "topk_dim0": lambda L: _vi(L.topk(L.tensor([[1, 9], [7, 2], [4, 4]]), 2, dim=0)),
+    "topk_full_k": lambda L: L.topk(L.tensor([2., 8, 5]), 3).values,
+    "topk_scalar": lambda L: _vi(L.topk(L.tensor(4.), 1)),
+    "topk_int8": lambda L: _vi(L.topk(L.tensor([-3, 7, 0], dtype=L.int8), 1)),
+    # kthvalue / median / mode / nanmedian
+    "kthvalue": lambda L: _vi(L.kthvalue(L.tensor([3., 1, 4, 1, 5]), 2)),
+    "kthvalue_dim_keepdim": lambda L: _vi(L.kthvalue(L.tensor([[3., 1], [4, 1], [5, 9]]), 3,
+                                                     0, True)),
+    "kthvalue_nan_largest": lambda L: _vi(L.kthvalue(L.tensor([NAN, 1., 2.]), 3)),
+    "kthvalue_scalar": lambda L: _vi(L.kthvalue(L.tensor(2.), 1)),
+    "median_even_lower": lambda L: L.median(L.tensor([4., 1, 3, 2])),
+    "median_dim": lambda L: _vi(L.median(L.tensor([[4., 1, 3], [2, 2, 9]]), 1)),
+    "median_nan": lambda L: [L.median(L.tensor([1., NAN, 3])),
+                             L.nanmedian(L.tensor([1., NAN, 3]))],
+    "nanmedian_dim_all_nan": lambda L: _vi(L.nanmedian(L.tensor([[NAN, NAN], [1., NAN]]),
+                                                       1)),
+    "mode_dim": lambda L: _vi(L.mode(L.tensor([[1, 2, 2, 3], [4, 4, 5, 5]]), 1)),
+    # unique / unique_consecutive
+    "unique_sorted": lambda L: L.unique(L.tensor([3, 1, 2, 3, 1])),
+    "unique_inverse_counts": lambda L: L.unique(L.tensor([[3, 1], [2, 3]]),
+                                                return_inverse=True, return_counts=True),
+    "unique_inverse_only": lambda L: L.unique(L.tensor([2., 2., 1.]), return_inverse=True),
+    "unique_counts_only": lambda L: L.unique(L.tensor([2., 2., 1.]), return_counts=True),
+    "unique_dim0": lambda L: L.unique(L.tensor([[1, 2], [0, 1], [1, 2]]), dim=0,
+                                      return_inverse=True, return_counts=True),
+    "unique_dim1": lambda L: L.unique(L.tensor([[1, 0, 1], [2, 1, 2]]), dim=1).contiguous(),
+    "unique_bool": lambda L: L.unique(L.tensor([True, False, True]), return_counts=True),
+    "unique_empty": lambda L: L.unique(L.tensor([], dtype=L.int64), return_inverse=True,
+                                       return_counts=True),
+    "unique_scalar": lambda L: L.unique(L.tensor(5), return_inverse=True),
+    "unique_method": lambda L: L.tensor([1, 1, 0]).unique(return_counts=True),
+    "unique_consecutive": lambda L: L.unique_consecutive(L.tensor([1, 1, 2, 2, 3, 1, 1])),
+    "unique_consecutive_inverse_counts": lambda L: L.unique_consecutive(
+        L.tensor([1, 1, 2, 2, 3, 1, 1]), return_inverse=True, return_counts=True),
+    "unique_consecutive_dim": lambda L: [t.contiguous() for t in L.unique_consecutive(
+        L.tensor([[1, 1, 2], [1, 1, 2]]), dim=1, return_counts=True)],
+    "unique_consecutive_2d_flat": lambda L: L.unique_consecutive(
+        L.tensor([[1, 1], [1, 2]]), return_inverse=True),
+    # searchsorted / bucketize
+    "searchsorted_left_right": lambda L: [
+        L.searchsorted(L.tensor([1, 3, 5, 7]), L.tensor([3, 6, 9, 0])),
+        L.searchsorted(L.tensor([1, 3, 5, 7]), L.tensor([3, 6, 9, 0]), right=True),
+        L.searchsorted(L.tensor([1, 3, 5, 7]), L.tensor([3, 6, 9, 0]), side="right")],
+    "searchsorted_nd": lambda L: L.searchsorted(L.tensor([[1, 3, 5], [2, 4, 6]]),
+                                                L.tensor([[3, 6], [1, 7]])),
+    "searchsorted_1d_boundaries_nd_values": lambda L: L.searchsorted(
+        L.tensor([1., 3, 5]), L.tensor([[2., 6], [0, 3]])),
+    "searchsorted_scalar_value": lambda L: L.searchsorted(L.tensor([1, 3, 5]), 4),
+    "searchsorted_out_int32": lambda L: L.searchsorted(L.tensor([1, 3, 5]), L.tensor([4]),
+                                                       out_int32=True),
+    "searchsorted_sorter": lambda L: L.searchsorted(L.tensor([5, 1, 3]), L.tensor([2, 4]),
+                                                    sorter=L.tensor([1, 2, 0])),
+    "searchsorted_nan": lambda L: [
+        L.searchsorted(L.tensor([1., 2., NAN]), L.tensor([NAN, 1.5, INF, 2.])),
+        L.searchsorted(L.tensor([1., 2., NAN]), L.tensor([NAN, 1.5, INF, 2.]), right=True),
+        L.searchsorted(L.tensor([[1., NAN, NAN], [0., 1., 2.]]), L.tensor([[1.], [NAN]])),
+        L.bucketize(L.tensor([NAN, 0.5]), L.tensor([0., 1., NAN, NAN]))],
+    "searchsorted_mixed_dtypes": lambda L: L.searchsorted(L.tensor([1, 3, 5]),
+                                                          L.tensor([2.5, 3.0])),
+    "bucketize": lambda L: [L.bucketize(L.tensor([[1, 6], [9, 3]]), L.tensor([1, 3, 5, 7])),
+                            L.bucketize(L.tensor([1, 6, 9, 3]), L.tensor([1, 3, 5, 7]),
+                                        right=True)],
+    "bucketize_scalar_int32": lambda L: L.bucketize(4, L.tensor([1, 3, 5]), out_int32=True),
+    "isin": lambda L: [L.isin(L.tensor([1, 2, 3]), L.tensor([2, 5])),
+                       L.isin(L.tensor([1, 2, 3]), 2, invert=True)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_sort_select(name):
+    both(CASES[name])
+
+
+ERRORS = {
+    "topk_k_too_big": (lambda L: L.topk(L.tensor([1., 2]), 3), RuntimeError,
+                       ("selected index k out of range",)),
+    "topk_dim_out_of_range": (lambda L: L.topk(L.tensor([1., 2]), 1, dim=1), IndexError,
+                              ("Dimension out of range",)),
+    "kthvalue_k_too_big": (lambda L: L.kthvalue(L.tensor([1., 2]), 3), RuntimeError,
+                           ("kthvalue(): selected number k out of range",)),
+    "kthvalue_k_zero": (lambda L: L.kthvalue(L.tensor([1., 2]), 0), RuntimeError,
+                        ("kthvalue(): selected number k out of range",)),
+    "sort_dim_out_of_range": (lambda L: L.sort(L.tensor([1., 2]), 1), IndexError,
+                              ("Dimension out of range",)),
+    "searchsorted_side_right_conflict": (
+        lambda L: L.searchsorted(L.tensor([1, 2]), L.tensor([1]), right=True, side="left"),
+        RuntimeError, ("side and right can't be set to opposites",)),
+    "searchsorted_bad_side": (
+        lambda L: L.searchsorted(L.tensor([1, 2]), L.tensor([1]), side="middle"),
+        RuntimeError, ("side can only be 'left' or 'right'",)),
+    "searchsorted_shape_mismatch": (
+        lambda L: L.searchsorted(L.tensor([[1, 2], [3, 4]]), L.tensor([[1], [2], [3]])),
+        RuntimeError, ("boundaries tensor should be 1 dimension or the first N-1 dimensions",)),
+    "searchsorted_scalar_boundaries": (
+        lambda L: L.searchsorted(L.tensor(1), L.tensor([1])), RuntimeError,
+        ("boundaries tensor should have positive dimension",)),
+    "searchsorted_sorter_size": (
+        lambda L: L.searchsorted(L.tensor([1, 2, 3]), L.tensor([1]), sorter=L.tensor([0, 1])),
+        RuntimeError, ("boundary and sorter must have the same size",)),
+    "bucketize_2d_boundaries": (
+        lambda L: L.bucketize(L.tensor([1]), L.tensor([[1, 2]])), RuntimeError,
+        ("boundaries tensor must be 1 dimension",)),
+    "unique_consecutive_dim_out_of_range": (
+        lambda L: L.unique_consecutive(L.tensor([1, 2]), dim=1), IndexError,
+        ("Dimension out of range",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_sort_select_error(name):
+    fn, kind, words = ERRORS[name]
+    raises_both(fn, *words, kind=kind)
