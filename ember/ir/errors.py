@@ -10,6 +10,7 @@ import os
 import sys
 import sysconfig
 import traceback
+import warnings
 
 EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STDLIB_DIRS = tuple(
@@ -101,6 +102,18 @@ def user_frame() -> traceback.FrameSummary | None:
         if is_user_frame(frame):
             return frame
     return None
+
+
+# how many warnings op rules have issued through warn_every_call: the eager layer does
+# not cache the plan of a call whose meta rule warned, so the next call warns again
+META_WARNINGS = [0]
+
+
+def warn_every_call(message: str, category=UserWarning) -> None:
+    """A warning an op's meta rule gives on each call that deserves it (PyTorch warns
+    per call), attributed to the user's line."""
+    META_WARNINGS[0] += 1
+    warnings.warn(message, category, stacklevel=user_stacklevel())
 
 
 def user_stacklevel() -> int:

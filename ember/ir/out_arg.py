@@ -25,6 +25,22 @@ _CASTING_OUT_OPS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack",
                     "column_stack", "row_stack", "cumsum", "cumprod"}
 
 
+# ops whose out= dtype, with no dtype= given, is the dtype they compute in (PyTorch's
+# sum/prod/cumsum/cumprod: sum of [0.5, 0.7] into an int64 out is 0, not round(1.2))
+_OUT_DTYPE_IS_COMPUTE_DTYPE = {"sum", "prod", "cumsum", "cumprod"}
+
+
+def out_sets_dtype(op, bound: tuple, out) -> tuple:
+    """The bound arguments with dtype= taken from `out` where PyTorch does so."""
+    if op.name not in _OUT_DTYPE_IS_COMPUTE_DTYPE or not hasattr(out, "dtype"):
+        return bound
+    names = [a.name for a in op.schema.args]
+    if "dtype" not in names or bound[names.index("dtype")] is not None:
+        return bound
+    i = names.index("dtype")
+    return bound[:i] + (out.dtype,) + bound[i + 1:]
+
+
 def with_out(fn):
     """`fn` (a composite: PyTorch function written as op calls) taking PyTorch's out=
     as well; the result's dtype must equal out's."""

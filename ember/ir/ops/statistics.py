@@ -63,7 +63,7 @@ def _mode_of(row):
 
 mode = named_tuple_op(defop(
     "mode(Tensor self, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices)",
-    meta=_dim_select_meta,
+    meta=lambda self, dim, keepdim: _dim_select_meta(self, dim, keepdim, "mode"),
     reference=lambda x, dim, keepdim: _per_slice(_mode_of, x, dim, keepdim),
     derivative=lambda g, self, dim, keepdim, out: _select_grad(g[0], self, dim, keepdim,
                                                                out[1]),
@@ -99,7 +99,7 @@ def _nanmedian_np(x):
 nanmedian_dim = named_tuple_op(defop(
     "nanmedian_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, "
     "Tensor indices)",
-    meta=_dim_select_meta,
+    meta=lambda self, dim, keepdim: _dim_select_meta(self, dim, keepdim, "nanmedian"),
     reference=lambda x, dim, keepdim: _per_slice(_nanmedian_of, x, dim, keepdim),
     derivative=lambda g, self, dim, keepdim, out: _select_grad(g[0], self, dim, keepdim,
                                                                out[1]),
