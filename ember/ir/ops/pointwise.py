@@ -213,7 +213,12 @@ abs = unary(  # noqa: A001 - PyTorch's name
     "abs", np.abs, lambda g, self: g * sgn(self), promotion=Promotion.COMPLEX_TO_FLOAT,
     samples=S.unary_samples(S.away_from_zero))
 
-sgn = unary("sgn", lambda x: x.copy() if x.dtype.kind == "b" else np.sign(x) if x.dtype.kind != "c" else
+def real_sign(x):
+    """PyTorch's sign of real numbers, (0 < x) - (x < 0): NaN gives 0 (NumPy's, NaN)."""
+    return ((x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)).astype(x.dtype, copy=False)
+
+
+sgn = unary("sgn", lambda x: x.copy() if x.dtype.kind == "b" else real_sign(x) if x.dtype.kind != "c" else
             np.where(x == 0, 0, x / np.where(x == 0, 1, np.abs(x))),
             lambda g, self, out: _sgn_derivative(g, self, out), promotion=Promotion.DEFAULT,
             samples=S.unary_samples(S.away_from_zero))
@@ -236,8 +241,19 @@ relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
              lambda g, self, out: where(out <= 0, 0, g), promotion=Promotion.DEFAULT,
              samples=S.unary_samples(S.away_from_zero))
 
+def _pow_promotion(self, exponent):
+    """Bools raised to a Python bool stay bool (x ** True is x, x ** False all True), as
+    PyTorch; any other bool operand counts as an integer."""
+    both_bool = isinstance(exponent, bool) and getattr(self, "dtype", None) is not None \
+        and self.dtype.name == "bool"
+    return Promotion.DEFAULT if both_bool else Promotion.BOOL_TO_LONG
+
+
 def _pow_meta(self, exponent):
-    out = pointwise_meta(Promotion.BOOL_TO_LONG)(self, exponent)
+    if all(getattr(t, "dtype", None) is not None and t.dtype.name == "bool"
+           for t in (self, exponent)):
+        raise DTypeError("\"pow\" not implemented for 'Bool'")
+    out = pointwise_meta(_pow_promotion(self, exponent))(self, exponent)
     integral = not (out.dtype.is_floating_point or out.dtype.is_complex)
     if isinstance(exponent, int) and not isinstance(exponent, bool) and exponent < 0 and \
             integral:
@@ -264,7 +280,7 @@ pow = defop(  # noqa: A001 - PyTorch's name
     meta=_pow_meta,
     reference=_pow_reference,
     derivative=lambda g, self, exponent, out: _pow_derivative(g, self, exponent, out),
-    tags=BINARY, promotion=Promotion.BOOL_TO_LONG,
+    tags=BINARY, promotion=_pow_promotion,
     samples=S.binary_samples(make_a=S.positive, scalar=2.0), torch_ref="torch.pow",
     method=True, inplace_variant=True,
 )
@@ -581,7 +597,7 @@ round = defop(  # noqa: A001 - PyTorch's name
     torch_ref="torch.round", method=True, inplace_variant=True,
 )
 
-sign = unary("sign", lambda x: x.copy() if x.dtype == np.bool_ else np.sign(x), lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
+sign = unary("sign", lambda x: x.copy() if x.dtype == np.bool_ else real_sign(x), lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
              meta=_dtype_check(Promotion.DEFAULT, _not_for(
                  "complex", msg="Unlike NumPy, torch.sign is not intended to support complex "
                                 "numbers. Please use torch.sgn instead.")),

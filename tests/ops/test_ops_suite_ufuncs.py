@@ -1,0 +1,291 @@
+"""Binary and unary ufuncs as the non-OpInfo parts of PyTorch's test_binary_ufuncs.py and
+test_unary_ufuncs.py pin them down: promotion with Python scalars and 0-d tensors, out=
+resizing and casting, integer division / remainder / fmod signs and zero divisors, pow
+with integer and negative exponents, comparisons across dtypes, in-place promotion
+errors, bool arithmetic refusals, NaN handling of maximum/fmax, and unary edge values.
+Each case runs with torch (the oracle) and ember (torch_suite_common.both / raises_both)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontend"))
+from torch_suite_common import both, raises_both  # noqa: E402
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _signs(L, dtype=None):
+    return L.tensor([-7, -6, -1, 0, 1, 6, 7], dtype=dtype or L.int64)
+
+
+def _div3(L, dtype=None):
+    return L.tensor([3, -3, 3, -3, 3, -3, 3], dtype=dtype or L.int64)
+
+
+def _out(L, fn, out):
+    """fn(out=out) and out afterwards."""
+    r = fn(out)
+    return [r, out, r is out]
+
+
+CASES = {
+    # integer division, remainder, fmod: signs follow PyTorch (floor / trunc / C fmod)
+    "floor_divide_signs": lambda L: L.floor_divide(_signs(L), _div3(L)),
+    "div_floor_trunc_signs": lambda L: [L.div(_signs(L), _div3(L), rounding_mode="floor"),
+                                        L.div(_signs(L), _div3(L), rounding_mode="trunc"),
+                                        L.div(_signs(L), _div3(L))],
+    "remainder_signs": lambda L: [L.remainder(_signs(L), _div3(L)), _signs(L) % -3,
+                                  L.remainder(-7, L.tensor([3, -3]))],
+    "fmod_signs": lambda L: [L.fmod(_signs(L), _div3(L)), L.fmod(_signs(L), -3)],
+    "float_remainder_fmod": lambda L: [L.remainder(L.tensor([-7.5, 7.5, -0.]), 2),
+                                       L.fmod(L.tensor([-7.5, 7.5, -0.]), 2),
+                                       L.remainder(L.tensor([5.]), -INF),
+                                       L.fmod(L.tensor([5.]), INF)],
+    "float_div_by_zero": lambda L: [L.tensor([1., -1., 0.]) / 0,
+                                    L.remainder(L.tensor([1., 0.]), 0.),
+                                    L.fmod(L.tensor([1.]), 0.),
+                                    L.floor_divide(L.tensor([1., -1., 0.]), 0.)],
+    "int8_division_wraps": lambda L: [L.div(L.tensor([-128], dtype=L.int8), -1,
+                                            rounding_mode="trunc"),
+                                      L.tensor([-128], dtype=L.int8) // 3],
+    "uint8_remainder": lambda L: L.remainder(L.tensor([250, 7], dtype=L.uint8), 3),
+    "floor_divide_float_precision": lambda L: L.floor_divide(L.tensor([1.0, 0.3]),
+                                                             L.tensor([0.1, 0.1])),
+    "true_divide_ints": lambda L: [L.true_divide(L.tensor([7, -7]), 2),
+                                   L.tensor([1], dtype=L.int8) / L.tensor([2],
+                                                                          dtype=L.uint8)],
+    "rtruediv_rfloordiv": lambda L: [2 / L.tensor([4, -8]), 7 // L.tensor([2, -2]),
+                                     7.5 // L.tensor([2, -2]), -7 % L.tensor([3])],
+    # pow
+    "pow_int_tensor_int_scalar": lambda L: [L.tensor([2, -3, 0]) ** 3,
+                                            L.pow(L.tensor([2, -3]), 0)],
+    "pow_int_tensor_negative_tensor_exponent": lambda L: L.pow(L.tensor([2, -1, 1, -2]),
+                                                               L.tensor([-1, -1, -2, -3])),
+    "pow_float_exponents": lambda L: [L.tensor([2, 4]) ** 0.5, L.tensor([4.]) ** -0.5,
+                                      L.tensor([-8.]) ** (1 / 3), L.tensor([0.]) ** -1,
+                                      L.tensor([0., -0.]) ** -INF],
+    "pow_scalar_base": lambda L: [2 ** L.tensor([-1, 0, 3]), 2.0 ** L.tensor([-1, 3]),
+                                  L.pow(-2, L.tensor([2, 3])), L.pow(0, L.tensor([0, 1]))],
+    "pow_bool": lambda L: [L.tensor([True, False]) ** 2, L.tensor([True, False]) ** True,
+                           L.tensor([True, False]) ** False, L.tensor([True]) ** 0.5,
+                           L.tensor([True, False]).pow_(True)],
+    "pow_overflow_int": lambda L: L.tensor([10], dtype=L.int32) ** 12,
+    "pow_uint8_wraps": lambda L: L.tensor([3], dtype=L.uint8) ** 6,
+    "pow_complex_scalar": lambda L: L.tensor([1., 4.]) ** 0.5j,
+    "pow_0d_tensor_exponent": lambda L: L.tensor([2, 3]) ** L.tensor(2.),
+    "float_power": lambda L: [L.float_power(L.tensor([2, 3]), 2),
+                              L.float_power(L.tensor([2.], dtype=L.float16), -1),
+                              L.float_power(2, L.tensor([1j]))],
+    "pow_inplace_float_int_exponent": lambda L: L.tensor([2., 3.]).pow_(L.tensor([2, 3])),
+    "square_int": lambda L: [L.square(L.tensor([-3], dtype=L.int8)),
+                             L.square(L.tensor([True]))],
+    # comparisons across dtypes
+    "compare_uint8_int8": lambda L: [L.tensor([200], dtype=L.uint8) > L.tensor([-1],
+                                                                                dtype=L.int8),
+                                     L.tensor([255], dtype=L.uint8) == -1],
+    "compare_int_float": lambda L: [L.tensor([1, 2]) < 1.5, L.tensor([2]) == 2.0,
+                                    L.tensor([2 ** 53 + 1]) == float(2 ** 53)],
+    "compare_bool_int": lambda L: [L.tensor([True, False]) == 1,
+                                   L.tensor([True]) > L.tensor([0])],
+    "compare_nan": lambda L: [L.tensor([NAN]) == L.tensor([NAN]),
+                              L.tensor([NAN]) != NAN, L.tensor([NAN, 1.]) < INF,
+                              L.eq(L.tensor([1.]), L.tensor([1 + 0j]))],
+    "compare_out_float": lambda L: _out(L, lambda o: L.lt(L.tensor([1, 3]), 2, out=o),
+                                        L.empty(2)),
+    "compare_reflected": lambda L: [2 < L.tensor([1, 3]), 2.5 >= L.tensor([2, 3])],
+    "eq_broadcast": lambda L: L.eq(L.tensor([[1], [2]]), L.tensor([1, 2, 3])),
+    "equal_dtypes": lambda L: [L.equal(L.tensor([1, 2]), L.tensor([1., 2.])),
+                               L.equal(L.tensor([1]), L.tensor([1, 1]))],
+    "isclose_int_float": lambda L: [L.isclose(L.tensor([1, 2]), L.tensor([1, 3])),
+                                    L.isclose(L.tensor([NAN]), L.tensor([NAN]),
+                                              equal_nan=True)],
+    # maximum / minimum / fmax / fmin with NaN
+    "maximum_nan": lambda L: [L.maximum(L.tensor([1., NAN, NAN]), L.tensor([NAN, 2., NAN])),
+                              L.minimum(L.tensor([1., NAN]), L.tensor([0., 2.]))],
+    "fmax_fmin_nan": lambda L: [L.fmax(L.tensor([1., NAN, NAN]), L.tensor([NAN, 2., NAN])),
+                                L.fmin(L.tensor([1., NAN]), L.tensor([0., 2.]))],
+    "maximum_int_bool": lambda L: [L.maximum(L.tensor([1, 5]), L.tensor([3, 2])),
+                                   L.maximum(L.tensor([True, False]), L.tensor([False,
+                                                                                False]))],
+    "maximum_negative_zero": lambda L: [L.maximum(L.tensor([-0.]), L.tensor([0.])),
+                                        L.minimum(L.tensor([0.]), L.tensor([-0.]))],
+    # promotion with scalars and 0-d tensors
+    "add_alpha": lambda L: [L.add(L.tensor([1, 2]), L.tensor([3, 4]), alpha=2),
+                            L.sub(L.tensor([1.]), L.tensor([3.]), alpha=0.5),
+                            L.add(L.tensor([1.]), 2, alpha=3)],
+    "rsub": lambda L: [L.rsub(L.tensor([1, 2]), 5), 5 - L.tensor([1.]),
+                       L.rsub(L.tensor([1.]), L.tensor([2.]), alpha=2)],
+    "int_tensor_plus_0d_float": lambda L: L.tensor([1, 2], dtype=L.int16) + L.tensor(0.5),
+    "float16_plus_double_scalar": lambda L: L.tensor([1.], dtype=L.float16) + 1e-4,
+    "int8_plus_big_int_scalar": lambda L: L.tensor([1], dtype=L.int8) + 200,
+    "bool_plus_bool_scalar": lambda L: [L.tensor([True]) + True, L.tensor([True]) * False],
+    "mul_complex_scalar_int_tensor": lambda L: L.tensor([1, 2]) * (1 + 2j),
+    "bitwise_mixed": lambda L: [L.tensor([12], dtype=L.int16) & L.tensor([10],
+                                                                           dtype=L.uint8),
+                                L.bitwise_xor(L.tensor([True]), L.tensor([3])),
+                                ~L.tensor([5], dtype=L.uint8), ~L.tensor([True, False])],
+    "shifts": lambda L: [L.tensor([1, -8]) << 2, L.tensor([-8, 8]) >> 1,
+                         L.tensor([1], dtype=L.int8) << 7,
+                         L.bitwise_left_shift(L.tensor([1]), L.tensor([3])),
+                         L.tensor([1], dtype=L.uint8) >> L.tensor([9], dtype=L.uint8)],
+    "logical_ops_mixed": lambda L: [L.logical_and(L.tensor([1., 0.]), L.tensor([2, 2])),
+                                    L.logical_xor(L.tensor([0, 3]), L.tensor(1)),
+                                    L.logical_or(L.tensor([NAN]), L.tensor([0]))],
+    "logical_out_int": lambda L: _out(L, lambda o: L.logical_and(
+        L.tensor([1., 0.]), L.tensor([1., 1.]), out=o), L.empty(2, dtype=L.int32)),
+    "atan2_hypot_ints": lambda L: [L.atan2(L.tensor([1, -1]), L.tensor([0, 0])),
+                                   L.hypot(L.tensor([3.]), L.tensor([4.]))],
+    "copysign": lambda L: [L.copysign(L.tensor([1, -2]), -0.),
+                           L.copysign(L.tensor([3.]), L.tensor([-1])),
+                           L.copysign(L.tensor([NAN]), -1.)],
+    "nextafter_ldexp": lambda L: [L.nextafter(L.tensor([0.], dtype=L.float64), L.tensor([1.],
+                                                                                      dtype=L.float64)) > 0,
+                                  L.ldexp(L.tensor([1., 3.]), L.tensor([2, -1]))],
+    "xlogy": lambda L: [L.xlogy(L.tensor([0., 0., 2.]), L.tensor([0., NAN, 3.])),
+                        L.xlogy(2, L.tensor([1, 4])),
+                        L.special.xlog1py(L.tensor([0.]), L.tensor([-1.]))],
+    "heaviside": lambda L: L.heaviside(L.tensor([-1., 0., 2., NAN]), L.tensor([0.5])),
+    "gcd_lcm": lambda L: [L.gcd(L.tensor([-12, 0, 7]), L.tensor([18, 0, -14])),
+                          L.lcm(L.tensor([-4, 0, 6]), L.tensor([6, 5, -4]))],
+    "lerp_scalar_and_tensor_weight": lambda L: [L.lerp(L.tensor([0., 10.]), L.tensor([10.,
+                                                                                      0.]), 0.25),
+                                                L.lerp(L.tensor([0.]), L.tensor([10.]),
+                                                       L.tensor([0.75]))],
+    "addcdiv_int_value": lambda L: L.addcdiv(L.tensor([1.]), L.tensor([3.]),
+                                             L.tensor([2.]), value=2),
+    # out=: resizing (warning when it had elements) and casting
+    "out_resized_from_empty": lambda L: _out(L, lambda o: L.add(L.tensor([1., 2]), 1, out=o),
+                                             L.empty(0)),
+    "out_cast_to_double": lambda L: _out(L, lambda o: L.mul(L.tensor([1, 2]), 2, out=o),
+                                         L.empty(2, dtype=L.float64)),
+    "out_broadcast_shape": lambda L: _out(L, lambda o: L.sub(L.tensor([[1.], [2.]]),
+                                                              L.tensor([1., 2., 3.]), out=o),
+                                          L.empty(2, 3)),
+    "out_same_as_input": lambda L: (lambda x: _out(L, lambda o: L.add(x, x, out=o), x))(
+        L.tensor([1., 2.])),
+    # in-place forms that keep self's dtype
+    "inplace_int_from_int_scalar": lambda L: L.tensor([5, 7]).floor_divide_(2),
+    "inplace_float_from_double": lambda L: L.tensor([1.]).add_(L.tensor([1e-9],
+                                                                       dtype=L.float64)),
+    "inplace_int8_wraps": lambda L: L.tensor([100], dtype=L.int8).mul_(3),
+    "inplace_broadcast_other": lambda L: L.zeros(2, 2).add_(L.tensor([1., 2.])),
+    "inplace_remainder_float": lambda L: L.tensor([-5.]).remainder_(3),
+    # unary edge values
+    "abs_neg_int_min": lambda L: [L.abs(L.tensor([-128], dtype=L.int8)),
+                                  -L.tensor([-128], dtype=L.int8), L.abs(L.tensor([-0.]))],
+    "sign_sgn": lambda L: [L.sign(L.tensor([-2., -0., 0., 3., NAN])),
+                           L.sgn(L.tensor([3 + 4j, 0j])), L.sign(L.tensor([True, False])),
+                           L.signbit(L.tensor([-0., 0., -1, NAN]))],
+    "rounding_ints_keep_dtype": lambda L: [L.floor(L.tensor([3])), L.ceil(L.tensor([-2],
+                                                                                  dtype=L.int8)),
+                                           L.round(L.tensor([7])), L.trunc(L.tensor([5]))],
+    "round_half_even_decimals": lambda L: [L.round(L.tensor([0.5, 1.5, 2.5, -0.5])),
+                                           L.round(L.tensor([1.2345, 123.45]), decimals=2),
+                                           L.round(L.tensor([1234.5]), decimals=-2)],
+    "int_to_float_unary": lambda L: [L.sqrt(L.tensor([4, 9])), L.exp(L.tensor([0, 1],
+                                                                             dtype=L.int8)),
+                                     L.sin(L.tensor([True])), L.sigmoid(L.tensor([0]))],
+    "sqrt_log_domain": lambda L: [L.sqrt(L.tensor([-1., -0.])), L.log(L.tensor([0., -1.])),
+                                  L.log1p(L.tensor([-1., -2.])), L.rsqrt(L.tensor([0., -0.]))],
+    "nan_to_num": lambda L: [L.nan_to_num(L.tensor([NAN, INF, -INF, 1.])),
+                             L.nan_to_num(L.tensor([NAN, INF, -INF]), 1., 2., -3.),
+                             L.nan_to_num(L.tensor([1, 2])),
+                             L.nan_to_num(L.tensor([INF], dtype=L.float16))],
+    "isnan_isinf_ints": lambda L: [L.isnan(L.tensor([1])), L.isinf(L.tensor([1])),
+                                   L.isfinite(L.tensor([1, 2], dtype=L.uint8)),
+                                   L.isposinf(L.tensor([INF, -INF])),
+                                   L.isneginf(L.tensor([INF, -INF])), L.isreal(L.tensor([1j,
+                                                                                        1]))],
+    "frexp": lambda L: list(L.frexp(L.tensor([8., -0.75, 0., INF]))),
+    "logit_eps": lambda L: [L.logit(L.tensor([0., 0.5, 1.])),
+                            L.logit(L.tensor([0., 1.]), eps=0.25)],
+    "reciprocal_int": lambda L: [L.reciprocal(L.tensor([2, 0])),
+                                 L.reciprocal(L.tensor([0.], dtype=L.float16))],
+    "exp2_expm1_log2": lambda L: [L.exp2(L.tensor([3, -1])), L.expm1(L.tensor([1e-10])),
+                                  L.log2(L.tensor([8]))],
+    "angle_real": lambda L: [L.angle(L.tensor([-1., 0., 2.])), L.angle(L.tensor([-1, 2])),
+                             L.angle(L.tensor([-1j]))],
+    "positive_conj_real": lambda L: [L.positive(L.tensor([1, 2])), L.conj_physical(
+        L.tensor([1 + 1j])), L.real(L.tensor([1., 2.]))],
+    "bitwise_not_bool_int": lambda L: [L.bitwise_not(L.tensor([True])),
+                                       L.bitwise_not(L.tensor([0], dtype=L.int8))],
+    "clamp_inf_bounds": lambda L: L.clamp(L.tensor([1., -INF, INF]), -INF, 2.),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ufunc(name):
+    both(CASES[name])
+
+
+def test_out_resize_warns():
+    both(lambda L: _out(L, lambda o: L.add(L.tensor([1., 2]), 1, out=o), L.empty(3)),
+         warns="An output with one or more elements was resized")
+
+
+ERRORS = {
+    "int_pow_negative_int_scalar_unit_base": (lambda L: L.tensor([1, -1]) ** -1, RuntimeError,
+                                              ("Integers to negative integer powers",)),
+    "int_pow_negative_int_scalar": (lambda L: L.tensor([2, 3]) ** -1, RuntimeError,
+                                    ("Integers to negative integer powers are not allowed",)),
+    "int_0d_pow_negative": (lambda L: L.tensor(3) ** -2, RuntimeError,
+                            ("Integers to negative integer powers",)),
+    "bool_pow_bool_tensor": (lambda L: L.pow(L.tensor([True]), L.tensor([True])), RuntimeError,
+                             ("\"pow\" not implemented for 'Bool'",)),
+    "int_inplace_true_divide": (lambda L: L.tensor([1, 2]).div_(2), RuntimeError,
+                                ("result type Float can't be cast to the desired output type "
+                                 "Long",)),
+    "int_inplace_add_float": (lambda L: L.tensor([1, 2]).add_(1.5), RuntimeError,
+                              ("result type Float can't be cast",)),
+    "bool_inplace_add_int": (lambda L: L.tensor([True]).add_(1), RuntimeError,
+                             ("result type Long can't be cast to the desired output type "
+                              "Bool",)),
+    "float_inplace_add_complex": (lambda L: L.tensor([1.]).mul_(1j), RuntimeError,
+                                  ("result type ComplexFloat can't be cast",)),
+    "inplace_broadcast_self": (lambda L: L.tensor([1., 2.]).add_(L.ones(2, 2)), RuntimeError,
+                               ("doesn't match the broadcast shape",)),
+    "out_int_for_float_result": (lambda L: L.add(L.tensor([1.]), 1, out=L.empty(1,
+                                                                                dtype=L.long)),
+                                 RuntimeError, ("result type Float can't be cast",)),
+    "sub_bool": (lambda L: L.tensor([True]) - L.tensor([False]), RuntimeError,
+                 ("Subtraction, the `-` operator, with two bool tensors is not supported",)),
+    "sub_bool_scalar": (lambda L: L.tensor([True]) - True, RuntimeError,
+                        ("Subtraction, the `-` operator",)),
+    "neg_bool": (lambda L: -L.tensor([True]), RuntimeError,
+                 ("Negation, the `-` operator, on a bool tensor is not supported",)),
+    "int_div_by_zero": (lambda L: L.tensor([1]) // 0, RuntimeError, ("ZeroDivisionError",)),
+    "int_remainder_by_zero": (lambda L: L.remainder(L.tensor([1]), L.tensor([0])),
+                              RuntimeError, ("ZeroDivisionError",)),
+    "bitwise_float": (lambda L: L.tensor([1.]) & L.tensor([1.]), RuntimeError,
+                      ("not implemented for 'Float'",)),
+    "shift_float": (lambda L: L.tensor([1.]) << 1, RuntimeError, ("not implemented for",)),
+    "gcd_float": (lambda L: L.gcd(L.tensor([1.]), L.tensor([2.])), RuntimeError,
+                  ("not implemented for 'Float'",)),
+    "heaviside_mixed_dtypes": (lambda L: L.heaviside(L.tensor([1.]), L.tensor([1])),
+                               RuntimeError, ("heaviside is not yet implemented for tensors "
+                                              "with different dtypes",)),
+    "add_shape_mismatch": (lambda L: L.tensor([1., 2.]) + L.tensor([1., 2., 3.]),
+                           RuntimeError, ("must match the size of tensor b",)),
+    "add_float_alpha_int": (lambda L: L.add(L.tensor([1]), L.tensor([1]), alpha=0.5),
+                            RuntimeError, ("For integral input tensors, argument alpha must "
+                                           "not be a floating point number",)),
+    "remainder_complex": (lambda L: L.remainder(L.tensor([1j]), 2), RuntimeError,
+                          ("not implemented for 'ComplexFloat'",)),
+    "floor_divide_complex": (lambda L: L.tensor([1j]) // 2, RuntimeError, ()),
+    "lerp_dtype_mismatch": (lambda L: L.lerp(L.tensor([1.]), L.tensor([1.],
+                                                                      dtype=L.float64), 0.5),
+                            RuntimeError, ("expected dtype",)),
+    "round_decimals_int": (lambda L: L.round(L.tensor([1]), decimals=1), RuntimeError,
+                           ("not implemented for 'Long'",)),
+    "logical_not_out_shape_ok_sign_complex": (lambda L: L.sign(L.tensor([1j])), RuntimeError,
+                                              ("Unlike NumPy, torch.sign is not intended",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_ufunc_error(name):
+    fn, kind, words = ERRORS[name]
+    raises_both(fn, *words, kind=kind)
