@@ -863,7 +863,21 @@ def _lower_median_index(x, axis):
 
 def _median_np(x):
     flat = x.reshape(-1)
+    if flat.size == 0:                 # a float tensor's median of nothing is NaN
+        return np.asarray(np.nan, x.dtype)
     return flat[_lower_median_index(flat, 0)[0]]
+
+
+def median_meta(what):
+    """The whole-tensor median: NaN for an empty floating tensor (PyTorch), an error for
+    an empty integer one (where PyTorch returns an arbitrary number)."""
+    def rule(self):
+        if self.dtype.is_complex:
+            raise DTypeError(f"\"{what}\" not implemented for '{self.dtype.name}'")
+        if self.dtype.is_floating_point and self.numel() == 0:
+            return TensorMeta((), self.dtype, str(self.device))
+        return _extreme_meta(what)(self, None, False)
+    return rule
 
 
 def _median_dim_np(x, dim, keepdim):
@@ -890,7 +904,7 @@ median_dim = named_tuple_op(defop(
 
 median = overloaded(defop(
     "median(Tensor self) -> Tensor",
-    meta=lambda self: _extreme_meta("median")(self, None, False),
+    meta=median_meta("median"),
     reference=_median_np,
     derivative=lambda g, self, out: _extreme_derivative(g, self, None, False, out),
     tags=R, torch_ref="torch.median", method=True,

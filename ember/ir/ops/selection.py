@@ -140,8 +140,8 @@ repeat_interleave = defop(
 def _unique_dim(self, dim):
     if dim is None:
         return None
-    if self.ndim == 0 and dim in (0, -1):
-        return None
+    if self.ndim == 0:
+        raise EmberIndexError(f"Dimension specified as {dim} but tensor has no dimensions")
     d = wrap_dim(dim, self.ndim)
     return d
 
@@ -153,7 +153,9 @@ def _unique_np(x, dim, consecutive):
         if consecutive:
             values, inverse, counts = _consecutive_runs(flat, flat.size)
             return values, inverse.reshape(x.shape), counts
-        values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        # (each NaN is its own value, as PyTorch's sort-then-compare finds them)
+        values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True,
+                                            equal_nan=False)
         return values, inverse.reshape(x.shape), counts
     if x.shape[dim] == 0 or x.size == 0 and not consecutive:
         moved = np.moveaxis(x, dim, 0)

@@ -824,6 +824,8 @@ def _unfold_geometry(self, dimension, size, step):
     if size > shape[d]:
         raise ShapeError(f"maximum size for tensor at dimension {d} is {shape[d]} but size is "
                          f"{size}")
+    if size < 0:
+        raise ShapeError(f"size is {size} but must be >= 0")
     if step <= 0:
         raise ShapeError(f"step is {step} but must be > 0")
     n = (shape[d] - size) // step + 1

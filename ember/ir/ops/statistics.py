@@ -16,8 +16,8 @@ from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
-from .reduction import (_dim_select_meta, _extreme_derivative, _extreme_meta, _select_grad,
-                        named_tuple_op, overloaded)
+from .reduction import (_dim_select_meta, _extreme_derivative, _select_grad,
+                        median_meta, named_tuple_op, overloaded)
 from .rules import np_inexact, wrap_dim
 from .selection import concrete_values
 
@@ -93,6 +93,8 @@ def _nanmedian_of(row):
 
 def _nanmedian_np(x):
     flat = x.reshape(-1)
+    if flat.size == 0:
+        return np.asarray(np.nan, x.dtype)
     return np.asarray(_nanmedian_of(flat)[0], x.dtype)
 
 
@@ -118,7 +120,7 @@ def _with_nans(rng, *shape):
 
 nanmedian = overloaded(defop(
     "nanmedian(Tensor self) -> Tensor",
-    meta=lambda self: _extreme_meta("nanmedian")(self, None, False),
+    meta=median_meta("nanmedian"),
     reference=_nanmedian_np,
     derivative=lambda g, self, out: _extreme_derivative(g, self, None, False, out),
     tags=R, method=True,
