@@ -19,7 +19,9 @@ import warnings
 
 from .errors import AutogradError, DTypeError, ShapeError
 
-_EXACT_DTYPE_OPS = {"amax", "amin", "max", "min", "aminmax", "complex", "polar"}
+_EXACT_DTYPE_OPS = {"amax", "amin", "max", "min", "aminmax", "complex", "polar",
+                    # (values, indices) reductions: values in self's dtype
+                    "max_dim", "min_dim", "median_dim", "nanmedian_dim", "mode", "kthvalue"}
 # non-pointwise ops whose out= takes any dtype the result casts to (torch's cat family)
 _CASTING_OUT_OPS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack",
                     "column_stack", "row_stack", "cumsum", "cumprod"}

@@ -266,6 +266,8 @@ def _cum_extreme_np(better):
             wrap_dim(dim, 0)
             return x.copy(), np.zeros((), np.int64)
         axis = wrap_dim(dim, x.ndim)
+        if x.shape[axis] == 0:
+            return x.copy(), np.zeros(x.shape, np.int64)
         xs = np.moveaxis(x, axis, 0)
         vals, idx = np.empty_like(xs), np.empty(xs.shape, np.int64)
         vals[0], idx[0] = xs[0], 0
