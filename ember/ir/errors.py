@@ -34,6 +34,11 @@ class DTypeError(EmberError, TypeError, RuntimeError):
     PyTorch for most ops, a TypeError for some: both are caught)."""
 
 
+class DTypeNotImplementedError(DTypeError, NotImplementedError):
+    """A dtype an op has no kernel for: PyTorch's NotImplementedError ('"abs_cpu" not
+    implemented for 'Bool'')."""
+
+
 class EmberIndexError(EmberError, IndexError):
     """An index out of range or of a kind the op does not accept."""
 

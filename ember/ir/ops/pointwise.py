@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..errors import EmberError
+from ..errors import DTypeNotImplementedError, EmberError, ShapeError
 from ..registry import NOT_DIFFERENTIABLE, Promotion, Tag, defop
 from . import samples as S
 from .rules import aliasing_meta, cast_scalar, pointwise_meta, same_meta
@@ -117,8 +117,8 @@ def _div_promotion(self, other, rounding_mode=None):
 def _div_meta(self, other, rounding_mode=None):
     out = pointwise_meta(_div_promotion(self, other, rounding_mode), 2)(self, other)
     if rounding_mode is not None and out.dtype.name == "bool":
-        raise DTypeError(f"div with rounding_mode='{rounding_mode}' is not implemented for "
-                         f"'Bool'")
+        raise DTypeNotImplementedError(f"div with rounding_mode='{rounding_mode}' is not "
+                                       f"implemented for 'Bool'")
     return out
 
 
@@ -164,7 +164,7 @@ def _rounded_division(x, y, rounding_mode):
         return (x - np.fmod(x, y)) // y     # exact for every int64, no float detour
     if rounding_mode == "floor":
         return np.floor_divide(x, y)
-    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+    raise ShapeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
                      f"found '{rounding_mode}'")
 
 
@@ -252,7 +252,7 @@ def _pow_promotion(self, exponent):
 def _pow_meta(self, exponent):
     if all(getattr(t, "dtype", None) is not None and t.dtype.name == "bool"
            for t in (self, exponent)):
-        raise DTypeError("\"pow\" not implemented for 'Bool'")
+        raise DTypeNotImplementedError("\"pow\" not implemented for 'Bool'")
     out = pointwise_meta(_pow_promotion(self, exponent))(self, exponent)
     integral = not (out.dtype.is_floating_point or out.dtype.is_complex)
     if isinstance(exponent, int) and not isinstance(exponent, bool) and exponent < 0 and \
@@ -295,9 +295,16 @@ def _pow_derivative(g, self, exponent, out):
     return (grad_self, grad_exp)
 
 
+def _maximum_meta(self, other):
+    if any(getattr(t, "dtype", None) is not None and t.dtype.is_complex
+           for t in (self, other)):
+        raise DTypeError("maximum not implemented for complex tensors.")
+    return pointwise_meta(Promotion.DEFAULT)(self, other)
+
+
 maximum = defop(
     "maximum(Tensor self, Tensor other) -> Tensor",
-    meta=pointwise_meta(Promotion.DEFAULT),
+    meta=_maximum_meta,
     reference=np.maximum,
     # ties split the gradient evenly, as PyTorch does
     derivative=lambda g, self, other: (g * ((self > other) + (self == other) * 0.5),
@@ -309,9 +316,23 @@ maximum = defop(
 # --- comparisons --------------------------------------------------------------------
 
 
+def _ordered_meta(name):
+    """lt/le/gt/ge: complex numbers have no order (PyTorch's "lt_cpu" refusal)."""
+    def rule(self, other):
+        for t in (self, other):
+            dt = getattr(t, "dtype", None)
+            if dt is not None and dt.is_complex or isinstance(t, complex):
+                raise DTypeNotImplementedError(f"\"{name}_cpu\" not implemented for "
+                                               f"'ComplexFloat'")
+        return pointwise_meta(Promotion.ALWAYS_BOOL)(self, other)
+    return rule
+
+
 def comparison(name, reference):
+    ordered = name not in ("eq", "ne")
     return defop(f"{name}(Tensor self, Tensor other) -> Tensor",
-                 meta=pointwise_meta(Promotion.ALWAYS_BOOL), reference=reference,
+                 meta=_ordered_meta(name) if ordered else pointwise_meta(Promotion.ALWAYS_BOOL),
+                 reference=reference,
                  derivative=NOT_DIFFERENTIABLE, tags=BINARY, promotion=Promotion.ALWAYS_BOOL,
                  samples=S.binary_samples(scalar=0.0), torch_ref=f"torch.{name}", method=True,
                  inplace_variant=True)
@@ -424,7 +445,8 @@ def _not_for(*categories, msg=None):
         kind = ("bool" if dt.name == "bool" else "complex" if dt.is_complex else
                 "float" if dt.is_floating_point else "int")
         if kind in categories:
-            raise DTypeError(msg or f"not implemented for '{names[kind]}' ({dt.name})")
+            raise DTypeNotImplementedError(msg or f"not implemented for '{names[kind]}' "
+                                           f"({dt.name})")
     return check
 
 

@@ -33,7 +33,8 @@ import warnings
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, EmberIndexError, ShapeError, warn_every_call
+from ..errors import (DTypeError, DTypeNotImplementedError, EmberIndexError, ShapeError,
+                      warn_every_call)
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, OPS, OpDef, Tag, defop
 from ..torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, dispatch_public
@@ -873,7 +874,8 @@ def median_meta(what):
     an empty integer one (where PyTorch returns an arbitrary number)."""
     def rule(self):
         if self.dtype.is_complex:
-            raise DTypeError(f"\"{what}\" not implemented for '{self.dtype.name}'")
+            raise DTypeNotImplementedError(f"\"{what}\" not implemented for "
+                                           f"'{self.dtype.name}'")
         if self.dtype.is_floating_point and self.numel() == 0:
             return TensorMeta((), self.dtype, str(self.device))
         return _extreme_meta(what)(self, None, False)
