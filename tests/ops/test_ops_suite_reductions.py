@@ -228,6 +228,28 @@ CASES = {
     "sum_method_axis_kw": lambda L: _m(L, 2, 3).sum(axis=1),
     "mean_method_axis_kw": lambda L: _m(L, 2, 3).mean(axis=(0, 1), keepdims=True),
     "amax_axis_kw": lambda L: L.amax(_m(L, 2, 3), axis=0),
+    # keyword / method forms, dtypes, keepdim
+    "max_method_dim_kw": lambda L: list(_m(L, 2, 3).max(dim=1, keepdim=True)),
+    "min_other_tensor_broadcast": lambda L: L.min(L.tensor([[1., 5.]]), L.tensor([[3.], [0.]])),
+    "max_int_uint8_binary": lambda L: L.max(L.tensor([1], dtype=L.uint8), L.tensor([-1], dtype=L.int8)),
+    "sum_generator_dims_list": lambda L: L.sum(_m(L, 2, 3, 4), [2, 0]),
+    "mean_neg_dims_keepdim": lambda L: L.mean(_m(L, 2, 3, 4), [-1, -2], True),
+    "std_dim_tuple_corr": lambda L: L.std(_m(L, 2, 3, 4), (1, 2), correction=2),
+    "prod_bool_dim": lambda L: L.prod(L.tensor([[True, False], [True, True]]), 1),
+    "prod_neg_zero": lambda L: L.prod(L.tensor([-0., 1.])),
+    "amax_bool": lambda L: L.amax(L.tensor([[True, False]]), 1),
+    "argmin_uint8": lambda L: L.argmin(L.tensor([3, 0, 255], dtype=L.uint8)),
+    "all_float_nan_zero": lambda L: L.all(L.tensor([[NAN, 0.]]), 1),
+    "sum_int_overflow_wraps": lambda L: L.tensor([2 ** 62, 2 ** 62]).sum(),
+    "cumsum_uint8_to_int64": lambda L: L.cumsum(L.tensor([200, 200], dtype=L.uint8), 0),
+    "cumsum_bool_dtype": lambda L: L.cumsum(L.tensor([True, True, False]), 0, dtype=L.float32),
+    "logsumexp_neg_inf_dim": lambda L: L.logsumexp(L.tensor([[-INF, -INF], [0., -INF]]), 1),
+    "nansum_keepdim": lambda L: L.nansum(L.tensor([[NAN, 1.], [2., NAN]]), 0, keepdim=True),
+    "nanmean_dim_all_nan": lambda L: L.nanmean(L.tensor([[NAN, NAN], [1., 3.]]), 1),
+    "var_mean_all_default": lambda L: list(L.var_mean(_m(L, 3))),
+    "std_mean_dim_list": lambda L: list(L.std_mean(_m(L, 2, 3), [0, 1])),
+    "count_nonzero_bool_dims": lambda L: L.count_nonzero(L.tensor([[True, False], [True, True]]), dim=(0,)),
+    "aminmax_keepdim_int": lambda L: list(L.aminmax(L.tensor([[3, 1], [2, 5]]), dim=0, keepdim=True)),
 }
 
 

@@ -154,6 +154,23 @@ CASES = {
     "unflatten_neg1": lambda L: L.unflatten(_m(L, 2, 6), 1, (-1, 2)),
     "take_along_dim_none": lambda L: L.take_along_dim(_m(L, 2, 3), L.tensor([5, 0])),
     "nonzero_static": lambda L: L.nonzero_static(L.tensor([0, 3, 0, 4]), size=3, fill_value=-1),
+    # keyword / method forms, dtypes, keepdim
+    "flip_3d_all": lambda L: L.flip(_m(L, 2, 2, 2), [0, 1, 2]),
+    "roll_3dims": lambda L: L.roll(_m(L, 2, 2, 2), (1, 1, 1), (0, 1, 2)),
+    "rot90_k_neg2_dims": lambda L: L.rot90(_m(L, 2, 3, 2), -2, (2, 0)),
+    "diagonal_neg_offset_dims": lambda L: L.diagonal(_m(L, 3, 3, 2), -1, 0, 1),
+    "diag_embed_3d": lambda L: L.diag_embed(_m(L, 2, 2)).shape,
+    "clamp_tensor_min_only_broadcast": lambda L: L.clamp(_m(L, 2, 2), min=L.tensor([[2.], [1.]])),
+    "clamp_max_lt_min_tensor": lambda L: L.clamp(_m(L, 3), min=L.tensor(2.), max=L.tensor(1.)),
+    "clamp_half": lambda L: L.clamp(L.tensor([1., 70000.], dtype=L.float16), max=2.),
+    "movedim_method": lambda L: _m(L, 2, 3, 4).movedim(-1, 0).shape,
+    "narrow_method_tensor_start": lambda L: _m(L, 5).narrow(0, L.tensor(1), 2),
+    "unfold_then_contig": lambda L: _m(L, 2, 5).unfold(1, 2, 1).contiguous(),
+    "nonzero_bool_3d": lambda L: L.nonzero(L.tensor([[[True, False]], [[False, True]]])),
+    "nonzero_noncontig": lambda L: L.nonzero(_m(L, 2, 3).t() > 2),
+    "argwhere_float": lambda L: L.argwhere(L.tensor([0., 1.5, NAN])),
+    "nonzero_as_tuple_1d": lambda L: L.nonzero(L.tensor([0, 3, 4]), as_tuple=True),
+    "nonzero_then_view": lambda L: L.nonzero(L.tensor([0, 1, 1])).view(-1),
 }
 
 
@@ -233,6 +250,8 @@ ERRORS = {
         ("appears multiple times",)),
     "flatten_range_err": (lambda L: L.flatten(_m(L, 2, 3, 4), 2, 1), RuntimeError,
         ("start_dim cannot come after end_dim",)),
+    "clamp_int8_big_bound": (lambda L: L.clamp(L.tensor([1, 100], dtype=L.int8), max=300), RuntimeError,
+        ("value cannot be converted to type int8_t without overflow",)),
 }
 
 

@@ -173,6 +173,22 @@ CASES = {
     "isin_scalar_elem": lambda L: L.isin(2, L.tensor([1, 2])),
     "isin_nan": lambda L: L.isin(L.tensor([NAN]), L.tensor([NAN])),
     "isin_assume_unique": lambda L: L.isin(L.tensor([1, 2, 3]), L.tensor([3, 4]), assume_unique=True),
+    # keyword / method forms, dtypes, keepdim
+    "median_dim_int_keepdim": lambda L: list(L.median(L.tensor([[3, 1, 2], [6, 5, 4]]), 1, True)),
+    "nanmedian_dim_keepdim": lambda L: list(L.nanmedian(L.tensor([[NAN, 1., 2.]]), 1, True)),
+    "mode_keepdim_int": lambda L: list(L.mode(L.tensor([[3, 3, 1]]), 1, True)),
+    "kthvalue_keepdim_int": lambda L: list(L.kthvalue(L.tensor([[3, 3, 1]]), 2, 1, True)),
+    "topk_largest_false_int_sorted": lambda L: list(L.topk(L.tensor([5, 1, 4]), 2, largest=False)),
+    "sort_descending_kw_only": lambda L: list(L.sort(L.tensor([2, 3, 1]), descending=True)),
+    "sort_stable_none": lambda L: list(L.sort(L.tensor([2, 1, 2]), stable=None)),
+    "argsort_stable_desc_dim0": lambda L: L.argsort(L.tensor([[1, 1], [1, 0]]), dim=0, descending=True, stable=True),
+    "sort_2d_dim0_nan": lambda L: list(L.sort(L.tensor([[NAN, 1.], [0., NAN]]), 0)),
+    "unique_return_inverse_2d": lambda L: L.unique(L.tensor([[2, 1], [1, 2]]), return_inverse=True),
+    "unique_int8": lambda L: L.unique(L.tensor([-1, 3, -1], dtype=L.int8), return_counts=True),
+    "unique_consecutive_bool": lambda L: L.unique_consecutive(L.tensor([True, True, False]), return_counts=True),
+    "searchsorted_float64_vals_float32_bnd": lambda L: L.searchsorted(L.tensor([0.1, 0.2]), L.tensor([0.1], dtype=L.float64)),
+    "searchsorted_right_dup": lambda L: L.searchsorted(L.tensor([1, 2, 2, 3]), L.tensor([2]), right=True),
+    "bucketize_right_dup": lambda L: L.bucketize(L.tensor([2]), L.tensor([1, 2, 2, 3]), right=True),
 }
 
 
