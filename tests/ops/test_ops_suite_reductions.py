@@ -182,16 +182,19 @@ CASES = {
     "var_correction_float": lambda L: L.var(_m(L, 4), correction=0.5),
     "var_empty": lambda L: L.var(L.empty(0)),
     "std_empty_dim": lambda L: L.std(L.empty(0, 3), 0),
-    "var_mean_correction": lambda L: list(L.var_mean(_m(L, 2, 3), dim=1, correction=0, keepdim=True)),
+    "var_mean_correction":
+        lambda L: list(L.var_mean(_m(L, 2, 3), dim=1, correction=0, keepdim=True)),
     "var_half": lambda L: L.var(L.tensor([1., 2., 4.], dtype=L.float16)),
     "std_inf": lambda L: L.std(L.tensor([1., INF])),
     "logsumexp_keepdim": lambda L: L.logsumexp(_m(L, 2, 3), -1, keepdim=True),
     "logsumexp_bool": lambda L: L.logsumexp(L.tensor([True, False]), 0),
     "logsumexp_0d": lambda L: L.logsumexp(L.tensor(2.), 0),
     "logsumexp_complex": lambda L: L.logsumexp(L.tensor([1 + 1j, 2j]), 0),
-    "logsumexp_out_float64": lambda L: _o(lambda o: L.logsumexp(_m(L, 2, 2), 1, out=o), L.empty(2, dtype=L.float64)),
+    "logsumexp_out_float64":
+        lambda L: _o(lambda o: L.logsumexp(_m(L, 2, 2), 1, out=o), L.empty(2, dtype=L.float64)),
     "count_nonzero_negative_dim": lambda L: L.count_nonzero(_m(L, 2, 3), -1),
-    "count_nonzero_0d": lambda L: [L.count_nonzero(L.tensor(0.)), L.count_nonzero(L.tensor(2.), 0)],
+    "count_nonzero_0d":
+        lambda L: [L.count_nonzero(L.tensor(0.)), L.count_nonzero(L.tensor(2.), 0)],
     "amax_int8": lambda L: L.amax(L.tensor([[-128, 127]], dtype=L.int8), 1),
     "amin_keepdim_neg": lambda L: L.amin(_m(L, 2, 3, 2), (-1, 0), True),
     "amax_0d_dims": lambda L: [L.amax(L.tensor(2.), 0), L.amax(L.tensor(2.), ())],
@@ -204,34 +207,45 @@ CASES = {
     "argmax_half": lambda L: L.argmax(L.tensor([1., 3., 2.], dtype=L.float16)),
     "aminmax_0d": lambda L: list(L.aminmax(L.tensor(3.))),
     "aminmax_nan": lambda L: list(L.aminmax(L.tensor([1., NAN]))),
-    "all_any_keepdim_none": lambda L: [L.all(_m(L, 2, 2), dim=0, keepdim=True), L.any(L.tensor([[0, 0]]), 1)],
+    "all_any_keepdim_none":
+        lambda L: [L.all(_m(L, 2, 2), dim=0, keepdim=True), L.any(L.tensor([[0, 0]]), 1)],
     "all_uint8_dim": lambda L: L.all(L.tensor([[1, 0]], dtype=L.uint8), 1),
-    "all_out_bool": lambda L: _o(lambda o: L.all(L.tensor([[1, 0]]), 1, out=o), L.empty(1, dtype=L.bool)),
+    "all_out_bool":
+        lambda L: _o(lambda o: L.all(L.tensor([[1, 0]]), 1, out=o), L.empty(1, dtype=L.bool)),
     "any_empty_dim": lambda L: L.any(L.empty(0, 2), 0),
     "norm_p0": lambda L: L.norm(L.tensor([0., 2., -3.]), 0),
     "norm_neg_inf": lambda L: L.norm(L.tensor([1., -3.]), float("-inf")),
     "norm_keepdim_dtype": lambda L: L.norm(_m(L, 2, 3), 2, 1, True, dtype=L.float64),
     "norm_empty": lambda L: L.norm(L.empty(0)),
-    "dist": lambda L: [L.dist(L.tensor([1., 2.]), L.tensor([4., 6.])), L.dist(L.tensor([1., 2.]), L.tensor([4., 6.]), 1)],
+    "dist":
+        lambda L: [L.dist(L.tensor([1., 2.]), L.tensor([4., 6.])), L.dist(L.tensor([1., 2.]),
+            L.tensor([4., 6.]), 1)],
     "cumsum_neg_dim_0d": lambda L: [L.cumsum(_m(L, 2, 3), -1), L.cumsum(L.tensor(2.), 0)],
     "cumprod_zero": lambda L: L.cumprod(L.tensor([2., 0., 3.]), 0),
     "cummax_int_ties": lambda L: list(L.cummax(L.tensor([1, 3, 3, 2]), 0)),
     "cummin_empty": lambda L: list(L.cummin(L.empty(0), 0)),
     "logcumsumexp_complex": lambda L: L.logcumsumexp(L.tensor([1j, 1 + 0j]), 0),
     "sum_to_size": lambda L: _m(L, 2, 3).sum_to_size(1, 3),
-    "diff": lambda L: [L.diff(L.tensor([1, 4, 9])), L.diff(_m(L, 2, 3), n=2, dim=1), L.diff(L.tensor([1., 2]), prepend=L.tensor([0.]), append=L.tensor([5.]))],
-    "trapz": lambda L: [L.trapezoid(L.tensor([1., 2., 3.])), L.trapezoid(L.tensor([1., 2.]), dx=0.5)],
+    "diff":
+        lambda L: [L.diff(L.tensor([1, 4, 9])), L.diff(_m(L, 2, 3), n=2, dim=1),
+            L.diff(L.tensor([1., 2]), prepend=L.tensor([0.]), append=L.tensor([5.]))],
+    "trapz":
+        lambda L: [L.trapezoid(L.tensor([1., 2., 3.])), L.trapezoid(L.tensor([1., 2.]), dx=0.5)],
     "histc": lambda L: L.histc(L.tensor([1., 2., 1., 5.]), bins=4, min=0, max=4),
-    "bincount": lambda L: [L.bincount(L.tensor([0, 1, 1, 3])), L.bincount(L.tensor([0, 1]), weights=L.tensor([0.5, 2.]), minlength=3)],
+    "bincount":
+        lambda L: [L.bincount(L.tensor([0, 1, 1, 3])), L.bincount(L.tensor([0, 1]),
+            weights=L.tensor([0.5, 2.]), minlength=3)],
     "std_mean_unbiased_kw": lambda L: list(L.std_mean(_m(L, 4), unbiased=False)),
-    "prod_out_dtype_mismatch": lambda L: _o(lambda o: L.prod(L.tensor([2., 3.]), 0, out=o), L.empty((), dtype=L.float64)),
+    "prod_out_dtype_mismatch":
+        lambda L: _o(lambda o: L.prod(L.tensor([2., 3.]), 0, out=o), L.empty((), dtype=L.float64)),
     "sum_method_axis_kw": lambda L: _m(L, 2, 3).sum(axis=1),
     "mean_method_axis_kw": lambda L: _m(L, 2, 3).mean(axis=(0, 1), keepdims=True),
     "amax_axis_kw": lambda L: L.amax(_m(L, 2, 3), axis=0),
     # keyword / method forms, dtypes, keepdim
     "max_method_dim_kw": lambda L: list(_m(L, 2, 3).max(dim=1, keepdim=True)),
     "min_other_tensor_broadcast": lambda L: L.min(L.tensor([[1., 5.]]), L.tensor([[3.], [0.]])),
-    "max_int_uint8_binary": lambda L: L.max(L.tensor([1], dtype=L.uint8), L.tensor([-1], dtype=L.int8)),
+    "max_int_uint8_binary":
+        lambda L: L.max(L.tensor([1], dtype=L.uint8), L.tensor([-1], dtype=L.int8)),
     "sum_generator_dims_list": lambda L: L.sum(_m(L, 2, 3, 4), [2, 0]),
     "mean_neg_dims_keepdim": lambda L: L.mean(_m(L, 2, 3, 4), [-1, -2], True),
     "std_dim_tuple_corr": lambda L: L.std(_m(L, 2, 3, 4), (1, 2), correction=2),
@@ -248,8 +262,10 @@ CASES = {
     "nanmean_dim_all_nan": lambda L: L.nanmean(L.tensor([[NAN, NAN], [1., 3.]]), 1),
     "var_mean_all_default": lambda L: list(L.var_mean(_m(L, 3))),
     "std_mean_dim_list": lambda L: list(L.std_mean(_m(L, 2, 3), [0, 1])),
-    "count_nonzero_bool_dims": lambda L: L.count_nonzero(L.tensor([[True, False], [True, True]]), dim=(0,)),
-    "aminmax_keepdim_int": lambda L: list(L.aminmax(L.tensor([[3, 1], [2, 5]]), dim=0, keepdim=True)),
+    "count_nonzero_bool_dims":
+        lambda L: L.count_nonzero(L.tensor([[True, False], [True, True]]), dim=(0,)),
+    "aminmax_keepdim_int":
+        lambda L: list(L.aminmax(L.tensor([[3, 1], [2, 5]]), dim=0, keepdim=True)),
 }
 
 
@@ -314,7 +330,9 @@ ERRORS = {
                                ("appears multiple times",)),
     "logsumexp_no_dim_err": (lambda L: L.logsumexp(_m(L, 2)), TypeError,
         ()),
-    "max_out_values_dtype_err": (lambda L: L.max(L.tensor([[1., 2.]]), 1, out=(L.empty(1, dtype=L.float64), L.empty(1, dtype=L.long))), RuntimeError,
+    "max_out_values_dtype_err":
+        (lambda L: L.max(L.tensor([[1., 2.]]), 1, out=(L.empty(1, dtype=L.float64), L.empty(1,
+            dtype=L.long))), RuntimeError,
         ("Expected out tensor to have dtype",)),
     "mean_bool_err": (lambda L: L.mean(L.tensor([True])), RuntimeError,
         ("could not infer output dtype",)),

@@ -146,7 +146,8 @@ CASES = {
     "unfold_step_gt_size": lambda L: _m(L, 10).unfold(0, 2, 4),
     "unfold_3d_mid": lambda L: _m(L, 2, 5, 2).unfold(1, 3, 1).shape,
     "clamp_int_tensor_float_bound": lambda L: L.clamp(L.tensor([1, 5]), min=L.tensor([2.5, 2.5])),
-    "clamp_min_max_tensor_nan": lambda L: L.clamp(L.tensor([1., 2]), min=L.tensor([0., 0.]), max=L.tensor([NAN, 1.])),
+    "clamp_min_max_tensor_nan":
+        lambda L: L.clamp(L.tensor([1., 2]), min=L.tensor([0., 0.]), max=L.tensor([NAN, 1.])),
     "clamp_scalar_tensor_mixed": lambda L: L.clamp(L.tensor([1., 5.]), min=0, max=L.tensor(3.)),
     "movedim_all": lambda L: L.movedim(_m(L, 2, 3, 4), (0, 1, 2), (2, 0, 1)).stride(),
     "swapdims_same": lambda L: L.swapaxes(_m(L, 2, 3), 1, 1).stride(),
@@ -236,7 +237,8 @@ ERRORS = {
         ("Dimension out of range",)),
     "diagonal_1d_err": (lambda L: L.diagonal(L.tensor([1.])), IndexError,
         ("Dimension out of range",)),
-    "narrow_tensor_length_err": (lambda L: L.narrow(_m(L, 4), 0, L.tensor([1, 2]), 1), RuntimeError,
+    "narrow_tensor_length_err":
+        (lambda L: L.narrow(_m(L, 4), 0, L.tensor([1, 2]), 1), RuntimeError,
         ("start must be an 0-dim integral Tensor",)),
     "unfold_neg_size_err": (lambda L: _m(L, 3).unfold(0, -1, 1), RuntimeError,
         ("size is -1 but must be >= 0",)),
@@ -244,13 +246,15 @@ ERRORS = {
         ("Dimension out of range",)),
     "clamp_complex_err": (lambda L: L.clamp(L.tensor([1j]), 0, 1), RuntimeError,
         ("clamp is not supported for complex types",)),
-    "clamp_out_int": (lambda L: L.clamp(L.tensor([1., 5.]), 0, 2, out=L.empty(2, dtype=L.long)), RuntimeError,
+    "clamp_out_int":
+        (lambda L: L.clamp(L.tensor([1., 5.]), 0, 2, out=L.empty(2, dtype=L.long)), RuntimeError,
         ()),
     "flip_dim_tuple_neg_dup_err": (lambda L: L.flip(_m(L, 2, 3), (0, -2)), RuntimeError,
         ("appears multiple times",)),
     "flatten_range_err": (lambda L: L.flatten(_m(L, 2, 3, 4), 2, 1), RuntimeError,
         ("start_dim cannot come after end_dim",)),
-    "clamp_int8_big_bound": (lambda L: L.clamp(L.tensor([1, 100], dtype=L.int8), max=300), RuntimeError,
+    "clamp_int8_big_bound":
+        (lambda L: L.clamp(L.tensor([1, 100], dtype=L.int8), max=300), RuntimeError,
         ("value cannot be converted to type int8_t without overflow",)),
 }
 

@@ -135,11 +135,15 @@ CASES = {
     "isin": lambda L: [L.isin(L.tensor([1, 2, 3]), L.tensor([2, 5])),
                        L.isin(L.tensor([1, 2, 3]), 2, invert=True)],
     # more edge cases (empty, 0-d, NaN, mixed dtypes)
-    "sort_int16_desc_stable": lambda L: list(L.sort(L.tensor([3, 1, 3, 2], dtype=L.int16), descending=True, stable=True)),
-    "sort_inf_nan_mix": lambda L: list(L.sort(L.tensor([INF, NAN, -INF, 0., -NAN]), descending=True)),
+    "sort_int16_desc_stable":
+        lambda L: list(L.sort(L.tensor([3, 1, 3, 2], dtype=L.int16), descending=True,
+            stable=True)),
+    "sort_inf_nan_mix":
+        lambda L: list(L.sort(L.tensor([INF, NAN, -INF, 0., -NAN]), descending=True)),
     "sort_dim_keyword_3d": lambda L: list(L.sort(_m(L, 2, 3, 2) * L.tensor([1., -1.]), dim=1)),
     "sort_half": lambda L: list(L.sort(L.tensor([3., NAN, 1.], dtype=L.float16))),
-    "argsort_bool_desc": lambda L: L.argsort(L.tensor([False, True, True]), descending=True, stable=True),
+    "argsort_bool_desc":
+        lambda L: L.argsort(L.tensor([False, True, True]), descending=True, stable=True),
     "topk_sorted_false_values": lambda L: L.topk(L.tensor([5., 1, 4, 2]), 2, sorted=True).values,
     "topk_neg_dim": lambda L: list(L.topk(_m(L, 2, 4), 2, -1, False)),
     "topk_empty_dim": lambda L: list(L.topk(L.empty(3, 0), 0, 1)),
@@ -154,16 +158,26 @@ CASES = {
     "unique_nan": lambda L: L.unique(L.tensor([NAN, 1., NAN])),
     "unique_float_negzero": lambda L: L.unique(L.tensor([0., -0., 1.])),
     "unique_sorted_false": lambda L: L.unique(L.tensor([3, 1, 3]), sorted=False),
-    "unique_dim_empty": lambda L: L.unique(L.empty(0, 2), dim=0, return_inverse=True, return_counts=True),
+    "unique_dim_empty":
+        lambda L: L.unique(L.empty(0, 2), dim=0, return_inverse=True, return_counts=True),
     "unique_consecutive_nan": lambda L: L.unique_consecutive(L.tensor([NAN, NAN, 1.])),
-    "unique_consecutive_empty": lambda L: L.unique_consecutive(L.tensor([]), return_inverse=True, return_counts=True),
-    "unique_consecutive_dim0_2d": lambda L: L.unique_consecutive(L.tensor([[1, 2], [1, 2], [2, 1]]), dim=0, return_inverse=True),
+    "unique_consecutive_empty":
+        lambda L: L.unique_consecutive(L.tensor([]), return_inverse=True, return_counts=True),
+    "unique_consecutive_dim0_2d":
+        lambda L: L.unique_consecutive(L.tensor([[1, 2], [1, 2], [2, 1]]), dim=0,
+            return_inverse=True),
     "unique_dim_bool": lambda L: L.unique(L.tensor([[True, False], [True, False]]), dim=0),
-    "searchsorted_empty_values": lambda L: L.searchsorted(L.tensor([1, 2]), L.empty(0, dtype=L.int64)),
+    "searchsorted_empty_values":
+        lambda L: L.searchsorted(L.tensor([1, 2]), L.empty(0, dtype=L.int64)),
     "searchsorted_empty_boundaries": lambda L: L.searchsorted(L.empty(0), L.tensor([1.])),
-    "searchsorted_out": lambda L: (lambda o: (L.searchsorted(L.tensor([1, 3]), L.tensor([2]), out=o), o))(L.empty(1, dtype=L.long)),
-    "searchsorted_int32_boundaries_float_vals": lambda L: L.searchsorted(L.tensor([1, 3], dtype=L.int32), L.tensor([2.5])),
-    "searchsorted_sorter_right": lambda L: L.searchsorted(L.tensor([3, 1, 2, 2]), L.tensor([2]), sorter=L.tensor([1, 2, 3, 0]), side="right"),
+    "searchsorted_out":
+        lambda L: (lambda o: (L.searchsorted(L.tensor([1, 3]), L.tensor([2]), out=o),
+            o))(L.empty(1, dtype=L.long)),
+    "searchsorted_int32_boundaries_float_vals":
+        lambda L: L.searchsorted(L.tensor([1, 3], dtype=L.int32), L.tensor([2.5])),
+    "searchsorted_sorter_right":
+        lambda L: L.searchsorted(L.tensor([3, 1, 2, 2]), L.tensor([2]), sorter=L.tensor([1, 2,
+            3, 0]), side="right"),
     "searchsorted_dup_left": lambda L: L.searchsorted(L.tensor([1, 2, 2, 2, 3]), L.tensor([2])),
     "bucketize_float_int": lambda L: L.bucketize(L.tensor([0.5, 2.0]), L.tensor([1, 2])),
     "bucketize_0d": lambda L: L.bucketize(L.tensor(2), L.tensor([1, 3])),
@@ -172,7 +186,8 @@ CASES = {
     "isin_float_int": lambda L: L.isin(L.tensor([1., 2.5]), L.tensor([1, 2])),
     "isin_scalar_elem": lambda L: L.isin(2, L.tensor([1, 2])),
     "isin_nan": lambda L: L.isin(L.tensor([NAN]), L.tensor([NAN])),
-    "isin_assume_unique": lambda L: L.isin(L.tensor([1, 2, 3]), L.tensor([3, 4]), assume_unique=True),
+    "isin_assume_unique":
+        lambda L: L.isin(L.tensor([1, 2, 3]), L.tensor([3, 4]), assume_unique=True),
     # keyword / method forms, dtypes, keepdim
     "median_dim_int_keepdim": lambda L: list(L.median(L.tensor([[3, 1, 2], [6, 5, 4]]), 1, True)),
     "nanmedian_dim_keepdim": lambda L: list(L.nanmedian(L.tensor([[NAN, 1., 2.]]), 1, True)),
@@ -181,14 +196,20 @@ CASES = {
     "topk_largest_false_int_sorted": lambda L: list(L.topk(L.tensor([5, 1, 4]), 2, largest=False)),
     "sort_descending_kw_only": lambda L: list(L.sort(L.tensor([2, 3, 1]), descending=True)),
     "sort_stable_none": lambda L: list(L.sort(L.tensor([2, 1, 2]), stable=None)),
-    "argsort_stable_desc_dim0": lambda L: L.argsort(L.tensor([[1, 1], [1, 0]]), dim=0, descending=True, stable=True),
+    "argsort_stable_desc_dim0":
+        lambda L: L.argsort(L.tensor([[1, 1], [1, 0]]), dim=0, descending=True, stable=True),
     "sort_2d_dim0_nan": lambda L: list(L.sort(L.tensor([[NAN, 1.], [0., NAN]]), 0)),
-    "unique_return_inverse_2d": lambda L: L.unique(L.tensor([[2, 1], [1, 2]]), return_inverse=True),
+    "unique_return_inverse_2d":
+        lambda L: L.unique(L.tensor([[2, 1], [1, 2]]), return_inverse=True),
     "unique_int8": lambda L: L.unique(L.tensor([-1, 3, -1], dtype=L.int8), return_counts=True),
-    "unique_consecutive_bool": lambda L: L.unique_consecutive(L.tensor([True, True, False]), return_counts=True),
-    "searchsorted_float64_vals_float32_bnd": lambda L: L.searchsorted(L.tensor([0.1, 0.2]), L.tensor([0.1], dtype=L.float64)),
-    "searchsorted_right_dup": lambda L: L.searchsorted(L.tensor([1, 2, 2, 3]), L.tensor([2]), right=True),
-    "bucketize_right_dup": lambda L: L.bucketize(L.tensor([2]), L.tensor([1, 2, 2, 3]), right=True),
+    "unique_consecutive_bool":
+        lambda L: L.unique_consecutive(L.tensor([True, True, False]), return_counts=True),
+    "searchsorted_float64_vals_float32_bnd":
+        lambda L: L.searchsorted(L.tensor([0.1, 0.2]), L.tensor([0.1], dtype=L.float64)),
+    "searchsorted_right_dup":
+        lambda L: L.searchsorted(L.tensor([1, 2, 2, 3]), L.tensor([2]), right=True),
+    "bucketize_right_dup":
+        lambda L: L.bucketize(L.tensor([2]), L.tensor([1, 2, 2, 3]), right=True),
 }
 
 
@@ -235,9 +256,12 @@ ERRORS = {
         ("does not support complex dtypes",)),
     "topk_complex_err": (lambda L: L.topk(L.tensor([1j]), 1), RuntimeError,
         ("does not support complex dtypes",)),
-    "sort_out_values_wrong_dtype": (lambda L: L.sort(L.tensor([1., 2]), out=(L.empty(2, dtype=L.float64), L.empty(2, dtype=L.long))), RuntimeError,
+    "sort_out_values_wrong_dtype":
+        (lambda L: L.sort(L.tensor([1., 2]), out=(L.empty(2, dtype=L.float64), L.empty(2,
+            dtype=L.long))), RuntimeError,
         ("Expected out tensor to have dtype",)),
-    "searchsorted_2d_scalar_value_err": (lambda L: L.searchsorted(L.tensor([[1, 2]]), 1), RuntimeError,
+    "searchsorted_2d_scalar_value_err":
+        (lambda L: L.searchsorted(L.tensor([[1, 2]]), 1), RuntimeError,
         ("torch.searchsorted()",)),
 }
 

@@ -147,9 +147,9 @@ CASES = {
     "copysign": lambda L: [L.copysign(L.tensor([1, -2]), -0.),
                            L.copysign(L.tensor([3.]), L.tensor([-1])),
                            L.copysign(L.tensor([NAN]), -1.)],
-    "nextafter_ldexp": lambda L: [L.nextafter(L.tensor([0.], dtype=L.float64), L.tensor([1.],
-                                                                                      dtype=L.float64)) > 0,
-                                  L.ldexp(L.tensor([1., 3.]), L.tensor([2, -1]))],
+    "nextafter_ldexp": lambda L: [
+        L.nextafter(L.tensor([0.], dtype=L.float64), L.tensor([1.], dtype=L.float64)) > 0,
+        L.ldexp(L.tensor([1., 3.]), L.tensor([2, -1]))],
     "xlogy": lambda L: [L.xlogy(L.tensor([0., 0., 2.]), L.tensor([0., NAN, 3.])),
                         L.xlogy(2, L.tensor([1, 4])),
                         L.special.xlog1py(L.tensor([0.]), L.tensor([-1.]))],
@@ -238,10 +238,14 @@ CASES = {
     "pow_int_tensor_float_tensor": lambda L: L.pow(L.tensor([2]), L.tensor([0.5])),
     "pow_0d_int_float_exponent_tensor": lambda L: L.pow(L.tensor(2), L.tensor([0.5, 2.])),
     "pow_scalar_int_tensor_float0d": lambda L: L.pow(2, L.tensor(0.5)),
-    "pow_nan_zero": lambda L: [L.tensor([NAN]) ** 0, L.tensor([1.]) ** NAN, L.pow(L.tensor([NAN]), 0.)],
-    "pow_inf": lambda L: [L.tensor([INF, -INF]) ** -1, L.tensor([-INF]) ** 3, L.tensor([0.5]) ** INF],
-    "pow_int_negative_tensor_exp_bases": lambda L: L.pow(L.tensor([0, 3, -3]), L.tensor([-1, -2, -3])),
-    "pow_out_float64": lambda L: _o(lambda o: L.pow(L.tensor([2]), 2, out=o), L.empty(1, dtype=L.float64)),
+    "pow_nan_zero":
+        lambda L: [L.tensor([NAN]) ** 0, L.tensor([1.]) ** NAN, L.pow(L.tensor([NAN]), 0.)],
+    "pow_inf":
+        lambda L: [L.tensor([INF, -INF]) ** -1, L.tensor([-INF]) ** 3, L.tensor([0.5]) ** INF],
+    "pow_int_negative_tensor_exp_bases":
+        lambda L: L.pow(L.tensor([0, 3, -3]), L.tensor([-1, -2, -3])),
+    "pow_out_float64":
+        lambda L: _o(lambda o: L.pow(L.tensor([2]), 2, out=o), L.empty(1, dtype=L.float64)),
     "pow_complex_int": lambda L: L.tensor([1j]) ** 2,
     "float_power_int_neg": lambda L: L.float_power(L.tensor([2]), -1),
     "mul_bool_tensors": lambda L: L.tensor([True, False]) * L.tensor([True, True]),
@@ -253,13 +257,18 @@ CASES = {
     "add_half_0d_float": lambda L: L.tensor([1.], dtype=L.float16) + L.tensor(1e5),
     "add_bfloat16_scalar": lambda L: L.tensor([1.], dtype=L.bfloat16) + 1.001,
     "sub_alpha_int": lambda L: L.sub(L.tensor([5]), L.tensor([1]), alpha=3),
-    "eq_out_int": lambda L: _o(lambda o: L.eq(L.tensor([1, 2]), 1, out=o), L.empty(2, dtype=L.int64)),
+    "eq_out_int":
+        lambda L: _o(lambda o: L.eq(L.tensor([1, 2]), 1, out=o), L.empty(2, dtype=L.int64)),
     "ne_complex": lambda L: L.ne(L.tensor([1 + 1j]), 1),
     "maximum_0d_scalar_like": lambda L: L.maximum(L.tensor([1, 5]), L.tensor(3.)),
     "fmax_int": lambda L: L.fmax(L.tensor([1, 5]), L.tensor([3, 2])),
-    "logical_not_dtypes": lambda L: [L.logical_not(L.tensor([0., NAN])), L.logical_not(L.tensor([2]))],
-    "logical_not_out_int": lambda L: _o(lambda o: L.logical_not(L.tensor([0, 2]), out=o), L.empty(2, dtype=L.int16)),
-    "bitwise_ops_bool": lambda L: [L.tensor([True, False]) & True, L.tensor([True]) | 0, L.tensor([True]) ^ L.tensor([True])],
+    "logical_not_dtypes":
+        lambda L: [L.logical_not(L.tensor([0., NAN])), L.logical_not(L.tensor([2]))],
+    "logical_not_out_int":
+        lambda L: _o(lambda o: L.logical_not(L.tensor([0, 2]), out=o), L.empty(2, dtype=L.int16)),
+    "bitwise_ops_bool":
+        lambda L: [L.tensor([True, False]) & True, L.tensor([True]) | 0,
+            L.tensor([True]) ^ L.tensor([True])],
     "bitwise_int_scalar_big": lambda L: L.tensor([1], dtype=L.int8) | 256,
     "shift_negative": lambda L: [L.tensor([-1]) >> 70, L.tensor([1]) << 64, L.tensor([5]) << -1],
     "shift_int8_by_8": lambda L: L.tensor([1], dtype=L.int8) << L.tensor([8], dtype=L.int8),
@@ -269,7 +278,9 @@ CASES = {
     "nextafter_float": lambda L: L.nextafter(L.tensor([1.]), L.tensor([2.])) - 1,
     "ldexp_int": lambda L: L.ldexp(L.tensor([3]), L.tensor([2])),
     "xlogy_int": lambda L: L.xlogy(L.tensor([0, 2]), L.tensor([0, 8])),
-    "logaddexp_inf": lambda L: [L.logaddexp(L.tensor([-INF]), L.tensor([-INF])), L.logaddexp2(L.tensor([INF]), L.tensor([INF]))],
+    "logaddexp_inf":
+        lambda L: [L.logaddexp(L.tensor([-INF]), L.tensor([-INF])),
+            L.logaddexp2(L.tensor([INF]), L.tensor([INF]))],
     "gcd_int8_min": lambda L: L.gcd(L.tensor([-128], dtype=L.int8), L.tensor([0], dtype=L.int8)),
     "lcm_zero": lambda L: L.lcm(L.tensor([0]), L.tensor([0])),
     "polar_complex": lambda L: L.polar(L.tensor([2.]), L.tensor([0.])),
@@ -285,14 +296,16 @@ CASES = {
     "lgamma_poles": lambda L: L.lgamma(L.tensor([0., -1., -0.5])),
     "digamma_zero": lambda L: L.digamma(L.tensor([0., -0., -1.])),
     "sinc": lambda L: L.sinc(L.tensor([0., 0.5, INF])),
-    "deg_rad": lambda L: [L.deg2rad(L.tensor([180])), L.rad2deg(L.tensor([3.14159265], dtype=L.float64))],
+    "deg_rad":
+        lambda L: [L.deg2rad(L.tensor([180])), L.rad2deg(L.tensor([3.14159265], dtype=L.float64))],
     "i0": lambda L: L.i0(L.tensor([0., 1.])),
     "signbit_int": lambda L: L.signbit(L.tensor([-1, 0], dtype=L.int8)),
     "isfinite_complex": lambda L: L.isfinite(L.tensor([complex(INF, 0), 1j])),
     "nan_to_num_int_kw": lambda L: L.nan_to_num(L.tensor([1], dtype=L.int8), nan=2.0),
     "nan_to_num_out": lambda L: _o(lambda o: L.nan_to_num(L.tensor([NAN]), out=o), L.empty(1)),
     "clamp_min_inplace_int": lambda L: L.tensor([-1, 3]).clamp_min_(0),
-    "sqrt_out_from_int": lambda L: _o(lambda o: L.sqrt(L.tensor([4]), out=o), L.empty(1, dtype=L.float64)),
+    "sqrt_out_from_int":
+        lambda L: _o(lambda o: L.sqrt(L.tensor([4]), out=o), L.empty(1, dtype=L.float64)),
     "abs_inplace_int": lambda L: L.tensor([-3]).abs_(),
 }
 
@@ -314,7 +327,8 @@ ERRORS = {
                                     ("Integers to negative integer powers are not allowed",)),
     "int_0d_pow_negative": (lambda L: L.tensor(3) ** -2, RuntimeError,
                             ("Integers to negative integer powers",)),
-    "bool_pow_bool_tensor": (lambda L: L.pow(L.tensor([True]), L.tensor([True])), NotImplementedError,
+    "bool_pow_bool_tensor":
+        (lambda L: L.pow(L.tensor([True]), L.tensor([True])), NotImplementedError,
                              ("\"pow\" not implemented for 'Bool'",)),
     "int_inplace_true_divide": (lambda L: L.tensor([1, 2]).div_(2), RuntimeError,
                                 ("result type Float can't be cast to the desired output type "
@@ -365,17 +379,23 @@ ERRORS = {
                                               ("Unlike NumPy, torch.sign is not intended",)),
     "add_alpha_bool_err": (lambda L: L.add(L.tensor([1]), L.tensor([1]), alpha=True), RuntimeError,
         ("Boolean alpha only supported",)),
-    "add_out_bool_err": (lambda L: L.add(L.tensor([1]), 1, out=L.empty(1, dtype=L.bool)), RuntimeError,
+    "add_out_bool_err":
+        (lambda L: L.add(L.tensor([1]), 1, out=L.empty(1, dtype=L.bool)), RuntimeError,
         ("can't be cast",)),
     "ceil_inplace_bool_err": (lambda L: L.tensor([True]).ceil_(), NotImplementedError,
         ("not implemented for 'Bool'",)),
-    "complex_ctor_err": (lambda L: L.complex(L.tensor([1.]), L.tensor([1.], dtype=L.float64)), RuntimeError,
+    "complex_ctor_err":
+        (lambda L: L.complex(L.tensor([1.]), L.tensor([1.], dtype=L.float64)), RuntimeError,
         ()),
-    "div_bad_rounding_mode": (lambda L: L.div(L.tensor([1.]), 2, rounding_mode="round"), RuntimeError,
+    "div_bad_rounding_mode":
+        (lambda L: L.div(L.tensor([1.]), 2, rounding_mode="round"), RuntimeError,
         ("div expected rounding_mode to be one of None, 'trunc', or 'floor'",)),
-    "div_bool_floor_err": (lambda L: L.div(L.tensor([True]), L.tensor([True]), rounding_mode="floor"), NotImplementedError,
+    "div_bool_floor_err":
+        (lambda L: L.div(L.tensor([True]), L.tensor([True]), rounding_mode="floor"),
+            NotImplementedError,
         ()),
-    "exp_out_int_err": (lambda L: L.exp(L.tensor([1.]), out=L.empty(1, dtype=L.long)), RuntimeError,
+    "exp_out_int_err":
+        (lambda L: L.exp(L.tensor([1.]), out=L.empty(1, dtype=L.long)), RuntimeError,
         ("can't be cast",)),
     "float_power_inplace_err": (lambda L: L.tensor([2.]).float_power_(2), RuntimeError,
         ("the base given to float_power_ has dtype Float",)),
@@ -391,7 +411,8 @@ ERRORS = {
         ()),
     "sin_inplace_int_err": (lambda L: L.tensor([1]).sin_(), RuntimeError,
         ("can't be cast",)),
-    "true_divide_out_int_err": (lambda L: L.true_divide(L.tensor([1]), 2, out=L.empty(1, dtype=L.long)), RuntimeError,
+    "true_divide_out_int_err":
+        (lambda L: L.true_divide(L.tensor([1]), 2, out=L.empty(1, dtype=L.long)), RuntimeError,
         ("can't be cast",)),
 }
 
