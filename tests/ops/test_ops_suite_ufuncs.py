@@ -31,6 +31,10 @@ def _o(fn, out):
     return [r, out]
 
 
+def _same(L, x, y):
+    return [x is y, x]
+
+
 def _out(L, fn, out):
     """fn(out=out) and out afterwards."""
     r = fn(out)
@@ -307,6 +311,106 @@ CASES = {
     "sqrt_out_from_int":
         lambda L: _o(lambda o: L.sqrt(L.tensor([4]), out=o), L.empty(1, dtype=L.float64)),
     "abs_inplace_int": lambda L: L.tensor([-3]).abs_(),
+    # from test_binary_ufuncs.py's own tests: overflow, in-place dunders, typing
+    "int_min_remainder_neg1":
+        lambda L: L.remainder(L.tensor([-2 ** 63]), -1),
+    "int_min_fmod_neg1":
+        lambda L: L.fmod(L.tensor([-2 ** 63]), -1),
+    "int8_min_floordiv_neg1":
+        lambda L: L.tensor([-128], dtype=L.int8) // -1,
+    "int32_min_remainder":
+        lambda L: L.remainder(L.tensor([-2 ** 31], dtype=L.int32), -1),
+    "rpow_int":
+        lambda L: [3 ** L.tensor([2]), 3.5 ** L.tensor([2]), 2 ** L.tensor([0.5])],
+    "int8_shift_overflow":
+        lambda L: [L.tensor([1], dtype=L.int8) << 8, L.tensor([-1], dtype=L.int8) >> 8,
+            L.tensor([64], dtype=L.int8) << 1],
+    "uint8_shift_big":
+        lambda L: L.tensor([255], dtype=L.uint8) << 9,
+    "mul_int8_float_scalar":
+        lambda L: L.tensor([3], dtype=L.int8) * 1.5,
+    "mul_uint8_neg_scalar":
+        lambda L: L.tensor([3], dtype=L.uint8) * -1,
+    "iadd_same_object":
+        lambda L: (lambda x: _same(L, x, x.__iadd__(1)))(L.tensor([1.])),
+    "ifloordiv_int":
+        lambda L: (lambda x: [x.__ifloordiv__(2), x])(L.tensor([5])),
+    "imod_float":
+        lambda L: (lambda x: [x.__imod__(2), x])(L.tensor([-5.])),
+    "ipow_int":
+        lambda L: (lambda x: [x.__ipow__(2), x])(L.tensor([3])),
+    "iand_bool":
+        lambda L: (lambda x: [x.__iand__(L.tensor([False, True])), x])(L.tensor([True, True])),
+    "ilshift":
+        lambda L: (lambda x: [x.__ilshift__(2), x])(L.tensor([1])),
+    "addcmul_scalars_as_floats":
+        lambda L: L.addcmul(L.tensor([1.], dtype=L.float64), L.tensor([2.], dtype=L.float64),
+            L.tensor([3.], dtype=L.float64), value=0.1),
+    "long_tensor_pow_floats":
+        lambda L: [L.tensor([2]) ** 1.5, L.pow(L.tensor([2]), -0.5)],
+    "float_scalar_pow_float_tensor":
+        lambda L: L.pow(2.5, L.tensor([2., -1.], dtype=L.float64)),
+    "tensor_pow_tensor_broadcast":
+        lambda L: L.pow(L.tensor([[2.], [3.]]), L.tensor([1., 2.])),
+    "add_typing":
+        lambda L: [L.tensor([True]) + L.tensor([1], dtype=L.int8), L.tensor([1],
+            dtype=L.int16) + 1.0],
+    "muldiv_scalar":
+        lambda L: [L.tensor([2.]) * 3, 3 / L.tensor([2]), L.tensor([6]) / 4],
+    "floor_divide_zero_float":
+        lambda L: L.floor_divide(L.tensor([1., -1., 0., NAN]), L.tensor([0., 0., 0., 0.])),
+    "fmod_remainder_float_by_zero":
+        lambda L: [L.fmod(L.tensor([1.]), L.tensor([0.])), L.remainder(L.tensor([-1.]),
+            L.tensor([0.]))],
+    "div_rounding_nonfinite":
+        lambda L: [L.div(L.tensor([INF, -INF, NAN]), L.tensor([2., 2., 2.]),
+            rounding_mode=m) for m in ("floor", "trunc")],
+    "div_rounding_inf_divisor":
+        lambda L: [L.div(L.tensor([1., -1.]), INF, rounding_mode=m) for m in ("floor", "trunc")],
+    "min_max_binary_nan":
+        lambda L: [L.max(L.tensor([NAN, 1.]), L.tensor([1., NAN])), L.min(L.tensor([NAN]),
+            L.tensor([0.]))],
+    "maximum_minimum_type_promotion":
+        lambda L: [L.maximum(L.tensor([1], dtype=L.int8), L.tensor([1.], dtype=L.float16)),
+            L.minimum(L.tensor([True]), L.tensor([2]))],
+    "maximum_out_int":
+        lambda L: (lambda o: [L.maximum(L.tensor([1.5]), L.tensor([2.5]), out=o),
+            o])(L.empty(1, dtype=L.float64)),
+    "logical_xor_nontrivial":
+        lambda L: L.logical_xor(L.tensor([[1, 0, 2]]).t(), L.tensor([0., 1.])),
+    "lerp_half":
+        lambda L: L.lerp(L.tensor([1.], dtype=L.float16), L.tensor([2.], dtype=L.float16), 0.5),
+    "heaviside_int":
+        lambda L: L.heaviside(L.tensor([-2, 0, 3]), L.tensor([7])),
+    "heaviside_0d_values":
+        lambda L: L.heaviside(L.tensor([0., -1.]), L.tensor(0.5)),
+    "atan2_edge":
+        lambda L: L.atan2(L.tensor([0., -0., 0., -0.]), L.tensor([0., 0., -0., -0.])),
+    "hypot_out":
+        lambda L: (lambda o: [L.hypot(L.tensor([3.]), L.tensor([4.]), out=o), o])(L.empty(1)),
+    "gcd_uint8":
+        lambda L: L.gcd(L.tensor([12], dtype=L.uint8), L.tensor([18], dtype=L.uint8)),
+    "nextafter_inf_nan":
+        lambda L: L.nextafter(L.tensor([INF, NAN, 0.], dtype=L.float64), L.tensor([0., 1.,
+            NAN], dtype=L.float64)),
+    "ldexp_float64_int":
+        lambda L: L.ldexp(L.tensor([1.], dtype=L.float64), L.tensor([1024])),
+    "logaddexp_mixed":
+        lambda L: L.logaddexp(L.tensor([1.], dtype=L.float64), L.tensor([1.])),
+    "xlogy_bfloat16":
+        lambda L: L.xlogy(L.tensor([2.], dtype=L.bfloat16), L.tensor([3.], dtype=L.bfloat16)),
+    "zeta":
+        lambda L: L.special.zeta(L.tensor([2., 1.]), L.tensor([1., 1.])),
+    "true_divide_bool_scalar":
+        lambda L: L.tensor([True]) / True,
+    "copysign_int_scalar":
+        lambda L: L.copysign(L.tensor([2, -3]), 1),
+    "eq_uint8_neg_scalar":
+        lambda L: L.tensor([255], dtype=L.uint8) == -1,
+    "lt_int64_big_float":
+        lambda L: L.tensor([2 ** 62]) < 4.611686018427388e18,
+    "ne_bool_int_scalar":
+        lambda L: L.tensor([True, False]) != 2,
 }
 
 
@@ -414,6 +518,27 @@ ERRORS = {
     "true_divide_out_int_err":
         (lambda L: L.true_divide(L.tensor([1]), 2, out=L.empty(1, dtype=L.long)), RuntimeError,
         ("can't be cast",)),
+    "float_power_out_err":
+        (lambda L: L.float_power(L.tensor([2.]), 2, out=L.empty(1)), RuntimeError,
+         ()),
+    "imul_int_float_err":
+        (lambda L: (lambda x: x.__imul__(1.5))(L.tensor([1])), RuntimeError,
+         ("can't be cast",)),
+    "itruediv_int_err":
+        (lambda L: (lambda x: x.__itruediv__(2))(L.tensor([4])), RuntimeError,
+         ("can't be cast",)),
+    "mem_overlap_add_err":
+        (lambda L: (lambda x: L.add(x[1:], x[:-1], out=x[:-1]))(L.tensor([1., 2., 3.])),
+            RuntimeError,
+         ("some elements of the input tensor and the written-to tensor refer to a single "
+          "memory location",)),
+    "pow_inplace_resize_err":
+        (lambda L: L.tensor([2.]).pow_(L.tensor([1., 2.])), RuntimeError,
+         ()),
+    "sub_typing":
+        (lambda L: [L.tensor([1], dtype=L.int8) - L.tensor([1], dtype=L.uint8),
+            L.tensor([True]) - 1], RuntimeError,
+         ("Subtraction, the `-` operator, with a bool tensor is not supported",)),
 }
 
 

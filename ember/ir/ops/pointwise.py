@@ -84,7 +84,20 @@ def _sub_meta(self, other, alpha=1):
         from .pointwise_math import MathArgumentError   # (that module imports this one)
         raise MathArgumentError("Subtraction, the `-` operator, with two bool tensors is not "
                                 "supported. Use the `^` or `logical_xor()` operator instead.")
+    if any(_is_bool_operand(v) for v in (self, other)):
+        from .pointwise_math import MathArgumentError
+        raise MathArgumentError("Subtraction, the `-` operator, with a bool tensor is not "
+                                "supported. If you are trying to invert a mask, use the `~` "
+                                "or `logical_not()` operator instead.")
     return out
+
+
+def _is_bool_operand(v) -> bool:
+    """A bool tensor or a Python bool: PyTorch's sub refuses either."""
+    if isinstance(v, (bool, np.bool_)):
+        return True
+    dt = getattr(v, "dtype", None)
+    return dt is not None and getattr(dt, "name", None) == "bool"
 
 
 sub = defop(
