@@ -20,6 +20,7 @@ import warnings
 from .errors import AutogradError, DTypeError, ShapeError
 
 _EXACT_DTYPE_OPS = {"amax", "amin", "max", "min", "aminmax", "complex", "polar", "float_power",
+                    "isposinf", "isneginf",
                     # (values, indices) reductions: values in self's dtype
                     "max_dim", "min_dim", "median_dim", "nanmedian_dim", "mode", "kthvalue"}
 # non-pointwise ops whose out= takes any dtype the result casts to (torch's cat family)

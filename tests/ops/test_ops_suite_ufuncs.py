@@ -411,6 +411,87 @@ CASES = {
         lambda L: L.tensor([2 ** 62]) < 4.611686018427388e18,
     "ne_bool_int_scalar":
         lambda L: L.tensor([True, False]) != 2,
+    # from test_unary_ufuncs.py's own tests: signed zeros, domains, out=, dtypes
+    "abs_negzero_signbit":
+        lambda L: L.signbit(L.abs(L.tensor([-0.]))),
+    "isposinf_int":
+        lambda L: [L.isposinf(L.tensor([1])), L.isneginf(L.tensor([True]))],
+    "nan_to_num_bool":
+        lambda L: L.nan_to_num(L.tensor([True])),
+    "nan_to_num_inplace":
+        lambda L: (lambda x: [x.nan_to_num_(0.5), x])(L.tensor([NAN, INF])),
+    "nan_to_num_float64":
+        lambda L: L.nan_to_num(L.tensor([INF, -INF], dtype=L.float64)),
+    "frexp_out":
+        lambda L: list(L.frexp(L.tensor([4.]), out=(L.empty(1), L.empty(1, dtype=L.int32)))),
+    "polygamma_int":
+        lambda L: L.polygamma(1, L.tensor([1, 2])),
+    "digamma_special":
+        lambda L: L.digamma(L.tensor([1., 0.5, -INF, INF])),
+    "mvlgamma_err":
+        lambda L: L.mvlgamma(L.tensor([0.5]), 2),
+    "mvlgamma":
+        lambda L: L.mvlgamma(L.tensor([2.5]), 2),
+    "sigmoid_noncontig":
+        lambda L: L.sigmoid(L.arange(6.).reshape(2, 3).t()).contiguous(),
+    "exp_large":
+        lambda L: L.exp(L.tensor([88.8, 89., -104.])),
+    "expm1_int":
+        lambda L: L.expm1(L.tensor([0, 1])),
+    "log_neg":
+        lambda L: [L.log(L.tensor([-1.])), L.log10(L.tensor([0.])), L.log2(L.tensor([-0.]))],
+    "sqrt_negzero":
+        lambda L: L.signbit(L.sqrt(L.tensor([-0.]))),
+    "rsqrt_int":
+        lambda L: L.rsqrt(L.tensor([4, 0])),
+    "reciprocal_negzero":
+        lambda L: L.reciprocal(L.tensor([-0., 0.])),
+    "neg_int8_min":
+        lambda L: L.neg(L.tensor([-128], dtype=L.int8)),
+    "floor_negzero":
+        lambda L: L.signbit(L.floor(L.tensor([-0.5, -0.]))),
+    "round_negzero":
+        lambda L: L.signbit(L.round(L.tensor([-0.4]))),
+    "trunc_nan_inf":
+        lambda L: L.trunc(L.tensor([NAN, INF, -2.7])),
+    "trunc_uint8":
+        lambda L: L.trunc(L.tensor([3], dtype=L.uint8)),
+    "sign_int8":
+        lambda L: L.sign(L.tensor([-5, 0, 7], dtype=L.int8)),
+    "sgn_int":
+        lambda L: L.sgn(L.tensor([-5, 0, 7])),
+    "sinh_cosh_inf":
+        lambda L: [L.sinh(L.tensor([INF])), L.cosh(L.tensor([-INF]))],
+    "asin_out_of_domain":
+        lambda L: L.asin(L.tensor([2.])),
+    "acosh_atanh_domain":
+        lambda L: [L.acosh(L.tensor([0.5])), L.atanh(L.tensor([1., -1.]))],
+    "erf_erfc_inf":
+        lambda L: [L.erf(L.tensor([INF])), L.erfc(L.tensor([-INF]))],
+    "logit_int":
+        lambda L: L.logit(L.tensor([0, 1])),
+    "logit_out_of_range":
+        lambda L: L.logit(L.tensor([1.5, -0.5])),
+    "i0e_i1":
+        lambda L: [L.special.i0e(L.tensor([0., 1.])), L.special.i1(L.tensor([1.]))],
+    "expit_exp2_int":
+        lambda L: [L.special.expit(L.tensor([0])), L.special.exp2(L.tensor([2]))],
+    "logical_not_complex":
+        lambda L: L.logical_not(L.tensor([0j, 1j])),
+    "angle_nan":
+        lambda L: L.angle(L.tensor([NAN])),
+    "conj_int":
+        lambda L: L.conj(L.tensor([1])),
+    "square_bool":
+        lambda L: L.square(L.tensor([True, False])),
+    "unary_out_overlap_ok":
+        lambda L: (lambda x: [L.exp(x, out=x), x])(L.tensor([0., 1.])),
+    "sin_out_resize":
+        lambda L: (lambda o: [L.sin(L.tensor([0., 1.]), out=o), o])(L.empty(0)),
+    "clamp_min_int_float_err":
+        lambda L: L.clamp_min(L.tensor([1]), 0.5).dtype,
+    "relu_int":
+        lambda L: L.relu(L.tensor([-1, 2])),
 }
 
 
@@ -539,6 +620,36 @@ ERRORS = {
         (lambda L: [L.tensor([1], dtype=L.int8) - L.tensor([1], dtype=L.uint8),
             L.tensor([True]) - 1], RuntimeError,
          ("Subtraction, the `-` operator, with a bool tensor is not supported",)),
+    "bitwise_not_float_err":
+        (lambda L: L.bitwise_not(L.tensor([1.])), NotImplementedError,
+         ()),
+    "ceil_bool_err":
+        (lambda L: L.ceil(L.tensor([True])), NotImplementedError,
+         ()),
+    "floor_bool_err":
+        (lambda L: L.floor(L.tensor([True])), NotImplementedError,
+         ()),
+    "frexp_int_err":
+        (lambda L: L.frexp(L.tensor([1])), RuntimeError,
+         ()),
+    "imag_real_err":
+        (lambda L: L.imag(L.tensor([1.])), RuntimeError,
+         ("imag is not implemented for tensors with non-complex dtypes",)),
+    "isposinf_out_err":
+        (lambda L: L.isposinf(L.tensor([1.]), out=L.empty(1)), RuntimeError,
+         ()),
+    "polygamma_neg_err":
+        (lambda L: L.polygamma(-1, L.tensor([1.])), RuntimeError,
+         ("does not support negative n",)),
+    "positive_bool_err":
+        (lambda L: L.positive(L.tensor([True])), RuntimeError,
+         ("The `+` operator, on a bool tensor is not supported",)),
+    "relu_bool_err":
+        (lambda L: L.relu(L.tensor([True])), RuntimeError,
+         ("Boolean inputs not supported for relu",)),
+    "unary_out_partial_overlap_err":
+        (lambda L: (lambda x: L.exp(x[:2], out=x[1:]))(L.tensor([0., 1., 2.])), RuntimeError,
+         ("refer to a single memory location",)),
 }
 
 

@@ -248,11 +248,17 @@ def _sgn_derivative(g, self, out):
     tangent = (g - out * real(conj(out) * g)) / where(at_zero, 1, r)
     return where(at_zero, 0, tangent)
 
+def _relu_meta(self):
+    if getattr(self, "dtype", None) is not None and self.dtype.name == "bool":
+        raise DTypeError("Boolean inputs not supported for relu")
+    return pointwise_meta(Promotion.DEFAULT)(self)
+
+
 relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
              # PyTorch's threshold_backward: 0 where out <= 0, else g (a NaN gradient
              # there is dropped; a NaN input passes its gradient)
              lambda g, self, out: where(out <= 0, 0, g), promotion=Promotion.DEFAULT,
-             samples=S.unary_samples(S.away_from_zero))
+             meta=_relu_meta, samples=S.unary_samples(S.away_from_zero))
 
 def _pow_promotion(self, exponent):
     """Bools raised to a Python bool stay bool (x ** True is x, x ** False all True), as
