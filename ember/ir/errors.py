@@ -125,8 +125,8 @@ def user_stacklevel() -> int:
     """warnings.warn's stacklevel that names the innermost frame outside ember (the
     caller of user_stacklevel is level 1)."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(EMBER_DIR):
-        frame, level = frame.f_back, level + 1
+    while frame is not None and frame.f_code.co_filename.startswith((EMBER_DIR, "<ember ")):
+        frame, level = frame.f_back, level + 1    # ("<ember routing f>": generated wrappers)
     return level
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from .errors import AutogradError, DTypeError, ShapeError
+from .errors import AutogradError, DTypeError, ShapeError, user_stacklevel
 
 _EXACT_DTYPE_OPS = {"amax", "amin", "max", "min", "aminmax", "complex", "polar", "float_power",
                     "isposinf", "isneginf",
@@ -91,14 +91,21 @@ def write_out(op, result, out):
     for r, o in zip(results, outs):
         _check_dtype(op, r, o)
     for r, o in zip(results, outs):
-        if tuple(o.shape) != tuple(r.shape):
-            if o.numel() > 0:
-                warnings.warn(f"An output with one or more elements was resized since it had "
-                              f"shape {list(o.shape)}, which does not match the required "
-                              f"output shape {list(r.shape)}.", UserWarning, stacklevel=4)
-            o.resize_(list(r.shape))
+        resize_out(o, r.shape)
         o.copy_(r)
     return out
+
+
+def resize_out(out, shape) -> None:
+    """`out` given the result's shape, with PyTorch's warning (naming the user's line)
+    when it had elements."""
+    if tuple(out.shape) != tuple(shape):
+        if out.numel() > 0:
+            warnings.warn(f"An output with one or more elements was resized since it had "
+                          f"shape {list(out.shape)}, which does not match the required "
+                          f"output shape {list(shape)}.", UserWarning,
+                          stacklevel=user_stacklevel())
+        out.resize_(list(shape))
 
 
 def _check_dtype(op, result, out) -> None:

@@ -172,6 +172,47 @@ CASES = {
     "argwhere_float": lambda L: L.argwhere(L.tensor([0., 1.5, NAN])),
     "nonzero_as_tuple_1d": lambda L: L.nonzero(L.tensor([0, 3, 4]), as_tuple=True),
     "nonzero_then_view": lambda L: L.nonzero(L.tensor([0, 1, 1])).view(-1),
+    # take / put / splits / out= of nonzero
+    "take":
+        lambda L: L.take(_m(L, 2, 3), L.tensor([[0, 5], [-1, 2]])),
+    "put":
+        lambda L: L.put(_m(L, 2, 2), L.tensor([0, 3]), L.tensor([9., 8.])),
+    "put_accumulate":
+        lambda L: L.put(L.zeros(3), L.tensor([0, 0, 2]), L.tensor([1., 2., 3.]), accumulate=True),
+    "diagonal_4d":
+        lambda L: L.diagonal(_m(L, 2, 3, 3, 2), 1, 1, 2),
+    "diag_embed_dims":
+        lambda L: L.diag_embed(_m(L, 2, 3), 0, -2, -1).shape,
+    "trace_nonsquare":
+        lambda L: L.trace(_m(L, 2, 3)),
+    "clamp_propagates_nans_tensor":
+        lambda L: L.clamp(L.tensor([1., NAN]), L.tensor([NAN, 0.]), L.tensor([2., NAN])),
+    "clamp_min_tensor_max_none":
+        lambda L: L.clamp(L.tensor([1., 5.]), None, L.tensor([2., 2.])),
+    "tensor_split_tensor_indices":
+        lambda L: L.tensor_split(_m(L, 6), L.tensor([1, 4])),
+    "tensor_split_tensor_sections":
+        lambda L: L.tensor_split(_m(L, 7), L.tensor(3)),
+    "hsplit_vsplit_dsplit":
+        lambda L: [L.hsplit(_m(L, 2, 4), 2), L.vsplit(_m(L, 4, 2), [1]), L.dsplit(_m(L, 1, 1,
+            4), 2)],
+    "flip_large_dims_tuple_neg":
+        lambda L: L.flip(_m(L, 2, 3, 4), (-1, -3)),
+    "roll_tuple_one_dim_list":
+        lambda L: L.roll(_m(L, 3, 2), [1], [0]),
+    "unfold_noncontig":
+        lambda L: _m(L, 4, 3).t().unfold(1, 2, 2).contiguous(),
+    "rot90_noncontig":
+        lambda L: L.rot90(_m(L, 3, 2).t(), 1).contiguous(),
+    "narrow_copy_neg":
+        lambda L: L.narrow_copy(_m(L, 4), 0, -2, 2),
+    "select_neg_index":
+        lambda L: _m(L, 3, 2).select(0, -1),
+    "expand_as_movedim":
+        lambda L: L.movedim(_m(L, 1, 3).expand(2, 3), 0, 1).stride(),
+    "nonzero_out_values":
+        lambda L: (lambda o: [_v(L.nonzero(L.tensor([0, 2, 3]), out=o)), _v(o)])(
+            L.empty(0, dtype=L.long)),
 }
 
 
@@ -256,7 +297,40 @@ ERRORS = {
     "clamp_int8_big_bound":
         (lambda L: L.clamp(L.tensor([1, 100], dtype=L.int8), max=300), RuntimeError,
         ("value cannot be converted to type int8_t without overflow",)),
+    "nonzero_out_as_tuple_err":
+        (lambda L: L.nonzero(L.tensor([0, 2]), out=L.empty(0, dtype=L.long), as_tuple=True),
+            RuntimeError,
+         ("nonzero does not support the out kwarg when as_tuple is True",)),
+    "nonzero_out_wrong_dtype_err":
+        (lambda L: L.nonzero(L.tensor([0, 2]), out=L.empty(0, dtype=L.int32)), RuntimeError,
+         ()),
+    "count_nonzero_keepdim_err":
+        (lambda L: L.count_nonzero(_m(L, 2, 2), 0, keepdim=True), TypeError,
+         ()),
+    "take_oob_err":
+        (lambda L: L.take(_m(L, 2, 3), L.tensor([6])), IndexError,
+         ()),
+    "trace_3d_err":
+        (lambda L: L.trace(_m(L, 2, 2, 2)), RuntimeError,
+         ()),
+    "clamp_tensor_none_none_err":
+        (lambda L: L.clamp(L.tensor([1.]), None, None), RuntimeError,
+         ("At least one of 'min' or 'max' must not be None",)),
+    "tensor_split_zero_err":
+        (lambda L: L.tensor_split(_m(L, 6), 0), RuntimeError,
+         ()),
+    "hsplit_uneven_err":
+        (lambda L: L.hsplit(_m(L, 2, 3), 2), RuntimeError,
+         ()),
+    "select_oob_err":
+        (lambda L: _m(L, 3, 2).select(0, 3), IndexError,
+         ()),
 }
+
+
+def test_nonzero_out_resize_warns():
+    both(lambda L: _v(L.nonzero(L.tensor([0, 2, 3]), out=L.empty(5, dtype=L.long))),
+         warns="An output with one or more elements was resized")
 
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
