@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontend"))
@@ -106,6 +107,10 @@ CASES = {
     "compare_out_float": lambda L: _out(L, lambda o: L.lt(L.tensor([1, 3]), 2, out=o),
                                         L.empty(2)),
     "compare_reflected": lambda L: [2 < L.tensor([1, 3]), 2.5 >= L.tensor([2, 3])],
+    "compare_numpy_scalars": lambda L: [np.float64(2.5) > L.tensor([1., 3.]),
+                                        L.tensor([1, 3]) <= np.int64(2),
+                                        np.float32(0.5) - L.tensor([1.]),
+                                        L.maximum(L.tensor([1., 4.]), L.tensor(np.float64(2.)))],
     "eq_broadcast": lambda L: L.eq(L.tensor([[1], [2]]), L.tensor([1, 2, 3])),
     "equal_dtypes": lambda L: [L.equal(L.tensor([1, 2]), L.tensor([1., 2.])),
                                L.equal(L.tensor([1]), L.tensor([1, 1]))],

@@ -96,8 +96,7 @@ def _is_bool_operand(v) -> bool:
     """A bool tensor or a Python bool: PyTorch's sub refuses either."""
     if isinstance(v, (bool, np.bool_)):
         return True
-    dt = getattr(v, "dtype", None)
-    return dt is not None and getattr(dt, "name", None) == "bool"
+    return is_tensor_like(v) and v.dtype.name == "bool"
 
 
 sub = defop(
@@ -249,7 +248,7 @@ def _sgn_derivative(g, self, out):
     return where(at_zero, 0, tangent)
 
 def _relu_meta(self):
-    if getattr(self, "dtype", None) is not None and self.dtype.name == "bool":
+    if is_tensor_like(self) and self.dtype.name == "bool":
         raise DTypeError("Boolean inputs not supported for relu")
     return pointwise_meta(Promotion.DEFAULT)(self)
 
@@ -263,14 +262,13 @@ relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
 def _pow_promotion(self, exponent):
     """Bools raised to a Python bool stay bool (x ** True is x, x ** False all True), as
     PyTorch; any other bool operand counts as an integer."""
-    both_bool = isinstance(exponent, bool) and getattr(self, "dtype", None) is not None \
-        and self.dtype.name == "bool"
+    both_bool = isinstance(exponent, bool) and is_tensor_like(self) and \
+        self.dtype.name == "bool"
     return Promotion.DEFAULT if both_bool else Promotion.BOOL_TO_LONG
 
 
 def _pow_meta(self, exponent):
-    if all(getattr(t, "dtype", None) is not None and t.dtype.name == "bool"
-           for t in (self, exponent)):
+    if all(is_tensor_like(t) and t.dtype.name == "bool" for t in (self, exponent)):
         raise DTypeNotImplementedError("\"pow\" not implemented for 'Bool'")
     out = pointwise_meta(_pow_promotion(self, exponent))(self, exponent)
     integral = not (out.dtype.is_floating_point or out.dtype.is_complex)
@@ -315,8 +313,7 @@ def _pow_derivative(g, self, exponent, out):
 
 
 def _maximum_meta(self, other):
-    if any(getattr(t, "dtype", None) is not None and t.dtype.is_complex
-           for t in (self, other)):
+    if any(is_tensor_like(t) and t.dtype.is_complex for t in (self, other)):
         raise DTypeError("maximum not implemented for complex tensors.")
     return pointwise_meta(Promotion.DEFAULT)(self, other)
 
@@ -339,8 +336,8 @@ def _ordered_meta(name):
     """lt/le/gt/ge: complex numbers have no order (PyTorch's "lt_cpu" refusal)."""
     def rule(self, other):
         for t in (self, other):
-            dt = getattr(t, "dtype", None)
-            if dt is not None and dt.is_complex or isinstance(t, complex):
+            if is_tensor_like(t) and t.dtype.is_complex or \
+                    isinstance(t, (complex, np.complexfloating)):
                 raise DTypeNotImplementedError(f"\"{name}_cpu\" not implemented for "
                                                f"'ComplexFloat'")
         return pointwise_meta(Promotion.ALWAYS_BOOL)(self, other)
