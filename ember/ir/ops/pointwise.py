@@ -225,6 +225,7 @@ abs = unary(  # noqa: A001 - PyTorch's name
     "abs", np.abs, lambda g, self: g * sgn(self), promotion=Promotion.COMPLEX_TO_FLOAT,
     samples=S.unary_samples(S.away_from_zero))
 
+
 def real_sign(x):
     """PyTorch's sign of real numbers, (0 < x) - (x < 0): NaN gives 0 (NumPy's, NaN)."""
     return ((x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)).astype(x.dtype, copy=False)
@@ -247,6 +248,7 @@ def _sgn_derivative(g, self, out):
     tangent = (g - out * real(conj(out) * g)) / where(at_zero, 1, r)
     return where(at_zero, 0, tangent)
 
+
 def _relu_meta(self):
     if is_tensor_like(self) and self.dtype.name == "bool":
         raise DTypeError("Boolean inputs not supported for relu")
@@ -258,6 +260,7 @@ relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
              # there is dropped; a NaN input passes its gradient)
              lambda g, self, out: where(out <= 0, 0, g), promotion=Promotion.DEFAULT,
              meta=_relu_meta, samples=S.unary_samples(S.away_from_zero))
+
 
 def _pow_promotion(self, exponent):
     """Bools raised to a Python bool stay bool (x ** True is x, x ** False all True), as
@@ -346,8 +349,9 @@ def _ordered_meta(name):
 
 def comparison(name, reference):
     ordered = name not in ("eq", "ne")
+    meta = _ordered_meta(name) if ordered else pointwise_meta(Promotion.ALWAYS_BOOL)
     return defop(f"{name}(Tensor self, Tensor other) -> Tensor",
-                 meta=_ordered_meta(name) if ordered else pointwise_meta(Promotion.ALWAYS_BOOL),
+                 meta=meta,
                  reference=reference,
                  derivative=NOT_DIFFERENTIABLE, tags=BINARY, promotion=Promotion.ALWAYS_BOOL,
                  samples=S.binary_samples(scalar=0.0), torch_ref=f"torch.{name}", method=True,
