@@ -266,15 +266,64 @@ CASES = {
         lambda L: L.count_nonzero(L.tensor([[True, False], [True, True]]), dim=(0,)),
     "aminmax_keepdim_int":
         lambda L: list(L.aminmax(L.tensor([[3, 1], [2, 5]]), dim=0, keepdim=True)),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_reduction(name):
-    both(CASES[name], warns=IGNORE)
-
-
-WARNING_CASES = {
+    # empty reductions with keepdim, overflow in narrow dtypes, quantiles
+    "empty_reduce_keepdim_identities":
+        lambda L: [f(L.empty(2, 0, 3), 1, keepdim=True) for f in (L.sum, L.prod, L.mean,
+            L.nansum, L.logsumexp)],
+    "empty_all_any_uint8":
+        lambda L: [L.all(L.empty(2, 0, dtype=L.uint8), 1), L.any(L.empty(2, 0, dtype=L.uint8),
+            1, keepdim=True)],
+    "empty_var_std_dim":
+        lambda L: [L.var(L.empty(2, 0), 1), L.std(L.empty(0, 3), 0, keepdim=True)],
+    "empty_amax_other_dim_keepdim":
+        lambda L: L.amax(L.empty(0, 3), 1, keepdim=True),
+    "empty_argmax_other_dim":
+        lambda L: L.argmax(L.empty(0, 3), 1),
+    "empty_cumsum":
+        lambda L: L.cumsum(L.empty(0, 3), 0),
+    "empty_norm_dim":
+        lambda L: L.norm(L.empty(2, 0), dim=1),
+    "sum_uint8_dtype_overflow":
+        lambda L: L.tensor([200, 100], dtype=L.uint8).sum(dtype=L.uint8),
+    "sum_noncontig_int":
+        lambda L: L.arange(12).reshape(3, 4).t()[::2].sum(1),
+    "nansum_dtype_int_input":
+        lambda L: L.nansum(L.tensor([1, 2], dtype=L.int8), dtype=L.int64),
+    "mean_noncontig":
+        lambda L: L.arange(12.).reshape(3, 4)[:, ::2].mean(0),
+    "argmax_multiple_maxima":
+        lambda L: [L.argmax(L.tensor([[1, 5, 5], [7, 7, 0]]), 1), L.argmin(L.tensor([[2, 1,
+            1]]), 1)],
+    "max_min_multiple":
+        lambda L: [list(L.max(L.tensor([[5., 5.]]), 1)), list(L.min(L.tensor([[0, 0]]), 1))],
+    "std_correction_cases":
+        lambda L: [L.std(L.arange(6.).reshape(2, 3), 1, correction=c) for c in (0, 1, 2)],
+    "logsumexp_dim_tuple_neg":
+        lambda L: L.logsumexp(L.arange(6.).reshape(1, 2, 3), (-1, 0)),
+    "all_any_out_uint8":
+        lambda L: (lambda o: [L.all(L.tensor([[1, 2]], dtype=L.uint8), 1, out=o),
+            o])(L.empty(1, dtype=L.uint8)),
+    "aminmax_dim_none_keepdim":
+        lambda L: list(L.aminmax(L.arange(6.).reshape(2, 3), keepdim=True)),
+    "count_nonzero_uint8_empty":
+        lambda L: L.count_nonzero(L.empty(0, dtype=L.uint8)),
+    "prod_dim_int8_overflow":
+        lambda L: L.tensor([[100, 100]], dtype=L.int8).prod(1, dtype=L.int8),
+    "var_complex_dim":
+        lambda L: L.var(L.tensor([[1 + 1j, 2j], [3., 1j]]), 0),
+    "std_mean_complex":
+        lambda L: list(L.std_mean(L.tensor([1 + 1j, 3 - 1j]))),
+    "median_even_int_dim":
+        lambda L: list(L.median(L.tensor([[4, 1, 3, 2]]), 1)),
+    "nanmedian_int":
+        lambda L: L.nanmedian(L.tensor([3, 1, 2])),
+    "quantile_basic":
+        lambda L: [L.quantile(L.tensor([1., 2., 3., 4.]), 0.5), L.quantile(L.tensor([1., 2.,
+            3., 4.]), L.tensor([0.25, 0.75]), interpolation="lower")],
+    "nanquantile":
+        lambda L: L.nanquantile(L.tensor([1., NAN, 3.]), 0.5),
+    "quantile_nan":
+        lambda L: L.quantile(L.tensor([1., NAN, 3.]), 0.5),
     "var_single_element": "degrees of freedom is <= 0",
     "std_single_per_row": "degrees of freedom is <= 0",
     "var_correction_gt_n": "degrees of freedom is <= 0",
@@ -342,6 +391,21 @@ ERRORS = {
         ()),
     "sum_list_dims_dup_neg": (lambda L: L.sum(_m(L, 2, 3), (1, -1)), RuntimeError,
         ("appears multiple times",)),
+    "quantile_q_err":
+        (lambda L: L.quantile(L.tensor([1., 2.]), 1.5), RuntimeError,
+         ("must be in the range [0, 1]",)),
+    "quantile_int_err":
+        (lambda L: L.quantile(L.tensor([1, 2]), 0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reduction(name):
+    both(CASES[name], warns=IGNORE)
+
+
+WARNING_CASES = {, RuntimeError,
+         ("input tensor must be either float or double dtype",)),
 }
 
 
