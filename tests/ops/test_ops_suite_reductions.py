@@ -324,6 +324,15 @@ CASES = {
         lambda L: L.nanquantile(L.tensor([1., NAN, 3.]), 0.5),
     "quantile_nan":
         lambda L: L.quantile(L.tensor([1., NAN, 3.]), 0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reduction(name):
+    both(CASES[name], warns=IGNORE)
+
+
+WARNING_CASES = {
     "var_single_element": "degrees of freedom is <= 0",
     "std_single_per_row": "degrees of freedom is <= 0",
     "var_correction_gt_n": "degrees of freedom is <= 0",
@@ -395,16 +404,7 @@ ERRORS = {
         (lambda L: L.quantile(L.tensor([1., 2.]), 1.5), RuntimeError,
          ("must be in the range [0, 1]",)),
     "quantile_int_err":
-        (lambda L: L.quantile(L.tensor([1, 2]), 0.5),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_reduction(name):
-    both(CASES[name], warns=IGNORE)
-
-
-WARNING_CASES = {, RuntimeError,
+        (lambda L: L.quantile(L.tensor([1, 2]), 0.5), RuntimeError,
          ("input tensor must be either float or double dtype",)),
 }
 
