@@ -406,7 +406,7 @@ SCALAR_NUMPY = {
     "tan": np.tan, "atan": np.arctan, "asin": np.arcsin, "acos": np.arccos,
     "sinh": np.sinh, "cosh": np.cosh, "atan2": np.arctan2,
     "floor": np.floor, "ceil": np.ceil, "round": _round_half_even, "trunc": np.trunc,
-    "sign": np.sign,
+    "sign": lambda x: np.subtract(x > 0, x < 0, dtype=np.asarray(x).dtype),  # NaN -> 0
     "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
     "gt": np.greater, "ge": np.greater_equal,
     "logical_and": np.logical_and, "logical_or": np.logical_or,

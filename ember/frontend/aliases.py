@@ -67,6 +67,11 @@ def _in_place_from(name: str):
     records the write, as PyTorch's in-place ops are recorded)."""
     def method(self, *args, **kwargs):
         result = getattr(self, name)(*args, **kwargs)
+        if name == "float_power" and result.dtype != self.dtype:
+            # float_power_ computes in double: PyTorch wants self to be that dtype already
+            raise DTypeError(f"the base given to float_power_ has dtype "
+                             f"{self.dtype.scalar_type_name} but the operation's result "
+                             f"requires dtype {result.dtype.scalar_type_name}")
         if hasattr(result, "dtype") and not dtypes.can_cast(result.dtype, self.dtype):
             # torch's rule for every in-place op: no narrowing of the category
             raise DTypeError(f"{name}_: result type {result.dtype.scalar_type_name} can't be "

@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 
 from ..ir import determinism, dispatch, dtypes
-from ..ir.errors import (AutogradError, DeviceError, EmberError, ShapeError, at_user_line,
-                         user_stacklevel)
+from ..ir.errors import (META_WARNINGS, AutogradError, DeviceError, EmberError, ShapeError,
+                         at_user_line, user_stacklevel)
 from ..ir.meta import (TensorMeta, channels_last, channels_last_3d, contiguous_format,
                        strides_for)
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
@@ -200,7 +200,7 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
     factory = next(_tensors_in(op, args), None) is None
     if not on_cuda and factory:             # a factory: device=, or the creation device
         on_cuda = creation_target(op, args) != "cpu"
-    reads_before = VALUE_READS[0]
+    reads_before, warned_before = VALUE_READS[0], META_WARNINGS[0]
     out_meta = run_meta(op, args)
     compute = via = None
     if op.promotion is not None and not on_cuda:
@@ -214,8 +214,9 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
     # where a factory creates depends on thread state too (a CUDA derivative rule's
     # creation device), not only on its arguments: its plan is cached only when made
     # for the CPU creation device, and run_op uses it only while that is still the one
+    # (a call whose meta rule warned is planned afresh each time: it warns each time)
     cacheable = key is not None and VALUE_READS[0] == reads_before and \
-        not (factory and creation_device() != "cpu")
+        META_WARNINGS[0] == warned_before and not (factory and creation_device() != "cpu")
     if cacheable and not on_cuda and not factory and _USE_KERNELS:
         plan.kernel = eager_kernels.candidate(op, args, out_meta)
         plan.measured = getattr(plan.kernel, "exact", False)    # bit-exact: no trial needed

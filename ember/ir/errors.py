@@ -11,6 +11,7 @@ import os
 import sys
 import sysconfig
 import traceback
+import warnings
 
 EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STDLIB_DIRS = tuple(
@@ -32,6 +33,11 @@ class ShapeError(EmberError, ValueError, RuntimeError):
 class DTypeError(EmberError, TypeError, RuntimeError):
     """A dtype an op does not accept, or a cast PyTorch would refuse (a RuntimeError in
     PyTorch for most ops, a TypeError for some: both are caught)."""
+
+
+class DTypeNotImplementedError(DTypeError, NotImplementedError):
+    """A dtype an op has no kernel for: PyTorch's NotImplementedError ('"abs_cpu" not
+    implemented for 'Bool'')."""
 
 
 class EmberIndexError(EmberError, IndexError):
@@ -117,12 +123,24 @@ def user_frame() -> traceback.FrameSummary | None:
     return None
 
 
+# how many warnings op rules have issued through warn_every_call: the eager layer does
+# not cache the plan of a call whose meta rule warned, so the next call warns again
+META_WARNINGS = [0]
+
+
+def warn_every_call(message: str, category=UserWarning) -> None:
+    """A warning an op's meta rule gives on each call that deserves it (PyTorch warns
+    per call), attributed to the user's line."""
+    META_WARNINGS[0] += 1
+    warnings.warn(message, category, stacklevel=user_stacklevel())
+
+
 def user_stacklevel() -> int:
     """warnings.warn's stacklevel that names the innermost frame outside ember (the
     caller of user_stacklevel is level 1)."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(EMBER_DIR):
-        frame, level = frame.f_back, level + 1
+    while frame is not None and frame.f_code.co_filename.startswith((EMBER_DIR, "<ember ")):
+        frame, level = frame.f_back, level + 1    # ("<ember routing f>": generated wrappers)
     return level
 
 

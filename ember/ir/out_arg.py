@@ -17,12 +17,31 @@ from __future__ import annotations
 import math
 import warnings
 
-from .errors import AutogradError, DTypeError, ShapeError
+from .errors import AutogradError, DTypeError, ShapeError, user_stacklevel
 
-_EXACT_DTYPE_OPS = {"amax", "amin", "max", "min", "aminmax", "complex", "polar"}
+_EXACT_DTYPE_OPS = {"amax", "amin", "max", "min", "aminmax", "complex", "polar", "float_power",
+                    "isposinf", "isneginf",
+                    # (values, indices) reductions: values in self's dtype
+                    "max_dim", "min_dim", "median_dim", "nanmedian_dim", "mode", "kthvalue"}
 # non-pointwise ops whose out= takes any dtype the result casts to (torch's cat family)
 _CASTING_OUT_OPS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack",
                     "column_stack", "row_stack", "cumsum", "cumprod"}
+
+
+# ops whose out= dtype, with no dtype= given, is the dtype they compute in (PyTorch's
+# sum/prod/cumsum/cumprod: sum of [0.5, 0.7] into an int64 out is 0, not round(1.2))
+_OUT_DTYPE_IS_COMPUTE_DTYPE = {"sum", "prod", "cumsum", "cumprod"}
+
+
+def out_sets_dtype(op, bound: tuple, out) -> tuple:
+    """The bound arguments with dtype= taken from `out` where PyTorch does so."""
+    if op.name not in _OUT_DTYPE_IS_COMPUTE_DTYPE or not hasattr(out, "dtype"):
+        return bound
+    names = [a.name for a in op.schema.args]
+    if "dtype" not in names or bound[names.index("dtype")] is not None:
+        return bound
+    i = names.index("dtype")
+    return bound[:i] + (out.dtype,) + bound[i + 1:]
 
 
 def with_out(fn):
@@ -72,14 +91,21 @@ def write_out(op, result, out):
     for r, o in zip(results, outs):
         _check_dtype(op, r, o)
     for r, o in zip(results, outs):
-        if tuple(o.shape) != tuple(r.shape):
-            if o.numel() > 0:
-                warnings.warn(f"An output with one or more elements was resized since it had "
-                              f"shape {list(o.shape)}, which does not match the required "
-                              f"output shape {list(r.shape)}.", UserWarning, stacklevel=4)
-            o.resize_(list(r.shape))
+        resize_out(o, r.shape)
         o.copy_(r)
     return out
+
+
+def resize_out(out, shape) -> None:
+    """`out` given the result's shape, with PyTorch's warning (naming the user's line)
+    when it had elements."""
+    if tuple(out.shape) != tuple(shape):
+        if out.numel() > 0:
+            warnings.warn(f"An output with one or more elements was resized since it had "
+                          f"shape {list(out.shape)}, which does not match the required "
+                          f"output shape {list(shape)}.", UserWarning,
+                          stacklevel=user_stacklevel())
+        out.resize_(list(shape))
 
 
 def _check_dtype(op, result, out) -> None:

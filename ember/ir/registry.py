@@ -141,8 +141,9 @@ class OpDef:
         check_public_call(self, bound)      # numbers where PyTorch's signature wants tensors
         if out is None:
             return dispatch.dispatch(self, bound)
-        from .out_arg import check_overlap, write_out   # PyTorch's out= (ir/out_arg.py)
+        from .out_arg import check_overlap, out_sets_dtype, write_out  # (ir/out_arg.py)
         check_overlap(self, bound, out)
+        bound = out_sets_dtype(self, bound, out)
         return write_out(self, dispatch.dispatch(self, bound), out)
 
     def has_tag(self, tag: Tag) -> bool:

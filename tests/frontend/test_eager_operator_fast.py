@@ -40,6 +40,8 @@ def _operands(rng):
 @pytest.mark.parametrize("fn", OPERATORS, ids=lambda f: f.__name__)
 def test_operators_match_the_full_path(fn, rng):
     for a, b in _operands(rng):
+        if fn is operator.sub and isinstance(b, bool):
+            continue                        # torch refuses subtracting a bool, as ember
         expected = FUNCTIONS[fn](a, b)
         for _ in range(2):                  # the second call runs the fast entry
             got = fn(a, b)

@@ -682,7 +682,7 @@ class KernelEmitter:
                                               U.const_like(ty, math.inf)),
             "sign": lambda x: b.select(b.fcmp_ordered(">", x, U.const_like(ty, 0.0)), one,
                                        b.select(b.fcmp_ordered("<", x, U.const_like(ty, 0.0)),
-                                                U.const_like(ty, -1.0), b.fmul(x, U.const_like(ty, 0.0)))),
+                                                U.const_like(ty, -1.0), U.const_like(ty, 0.0))),
             "sigmoid": lambda x: b.fdiv(one, b.fadd(one, self._math("exp", b.fneg(x), dtype=dtype))),
             "logical_not": lambda x: b.fcmp_ordered("==", x, U.const_like(ty, 0.0)),
         }

@@ -62,8 +62,8 @@ def remainder_float(a, b):
 
 @triton.jit
 def sign(x):
-    s = tl.where(x > 0, 1, tl.where(x < 0, -1, 0)).to(x.dtype)
-    return tl.where(x != x, x, s)          # NaN stays NaN (never true for integers)
+    # PyTorch's (0 < x) - (x < 0): NaN gives 0, as its CPU and CUDA kernels
+    return tl.where(x > 0, 1, tl.where(x < 0, -1, 0)).to(x.dtype)
 
 
 # --- interpreter fallbacks --------------------------------------------------------------------

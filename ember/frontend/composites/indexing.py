@@ -18,6 +18,7 @@ from ...ir.errors import DTypeError, EmberIndexError, ShapeError
 from ...ir.ops import OPS_NS as ops
 from ...ir.ops.rules import broadcast_shapes, is_tensor_like, wrap_dim
 from ...ir.ops.selection import concrete_values
+from ...ir.out_arg import resize_out
 
 
 def _as_tensor(v, like=None):
@@ -95,10 +96,14 @@ def masked_scatter_(self, mask, source):
 # --- nonzero -----------------------------------------------------------------------------
 
 @composite(method=True, replaces_op=True)
-def nonzero(input, *, as_tuple=False):
+def nonzero(input, *, as_tuple=False, out=None):
     """Coordinates of the nonzero elements: an [n, ndim] tensor, or (as_tuple) one 1-D
     tensor per dim."""
-    coords = ops.nonzero(input)
+    if out is not None:
+        return _nonzero_into(input, as_tuple, out)
+    # PyTorch lays the result out column-major (strides (1, n)): each dim's coordinates
+    # are contiguous, so as_tuple's pieces are dense and .view() on the result fails.
+    coords = ops.t(ops.contiguous(ops.t(ops.nonzero(input))))
     if not as_tuple:
         return coords
     if input.ndim == 0:          # PyTorch treats a 0-d input as 1-D here: ([0],) or ([],)
@@ -106,9 +111,22 @@ def nonzero(input, *, as_tuple=False):
     return tuple(ops.unbind(coords, 1))
 
 
+def _nonzero_into(input, as_tuple, out):
+    """nonzero(out=): out takes the result's shape (PyTorch's warning when it had
+    elements)."""
+    if as_tuple:
+        raise ShapeError("nonzero does not support the out kwarg when as_tuple is True")
+    if out.dtype is not dtypes.int64:
+        raise DTypeError(f"nonzero: Expected out tensor to have scalar type Long but got "
+                         f"scalar type {out.dtype.scalar_type_name}")
+    coords = nonzero(input)
+    resize_out(out, coords.shape)
+    return out.copy_(coords)
+
+
 @composite(method=True)
 def argwhere(input):
-    return ops.nonzero(input)
+    return nonzero(input)
 
 
 # --- repeat_interleave -------------------------------------------------------------------

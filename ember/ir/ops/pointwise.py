@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..errors import EmberError
+from ..errors import DTypeNotImplementedError, EmberError, ShapeError
 from ..registry import NOT_DIFFERENTIABLE, Promotion, Tag, defop
 from . import samples as S
 from .rules import aliasing_meta, cast_scalar, pointwise_meta, same_meta
@@ -84,7 +84,19 @@ def _sub_meta(self, other, alpha=1):
         from .pointwise_math import MathArgumentError   # (that module imports this one)
         raise MathArgumentError("Subtraction, the `-` operator, with two bool tensors is not "
                                 "supported. Use the `^` or `logical_xor()` operator instead.")
+    if any(_is_bool_operand(v) for v in (self, other)):
+        from .pointwise_math import MathArgumentError
+        raise MathArgumentError("Subtraction, the `-` operator, with a bool tensor is not "
+                                "supported. If you are trying to invert a mask, use the `~` "
+                                "or `logical_not()` operator instead.")
     return out
+
+
+def _is_bool_operand(v) -> bool:
+    """A bool tensor or a Python bool: PyTorch's sub refuses either."""
+    if isinstance(v, (bool, np.bool_)):
+        return True
+    return is_tensor_like(v) and v.dtype.name == "bool"
 
 
 sub = defop(
@@ -117,8 +129,8 @@ def _div_promotion(self, other, rounding_mode=None):
 def _div_meta(self, other, rounding_mode=None):
     out = pointwise_meta(_div_promotion(self, other, rounding_mode), 2)(self, other)
     if rounding_mode is not None and out.dtype.name == "bool":
-        raise DTypeError(f"div with rounding_mode='{rounding_mode}' is not implemented for "
-                         f"'Bool'")
+        raise DTypeNotImplementedError(f"div with rounding_mode='{rounding_mode}' is not "
+                                       f"implemented for 'Bool'")
     return out
 
 
@@ -164,7 +176,7 @@ def _rounded_division(x, y, rounding_mode):
         return (x - np.fmod(x, y)) // y     # exact for every int64, no float detour
     if rounding_mode == "floor":
         return np.floor_divide(x, y)
-    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+    raise ShapeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
                      f"found '{rounding_mode}'")
 
 
@@ -213,7 +225,13 @@ abs = unary(  # noqa: A001 - PyTorch's name
     "abs", np.abs, lambda g, self: g * sgn(self), promotion=Promotion.COMPLEX_TO_FLOAT,
     samples=S.unary_samples(S.away_from_zero))
 
-sgn = unary("sgn", lambda x: x.copy() if x.dtype.kind == "b" else np.sign(x) if x.dtype.kind != "c" else
+
+def real_sign(x):
+    """PyTorch's sign of real numbers, (0 < x) - (x < 0): NaN gives 0 (NumPy's, NaN)."""
+    return ((x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)).astype(x.dtype, copy=False)
+
+
+sgn = unary("sgn", lambda x: x.copy() if x.dtype.kind == "b" else real_sign(x) if x.dtype.kind != "c" else
             np.where(x == 0, 0, x / np.where(x == 0, 1, np.abs(x))),
             lambda g, self, out: _sgn_derivative(g, self, out), promotion=Promotion.DEFAULT,
             samples=S.unary_samples(S.away_from_zero))
@@ -230,14 +248,32 @@ def _sgn_derivative(g, self, out):
     tangent = (g - out * real(conj(out) * g)) / where(at_zero, 1, r)
     return where(at_zero, 0, tangent)
 
+
+def _relu_meta(self):
+    if is_tensor_like(self) and self.dtype.name == "bool":
+        raise DTypeError("Boolean inputs not supported for relu")
+    return pointwise_meta(Promotion.DEFAULT)(self)
+
+
 relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
              # PyTorch's threshold_backward: 0 where out <= 0, else g (a NaN gradient
              # there is dropped; a NaN input passes its gradient)
              lambda g, self, out: where(out <= 0, 0, g), promotion=Promotion.DEFAULT,
-             samples=S.unary_samples(S.away_from_zero))
+             meta=_relu_meta, samples=S.unary_samples(S.away_from_zero))
+
+
+def _pow_promotion(self, exponent):
+    """Bools raised to a Python bool stay bool (x ** True is x, x ** False all True), as
+    PyTorch; any other bool operand counts as an integer."""
+    both_bool = isinstance(exponent, bool) and is_tensor_like(self) and \
+        self.dtype.name == "bool"
+    return Promotion.DEFAULT if both_bool else Promotion.BOOL_TO_LONG
+
 
 def _pow_meta(self, exponent):
-    out = pointwise_meta(Promotion.BOOL_TO_LONG)(self, exponent)
+    if all(is_tensor_like(t) and t.dtype.name == "bool" for t in (self, exponent)):
+        raise DTypeNotImplementedError("\"pow\" not implemented for 'Bool'")
+    out = pointwise_meta(_pow_promotion(self, exponent))(self, exponent)
     integral = not (out.dtype.is_floating_point or out.dtype.is_complex)
     if isinstance(exponent, int) and not isinstance(exponent, bool) and exponent < 0 and \
             integral:
@@ -264,7 +300,7 @@ pow = defop(  # noqa: A001 - PyTorch's name
     meta=_pow_meta,
     reference=_pow_reference,
     derivative=lambda g, self, exponent, out: _pow_derivative(g, self, exponent, out),
-    tags=BINARY, promotion=Promotion.BOOL_TO_LONG,
+    tags=BINARY, promotion=_pow_promotion,
     samples=S.binary_samples(make_a=S.positive, scalar=2.0), torch_ref="torch.pow",
     method=True, inplace_variant=True,
 )
@@ -279,9 +315,15 @@ def _pow_derivative(g, self, exponent, out):
     return (grad_self, grad_exp)
 
 
+def _maximum_meta(self, other):
+    if any(is_tensor_like(t) and t.dtype.is_complex for t in (self, other)):
+        raise DTypeError("maximum not implemented for complex tensors.")
+    return pointwise_meta(Promotion.DEFAULT)(self, other)
+
+
 maximum = defop(
     "maximum(Tensor self, Tensor other) -> Tensor",
-    meta=pointwise_meta(Promotion.DEFAULT),
+    meta=_maximum_meta,
     reference=np.maximum,
     # ties split the gradient evenly, as PyTorch does
     derivative=lambda g, self, other: (g * ((self > other) + (self == other) * 0.5),
@@ -293,9 +335,24 @@ maximum = defop(
 # --- comparisons --------------------------------------------------------------------
 
 
+def _ordered_meta(name):
+    """lt/le/gt/ge: complex numbers have no order (PyTorch's "lt_cpu" refusal)."""
+    def rule(self, other):
+        for t in (self, other):
+            if is_tensor_like(t) and t.dtype.is_complex or \
+                    isinstance(t, (complex, np.complexfloating)):
+                raise DTypeNotImplementedError(f"\"{name}_cpu\" not implemented for "
+                                               f"'ComplexFloat'")
+        return pointwise_meta(Promotion.ALWAYS_BOOL)(self, other)
+    return rule
+
+
 def comparison(name, reference):
+    ordered = name not in ("eq", "ne")
+    meta = _ordered_meta(name) if ordered else pointwise_meta(Promotion.ALWAYS_BOOL)
     return defop(f"{name}(Tensor self, Tensor other) -> Tensor",
-                 meta=pointwise_meta(Promotion.ALWAYS_BOOL), reference=reference,
+                 meta=meta,
+                 reference=reference,
                  derivative=NOT_DIFFERENTIABLE, tags=BINARY, promotion=Promotion.ALWAYS_BOOL,
                  samples=S.binary_samples(scalar=0.0), torch_ref=f"torch.{name}", method=True,
                  inplace_variant=True)
@@ -408,7 +465,8 @@ def _not_for(*categories, msg=None):
         kind = ("bool" if dt.name == "bool" else "complex" if dt.is_complex else
                 "float" if dt.is_floating_point else "int")
         if kind in categories:
-            raise DTypeError(msg or f"not implemented for '{names[kind]}' ({dt.name})")
+            raise DTypeNotImplementedError(msg or f"not implemented for '{names[kind]}' "
+                                           f"({dt.name})")
     return check
 
 
@@ -581,7 +639,7 @@ round = defop(  # noqa: A001 - PyTorch's name
     torch_ref="torch.round", method=True, inplace_variant=True,
 )
 
-sign = unary("sign", lambda x: x.copy() if x.dtype == np.bool_ else np.sign(x), lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
+sign = unary("sign", lambda x: x.copy() if x.dtype == np.bool_ else real_sign(x), lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
              meta=_dtype_check(Promotion.DEFAULT, _not_for(
                  "complex", msg="Unlike NumPy, torch.sign is not intended to support complex "
                                 "numbers. Please use torch.sgn instead.")),

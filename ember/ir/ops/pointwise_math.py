@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, EmberError
+from ..errors import DTypeError, DTypeNotImplementedError, EmberError
 from ..registry import NOT_DIFFERENTIABLE, Promotion, Tag, defop
 from . import samples as S
 from .pointwise import (BINARY, UNARY, P, LN2, _c, _dtype_check, _is_t, _pow_derivative,
@@ -67,7 +67,8 @@ def not_for(name, *kinds):
         kind = ("bool" if dt.name == "bool" else "complex" if dt.is_complex else
                 "float" if dt.is_floating_point else "int")
         if kind in kinds:
-            raise DTypeError(f'"{name}" not implemented for \'{names[kind]}\' ({dt.name})')
+            raise DTypeNotImplementedError(f'"{name}" not implemented for \'{names[kind]}\' '
+                                           f'({dt.name})')
     return check
 
 

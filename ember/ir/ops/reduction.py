@@ -33,12 +33,13 @@ import warnings
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, EmberIndexError, ShapeError, user_stacklevel
+from ..errors import (DTypeError, DTypeNotImplementedError, EmberIndexError, ShapeError,
+                      warn_every_call)
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, OPS, OpDef, Tag, defop
 from ..torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, dispatch_public
 from . import samples as S
-from .rules import np_inexact, reduced_shape, require_float, wrap_dim, wrap_dims
+from .rules import np_inexact, reduced_shape, wrap_dim, wrap_dims
 
 R = {Tag.REDUCTION}
 
@@ -318,16 +319,21 @@ def _no_empty(self, dims, what, whole=False):
     for d in dims if self.ndim else ():
         if self.shape[d] == 0:
             if whole:
-                raise ShapeError(f"{what}: Expected reduction dim to be specified for "
+                raise ShapeError(f"{what}(): Expected reduction dim to be specified for "
                                  f"input.numel() == 0. Specify the reduction dim with the "
                                  f"'dim' argument.")
-            raise EmberIndexError(f"{what}: Expected reduction dim {d} to have non-zero size.")
+            raise EmberIndexError(f"{what}(): Expected reduction dim {d} to have non-zero "
+                                  f"size.")
+
+
+def _no_dims_given(dim) -> bool:
+    return dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0)
 
 
 def _extreme_meta(what):
     def rule(self, dim=(), keepdim=False):
         dims = wrap_dims(dim, self.ndim)
-        _no_empty(self, dims, what, whole=not dim)
+        _no_empty(self, dims, what, whole=_no_dims_given(dim))
         return _meta(self, dims, keepdim, self.dtype)
     return rule
 
@@ -364,9 +370,9 @@ def _full_extreme(name, np_fn, dim_op, binary_op):
     return overloaded(op, dim_op, binary_op)
 
 
-def _dim_select_meta(self, dim, keepdim):
+def _dim_select_meta(self, dim, keepdim, what="max"):
     d = wrap_dims(dim, self.ndim)
-    _no_empty(self, d, "")
+    _no_empty(self, d, what)
     out = _meta(self, d, keepdim, self.dtype)
     return out, out.with_(dtype=dtypes.int64)
 
@@ -413,7 +419,7 @@ DIM_SELECT_SAMPLES = lambda rng: [  # noqa: E731
 def _dim_select(name, np_arg, torch_name):
     return named_tuple_op(defop(
         f"{name}(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)",
-        meta=_dim_select_meta,
+        meta=lambda self, dim, keepdim: _dim_select_meta(self, dim, keepdim, torch_name),
         reference=_dim_select_reference(np_arg),
         derivative=lambda g, self, dim, keepdim, out: _select_grad(
             g[0], self, dim, keepdim, out[1]),
@@ -428,11 +434,20 @@ max = _full_extreme("max", np.max, "max_dim", "maximum")  # noqa: A001 - PyTorch
 min = _full_extreme("min", np.min, "min_dim", "minimum")  # noqa: A001 - PyTorch's name
 
 
-def _arg_meta(self, dim, keepdim):
-    if dim is None:
-        _no_empty(self, range(self.ndim), "")
-        return TensorMeta((1,) * self.ndim if keepdim else (), dtypes.int64, str(self.device))
-    return _meta(self, wrap_dims(dim, self.ndim), keepdim, dtypes.int64)
+def _arg_meta(what):
+    def rule(self, dim, keepdim):
+        if self.dtype is dtypes.bool_:
+            raise DTypeError(f"{what}(): does not support bool input")
+        if dim is None:
+            if self.numel() == 0:
+                raise EmberIndexError(f"{what}(): Expected reduction dim to be specified for "
+                                      f"input.numel() == 0.")
+            return TensorMeta((1,) * self.ndim if keepdim else (), dtypes.int64,
+                              str(self.device))
+        dims = wrap_dims(dim, self.ndim)
+        _no_empty(self, dims, what)
+        return _meta(self, dims, keepdim, dtypes.int64)
+    return rule
 
 
 def _arg_reduce(fn, x, dim, keepdim):
@@ -447,7 +462,7 @@ def _arg_reduce(fn, x, dim, keepdim):
 def _arg_extreme(name, fn):
     return defop(
         f"{name}(Tensor self, int? dim=None, bool keepdim=False) -> Tensor",
-        meta=_arg_meta,
+        meta=_arg_meta(name),
         reference=lambda x, dim, keepdim: _arg_reduce(fn, x, dim, keepdim),
         derivative=NOT_DIFFERENTIABLE,
         tags=R, torch_ref=f"torch.{name}", method=True,
@@ -471,13 +486,19 @@ def _var_args(dim, unbiased, correction):
     """PyTorch's overloads: var(x, unbiased), var(x, dim, unbiased, keepdim), correction=."""
     if isinstance(dim, bool):
         dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:   # no PyTorch overload takes both
+        from ..schema import SchemaError
+        raise SchemaError("var()/std() received an invalid combination of arguments: "
+                          "unbiased and correction cannot both be given")
     if correction is None:
         correction = 0 if unbiased is False else 1
     return dim, correction
 
 
 def _var_meta(self, dim, unbiased, keepdim, correction, name="var"):
-    require_float(self)
+    if not (self.dtype.is_floating_point or self.dtype.is_complex):
+        raise DTypeError(f"{name}(): std and var only support floating point and complex "
+                         f"dtypes, got {self.dtype}")
     dim, correction = _var_args(dim, unbiased, correction)
     _warn_no_degrees_of_freedom(self, dim, correction, name)
     return _meta(self, dim, keepdim, self.dtype.to_real() if self.dtype.is_complex
@@ -494,9 +515,9 @@ def _warn_no_degrees_of_freedom(self, dim, correction, name) -> None:
     dims = wrap_dims(dim, len(shape)) if shape else ()
     n = math.prod(shape[d] for d in dims) if dims else math.prod(shape)
     if n - correction <= 0:
-        warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly "
-                      "less than the reduction factor (input numel divided by output numel).",
-                      UserWarning, stacklevel=user_stacklevel())
+        warn_every_call(f"{name}(): degrees of freedom is <= 0. Correction should be "
+                        "strictly less than the reduction factor (input numel divided by "
+                        "output numel).")
 
 
 def _var_np(x, dim, unbiased, keepdim, correction):
@@ -843,7 +864,22 @@ def _lower_median_index(x, axis):
 
 def _median_np(x):
     flat = x.reshape(-1)
+    if flat.size == 0:                 # a float tensor's median of nothing is NaN
+        return np.asarray(np.nan, x.dtype)
     return flat[_lower_median_index(flat, 0)[0]]
+
+
+def median_meta(what):
+    """The whole-tensor median: NaN for an empty floating tensor (PyTorch), an error for
+    an empty integer one (where PyTorch returns an arbitrary number)."""
+    def rule(self):
+        if self.dtype.is_complex:
+            raise DTypeNotImplementedError(f"\"{what}\" not implemented for "
+                                           f"'{self.dtype.name}'")
+        if self.dtype.is_floating_point and self.numel() == 0:
+            return TensorMeta((), self.dtype, str(self.device))
+        return _extreme_meta(what)(self, None, False)
+    return rule
 
 
 def _median_dim_np(x, dim, keepdim):
@@ -859,7 +895,7 @@ def _median_dim_np(x, dim, keepdim):
 
 median_dim = named_tuple_op(defop(
     "median_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)",
-    meta=_dim_select_meta,
+    meta=lambda self, dim, keepdim: _dim_select_meta(self, dim, keepdim, "median"),
     reference=_median_dim_np,
     derivative=lambda g, self, dim, keepdim, out: _select_grad(g[0], self, dim, keepdim,
                                                                out[1]),
@@ -870,7 +906,7 @@ median_dim = named_tuple_op(defop(
 
 median = overloaded(defop(
     "median(Tensor self) -> Tensor",
-    meta=lambda self: _extreme_meta("median")(self, None, False),
+    meta=median_meta("median"),
     reference=_median_np,
     derivative=lambda g, self, out: _extreme_derivative(g, self, None, False, out),
     tags=R, torch_ref="torch.median", method=True,

@@ -65,9 +65,11 @@ def broadcast_shapes(*shapes) -> tuple[int, ...]:
                 d = s[i]
                 if d != 1:
                     if size != 1 and d != size:
-                        raise ShapeError("shapes " + " and ".join(str(list(x)) for x in shapes)
-                                         + " cannot be broadcast "
-                                         f"(size {size} vs {d} at dim {i})")
+                        raise ShapeError(
+                            f"The size of tensor a ({size}) must match the size of tensor b "
+                            f"({d}) at non-singleton dimension {ndim + i}: shapes "
+                            + " and ".join(str(list(x)) for x in shapes)
+                            + " cannot be broadcast")
                     size = d
         out.append(size)
     return tuple(out)

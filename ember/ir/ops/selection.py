@@ -140,8 +140,8 @@ repeat_interleave = defop(
 def _unique_dim(self, dim):
     if dim is None:
         return None
-    if self.ndim == 0 and dim in (0, -1):
-        return None
+    if self.ndim == 0:
+        raise EmberIndexError(f"Dimension specified as {dim} but tensor has no dimensions")
     d = wrap_dim(dim, self.ndim)
     return d
 
@@ -153,7 +153,9 @@ def _unique_np(x, dim, consecutive):
         if consecutive:
             values, inverse, counts = _consecutive_runs(flat, flat.size)
             return values, inverse.reshape(x.shape), counts
-        values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        # (each NaN is its own value, as PyTorch's sort-then-compare finds them)
+        values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True,
+                                            equal_nan=False)
         return values, inverse.reshape(x.shape), counts
     if x.shape[dim] == 0 or x.size == 0 and not consecutive:
         moved = np.moveaxis(x, dim, 0)
@@ -292,6 +294,9 @@ def _searchsorted_ref(seq, values, out_int32, right, side, sorter):
         seq = np.take_along_axis(seq, sorter, axis=-1)
     kind = np.result_type(seq.dtype, values.dtype)
     seq, values = seq.astype(kind), values.astype(kind)
+    if kind.kind == "f" and (np.isnan(seq).any() or np.isnan(values).any()):
+        out = _bisect_as_pytorch(seq, values, side == "right")
+        return np.asarray(out, np.int32 if out_int32 else np.int64)
     if seq.ndim == 1:
         out = np.searchsorted(seq, values, side=side)
     else:
@@ -303,6 +308,27 @@ def _searchsorted_ref(seq, values, out_int32, right, side, sorter):
             out[r] = np.searchsorted(rows_s[r], rows_v[r], side=side)
         out = out.reshape(values.shape)
     return np.asarray(out, np.int32 if out_int32 else np.int64)
+
+
+def _bisect_as_pytorch(seq, values, right):
+    """PyTorch's own binary search, for NaNs (which NumPy orders last, PyTorch's
+    comparisons never): step right while not boundary >= value (left) or not boundary
+    > value (right), so a NaN value lands past every boundary."""
+    n = seq.shape[-1]
+    flat_vals = values.reshape(-1, values.shape[-1]) if values.ndim else values.reshape(1, 1)
+    rows = seq.reshape(-1, n) if seq.ndim > 1 else np.broadcast_to(seq, (len(flat_vals), n))
+    start = np.zeros(flat_vals.shape, np.int64)
+    end = np.full(flat_vals.shape, n, np.int64)
+    row_index = np.arange(len(flat_vals))[:, None]
+    with np.errstate(invalid="ignore"):
+        while (start < end).any():
+            active = start < end
+            mid = start + ((end - start) >> 1)
+            bound = rows[row_index, np.minimum(mid, n - 1)]
+            ahead = bound > flat_vals if right else bound >= flat_vals
+            start = np.where(active & ~ahead, mid + 1, start)
+            end = np.where(active & ahead, mid, end)
+    return start.reshape(values.shape)
 
 
 searchsorted = defop(

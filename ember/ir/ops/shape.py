@@ -717,15 +717,23 @@ unflatten = defop(
 )
 
 
+def _movedim_dims(dims, ndim, which):
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    wrapped = [wrap_dim(d, ndim) for d in dims]
+    if len(set(wrapped)) != len(wrapped):
+        raise ShapeError(f"movedim: repeated dim in `{which}` ({dims})")
+    return wrapped
+
+
 def _movedim_order(ndim, source, destination):
-    src = wrap_dims([source] if isinstance(source, int) else source, ndim) \
-        if not (isinstance(source, (list, tuple)) and not source) else ()
-    dst = wrap_dims([destination] if isinstance(destination, int) else destination, ndim) \
-        if not (isinstance(destination, (list, tuple)) and not destination) else ()
+    src = _movedim_dims(source, ndim, "source")
+    dst = _movedim_dims(destination, ndim, "destination")
     if len(src) != len(dst):
         raise ShapeError(f"movedim: Invalid source or destination dims: source ({list(src)} dims)"
                          f" should contain the same number of dims as destination "
                          f"({list(dst)} dims)")
+    if ndim == 0:                 # a 0-d tensor takes dim 0 / -1 and stays as it is
+        return []
     order = [-1] * ndim
     for s, d in zip(src, dst):
         order[d] = s
@@ -816,6 +824,8 @@ def _unfold_geometry(self, dimension, size, step):
     if size > shape[d]:
         raise ShapeError(f"maximum size for tensor at dimension {d} is {shape[d]} but size is "
                          f"{size}")
+    if size < 0:
+        raise ShapeError(f"size is {size} but must be >= 0")
     if step <= 0:
         raise ShapeError(f"step is {step} but must be > 0")
     n = (shape[d] - size) // step + 1

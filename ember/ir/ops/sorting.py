@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import EmberIndexError, ShapeError
+from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
@@ -72,7 +72,14 @@ def _sort_np(x, dim, descending, stable=False):
     return np.take_along_axis(x, idx, axis), idx.astype(np.int64)
 
 
+def no_complex(self, what):
+    """PyTorch sorts and selects real numbers only."""
+    if self.dtype.is_complex:
+        raise DTypeError(f"{what} does not support complex dtypes")
+
+
 def _sort_meta(self, dim, descending, stable=False):
+    no_complex(self, "sort")
     wrap_dim(dim, self.ndim)
     return _values_indices_meta(self, tuple(self.shape))
 
@@ -107,10 +114,11 @@ argsort = defop(
 
 # --- topk, kthvalue -------------------------------------------------------------------
 def _topk_meta(self, k, dim, largest, sorted):
+    no_complex(self, "topk")
     d = wrap_dim(dim, self.ndim)
     n = self.shape[d] if self.ndim else 1
     if not 0 <= k <= n:
-        raise EmberIndexError(f"selected index k out of range (k={k}, size {n})")
+        raise ShapeError(f"selected index k out of range (k={k}, size {n})")
     shape = list(self.shape)
     if self.ndim:
         shape[d] = k
@@ -142,6 +150,7 @@ topk = named_tuple_op(defop(
 
 
 def _kthvalue_meta(self, k, dim, keepdim):
+    no_complex(self, "kthvalue")
     d = wrap_dim(dim, self.ndim)
     n = self.shape[d] if self.ndim else 1
     if not 1 <= k <= n:
@@ -257,6 +266,8 @@ def _cum_extreme_np(better):
             wrap_dim(dim, 0)
             return x.copy(), np.zeros((), np.int64)
         axis = wrap_dim(dim, x.ndim)
+        if x.shape[axis] == 0:
+            return x.copy(), np.zeros(x.shape, np.int64)
         xs = np.moveaxis(x, axis, 0)
         vals, idx = np.empty_like(xs), np.empty(xs.shape, np.int64)
         vals[0], idx[0] = xs[0], 0

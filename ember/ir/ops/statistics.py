@@ -16,8 +16,8 @@ from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
-from .reduction import (_dim_select_meta, _extreme_derivative, _extreme_meta, _select_grad,
-                        named_tuple_op, overloaded)
+from .reduction import (_dim_select_meta, _extreme_derivative, _select_grad,
+                        median_meta, named_tuple_op, overloaded)
 from .rules import np_inexact, wrap_dim
 from .selection import concrete_values
 
@@ -63,7 +63,7 @@ def _mode_of(row):
 
 mode = named_tuple_op(defop(
     "mode(Tensor self, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices)",
-    meta=_dim_select_meta,
+    meta=lambda self, dim, keepdim: _dim_select_meta(self, dim, keepdim, "mode"),
     reference=lambda x, dim, keepdim: _per_slice(_mode_of, x, dim, keepdim),
     derivative=lambda g, self, dim, keepdim, out: _select_grad(g[0], self, dim, keepdim,
                                                                out[1]),
@@ -93,13 +93,15 @@ def _nanmedian_of(row):
 
 def _nanmedian_np(x):
     flat = x.reshape(-1)
+    if flat.size == 0:
+        return np.asarray(np.nan, x.dtype)
     return np.asarray(_nanmedian_of(flat)[0], x.dtype)
 
 
 nanmedian_dim = named_tuple_op(defop(
     "nanmedian_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, "
     "Tensor indices)",
-    meta=_dim_select_meta,
+    meta=lambda self, dim, keepdim: _dim_select_meta(self, dim, keepdim, "nanmedian"),
     reference=lambda x, dim, keepdim: _per_slice(_nanmedian_of, x, dim, keepdim),
     derivative=lambda g, self, dim, keepdim, out: _select_grad(g[0], self, dim, keepdim,
                                                                out[1]),
@@ -118,7 +120,7 @@ def _with_nans(rng, *shape):
 
 nanmedian = overloaded(defop(
     "nanmedian(Tensor self) -> Tensor",
-    meta=lambda self: _extreme_meta("nanmedian")(self, None, False),
+    meta=median_meta("nanmedian"),
     reference=_nanmedian_np,
     derivative=lambda g, self, out: _extreme_derivative(g, self, None, False, out),
     tags=R, method=True,
