@@ -53,9 +53,21 @@ def _sgd_first_step_state(optimizer, group: dict, params: list) -> None:
         return
     if not params or any(len(optimizer.state[p]) > 0 or p.dtype.is_complex for p in params):
         return
+    for p in params:
+        optimizer.state[p]["momentum_buffer"] = _negative_zeros_like(p)
+
+
+def _negative_zeros_like(p: Tensor) -> Tensor:
+    """-0.0 in p's shape, dtype, strides and device, filled on the host: on a device a
+    fill kernel (one per distinct size: sizes are baked into kernels) would compile for
+    every parameter shape, where one host-to-device copy each needs none. (No no_grad():
+    a traced step refuses it; a factory's result needs no grad.)"""
+    from ..frontend.composites.shape import empty_strided
     from ..frontend.factories import full_like
-    for p in params:            # (no no_grad(): a traced step refuses it; full_like
-        optimizer.state[p]["momentum_buffer"] = full_like(p, -0.0)    # needs no grad)
+    if p.device.type == "cpu":
+        return full_like(p, -0.0)
+    host = empty_strided(tuple(p.shape), p.stride(), dtype=p.dtype).fill_(-0.0)
+    return host.to(p.device)
 
 
 def _sgd_update(group: dict, params, grads, state) -> dict:
