@@ -67,6 +67,7 @@ class specs_wanted:
 
 
 def _note_wanted(kind: str, g, other, out_meta, geometry, index: int) -> None:
+    """Record, for specs_wanted, the spec `backward` would ask cuDNN for in a real call."""
     from ..backends import cudnn as flags
     if not _WANTED or not flags.enabled or forced() == "triton":
         return
