@@ -6,7 +6,9 @@ two-plan path (a first-step plan, then a second compile at call 2 once the buffe
 Each row is a fresh process from benchmarks/cuda_compile_host.py (its emulated device:
 real sm_90 cubins, launches that do nothing), cold (empty caches) then warm (a second
 process over them), with a second call timed after the first. Rounds interleave the two
-paths; the table gives medians of wall seconds and the main thread's CPU seconds.
+paths; the table gives medians of wall seconds and the main thread's CPU seconds, and the
+CPU seconds of the compile workers over both calls (on a loaded machine the cold wall
+time follows the load; the CPU seconds and cubin counts are what compare).
 
     python benchmarks/sgd_first_step_host.py [--batch 64] [--rounds 1] [--workers N]
         [--json out.json]
@@ -63,7 +65,8 @@ def _row(batch: int, cache: str, workers, two_plans: bool) -> dict:
     return {"call1_wall": first["total"] - second["wall"],
             "call1_cpu": first["cpu"] - second["cpu"],
             "call2_wall": second["wall"], "call2_cpu": second["cpu"],
-            "plans": second["plans"], "cubins": first["cubin_files"]}
+            "plans": second["plans"], "cubins": first["cubin_files"],
+            "workers_cpu": first["children_cpu"]}
 
 
 def main() -> None:
@@ -83,7 +86,8 @@ def main() -> None:
                 rows[(name, "cold")].append(_row(args.batch, cache, args.workers, two))
                 rows[(name, "warm")].append(_row(args.batch, cache, args.workers, two))
     print("resnet18 training step, batch", args.batch, "- seconds: wall (main thread CPU)")
-    print(f"{'path':<18}{'call 1':>18}{'call 2':>18}{'plans':>7}{'cubins':>8}")
+    print(f"{'path':<18}{'call 1':>18}{'call 2':>18}{'plans':>7}{'cubins':>8}"
+          f"{'workers CPU s':>15}")
     table = {}
     for (name, state), found in rows.items():
         med = {k: statistics.median(r[k] for r in found) for k in found[0]}
@@ -91,7 +95,7 @@ def main() -> None:
         print(f"{name + ' ' + state:<18}"
               f"{med['call1_wall']:>9.2f} ({med['call1_cpu']:.2f})"
               f"{med['call2_wall']:>10.2f} ({med['call2_cpu']:.2f})"
-              f"{int(med['plans']):>7}{int(med['cubins']):>8}")
+              f"{int(med['plans']):>7}{int(med['cubins']):>8}{med['workers_cpu']:>15.1f}")
     print(f"load {os.getloadavg()}, {os.cpu_count()} CPUs, median of {args.rounds}")
     if args.json:
         with open(args.json, "w") as f:
