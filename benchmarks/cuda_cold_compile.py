@@ -57,8 +57,10 @@ ember.cuda.synchronize()
 print("FIRST_CALL_S", time.perf_counter() - start, fast.stats.kernels + fast.stats.externs)
 """
 
-# the training step (CrossEntropyLoss, SGD momentum 0.9): its first call compiles the step,
-# its second the step with the momentum buffers the first created (SECOND_CALL_S)
+# the training step (CrossEntropyLoss, SGD momentum 0.9): its first call compiles the step
+# (one plan: the momentum buffers are created before step 1), its second runs it again and
+# captures it as a CUDA graph (SECOND_CALL_S; before the one-plan change it compiled a
+# second plan, the step with the momentum buffers the first created)
 STEP_CHILD = """
 import sys, time
 import numpy as np

@@ -398,8 +398,14 @@ class CudaBackend:
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
         timing = [(t.generated, [True] * len(t.generated.launch.args)) for _, _, t, _ in pending]
         plan = getattr(record, "plan", None)
-        with compile_times.stage("dry run (the eager steps' kernels)"):
+        from ..frontend import cudnn_conv
+        with compile_times.stage("dry run (the eager steps' kernels)"), \
+                cudnn_conv.specs_wanted() as wanted:
             eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        specs = _cudnn_specs(plan, pending, wanted, self.index)
+        if specs:     # built while the workers compile (a build holds this thread only)
+            eager_cuda.start_compiles(eager, self.index)
+            _build_cudnn_plans(specs, self.index)
         done = eager_cuda.compile_kernels(requests + timing + eager, self.index)
         for step, (generated, alignment), ok in zip(steps, requests, done):
             if ok:
@@ -933,6 +939,40 @@ def _places(tensors: list) -> list:
 # --- the first call's eager kernels, compiled together --------------------------------------
 class _HostTransferInDryRun(Exception):
     pass
+
+
+def _cudnn_specs(plan, pending: list, wanted: list, index: int) -> list:
+    """The cuDNN convolutions a plan's first call will build a cuDNN plan for: its cuDNN
+    steps, the convs whose choice is timed after the batch (`pending`), and those its eager
+    steps ask cuDNN for (`wanted`: recorded by the dry run, cudnn_conv.specs_wanted);
+    once each, without those not built yet in benchmark mode (they time cuDNN's plans on
+    the call's own buffers) or already built."""
+    from ..runtime.cuda import cudnn
+    if cudnn.library() is None:
+        return []
+    found = [step.fn.spec for step in (plan.steps if plan is not None else [])
+             if isinstance(step.fn, CudnnConvStep)]
+    found += [spec for spec, _, _, _ in pending] + list(wanted)
+    out: dict = {}
+    for spec in found:
+        if not spec.benchmark and (spec, index) not in cudnn._plans:
+            out.setdefault(spec, None)
+    return list(out)
+
+
+def _build_cudnn_plans(specs: list, index: int) -> None:
+    """Build the cuDNN plans for `specs` now (runtime/cuda/cudnn.conv_plan keeps them for
+    the process): the batch compile calls this after handing its kernels to the compile
+    workers and before waiting for them, so on a cold call the builds (~15 ms each on an
+    H100, 24-32 for a resnet18 training step) overlap the compiles instead of following
+    them in the first run. A spec cuDNN refuses is remembered as refused there and runs
+    on Triton, as it would at the first call."""
+    from ..runtime.cuda.cudnn import CudnnUnsupported, conv_plan
+    for spec in specs:
+        try:
+            conv_plan(spec, index)
+        except CudnnUnsupported:
+            continue
 
 
 def _eager_requests(plan, metas: list, index: int) -> list:

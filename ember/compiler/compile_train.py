@@ -127,6 +127,8 @@ class CompiledTrainStep:
     def _call(self, args: tuple) -> Tensor:
         for group in self.optimizer.param_groups:
             self.rule.init_state(self.optimizer, group)
+            self.rule.first_step_state(self.optimizer, group,
+                                       [p for p in group["params"] if p.requires_grad])
         key = self._guard(args)
         entry = self.plans.get(key)
         if entry is None:

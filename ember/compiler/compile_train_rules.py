@@ -21,15 +21,53 @@ class OptimizerRule:
     `shared_keys`: state that is one value per group (a step count), fed once;
     `init_state(optimizer, group)`: create state eagerly as the first eager step would;
     `update(group, params, grads, state)`: {key: new values per parameter}, 'params'
-    for the parameters themselves; every other key is written to optimizer.state."""
+    for the parameters themselves; every other key is written to optimizer.state;
+    `first_step_state(optimizer, group, params)`: before the step that would create
+    state from the gradients (a first step special-cased as in torch), create it now
+    where the steady-state update then computes exactly the first step's values, so
+    the first call already compiles the one plan every later call runs."""
     state_keys: Callable[[dict, bool], list[str]]
     shared_keys: tuple[str, ...]
     init_state: Callable[[Any, dict], None]
     update: Callable[[dict, list, list, dict], dict]
+    first_step_state: Callable[[Any, dict, list], None] = lambda optimizer, group, params: None
 
 
 def _sgd_state_keys(group: dict, has_state: bool) -> list[str]:
     return ["momentum_buffer"] if group["momentum"] != 0 and has_state else []
+
+
+def _sgd_first_step_state(optimizer, group: dict, params: list) -> None:
+    """SGD's first step sets buf = grad (torch clones the gradient); every later step
+    computes buf = momentum * buf + (1 - dampening) * grad. With dampening == 0 and a
+    finite momentum > 0 the two agree bit for bit when buf starts as -0.0: momentum *
+    -0.0 is -0.0, -0.0 + g is g for every g (a -0.0 gradient included, where +0.0 would
+    give +0.0) and g * 1 is g; Nesterov's grad + momentum * buf reads that same buf. So
+    the buffers are created here, before the first compiled step, as -0.0 (their values
+    after the step equal torch's: the gradient), and call 1 compiles the steady-state
+    plan instead of a first-step plan followed by a second compile at call 2. Only when
+    every parameter in `params` has no state yet (torch creates the buffers together)."""
+    momentum = group["momentum"]
+    if not isinstance(momentum, (int, float)) or not 0 < momentum < float("inf") or \
+            group["dampening"] != 0:
+        return
+    if not params or any(len(optimizer.state[p]) > 0 or p.dtype.is_complex for p in params):
+        return
+    for p in params:
+        optimizer.state[p]["momentum_buffer"] = _negative_zeros_like(p)
+
+
+def _negative_zeros_like(p: Tensor) -> Tensor:
+    """-0.0 in p's shape, dtype, strides and device, filled on the host: on a device a
+    fill kernel (one per distinct size: sizes are baked into kernels) would compile for
+    every parameter shape, where one host-to-device copy each needs none. (No no_grad():
+    a traced step refuses it; a factory's result needs no grad.)"""
+    from ..frontend.composites.shape import empty_strided
+    from ..frontend.factories import full_like
+    if p.device.type == "cpu":
+        return full_like(p, -0.0)
+    host = empty_strided(tuple(p.shape), p.stride(), dtype=p.dtype).fill_(-0.0)
+    return host.to(p.device)
 
 
 def _sgd_update(group: dict, params, grads, state) -> dict:
@@ -84,7 +122,7 @@ def _no_init(optimizer, group: dict) -> None:
 def _rules() -> dict:
     from ..frontend.optim.optimizers import SGD, Adam, AdamW
     return {
-        SGD: OptimizerRule(_sgd_state_keys, (), _no_init, _sgd_update),
+        SGD: OptimizerRule(_sgd_state_keys, (), _no_init, _sgd_update, _sgd_first_step_state),
         Adam: OptimizerRule(_adam_state_keys, ("step",), _adam_init_state, _adam_update(False)),
         AdamW: OptimizerRule(_adam_state_keys, ("step",), _adam_init_state, _adam_update(True)),
     }

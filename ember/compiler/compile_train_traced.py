@@ -193,6 +193,8 @@ class _StepRecorder:
                 self._update(optimizer, rule, group, params)
 
     def _update(self, optimizer, rule: OptimizerRule, group: dict, params: list) -> None:
+        with dispatch.disabled(self.builder):    # real state tensors, as eager makes them
+            rule.first_step_state(optimizer, group, params)
         has_state = all(len(optimizer.state[p]) > 0 for p in params)
         state: dict[str, Any] = {key: self._shared_input(optimizer.state[params[0]][key])
                                  for key in rule.shared_keys}

@@ -48,6 +48,40 @@ def forced() -> str:
 
 
 _TRITON_ONLY = [0]      # > 0 while ember's own backward routes run (their inner conv2d)
+_WANTED: list = []      # [specs] while a dry run records what it would ask cuDNN for
+
+
+class specs_wanted:
+    """While a compiled plan is dry-run (compile_cuda.prefetch_eager_kernels, where cuDNN
+    is not asked), collect the spec of each convolution backward that its first call
+    will ask cuDNN for: those whose recorded choice is cuDNN, or that will be timed. The
+    batch compile builds their cuDNN plans while its kernels compile."""
+
+    def __enter__(self) -> list:
+        self.found: list = []
+        _WANTED.append(self.found)
+        return self.found
+
+    def __exit__(self, *exc) -> None:
+        _WANTED.remove(self.found)
+
+
+def _note_wanted(kind: str, g, other, out_meta, geometry, index: int) -> None:
+    """Record, for specs_wanted, the spec `backward` would ask cuDNN for in a real call."""
+    from ..backends import cudnn as flags
+    if not _WANTED or not flags.enabled or forced() == "triton":
+        return
+    from ..runtime.cuda import cudnn
+    if cudnn.library() is None:
+        return
+    made = (tuple(out_meta.shape), tuple(out_meta.strides), out_meta.dtype.name)
+    x, w = (made, other) if kind == "dgrad" else (other, made)
+    spec = spec_for(kind, x, w, g, *geometry)
+    if spec is None or not aligned(g, other):
+        return
+    known = timings(spec, index)
+    if known is None or known[1] < known[0]:
+        _WANTED[-1].append(spec)
 
 
 def usable() -> bool:
@@ -419,6 +453,8 @@ def backward(kind: str, g: Tensor, other: Tensor, out_meta, geometry, index: int
         finally:
             _TRITON_ONLY[0] -= 1
     if not usable():
+        if _WANTED:                     # a dry run: what the real call will ask cuDNN for
+            _note_wanted(kind, g, other, out_meta, geometry, index)
         return triton_route()
     made = (tuple(out_meta.shape), tuple(out_meta.strides), out_meta.dtype.name)
     x, w = (made, other) if kind == "dgrad" else (other, made)
