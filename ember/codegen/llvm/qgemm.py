@@ -437,18 +437,89 @@ def _requantized(b, summed, mult, bias_term, factor, zp, lanes: int):
     return b.fadd(u.intrinsic(b, "roundeven", vf, b.fmul(raw, mult)), b.fptrunc(zp, vf))
 
 
+def _round_to_int(b, x, lanes: int):
+    """roundeven(x) as int32 in one instruction (vcvtps2dq with the rounding mode embedded:
+    to nearest even, whatever MXCSR holds); x must lie within int32's range."""
+    v32 = u.vec(u.I32, lanes)
+    name = "llvm.x86.avx512.mask.cvtps2dq.512"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(v32, [x.type, v32, ir.IntType(16), u.I32]), name=name)
+    return b.call(fn, [x, ir.Constant(v32, None), ir.Constant(ir.IntType(16), -1),
+                       ir.Constant(u.I32, 8)])      # 8: {rn-sae}
+
+
+def _bytes_of_row(b, ints):
+    """Four int32 vectors of values in [0, 255] (a row's 64 columns, in order) as one
+    64-byte vector: two signed packs to int16, one unsigned pack to bytes (each within
+    128-bit lanes, saturating: the values pass unchanged), then a dword permutation that
+    puts each vector's 16 bytes back in column order. Four vpmovdb stores cost more
+    (two micro-ops each on these cores)."""
+    v32, v16, v8 = u.vec(u.I32, 16), u.vec(I16, 32), u.vec(I8, 64)
+
+    def packer(name, arg, res):
+        return b.module.globals.get(name) or ir.Function(
+            b.module, ir.FunctionType(res, [arg, arg]), name=name)
+    ssdw = packer("llvm.x86.avx512.packssdw.512", v32, v16)
+    uswb = packer("llvm.x86.avx512.packuswb.512", v16, v8)
+    low, high = b.call(ssdw, ints[:2]), b.call(ssdw, ints[2:])
+    # 128-bit lane i of the packed bytes holds dwords (v0, v1, v2, v3) of chunk i
+    dwords = b.bitcast(b.call(uswb, [low, high]), v32)
+    order = ir.Constant(u.vec(u.I32, 16), [4 * (j % 4) + j // 4 for j in range(16)])
+    return b.bitcast(b.shuffle_vector(dwords, ir.Constant(v32, ir.Undefined), order), v8)
+
+
+def _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, qparams) -> None:
+    """The uint8 epilogue of a 64-column VNNI tile, a row at a time: each value is
+    requantized as _requantized computes it (fma, multiply) and clamped *before* the
+    rounding to [lo - zp, hi - zp], rounded to int32 (vcvtps2dq, to nearest even), the
+    zero point added as an integer; the row's four vectors are packed to 64 bytes and
+    stored by one masked store (the columns below n_valid: no branch per vector).
+
+    The same bytes as rounding, adding the zero point and clamping in float32 (the
+    other epilogues): rounding is monotonic and the bounds are integers, so clamping
+    before or after it gives the same integer, and adding an integer zero point to an
+    integer below 2**24 is exact either way; NaN becomes lo in both (the clamp's
+    compare-and-select), +-inf the bound on its side."""
+    lanes = cfg.lanes
+    vf, v32 = u.vec(u.F32, lanes), u.vec(u.I32, lanes)
+    factor, zp, lo, hi = qparams
+    zp32 = b.fptrunc(zp, vf)
+    lo_zp, hi_zp = b.fsub(lo, zp32), b.fsub(hi, zp32)
+    zp_int = b.fptosi(zp32, v32)
+    factor32 = b.fptrunc(factor, vf)
+    col0 = b.mul(nb, u.i64(cfg.nr))
+    mask = _lanes_below(b, b.sub(p["n_valid"], col0), 64)
+    for r in range(cfg.mr):
+        ints = []
+        for v in range(cfg.nv):
+            corr, mult, bias = columns[v]
+            centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
+            raw = u.fma(b, bias, factor32, b.sitofp(centered, vf))
+            scaled = u.clamp(b, b.fmul(raw, mult), lo_zp, hi_zp)
+            ints.append(b.add(_round_to_int(b, scaled, lanes), zp_int))
+        row = b.add(m0, u.i64(r))
+        ptr = b.gep(p["out"], [b.add(b.mul(row, p["ldo"]), col0)], source_etype=I8)
+        _masked_store(b, _bytes_of_row(b, ints), ptr, mask, 1)
+
+
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
-              residual: bool = False):
+              residual: bool = False, packed_rows: bool = False):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
     is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector.
     qparams / columns: epilogue_qparams / epilogue_columns made by the caller outside
     its loops (loaded here otherwise). residual: then add the "other" operand and
-    requantize again (_residual_add: a conv + quantized_add pair in one pass)."""
+    requantize again (_residual_add: a conv + quantized_add pair in one pass).
+    packed_rows: a uint8 result of a 64-column block whose parameter block has
+    "n_valid" is stored a row at a time (_packed_row_epilogue)."""
     acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
     factor, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
     columns = columns or epilogue_columns(b, cfg, p, nb)
+    if packed_rows and u8_out and not residual and cfg.vnni and cfg.nr == 64 and \
+            "n_valid" in p:
+        _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, (factor, zp, lo, hi))
+        return
     extra = _residual_qparams(b, p) if residual else None
     # loaded once, before the stores (which LLVM cannot prove leave it unchanged): the
     # residual add's constants derived from it are then computed once per tile too
@@ -593,7 +664,7 @@ def _tile(b, cfg: Config, p, m0, nb, oh, last, u8_out: bool, residual: bool,
     neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
     acc = _k_loop(b, cfg, p, _row_bases(b, p, coords, last[1]), nb, neg_corr)
     _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
-              columns=epilogue_columns(b, cfg, p, nb, corr=False))
+              columns=epilogue_columns(b, cfg, p, nb, corr=False), packed_rows=True)
 
 
 def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool):
@@ -688,7 +759,7 @@ def _emit_border(module: ir.Module, cfg: Config, name: str, u8_out: bool, residu
             b.gep(ptr, [b.mul(b.sub(kk, k0), u.i64(4))], source_etype=I8) for ptr in ptrs])
     acc = u.carried_loop(b, u.i64(0), p["kh"], start, kernel_row, "ky")
     _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
-              columns=epilogue_columns(b, cfg, p, nb, corr=False))
+              columns=epilogue_columns(b, cfg, p, nb, corr=False), packed_rows=True)
     b.ret_void()
     return fn
 
