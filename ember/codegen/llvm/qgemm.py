@@ -468,7 +468,8 @@ def _bytes_of_row(b, ints):
     return b.bitcast(b.shuffle_vector(dwords, ir.Constant(v32, ir.Undefined), order), v8)
 
 
-def _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, qparams) -> None:
+def _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, qparams,
+                         dequant: bool = False) -> None:
     """The uint8 epilogue of a 64-column VNNI tile, a row at a time: each value is
     requantized as _requantized computes it (fma, multiply) and clamped *before* the
     rounding to [lo - zp, hi - zp], rounded to int32 (vcvtps2dq, to nearest even), the
@@ -479,7 +480,13 @@ def _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, qparams) -> None:
     other epilogues): rounding is monotonic and the bounds are integers, so clamping
     before or after it gives the same integer, and adding an integer zero point to an
     integer below 2**24 is exact either way; NaN becomes lo in both (the clamp's
-    compare-and-select), +-inf the bound on its side."""
+    compare-and-select), +-inf the bound on its side.
+
+    dequant (qgemm_u8_deq): the uint8 values are not stored but dequantized, as the
+    native dequantize computes them, (float32(q) - zp) * scale with the output scale
+    qparams[4] (a float32 value): float32(q) - zp is the rounded integer before the
+    zero point was added, exactly, so each vector is one conversion and one multiply,
+    stored as float32 (a masked store per vector: the columns below n_valid)."""
     lanes = cfg.lanes
     vf, v32 = u.vec(u.F32, lanes), u.vec(u.I32, lanes)
     factor, zp, lo, hi = qparams
@@ -488,29 +495,45 @@ def _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, qparams) -> None:
     zp_int = b.fptosi(zp32, v32)
     factor32 = b.fptrunc(factor, vf)
     col0 = b.mul(nb, u.i64(cfg.nr))
-    mask = _lanes_below(b, b.sub(p["n_valid"], col0), 64)
+    if dequant:
+        out_scale = u.splat(b, b.fptrunc(b.load(b.gep(p["qparams"], [u.i64(4)],
+                                                      source_etype=u.F64), typ=u.F64),
+                                         u.F32), lanes)
+        masks = [_lanes_below(b, b.sub(p["n_valid"], b.add(col0, u.i64(v * lanes))), lanes)
+                 for v in range(cfg.nv)]
+    else:
+        mask = _lanes_below(b, b.sub(p["n_valid"], col0), 64)
     for r in range(cfg.mr):
         ints = []
+        row = b.add(m0, u.i64(r))
         for v in range(cfg.nv):
             corr, mult, bias = columns[v]
             centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
             raw = u.fma(b, bias, factor32, b.sitofp(centered, vf))
             scaled = u.clamp(b, b.fmul(raw, mult), lo_zp, hi_zp)
+            if dequant:
+                real = b.fmul(b.sitofp(_round_to_int(b, scaled, lanes), vf), out_scale)
+                at = b.add(b.mul(row, p["ldo"]), b.add(col0, u.i64(v * lanes)))
+                _masked_store(b, real, b.gep(p["out"], [at], source_etype=u.F32), masks[v],
+                              4)
+                continue
             ints.append(b.add(_round_to_int(b, scaled, lanes), zp_int))
-        row = b.add(m0, u.i64(r))
+        if dequant:
+            continue
         ptr = b.gep(p["out"], [b.add(b.mul(row, p["ldo"]), col0)], source_etype=I8)
         _masked_store(b, _bytes_of_row(b, ints), ptr, mask, 1)
 
 
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
-              residual: bool = False, packed_rows: bool = False):
+              residual: bool = False, packed_rows: bool = False, dequant: bool = False):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
     is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector.
     qparams / columns: epilogue_qparams / epilogue_columns made by the caller outside
     its loops (loaded here otherwise). residual: then add the "other" operand and
     requantize again (_residual_add: a conv + quantized_add pair in one pass).
     packed_rows: a uint8 result of a 64-column block whose parameter block has
-    "n_valid" is stored a row at a time (_packed_row_epilogue)."""
+    "n_valid" is stored a row at a time (_packed_row_epilogue); dequant: that result
+    dequantized to float32 instead (only there)."""
     acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
@@ -518,8 +541,11 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     columns = columns or epilogue_columns(b, cfg, p, nb)
     if packed_rows and u8_out and not residual and cfg.vnni and cfg.nr == 64 and \
             "n_valid" in p:
-        _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, (factor, zp, lo, hi))
+        _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, (factor, zp, lo, hi),
+                             dequant)
         return
+    if dequant:
+        raise ValueError("qgemm: the dequantizing epilogue needs a 64-column VNNI tile")
     extra = _residual_qparams(b, p) if residual else None
     # loaded once, before the stores (which LLVM cannot prove leave it unchanged): the
     # residual add's constants derived from it are then computed once per tile too
@@ -656,7 +682,7 @@ def _geometry(b, params):
 
 
 def _tile(b, cfg: Config, p, m0, nb, oh, last, u8_out: bool, residual: bool,
-          coords=None) -> None:
+          coords=None, dequant: bool = False) -> None:
     """One MR x NR tile: the k loop, then the epilogue. The sums start from -corr
     (integer sums: exact in any order), so the epilogue has no subtraction and holds no
     corr vectors beside the accumulators."""
@@ -664,10 +690,12 @@ def _tile(b, cfg: Config, p, m0, nb, oh, last, u8_out: bool, residual: bool,
     neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
     acc = _k_loop(b, cfg, p, _row_bases(b, p, coords, last[1]), nb, neg_corr)
     _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
-              columns=epilogue_columns(b, cfg, p, nb, corr=False), packed_rows=True)
+              columns=epilogue_columns(b, cfg, p, nb, corr=False), packed_rows=True,
+              dequant=dequant)
 
 
-def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool):
+def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool,
+               dequant: bool = False):
     """<name>.tail(params, m0, nb): the tail_rows(cfg)-row tile, a function of its own
     (not inlined: one more copy of the tile inside the task loop tripled the module's
     compile time)."""
@@ -678,7 +706,7 @@ def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual
     params, m0, nb = fn.args
     p, oh, last = _geometry(b, params)
     _tile(b, dataclasses.replace(cfg, mr=tail_rows(cfg)), p, m0, nb, oh, last, u8_out,
-          residual)
+          residual, dequant=dequant)
     b.ret_void()
     return fn
 
@@ -764,17 +792,22 @@ def _emit_border(module: ir.Module, cfg: Config, name: str, u8_out: bool, residu
     return fn
 
 
-def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) -> None:
+def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False,
+          dequant: bool = False) -> None:
     """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
     block, row tiles inner when nb_outer (the thread pool's chunk signature); the tasks
     run are [t_begin, t_end) or claimed (_claims). residual: qgemm_u8_add, the uint8
     result added to the block's "other" operand in the epilogue (_residual_add). The
     uint8 VNNI kernels read a convolution's padding themselves where the block says so
-    (tiles with a row outside the image: <name>.border)."""
-    name = "qgemm_u8_add" if residual else f"qgemm_{'u8' if u8_out else 'f32'}"
-    tail = _emit_tail(module, cfg, name, u8_out, residual) if tail_rows(cfg) else None
+    (tiles with a row outside the image: <name>.border). dequant: qgemm_u8_deq, the
+    uint8 result dequantized to float32 in the epilogue (a Linear and the dequantize
+    reading it: 64-column VNNI tiles, no padding read)."""
+    name = "qgemm_u8_add" if residual else "qgemm_u8_deq" if dequant else \
+        f"qgemm_{'u8' if u8_out else 'f32'}"
+    tail = _emit_tail(module, cfg, name, u8_out, residual, dequant) if tail_rows(cfg) \
+        else None
     border = _emit_border(module, cfg, name, u8_out, residual) \
-        if u8_out and cfg.vnni else None
+        if u8_out and cfg.vnni and not dequant else None
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
@@ -790,7 +823,7 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
 
         def inside_image():
             if tail is None:
-                _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
+                _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords, dequant)
                 return
             # rows past M (a partial last tile) computed only as far as the tail's
             narrow = b.icmp_signed("<=", b.sub(p["m"], m0), u.i64(tail_rows(cfg)))
@@ -798,7 +831,7 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
                 with few:
                     b.call(tail, [params, m0, nb])
                 with full:
-                    _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
+                    _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords, dequant)
         if border is None:
             inside_image()
         else:
@@ -814,27 +847,37 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
 
 def module_for(cfg: Config) -> ir.Module:
     """The LLVM module of cfg's kernels: qgemm_u8, qgemm_f32 and qgemm_u8_add (also what
-    ember.aot links)."""
+    ember.aot links), and for 64-column VNNI tiles qgemm_u8_deq."""
     module = ir.Module(name=f"ember_qgemm_{cfg.name}")
     _emit(module, cfg, True)
     _emit(module, cfg, False)
     _emit(module, cfg, True, residual=True)
+    if dequantizes(cfg):
+        _emit(module, cfg, True, dequant=True)
     return module
 
 
 KERNEL_NAMES = ("qgemm_u8", "qgemm_f32", "qgemm_u8_add")
 
 
+def dequantizes(cfg: Config) -> bool:
+    """Whether cfg's module has qgemm_u8_deq (the packed-row epilogue's tiles)."""
+    return cfg.vnni and cfg.nr == 64
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels(cfg: Config):
     """The compiled kernels by output kind: True (uint8), False (float32), "add" (uint8
-    with the residual add)."""
+    with the residual add), "deq" (uint8 dequantized to float32, where cfg has it)."""
     lib = compile_ir(module_for(cfg), target_for(cfg.isa))
     spin.install()      # back-to-back GEMMs: the next one's chunk handed over natively
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
-    return lib, {True: lib.function("qgemm_u8", None, *argtypes),
-                 False: lib.function("qgemm_f32", None, *argtypes),
-                 "add": lib.function("qgemm_u8_add", None, *argtypes)}
+    kernels = {True: lib.function("qgemm_u8", None, *argtypes),
+               False: lib.function("qgemm_f32", None, *argtypes),
+               "add": lib.function("qgemm_u8_add", None, *argtypes)}
+    if dequantizes(cfg):
+        kernels["deq"] = lib.function("qgemm_u8_deq", None, *argtypes)
+    return lib, kernels
 
 
 # --- host side -----------------------------------------------------------------------------
@@ -891,14 +934,23 @@ def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: 
 
 
 def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool,
-            residual: bool = False):
+            residual: bool = False, dequant_scale: float | None = None):
     """run_vectors in two steps: the parameter block made now, once; the returned
     function(buffer, threads=None) runs the GEMM on any input buffer of gather's
     geometry (its .on_one_thread(buffer) on the calling thread alone). residual: the
     fused residual add (qgemm_u8_add; qparams has its 11 entries, lite.residual_qparams),
-    whose run takes other=[M, N] uint8."""
+    whose run takes other=[M, N] uint8. dequant_scale (u8_out, a tile that
+    `dequantizes`): the uint8 result dequantized with that scale (as a float32) and
+    qparams' zero point, float32 out (qgemm_u8_deq)."""
     corr, mult, bias = vectors
-    fn = _kernels(packed.cfg)[1]["add" if residual else u8_out]
+    kernels = _kernels(packed.cfg)[1]
+    if dequant_scale is not None:
+        if not (u8_out and dequantizes(packed.cfg)) or residual:
+            raise ValueError(f"qgemm: no dequantizing kernel for the {packed.cfg.name} tile")
+        fn, u8_out = kernels["deq"], False      # float32 out
+        qparams = tuple(qparams[:4]) + (float(np.float32(dequant_scale)),)
+    else:
+        fn = kernels["add" if residual else u8_out]
     call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
                           packed.cfg.nr, corr, mult, bias, qparams, u8_out,
                           claim=lite.GUIDED)
