@@ -569,6 +569,8 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64), typ=u.F64) \
         if residual else None
 
+    f32_masks: dict = {}
+
     def body(ragged: bool):
         for v in range(cfg.nv):
             col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
@@ -589,6 +591,12 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
                     value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
                     _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p,
                            lanes)
+                elif packed_rows and cfg.vnni and "n_valid" in p:
+                    # one masked store (the columns below n_valid), no branch a vector
+                    if v not in f32_masks:
+                        f32_masks[v] = _lanes_below(b, b.sub(p["n_valid"], col), lanes)
+                    _masked_store(b, u.clamp(b, real, lo, hi),
+                                  b.gep(p["out"], [idx], source_etype=u.F32), f32_masks[v], 4)
                 else:
                     value = u.clamp(b, real, lo, hi)
                     _store(b, value, b.gep(p["out"], [idx], source_etype=u.F32), 4, col, p,
