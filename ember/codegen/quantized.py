@@ -351,8 +351,9 @@ class _LinearCall:
             self._divisor[:n] = atw
         self._gemm = Q.prepare(Q.linear_gather(a, k // 4), packed, vectors, qparams, True)
         # the GEMM that dequantizes its result (run_dequantized), made on its first call
-        self._dequant_inputs = (Q.linear_gather(a, k // 4), packed, vectors, qparams,
-                                float(scale)) if Q.dequantizes(cfg) else None
+        # (from that call's input: the same geometry; no input array kept meanwhile)
+        self._dequant_inputs = (packed, vectors, qparams, float(scale)) \
+            if Q.dequantizes(cfg) else None
         self._dequant = None
 
     def run(self, a, bias=None):
@@ -367,9 +368,10 @@ class _LinearCall:
         if self._dequant is None:
             if self._dequant_inputs is None:
                 return None
-            gather, packed, vectors, qparams, scale = self._dequant_inputs
-            self._dequant = Q.prepare(gather, packed, vectors, qparams, True,
-                                      dequant_scale=scale)
+            packed, vectors, qparams, scale = self._dequant_inputs
+            rows = a.reshape(-1, a.shape[-1])     # a 3-d input's rows, as __init__'s
+            self._dequant = Q.prepare(Q.linear_gather(rows, packed.kq), packed, vectors,
+                                      qparams, True, dequant_scale=scale)
         if bias is not None and self._divisor is not None:
             bias = bias / self._divisor
         return self._dequant(a, bias=bias)

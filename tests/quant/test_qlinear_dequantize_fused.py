@@ -112,3 +112,32 @@ def test_a_hook_on_the_linear_keeps_the_pair(rng):
         outs = [e_q(x).numpy() for _ in range(3)]
     assert len(seen) == 3 and all(o.is_quantized for o in seen)
     np.testing.assert_array_equal(outs[-1], seen[-1].dequantize().numpy())
+
+
+class _Tokens:
+    """A Linear stack on [batch, tokens, features] input (a transformer's MLP block)."""
+
+    @staticmethod
+    def make(lib):
+        nn = lib.nn
+        return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64)).eval()
+
+
+def test_three_dimensional_input(rng, monkeypatch):
+    from ember.ao.quantization.fx import fused_forward
+    t_model, e_model = _Tokens.make(torch), _Tokens.make(ember)
+    share_random_weights(t_model, e_model, rng)
+    calib = [rng.standard_normal((3, 5, 32)).astype(np.float32) for _ in range(2)]
+    t_q, e_q = converted_twins(t_model, e_model, calib)
+    x = rng.standard_normal((3, 5, 32)).astype(np.float32)
+    hits, real = [], fused_forward._linear_dequantize
+    monkeypatch.setattr(fused_forward, "_linear_dequantize",
+                        lambda args: hits.append(real(args)) or hits[-1])
+    with ember.no_grad():
+        outs = [e_q(ember.tensor(x)).numpy() for _ in range(4)]
+    assert [h is not None for h in hits] == [False, False, True, True]
+    assert outs[-1].shape == (3, 5, 64)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out.view(np.uint32), outs[0].view(np.uint32))
+    want = t_q(torch.from_numpy(x)).numpy()
+    assert np.abs(want - outs[-1]).max() <= 3 * float(e_q.get_submodule("2").scale)
