@@ -350,11 +350,31 @@ class _LinearCall:
             self._divisor = packed.column_vector(1.0, np.float32)
             self._divisor[:n] = atw
         self._gemm = Q.prepare(Q.linear_gather(a, k // 4), packed, vectors, qparams, True)
+        # the GEMM that dequantizes its result (run_dequantized), made on its first call
+        # (from that call's input: the same geometry; no input array kept meanwhile)
+        self._dequant_inputs = (packed, vectors, qparams, float(scale)) \
+            if Q.dequantizes(cfg) else None
+        self._dequant = None
 
     def run(self, a, bias=None):
         if bias is not None and self._divisor is not None:
             bias = bias / self._divisor
         return self._gemm(a, bias=bias)
+
+    def run_dequantized(self, a, bias=None):
+        """dequantize(run(a, bias)) as float32 by one GEMM whose epilogue dequantizes the
+        uint8 values it rounds (qgemm_u8_deq: the dequantize's floats exactly), or None
+        where the layer's tile has no such kernel."""
+        if self._dequant is None:
+            if self._dequant_inputs is None:
+                return None
+            packed, vectors, qparams, scale = self._dequant_inputs
+            rows = a.reshape(-1, a.shape[-1])     # a 3-d input's rows, as __init__'s
+            self._dequant = Q.prepare(Q.linear_gather(rows, packed.kq), packed, vectors,
+                                      qparams, True, dequant_scale=scale)
+        if bias is not None and self._divisor is not None:
+            bias = bias / self._divisor
+        return self._dequant(a, bias=bias)
 
     def bias_in_place(self, bias) -> bool:
         return type(bias) is np.ndarray and bias.dtype == np.float32 and \
@@ -512,6 +532,17 @@ def linear_runner(args, cache: dict):
                 return None
             b = padded_bias(b)
         return QuantizedArray(run(xq, bias=b).reshape(out_shape), dtype, out_scale, out_zp)
+
+    def dequantized(xq, b):
+        """The float32 result of dequantize(runner(xq, b)) by one GEMM, or None (no such
+        kernel for this tile, a bias the runner would decline)."""
+        if b is not None and not bias_in_place(b):
+            if np.ndim(b) != 1 or np.shape(b)[0] != n:
+                return None
+            b = padded_bias(b)
+        value = call.run_dequantized(xq, b)
+        return None if value is None else value.reshape(out_shape)
+    runner.dequantized = dequantized
     return runner
 
 

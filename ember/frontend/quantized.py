@@ -357,6 +357,26 @@ def quantized_conv2d_op() -> OpDef:
     return OPS["quantized_conv2d"]
 
 
+def linear_dequantize(linear_args: tuple):
+    """dequantize(quantized_linear(*linear_args)) as a float32 tensor by one GEMM whose
+    epilogue dequantizes the values it rounds (codegen's linear runner `.dequantized`:
+    the pair's floats exactly, without the uint8 result, the dequantize's call and its
+    serial pass), or None where that does not apply (the caller then runs the pair):
+    only a call the layer's prepared call repeats (_seen_call: the same operands'
+    geometry, layout and qparams; no dispatch mode, autocast or TorchFunctionMode, which
+    then see the two calls) on a tile that has the kernel."""
+    if _TF_STATE.modes:
+        return None
+    seen = _seen_call(OPS["quantized_linear"], linear_args)
+    dequantized = getattr(seen.runner, "dequantized", None) if seen is not None else None
+    if dequantized is None:
+        return None
+    bias = linear_args[2]
+    value = dequantized(linear_args[0]._array, bias._array if isinstance(bias, Tensor)
+                        else bias)
+    return None if value is None else Tensor._adopt(value)
+
+
 class _SeenAdd:
     """A fused residual pair's prepared call (kept on the conv's weight, as _SeenCall):
     the conv's operands, the other operand's geometry, layout and qparams and the add's

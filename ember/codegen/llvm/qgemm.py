@@ -159,11 +159,28 @@ def _field(b, params, name, as_ptr=False):
 
 
 def _row_base(b, p, m):
+    """Row m's (image, output row, output column). A linear layer's rows (ohw = 1: each
+    row an image of one pixel) skip the two divisions, which a branch keeps out of its
+    tiles (integer division is not speculated; a division by 1 took ~1/8 of a K=64
+    tile's time)."""
+    head = b.block
+    divide = b.append_basic_block("row_base.divide")
+    join = b.append_basic_block("row_base.join")
+    b.cbranch(b.icmp_signed("==", p["ohw"], u.i64(1)), join, divide)
+    b.position_at_end(divide)
     img = b.sdiv(m, p["ohw"])
     rem = b.sub(m, b.mul(img, p["ohw"]))
     oy = b.sdiv(rem, p["ow"])
     ox = b.sub(rem, b.mul(oy, p["ow"]))
-    return img, oy, ox
+    b.branch(join)
+    b.position_at_end(join)
+    out = []
+    for value, single in ((img, m), (oy, u.i64(0)), (ox, u.i64(0))):
+        phi = b.phi(u.I64)
+        phi.add_incoming(single, head)
+        phi.add_incoming(value, divide)
+        out.append(phi)
+    return tuple(out)
 
 
 def _row_coords(b, cfg, p, m0, oh):
@@ -437,23 +454,122 @@ def _requantized(b, summed, mult, bias_term, factor, zp, lanes: int):
     return b.fadd(u.intrinsic(b, "roundeven", vf, b.fmul(raw, mult)), b.fptrunc(zp, vf))
 
 
+def _round_to_int(b, x, lanes: int):
+    """roundeven(x) as int32 in one instruction (vcvtps2dq with the rounding mode embedded:
+    to nearest even, whatever MXCSR holds); x must lie within int32's range."""
+    v32 = u.vec(u.I32, lanes)
+    name = "llvm.x86.avx512.mask.cvtps2dq.512"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(v32, [x.type, v32, ir.IntType(16), u.I32]), name=name)
+    return b.call(fn, [x, ir.Constant(v32, None), ir.Constant(ir.IntType(16), -1),
+                       ir.Constant(u.I32, 8)])      # 8: {rn-sae}
+
+
+def _bytes_of_row(b, ints):
+    """Four int32 vectors of values in [0, 255] (a row's 64 columns, in order) as one
+    64-byte vector: two signed packs to int16, one unsigned pack to bytes (each within
+    128-bit lanes, saturating: the values pass unchanged), then a dword permutation that
+    puts each vector's 16 bytes back in column order. Four vpmovdb stores cost more
+    (two micro-ops each on these cores)."""
+    v32, v16, v8 = u.vec(u.I32, 16), u.vec(I16, 32), u.vec(I8, 64)
+
+    def packer(name, arg, res):
+        return b.module.globals.get(name) or ir.Function(
+            b.module, ir.FunctionType(res, [arg, arg]), name=name)
+    ssdw = packer("llvm.x86.avx512.packssdw.512", v32, v16)
+    uswb = packer("llvm.x86.avx512.packuswb.512", v16, v8)
+    low, high = b.call(ssdw, ints[:2]), b.call(ssdw, ints[2:])
+    # 128-bit lane i of the packed bytes holds dwords (v0, v1, v2, v3) of chunk i
+    dwords = b.bitcast(b.call(uswb, [low, high]), v32)
+    order = ir.Constant(u.vec(u.I32, 16), [4 * (j % 4) + j // 4 for j in range(16)])
+    return b.bitcast(b.shuffle_vector(dwords, ir.Constant(v32, ir.Undefined), order), v8)
+
+
+def _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, qparams,
+                         dequant: bool = False) -> None:
+    """The uint8 epilogue of a 64-column VNNI tile, a row at a time: each value is
+    requantized as _requantized computes it (fma, multiply) and clamped *before* the
+    rounding to [lo - zp, hi - zp], rounded to int32 (vcvtps2dq, to nearest even), the
+    zero point added as an integer; the row's four vectors are packed to 64 bytes and
+    stored by one masked store (the columns below n_valid: no branch per vector).
+
+    The same bytes as rounding, adding the zero point and clamping in float32 (the
+    other epilogues): rounding is monotonic and the bounds are integers, so clamping
+    before or after it gives the same integer, and adding an integer zero point to an
+    integer below 2**24 is exact either way; NaN becomes lo in both (the clamp's
+    compare-and-select), +-inf the bound on its side.
+
+    dequant (qgemm_u8_deq): the uint8 values are not stored but dequantized, as the
+    native dequantize computes them, (float32(q) - zp) * scale with the output scale
+    qparams[4] (a float32 value): float32(q) - zp is the rounded integer before the
+    zero point was added, exactly, so each vector is one conversion and one multiply,
+    stored as float32 (a masked store per vector: the columns below n_valid)."""
+    lanes = cfg.lanes
+    vf, v32 = u.vec(u.F32, lanes), u.vec(u.I32, lanes)
+    factor, zp, lo, hi = qparams
+    zp32 = b.fptrunc(zp, vf)
+    lo_zp, hi_zp = b.fsub(lo, zp32), b.fsub(hi, zp32)
+    zp_int = b.fptosi(zp32, v32)
+    factor32 = b.fptrunc(factor, vf)
+    col0 = b.mul(nb, u.i64(cfg.nr))
+    if dequant:
+        out_scale = u.splat(b, b.fptrunc(b.load(b.gep(p["qparams"], [u.i64(4)],
+                                                      source_etype=u.F64), typ=u.F64),
+                                         u.F32), lanes)
+        masks = [_lanes_below(b, b.sub(p["n_valid"], b.add(col0, u.i64(v * lanes))), lanes)
+                 for v in range(cfg.nv)]
+    else:
+        mask = _lanes_below(b, b.sub(p["n_valid"], col0), 64)
+    for r in range(cfg.mr):
+        ints = []
+        row = b.add(m0, u.i64(r))
+        for v in range(cfg.nv):
+            corr, mult, bias = columns[v]
+            centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
+            raw = u.fma(b, bias, factor32, b.sitofp(centered, vf))
+            scaled = u.clamp(b, b.fmul(raw, mult), lo_zp, hi_zp)
+            if dequant:
+                real = b.fmul(b.sitofp(_round_to_int(b, scaled, lanes), vf), out_scale)
+                at = b.add(b.mul(row, p["ldo"]), b.add(col0, u.i64(v * lanes)))
+                _masked_store(b, real, b.gep(p["out"], [at], source_etype=u.F32), masks[v],
+                              4)
+                continue
+            ints.append(b.add(_round_to_int(b, scaled, lanes), zp_int))
+        if dequant:
+            continue
+        ptr = b.gep(p["out"], [b.add(b.mul(row, p["ldo"]), col0)], source_etype=I8)
+        _masked_store(b, _bytes_of_row(b, ints), ptr, mask, 1)
+
+
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
-              residual: bool = False):
+              residual: bool = False, packed_rows: bool = False, dequant: bool = False):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
     is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector.
     qparams / columns: epilogue_qparams / epilogue_columns made by the caller outside
     its loops (loaded here otherwise). residual: then add the "other" operand and
-    requantize again (_residual_add: a conv + quantized_add pair in one pass)."""
+    requantize again (_residual_add: a conv + quantized_add pair in one pass).
+    packed_rows: a uint8 result of a 64-column block whose parameter block has
+    "n_valid" is stored a row at a time (_packed_row_epilogue); dequant: that result
+    dequantized to float32 instead (only there)."""
     acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
     factor, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
     columns = columns or epilogue_columns(b, cfg, p, nb)
+    if packed_rows and u8_out and not residual and cfg.vnni and cfg.nr == 64 and \
+            "n_valid" in p:
+        _packed_row_epilogue(b, cfg, p, acc_at, m0, nb, columns, (factor, zp, lo, hi),
+                             dequant)
+        return
+    if dequant:
+        raise ValueError("qgemm: the dequantizing epilogue needs a 64-column VNNI tile")
     extra = _residual_qparams(b, p) if residual else None
     # loaded once, before the stores (which LLVM cannot prove leave it unchanged): the
     # residual add's constants derived from it are then computed once per tile too
     c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64), typ=u.F64) \
         if residual else None
+
+    f32_masks: dict = {}
 
     def body(ragged: bool):
         for v in range(cfg.nv):
@@ -475,6 +591,12 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
                     value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
                     _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p,
                            lanes)
+                elif packed_rows and cfg.vnni and "n_valid" in p:
+                    # one masked store (the columns below n_valid), no branch a vector
+                    if v not in f32_masks:
+                        f32_masks[v] = _lanes_below(b, b.sub(p["n_valid"], col), lanes)
+                    _masked_store(b, u.clamp(b, real, lo, hi),
+                                  b.gep(p["out"], [idx], source_etype=u.F32), f32_masks[v], 4)
                 else:
                     value = u.clamp(b, real, lo, hi)
                     _store(b, value, b.gep(p["out"], [idx], source_etype=u.F32), 4, col, p,
@@ -585,7 +707,7 @@ def _geometry(b, params):
 
 
 def _tile(b, cfg: Config, p, m0, nb, oh, last, u8_out: bool, residual: bool,
-          coords=None) -> None:
+          coords=None, dequant: bool = False) -> None:
     """One MR x NR tile: the k loop, then the epilogue. The sums start from -corr
     (integer sums: exact in any order), so the epilogue has no subtraction and holds no
     corr vectors beside the accumulators."""
@@ -593,10 +715,12 @@ def _tile(b, cfg: Config, p, m0, nb, oh, last, u8_out: bool, residual: bool,
     neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
     acc = _k_loop(b, cfg, p, _row_bases(b, p, coords, last[1]), nb, neg_corr)
     _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
-              columns=epilogue_columns(b, cfg, p, nb, corr=False))
+              columns=epilogue_columns(b, cfg, p, nb, corr=False), packed_rows=True,
+              dequant=dequant)
 
 
-def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool):
+def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool,
+               dequant: bool = False):
     """<name>.tail(params, m0, nb): the tail_rows(cfg)-row tile, a function of its own
     (not inlined: one more copy of the tile inside the task loop tripled the module's
     compile time)."""
@@ -607,7 +731,7 @@ def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual
     params, m0, nb = fn.args
     p, oh, last = _geometry(b, params)
     _tile(b, dataclasses.replace(cfg, mr=tail_rows(cfg)), p, m0, nb, oh, last, u8_out,
-          residual)
+          residual, dequant=dequant)
     b.ret_void()
     return fn
 
@@ -688,38 +812,48 @@ def _emit_border(module: ir.Module, cfg: Config, name: str, u8_out: bool, residu
             b.gep(ptr, [b.mul(b.sub(kk, k0), u.i64(4))], source_etype=I8) for ptr in ptrs])
     acc = u.carried_loop(b, u.i64(0), p["kh"], start, kernel_row, "ky")
     _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
-              columns=epilogue_columns(b, cfg, p, nb, corr=False))
+              columns=epilogue_columns(b, cfg, p, nb, corr=False), packed_rows=True)
     b.ret_void()
     return fn
 
 
-def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) -> None:
+def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False,
+          dequant: bool = False) -> None:
     """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
     block, row tiles inner when nb_outer (the thread pool's chunk signature); the tasks
     run are [t_begin, t_end) or claimed (_claims). residual: qgemm_u8_add, the uint8
     result added to the block's "other" operand in the epilogue (_residual_add). The
     uint8 VNNI kernels read a convolution's padding themselves where the block says so
-    (tiles with a row outside the image: <name>.border)."""
-    name = "qgemm_u8_add" if residual else f"qgemm_{'u8' if u8_out else 'f32'}"
-    tail = _emit_tail(module, cfg, name, u8_out, residual) if tail_rows(cfg) else None
+    (tiles with a row outside the image: <name>.border). dequant: qgemm_u8_deq, the
+    uint8 result dequantized to float32 in the epilogue (a Linear and the dequantize
+    reading it: 64-column VNNI tiles, no padding read)."""
+    name = "qgemm_u8_add" if residual else "qgemm_u8_deq" if dequant else \
+        f"qgemm_{'u8' if u8_out else 'f32'}"
+    tail = _emit_tail(module, cfg, name, u8_out, residual, dequant) if tail_rows(cfg) \
+        else None
     border = _emit_border(module, cfg, name, u8_out, residual) \
-        if u8_out and cfg.vnni else None
+        if u8_out and cfg.vnni and not dequant else None
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
     p, oh, last = _geometry(b, params)
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
     begin, end, claim_head, claims_done = _claims(b, params, p, t_begin, t_end)
-    with u.counted_loop(b, begin, end, 1, "t") as t:
-        outer = b.sdiv(t, b.select(nb_outer, p["m_tiles"], p["n_blocks"]))
-        inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
+    # the claim's first task split by one division, then stepped (a division a task
+    # took ~1/20 of a K=64 tile's time)
+    inner_count = b.select(nb_outer, p["m_tiles"], p["n_blocks"])
+    first_outer = b.sdiv(begin, inner_count)
+    first_inner = b.sub(begin, b.mul(first_outer, inner_count))
+
+    def task(t, position):
+        outer, inner = position
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
         coords = _row_coords(b, cfg, p, m0, oh)
 
         def inside_image():
             if tail is None:
-                _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
+                _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords, dequant)
                 return
             # rows past M (a partial last tile) computed only as far as the tail's
             narrow = b.icmp_signed("<=", b.sub(p["m"], m0), u.i64(tail_rows(cfg)))
@@ -727,7 +861,7 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
                 with few:
                     b.call(tail, [params, m0, nb])
                 with full:
-                    _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
+                    _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords, dequant)
         if border is None:
             inside_image()
         else:
@@ -736,6 +870,11 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
                     inside_image()
                 with edge:
                     b.call(border, [params, m0, nb])
+        following = b.add(inner, u.i64(1))
+        wrap = b.icmp_signed("==", following, inner_count)
+        return [b.select(wrap, b.add(outer, u.i64(1)), outer),
+                b.select(wrap, u.i64(0), following)]
+    u.carried_loop(b, begin, end, [first_outer, first_inner], task, "t")
     b.branch(claim_head)
     b.position_at_end(claims_done)
     b.ret_void()
@@ -743,27 +882,37 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
 
 def module_for(cfg: Config) -> ir.Module:
     """The LLVM module of cfg's kernels: qgemm_u8, qgemm_f32 and qgemm_u8_add (also what
-    ember.aot links)."""
+    ember.aot links), and for 64-column VNNI tiles qgemm_u8_deq."""
     module = ir.Module(name=f"ember_qgemm_{cfg.name}")
     _emit(module, cfg, True)
     _emit(module, cfg, False)
     _emit(module, cfg, True, residual=True)
+    if dequantizes(cfg):
+        _emit(module, cfg, True, dequant=True)
     return module
 
 
 KERNEL_NAMES = ("qgemm_u8", "qgemm_f32", "qgemm_u8_add")
 
 
+def dequantizes(cfg: Config) -> bool:
+    """Whether cfg's module has qgemm_u8_deq (the packed-row epilogue's tiles)."""
+    return cfg.vnni and cfg.nr == 64
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels(cfg: Config):
     """The compiled kernels by output kind: True (uint8), False (float32), "add" (uint8
-    with the residual add)."""
+    with the residual add), "deq" (uint8 dequantized to float32, where cfg has it)."""
     lib = compile_ir(module_for(cfg), target_for(cfg.isa))
     spin.install()      # back-to-back GEMMs: the next one's chunk handed over natively
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
-    return lib, {True: lib.function("qgemm_u8", None, *argtypes),
-                 False: lib.function("qgemm_f32", None, *argtypes),
-                 "add": lib.function("qgemm_u8_add", None, *argtypes)}
+    kernels = {True: lib.function("qgemm_u8", None, *argtypes),
+               False: lib.function("qgemm_f32", None, *argtypes),
+               "add": lib.function("qgemm_u8_add", None, *argtypes)}
+    if dequantizes(cfg):
+        kernels["deq"] = lib.function("qgemm_u8_deq", None, *argtypes)
+    return lib, kernels
 
 
 # --- host side -----------------------------------------------------------------------------
@@ -820,14 +969,23 @@ def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: 
 
 
 def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool,
-            residual: bool = False):
+            residual: bool = False, dequant_scale: float | None = None):
     """run_vectors in two steps: the parameter block made now, once; the returned
     function(buffer, threads=None) runs the GEMM on any input buffer of gather's
     geometry (its .on_one_thread(buffer) on the calling thread alone). residual: the
     fused residual add (qgemm_u8_add; qparams has its 11 entries, lite.residual_qparams),
-    whose run takes other=[M, N] uint8."""
+    whose run takes other=[M, N] uint8. dequant_scale (u8_out, a tile that
+    `dequantizes`): the uint8 result dequantized with that scale (as a float32) and
+    qparams' zero point, float32 out (qgemm_u8_deq)."""
     corr, mult, bias = vectors
-    fn = _kernels(packed.cfg)[1]["add" if residual else u8_out]
+    kernels = _kernels(packed.cfg)[1]
+    if dequant_scale is not None:
+        if not (u8_out and dequantizes(packed.cfg)) or residual:
+            raise ValueError(f"qgemm: no dequantizing kernel for the {packed.cfg.name} tile")
+        fn, u8_out = kernels["deq"], False      # float32 out
+        qparams = tuple(qparams[:4]) + (float(np.float32(dequant_scale)),)
+    else:
+        fn = kernels["add" if residual else u8_out]
     call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
                           packed.cfg.nr, corr, mult, bias, qparams, u8_out,
                           claim=lite.GUIDED)

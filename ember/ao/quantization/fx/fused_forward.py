@@ -16,13 +16,19 @@ from one node only and whose one reader is a `quantized_add` of it and another v
 The GraphModule's `recompile` (after a graph edit, a state_dict load that changed a
 qparams constant) regenerates the plain forward and then this one from the graph as it
 is then (`_forward_rewrite`).
+
+Likewise a quantized Linear (or LinearReLU) whose one reader is `dequantize` (an MLP's or
+a classifier's last layer) is one call of `linear_dequantize`: the GEMM's epilogue
+dequantizes what it rounds (frontend/quantized.py linear_dequantize: the pair's floats),
+so the uint8 result, the dequantize's call and its single-threaded pass are gone.
 """
 from __future__ import annotations
 
 import linecache
 
 from ....frontend.fx.codegen import python_code
-from ....frontend.quantized import QuantizedTensor, conv2d_add
+from ....frontend.quantized import QuantizedTensor, conv2d_add, \
+    linear_dequantize as _linear_dequantize
 from ....ir.graph import Graph, OpKind
 from ....ir.registry import OPS
 from ...nn.quantized import modules as nnq
@@ -43,6 +49,29 @@ def residual_pairs(gm) -> list:
             if _fusable_conv(gm, conv, calls) and conv is not other:
                 pairs.append((conv, add, other))
                 break
+    return pairs
+
+
+def dequantize_pairs(gm) -> list:
+    """(linear node, dequantize node) for each quantized Linear call whose one reader is
+    `x.dequantize()` / `dequantize(x)` of it."""
+    calls: dict = {}
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_module:
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    pairs = []
+    for deq in gm.graph.nodes:
+        if deq.kwargs or len(deq.args) != 1 or not (
+                deq.op == OpKind.call_method and deq.target == "dequantize" or
+                deq.op == OpKind.call_function and deq.target is OPS["dequantize"]):
+            continue
+        linear = deq.args[0]
+        if getattr(linear, "op", None) != OpKind.call_module or \
+                calls[str(linear.target)] != 1 or len(linear.users) != 1 or \
+                len(linear.args) != 1 or linear.kwargs:
+            continue
+        if type(gm.get_submodule(str(linear.target))) in _LINEARS:
+            pairs.append((linear, deq))
     return pairs
 
 
@@ -72,10 +101,10 @@ def install_fused_forward(gm) -> None:
 
 
 def fused_graph(gm) -> Graph | None:
-    """A copy of gm's graph with each residual pair one residual_conv_add call (None
-    where there is no pair)."""
-    pairs = residual_pairs(gm)
-    if not pairs:
+    """A copy of gm's graph with each residual pair one residual_conv_add call and each
+    Linear + dequantize pair one linear_dequantize call (None where there is no pair)."""
+    pairs, dequantized = residual_pairs(gm), dequantize_pairs(gm)
+    if not pairs and not dequantized:
         return None
     graph = Graph()
     values: dict = {}
@@ -95,7 +124,28 @@ def fused_graph(gm) -> Graph | None:
         new_add.replace_all_uses_with(fused)
         graph.erase_node(new_add)
         graph.erase_node(new_conv)
+    for linear, deq in dequantized:
+        new_linear, new_deq = values[linear], values[deq]
+        with graph.inserting_before(new_deq):
+            module = graph.get_attr(str(linear.target))
+            fused = graph.call_function(linear_dequantize, (module, new_linear.args[0]))
+        new_deq.replace_all_uses_with(fused)
+        graph.erase_node(new_deq)
+        graph.erase_node(new_linear)
     return graph
+
+
+def linear_dequantize(linear, x):
+    """linear(x).dequantize(), by one GEMM that dequantizes in its epilogue where it
+    applies (module docstring: a call the layer has made before with this input's
+    geometry and qparams, no hooks on it), else by the two calls."""
+    if type(x) is QuantizedTensor and type(linear) in _LINEARS and \
+            not (linear._forward_hooks or linear._forward_pre_hooks):
+        value = _linear_dequantize((x, linear._packed_weight, linear._bias, linear.scale,
+                                    linear.zero_point, linear._RELU))
+        if value is not None:
+            return value
+    return linear(x).dequantize()
 
 
 def residual_conv_add(conv, x, other, scale, zero_point, relu):
@@ -117,3 +167,11 @@ def _conv_classes() -> tuple:
 
 
 _CONVS = _conv_classes()
+
+
+def _linear_classes() -> tuple:
+    from ...nn.intrinsic.quantized import LinearReLU
+    return (nnq.Linear, LinearReLU)
+
+
+_LINEARS = _linear_classes()
