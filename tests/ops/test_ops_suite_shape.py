@@ -28,6 +28,12 @@ def _v(t):
     return t.shape, t.dtype, t.tolist()
 
 
+def _coords(t):
+    """nonzero / argwhere: shape, dtype and values. PyTorch lays the coordinates out
+    column-major, ember row-major (docs/compat.md)."""
+    return tuple(_v(c) for c in t) if isinstance(t, tuple) else _v(t)
+
+
 CASES = {
     # clamp
     "clamp_min_only": lambda L: L.clamp(L.tensor([-2., 0, 3]), min=0),
@@ -112,13 +118,13 @@ CASES = {
     "roll_transposed": lambda L: L.roll(_m(L, 3, 2).t(), 1, 1),
     "roll_same_dim_twice": lambda L: L.roll(_m(L, 4), (1, 1), (0, 0)),
     # nonzero / argwhere
-    "nonzero_2d": lambda L: L.nonzero(L.tensor([[1, 0], [0, 3]])),
-    "nonzero_as_tuple": lambda L: L.nonzero(L.tensor([[1, 0], [0, 3]]), as_tuple=True),
+    "nonzero_2d": lambda L: _coords(L.nonzero(L.tensor([[1, 0], [0, 3]]))),
+    "nonzero_as_tuple": lambda L: _coords(L.nonzero(L.tensor([[1, 0], [0, 3]]), as_tuple=True)),
     "nonzero_scalar": lambda L: [_v(L.nonzero(L.tensor(3))), _v(L.nonzero(L.tensor(0)))],
     "nonzero_scalar_as_tuple": lambda L: L.nonzero(L.tensor(3), as_tuple=True),
     "nonzero_empty": lambda L: _v(L.nonzero(L.empty(0, 3))),
-    "nonzero_nan_and_negzero": lambda L: L.nonzero(L.tensor([NAN, -0.0, 0.0, 1.0])),
-    "argwhere": lambda L: L.argwhere(L.tensor([[True, False], [True, True]])),
+    "nonzero_nan_and_negzero": lambda L: _coords(L.nonzero(L.tensor([NAN, -0.0, 0.0, 1.0]))),
+    "argwhere": lambda L: _coords(L.argwhere(L.tensor([[True, False], [True, True]]))),
     "count_nonzero_dims": lambda L: L.count_nonzero(_m(L, 2, 3) % 2, dim=(0, 1)),
     # misc shape
     "tensor_split_sections": lambda L: L.tensor_split(_m(L, 7), 3),
@@ -167,9 +173,9 @@ CASES = {
     "movedim_method": lambda L: _m(L, 2, 3, 4).movedim(-1, 0).shape,
     "narrow_method_tensor_start": lambda L: _m(L, 5).narrow(0, L.tensor(1), 2),
     "unfold_then_contig": lambda L: _m(L, 2, 5).unfold(1, 2, 1).contiguous(),
-    "nonzero_bool_3d": lambda L: L.nonzero(L.tensor([[[True, False]], [[False, True]]])),
-    "nonzero_noncontig": lambda L: L.nonzero(_m(L, 2, 3).t() > 2),
-    "argwhere_float": lambda L: L.argwhere(L.tensor([0., 1.5, NAN])),
+    "nonzero_bool_3d": lambda L: _coords(L.nonzero(L.tensor([[[True, False]], [[False, True]]]))),
+    "nonzero_noncontig": lambda L: _coords(L.nonzero(_m(L, 2, 3).t() > 2)),
+    "argwhere_float": lambda L: _coords(L.argwhere(L.tensor([0., 1.5, NAN]))),
     "nonzero_as_tuple_1d": lambda L: L.nonzero(L.tensor([0, 3, 4]), as_tuple=True),
     "nonzero_then_view": lambda L: L.nonzero(L.tensor([0, 1, 1])).view(-1),
     # take / put / splits / out= of nonzero

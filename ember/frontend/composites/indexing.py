@@ -101,9 +101,10 @@ def nonzero(input, *, as_tuple=False, out=None):
     tensor per dim."""
     if out is not None:
         return _nonzero_into(input, as_tuple, out)
-    # PyTorch lays the result out column-major (strides (1, n)): each dim's coordinates
-    # are contiguous, so as_tuple's pieces are dense and .view() on the result fails.
-    coords = ops.t(ops.contiguous(ops.t(ops.nonzero(input))))
+    # row-major coordinates: PyTorch lays them out column-major (strides (1, n)); ember's
+    # eager results take the meta rule's dense layout, and a transposing copy here would be
+    # traced as a graph of its own after ember.compile's break at nonzero
+    coords = ops.nonzero(input)
     if not as_tuple:
         return coords
     if input.ndim == 0:          # PyTorch treats a 0-d input as 1-D here: ([0],) or ([],)
