@@ -24,6 +24,23 @@ def rng(request):
     return np.random.default_rng(seed)
 
 
+# PyTorch's defaults for torch.backends.cudnn's switches
+CUDNN_DEFAULTS = {"enabled": True, "benchmark": False, "deterministic": False,
+                  "allow_tf32": True}
+
+
+@pytest.fixture(autouse=True)
+def _ember_cudnn_flags_at_defaults(monkeypatch):
+    """ember.backends.cudnn's switches at PyTorch's defaults for each test: users' scripts
+    that the compat tests run set them process-wide (`cudnn.benchmark = True`), as scripts
+    do, and which tests a worker ran before must not decide what a later one compiles."""
+    backends = sys.modules.get("ember.backends")
+    if backends is not None:
+        for flag, value in CUDNN_DEFAULTS.items():
+            monkeypatch.setattr(backends.cudnn, flag, value)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _torch_backend_flags_settable():
     """Importing torch's own test utilities (torch.testing._internal: OpInfo samples) calls

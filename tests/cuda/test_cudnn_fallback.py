@@ -22,17 +22,7 @@ from ember.frontend import cudnn_conv  # noqa: E402
 from ember.runtime.cuda import cudnn as runtime_cudnn  # noqa: E402
 
 
-# PyTorch's defaults for torch.backends.cudnn's switches
-TORCH_DEFAULTS = {"enabled": True, "benchmark": False, "deterministic": False,
-                  "allow_tf32": True}
-
-
-@pytest.fixture(autouse=True)
-def default_flags(monkeypatch):
-    """ember.backends.cudnn's switches at PyTorch's defaults for each test: users' scripts
-    that other tests run set them process-wide (`cudnn.benchmark = True`), as scripts do."""
-    for flag, value in TORCH_DEFAULTS.items():
-        monkeypatch.setattr(ember.backends.cudnn, flag, value)
+# ember.backends.cudnn's switches start each test at PyTorch's defaults (tests/conftest.py)
 
 
 @pytest.fixture
