@@ -41,40 +41,44 @@ pytestmark = pytest.mark.skipif(not EMULATED, reason="emulated CUDA only (a GPU 
 
 
 @pytest.fixture
-def cudnn_wins(device, monkeypatch):  # noqa: F811
+def cudnn_wins(device):  # noqa: F811
     """cuDNN (the stand-in) loads and is timed faster than Triton for every convolution;
     this host counts as an sm_90 GPU for packaging's choice."""
-    monkeypatch.setitem(sys.modules, "cudnn", fake_cudnn)
-    monkeypatch.setattr(runtime_cudnn, "_state", {"module": fake_cudnn, "tried": True,
-                                                  "why": None})
-    monkeypatch.setattr(runtime_cudnn, "_handles", {0: fake_cudnn.create_handle()})
-    monkeypatch.setattr(runtime_cudnn, "_plans", {})
-    monkeypatch.setattr(runtime_cudnn, "_failed", {})
-    keep = []
+    # its own patch context, undone before the emulated device is: the shared `monkeypatch`
+    # is set up after `device` and so restored after it, which left the emulation's
+    # never-cuDNN `usable` in place for every later test of the process
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setitem(sys.modules, "cudnn", fake_cudnn)
+        monkeypatch.setattr(runtime_cudnn, "_state", {"module": fake_cudnn, "tried": True,
+                                                      "why": None})
+        monkeypatch.setattr(runtime_cudnn, "_handles", {0: fake_cudnn.create_handle()})
+        monkeypatch.setattr(runtime_cudnn, "_plans", {})
+        monkeypatch.setattr(runtime_cudnn, "_failed", {})
+        keep = []
 
-    def host_workspace(nbytes, index):
-        keep.append(np.zeros(nbytes, np.uint8))
-        return keep[-1].ctypes.data
-    monkeypatch.setattr(runtime_cudnn, "_workspace", host_workspace)
-    monkeypatch.setattr(cudnn_conv, "usable", lambda: True)
-    monkeypatch.setattr(cudnn_conv, "timings", lambda spec, index: (1.0, 0.5))
-    monkeypatch.setattr(cudnn_conv, "_capturing", lambda index: False)
-    monkeypatch.setattr(aot_cuda, "_has_gpu", lambda: True)
-    choose = CudaBackend._cudnn_spec
+        def host_workspace(nbytes, index):
+            keep.append(np.zeros(nbytes, np.uint8))
+            return keep[-1].ctypes.data
+        monkeypatch.setattr(runtime_cudnn, "_workspace", host_workspace)
+        monkeypatch.setattr(cudnn_conv, "usable", lambda: True)
+        monkeypatch.setattr(cudnn_conv, "timings", lambda spec, index: (1.0, 0.5))
+        monkeypatch.setattr(cudnn_conv, "_capturing", lambda index: False)
+        monkeypatch.setattr(aot_cuda, "_has_gpu", lambda: True)
+        choose = CudaBackend._cudnn_spec
 
-    def as_on_a_gpu(self, problem, timed, epilogue):
-        """Emulated plans build with precompile off, where CudaBackend makes no cuDNN
-        choice; on a GPU it is on."""
-        was, self.precompile = self.precompile, True
-        try:
-            return choose(self, problem, timed, epilogue)
-        finally:
-            self.precompile = was
-    monkeypatch.setattr(CudaBackend, "_cudnn_spec", as_on_a_gpu)
-    monkeypatch.setattr(aot_cuda, "default_arch", lambda: 90)
-    monkeypatch.setattr(fake_cudnn, "executed", [])
-    monkeypatch.setattr(fake_cudnn, "engines", list(fake_cudnn.ENGINES))
-    yield
+        def as_on_a_gpu(self, problem, timed, epilogue):
+            """Emulated plans build with precompile off, where CudaBackend makes no cuDNN
+            choice; on a GPU it is on."""
+            was, self.precompile = self.precompile, True
+            try:
+                return choose(self, problem, timed, epilogue)
+            finally:
+                self.precompile = was
+        monkeypatch.setattr(CudaBackend, "_cudnn_spec", as_on_a_gpu)
+        monkeypatch.setattr(aot_cuda, "default_arch", lambda: 90)
+        monkeypatch.setattr(fake_cudnn, "executed", [])
+        monkeypatch.setattr(fake_cudnn, "engines", list(fake_cudnn.ENGINES))
+        yield
 
 
 def _case():
