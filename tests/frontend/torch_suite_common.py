@@ -38,7 +38,9 @@ def describe(v):
     return v
 
 
-def _run(fn, lib):
+def run_recording(fn, lib):
+    """fn(lib)'s result and the messages of the warnings it gave (deprecations only where
+    they name a library)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = fn(lib)
@@ -54,8 +56,8 @@ def both(fn, warns=None):
     """fn(lib) for torch and ember: the same description of the result. warns: a key
     phrase both must warn with (None: ember warns iff torch does; IGNORE: warnings not
     compared, for torch's warn-once warnings that an earlier test may have used up)."""
-    t, t_warn = _run(fn, torch)
-    e, e_warn = _run(fn, ember)
+    t, t_warn = run_recording(fn, torch)
+    e, e_warn = run_recording(fn, ember)
     assert describe(e) == describe(t), f"torch {t!r}\nember {e!r}"
     if warns is IGNORE:
         pass

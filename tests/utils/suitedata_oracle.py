@@ -5,13 +5,18 @@ and must be equal, and its warnings and errors must match in kind and key words.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import ember
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontend"))
+from torch_suite_common import run_recording  # noqa: E402  (shared with the tensor suites)
 
 
 def plain(v):
@@ -41,15 +46,6 @@ def plain(v):
     if isinstance(v, str):
         return v.replace("torch", "LIB").replace("ember", "LIB")
     return v
-
-
-def run_recording(fn, lib):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = fn(lib)
-    return result, [str(w.message) for w in caught
-                    if not issubclass(w.category, DeprecationWarning)
-                    or "ember" in str(w.message) or "torch" in str(w.message)]
 
 
 def both(fn, warns=None, check_warnings=True):
