@@ -71,7 +71,9 @@ def both(fn, warns=None):
 
 def raises_both(fn, *words, kind=RuntimeError):
     """fn raises for both libraries: torch's error kind (ember's errors subclass the
-    builtins torch raises) and the message's key words."""
+    builtins torch raises) and the message's key words. Returns (torch's, ember's)
+    exceptions."""
+    raised = []
     for lib in (torch, ember):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -80,6 +82,8 @@ def raises_both(fn, *words, kind=RuntimeError):
         msg = str(info.value)
         for w in words:
             assert w in msg, f"{lib.__name__}: {w!r} not in {msg!r}"
+        raised.append(info.value)
+    return tuple(raised)
 
 
 LIBS = pytest.mark.parametrize("lib", [torch, ember], ids=["torch", "ember"])

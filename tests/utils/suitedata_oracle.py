@@ -17,6 +17,7 @@ import ember
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontend"))
 from torch_suite_common import run_recording  # noqa: E402  (shared with the tensor suites)
+from torch_suite_common import raises_both as raises_in_both  # noqa: E402
 
 
 def plain(v):
@@ -65,19 +66,8 @@ def both(fn, warns=None, check_warnings=True):
 def raises_both(fn, *words, kind=Exception):
     """fn(lib) raises for both libraries: the same exception kind (the most derived
     builtin base both share with `kind`) and messages holding each key word."""
-    kinds = []
-    for lib in (torch, ember):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with pytest.raises(kind) as info:
-                fn(lib)
-        msg = str(info.value)
-        for w in words:
-            assert w in msg, f"{lib.__name__}: {w!r} not in {msg!r}"
-        kinds.append(info.value)
-    torch_builtin = next(b for b in type(kinds[0]).__mro__ if b.__module__ == "builtins")
-    assert isinstance(kinds[1], torch_builtin), \
-        f"torch raised {type(kinds[0]).__name__}, ember {type(kinds[1]).__name__}"
+    torch_error, ember_error = raises_in_both(fn, *words, kind=kind)
+    torch_builtin = next(b for b in type(torch_error).__mro__ if b.__module__ == "builtins")
+    assert isinstance(ember_error, torch_builtin), \
+        f"torch raised {type(torch_error).__name__}, ember {type(ember_error).__name__}"
 
-
-LIBS = pytest.mark.parametrize("lib", [torch, ember], ids=["torch", "ember"])
