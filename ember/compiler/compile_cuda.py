@@ -358,6 +358,7 @@ class CudaBackend:
     # they launch as horizontal kernels (merge_horizontal)
     pass_defaults = {"recompute": True, "wgrad_nchw": cudnn_conv.wgrad_wants_nchw,
                      "sink_updates": True}
+    graph_cache = True      # graphs after the passes kept on disk (compiler/graph_cache.py)
     # the step classes of multi-kernel steps (ember.aot's host plan: subclasses describing
     # their buffers instead of allocating them; the plan's choices stay CudaBackend's)
     gemm_step, split_step, cudnn_step = GemmStep, SplitPlanKernel, CudnnConvStep
