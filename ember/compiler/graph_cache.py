@@ -35,7 +35,7 @@ whose strides do not come back) is ignored with a `RuntimeWarning` and rewritten
 
 `EMBER_CACHE_DIR` is the root (`''` turns this off with the other caches);
 `EMBER_GRAPH_CACHE=0` turns off this cache alone. Only backends that set
-`graph_cache = True` (CUDA) use it.
+`graph_cache = True` (CUDA) use it, for graphs of MIN_NODES nodes or more.
 """
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ _ENV_IGNORED = frozenset({"EMBER_CACHE_DIR", "TRITON_CACHE_DIR", "EMBER_COMPILE_
                           "EMBER_COMPILE_WORKERS", SWITCH, "TRITON_HOME", "TRITON_DUMP_DIR",
                           "TRITON_OVERRIDE_DIR"})
 MAX_STORED_BYTES = 1 << 30      # constants an entry may carry (inference's folded weights)
+MIN_NODES = 150     # smaller graphs run their passes in milliseconds: not worth a file each
 
 
 class _Uncacheable(Exception):
@@ -83,7 +84,7 @@ def passes_cached(graph: Graph, pipeline: str, ctx: PassContext, backend) -> Non
     """`run_passes(graph, pipeline, ctx)`, or its result from the disk cache: either way
     `graph` and ctx (constants, added names, options) are left as the passes leave them
     (on a hit `graph` takes the stored graph's nodes)."""
-    if not enabled(backend):
+    if not enabled(backend) or len(graph._nodes) < MIN_NODES:
         run_passes(graph, pipeline, ctx)
         return
     with compile_times.stage("graph cache (key, load)"):
@@ -217,9 +218,23 @@ def _switches() -> str:
 def _digest(value) -> str:
     """SHA-256 of a constant's values (with its type), for the constants a pass read."""
     if isinstance(value, Tensor):
-        host = value.detach().cpu().numpy() if value.is_cuda else value._values()
-        return f"{_constant_meta(value)}:{_digest_bytes(host)}"
+        return f"{_constant_meta(value)}:{_digest_bytes(_host_values(value))}"
     return _canon(value)
+
+
+def _host_values(t: Tensor) -> np.ndarray:
+    """A tensor's values on the host, in its strides. A device tensor's span of memory is
+    copied as it is: `.cpu()` of a broadcast or permuted one would launch (and first
+    compile) a layout copy kernel."""
+    if not t.is_cuda:
+        return t._values()
+    from ..frontend.devices import data_ptr
+    from ..runtime.cuda.stream import copy_device_to_host, current_stream
+    geometry = t._array
+    span = np.empty(geometry.extent(), geometry.dtype)
+    copy_device_to_host(span, data_ptr(t), current_stream(t._storage.index))
+    return np.lib.stride_tricks.as_strided(span, tuple(t.shape),
+                                           tuple(geometry.strides))
 
 
 def _digest_bytes(array: np.ndarray) -> str:
@@ -324,7 +339,7 @@ class _Pickler(pickle.Pickler):
     def _tensor(self, t: Tensor) -> int:
         index = self.tensor_index.get(id(t))
         if index is None:
-            host = t.detach().cpu().numpy() if t.is_cuda else t._values()
+            host = _host_values(t)
             # a broadcast constant (stride 0: a folded ones_like) is stored once per
             # distinct value and expanded back
             shape, strides = tuple(t.shape), tuple(t.stride())
@@ -505,19 +520,27 @@ def _dense(shape: tuple, strides: tuple) -> bool:
 
 
 def _restore_tensor(host: np.ndarray, shape: tuple, strides: tuple, device: str):
-    """A stored tensor, in its strides (broadcast dimensions expanded), on its device."""
-    from ..frontend.autograd import grad_mode
-    from ..frontend.composites.shape import empty_strided
-    values = Tensor._adopt(host.copy())
-    with grad_mode.no_grad():      # broadcast dimensions: size 1 here, stride 0 kept
-        t = empty_strided(host.shape, strides, dtype=values.dtype, device=device)
-        t.copy_(values)
-    if tuple(t.shape) != shape:
-        t = t.expand(*shape)
-    if tuple(t.stride()) != strides:
+    """A stored tensor, in its strides (broadcast dimensions expanded), on its device: the
+    bytes are laid out on the host and copied as they are (no device kernel runs)."""
+    item = host.dtype.itemsize
+    extent = 1 + sum((n - 1) * st for n, st in zip(host.shape, strides)) if host.size else 0
+    span = np.zeros(max(extent, 1), host.dtype)
+    laid = np.lib.stride_tricks.as_strided(span, host.shape, [st * item for st in strides])
+    laid[...] = host
+    values = np.lib.stride_tricks.as_strided(span, shape, [st * item for st in strides])
+    if device == "cpu":
+        t = Tensor._adopt(values)
+    else:
+        from .compile_cuda import upload_exact
+        t = upload_exact(values, _device_index(device))
+    if tuple(t.shape) != shape or tuple(t.stride()) != strides:
         raise ValueError(f"a stored constant came back with strides {tuple(t.stride())}, "
                          f"not {strides}")
     return t
+
+
+def _device_index(device: str) -> int:
+    return int(device.split(":")[1]) if ":" in device else 0
 
 
 def _damaged(path: Path, why: str) -> None:
