@@ -34,7 +34,8 @@ damaged entry (unreadable, another format or key, a reference out of range, a te
 whose strides do not come back) is ignored with a `RuntimeWarning` and rewritten.
 
 `EMBER_CACHE_DIR` is the root (`''` turns this off with the other caches);
-`EMBER_GRAPH_CACHE=0` turns off this cache alone. Only backends that set
+`EMBER_GRAPH_CACHE=0` turns off this cache alone; `EMBER_GRAPH_CACHE_DEBUG=1` prints why
+a compile was not stored. Only backends that set
 `graph_cache = True` (CUDA) use it, for graphs of MIN_NODES nodes or more.
 """
 from __future__ import annotations
@@ -46,7 +47,6 @@ import os
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -64,8 +64,8 @@ SWITCH = "EMBER_GRAPH_CACHE"
 # environment variables that change where things are cached or what is printed, never
 # what the passes or code generation make
 _ENV_IGNORED = frozenset({"EMBER_CACHE_DIR", "TRITON_CACHE_DIR", "EMBER_COMPILE_TIMES",
-                          "EMBER_COMPILE_WORKERS", SWITCH, "TRITON_HOME", "TRITON_DUMP_DIR",
-                          "TRITON_OVERRIDE_DIR"})
+                          "EMBER_COMPILE_WORKERS", SWITCH, "EMBER_GRAPH_CACHE_DEBUG",
+                          "TRITON_HOME", "TRITON_DUMP_DIR", "TRITON_OVERRIDE_DIR"})
 MAX_STORED_BYTES = 1 << 30      # constants an entry may carry (inference's folded weights)
 MIN_NODES = 150     # smaller graphs run their passes in milliseconds: not worth a file each
 
@@ -118,7 +118,7 @@ def _adopt_graph(graph: Graph, loaded: Graph) -> None:
         node.graph = graph
 
 
-# --- the key ------------------------------------------------------------------------------------
+# --- the key --------------------------------------------------------------------------------
 def graph_key(graph: Graph, pipeline: str, ctx: PassContext, backend) -> str:
     """SHA-256 (40 hex digits) of what the passes' result depends on (module docstring)."""
     h = hashlib.sha256()
@@ -241,7 +241,7 @@ def _digest_bytes(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8)).hexdigest()[:32]
 
 
-# --- what the passes read and asked, on a miss ------------------------------------------------------
+# --- what the passes read and asked, on a miss ----------------------------------------------
 class _ReadLog(dict):
     """ctx.constants while the passes run: remembers which constants' values they read."""
 
@@ -302,7 +302,7 @@ class _Recorder:
                 ctx.options[name] = value.fn
 
 
-# --- entries --------------------------------------------------------------------------------------
+# --- entries --------------------------------------------------------------------------------
 class _Pickler(pickle.Pickler):
     """Nodes and graphs by position, the compile's own constants by name, tensors the passes
     made by value (in a table beside the pickle)."""
@@ -439,7 +439,7 @@ def _store(path: Path, key: str, graph: Graph, ctx: PassContext, record: _Record
                   "tensors": pickler.tensors}
         data = pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL) + body.getvalue()
     except (_Uncacheable, pickle.PicklingError, TypeError, AttributeError, RecursionError,
-            ValueError) as err:
+            ValueError):
         if os.environ.get("EMBER_GRAPH_CACHE_DEBUG"):
             import traceback
             traceback.print_exc()
