@@ -15,7 +15,14 @@ prints, for those specs:
   GIL while it builds (its pybind11 functions do not release it unless they say so), a
   shorter one that thread-pool builds would pay off.
 
+- with `--serialize`: whether each built plan survives the frontend's
+  `pygraph.serialize()` / `pygraph.deserialize(handle, data)` (what an on-disk cache of
+  built plans would need; docs/cuda.md, "cuDNN plans from disk"), the milliseconds of a
+  build against a deserialize, and whether the deserialized plan's output equals the
+  built one's bit for bit on the same random operands.
+
     python benchmarks/cudnn_plan_builds.py [--threads 4] [--batch 64] [--rounds 3]
+        [--serialize]
 """
 from __future__ import annotations
 
@@ -102,6 +109,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serialize", action="store_true",
+                        help="time serialize/deserialize of each built plan against its "
+                             "build, and compare their outputs")
     args = parser.parse_args()
     import ember
     from ember.runtime.cuda import cudnn as rt, driver
@@ -111,6 +121,8 @@ def main() -> None:
         raise SystemExit(f"cuDNN is not available: {rt.unavailable_reason()}")
     driver.context(0)
     todo = specs(args.batch)
+    if args.serialize:
+        return serialized(cudnn, todo)
     both = [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK]
     handle = cudnn.create_handle()
     phased_build(cudnn, todo[0], handle, both, {})            # warm-up (library init)
@@ -145,6 +157,53 @@ def main() -> None:
     print("per phase (A + FALLBACK, summed over the specs, all rounds / rounds):")
     for name, ms in phases.items():
         print(f"  {name:<24} {ms / args.rounds:8.1f} ms")
+
+
+def serialized(cudnn, todo: list) -> None:
+    """Per spec: build (ember's runtime path), serialize, deserialize into a fresh graph,
+    run both on the same operands and compare."""
+    import ember
+    from ember.frontend.devices import data_ptr
+    from ember.runtime.cuda import cudnn as rt, driver
+    handle = cudnn.create_handle()
+    rt._build(cudnn, todo[0], handle)                    # warm-up (library init)
+    builds, loads, failed, unequal = [], [], [], []
+    for spec in todo:
+        start = time.perf_counter()
+        graph, tensors = rt._build(cudnn, spec, handle)
+        builds.append(time.perf_counter() - start)
+        try:
+            blob = graph.serialize()
+            start = time.perf_counter()
+            loaded = cudnn.pygraph(handle=handle)
+            loaded.deserialize(handle, blob)
+            loads.append(time.perf_counter() - start)
+        except Exception as err:  # noqa: BLE001 - the frontend's errors have no common base
+            failed.append(f"{spec.describe()}: {type(err).__name__}: {str(err)[:160]}")
+            continue
+        # operands in the order of `tensors` (x, w, y); the one the plan writes is output
+        geometries = [spec.x, spec.w, spec.y]
+        buffers = [ember.empty_strided(shape, strides, device="cuda").copy_(
+            ember.randn(*shape)) for shape, strides, _ in geometries]
+        size = max(int(graph.get_workspace_size()), int(loaded.get_workspace_size()), 1)
+        workspace = ember.empty(size, dtype=ember.uint8, device="cuda")
+        written = {"fprop": 2, "dgrad": 0, "wgrad": 1}[spec.kind]
+        outputs = []
+        for plan, by_uid in ((graph, False), (loaded, True)):
+            pack = {(t.get_uid() if by_uid else t): data_ptr(b)
+                    for t, b in zip(tensors, buffers)}
+            plan.execute(pack, data_ptr(workspace), handle=handle)
+            ember.cuda.synchronize()
+            outputs.append(buffers[written].cpu().numpy().copy())
+        if not (outputs[0] == outputs[1]).all():
+            unequal.append(spec.describe())
+    print(f"{len(todo)} cuDNN convolution plans, cuDNN {rt.version()}, frontend "
+          f"{getattr(cudnn, '__version__', '?')}, {driver.device_name(0)}:")
+    print(f"  build: {sum(builds) * 1e3:.1f} ms in all; deserialize: "
+          f"{sum(loads) * 1e3:.1f} ms for the {len(loads)} that serialized")
+    print(f"  not serialized: {len(failed)}; output not bit-equal: {len(unequal)}")
+    for line in failed + [f"unequal: {u}" for u in unequal]:
+        print("   ", line)
 
 
 if __name__ == "__main__":

@@ -802,6 +802,12 @@ def lower_group(graph: Graph, name: str = "kernel", check_only: bool = False) ->
     raise LoweringError(f"{name}: group graph has no output")
 
 
+def has_anchor(graph: Graph) -> bool:
+    """Whether lower_group could give `graph` an anchor (an extern GEMM/conv it finishes):
+    asked before lowering a group only to look for one."""
+    return any(_is_anchor(n) for n in graph.nodes)
+
+
 def _is_anchor(node: Node) -> bool:
     from ..ir.fused import EPILOGUE_ANCHORS
     return node.op == OpKind.call_function and is_op(node.target) and \

@@ -46,10 +46,11 @@ from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.meta import TensorMeta
 from ..ir.quantized import QuantizedArray
-from ..passes import PassContext, run_passes
+from ..passes import PassContext
 from ..runtime.plan import BufferSpec, Plan, Step
 from ..frontend.autograd import grad_mode
 from ..frontend.custom_op import graph_step
+from . import graph_cache
 from .compile_options import check_compile_arguments, resolve_backend
 from ..frontend.quantized import QuantizedTensor, is_quantized_tensor
 from ..frontend.tensor import Tensor
@@ -264,7 +265,7 @@ def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: 
     stats = CompileStats(original_ops=count_ops(graph))
     ctx = PassContext(constants=dict(constants), options=cpu_pass_options(options)
                       if isinstance(backend, CpuBackend) else dict(options), inference=True)
-    run_passes(graph, _with_fusion(pipeline), ctx)
+    graph_cache.passes_cached(graph, _with_fusion(pipeline), ctx, backend)
     native = None
     if type(backend) is CpuBackend:        # the whole-plan native entry point's hook
         from . import native_plan as native

@@ -34,7 +34,7 @@ import types
 import numpy as np
 
 from ..codegen.extern import tensor_inputs
-from ..codegen.lowering import lower_group
+from ..codegen.lowering import has_anchor, lower_group
 from ..ir import autocast, compile_times
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind
@@ -358,6 +358,7 @@ class CudaBackend:
     # they launch as horizontal kernels (merge_horizontal)
     pass_defaults = {"recompute": True, "wgrad_nchw": cudnn_conv.wgrad_wants_nchw,
                      "sink_updates": True}
+    graph_cache = True      # graphs after the passes kept on disk (compiler/graph_cache.py)
     # the step classes of multi-kernel steps (ember.aot's host plan: subclasses describing
     # their buffers instead of allocating them; the plan's choices stay CudaBackend's)
     gemm_step, split_step, cudnn_step = GemmStep, SplitPlanKernel, CudnnConvStep
@@ -532,6 +533,8 @@ class CudaBackend:
 
     def fused_extern(self, graph: Graph, constant=None):
         """A GEMM/conv group with its epilogue fused into the tile store: (step, inner inputs)."""
+        if not has_anchor(graph):    # most groups: no lowering only to find no anchor
+            return None
         try:
             lowered = lower_group(graph, "epilogue")
         except LoweringError:

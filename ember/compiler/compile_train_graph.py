@@ -21,9 +21,10 @@ import numpy as np
 from ..ir.errors import EmberError, TraceError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.registry import Tag, is_op
-from ..passes import PassContext, run_passes
+from ..passes import PassContext
 from ..passes.in_place import in_place_updates
 from .compile import CompileStats, PlanBuilder, count_ops
+from . import graph_cache
 from ..frontend.tensor import Tensor
 
 
@@ -61,7 +62,7 @@ def compile_step_graph(graph: Graph, constants: dict, layout: StepLayout, pipeli
     # a backend's pass defaults (CUDA: the backward recomputes cheap forward values)
     ctx = PassContext(constants=dict(constants), inference=False,
                       options={**getattr(backend, "pass_defaults", {}), **options})
-    run_passes(graph, pipeline, ctx)
+    graph_cache.passes_cached(graph, pipeline, ctx, backend)   # or their stored result
     native = _native_entry(backend, options)
     if hasattr(backend, "horizontal"):     # CUDA: the sunk updates launch together
         backend.horizontal = bool(ctx.options.get("sink_updates"))
