@@ -34,14 +34,14 @@ def _cholesky_ref(A, upper=False, check=True):
 
 
 def _cholesky_grad(g, A, upper, out):
-    """Murray (2016), torch's form: gA = sym(L^-H phi(L^H gL) L^-1), phi = tril with the
-    diagonal halved."""
+    """Murray (2016), torch's form: gA = L^-H M L^-1 with X = tril(L^H gL) and
+    M = (X + tril(X, -1)^H) / 2. For complex input M's diagonal keeps X's imaginary part,
+    so the gradient is not exactly Hermitian: torch's is not either, and this matches it."""
     L, gL = (_mH(out), _mH(g)) if upper else (out, g)
     L_inv = solve_triangular(L, _eye(L.shape[-1], L), upper=False)
-    phi = tril(matmul(_mH(L), gL))
-    phi = phi - _diag_embed(_diag(phi)) * 0.5
-    gA = matmul(matmul(_mH(L_inv), phi), L_inv)
-    return (gA + _mH(gA)) * 0.5
+    X = tril(matmul(_mH(L), gL))
+    M = (X + _mH(tril(X, -1))) * 0.5
+    return matmul(matmul(_mH(L_inv), M), L_inv)
 
 
 HERMITIAN_NOTE = ("finite differences perturb one entry and break the Hermitian input, while "

@@ -394,10 +394,11 @@ def _lstsq_meta(self, b, rcond=None, driver=None):
     batch = broadcast_shapes(_batch(self), b_batch)
     k = () if vector else (b.shape[-1],)
     real = _real_of(self.dtype)
+    a_batch = _batch(self)      # rank and singular values describe A alone, as in torch
     return (_meta(self, batch + (n,) + k),
             _meta(self, batch + (k or (1,)) if has_res else (0,), real),
-            _meta(self, batch if has_rank else (0,), dtypes.int64),
-            _meta(self, batch + (min(m, n),) if has_sv else (0,), real))
+            _meta(self, a_batch if has_rank else (0,), dtypes.int64),
+            _meta(self, a_batch + (min(m, n),) if has_sv else (0,), real))
 
 
 def _lstsq_ref(A, B, rcond=None, driver=None):
@@ -412,13 +413,30 @@ def _lstsq_ref(A, B, rcond=None, driver=None):
     rank = np.empty(batch, np.int64)
     sv = np.empty(batch + (min(m, n),), np.abs(A).dtype)
     for idx in np.ndindex(*batch):
-        x[idx], _, rank[idx], sv[idx] = np.linalg.lstsq(A_[idx], b_[idx], rcond=rcond)
+        if driver == "gelsy":
+            x[idx], rank[idx] = _gelsy(A_[idx], b_[idx], rcond)
+        else:
+            x[idx], _, rank[idx], sv[idx] = np.linalg.lstsq(A_[idx], b_[idx], rcond=rcond)
     res = np.sum(np.abs(A_ @ x - b_) ** 2, axis=-2)
+    # A broadcast against B's batch repeats the same matrices: keep A's own batch
+    a_idx = (0,) * (len(batch) - A.ndim + 2) + tuple(
+        slice(None) if s > 1 else slice(0, 1) for s in A.shape[:-2])
+    rank, sv = rank[a_idx].reshape(A.shape[:-2]), sv[a_idx].reshape(A.shape[:-2] + sv.shape[-1:])
     if vector:
         x = x[..., 0]
     empty = np.zeros((0,), np.abs(A).dtype)
     return (x, res if has_res else empty, rank if has_rank else np.zeros((0,), np.int64),
             sv if has_sv else empty)
+
+
+def _gelsy(a, b, rcond):
+    """LAPACK's gelsy, as torch's CPU default: its rank comes from a pivoted QR, not from
+    singular values, so on rank-deficient input its solution differs from gelsd's."""
+    from scipy.linalg import lstsq as scipy_lstsq  # noqa: PLC0415 - only when a kernel runs
+    if a.size == 0 or b.size == 0:
+        return np.zeros((a.shape[1], b.shape[1]), np.result_type(a, b)), 0
+    x, _, rank, _ = scipy_lstsq(a, b, cond=rcond, lapack_driver="gelsy", check_finite=False)
+    return x, rank
 
 
 def _lstsq_grad(g, self, b, rcond, driver, out):
