@@ -50,9 +50,22 @@ def _matrix_power_grad(g, A, n):
     return _inv_grad(_power_vjp(g, Y, -n), A, Y)
 
 
+def _matrix_power_meta(A, n):
+    """Integer matrices have non-negative powers (products only), as in torch; a negative
+    power needs an inverse, which needs a floating dtype."""
+    if n >= 0 and not (A.dtype.is_floating_point or A.dtype.is_complex) and \
+            A.dtype != dtypes.bool_:
+        if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+            raise ShapeError(f"linalg.matrix_power: A must be batches of square matrices, but "
+                             f"they are {A.shape[-2] if A.ndim > 1 else A.shape} by "
+                             f"{A.shape[-1] if A.ndim else 1} matrices")
+        return _meta(A)
+    return _square_meta(A)
+
+
 matrix_power = linalg_op(
     "matrix_power(Tensor A, int n) -> Tensor",
-    meta=_square_meta, reference=_matrix_power_ref, derivative=_matrix_power_grad,
+    meta=_matrix_power_meta, reference=_matrix_power_ref, derivative=_matrix_power_grad,
     samples=lambda rng: [_sample(S.randn(rng, 3, 3, dtype=np.float64), 3),
                          _sample(S.randn(rng, 2, 3, 3, dtype=np.float64), 0),
                          _sample(S.randn(rng, 3, 3, dtype=np.float32), 1),

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import at_user_line, LinAlgError, ShapeError
+from ..schema import SchemaError
 from ..registry import NOT_DIFFERENTIABLE
 from . import samples as S
 from .linalg_common import (
@@ -335,12 +336,17 @@ pinv = linalg_op(
 )
 
 
-def _matrix_rank_meta(A, atol=None, rtol=None, hermitian=False):
+def _matrix_rank_meta(A, tol=None, hermitian=False, atol=None, rtol=None):
     _require_matrix(A)
+    if tol is not None and (atol is not None or rtol is not None):
+        raise SchemaError("linalg.matrix_rank: tol cannot be given with atol or rtol (tol is "
+                         "the older spelling of atol with rtol=0)")
     return _meta(A, _batch(A), dtypes.int64)
 
 
-def _matrix_rank_ref(A, atol=None, rtol=None, hermitian=False):
+def _matrix_rank_ref(A, tol=None, hermitian=False, atol=None, rtol=None):
+    if tol is not None:             # torch's older overload: an absolute tolerance alone
+        atol, rtol = tol, 0.0
     if hermitian:
         s = np.sort(np.abs(np.linalg.eigvalsh(A)), axis=-1)[..., ::-1]
     else:
@@ -356,8 +362,8 @@ def _low_rank(rng, *shape, rank=2, dtype=np.float64):
 
 
 matrix_rank = linalg_op(
-    "matrix_rank(Tensor A, *, float? atol=None, float? rtol=None, bool hermitian=False) "
-    "-> Tensor",
+    "matrix_rank(Tensor A, float? tol=None, bool hermitian=False, *, float? atol=None, "
+    "float? rtol=None) -> Tensor",
     meta=_matrix_rank_meta, reference=_matrix_rank_ref, derivative=NOT_DIFFERENTIABLE,
     samples=lambda rng: [_sample(_low_rank(rng, 4, 3)), _sample(_low_rank(rng, 2, 3, 5)),
                          _sample(S.randn(rng, 3, 3, dtype=np.float64), atol=0.5),
