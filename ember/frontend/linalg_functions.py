@@ -13,7 +13,7 @@ import math
 from collections import namedtuple
 
 from ..ir import autocast
-from ..ir.errors import ShapeError
+from ..ir.errors import DTypeError, ShapeError
 from ..ir.out_arg import with_out
 from ..ir.registry import OPS
 
@@ -191,7 +191,11 @@ def cross(input, other, dim=None):
 
 # --- small linalg helpers ---------------------------------------------------------------
 def vecdot(x, y, *, dim=-1):
-    """sum(conj(x) * y, dim): torch.linalg.vecdot."""
+    """sum(conj(x) * y, dim): torch.linalg.vecdot; x and y of one dtype, as torch."""
+    if x.dtype != y.dtype:
+        raise DTypeError(f"linalg.vecdot: Expected x and y to have the same dtype, but found "
+                         f"x of type {x.dtype.scalar_type_name} and y of type "
+                         f"{y.dtype.scalar_type_name} instead")
     with autocast.as_one_op("linalg_vecdot", x, y) as (x, y):
         xc = OPS["conj"](x) if x.dtype.is_complex else x
         return OPS["sum"](xc * y, [dim])

@@ -15,6 +15,8 @@ from .rules import broadcast_shapes, wrap_dim
 # --- matrix_power, matrix_exp --------------------------------------------------------------
 
 def _matrix_power_ref(A, n):
+    if A.dtype.kind == "f" and A.dtype.itemsize == 2 or A.dtype.name == "bfloat16":
+        return _matrix_power_ref(A.astype(np.float32), n).astype(A.dtype)   # as opmath
     if n < 0:
         A, n = _inv_ref(A), -n
     return np.linalg.matrix_power(A, n) if A.ndim == 2 else _batched_power(A, n)
@@ -53,7 +55,8 @@ def _matrix_power_grad(g, A, n):
 def _matrix_power_meta(A, n):
     """Integer matrices have non-negative powers (products only), as in torch; a negative
     power needs an inverse, which needs a floating dtype."""
-    if n >= 0 and not (A.dtype.is_floating_point or A.dtype.is_complex) and \
+    low = A.dtype in (dtypes.float16, dtypes.bfloat16)     # products only, as torch
+    if n >= 0 and (low or not (A.dtype.is_floating_point or A.dtype.is_complex)) and \
             A.dtype != dtypes.bool_:
         if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
             raise ShapeError(f"linalg.matrix_power: A must be batches of square matrices, but "
@@ -79,7 +82,7 @@ def _expm_np(A: np.ndarray) -> np.ndarray:
     where the truncation error is below float64's epsilon. Single precision is computed in
     double and rounded once: each squaring doubles the relative error, so float32 squarings
     of a large-norm matrix drift by tens of ulps from the correctly rounded result."""
-    if A.dtype in (np.float32, np.complex64):
+    if A.dtype in (np.float32, np.complex64) or A.dtype.itemsize == 2:   # 2: half, bfloat16
         wide = np.complex128 if A.dtype == np.complex64 else np.float64
         return _expm_np(A.astype(wide)).astype(A.dtype)
     norm = np.max(np.sum(np.abs(A), axis=-2), axis=-1, initial=0.0)
@@ -106,9 +109,19 @@ def _matrix_exp_grad(g, A):
     return narrow(narrow(big, -2, 0, n), -1, n, n)
 
 
+def _matrix_exp_meta(A):
+    """float16 and bfloat16 too, as torch (computed in double, rounded once)."""
+    if A.dtype in (dtypes.float16, dtypes.bfloat16):
+        if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+            raise ShapeError(f"linalg.matrix_exp: A must be batches of square matrices, but "
+                             f"got shape {list(A.shape)}")
+        return _meta(A)
+    return _square_meta(A)
+
+
 matrix_exp = linalg_op(
     "matrix_exp(Tensor A) -> Tensor",
-    meta=_square_meta, reference=_expm_np, derivative=_matrix_exp_grad,
+    meta=_matrix_exp_meta, reference=_expm_np, derivative=_matrix_exp_grad,
     samples=lambda rng: [_sample(S.randn(rng, 3, 3, dtype=np.float64)),
                          _sample(S.randn(rng, 2, 3, 3, dtype=np.float64) * 3),
                          _sample(S.randn(rng, 3, 3, dtype=np.float32)),

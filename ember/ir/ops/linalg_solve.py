@@ -158,11 +158,22 @@ def _solve_ref(A, B, left=True):
     try:
         x = np.linalg.solve(A, b)
     except np.linalg.LinAlgError:
-        raise LinAlgError("torch.linalg.solve: The solver failed because the input matrix is "
-                          "singular." + at_user_line()) from None
+        raise LinAlgError(f"torch.linalg.solve: {_first_singular(A, b)}The solver failed "
+                          f"because the input matrix is singular." + at_user_line()) from None
     if not left:
         x = np.swapaxes(x, -1, -2)
     return x[..., 0] if vector else x
+
+
+def _first_singular(A, b) -> str:
+    """torch's '(Batch element i): ' prefix: the first singular matrix of A's batch,
+    broadcast against b's."""
+    batch = np.broadcast_shapes(A.shape[:-2], b.shape[:-2])
+    if not batch:
+        return ""
+    mats = np.broadcast_to(A, batch + A.shape[-2:]).reshape((-1,) + A.shape[-2:])
+    index = next((i for i, m in enumerate(mats) if _first_zero_pivot(m)), 0)
+    return f"(Batch element {index}): "
 
 
 def _as_matrix(x, vector):
