@@ -13,7 +13,7 @@ import math
 from collections import namedtuple
 
 from ..ir import autocast
-from ..ir.errors import DTypeError, ShapeError
+from ..ir.errors import DTypeError, DTypeNotImplementedError, ShapeError
 from ..ir.out_arg import with_out
 from ..ir.registry import OPS
 
@@ -192,6 +192,9 @@ def cross(input, other, dim=None):
 # --- small linalg helpers ---------------------------------------------------------------
 def vecdot(x, y, *, dim=-1):
     """sum(conj(x) * y, dim): torch.linalg.vecdot; x and y of one dtype, as torch."""
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        raise DTypeNotImplementedError(f"linalg.vecdot: Expected a floating point or complex "
+                                       f"tensor as input. Got {x.dtype.scalar_type_name}")
     if x.dtype != y.dtype:
         raise DTypeError(f"linalg.vecdot: Expected x and y to have the same dtype, but found "
                          f"x of type {x.dtype.scalar_type_name} and y of type "

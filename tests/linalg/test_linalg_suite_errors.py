@@ -156,3 +156,14 @@ def test_float16_matrix_exp_and_power_like_torch(rng):
 def test_complex_input_for_real_only_options(rng):
     c = rand(rng, 3, 3, dtype=np.complex128)
     check_raises(lambda L, a: L.linalg.lstsq(a, a.real), c)
+
+
+def test_solve_left_false_with_a_vector_refused(rng):
+    # a 1-D B is a column: X A = B has no solution shape, torch says so
+    check_raises(lambda L, a, b: L.linalg.solve(a, b, left=False), np.eye(3), rand(rng, 3),
+                 words=("XA = B", "3x1"))
+
+
+def test_vecdot_of_integers_refused(rng):
+    check_raises(lambda L, a: L.linalg.vecdot(a, a), np.arange(6).reshape(2, 3),
+                 words=("vecdot", "Long"))

@@ -318,3 +318,9 @@ def test_gradients_match_torch(rng, name, dtype):
     }
     fn, *args = cases[name]
     check_grad(fn, *args, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("p", [None, "fro", 1, 2, -2, "nuc", float("inf")])
+def test_cond_of_empty_matrices_is_zero(p):
+    check(lambda L, a: L.linalg.cond(a, p), np.zeros((0, 0)))
+    check(lambda L, a: L.linalg.cond(a, p), np.zeros((2, 0, 0)))

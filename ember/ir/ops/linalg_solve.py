@@ -134,11 +134,13 @@ def _solve_meta(A, B, left=True):
     _same_dtype(A, B)
     n = A.shape[-1]
     vector = _solve_is_vector(A, B)
-    rows = B.shape[-1] if vector else B.shape[-2 if left else -1]
+    # a vector B is a column (n x 1), as in torch: with left=False, XA = B cannot hold
+    rows = (B.shape[-1] if left else 1) if vector else B.shape[-2 if left else -1]
     if rows != n:
         side = "A.size(-1) == B.size(-2)" if left else "A.size(-2) == B.size(-1)"
+        b_dims = f"{B.shape[-1]}x1" if vector else _dims(B)
         raise ShapeError(f"Incompatible shapes of A and B for the equation "
-                         f"{'AX = B' if left else 'XA = B'} ({_dims(A)} and {_dims(B)}): "
+                         f"{'AX = B' if left else 'XA = B'} ({_dims(A)} and {b_dims}): "
                          f"expected {side}")
     b_batch = tuple(B.shape[:-1]) if vector else tuple(B.shape[:-2])
     batch = broadcast_shapes(_batch(A), b_batch)
