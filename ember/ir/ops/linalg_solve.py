@@ -82,8 +82,30 @@ def _det_meta(A):
 
 
 def _det_grad(g, A, out):
-    """d det = det * tr(A^-1 dA): gA = conj(g * det) ... as torch: (g * conj(det)) A^-H."""
+    """d det = tr(adj(A) dA): gA = g adj(A)^H, which is (g * conj(det)) A^-H where A is
+    invertible. At a singular A (det exactly 0, seen eagerly) the adjugate comes from the
+    SVD instead, as torch does there; traced graphs keep the A^-1 form."""
+    if _has_values(out) and bool(np.any(np.asarray(out) == 0)):
+        return _col(g) * _mH(_adjugate_svd(A))
     return _col(g * _c(out)) * _mH(inv(A))
+
+
+def _has_values(t) -> bool:
+    return hasattr(type(t), "__array__") and str(getattr(t, "device", "cpu")).startswith("cpu")
+
+
+def _adjugate_svd(A):
+    """adj(A) = det(U) det(V^H) V diag(prod_{j != i} s_j) U^H for A = U S V^H: defined
+    (and continuous) at singular A too."""
+    U, S, Vh = svd(A, full_matrices=False)
+    n = S.shape[-1]
+    others = [prod(cat([narrow(S, -1, 0, i), narrow(S, -1, i + 1, n - i - 1)], -1), -1)
+              for i in range(n)]
+    scale = stack(others, -1) if n else S
+    if A.dtype.is_complex:
+        scale = convert_element_type(scale, A.dtype)
+    phase = det(U) * det(Vh)
+    return _col(phase) * matmul(_mH(Vh) * unsqueeze(scale, -2), _mH(U))
 
 
 det = linalg_op(
@@ -583,7 +605,11 @@ tensorsolve = linalg_op(
 )
 
 
-from .joining import tril, triu  # noqa: E402 - derivative rules use these
+from .joining import cat, stack, tril, triu  # noqa: E402 - derivative rules use these
+from .linalg_decomp import svd  # noqa: E402
+from .pointwise import convert_element_type  # noqa: E402
+from .reduction import prod  # noqa: E402
+from .shape import narrow  # noqa: E402
 from .linear import matmul  # noqa: E402
 from .pointwise import real  # noqa: E402
 from .shape import movedim, reshape, squeeze, unsqueeze  # noqa: E402
