@@ -14,6 +14,7 @@ from collections import namedtuple
 
 from ..ir import autocast
 from ..ir.errors import DTypeError, DTypeNotImplementedError, ShapeError
+from ..ir.ops.rules import broadcast_shapes
 from ..ir.out_arg import with_out
 from ..ir.registry import OPS
 
@@ -56,6 +57,11 @@ def lu_unpack(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True):
 
 def lu_solve(LU_, pivots, B, *, left=True, adjoint=False):
     """torch.linalg.lu_solve: A X = B (left), X A = B (not left), with A^H if adjoint."""
+    n, rows = LU_.shape[-1], (B.shape[-2] if left else B.shape[-1]) if B.ndim >= 2 else -1
+    if rows != n:
+        dims = "x".join(str(d) for d in B.shape)
+        raise ShapeError(f"linalg.lu_solve: Incompatible shapes of A and B for the equation "
+                         f"{'AX = B' if left else 'XA = B'} ({n}x{n} and {dims})")
     P, L, U = OPS["lu_unpack"](LU_, pivots)
     if left and not adjoint:      # X = U^-1 L^-1 P^T B
         y = _solve_tri(L, OPS["matmul"](OPS["transpose"](P, -2, -1), B), upper=False,
@@ -123,6 +129,10 @@ def cholesky(input, upper=False):
 def cholesky_solve(B, L, upper=False):
     """X with A X = B, A = L L^H (or U^H U when upper)."""
     _check_batched_matrices("cholesky_solve", B, L)
+    if B.shape[-2] != L.shape[-1]:
+        raise ShapeError(f"Incompatible matrix sizes for cholesky_solve: each A matrix is "
+                         f"{L.shape[-2]} by {L.shape[-1]} but each b matrix is {B.shape[-2]} "
+                         f"by {B.shape[-1]}")
     if upper:
         y = _solve_tri(_mH(L), B, upper=False)
         return _solve_tri(L, y, upper=True)
@@ -199,6 +209,11 @@ def vecdot(x, y, *, dim=-1):
         raise DTypeError(f"linalg.vecdot: Expected x and y to have the same dtype, but found "
                          f"x of type {x.dtype.scalar_type_name} and y of type "
                          f"{y.dtype.scalar_type_name} instead")
+    try:
+        broadcast_shapes(tuple(x.shape), tuple(y.shape))
+    except ShapeError as err:
+        raise ShapeError(f"linalg.vecdot: {err} (x {list(x.shape)}, y {list(y.shape)})") \
+            from None
     with autocast.as_one_op("linalg_vecdot", x, y) as (x, y):
         xc = OPS["conj"](x) if x.dtype.is_complex else x
         return OPS["sum"](xc * y, [dim])

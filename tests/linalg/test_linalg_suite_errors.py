@@ -78,15 +78,17 @@ def test_cholesky_of_indefinite_names_the_minor():
     (lambda L, a, b: L.linalg.lstsq(a, b), [(2, 4, 3), (3, 4, 2)], ("2", "3")),
     (lambda L, a, b: L.linalg.lstsq(a, b, driver="xyz"), [(4, 3), (4, 2)], ("driver",)),
     (lambda L, a, b: L.linalg.lu_solve(*L.linalg.lu_factor(a), b), [(3, 3), (4, 2)],
-     ("3", "4")),
+     ("linalg.lu_solve", "3x3 and 4x2")),
+    (lambda L, a, b: L.linalg.lu_solve(*L.linalg.lu_factor(a), b, left=False), [(3, 3), (3, 2)],
+     ("linalg.lu_solve", "XA = B")),
     (lambda L, a, b: L.linalg.ldl_solve(*L.linalg.ldl_factor(a), b), [(3, 3), (4, 2)], ()),
-    (lambda L, a, b: L.cholesky_solve(b, a), [(3, 3), (4, 2)], ()),
+    (lambda L, a, b: L.cholesky_solve(b, a), [(3, 3), (4, 2)], ("cholesky_solve", "4 by 2")),
     (lambda L, a, b: L.linalg.tensorinv(a, ind=0), [(2, 3), (1,)], ("ind",)),
     (lambda L, a, b: L.linalg.tensorinv(a, ind=1), [(2, 3), (1,)], ()),
     (lambda L, a, b: L.linalg.householder_product(a, b), [(3, 2), (3,)], ("tau",)),
     (lambda L, a, b: L.linalg.householder_product(a, b), [(2, 3), (1,)], ()),
     (lambda L, a, b: L.linalg.householder_product(a, b), [(2, 3, 2), (3, 1)], ("batch",)),
-    (lambda L, a, b: L.linalg.vecdot(a, b), [(2, 3), (3, 3)], ("2", "3")),
+    (lambda L, a, b: L.linalg.vecdot(a, b), [(2, 3), (3, 3)], ("linalg.vecdot", "[2, 3]")),
 ])
 def test_shape_mismatch_refused(rng, fn, shapes, words):
     check_raises(fn, *[rand(rng, *s) for s in shapes], words=words)
