@@ -169,3 +169,13 @@ def test_solve_left_false_with_a_vector_refused(rng):
 def test_vecdot_of_integers_refused(rng):
     check_raises(lambda L, a: L.linalg.vecdot(a, a), np.arange(6).reshape(2, 3),
                  words=("vecdot", "Long"))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name,replacement", [("solve", "linalg.solve"),
+                                              ("lstsq", "linalg.lstsq"),
+                                              ("symeig", "linalg.eigh"), ("eig", "linalg.eig"),
+                                              ("matrix_rank", "linalg.matrix_rank")])
+def test_functions_removed_in_1_9_say_what_replaces_them(rng, name, replacement):
+    a = rand(rng, 3, 3) + 3 * np.eye(3)
+    check_raises(lambda L, a: getattr(L, name)(a, a), a, words=("1.9", replacement))
