@@ -204,8 +204,121 @@ def _cases(rng):  # noqa: PLR0915 - one table: name -> (fn, *inputs)
 NAMES = sorted(_cases(np.random.default_rng(0)))
 
 
+def _view_cases(rng):  # noqa: PLR0915 - views (mT, conj, slices, expand) and low precision
+    W = lambda *s, dtype=np.float64: well_conditioned(rng, *s, dtype=dtype)  # noqa: E731
+    C = np.complex128
+    return {
+        "inv of mT": (lambda L, a: L.linalg.inv(a.mT),
+            W(2, 3, 3)),
+        "inv of conj": (lambda L, a: L.linalg.inv(a.conj()),
+            W(2, 3, 3, dtype=C)),
+        "det of mH": (lambda L, a: L.linalg.det(a.mH),
+            W(2, 3, 3, dtype=C)),
+        "solve strided b": (lambda L, a, b: L.linalg.solve(a, b[..., ::2]),
+            W(3, 3), rand(rng, 3, 4)),
+        "solve expanded a": (lambda L, a, b: L.linalg.solve(a.expand(4, 3, 3), b),
+            W(3, 3), rand(rng, 4, 3, 2)),
+        "eigh of conj": (lambda L, a: L.linalg.eigvalsh(a.conj()),
+            hermitian(rng, 3, 3, dtype=C)),
+        "svdvals of slice": (lambda L, a: L.linalg.svdvals(a[:, 1:, ::2]),
+            rand(rng, 2, 4, 6)),
+        "qr of mT": (lambda L, a: L.linalg.qr(a.mT)[1].abs(),
+            rand(rng, 3, 5)),
+        "cholesky of conj": (lambda L, a: L.linalg.cholesky(a.conj()),
+            spd(rng, 3, 3, dtype=C)),
+        "norm of conj": (lambda L, a: L.linalg.matrix_norm(a.conj(), 'nuc'),
+            rand(rng, 3, 3, dtype=C)),
+        "vector_norm of neg view": (lambda L, a: L.linalg.vector_norm(a.flip(0)[::2]),
+            rand(rng, 6)),
+        "matmul conj": (lambda L, a, b: L.matmul(a.conj(), b.mH),
+            rand(rng, 2, 3, dtype=C), rand(rng, 4, 3, dtype=C)),
+        "vecdot conj": (lambda L, a, b: L.linalg.vecdot(a.conj(), b),
+            rand(rng, 2, 3, dtype=C), rand(rng, 2, 3, dtype=C)),
+        "cross transposed": (lambda L, a, b: L.linalg.cross(a.mT, b.mT),
+            rand(rng, 3, 4), rand(rng, 3, 4)),
+        "lstsq mT": (lambda L, a, b: L.linalg.lstsq(a.mT, b).solution,
+            rand(rng, 3, 5), rand(rng, 5, 2)),
+        "pinv hermitian conj": (lambda L, a: L.linalg.pinv(a.conj(), hermitian=True),
+            hermitian(rng, 3, 3, dtype=C)),
+        "lu_factor mT": (lambda L, a: L.linalg.lu_factor(a.mT),
+            rand(rng, 3, 3)),
+        "solve_triangular mT": (lambda L, a, b: L.linalg.solve_triangular(a.mT, b, upper=False),
+            np.triu(W(3, 3)), rand(rng, 3, 2)),
+        "matrix_exp mT": (lambda L, a: L.linalg.matrix_exp(a.mT),
+            rand(rng, 3, 3)),
+        "einsum conj": (lambda L, a, b: L.einsum('ij, jk->ik', a.conj(), b),
+            rand(rng, 2, 3, dtype=C), rand(rng, 3, 2, dtype=C)),
+        "tensordot noncontig": (lambda L, a, b: L.tensordot(a.mT, b, dims=1),
+            rand(rng, 3, 2), rand(rng, 3, 2)),
+        "eig of mT": (lambda L, a: L.linalg.eigvals(a.mT),
+            rand(rng, 3, 3)),
+        "addmm out broadcast strided": (lambda L, c, a, b: L.addmm(c[::2], a, b),
+            rand(rng, 4, 2), rand(rng, 2, 3), rand(rng, 3, 2)),
+        "linalg.norm dtype complex": (lambda L, a: L.linalg.norm(a, 'fro', dtype=L.complex128),
+            rand(rng, 3, 3, dtype=np.complex64)),
+        "matrix_norm f32 to f64 nuc": (lambda L, a:
+            L.linalg.matrix_norm(a, 'nuc', dtype=L.float64),
+            rand(rng, 3, 3, dtype=np.float32)),
+        "cond complex p fro": (lambda L, a: L.linalg.cond(a, 'fro'),
+            W(3, 3, dtype=C)),
+        "matrix_rank f32 hermitian": (lambda L, a: L.linalg.matrix_rank(a, hermitian=True),
+            spd(rng, 3, 3, dtype=np.float32)),
+        "slogdet f32": (lambda L, a: L.linalg.slogdet(a),
+            rand(rng, 2, 3, 3, dtype=np.float32)),
+        "inv float32": (lambda L, a: L.linalg.inv(a),
+            W(3, 3, dtype=np.float32)),
+        "lstsq f32 gelss": (lambda L, a, b: L.linalg.lstsq(a, b, driver='gelss'),
+            rand(rng, 5, 3, dtype=np.float32), rand(rng, 5, 2, dtype=np.float32)),
+        "lstsq c64 gelsy": (lambda L, a, b: L.linalg.lstsq(a, b, driver='gelsy').solution,
+            rand(rng, 5, 3, dtype=np.complex64), rand(rng, 5, 2, dtype=np.complex64)),
+        "lstsq complex gels": (lambda L, a, b: L.linalg.lstsq(a, b, driver='gels'),
+            rand(rng, 5, 3, dtype=C), rand(rng, 5, 2, dtype=C)),
+        "lstsq complex gelss": (lambda L, a, b: L.linalg.lstsq(a, b, driver='gelss'),
+            rand(rng, 5, 3, dtype=C), rand(rng, 5, 2, dtype=C)),
+        "ldl hermitian f32": (lambda L, a, b: L.linalg.ldl_solve(*L.linalg.ldl_factor(a), b),
+            spd(rng, 3, 3, dtype=np.float32), rand(rng, 3, 1, dtype=np.float32)),
+        "householder f32": (lambda L, a, t: L.linalg.householder_product(a, t),
+            rand(rng, 4, 3, dtype=np.float32), rand(rng, 2, dtype=np.float32)),
+        "lu_solve f32 adjoint": (lambda L, a, b:
+            L.linalg.lu_solve(*L.linalg.lu_factor(a), b, adjoint=True),
+            W(3, 3, dtype=np.float32), rand(rng, 3, 2, dtype=np.float32)),
+        "cholesky_solve complex upper": (lambda L, a, b:
+            L.cholesky_solve(b, L.linalg.cholesky(a, upper=True), upper=True),
+            spd(rng, 3, 3, dtype=C), rand(rng, 3, 2, dtype=C)),
+        "vander f32 N5": (lambda L, x: L.linalg.vander(x, N=5),
+            rand(rng, 3, dtype=np.float32)),
+        "multi_dot f32 4": (lambda L, a, b, c, d: L.linalg.multi_dot([a, b, c, d]),
+            rand(rng, 2, 3, dtype=np.float32),
+            rand(rng, 3, 4, dtype=np.float32),
+            rand(rng, 4, 5, dtype=np.float32),
+            rand(rng, 5, dtype=np.float32)),
+        "matrix_power c64 -3": (lambda L, a: L.linalg.matrix_power(a, -3),
+            W(3, 3, dtype=np.complex64)/3),
+        "tensorinv complex": (lambda L, a: L.linalg.tensorinv(a, ind=1),
+            W(4, 4, dtype=C).reshape(4, 2, 2)),
+        "tensorsolve f32": (lambda L, a, b: L.linalg.tensorsolve(a, b),
+            W(4, 4, dtype=np.float32).reshape(2, 2, 4), rand(rng, 2, 2, dtype=np.float32)),
+        "svd f32 full": (lambda L, a: L.linalg.svd(a)[1],
+            rand(rng, 4, 2, dtype=np.float32)),
+        "eigh f32 U": (lambda L, a: L.linalg.eigh(a, UPLO='U')[0],
+            hermitian(rng, 3, 3, dtype=np.float32)),
+    }
+
+
+VIEW_NAMES = sorted(_view_cases(np.random.default_rng(0)))
+_LOW = (np.float32, np.complex64)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", NAMES)
 def test_edge_case_matches_torch(rng, name):
     fn, *args = _cases(rng)[name]
     check(fn, *args, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", VIEW_NAMES)
+def test_views_and_single_precision_match_torch(rng, name):
+    fn, *args = _view_cases(rng)[name]
+    low = any(getattr(a, "dtype", None) in _LOW for a in args)
+    check(fn, *args, rtol=1e-4 if low else 1e-7, atol=1e-5)
