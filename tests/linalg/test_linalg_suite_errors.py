@@ -179,3 +179,11 @@ def test_vecdot_of_integers_refused(rng):
 def test_functions_removed_in_1_9_say_what_replaces_them(rng, name, replacement):
     a = rand(rng, 3, 3) + 3 * np.eye(3)
     check_raises(lambda L, a: getattr(L, name)(a, a), a, words=("1.9", replacement))
+
+
+@pytest.mark.parametrize("driver", ["gesvd", "gesvdj"])
+def test_svd_driver_is_cuda_only(rng, driver):
+    check_raises(lambda L, a: L.linalg.svd(a, driver=driver), rand(rng, 3, 3),
+                 words=("driver",))
+    check_raises(lambda L, a: L.linalg.svdvals(a, driver=driver), rand(rng, 3, 3),
+                 words=("driver",))

@@ -324,3 +324,10 @@ def test_gradients_match_torch(rng, name, dtype):
 def test_cond_of_empty_matrices_is_zero(p):
     check(lambda L, a: L.linalg.cond(a, p), np.zeros((0, 0)))
     check(lambda L, a: L.linalg.cond(a, p), np.zeros((2, 0, 0)))
+
+
+@pytest.mark.parametrize("uplo", ["l", "u"])
+def test_eigh_takes_lowercase_uplo(rng, uplo):
+    a = _distinct_hermitian(rng, 3, 3) + np.triu(rand(rng, 3, 3), 1)
+    check(lambda L, a: L.linalg.eigvalsh(a, UPLO=uplo), a)
+    check(lambda L, a: L.linalg.eigh(a, UPLO=uplo).eigenvalues, a)

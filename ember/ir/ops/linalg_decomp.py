@@ -172,7 +172,7 @@ qr = linalg_op(
 
 def _eigh_meta(A, UPLO="L"):
     _require_square(A)
-    if UPLO not in ("L", "U"):
+    if UPLO not in ("L", "U", "l", "u"):       # either case, as torch
         raise ShapeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
     return _meta(A, A.shape[:-1], _real_of(A.dtype)), _meta(A)
 
@@ -287,6 +287,9 @@ def _eigvals_general_grad(gL, V):
 
 def _svd_meta(A, full_matrices=True, driver=None):
     _require_matrix(A)
+    if driver is not None and not str(A.device).startswith("cuda"):
+        raise RuntimeError("linalg.svd: keyword argument `driver=` is only supported on CUDA "
+                           "inputs with cuSOLVER backend.")
     m, n = A.shape[-2:]
     k = min(m, n)
     ur, vr = (m, n) if full_matrices else (k, k)
@@ -361,7 +364,7 @@ svd = linalg_op(
 
 svdvals = linalg_op(
     "svdvals(Tensor A, *, str? driver=None) -> Tensor",
-    meta=lambda A, driver=None: _svd_meta(A, False)[1],
+    meta=lambda A, driver=None: _svd_meta(A, False, driver)[1],
     reference=lambda A, driver=None: np.linalg.svd(A, compute_uv=False),
     derivative=lambda g, A, driver: _svdvals_grad(g, A),
     samples=lambda rng: [_sample(_distinct_spectrum(rng, 3, 3)),
