@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, DTypeNotImplementedError, ShapeError
 from . import samples as S
 from .linalg_common import (
     _c, _eye, _meta, _mH, _same_dtype, _sample, _square_meta, _well_conditioned, linalg_op)
@@ -133,6 +133,8 @@ matrix_exp = linalg_op(
 
 def _cross_meta(input, other, dim=-1):
     _same_dtype(input, other)
+    if input.dtype == dtypes.bool_:
+        raise DTypeNotImplementedError("\"cross\" not implemented for 'Bool'")
     if input.ndim != other.ndim:
         raise ShapeError(f"inputs must have the same number of dimensions (self "
                          f"{list(input.shape)}, other {list(other.shape)})")
@@ -242,9 +244,9 @@ def _vander_meta(x, N=None):
     n = rows[-1] if N is None else N
     if n <= 1:
         raise ShapeError("N must be greater than 1.")
-    if x.dtype is dtypes.bool_:
-        raise DTypeError("linalg.vander supports floating point, complex, and integer "
-                         "tensors, but got Bool")
+    if x.dtype in (dtypes.bool_, dtypes.float16, dtypes.bfloat16):    # as torch
+        raise DTypeError(f"linalg.vander supports floating point, complex, and integer "
+                         f"tensors, but got {x.dtype.scalar_type_name}")
     # integer powers are taken in int64, as PyTorch does (a uint8 x would wrap at 256)
     exact = x.dtype.is_floating_point or x.dtype.is_complex
     return _meta(x, rows + (n,), None if exact else dtypes.int64)
