@@ -236,6 +236,78 @@ def _misuse_cases(rng):  # noqa: PLR0915 - one table: name -> (fn, *inputs)
     }
 
 
+def _torch_norm_cases(rng):  # noqa: PLR0915 - torch.norm's own semantics and its neighbours
+    inf = float("inf")
+    return {
+        "norm p2 dims2 3d": (lambda L, a: L.norm(a, p=2, dim=(0, 1)),
+            rand(rng, 2, 3, 4)),
+        "norm fro 3d": (lambda L, a: L.norm(a, p='fro'),
+            rand(rng, 2, 3, 4)),
+        "norm fro dim3": (lambda L, a: L.norm(a, p='fro', dim=(0, 1, 2)),
+            rand(rng, 2, 3, 4)),
+        "norm nuc dims": (lambda L, a: L.norm(a, p='nuc', dim=(0, 2)),
+            rand(rng, 2, 3, 4)),
+        "norm inf": (lambda L, a: L.norm(a, p=inf),
+            rand(rng, 2, 3)),
+        "norm -inf dim": (lambda L, a: L.norm(a, p=-inf, dim=1),
+            rand(rng, 2, 3)),
+        "norm -1 dim keep": (lambda L, a: L.norm(a, p=-1, dim=1, keepdim=True),
+            rand(rng, 2, 3)),
+        "norm 0": (lambda L, a: L.norm(a, p=0),
+            rand(rng, 2, 3)),
+        "norm 0.5 dim": (lambda L, a: L.norm(a, 0.5, 1),
+            rand(rng, 2, 3)),
+        "norm dtype": (lambda L, a: L.norm(a, dtype=L.float64),
+            rand(rng, 2, 3).astype(np.float32)),
+        "norm p dtype": (lambda L, a: L.norm(a, p=1, dim=0, dtype=L.float64),
+            rand(rng, 2, 3).astype(np.float32)),
+        "norm complex": (lambda L, a: L.norm(a),
+            rand(rng, 2, 3, dtype=np.complex128)),
+        "norm complex p1": (lambda L, a: L.norm(a, p=1, dim=1),
+            rand(rng, 2, 3, dtype=np.complex64)),
+        "norm int": (lambda L, a: L.norm(a),
+            np.arange(6).reshape(2, 3)),
+        "norm 0d": (lambda L, a: L.norm(a),
+            np.array(-2.0)),
+        "norm empty": (lambda L, a: L.norm(a),
+            np.zeros((0, 3))),
+        "norm empty inf": (lambda L, a: L.norm(a, p=inf),
+            np.zeros((0, 3))),
+        "norm dim int list": (lambda L, a: L.norm(a, dim=[1]),
+            rand(rng, 2, 3)),
+        "Tensor.norm p3": (lambda L, a: a.norm(3),
+            rand(rng, 2, 3)),
+        "Tensor.norm fro dim": (lambda L, a: a.norm('fro', (0, 1)),
+            rand(rng, 2, 3)),
+        "norm out": (lambda L, a: L.norm(a, dim=1, out=L.empty(0, dtype=L.float64)),
+            rand(rng, 2, 3)),
+        "frobenius_norm": (lambda L, a: L.frobenius_norm(a, (0, 1)),
+            rand(rng, 2, 3)),
+        "dist": (lambda L, a, b: L.dist(a, b, 3),
+            rand(rng, 2, 3), rand(rng, 2, 3)),
+        "renorm": (lambda L, a: L.renorm(a, 2, 0, 1.0),
+            rand(rng, 3, 4)),
+        "trace": (lambda L, a: L.trace(a),
+            rand(rng, 3, 4)),
+        "trace int": (lambda L, a: L.trace(a),
+            np.arange(12).reshape(3, 4)),
+        "F.normalize": (lambda L, a: L.nn.functional.normalize(a, p=1, dim=0),
+            rand(rng, 3, 4)),
+        "cdist": (lambda L, a, b: L.cdist(a, b),
+            rand(rng, 3, 4), rand(rng, 2, 4)),
+        "diag_embed": (lambda L, a: L.diag_embed(a, offset=1),
+            rand(rng, 2, 3)),
+        "block_diag": (lambda L, a, b: L.block_diag(a, b),
+            rand(rng, 2, 3), rand(rng, 1, 2)),
+        "cartesian_prod": (lambda L, a, b: L.cartesian_prod(a, b),
+            rand(rng, 2), rand(rng, 3)),
+        "chain_matmul": (lambda L, a, b: L.chain_matmul(a, b),
+            rand(rng, 2, 3), rand(rng, 3, 2)),
+        "chain_matmul one": (lambda L, a: L.chain_matmul(a),
+            rand(rng, 2, 3)),
+    }
+
+
 def _same_as_torch(fn, args):
     if raised(fn, torch, *convert(args, torch)) is not None:
         check_raises(fn, *args)
@@ -254,4 +326,11 @@ def test_dtype_case_matches_torch(rng, name):
 @pytest.mark.parametrize("name", sorted(_misuse_cases(np.random.default_rng(0))))
 def test_misuse_matches_torch(rng, name):
     fn, *args = _misuse_cases(rng)[name]
+    _same_as_torch(fn, args)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", sorted(_torch_norm_cases(np.random.default_rng(0))))
+def test_torch_norm_and_neighbours_match_torch(rng, name):
+    fn, *args = _torch_norm_cases(rng)[name]
     _same_as_torch(fn, args)
