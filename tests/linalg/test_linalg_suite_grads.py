@@ -163,11 +163,57 @@ def _cases(rng):  # noqa: PLR0915 - one table: name -> (fn, *inputs)
 NAMES = sorted(_cases(np.random.default_rng(0)))
 
 
+def _single_cases(rng):  # noqa: PLR0915 - float32/complex64: gradients keep the dtype
+    f, c = np.float32, np.complex64
+    return {
+        "inv f32": (lambda L, a: L.linalg.inv(a),
+            well_conditioned(rng, 2, 3, 3, dtype=f)),
+        "det c64": (lambda L, a: L.linalg.det(a),
+            well_conditioned(rng, 3, 3, dtype=c)),
+        "solve f32": (lambda L, a, b: L.linalg.solve(a, b),
+            well_conditioned(rng, 3, 3, dtype=f), rand(rng, 3, 2, dtype=f)),
+        "cholesky f32": (lambda L, a: L.linalg.cholesky(a),
+            spd(rng, 3, 3, dtype=f)),
+        "eigvalsh f32": (lambda L, a: L.linalg.eigvalsh(a),
+            hermitian(rng, 3, 3, dtype=f)),
+        "svdvals c64": (lambda L, a: L.linalg.svdvals(a),
+            rand(rng, 3, 2, dtype=c)),
+        "norm f32": (lambda L, a: L.linalg.norm(a),
+            rand(rng, 3, 3, dtype=f)),
+        "matrix_norm nuc f32": (lambda L, a: L.linalg.matrix_norm(a, 'nuc'),
+            rand(rng, 3, 3, dtype=f)),
+        "vector_norm dtype f64 from f32": (lambda L, a: L.linalg.vector_norm(a, dtype=L.float64),
+            rand(rng, 3, dtype=f)),
+        "matmul f32": (lambda L, a, b: L.matmul(a, b),
+            rand(rng, 2, 3, dtype=f), rand(rng, 3, dtype=f)),
+        "pinv f32": (lambda L, a: L.linalg.pinv(a),
+            rand(rng, 3, 2, dtype=f)),
+        "matrix_exp c64": (lambda L, a: L.linalg.matrix_exp(a),
+            rand(rng, 2, 2, dtype=c)),
+        "lstsq f32": (lambda L, a, b: L.linalg.lstsq(a, b).solution,
+            rand(rng, 4, 2, dtype=f), rand(rng, 4, 1, dtype=f)),
+        "slogdet f32": (lambda L, a: L.linalg.slogdet(a).logabsdet,
+            well_conditioned(rng, 3, 3, dtype=f)),
+        "qr f32": (lambda L, a: L.linalg.qr(a),
+            rand(rng, 3, 2, dtype=f)),
+        "cross f32": (lambda L, a, b: L.linalg.cross(a, b),
+            rand(rng, 3, dtype=f), rand(rng, 3, dtype=f)),
+        "vecdot c64": (lambda L, a, b: L.linalg.vecdot(a, b),
+            rand(rng, 3, dtype=c), rand(rng, 3, dtype=c)),
+    }
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", NAMES)
 def test_gradient_matches_torch(rng, name):
     fn, *args = _cases(rng)[name]
     check_grad(fn, *args, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(_single_cases(np.random.default_rng(0))))
+def test_single_precision_gradient_matches_torch(rng, name):
+    fn, *args = _single_cases(rng)[name]
+    check_grad(fn, *args, rtol=2e-3, atol=2e-4)
 
 
 def test_vector_norm_order_zero_has_zero_gradient(rng):
