@@ -91,6 +91,21 @@ def solve_ex(A, B, *, left=True, check_errors=False):
     return SolveEx(OPS["squeeze"](X, [-1]) if vector else X, info)
 
 
+def lstsq(A, B, rcond=None, *, driver=None):
+    """torch.linalg.lstsq: the registry op, plus torch's one data-dependent rule: with
+    gelsd/gelss and m > n, `residuals` is empty unless every matrix has full rank. That
+    needs the ranks' values, so it applies eagerly; a traced lstsq keeps the op's static
+    shape (the residuals of the minimum-norm solution)."""
+    result = OPS["linalg_lstsq"](A, B, rcond, driver=driver)
+    rank, residuals = result.rank, result.residuals
+    n = A.shape[-1]
+    if residuals.numel() and rank.numel() and hasattr(type(rank), "__array__") and \
+            bool((rank < n).any()):
+        empty = OPS["narrow"](OPS["reshape"](residuals, [-1]), 0, 0, 0)
+        return type(result)(result.solution, empty, rank, result.singular_values)
+    return result
+
+
 def torch_lu(A, pivot=True, get_infos=False):
     """torch.lu: (LU, pivots[, infos])."""
     LU_, pivots, info = OPS["linalg_lu_factor_ex"](A, pivot=pivot)
@@ -226,7 +241,8 @@ def diagonal(A, *, offset=0, dim1=-2, dim2=-1):
 # out= as torch takes it (written after the call, resized, same dtype: ir/out_arg.py);
 # logdet, matrix_exp, pinverse and diagonal have none in torch
 LINALG = {"lu_factor": with_out(lu_factor), "lu": with_out(lu), "lu_solve": with_out(lu_solve),
-          "solve_ex": with_out(solve_ex), "vecdot": with_out(vecdot), "diagonal": diagonal}
+          "solve_ex": with_out(solve_ex), "vecdot": with_out(vecdot), "diagonal": diagonal,
+          "lstsq": lstsq}
 TOP_LEVEL = {"svd": with_out(svd), "qr": with_out(qr), "cholesky": with_out(cholesky),
              "cholesky_solve": with_out(cholesky_solve),
              "cholesky_inverse": with_out(cholesky_inverse), "lu": with_out(torch_lu),
