@@ -334,3 +334,31 @@ def test_misuse_matches_torch(rng, name):
 def test_torch_norm_and_neighbours_match_torch(rng, name):
     fn, *args = _torch_norm_cases(rng)[name]
     _same_as_torch(fn, args)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("eq,shapes", [("ij,jk->ik", [(2, 3), (3, 2)]), ("i,i->", [(3,), (3,)]),
+                                       ("ij,ij->i", [(2, 3), (2, 3)]), ("i,i->i", [(3,), (3,)]),
+                                       ("i,j->ij", [(2,), (3,)]), ("ij->", [(2, 3)]),
+                                       ("ii", [(3, 3)]), ("i,i,i->i", [(3,), (3,), (3,)])])
+def test_bool_einsum_contracts_only_where_torch_does(rng, eq, shapes):
+    """torch contracts two bool operands with bmm, which has no bool kernel; elementwise
+    products, outer products and single-operand sums of bool are fine."""
+    _same_as_torch(lambda L, *xs: L.einsum(eq, *xs),
+                   [rng.integers(0, 2, s).astype(bool) for s in shapes])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("fn", [lambda L, a, v: L.tensordot(a, a, 1),
+                                lambda L, a, v: L.inner(v, v),
+                                lambda L, a, v: L.linalg.multi_dot([a, a]),
+                                lambda L, a, v: L.chain_matmul(a, a),
+                                lambda L, a, v: L.addmv(v, a, v),
+                                lambda L, a, v: L.addmm(a, a, a),
+                                lambda L, a, v: L.baddbmm(a[None], a[None], a[None]),
+                                lambda L, a, v: L.addr(a, v, v),
+                                lambda L, a, v: L.outer(v, v),
+                                lambda L, a, v: L.kron(a, v)])
+def test_bool_products_like_torch(rng, fn):
+    _same_as_torch(fn, [rng.integers(0, 2, (3, 3)).astype(bool),
+                        rng.integers(0, 2, 3).astype(bool)])

@@ -175,6 +175,8 @@ def _multi_dot_meta(tensors):
                              f"{t.ndim}D" if edge else
                              f"multi_dot(): tensor {i} must be 2D but got {t.ndim}D")
         _same_dtype(tensors[0], t)
+    if tensors[0].dtype == dtypes.bool_:              # torch's products have no bool kernel
+        raise DTypeNotImplementedError("\"addmm_impl_cpu_\" not implemented for 'Bool'")
     mats = [tuple(t.shape) if t.ndim == 2 else None for t in tensors]
     shapes = [(1,) + tuple(tensors[0].shape) if tensors[0].ndim == 1 else mats[0]]
     shapes += mats[1:-1] + [tuple(tensors[-1].shape) + (1,) if tensors[-1].ndim == 1

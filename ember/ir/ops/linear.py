@@ -453,9 +453,19 @@ def _einsum_meta(equation, tensors):
         raise ShapeError("einsum(): must provide at least one operand")
     _, rhs, sizes = parse_einsum(equation, [tuple(t.shape) for t in tensors])
     dt = _same_dtype(*((f"operand {i}", t) for i, t in enumerate(tensors)))
+    if dt == dtypes.bool_ and _einsum_contracts(equation, [tuple(t.shape) for t in tensors]):
+        _no_bool(dt, "bmm")          # torch contracts two operands with bmm: no bool kernel
     if _einsum_sums_alone(equation, [tuple(t.shape) for t in tensors], dt):
         dt = dtypes.int64
     return TensorMeta(tuple(sizes[c] for c in rhs), dt, device_of(tensors))
+
+
+def _einsum_contracts(equation, shapes) -> bool:
+    """Whether a subscript found in two or more operands is summed out (a product that
+    torch computes with bmm, as opposed to elementwise products and single-operand sums)."""
+    terms, rhs, _ = parse_einsum(equation, shapes)
+    return any(c not in rhs and len([u for u in terms if c in u]) > 1
+               for t in terms for c in t)
 
 
 def _einsum_sums_alone(equation, shapes, dt) -> bool:
