@@ -181,6 +181,44 @@ def matrix_rank(input, tol=None, symmetric=False, *, out=None):
                        "'hermitian'.")
 
 
+_REMOVED_1_9 = "This function was deprecated since version 1.9 and is now removed. "
+
+
+def solve(input, A, *, out=None):
+    """Removed in PyTorch 1.9 (torch.solve raises this); the replacement's arguments are
+    reversed."""
+    raise RuntimeError(_REMOVED_1_9 + "`ember.solve` is deprecated in favor of "
+                       "`ember.linalg.solve`, which takes its arguments reversed and returns "
+                       "no LU factorization (see `ember.linalg.lu_factor`).\n"
+                       "X = ember.solve(B, A).solution should be replaced with:\n"
+                       "X = ember.linalg.solve(A, B)")
+
+
+def lstsq(input, A, *, out=None):
+    """Removed in PyTorch 1.9 (torch.lstsq raises this)."""
+    raise RuntimeError(_REMOVED_1_9 + "`ember.lstsq` is deprecated in favor of "
+                       "`ember.linalg.lstsq`, which takes its arguments reversed and returns "
+                       "the residuals in its `residuals` field.\n"
+                       "X = ember.lstsq(B, A).solution[:A.size(1)] should be replaced with:\n"
+                       "X = ember.linalg.lstsq(A, B).solution")
+
+
+def symeig(input, eigenvectors=False, upper=True, *, out=None):
+    """Removed in PyTorch 1.9 (torch.symeig raises this); the replacement reads the lower
+    triangle by default."""
+    raise RuntimeError(_REMOVED_1_9 + "Use ember.linalg.eigvalsh(A, UPLO='U' if upper else "
+                       "'L') for the eigenvalues, or ember.linalg.eigh(A, UPLO=...) for "
+                       "eigenvalues and eigenvectors (the lower triangle is now the default).")
+
+
+def eig(input, eigenvectors=False, *, out=None):
+    """Removed in PyTorch 1.9 (torch.eig raises this); the replacement returns complex
+    tensors."""
+    raise RuntimeError(_REMOVED_1_9 + "Use ember.linalg.eigvals(A) for the eigenvalues, or "
+                       "ember.linalg.eig(A) for eigenvalues and eigenvectors; both return "
+                       "complex tensors rather than real ones mimicking complex.")
+
+
 def get_device(input) -> int:
     return input.get_device()
 
@@ -277,7 +315,8 @@ def top_level() -> dict:
              "margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
              "poisson_nll_loss", "ctc_loss", "lstm_cell", "gru_cell", "rnn_tanh_cell",
              "rnn_relu_cell", "rms_norm", "native_channel_shuffle", "conv_tbc",
-             "frobenius_norm", "nuclear_norm", "matrix_rank", "get_device", "to_dlpack", "slice_copy",
+             "frobenius_norm", "nuclear_norm", "matrix_rank", "solve", "lstsq", "symeig", "eig",
+             "get_device", "to_dlpack", "slice_copy",
              "select_copy", "detach_copy", "view_as_real_copy", "view_as_complex_copy",
              "set_warn_always", "is_warn_always_enabled", "set_flush_denormal",
              "get_device_module")

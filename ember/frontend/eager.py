@@ -125,7 +125,14 @@ def run_meta(op: OpDef, args: tuple):
     try:
         return op.meta(*args)
     except EmberError as err:
-        raise type(err)(f"{op.name}: {err}{at_user_line()}") from None
+        raise type(err)(_prefixed(op, str(err)) + at_user_line()) from None
+
+
+def _prefixed(op: OpDef, message: str) -> str:
+    """An op's error under the name users call it by: torch.linalg's functions as
+    `linalg.inv`, not the registry's `linalg_inv`; once, if the message names it already."""
+    name = f"linalg.{op.python_name}" if op.namespace == "linalg" else op.name
+    return message if message.startswith(name) else f"{name}: {message}"
 
 
 # --- the per-call plan and its cache -------------------------------------------------

@@ -13,7 +13,9 @@ import math
 from collections import namedtuple
 
 from ..ir import autocast
-from ..ir.errors import ShapeError
+from ..ir.errors import DTypeError, DTypeNotImplementedError, ShapeError
+from ..ir.ops.rules import broadcast_shapes
+from ..ir.out_arg import with_out
 from ..ir.registry import OPS
 
 LUFactor = namedtuple("LUFactor", ["LU", "pivots"])
@@ -35,26 +37,31 @@ def _solve_tri(A, B, *, upper, left=True, unitriangular=False):
 
 
 # --- LU ---------------------------------------------------------------------------------
-def lu_factor(A, *, pivot=True, out=None):
+def lu_factor(A, *, pivot=True):
     """torch.linalg.lu_factor: (LU, pivots); singular input raises, as torch."""
     LU_, pivots, _ = OPS["linalg_lu_factor_ex"](A, pivot=pivot, check_errors=True)
     return LUFactor(LU_, pivots)
 
 
-def lu(A, *, pivot=True, out=None):
+def lu(A, *, pivot=True):
     """torch.linalg.lu: A = P L U."""
     LU_, pivots, _ = OPS["linalg_lu_factor_ex"](A, pivot=pivot)
     return lu_unpack(LU_, pivots)
 
 
-def lu_unpack(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True, out=None):
+def lu_unpack(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True):
     """torch.lu_unpack: (P, L, U); P is a constant of the pivots (no gradient), as torch."""
     P, L, U = OPS["lu_unpack"](LU_data, LU_pivots, unpack_data, unpack_pivots)
     return LU(P.detach(), L, U)
 
 
-def lu_solve(LU_, pivots, B, *, left=True, adjoint=False, out=None):
+def lu_solve(LU_, pivots, B, *, left=True, adjoint=False):
     """torch.linalg.lu_solve: A X = B (left), X A = B (not left), with A^H if adjoint."""
+    n, rows = LU_.shape[-1], (B.shape[-2] if left else B.shape[-1]) if B.ndim >= 2 else -1
+    if rows != n:
+        dims = "x".join(str(d) for d in B.shape)
+        raise ShapeError(f"linalg.lu_solve: Incompatible shapes of A and B for the equation "
+                         f"{'AX = B' if left else 'XA = B'} ({n}x{n} and {dims})")
     P, L, U = OPS["lu_unpack"](LU_, pivots)
     if left and not adjoint:      # X = U^-1 L^-1 P^T B
         y = _solve_tri(L, OPS["matmul"](OPS["transpose"](P, -2, -1), B), upper=False,
@@ -73,7 +80,7 @@ def lu_solve(LU_, pivots, B, *, left=True, adjoint=False, out=None):
     return _solve_tri(_mH(U), y, upper=False, left=False)
 
 
-def solve_ex(A, B, *, left=True, check_errors=False, out=None):
+def solve_ex(A, B, *, left=True, check_errors=False):
     """torch.linalg.solve_ex: (result, info) through LU, as LAPACK's gesv; info > 0 names
     the first zero pivot of a singular A (the result is then not meaningful)."""
     LU_, pivots, info = OPS["linalg_lu_factor_ex"](A, check_errors=check_errors)
@@ -84,19 +91,34 @@ def solve_ex(A, B, *, left=True, check_errors=False, out=None):
     return SolveEx(OPS["squeeze"](X, [-1]) if vector else X, info)
 
 
-def torch_lu(A, pivot=True, get_infos=False, out=None):
+def lstsq(A, B, rcond=None, *, driver=None):
+    """torch.linalg.lstsq: the registry op, plus torch's one data-dependent rule: with
+    gelsd/gelss and m > n, `residuals` is empty unless every matrix has full rank. That
+    needs the ranks' values, so it applies eagerly; a traced lstsq keeps the op's static
+    shape (the residuals of the minimum-norm solution)."""
+    result = OPS["linalg_lstsq"](A, B, rcond, driver=driver)
+    rank, residuals = result.rank, result.residuals
+    n = A.shape[-1]
+    if residuals.numel() and rank.numel() and hasattr(type(rank), "__array__") and \
+            bool((rank < n).any()):
+        empty = OPS["narrow"](OPS["reshape"](residuals, [-1]), 0, 0, 0)
+        return type(result)(result.solution, empty, rank, result.singular_values)
+    return result
+
+
+def torch_lu(A, pivot=True, get_infos=False):
     """torch.lu: (LU, pivots[, infos])."""
     LU_, pivots, info = OPS["linalg_lu_factor_ex"](A, pivot=pivot)
     return (LU_, pivots, info) if get_infos else (LU_, pivots)
 
 
-def torch_lu_solve(b, LU_data, LU_pivots, out=None):
+def torch_lu_solve(b, LU_data, LU_pivots):
     """torch.lu_solve(b, LU_data, LU_pivots): A x = b."""
     return lu_solve(LU_data, LU_pivots, b)
 
 
 # --- torch's older top-level forms ------------------------------------------------------
-def svd(input, some=True, compute_uv=True, out=None):
+def svd(input, some=True, compute_uv=True):
     """torch.svd: (U, S, V) with V (not V^H); some=False gives full U and V. Without
     compute_uv, U and V are zeros of shape (m, m) and (n, n), as torch."""
     if not compute_uv:
@@ -110,18 +132,22 @@ def svd(input, some=True, compute_uv=True, out=None):
     return SVD(U, S, _mH(Vh))
 
 
-def qr(input, some=True, out=None):
+def qr(input, some=True):
     """torch.qr: reduced (some=True) or complete QR."""
     return QR(*OPS["linalg_qr"](input, "reduced" if some else "complete"))
 
 
-def cholesky(input, upper=False, out=None):
+def cholesky(input, upper=False):
     return OPS["linalg_cholesky"](input, upper=upper)
 
 
-def cholesky_solve(B, L, upper=False, out=None):
+def cholesky_solve(B, L, upper=False):
     """X with A X = B, A = L L^H (or U^H U when upper)."""
     _check_batched_matrices("cholesky_solve", B, L)
+    if B.shape[-2] != L.shape[-1]:
+        raise ShapeError(f"Incompatible matrix sizes for cholesky_solve: each A matrix is "
+                         f"{L.shape[-2]} by {L.shape[-1]} but each b matrix is {B.shape[-2]} "
+                         f"by {B.shape[-1]}")
     if upper:
         y = _solve_tri(_mH(L), B, upper=False)
         return _solve_tri(L, y, upper=True)
@@ -129,7 +155,7 @@ def cholesky_solve(B, L, upper=False, out=None):
     return _solve_tri(_mH(L), y, upper=True)
 
 
-def cholesky_inverse(L, upper=False, out=None):
+def cholesky_inverse(L, upper=False):
     """(L L^H)^-1, or (U^H U)^-1 when upper."""
     if L.ndim < 2 or L.shape[-1] != L.shape[-2]:
         raise ShapeError(f"cholesky_inverse: A must be batches of square matrices, got "
@@ -150,7 +176,7 @@ def _check_batched_matrices(name, B, A):
                          f"dimensions instead")
 
 
-def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False, out=None):
+def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False):
     """torch.triangular_solve: (X with op(A) X = b, A's clone); op(A) is A^T if transpose."""
     _check_batched_matrices("triangular_solve", b, A)
     coeff = OPS["transpose"](A, -2, -1) if transpose else A
@@ -176,7 +202,7 @@ def pinverse(input, rcond=1e-15):
 
 
 @autocast.autocast_as("cross")
-def cross(input, other, dim=None, out=None):
+def cross(input, other, dim=None):
     """torch.cross: with dim=None, the first dim of size 3 (of the broadcast shape)."""
     if dim is None:
         shape = [max(a, b) for a, b in zip((1,) * (other.ndim - input.ndim) + tuple(input.shape),
@@ -189,8 +215,20 @@ def cross(input, other, dim=None, out=None):
 
 
 # --- small linalg helpers ---------------------------------------------------------------
-def vecdot(x, y, *, dim=-1, out=None):
-    """sum(conj(x) * y, dim): torch.linalg.vecdot."""
+def vecdot(x, y, *, dim=-1):
+    """sum(conj(x) * y, dim): torch.linalg.vecdot; x and y of one dtype, as torch."""
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        raise DTypeNotImplementedError(f"linalg.vecdot: Expected a floating point or complex "
+                                       f"tensor as input. Got {x.dtype.scalar_type_name}")
+    if x.dtype != y.dtype:
+        raise DTypeError(f"linalg.vecdot: Expected x and y to have the same dtype, but found "
+                         f"x of type {x.dtype.scalar_type_name} and y of type "
+                         f"{y.dtype.scalar_type_name} instead")
+    try:
+        broadcast_shapes(tuple(x.shape), tuple(y.shape))
+    except ShapeError as err:
+        raise ShapeError(f"linalg.vecdot: {err} (x {list(x.shape)}, y {list(y.shape)})") \
+            from None
     with autocast.as_one_op("linalg_vecdot", x, y) as (x, y):
         xc = OPS["conj"](x) if x.dtype.is_complex else x
         return OPS["sum"](xc * y, [dim])
@@ -200,9 +238,14 @@ def diagonal(A, *, offset=0, dim1=-2, dim2=-1):
     return OPS["diagonal"](A, offset, dim1, dim2)
 
 
-LINALG = {"lu_factor": lu_factor, "lu": lu, "lu_solve": lu_solve, "solve_ex": solve_ex,
-          "vecdot": vecdot, "diagonal": diagonal}
-TOP_LEVEL = {"svd": svd, "qr": qr, "cholesky": cholesky, "cholesky_solve": cholesky_solve,
-             "cholesky_inverse": cholesky_inverse, "lu": torch_lu, "lu_solve": torch_lu_solve,
-             "triangular_solve": triangular_solve, "logdet": logdet, "matrix_exp": matrix_exp,
-             "pinverse": pinverse, "cross": cross, "lu_unpack": lu_unpack}
+# out= as torch takes it (written after the call, resized, same dtype: ir/out_arg.py);
+# logdet, matrix_exp, pinverse and diagonal have none in torch
+LINALG = {"lu_factor": with_out(lu_factor), "lu": with_out(lu), "lu_solve": with_out(lu_solve),
+          "solve_ex": with_out(solve_ex), "vecdot": with_out(vecdot), "diagonal": diagonal,
+          "lstsq": lstsq}
+TOP_LEVEL = {"svd": with_out(svd), "qr": with_out(qr), "cholesky": with_out(cholesky),
+             "cholesky_solve": with_out(cholesky_solve),
+             "cholesky_inverse": with_out(cholesky_inverse), "lu": with_out(torch_lu),
+             "lu_solve": with_out(torch_lu_solve), "triangular_solve": with_out(triangular_solve),
+             "logdet": logdet, "matrix_exp": matrix_exp, "pinverse": pinverse,
+             "cross": with_out(cross), "lu_unpack": with_out(lu_unpack)}

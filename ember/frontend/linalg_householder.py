@@ -16,6 +16,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..ir.registry import OPS
+from ..ir.out_arg import with_out
 from .tensor import Tensor
 
 LDLFactor = namedtuple("LDLFactor", ["LD", "pivots"])
@@ -150,7 +151,7 @@ def _check_ormqr_dtypes(A, tau, other):
                                   f"'{A.dtype.scalar_type_name}'")
 
 
-def ldl_factor(A, *, hermitian: bool = False, out=None):
+def ldl_factor(A, *, hermitian: bool = False):
     """torch.linalg.ldl_factor: (LD, pivots); a singular D raises, as PyTorch."""
     LD, pivots, _ = OPS["linalg_ldl_factor_ex"](A, hermitian=hermitian, check_errors=True)
     return LDLFactor(LD, pivots)
@@ -215,6 +216,8 @@ def pca_lowrank(A, q: int | None = None, center: bool = True, niter: int = 2):
     return svd_lowrank(A, q, niter=niter)
 
 
-LINALG_HOUSEHOLDER = {"householder_product": householder_product, "ldl_factor": ldl_factor}
-TOP_LEVEL_HOUSEHOLDER = {"ormqr": ormqr, "svd_lowrank": svd_lowrank,
+# out= as torch takes it (ir/out_arg.py: written after the call, resized, same dtype)
+LINALG_HOUSEHOLDER = {"householder_product": with_out(householder_product),
+                      "ldl_factor": with_out(ldl_factor)}
+TOP_LEVEL_HOUSEHOLDER = {"ormqr": with_out(ormqr), "svd_lowrank": svd_lowrank,
                          "pca_lowrank": pca_lowrank}

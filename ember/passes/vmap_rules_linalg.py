@@ -146,4 +146,8 @@ def _linalg_dims(op, bound, ctx, dim_index: int):
     out = list(bound)
     if out[dim_index] is None:
         out[dim_index] = list(range(b.logical_ndim))
+        if op.name == "linalg_norm" and b.logical_ndim > 2:
+            # linalg.norm without ord or dim is the 2-norm of the flattened example; with
+            # more than two dims named it refuses (as torch), so call vector_norm instead
+            op, out[1] = OPS["linalg_vector_norm"], 2 if out[1] is None else out[1]
     return _dims_expand(op, out, ctx)

@@ -171,7 +171,7 @@ def test_singular_and_indefinite_errors_match_torch():
     ("eigh", (3, 2), "A must be batches of square matrices, but they are 3 by 2 matrices"),
 ])
 def test_shape_errors_name_the_op(fn, shape, message):
-    with pytest.raises(ember.ShapeError, match=f"linalg_{fn}: {message}"):
+    with pytest.raises(ember.ShapeError, match=f"linalg.{fn}: {message}"):
         getattr(LA, fn)(ember.zeros(shape, dtype=ember.float64))
 
 

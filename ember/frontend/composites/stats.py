@@ -549,8 +549,8 @@ def _addmv_values(name, input, mat, vec, beta, alpha):
         raise RuntimeError(f"size mismatch, got input ({input.shape[0] if input.ndim else 1}),"
                            f" mat ({mat.shape[0]}x{mat.shape[1]}), vec ({vec.shape[0]})")
     _require_same_dtype(name, input, mat, vec)
-    return _scaled_sum(name, input, ops.mv(mat, vec) if mat.dtype is not dtypes.bool_ else
-                       ops.any(ops.logical_and(mat, vec), [1]), beta, alpha)
+    # bool: torch's addmv has no kernel ('"addmv_impl_cpu" not implemented'), nor has mv
+    return _scaled_sum(name, input, ops.mv(mat, vec), beta, alpha)
 
 
 @composite(method=True)

@@ -27,7 +27,8 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..errors import at_user_line, AutogradError, DTypeError, LinAlgError, ShapeError
+from ..errors import (at_user_line, AutogradError, DTypeError, DTypeNotImplementedError,
+                      LinAlgError, ShapeError)
 from ..meta import TensorMeta
 from ..registry import defop, Tag
 from . import samples as S
@@ -48,11 +49,15 @@ def linalg_op(schema: str, *, named: bool = False, torch_ref=None, **fields):
 # --- meta rules ----------------------------------------------------------------------
 
 def _require_float(A, name="A"):
+    """torch refuses these dtypes with a RuntimeError from some linalg functions and a
+    NotImplementedError ('"lu_cpu" not implemented for 'Long'') from others: the error
+    raised here is both (DTypeNotImplementedError), so either `except` catches it."""
     if not (A.dtype.is_floating_point or A.dtype.is_complex):
-        raise DTypeError(f"Expected a floating point or complex tensor as input. Got "
-                         f"{A.dtype.scalar_type_name}")
+        raise DTypeNotImplementedError(f"Expected a floating point or complex tensor as "
+                                       f"input. Got {A.dtype.scalar_type_name}")
     if A.dtype in (dtypes.float16, dtypes.bfloat16):
-        raise DTypeError(f"Low precision dtypes not supported. Got {A.dtype.scalar_type_name}")
+        raise DTypeNotImplementedError(f"Low precision dtypes not supported. Got "
+                                       f"{A.dtype.scalar_type_name}")
 
 
 def _require_matrix(A, name="A"):

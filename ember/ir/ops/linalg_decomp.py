@@ -34,14 +34,14 @@ def _cholesky_ref(A, upper=False, check=True):
 
 
 def _cholesky_grad(g, A, upper, out):
-    """Murray (2016), torch's form: gA = sym(L^-H phi(L^H gL) L^-1), phi = tril with the
-    diagonal halved."""
+    """Murray (2016), torch's form: gA = L^-H M L^-1 with X = tril(L^H gL) and
+    M = (X + tril(X, -1)^H) / 2. For complex input M's diagonal keeps X's imaginary part,
+    so the gradient is not exactly Hermitian: torch's is not either, and this matches it."""
     L, gL = (_mH(out), _mH(g)) if upper else (out, g)
     L_inv = solve_triangular(L, _eye(L.shape[-1], L), upper=False)
-    phi = tril(matmul(_mH(L), gL))
-    phi = phi - _diag_embed(_diag(phi)) * 0.5
-    gA = matmul(matmul(_mH(L_inv), phi), L_inv)
-    return (gA + _mH(gA)) * 0.5
+    X = tril(matmul(_mH(L), gL))
+    M = (X + _mH(tril(X, -1))) * 0.5
+    return matmul(matmul(_mH(L_inv), M), L_inv)
 
 
 HERMITIAN_NOTE = ("finite differences perturb one entry and break the Hermitian input, while "
@@ -172,7 +172,7 @@ qr = linalg_op(
 
 def _eigh_meta(A, UPLO="L"):
     _require_square(A)
-    if UPLO not in ("L", "U"):
+    if UPLO not in ("L", "U", "l", "u"):       # either case, as torch
         raise ShapeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
     return _meta(A, A.shape[:-1], _real_of(A.dtype)), _meta(A)
 
@@ -287,6 +287,9 @@ def _eigvals_general_grad(gL, V):
 
 def _svd_meta(A, full_matrices=True, driver=None):
     _require_matrix(A)
+    if driver is not None and not str(A.device).startswith("cuda"):
+        raise RuntimeError("linalg.svd: keyword argument `driver=` is only supported on CUDA "
+                           "inputs with cuSOLVER backend.")
     m, n = A.shape[-2:]
     k = min(m, n)
     ur, vr = (m, n) if full_matrices else (k, k)
@@ -361,7 +364,7 @@ svd = linalg_op(
 
 svdvals = linalg_op(
     "svdvals(Tensor A, *, str? driver=None) -> Tensor",
-    meta=lambda A, driver=None: _svd_meta(A, False)[1],
+    meta=lambda A, driver=None: _svd_meta(A, False, driver)[1],
     reference=lambda A, driver=None: np.linalg.svd(A, compute_uv=False),
     derivative=lambda g, A, driver: _svdvals_grad(g, A),
     samples=lambda rng: [_sample(_distinct_spectrum(rng, 3, 3)),

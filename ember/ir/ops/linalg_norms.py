@@ -6,7 +6,8 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..errors import EmberIndexError, ShapeError
+from ..errors import DTypeError, EmberIndexError, ShapeError
+from ..schema import SchemaError
 from . import samples as S
 from .linalg_common import (
     _batch, _col, _distinct_spectrum, _meta, _real_of, _require_float, _require_matrix,
@@ -20,14 +21,50 @@ INF = math.inf
 
 
 def _norm_dtype(x, dtype):
-    """Norms take float16/bfloat16 too (computed in float32, as torch's opmath)."""
+    """Norms take float16/bfloat16 too (computed in float32, as torch's opmath). dtype=
+    casts the input first, so it must keep its kind (real, complex) and not narrow it."""
     if not (x.dtype.is_floating_point or x.dtype.is_complex):
         _require_float(x, "input")
+    if dtype is not None:
+        kind = "complex" if x.dtype.is_complex else "real"
+        if dtype.is_complex != x.dtype.is_complex:
+            raise DTypeError(f"linalg.vector_norm: dtype should be {kind} for {kind} inputs, "
+                             f"but got {dtype.scalar_type_name}")
+        if dtype.itemsize < x.dtype.itemsize:
+            raise DTypeError(f"linalg.vector_norm: the dtype of the input "
+                             f"({x.dtype.scalar_type_name}) should be convertible without "
+                             f"narrowing to the specified dtype ({dtype.scalar_type_name})")
     return _real_of(dtype or x.dtype)
 
 
+def _check_ord_number(ord, what="ord"):
+    if isinstance(ord, bool) or not isinstance(ord, (int, float)):
+        raise SchemaError(f"linalg.vector_norm: argument '{what}' must be a number, not "
+                          f"{type(ord).__name__} ({ord!r}); string orders ('fro', 'nuc') are "
+                          f"matrix norms (linalg.matrix_norm)")
+
+
+def _check_identity(x, ord, dims):
+    """max, min and negative powers have no value over an empty set: torch refuses them
+    where a reduced dimension is empty (0 is fine: the norms are >= 0 ... only for max)."""
+    if not (ord < 0 or ord == INF):
+        return
+    name = f"{ord:g}" if ord not in (INF, -INF) else ("inf" if ord > 0 else "-inf")
+    if x.ndim and dims == tuple(range(x.ndim)) and 0 in x.shape:
+        raise ShapeError(f"linalg.vector_norm cannot compute the {name} norm on an empty "
+                         f"tensor (shape {list(x.shape)}) because the operation does not "
+                         f"have an identity")
+    for d in dims:
+        if x.ndim and x.shape[d] == 0:
+            raise ShapeError(f"linalg.vector_norm cannot compute the {name} norm on the "
+                             f"dimension {d} (shape {list(x.shape)}) because this dimension "
+                             f"is empty and the operation does not have an identity")
+
+
 def _vector_norm_meta(x, ord=2, dim=None, keepdim=False, dtype=None):
+    _check_ord_number(ord)
     dims = tuple(range(x.ndim)) if dim is None else wrap_dims(dim, x.ndim)
+    _check_identity(x, ord, tuple(dims))
     shape = tuple(1 if i in dims else s for i, s in enumerate(x.shape)) if keepdim else \
         tuple(s for i, s in enumerate(x.shape) if i not in dims)
     return _meta(x, shape, _norm_dtype(x, dtype))
@@ -221,6 +258,9 @@ def _norm_route(A, ord, dim):
         return "matrix", ("fro" if ord is None else ord), (list(dim) if dim else [-2, -1])
     if isinstance(ord, str):
         raise ShapeError(f"linalg.norm: ord '{ord}' needs a 2-d input or a 2-tuple dim")
+    if dim is not None and isinstance(dim, (list, tuple)) and len(dim) not in (1, 2):
+        raise ShapeError(f"linalg.norm: If dim is specified, it must be of length 1 or 2. "
+                         f"Got {list(dim)}")
     if ord is not None and dim is None and A.ndim > 1:
         raise ShapeError(f"linalg.norm: If dim is not specified but ord is, the input must be "
                          f"1D or 2D. Got {A.ndim}D.")
@@ -271,6 +311,8 @@ def _cond_meta(A, p=None):
 
 
 def _cond_ref(A, p=None):
+    if A.shape[-1] == 0 or A.shape[-2] == 0:     # torch: an empty matrix's condition is 0
+        return np.zeros(A.shape[:-2], np.abs(np.zeros((), A.dtype)).dtype)
     if p in (None, 2, -2):
         s = np.linalg.svd(A, compute_uv=False)
         ratio = s[..., 0] / s[..., -1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, DTypeNotImplementedError, ShapeError
 from . import samples as S
 from .linalg_common import (
     _c, _eye, _meta, _mH, _same_dtype, _sample, _square_meta, _well_conditioned, linalg_op)
@@ -15,6 +15,8 @@ from .rules import broadcast_shapes, wrap_dim
 # --- matrix_power, matrix_exp --------------------------------------------------------------
 
 def _matrix_power_ref(A, n):
+    if A.dtype.kind == "f" and A.dtype.itemsize == 2 or A.dtype.name == "bfloat16":
+        return _matrix_power_ref(A.astype(np.float32), n).astype(A.dtype)   # as opmath
     if n < 0:
         A, n = _inv_ref(A), -n
     return np.linalg.matrix_power(A, n) if A.ndim == 2 else _batched_power(A, n)
@@ -50,9 +52,23 @@ def _matrix_power_grad(g, A, n):
     return _inv_grad(_power_vjp(g, Y, -n), A, Y)
 
 
+def _matrix_power_meta(A, n):
+    """Integer matrices have non-negative powers (products only), as in torch; a negative
+    power needs an inverse, which needs a floating dtype."""
+    low = A.dtype in (dtypes.float16, dtypes.bfloat16)     # products only, as torch
+    if n >= 0 and (low or not (A.dtype.is_floating_point or A.dtype.is_complex)) and \
+            A.dtype != dtypes.bool_:
+        if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+            raise ShapeError(f"linalg.matrix_power: A must be batches of square matrices, but "
+                             f"they are {A.shape[-2] if A.ndim > 1 else A.shape} by "
+                             f"{A.shape[-1] if A.ndim else 1} matrices")
+        return _meta(A)
+    return _square_meta(A)
+
+
 matrix_power = linalg_op(
     "matrix_power(Tensor A, int n) -> Tensor",
-    meta=_square_meta, reference=_matrix_power_ref, derivative=_matrix_power_grad,
+    meta=_matrix_power_meta, reference=_matrix_power_ref, derivative=_matrix_power_grad,
     samples=lambda rng: [_sample(S.randn(rng, 3, 3, dtype=np.float64), 3),
                          _sample(S.randn(rng, 2, 3, 3, dtype=np.float64), 0),
                          _sample(S.randn(rng, 3, 3, dtype=np.float32), 1),
@@ -66,7 +82,7 @@ def _expm_np(A: np.ndarray) -> np.ndarray:
     where the truncation error is below float64's epsilon. Single precision is computed in
     double and rounded once: each squaring doubles the relative error, so float32 squarings
     of a large-norm matrix drift by tens of ulps from the correctly rounded result."""
-    if A.dtype in (np.float32, np.complex64):
+    if A.dtype in (np.float32, np.complex64) or A.dtype.itemsize == 2:   # 2: half, bfloat16
         wide = np.complex128 if A.dtype == np.complex64 else np.float64
         return _expm_np(A.astype(wide)).astype(A.dtype)
     norm = np.max(np.sum(np.abs(A), axis=-2), axis=-1, initial=0.0)
@@ -93,9 +109,19 @@ def _matrix_exp_grad(g, A):
     return narrow(narrow(big, -2, 0, n), -1, n, n)
 
 
+def _matrix_exp_meta(A):
+    """float16 and bfloat16 too, as torch (computed in double, rounded once)."""
+    if A.dtype in (dtypes.float16, dtypes.bfloat16):
+        if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+            raise ShapeError(f"linalg.matrix_exp: A must be batches of square matrices, but "
+                             f"got shape {list(A.shape)}")
+        return _meta(A)
+    return _square_meta(A)
+
+
 matrix_exp = linalg_op(
     "matrix_exp(Tensor A) -> Tensor",
-    meta=_square_meta, reference=_expm_np, derivative=_matrix_exp_grad,
+    meta=_matrix_exp_meta, reference=_expm_np, derivative=_matrix_exp_grad,
     samples=lambda rng: [_sample(S.randn(rng, 3, 3, dtype=np.float64)),
                          _sample(S.randn(rng, 2, 3, 3, dtype=np.float64) * 3),
                          _sample(S.randn(rng, 3, 3, dtype=np.float32)),
@@ -107,6 +133,8 @@ matrix_exp = linalg_op(
 
 def _cross_meta(input, other, dim=-1):
     _same_dtype(input, other)
+    if input.dtype == dtypes.bool_:
+        raise DTypeNotImplementedError("\"cross\" not implemented for 'Bool'")
     if input.ndim != other.ndim:
         raise ShapeError(f"inputs must have the same number of dimensions (self "
                          f"{list(input.shape)}, other {list(other.shape)})")
@@ -147,6 +175,8 @@ def _multi_dot_meta(tensors):
                              f"{t.ndim}D" if edge else
                              f"multi_dot(): tensor {i} must be 2D but got {t.ndim}D")
         _same_dtype(tensors[0], t)
+    if tensors[0].dtype == dtypes.bool_:              # torch's products have no bool kernel
+        raise DTypeNotImplementedError("\"addmm_impl_cpu_\" not implemented for 'Bool'")
     mats = [tuple(t.shape) if t.ndim == 2 else None for t in tensors]
     shapes = [(1,) + tuple(tensors[0].shape) if tensors[0].ndim == 1 else mats[0]]
     shapes += mats[1:-1] + [tuple(tensors[-1].shape) + (1,) if tensors[-1].ndim == 1
@@ -216,9 +246,9 @@ def _vander_meta(x, N=None):
     n = rows[-1] if N is None else N
     if n <= 1:
         raise ShapeError("N must be greater than 1.")
-    if x.dtype is dtypes.bool_:
-        raise DTypeError("linalg.vander supports floating point, complex, and integer "
-                         "tensors, but got Bool")
+    if x.dtype in (dtypes.bool_, dtypes.float16, dtypes.bfloat16):    # as torch
+        raise DTypeError(f"linalg.vander supports floating point, complex, and integer "
+                         f"tensors, but got {x.dtype.scalar_type_name}")
     # integer powers are taken in int64, as PyTorch does (a uint8 x would wrap at 256)
     exact = x.dtype.is_floating_point or x.dtype.is_complex
     return _meta(x, rows + (n,), None if exact else dtypes.int64)

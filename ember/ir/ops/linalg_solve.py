@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import at_user_line, LinAlgError, ShapeError
+from ..schema import SchemaError
 from ..registry import NOT_DIFFERENTIABLE
 from . import samples as S
 from .linalg_common import (
@@ -81,8 +82,30 @@ def _det_meta(A):
 
 
 def _det_grad(g, A, out):
-    """d det = det * tr(A^-1 dA): gA = conj(g * det) ... as torch: (g * conj(det)) A^-H."""
+    """d det = tr(adj(A) dA): gA = g adj(A)^H, which is (g * conj(det)) A^-H where A is
+    invertible. At a singular A (det exactly 0, seen eagerly) the adjugate comes from the
+    SVD instead, as torch does there; traced graphs keep the A^-1 form."""
+    if _has_values(out) and bool(np.any(np.asarray(out) == 0)):
+        return _col(g) * _mH(_adjugate_svd(A))
     return _col(g * _c(out)) * _mH(inv(A))
+
+
+def _has_values(t) -> bool:
+    return hasattr(type(t), "__array__") and str(getattr(t, "device", "cpu")).startswith("cpu")
+
+
+def _adjugate_svd(A):
+    """adj(A) = det(U) det(V^H) V diag(prod_{j != i} s_j) U^H for A = U S V^H: defined
+    (and continuous) at singular A too."""
+    U, S, Vh = svd(A, full_matrices=False)
+    n = S.shape[-1]
+    others = [prod(cat([narrow(S, -1, 0, i), narrow(S, -1, i + 1, n - i - 1)], -1), -1)
+              for i in range(n)]
+    scale = stack(others, -1) if n else S
+    if A.dtype.is_complex:
+        scale = convert_element_type(scale, A.dtype)
+    phase = det(U) * det(Vh)
+    return _col(phase) * matmul(_mH(Vh) * unsqueeze(scale, -2), _mH(U))
 
 
 det = linalg_op(
@@ -133,11 +156,13 @@ def _solve_meta(A, B, left=True):
     _same_dtype(A, B)
     n = A.shape[-1]
     vector = _solve_is_vector(A, B)
-    rows = B.shape[-1] if vector else B.shape[-2 if left else -1]
+    # a vector B is a column (n x 1), as in torch: with left=False, XA = B cannot hold
+    rows = (B.shape[-1] if left else 1) if vector else B.shape[-2 if left else -1]
     if rows != n:
         side = "A.size(-1) == B.size(-2)" if left else "A.size(-2) == B.size(-1)"
+        b_dims = f"{B.shape[-1]}x1" if vector else _dims(B)
         raise ShapeError(f"Incompatible shapes of A and B for the equation "
-                         f"{'AX = B' if left else 'XA = B'} ({_dims(A)} and {_dims(B)}): "
+                         f"{'AX = B' if left else 'XA = B'} ({_dims(A)} and {b_dims}): "
                          f"expected {side}")
     b_batch = tuple(B.shape[:-1]) if vector else tuple(B.shape[:-2])
     batch = broadcast_shapes(_batch(A), b_batch)
@@ -157,11 +182,22 @@ def _solve_ref(A, B, left=True):
     try:
         x = np.linalg.solve(A, b)
     except np.linalg.LinAlgError:
-        raise LinAlgError("torch.linalg.solve: The solver failed because the input matrix is "
-                          "singular." + at_user_line()) from None
+        raise LinAlgError(f"torch.linalg.solve: {_first_singular(A, b)}The solver failed "
+                          f"because the input matrix is singular." + at_user_line()) from None
     if not left:
         x = np.swapaxes(x, -1, -2)
     return x[..., 0] if vector else x
+
+
+def _first_singular(A, b) -> str:
+    """torch's '(Batch element i): ' prefix: the first singular matrix of A's batch,
+    broadcast against b's."""
+    batch = np.broadcast_shapes(A.shape[:-2], b.shape[:-2])
+    if not batch:
+        return ""
+    mats = np.broadcast_to(A, batch + A.shape[-2:]).reshape((-1,) + A.shape[-2:])
+    index = next((i for i, m in enumerate(mats) if _first_zero_pivot(m)), 0)
+    return f"(Batch element {index}): "
 
 
 def _as_matrix(x, vector):
@@ -335,12 +371,17 @@ pinv = linalg_op(
 )
 
 
-def _matrix_rank_meta(A, atol=None, rtol=None, hermitian=False):
+def _matrix_rank_meta(A, tol=None, hermitian=False, atol=None, rtol=None):
     _require_matrix(A)
+    if tol is not None and (atol is not None or rtol is not None):
+        raise SchemaError("linalg.matrix_rank: tol cannot be given with atol or rtol (tol is "
+                         "the older spelling of atol with rtol=0)")
     return _meta(A, _batch(A), dtypes.int64)
 
 
-def _matrix_rank_ref(A, atol=None, rtol=None, hermitian=False):
+def _matrix_rank_ref(A, tol=None, hermitian=False, atol=None, rtol=None):
+    if tol is not None:             # torch's older overload: an absolute tolerance alone
+        atol, rtol = tol, 0.0
     if hermitian:
         s = np.sort(np.abs(np.linalg.eigvalsh(A)), axis=-1)[..., ::-1]
     else:
@@ -356,8 +397,8 @@ def _low_rank(rng, *shape, rank=2, dtype=np.float64):
 
 
 matrix_rank = linalg_op(
-    "matrix_rank(Tensor A, *, float? atol=None, float? rtol=None, bool hermitian=False) "
-    "-> Tensor",
+    "matrix_rank(Tensor A, float? tol=None, bool hermitian=False, *, float? atol=None, "
+    "float? rtol=None) -> Tensor",
     meta=_matrix_rank_meta, reference=_matrix_rank_ref, derivative=NOT_DIFFERENTIABLE,
     samples=lambda rng: [_sample(_low_rank(rng, 4, 3)), _sample(_low_rank(rng, 2, 3, 5)),
                          _sample(S.randn(rng, 3, 3, dtype=np.float64), atol=0.5),
@@ -394,10 +435,11 @@ def _lstsq_meta(self, b, rcond=None, driver=None):
     batch = broadcast_shapes(_batch(self), b_batch)
     k = () if vector else (b.shape[-1],)
     real = _real_of(self.dtype)
+    a_batch = _batch(self)      # rank and singular values describe A alone, as in torch
     return (_meta(self, batch + (n,) + k),
             _meta(self, batch + (k or (1,)) if has_res else (0,), real),
-            _meta(self, batch if has_rank else (0,), dtypes.int64),
-            _meta(self, batch + (min(m, n),) if has_sv else (0,), real))
+            _meta(self, a_batch if has_rank else (0,), dtypes.int64),
+            _meta(self, a_batch + (min(m, n),) if has_sv else (0,), real))
 
 
 def _lstsq_ref(A, B, rcond=None, driver=None):
@@ -412,13 +454,30 @@ def _lstsq_ref(A, B, rcond=None, driver=None):
     rank = np.empty(batch, np.int64)
     sv = np.empty(batch + (min(m, n),), np.abs(A).dtype)
     for idx in np.ndindex(*batch):
-        x[idx], _, rank[idx], sv[idx] = np.linalg.lstsq(A_[idx], b_[idx], rcond=rcond)
+        if driver == "gelsy":
+            x[idx], rank[idx] = _gelsy(A_[idx], b_[idx], rcond)
+        else:
+            x[idx], _, rank[idx], sv[idx] = np.linalg.lstsq(A_[idx], b_[idx], rcond=rcond)
     res = np.sum(np.abs(A_ @ x - b_) ** 2, axis=-2)
+    # A broadcast against B's batch repeats the same matrices: keep A's own batch
+    a_idx = (0,) * (len(batch) - A.ndim + 2) + tuple(
+        slice(None) if s > 1 else slice(0, 1) for s in A.shape[:-2])
+    rank, sv = rank[a_idx].reshape(A.shape[:-2]), sv[a_idx].reshape(A.shape[:-2] + sv.shape[-1:])
     if vector:
         x = x[..., 0]
     empty = np.zeros((0,), np.abs(A).dtype)
     return (x, res if has_res else empty, rank if has_rank else np.zeros((0,), np.int64),
             sv if has_sv else empty)
+
+
+def _gelsy(a, b, rcond):
+    """LAPACK's gelsy, as torch's CPU default: its rank comes from a pivoted QR, not from
+    singular values, so on rank-deficient input its solution differs from gelsd's."""
+    from scipy.linalg import lstsq as scipy_lstsq  # noqa: PLC0415 - only when a kernel runs
+    if a.size == 0 or b.size == 0:
+        return np.zeros((a.shape[1], b.shape[1]), np.result_type(a, b)), 0
+    x, _, rank, _ = scipy_lstsq(a, b, cond=rcond, lapack_driver="gelsy", check_finite=False)
+    return x, rank
 
 
 def _lstsq_grad(g, self, b, rcond, driver, out):
@@ -546,7 +605,11 @@ tensorsolve = linalg_op(
 )
 
 
-from .joining import tril, triu  # noqa: E402 - derivative rules use these
+from .joining import cat, stack, tril, triu  # noqa: E402 - derivative rules use these
+from .linalg_decomp import svd  # noqa: E402
+from .pointwise import convert_element_type  # noqa: E402
+from .reduction import prod  # noqa: E402
+from .shape import narrow  # noqa: E402
 from .linear import matmul  # noqa: E402
 from .pointwise import real  # noqa: E402
 from .shape import movedim, reshape, squeeze, unsqueeze  # noqa: E402

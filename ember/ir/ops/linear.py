@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import dtypes
 from ..autodiff import take_input_mask
-from ..errors import DTypeError, EmberError, ShapeError
+from ..errors import DTypeError, DTypeNotImplementedError, EmberError, ShapeError
 from ..meta import TensorMeta
 from ..registry import Promotion, Tag, defop
 from . import samples as S
@@ -40,6 +40,22 @@ def _same_dtype(*named) -> dtypes.DType:
             raise DTypeError(f"expected {first_name} and {name} to have the same dtype, but got: "
                              f"{first.dtype.name} != {t.dtype.name}")
     return first.dtype
+
+
+def _no_bool(dt, kernel: str) -> None:
+    """torch's CPU products have no bool kernel (outer, kron and addr do: they multiply
+    elementwise); the error names the kernel, as torch's does."""
+    if dt == dtypes.bool_:
+        raise DTypeNotImplementedError(f'"{kernel}" not implemented for \'Bool\'')
+
+
+def _matmul_kernel(sa, sb) -> str:
+    """The torch kernel a matmul of these ranks runs (named in its bool error)."""
+    if len(sa) == 1 and len(sb) == 1:
+        return "dot"
+    if len(sa) > 2 or len(sb) > 2:
+        return "bmm"
+    return "addmv_impl_cpu" if len(sb) == 1 else "addmm_impl_cpu_"
 
 
 def _require_ndim(t, n, name):
@@ -78,6 +94,7 @@ def _matmul_shape(a, b) -> tuple:
 def _matmul_meta(self, other):
     shape = _matmul_shape(self, other)
     dt = _same_dtype(("self", self), ("other", other))
+    _no_bool(dt, _matmul_kernel(tuple(self.shape), tuple(other.shape)))
     return TensorMeta(shape, dt, device_of([self, other]))
 
 
@@ -139,6 +156,7 @@ def _mm_meta(self, mat2):
         raise ShapeError(f"mat1 and mat2 shapes cannot be multiplied ({_dims(self.shape)} and "
                          f"{_dims(mat2.shape)})")
     dt = _same_dtype(("self", self), ("mat2", mat2))
+    _no_bool(dt, "addmm_impl_cpu_")
     return TensorMeta((self.shape[0], mat2.shape[1]), dt, device_of([self]))
 
 
@@ -161,6 +179,7 @@ def _bmm_meta(self, mat2):
                          f"[{b}, {k}] but got: [{mat2.shape[0]}, {mat2.shape[1]}] "
                          f"(batch1 {list(self.shape)}, batch2 {list(mat2.shape)})")
     dt = _same_dtype(("batch1", self), ("batch2", mat2))
+    _no_bool(dt, "bmm")
     return TensorMeta((b, n, mat2.shape[2]), dt, device_of([self]))
 
 
@@ -248,6 +267,7 @@ def _dot_meta(self, tensor):
         raise ShapeError(f"1D tensors expected, but got {self.ndim}D and {tensor.ndim}D tensors")
     _matmul_shape(self, tensor)
     dt = _same_dtype(("self", self), ("tensor", tensor))
+    _no_bool(dt, "dot")
     return TensorMeta((), dt, device_of([self]))
 
 
@@ -266,6 +286,7 @@ def _mv_meta(self, vec):
                          f"vec {list(vec.shape)}")
     shape = _matmul_shape(self, vec)
     dt = _same_dtype(("self", self), ("vec", vec))
+    _no_bool(dt, "addmv_impl_cpu")
     return TensorMeta(shape, dt, device_of([self]))
 
 
@@ -432,9 +453,19 @@ def _einsum_meta(equation, tensors):
         raise ShapeError("einsum(): must provide at least one operand")
     _, rhs, sizes = parse_einsum(equation, [tuple(t.shape) for t in tensors])
     dt = _same_dtype(*((f"operand {i}", t) for i, t in enumerate(tensors)))
+    if dt == dtypes.bool_ and _einsum_contracts(equation, [tuple(t.shape) for t in tensors]):
+        _no_bool(dt, "bmm")          # torch contracts two operands with bmm: no bool kernel
     if _einsum_sums_alone(equation, [tuple(t.shape) for t in tensors], dt):
         dt = dtypes.int64
     return TensorMeta(tuple(sizes[c] for c in rhs), dt, device_of(tensors))
+
+
+def _einsum_contracts(equation, shapes) -> bool:
+    """Whether a subscript found in two or more operands is summed out (a product that
+    torch computes with bmm, as opposed to elementwise products and single-operand sums)."""
+    terms, rhs, _ = parse_einsum(equation, shapes)
+    return any(c not in rhs and len([u for u in terms if c in u]) > 1
+               for t in terms for c in t)
 
 
 def _einsum_sums_alone(equation, shapes, dt) -> bool:

@@ -641,7 +641,13 @@ def _nuclear_dims(self, dim):
 def _norm_meta(self, p, dim, keepdim, dtype):
     if p == "nuc":
         return LN._matrix_norm_meta(self, "nuc", _nuclear_dims(self, dim), keepdim, dtype)
-    _norm_p(p)
+    if p == "fro" and isinstance(dim, (list, tuple)) and len(dim) > 2:
+        raise ShapeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
+                         f"{' '.join(str(d) for d in dim)}")
+    order = _norm_p(p)
+    dims = tuple(range(self.ndim)) if dim is None or dim == [] else tuple(wrap_dims(
+        dim if isinstance(dim, (list, tuple)) else [dim], self.ndim))
+    LN._check_identity(self, order, dims)    # max/min/negative orders of an empty set
     dt = dtypes.as_dtype(dtype) if dtype is not None else self.dtype
     if not (dt.is_floating_point or dt.is_complex):
         raise DTypeError(f"norm(): input dtype should be either floating point or complex. "
