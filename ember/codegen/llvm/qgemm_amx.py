@@ -170,10 +170,96 @@ def _emit(module: ir.Module, u8_out: bool) -> None:
     b.ret_void()
 
 
+# --- linear layers: A read in place, column blocks outer, tasks claimed -------------------
+LINEAR_KINDS = ("u8", "f32", "deq")
+_LINEAR_ROWS = 2 * 16          # rows of a task: two A tiles
+
+
+def linear_applies(m: int, k: int) -> bool:
+    """Whether qgemm_amx_lin_* runs a linear layer of m rows and k inputs: its tiles read
+    A's rows in place (k a whole number of 64-byte tile rows, every tile's 32 rows real)."""
+    return m > 0 and m % _LINEAR_ROWS == 0 and k % 64 == 0
+
+
+def _tile_config(b):
+    """ldtilecfg's 64 bytes on the stack (lite.amx_tile_config's: palette 1, eight tiles
+    of 16 rows x 64 bytes), so the linear kernels need no scratch from the host."""
+    raw = bytes(lite.amx_tile_config())
+    ty = ir.ArrayType(I8, 64)
+    slot = b.alloca(ty)
+    slot.align = 64
+    b.store(ir.Constant(ty, bytearray(raw)), slot)
+    return slot
+
+
+def _linear_block(b, p, a_rows, lda, cbuf, nb):
+    """C tiles of rows a_rows.. (32 rows, lda bytes apart, read in place) x column block
+    nb over all k, stored to cbuf (32 rows of 128 bytes)."""
+    for t in range(4):
+        _amx(b, "tilezero", _tile(t))
+    panel = b.mul(b.mul(nb, p["kq"]), u.i64(AMX.nr * 4))
+    lower = b.gep(a_rows, [b.mul(lda, u.i64(16))], source_etype=I8)
+    with u.counted_loop(b, u.i64(0), b.sdiv(p["kq"], u.i64(16)), 1, "kt") as kt:
+        a_off = b.mul(kt, u.i64(64))
+        _amx(b, "tileloadd64", _tile(4), b.gep(a_rows, [a_off], source_etype=I8), lda)
+        _amx(b, "tileloadd64", _tile(5), b.gep(lower, [a_off], source_etype=I8), lda)
+        w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
+        for t, col in ((6, 0), (7, 64)):
+            _amx(b, "tileloadd64", _tile(t),
+                 b.gep(p["packed"], [b.add(w_off, u.i64(col))], source_etype=I8),
+                 u.i64(AMX.nr * 4))
+        for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
+            _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
+    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
+        _amx(b, "tilestored64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
+             u.i64(128))
+
+
+def _emit_linear(module: ir.Module, kind: str) -> None:
+    """qgemm_amx_lin_<u8|f32|deq>(t_begin, t_end, worker, params): a linear layer's GEMM
+    on qgemm's parameter block (lite.QGEMM_FIELDS, so lite.QGemmCall drives it: claimed
+    tasks, a kept block, per-call corr / mult / bias). Task t is column block t / m_tiles
+    x row tile t % m_tiles (32 x 32): consecutive tasks share a weight panel, so each
+    weight byte comes from memory once per call (the row-tile kernel above streams the
+    whole weight once per 32 rows: twice for a batch of 64), and A's tile rows are read
+    where they are (row m at a + m * img_stride: linear_applies). deq: the uint8 result
+    dequantized to float32 in the epilogue (qgemm_u8_deq's arithmetic)."""
+    fn, b = u.define(module, f"qgemm_amx_lin_{kind}", u.VOID,
+                     [("t_begin", u.I64), ("t_end", u.I64), ("worker", u.I64),
+                      ("params", u.PTR)])
+    t_begin, t_end, _, params = fn.args
+    p = {f: Q._field(b, params, f, f in Q._PTR_FIELDS) for f in Q.FIELDS if f != "counter"}
+    _amx(b, "ldtilecfg", _tile_config(b))
+    cbuf = b.alloca(ir.ArrayType(I8, lite.AMX_C_BYTES))
+    cbuf.align = 64
+    v32 = u.vec(u.I32, AMX.lanes)
+
+    def acc_at(r, v):
+        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
+                      align=64)
+    lda = p["img_stride"]
+    begin, end, claim_head, claims_done = Q._claims(b, params, p, t_begin, t_end)
+    with u.counted_loop(b, begin, end, 1, "t") as t:
+        nb = b.sdiv(t, p["m_tiles"])
+        m0 = b.mul(b.sub(t, b.mul(nb, p["m_tiles"])), u.i64(AMX.mr))
+        _linear_block(b, p, b.gep(p["a"], [b.mul(m0, lda)], source_etype=I8), lda, cbuf, nb)
+        if kind == "deq":
+            Q._packed_row_epilogue(b, AMX, p, acc_at, m0, nb, Q.epilogue_columns(b, AMX, p, nb),
+                                   Q.epilogue_qparams(b, p, AMX.lanes), dequant=True)
+        else:
+            Q._epilogue(b, AMX, p, acc_at, m0, nb, kind == "u8", packed_rows=True)
+    b.branch(claim_head)
+    b.position_at_end(claims_done)
+    _amx(b, "tilerelease")
+    b.ret_void()
+
+
 def module_for() -> ir.Module:
     module = ir.Module(name="ember_qgemm_amx")
     _emit(module, True)
     _emit(module, False)
+    for kind in LINEAR_KINDS:
+        _emit_linear(module, kind)
     return module
 
 
@@ -181,8 +267,11 @@ def module_for() -> ir.Module:
 def _kernels():
     lib = compile_ir(module_for(), target_for(Isa.AVX512))
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
-    return lib, {True: lib.function("qgemm_amx_u8", None, *argtypes),
-                 False: lib.function("qgemm_amx_f32", None, *argtypes)}
+    kernels = {True: lib.function("qgemm_amx_u8", None, *argtypes),
+               False: lib.function("qgemm_amx_f32", None, *argtypes)}
+    for kind in LINEAR_KINDS:
+        kernels[kind] = lib.function(f"qgemm_amx_lin_{kind}", None, *argtypes)
+    return lib, kernels
 
 
 def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
@@ -200,3 +289,32 @@ def run_vectors(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
     _, fns = _kernels()
     return lite.qgemm_amx_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq,
                               packed.n, corr, mult, bias, qparams, u8_out, threads)
+
+
+def prepare_linear(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
+                   dequant_scale: float | None = None):
+    """qgemm.prepare for a linear layer on AMX tiles (linear_applies to the gather's rows
+    and the weight's k): the same function(buffer, threads=None, corr=, mult=, bias=)
+    and the same results, qgemm_amx_lin_* driven by lite.QGemmCall. dequant_scale: the
+    uint8 result dequantized (qgemm.prepare's)."""
+    corr, mult, bias = vectors
+    if not (gather.ohw == 1 and linear_applies(gather.m, 4 * packed.kq) and
+            gather.img_stride == 4 * packed.kq and len(gather.offs) == packed.kq):
+        raise ValueError(f"qgemm_amx: no linear kernel for {gather.m} rows of "
+                         f"{gather.img_stride} bytes")
+    kernels = _kernels()[1]
+    if dequant_scale is not None:
+        fn, u8_out = kernels["deq"], False
+        qparams = tuple(qparams[:4]) + (float(np.float32(dequant_scale)),)
+    else:
+        fn = kernels["u8" if u8_out else "f32"]
+    call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, AMX.mr, AMX.nr, corr,
+                          mult, bias, qparams, u8_out, claim=lite.GUIDED)
+    run = functools.partial(_run_prepared, call, fn)
+    run.on_one_thread = functools.partial(call.on_one_thread, fn)
+    return run
+
+
+def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None,
+                  bias=None):
+    return call(fn, default_pool(), buffer, threads, corr, mult, other, bias)
