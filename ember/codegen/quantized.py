@@ -316,11 +316,15 @@ def _prepared_calls(cfg, rows: int, k: int) -> bool:
     return k % 4 == 0 if cfg is not QA.AMX else QA.linear_applies(rows, k)
 
 
-def _prepare_linear(cfg, gather, packed, vectors, qparams, u8_out: bool,
+def _prepare_linear(cfg, rows: int, k: int, packed, vectors, qparams, u8_out: bool,
                     dequant_scale=None):
-    """qgemm.prepare, or qgemm_amx.prepare_linear for AMX tiles (the same call)."""
+    """qgemm.prepare on a contiguous [rows, k] uint8 input (k a multiple of 4), or
+    qgemm_amx.prepare_linear for AMX tiles (any k: its rows read in place): the same
+    call."""
     if cfg is QA.AMX:
-        return QA.prepare_linear(gather, packed, vectors, qparams, u8_out, dequant_scale)
+        return QA.prepare_linear(QA.linear_rows(rows, k, packed), packed, vectors, qparams,
+                                 u8_out, dequant_scale)
+    gather = lite.Gather(None, rows, np.arange(k // 4, dtype=np.int64) * 4, img_stride=k)
     return Q.prepare(gather, packed, vectors, qparams, u8_out, dequant_scale=dequant_scale)
 
 
@@ -365,8 +369,7 @@ class _LinearCall:
             self._divisor = packed.column_vector(1.0, np.float32)
             self._divisor[:n] = atw
         self._cfg = cfg
-        self._gemm = _prepare_linear(cfg, Q.linear_gather(a, k // 4), packed, vectors,
-                                     qparams, True)
+        self._gemm = _prepare_linear(cfg, a.shape[0], k, packed, vectors, qparams, True)
         # the GEMM that dequantizes its result (run_dequantized), made on its first call
         # (from that call's input: the same geometry; no input array kept meanwhile)
         self._dequant_inputs = (packed, vectors, qparams, float(scale)) \
@@ -387,9 +390,8 @@ class _LinearCall:
                 return None
             packed, vectors, qparams, scale = self._dequant_inputs
             rows = a.reshape(-1, a.shape[-1])     # a 3-d input's rows, as __init__'s
-            self._dequant = _prepare_linear(self._cfg, Q.linear_gather(rows, packed.kq),
-                                            packed, vectors, qparams, True,
-                                            dequant_scale=scale)
+            self._dequant = _prepare_linear(self._cfg, rows.shape[0], rows.shape[1], packed,
+                                            vectors, qparams, True, dequant_scale=scale)
         if bias is not None and self._divisor is not None:
             bias = bias / self._divisor
         return self._dequant(a, bias=bias)
@@ -774,9 +776,12 @@ class _DynamicCall:
         self.row_sums = packed.column_vector(packed.row_sums, np.int32)
         self.scales = packed.column_vector(weight_scales(w, n), np.float32)
         self.zero_bias = packed.column_vector(0.0, np.float32)
-        gather = Q.linear_gather(np.zeros((int(np.prod(x_shape[:-1])), k), np.uint8), self.kq)
         qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
-        self.run = _prepare_linear(packed.cfg, gather, packed,
+        # rows zero padded to whole 4-byte groups in __call__, but where AMX tiles read
+        # them in place whatever k
+        self._pad_rows = bool(k % 4) and packed.cfg is not QA.AMX
+        self.run = _prepare_linear(packed.cfg, int(np.prod(x_shape[:-1])),
+                                   k if packed.cfg is QA.AMX else self.kq * 4, packed,
                                    (self.row_sums, self.scales, self.zero_bias), qparams,
                                    False)
         # the per-call vectors' own arrays, reused while no other call holds them, and
@@ -801,7 +806,7 @@ class _DynamicCall:
 
     def __call__(self, quantized, bias):
         q, scale, zero_point = quantized
-        if self.k % 4:      # rows zero padded to whole 4-byte groups
+        if self._pad_rows:
             q = Q.linear_gather(q.reshape(-1, self.k), self.kq).buffer
         bias = self._bias_vector(bias)
         if not self._vectors_free.acquire(False):      # a concurrent call: arrays of its own

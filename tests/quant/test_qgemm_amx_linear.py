@@ -31,17 +31,21 @@ def weight(rng, shape, per_channel):
     return quantize_array(w, float(np.abs(w).max() / 127.0), 0, ember.qint8)
 
 
-def test_linear_applies_to_whole_tiles_only():
+def test_linear_applies_where_reads_stay_inside_a():
     assert QA.linear_applies(64, 1024) and QA.linear_applies(32, 64)
-    assert not QA.linear_applies(48, 1024)     # a partial 32-row tile: the row-tile kernel
-    assert not QA.linear_applies(64, 1000)     # k not whole 64-byte tile rows
+    assert QA.linear_applies(48, 1024)         # the partial last tile from a copy
+    assert not QA.linear_applies(48, 4096)     # a copy past LINEAR_TAIL_BYTES
+    assert QA.linear_applies(8, 13)            # one tile: copied
+    assert not QA.linear_applies(64, 1000)     # rows read past k, past A's end
     assert not QA.linear_applies(0, 64)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("m, k, n, per_channel, relu, bias", [
     (64, 256, 96, True, True, True), (32, 128, 70, False, False, True),
-    (96, 64, 33, True, False, False), (64, 512, 300, False, True, False)])
+    (96, 64, 33, True, False, False), (64, 512, 300, False, True, False),
+    (40, 192, 64, True, False, True), (8, 64, 10, False, True, True),
+    (5, 13, 70, True, True, True), (32, 100, 16, False, False, False)])
 def test_linear_kernels_equal_the_reference(rng, threads, m, k, n, per_channel, relu, bias):
     before = ember.get_num_threads()
     ember.set_num_threads(threads)

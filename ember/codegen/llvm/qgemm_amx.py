@@ -173,12 +173,23 @@ def _emit(module: ir.Module, u8_out: bool) -> None:
 # --- linear layers: A read in place, column blocks outer, tasks claimed -------------------
 LINEAR_KINDS = ("u8", "f32", "deq")
 _LINEAR_ROWS = 2 * 16          # rows of a task: two A tiles
+# the most bytes of the copy a linear kernel makes of its last row tile on each thread's
+# stack (32 rows of k padded to 64 bytes) where that tile's loads would read past A
+LINEAR_TAIL_BYTES = 1 << 16
 
 
 def linear_applies(m: int, k: int) -> bool:
-    """Whether qgemm_amx_lin_* runs a linear layer of m rows and k inputs: its tiles read
-    A's rows in place (k a whole number of 64-byte tile rows, every tile's 32 rows real)."""
-    return m > 0 and m % _LINEAR_ROWS == 0 and k % 64 == 0
+    """Whether qgemm_amx_lin_* runs a linear layer of m rows and k inputs. Tiles read
+    whole 64-byte k steps in place, so with k a multiple of 64 every tile but a partial
+    last one reads its own rows; that one is copied (_last_tile_copy) where the copy fits
+    LINEAR_TAIL_BYTES. Other k read past each row into the next, and past A's end from
+    more than the last tile, so they run here only as one row tile (m <= 32: copied)."""
+    if m <= 0 or k <= 0:
+        return False
+    copy_fits = _LINEAR_ROWS * -(-k // 64) * 64 <= LINEAR_TAIL_BYTES
+    if k % 64 == 0:
+        return m % _LINEAR_ROWS == 0 or copy_fits
+    return m <= _LINEAR_ROWS and copy_fits
 
 
 def _tile_config(b):
@@ -215,6 +226,37 @@ def _linear_block(b, p, a_rows, lda, cbuf, nb):
              u.i64(128))
 
 
+def _memset(b, ptr, length) -> None:
+    fn = b.module.globals.get("llvm.memset.p0.i64") or \
+        b.module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
+    b.call(fn, [ptr, ir.Constant(I8, 0), length, ir.Constant(u.I1, 0)])
+
+
+def _last_tile_copy(b, p, kpad, lda):
+    """(pointer, condition) of the last row tile's copy: where its 32 rows of kpad bytes
+    would read past A's end (fewer than 32 rows left, or k short of the padded kpad), its
+    real rows are copied once, zero filled, into a stack buffer of the calling thread
+    (the zeros meet rows whose results are never stored and k bytes whose weights are
+    zero); the tile then reads there (linear_applies: the only tile whose reads could
+    leave A)."""
+    m = p["m"]
+    needed = b.or_(b.icmp_signed("!=", b.srem(m, u.i64(AMX.mr)), u.i64(0)),
+                   b.icmp_signed(">", kpad, lda))
+    size = b.select(needed, b.mul(kpad, u.i64(AMX.mr)), u.i64(0))
+    slot = b.alloca(I8, size=size)
+    slot.align = 64
+    buf = b.inttoptr(b.ptrtoint(slot, u.I64), u.PTR)      # an opaque pointer
+    with b.if_then(needed):
+        _memset(b, buf, size)
+        m0 = b.mul(b.sdiv(b.sub(m, u.i64(1)), u.i64(AMX.mr)), u.i64(AMX.mr))
+        row_bytes = u.imin(b, lda, kpad)
+        with u.counted_loop(b, m0, m, 1, "tr") as r:
+            src = b.gep(p["a"], [b.mul(r, lda)], source_etype=I8)
+            dst = b.gep(buf, [b.mul(b.sub(r, m0), kpad)], source_etype=I8)
+            _copy_bytes(b, src, dst, row_bytes)
+    return buf, needed
+
+
 def _emit_linear(module: ir.Module, kind: str) -> None:
     """qgemm_amx_lin_<u8|f32|deq>(t_begin, t_end, worker, params): a linear layer's GEMM
     on qgemm's parameter block (lite.QGEMM_FIELDS, so lite.QGemmCall drives it: claimed
@@ -222,8 +264,9 @@ def _emit_linear(module: ir.Module, kind: str) -> None:
     x row tile t % m_tiles (32 x 32): consecutive tasks share a weight panel, so each
     weight byte comes from memory once per call (the row-tile kernel above streams the
     whole weight once per 32 rows: twice for a batch of 64), and A's tile rows are read
-    where they are (row m at a + m * img_stride: linear_applies). deq: the uint8 result
-    dequantized to float32 in the epilogue (qgemm_u8_deq's arithmetic)."""
+    where they are (row m at a + m * img_stride; the last row tile from a copy where it
+    must: _last_tile_copy). kq is the packed weight's (k groups padded to 16). deq: the
+    uint8 result dequantized to float32 in the epilogue (qgemm_u8_deq's arithmetic)."""
     fn, b = u.define(module, f"qgemm_amx_lin_{kind}", u.VOID,
                      [("t_begin", u.I64), ("t_end", u.I64), ("worker", u.I64),
                       ("params", u.PTR)])
@@ -237,12 +280,15 @@ def _emit_linear(module: ir.Module, kind: str) -> None:
     def acc_at(r, v):
         return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
                       align=64)
-    lda = p["img_stride"]
+    lda, kpad = p["img_stride"], b.mul(p["kq"], u.i64(4))
+    tail, copied = _last_tile_copy(b, p, kpad, lda)
     begin, end, claim_head, claims_done = Q._claims(b, params, p, t_begin, t_end)
     with u.counted_loop(b, begin, end, 1, "t") as t:
         nb = b.sdiv(t, p["m_tiles"])
         m0 = b.mul(b.sub(t, b.mul(nb, p["m_tiles"])), u.i64(AMX.mr))
-        _linear_block(b, p, b.gep(p["a"], [b.mul(m0, lda)], source_etype=I8), lda, cbuf, nb)
+        from_copy = b.and_(copied, b.icmp_signed(">=", b.add(m0, u.i64(AMX.mr)), p["m"]))
+        rows = b.select(from_copy, tail, b.gep(p["a"], [b.mul(m0, lda)], source_etype=I8))
+        _linear_block(b, p, rows, b.select(from_copy, kpad, lda), cbuf, nb)
         if kind == "deq":
             Q._packed_row_epilogue(b, AMX, p, acc_at, m0, nb, Q.epilogue_columns(b, AMX, p, nb),
                                    Q.epilogue_qparams(b, p, AMX.lanes), dequant=True)
@@ -298,10 +344,11 @@ def prepare_linear(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: boo
     and the same results, qgemm_amx_lin_* driven by lite.QGemmCall. dequant_scale: the
     uint8 result dequantized (qgemm.prepare's)."""
     corr, mult, bias = vectors
-    if not (gather.ohw == 1 and linear_applies(gather.m, 4 * packed.kq) and
-            gather.img_stride == 4 * packed.kq and len(gather.offs) == packed.kq):
-        raise ValueError(f"qgemm_amx: no linear kernel for {gather.m} rows of "
-                         f"{gather.img_stride} bytes")
+    k = gather.img_stride         # A's rows: contiguous, k bytes each (linear_rows)
+    if not (gather.ohw == 1 and linear_applies(gather.m, k) and len(gather.offs) == packed.kq
+            and 4 * packed.kq - k in range(64)):
+        raise ValueError(f"qgemm_amx: no linear kernel for {gather.m} rows of {k} bytes "
+                         f"and a weight of {4 * packed.kq} k bytes")
     kernels = _kernels()[1]
     if dequant_scale is not None:
         fn, u8_out = kernels["deq"], False
@@ -313,6 +360,12 @@ def prepare_linear(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: boo
     run = functools.partial(_run_prepared, call, fn)
     run.on_one_thread = functools.partial(call.on_one_thread, fn)
     return run
+
+
+def linear_rows(m: int, k: int, packed: Q.PackedWeight) -> lite.Gather:
+    """The gather of prepare_linear for a contiguous uint8 [m, k] input: rows k bytes
+    apart read in place, the weight's padded k groups (no zero padded copy of A)."""
+    return lite.Gather(None, m, np.arange(packed.kq, dtype=np.int64) * 4, img_stride=k)
 
 
 def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None,
