@@ -32,11 +32,10 @@ def weight(rng, shape, per_channel):
 
 
 def test_linear_applies_where_reads_stay_inside_a():
-    assert QA.linear_applies(64, 1024) and QA.linear_applies(32, 64)
-    assert QA.linear_applies(48, 1024)         # the partial last tile from a copy
-    assert not QA.linear_applies(48, 4096)     # a copy past LINEAR_TAIL_BYTES
-    assert QA.linear_applies(8, 13)            # one tile: copied
-    assert not QA.linear_applies(64, 1000)     # rows read past k, past A's end
+    assert QA.linear_applies(64, 4096) and QA.linear_applies(32, 64)
+    assert QA.linear_applies(48, 1000)         # packed: any shape that fits
+    assert QA.linear_applies(256, 4096)        # in place: whole tiles
+    assert not QA.linear_applies(100, 4096)    # neither
     assert not QA.linear_applies(0, 64)
 
 
@@ -45,7 +44,9 @@ def test_linear_applies_where_reads_stay_inside_a():
     (64, 256, 96, True, True, True), (32, 128, 70, False, False, True),
     (96, 64, 33, True, False, False), (64, 512, 300, False, True, False),
     (40, 192, 64, True, False, True), (8, 64, 10, False, True, True),
-    (5, 13, 70, True, True, True), (32, 100, 16, False, False, False)])
+    (5, 13, 70, True, True, True), (32, 100, 16, False, False, False),
+    (64, 4096, 40, True, False, True), (96, 4096, 32, False, False, True),
+    (33, 1000, 64, True, True, False)])
 def test_linear_kernels_equal_the_reference(rng, threads, m, k, n, per_channel, relu, bias):
     before = ember.get_num_threads()
     ember.set_num_threads(threads)

@@ -173,23 +173,22 @@ def _emit(module: ir.Module, u8_out: bool) -> None:
 # --- linear layers: A read in place, column blocks outer, tasks claimed -------------------
 LINEAR_KINDS = ("u8", "f32", "deq")
 _LINEAR_ROWS = 2 * 16          # rows of a task: two A tiles
-# the most bytes of the copy a linear kernel makes of its last row tile on each thread's
-# stack (32 rows of k padded to 64 bytes) where that tile's loads would read past A
-LINEAR_TAIL_BYTES = 1 << 16
+# the most bytes of A a linear kernel packs into tile order on each thread's stack (rows
+# padded to 32, k to 64 bytes); larger inputs are read in place
+LINEAR_PACK_BYTES = 1 << 18
+
+
+def _packs(m: int, k: int) -> bool:
+    return -(-m // _LINEAR_ROWS) * _LINEAR_ROWS * -(-k // 64) * 64 <= LINEAR_PACK_BYTES
 
 
 def linear_applies(m: int, k: int) -> bool:
-    """Whether qgemm_amx_lin_* runs a linear layer of m rows and k inputs. Tiles read
-    whole 64-byte k steps in place, so with k a multiple of 64 every tile but a partial
-    last one reads its own rows; that one is copied (_last_tile_copy) where the copy fits
-    LINEAR_TAIL_BYTES. Other k read past each row into the next, and past A's end from
-    more than the last tile, so they run here only as one row tile (m <= 32: copied)."""
+    """Whether qgemm_amx_lin_* runs a linear layer of m rows and k inputs: A packed into
+    tile order where it fits LINEAR_PACK_BYTES (any m and k), else read in place, which
+    needs whole tiles (m a multiple of 32, k of 64: no load past A)."""
     if m <= 0 or k <= 0:
         return False
-    copy_fits = _LINEAR_ROWS * -(-k // 64) * 64 <= LINEAR_TAIL_BYTES
-    if k % 64 == 0:
-        return m % _LINEAR_ROWS == 0 or copy_fits
-    return m <= _LINEAR_ROWS and copy_fits
+    return _packs(m, k) or m % _LINEAR_ROWS == 0 and k % 64 == 0
 
 
 def _tile_config(b):
@@ -203,17 +202,18 @@ def _tile_config(b):
     return slot
 
 
-def _linear_block(b, p, a_rows, lda, cbuf, nb):
-    """C tiles of rows a_rows.. (32 rows, lda bytes apart, read in place) x column block
-    nb over all k, stored to cbuf (32 rows of 128 bytes)."""
+def _linear_block(b, p, a_tiles, cbuf, nb):
+    """C tiles of a row tile x column block nb over all k, stored to cbuf (32 rows of 128
+    bytes). a_tiles = (address of k step 0's upper and lower A tile, bytes from one k
+    step's tiles to the next's, the tiles' row stride)."""
+    upper, lower, k_step, stride = a_tiles
     for t in range(4):
         _amx(b, "tilezero", _tile(t))
     panel = b.mul(b.mul(nb, p["kq"]), u.i64(AMX.nr * 4))
-    lower = b.gep(a_rows, [b.mul(lda, u.i64(16))], source_etype=I8)
     with u.counted_loop(b, u.i64(0), b.sdiv(p["kq"], u.i64(16)), 1, "kt") as kt:
-        a_off = b.mul(kt, u.i64(64))
-        _amx(b, "tileloadd64", _tile(4), b.gep(a_rows, [a_off], source_etype=I8), lda)
-        _amx(b, "tileloadd64", _tile(5), b.gep(lower, [a_off], source_etype=I8), lda)
+        a_off = b.mul(kt, k_step)
+        _amx(b, "tileloadd64", _tile(4), b.gep(upper, [a_off], source_etype=I8), stride)
+        _amx(b, "tileloadd64", _tile(5), b.gep(lower, [a_off], source_etype=I8), stride)
         w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
         for t, col in ((6, 0), (7, 64)):
             _amx(b, "tileloadd64", _tile(t),
@@ -232,29 +232,46 @@ def _memset(b, ptr, length) -> None:
     b.call(fn, [ptr, ir.Constant(I8, 0), length, ir.Constant(u.I1, 0)])
 
 
-def _last_tile_copy(b, p, kpad, lda):
-    """(pointer, condition) of the last row tile's copy: where its 32 rows of kpad bytes
-    would read past A's end (fewer than 32 rows left, or k short of the padded kpad), its
-    real rows are copied once, zero filled, into a stack buffer of the calling thread
-    (the zeros meet rows whose results are never stored and k bytes whose weights are
-    zero); the tile then reads there (linear_applies: the only tile whose reads could
-    leave A)."""
+def _pack_rows(b, p, lda, steps):
+    """(buffer, condition): where A fits LINEAR_PACK_BYTES, each thread first copies it
+    into a stack buffer in tile order, [row tile][k step][upper / lower][16 rows][64
+    bytes], so a tile load reads 1 KiB in a row (rows read in place are lda bytes
+    apart: with k = 4096 each row in its own page, which the prefetchers followed worse:
+    the 64 x 4096 x 1024 GEMM took ~20% longer). A row's bytes past k (to whole 64-byte
+    steps) are zero, as are the rows of a partial last tile past m (their results land
+    in padding rows), so nothing past A is read."""
     m = p["m"]
-    needed = b.or_(b.icmp_signed("!=", b.srem(m, u.i64(AMX.mr)), u.i64(0)),
-                   b.icmp_signed(">", kpad, lda))
-    size = b.select(needed, b.mul(kpad, u.i64(AMX.mr)), u.i64(0))
-    slot = b.alloca(I8, size=size)
+    tiles = b.sdiv(b.add(m, u.i64(AMX.mr - 1)), u.i64(AMX.mr))
+    size = b.mul(b.mul(tiles, steps), u.i64(2 * 1024))
+    fits = b.icmp_signed("<=", size, u.i64(LINEAR_PACK_BYTES))
+    slot = b.alloca(I8, size=b.select(fits, size, u.i64(0)))
     slot.align = 64
     buf = b.inttoptr(b.ptrtoint(slot, u.I64), u.PTR)      # an opaque pointer
-    with b.if_then(needed):
-        _memset(b, buf, size)
-        m0 = b.mul(b.sdiv(b.sub(m, u.i64(1)), u.i64(AMX.mr)), u.i64(AMX.mr))
-        row_bytes = u.imin(b, lda, kpad)
-        with u.counted_loop(b, m0, m, 1, "tr") as r:
+    v64 = u.vec(I8, 64)
+    iota = ir.Constant(v64, list(range(64)))
+    with b.if_then(fits):
+        partial = b.icmp_signed("!=", b.srem(m, u.i64(AMX.mr)), u.i64(0))
+        with b.if_then(partial):
+            last = b.mul(b.sub(tiles, u.i64(1)), b.mul(steps, u.i64(2 * 1024)))
+            _memset(b, b.gep(buf, [last], source_etype=I8), b.mul(steps, u.i64(2 * 1024)))
+        with u.counted_loop(b, u.i64(0), m, 1, "pr") as r:
+            mt, rr = b.sdiv(r, u.i64(AMX.mr)), b.srem(r, u.i64(AMX.mr))
+            dst0 = b.add(b.mul(b.mul(mt, steps), u.i64(2 * 1024)),
+                         b.add(b.mul(b.sdiv(rr, u.i64(16)), u.i64(1024)),
+                               b.mul(b.srem(rr, u.i64(16)), u.i64(64))))
             src = b.gep(p["a"], [b.mul(r, lda)], source_etype=I8)
-            dst = b.gep(buf, [b.mul(b.sub(r, m0), kpad)], source_etype=I8)
-            _copy_bytes(b, src, dst, row_bytes)
-    return buf, needed
+            with u.counted_loop(b, u.i64(0), steps, 1, "pk") as kt:
+                left = b.sub(lda, b.mul(kt, u.i64(64)))
+                at = b.gep(src, [b.mul(kt, u.i64(64))], source_etype=I8)
+                # the bytes of this step that lie in the row (a masked load: none past it)
+                n = b.trunc(u.imin(b, b.select(b.icmp_signed("<", left, u.i64(0)), u.i64(0),
+                                               left), u.i64(64)), I8)
+                mask = b.icmp_unsigned("<", iota, u.splat(b, n, 64))
+                value = _masked(b, "load", v64, at, ir.Constant(u.I32, 1), mask,
+                                ir.Constant(v64, None))
+                b.store(value, b.gep(buf, [b.add(dst0, b.mul(kt, u.i64(2 * 1024)))],
+                                     source_etype=I8), align=64)
+    return buf, fits
 
 
 def _emit_linear(module: ir.Module, kind: str) -> None:
@@ -263,10 +280,11 @@ def _emit_linear(module: ir.Module, kind: str) -> None:
     tasks, a kept block, per-call corr / mult / bias). Task t is column block t / m_tiles
     x row tile t % m_tiles (32 x 32): consecutive tasks share a weight panel, so each
     weight byte comes from memory once per call (the row-tile kernel above streams the
-    whole weight once per 32 rows: twice for a batch of 64), and A's tile rows are read
-    where they are (row m at a + m * img_stride; the last row tile from a copy where it
-    must: _last_tile_copy). kq is the packed weight's (k groups padded to 16). deq: the
-    uint8 result dequantized to float32 in the epilogue (qgemm_u8_deq's arithmetic)."""
+    whole weight once per 32 rows: twice for a batch of 64). A is packed into tile
+    order on each thread (_pack_rows) or, too large for that, read in place (row m at a
+    + m * img_stride: whole tiles, linear_applies). kq is the packed weight's (k groups
+    padded to 16). deq: the uint8 result dequantized to float32 in the epilogue
+    (qgemm_u8_deq's arithmetic)."""
     fn, b = u.define(module, f"qgemm_amx_lin_{kind}", u.VOID,
                      [("t_begin", u.I64), ("t_end", u.I64), ("worker", u.I64),
                       ("params", u.PTR)])
@@ -280,15 +298,20 @@ def _emit_linear(module: ir.Module, kind: str) -> None:
     def acc_at(r, v):
         return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
                       align=64)
-    lda, kpad = p["img_stride"], b.mul(p["kq"], u.i64(4))
-    tail, copied = _last_tile_copy(b, p, kpad, lda)
+    lda, steps = p["img_stride"], b.sdiv(p["kq"], u.i64(16))
+    packed, fits = _pack_rows(b, p, lda, steps)
     begin, end, claim_head, claims_done = Q._claims(b, params, p, t_begin, t_end)
     with u.counted_loop(b, begin, end, 1, "t") as t:
         nb = b.sdiv(t, p["m_tiles"])
-        m0 = b.mul(b.sub(t, b.mul(nb, p["m_tiles"])), u.i64(AMX.mr))
-        from_copy = b.and_(copied, b.icmp_signed(">=", b.add(m0, u.i64(AMX.mr)), p["m"]))
-        rows = b.select(from_copy, tail, b.gep(p["a"], [b.mul(m0, lda)], source_etype=I8))
-        _linear_block(b, p, rows, b.select(from_copy, kpad, lda), cbuf, nb)
+        mt = b.sub(t, b.mul(nb, p["m_tiles"]))
+        m0 = b.mul(mt, u.i64(AMX.mr))
+        in_place = b.gep(p["a"], [b.mul(m0, lda)], source_etype=I8)
+        upper = b.select(fits, b.gep(packed, [b.mul(b.mul(mt, steps), u.i64(2 * 1024))],
+                                     source_etype=I8), in_place)
+        lower = b.gep(upper, [b.select(fits, u.i64(1024), b.mul(lda, u.i64(16)))],
+                      source_etype=I8)
+        _linear_block(b, p, (upper, lower, b.select(fits, u.i64(2 * 1024), u.i64(64)),
+                             b.select(fits, u.i64(64), lda)), cbuf, nb)
         if kind == "deq":
             Q._packed_row_epilogue(b, AMX, p, acc_at, m0, nb, Q.epilogue_columns(b, AMX, p, nb),
                                    Q.epilogue_qparams(b, p, AMX.lanes), dequant=True)
