@@ -690,7 +690,9 @@ def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_po
     group's [M, og] result goes into its columns of the output."""
     oc, cg, kh, kw = w.int_repr.shape
     og, cpg = oc // groups, -(-cg // 4) * 4
-    cfg = Q.tile_for(cfg, og)
+    # the vector kernels' prepared calls (AMX tiles have no grouped form: their packing
+    # pads k to 64 bytes, which these gathers' k groups are not)
+    cfg = Q.tile_for(Q.VNNI if cfg is QA.AMX else cfg, og)
     n, c, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, cpg - cg)
