@@ -319,8 +319,8 @@ def _prepared_calls(cfg, rows: int, k: int) -> bool:
 def _prepare_linear(cfg, rows: int, k: int, packed, vectors, qparams, u8_out: bool,
                     dequant_scale=None):
     """qgemm.prepare on a contiguous [rows, k] uint8 input (k a multiple of 4), or
-    qgemm_amx.prepare_linear for AMX tiles (any k: its rows read in place): the same
-    call."""
+    qgemm_amx.prepare_linear for AMX tiles (shapes linear_applies to, any k: no zero
+    padded copy of the input): the same call."""
     if cfg is QA.AMX:
         return QA.prepare_linear(QA.linear_rows(rows, k, packed), packed, vectors, qparams,
                                  u8_out, dequant_scale)
@@ -522,8 +522,9 @@ def linear_runner(args, cache: dict):
     layer's bias giving the result (a QuantizedArray). A bias that cannot be read in place
     (out_features not a multiple of the tile: a classifier's 1000) is read from a copy
     padded to the tile, made again whenever the bias's bytes change. None where no such
-    runner applies (AMX tiles, AVX2's value checks, k not a multiple of 4, an input that
-    is not contiguous): kernel_for's path runs those. The result is linear()'s, from the
+    runner applies (AMX tiles on a shape their linear kernel does not take, AVX2's value
+    checks, k not a multiple of 4 on the vector kernels, an input that is not
+    contiguous): kernel_for's path runs those. The result is linear()'s, from the
     same kernel call, without its per-call kernel choice and keys (~5 us a layer)."""
     cfg = gemm_config()
     x, w, _, scale, zero_point, relu = args[:6]
@@ -573,7 +574,8 @@ def dynamic_runner(args, cache: dict):
     input of one shape, contiguous float32): a function(x, bias) of the input's values
     and the layer's bias giving linear_dynamic's float32 result by the same native input
     pass and prepared GEMM, or None where the input pass declines (then the full path
-    runs). None where no such runner applies (AMX tiles, no native input pass)."""
+    runs). None where no such runner applies (AMX tiles on a shape their linear kernel
+    does not take, no native input pass)."""
     cfg = gemm_config()
     x, w, _, relu = args[:4]
     if cfg is None or not QI.available() or \
