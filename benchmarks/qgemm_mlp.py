@@ -1,6 +1,8 @@
 """The int8 MLP's (1024-4096-1024, batch 64) kernels alone: ember's fused GEMM against
 fbgemm's (torch.ops.quantized.linear, x86 engine), each against the VNNI peak, and the
 dynamic linear's input pass (range + quantize) against torch.quantize_per_tensor_dynamic.
+Where the process may use AMX tiles, the AMX linear kernel (qgemm_amx.prepare_linear,
+what eager mode runs there) gets a row of its own per shape.
 
 One thread, CPU time of the calling thread (a host shared with other jobs still
 inflates it: caches), interleaved rounds, medians. The peak is measured as in
@@ -29,6 +31,22 @@ def ember_gemm(m, k, n, rng):
                     packed.epilogue_vectors(3, np.full(n, 1e-3, np.float32),
                                             np.zeros(n, np.float32)),
                     (10.0, 3.0, 0.0, 255.0), True)
+    return lambda: run.on_one_thread(a)
+
+
+def ember_amx_gemm(m, k, n, rng):
+    """The AMX linear kernel (uint8 out) on the calling thread, or None without AMX."""
+    from ember.codegen.llvm import qgemm as Q
+    from ember.codegen.llvm import qgemm_amx as QA
+    if not QA.available():
+        return None
+    w = rng.integers(-127, 128, (n, k), dtype=np.int8)
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    packed = Q.PackedWeight(w, QA.AMX)
+    run = QA.prepare_linear(QA.linear_rows(m, k, packed), packed,
+                            packed.epilogue_vectors(3, np.full(n, 1e-3, np.float32),
+                                                    np.zeros(n, np.float32)),
+                            (10.0, 3.0, 0.0, 255.0), True)
     return lambda: run.on_one_thread(a)
 
 
@@ -70,6 +88,9 @@ def main(argv=None):
           f" {'ember %peak':>11} {'fbgemm %peak':>12}")
     for m, k, n in SHAPES:
         fns = {"ember": ember_gemm(m, k, n, rng), "torch": torch_gemm(m, k, n, rng)}
+        amx = ember_amx_gemm(m, k, n, rng)
+        if amx is not None:
+            fns["amx"] = amx
         times = {key: [] for key in fns}
         for _ in range(args.rounds):
             for key, fn in fns.items():
@@ -80,6 +101,10 @@ def main(argv=None):
         print(f"{f'{m} x {k} x {n}':>20} {e:9.3f} {t:9.3f} {t / e:11.2f}x"
               f" {100 * macs / (e / 1e3) / peak / 1e9:10.0f}% "
               f"{100 * macs / (t / 1e3) / peak / 1e9:11.0f}%")
+        if amx is not None:
+            a = float(np.median(times["amx"]))
+            print(f"{'  AMX linear kernel':>20} {a:9.3f} {t:9.3f} {t / a:11.2f}x"
+                  f" {100 * macs / (a / 1e3) / peak / 1e9:10.0f}%")
     print(f"{'dynamic input M x K':>20} {'ember us':>9} {'torch us':>9} {'torch/ember':>12}")
     for m, k in [(64, 1024), (64, 4096)]:
         fns = dict(zip(("ember", "torch"), input_pass(m, k, rng)))

@@ -309,10 +309,29 @@ def _same_bias(kept, bias) -> bool:
         kept.tobytes() == bias.tobytes()
 
 
+def _prepared_calls(cfg, rows: int, k: int) -> bool:
+    """Whether a linear layer of `rows` input rows and k inputs runs a prepared GEMM
+    (_LinearCall / _DynamicCall): the vector kernels with k a multiple of 4, AMX where
+    its linear kernel applies (qgemm_amx.linear_applies); else the general path."""
+    return k % 4 == 0 if cfg is not QA.AMX else QA.linear_applies(rows, k)
+
+
+def _prepare_linear(cfg, rows: int, k: int, packed, vectors, qparams, u8_out: bool,
+                    dequant_scale=None):
+    """qgemm.prepare on a contiguous [rows, k] uint8 input (k a multiple of 4), or
+    qgemm_amx.prepare_linear for AMX tiles (shapes linear_applies to, any k: no zero
+    padded copy of the input): the same call."""
+    if cfg is QA.AMX:
+        return QA.prepare_linear(QA.linear_rows(rows, k, packed), packed, vectors, qparams,
+                                 u8_out, dequant_scale)
+    gather = lite.Gather(None, rows, np.arange(k // 4, dtype=np.int64) * 4, img_stride=k)
+    return Q.prepare(gather, packed, vectors, qparams, u8_out, dequant_scale=dequant_scale)
+
+
 def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     n, k = w.int_repr.shape
     a = x.int_repr
-    if cfg is not QA.AMX and k % 4 == 0 and a.flags.c_contiguous:
+    if _prepared_calls(cfg, a.size // max(k, 1), k) and a.flags.c_contiguous:
         call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
         if bias is None or call.bias_in_place(bias):
             out = call.run(a, bias=bias).reshape(call.out_shape)
@@ -349,11 +368,12 @@ class _LinearCall:
             atw = np.float32(x.scale) * weight_scales(w, n)
             self._divisor = packed.column_vector(1.0, np.float32)
             self._divisor[:n] = atw
-        self._gemm = Q.prepare(Q.linear_gather(a, k // 4), packed, vectors, qparams, True)
+        self._cfg = cfg
+        self._gemm = _prepare_linear(cfg, a.shape[0], k, packed, vectors, qparams, True)
         # the GEMM that dequantizes its result (run_dequantized), made on its first call
         # (from that call's input: the same geometry; no input array kept meanwhile)
         self._dequant_inputs = (packed, vectors, qparams, float(scale)) \
-            if Q.dequantizes(cfg) else None
+            if cfg is QA.AMX or Q.dequantizes(cfg) else None
         self._dequant = None
 
     def run(self, a, bias=None):
@@ -370,8 +390,8 @@ class _LinearCall:
                 return None
             packed, vectors, qparams, scale = self._dequant_inputs
             rows = a.reshape(-1, a.shape[-1])     # a 3-d input's rows, as __init__'s
-            self._dequant = Q.prepare(Q.linear_gather(rows, packed.kq), packed, vectors,
-                                      qparams, True, dequant_scale=scale)
+            self._dequant = _prepare_linear(self._cfg, rows.shape[0], rows.shape[1], packed,
+                                            vectors, qparams, True, dequant_scale=scale)
         if bias is not None and self._divisor is not None:
             bias = bias / self._divisor
         return self._dequant(a, bias=bias)
@@ -502,15 +522,18 @@ def linear_runner(args, cache: dict):
     layer's bias giving the result (a QuantizedArray). A bias that cannot be read in place
     (out_features not a multiple of the tile: a classifier's 1000) is read from a copy
     padded to the tile, made again whenever the bias's bytes change. None where no such
-    runner applies (AMX tiles, AVX2's value checks, k not a multiple of 4, an input that
-    is not contiguous): kernel_for's path runs those. The result is linear()'s, from the
+    runner applies (AMX tiles on a shape their linear kernel does not take, AVX2's value
+    checks, k not a multiple of 4 on the vector kernels, an input that is not
+    contiguous): kernel_for's path runs those. The result is linear()'s, from the
     same kernel call, without its per-call kernel choice and keys (~5 us a layer)."""
     cfg = gemm_config()
     x, w, _, scale, zero_point, relu = args[:6]
-    if cfg is None or cfg is QA.AMX or not cfg.vnni or \
+    if cfg is None or not cfg.vnni or \
             not (_activation(x) and _cached_weight(cache, w, 2)):
         return None
-    if w.int_repr.shape[1] % 4 or not x.int_repr.flags.c_contiguous:
+    k = w.int_repr.shape[1]
+    if not _prepared_calls(cfg, x.int_repr.size // max(k, 1), k) or \
+            not x.int_repr.flags.c_contiguous:
         return None
     call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
     run, bias_in_place, out_shape = call.run, call.bias_in_place, call.out_shape
@@ -551,12 +574,16 @@ def dynamic_runner(args, cache: dict):
     input of one shape, contiguous float32): a function(x, bias) of the input's values
     and the layer's bias giving linear_dynamic's float32 result by the same native input
     pass and prepared GEMM, or None where the input pass declines (then the full path
-    runs). None where no such runner applies (AMX tiles, no native input pass)."""
+    runs). None where no such runner applies (AMX tiles on a shape their linear kernel
+    does not take, no native input pass)."""
     cfg = gemm_config()
     x, w, _, relu = args[:4]
-    if cfg is None or cfg is QA.AMX or not QI.available() or \
+    if cfg is None or not QI.available() or \
             not _cached_weight(cache, w, 2) or not isinstance(x, np.ndarray) or \
             x.dtype != np.float32 or not x.flags.c_contiguous:
+        return None
+    if cfg is QA.AMX and not _prepared_calls(cfg, x.size // max(x.shape[-1], 1),
+                                             x.shape[-1]):
         return None
     return _dynamic_call(cache, cfg, w, x.shape, relu).run_float
 
@@ -665,7 +692,9 @@ def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_po
     group's [M, og] result goes into its columns of the output."""
     oc, cg, kh, kw = w.int_repr.shape
     og, cpg = oc // groups, -(-cg // 4) * 4
-    cfg = Q.tile_for(cfg, og)
+    # the vector kernels' prepared calls (AMX tiles have no grouped form: their packing
+    # pads k to 64 bytes, which these gathers' k groups are not)
+    cfg = Q.tile_for(Q.VNNI if cfg is QA.AMX else cfg, og)
     n, c, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, cpg - cg)
@@ -718,8 +747,8 @@ def _forget_calls(cache: dict, kind: str) -> None:
 
 def linear_dynamic(x, w, bias, relu, cache, cfg):
     n, k = w.int_repr.shape
-    if cfg is not QA.AMX and QI.available() and x.dtype == np.float32 and \
-            x.flags.c_contiguous:
+    if (cfg is not QA.AMX or _prepared_calls(cfg, x.size // max(k, 1), k)) and \
+            QI.available() and x.dtype == np.float32 and x.flags.c_contiguous:
         quantized = QI.quantize_dynamic_input(x)
         if quantized is not None:
             return _dynamic_call(cache, cfg, w, x.shape, relu)(quantized, bias)
@@ -751,10 +780,14 @@ class _DynamicCall:
         self.row_sums = packed.column_vector(packed.row_sums, np.int32)
         self.scales = packed.column_vector(weight_scales(w, n), np.float32)
         self.zero_bias = packed.column_vector(0.0, np.float32)
-        gather = Q.linear_gather(np.zeros((int(np.prod(x_shape[:-1])), k), np.uint8), self.kq)
         qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
-        self.run = Q.prepare(gather, packed, (self.row_sums, self.scales, self.zero_bias),
-                             qparams, False)
+        # rows zero padded to whole 4-byte groups in __call__, but where AMX tiles read
+        # them in place whatever k
+        self._pad_rows = bool(k % 4) and packed.cfg is not QA.AMX
+        self.run = _prepare_linear(packed.cfg, int(np.prod(x_shape[:-1])),
+                                   k if packed.cfg is QA.AMX else self.kq * 4, packed,
+                                   (self.row_sums, self.scales, self.zero_bias), qparams,
+                                   False)
         # the per-call vectors' own arrays, reused while no other call holds them, and
         # likewise the quantized input's buffer (run_float)
         self._corr, self._mult = np.empty_like(self.row_sums), np.empty_like(self.scales)
@@ -777,7 +810,7 @@ class _DynamicCall:
 
     def __call__(self, quantized, bias):
         q, scale, zero_point = quantized
-        if self.k % 4:      # rows zero padded to whole 4-byte groups
+        if self._pad_rows:
             q = Q.linear_gather(q.reshape(-1, self.k), self.kq).buffer
         bias = self._bias_vector(bias)
         if not self._vectors_free.acquire(False):      # a concurrent call: arrays of its own

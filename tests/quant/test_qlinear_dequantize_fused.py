@@ -67,11 +67,14 @@ def _pair_only(monkeypatch):
 @pytest.mark.parametrize("out_features, last_relu, fused", [
     (128, False, True), (100, True, True),      # 64-column tiles: fused
     (10, False, False),                          # a 16-column tile: the pair
-])
+])                                               # (AMX tiles: every width fused)
 def test_fused_forward_gives_the_pairs_floats_and_torch_ao_values(rng, monkeypatch,
                                                                     out_features, last_relu,
                                                                     fused):
     from ember.ao.quantization.fx import fused_forward
+    from ember.codegen import quantized as CQ
+    from ember.codegen.llvm import qgemm_amx as QA
+    fused = fused or CQ.gemm_config() is QA.AMX
     t_model, e_model = mlp(torch, out_features, last_relu), mlp(ember, out_features, last_relu)
     share_random_weights(t_model, e_model, rng)
     calib = [rng.standard_normal((13, 64)).astype(np.float32) for _ in range(2)]

@@ -170,10 +170,165 @@ def _emit(module: ir.Module, u8_out: bool) -> None:
     b.ret_void()
 
 
+# --- linear layers: A read in place, column blocks outer, tasks claimed -------------------
+LINEAR_KINDS = ("u8", "f32", "deq")
+_LINEAR_ROWS = 2 * 16          # rows of a task: two A tiles
+# the most bytes of A a linear kernel packs into tile order on each thread's stack (rows
+# padded to 32, k to 64 bytes); larger inputs are read in place
+LINEAR_PACK_BYTES = 1 << 18
+
+
+def _packs(m: int, k: int) -> bool:
+    return -(-m // _LINEAR_ROWS) * _LINEAR_ROWS * -(-k // 64) * 64 <= LINEAR_PACK_BYTES
+
+
+def linear_applies(m: int, k: int) -> bool:
+    """Whether qgemm_amx_lin_* runs a linear layer of m rows and k inputs: A packed into
+    tile order where it fits LINEAR_PACK_BYTES (any m and k), else read in place, which
+    needs whole tiles (m a multiple of 32, k of 64: no load past A)."""
+    if m <= 0 or k <= 0:
+        return False
+    return _packs(m, k) or m % _LINEAR_ROWS == 0 and k % 64 == 0
+
+
+def _tile_config(b):
+    """ldtilecfg's 64 bytes on the stack (lite.amx_tile_config's: palette 1, eight tiles
+    of 16 rows x 64 bytes), so the linear kernels need no scratch from the host."""
+    raw = bytes(lite.amx_tile_config())
+    ty = ir.ArrayType(I8, 64)
+    slot = b.alloca(ty)
+    slot.align = 64
+    b.store(ir.Constant(ty, bytearray(raw)), slot)
+    return slot
+
+
+def _linear_block(b, p, a_tiles, cbuf, nb):
+    """C tiles of a row tile x column block nb over all k, stored to cbuf (32 rows of 128
+    bytes). a_tiles = (address of k step 0's upper and lower A tile, bytes from one k
+    step's tiles to the next's, the tiles' row stride)."""
+    upper, lower, k_step, stride = a_tiles
+    for t in range(4):
+        _amx(b, "tilezero", _tile(t))
+    panel = b.mul(b.mul(nb, p["kq"]), u.i64(AMX.nr * 4))
+    with u.counted_loop(b, u.i64(0), b.sdiv(p["kq"], u.i64(16)), 1, "kt") as kt:
+        a_off = b.mul(kt, k_step)
+        _amx(b, "tileloadd64", _tile(4), b.gep(upper, [a_off], source_etype=I8), stride)
+        _amx(b, "tileloadd64", _tile(5), b.gep(lower, [a_off], source_etype=I8), stride)
+        w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
+        for t, col in ((6, 0), (7, 64)):
+            _amx(b, "tileloadd64", _tile(t),
+                 b.gep(p["packed"], [b.add(w_off, u.i64(col))], source_etype=I8),
+                 u.i64(AMX.nr * 4))
+        for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
+            _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
+    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
+        _amx(b, "tilestored64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
+             u.i64(128))
+
+
+def _memset(b, ptr, length) -> None:
+    fn = b.module.globals.get("llvm.memset.p0.i64") or \
+        b.module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
+    b.call(fn, [ptr, ir.Constant(I8, 0), length, ir.Constant(u.I1, 0)])
+
+
+def _pack_rows(b, p, lda, steps):
+    """(buffer, condition): where A fits LINEAR_PACK_BYTES, each thread first copies it
+    into a stack buffer in tile order, [row tile][k step][upper / lower][16 rows][64
+    bytes], so a tile load reads 1 KiB in a row (rows read in place are lda bytes
+    apart: with k = 4096 each row in its own page, which the prefetchers followed worse:
+    the 64 x 4096 x 1024 GEMM took ~20% longer). A row's bytes past k (to whole 64-byte
+    steps) are zero, as are the rows of a partial last tile past m (their results land
+    in padding rows), so nothing past A is read."""
+    m = p["m"]
+    tiles = b.sdiv(b.add(m, u.i64(AMX.mr - 1)), u.i64(AMX.mr))
+    size = b.mul(b.mul(tiles, steps), u.i64(2 * 1024))
+    fits = b.icmp_signed("<=", size, u.i64(LINEAR_PACK_BYTES))
+    slot = b.alloca(I8, size=b.select(fits, size, u.i64(0)))
+    slot.align = 64
+    buf = b.inttoptr(b.ptrtoint(slot, u.I64), u.PTR)      # an opaque pointer
+    v64 = u.vec(I8, 64)
+    iota = ir.Constant(v64, list(range(64)))
+    with b.if_then(fits):
+        partial = b.icmp_signed("!=", b.srem(m, u.i64(AMX.mr)), u.i64(0))
+        with b.if_then(partial):
+            last = b.mul(b.sub(tiles, u.i64(1)), b.mul(steps, u.i64(2 * 1024)))
+            _memset(b, b.gep(buf, [last], source_etype=I8), b.mul(steps, u.i64(2 * 1024)))
+        with u.counted_loop(b, u.i64(0), m, 1, "pr") as r:
+            mt, rr = b.sdiv(r, u.i64(AMX.mr)), b.srem(r, u.i64(AMX.mr))
+            dst0 = b.add(b.mul(b.mul(mt, steps), u.i64(2 * 1024)),
+                         b.add(b.mul(b.sdiv(rr, u.i64(16)), u.i64(1024)),
+                               b.mul(b.srem(rr, u.i64(16)), u.i64(64))))
+            src = b.gep(p["a"], [b.mul(r, lda)], source_etype=I8)
+            with u.counted_loop(b, u.i64(0), steps, 1, "pk") as kt:
+                left = b.sub(lda, b.mul(kt, u.i64(64)))
+                at = b.gep(src, [b.mul(kt, u.i64(64))], source_etype=I8)
+                # the bytes of this step that lie in the row (a masked load: none past it)
+                n = b.trunc(u.imin(b, b.select(b.icmp_signed("<", left, u.i64(0)), u.i64(0),
+                                               left), u.i64(64)), I8)
+                mask = b.icmp_unsigned("<", iota, u.splat(b, n, 64))
+                value = _masked(b, "load", v64, at, ir.Constant(u.I32, 1), mask,
+                                ir.Constant(v64, None))
+                b.store(value, b.gep(buf, [b.add(dst0, b.mul(kt, u.i64(2 * 1024)))],
+                                     source_etype=I8), align=64)
+    return buf, fits
+
+
+def _emit_linear(module: ir.Module, kind: str) -> None:
+    """qgemm_amx_lin_<u8|f32|deq>(t_begin, t_end, worker, params): a linear layer's GEMM
+    on qgemm's parameter block (lite.QGEMM_FIELDS, so lite.QGemmCall drives it: claimed
+    tasks, a kept block, per-call corr / mult / bias). Task t is column block t / m_tiles
+    x row tile t % m_tiles (32 x 32): consecutive tasks share a weight panel, so each
+    weight byte comes from memory once per call (the row-tile kernel above streams the
+    whole weight once per 32 rows: twice for a batch of 64). A is packed into tile
+    order on each thread (_pack_rows) or, too large for that, read in place (row m at a
+    + m * img_stride: whole tiles, linear_applies). kq is the packed weight's (k groups
+    padded to 16). deq: the uint8 result dequantized to float32 in the epilogue
+    (qgemm_u8_deq's arithmetic)."""
+    fn, b = u.define(module, f"qgemm_amx_lin_{kind}", u.VOID,
+                     [("t_begin", u.I64), ("t_end", u.I64), ("worker", u.I64),
+                      ("params", u.PTR)])
+    t_begin, t_end, _, params = fn.args
+    p = {f: Q._field(b, params, f, f in Q._PTR_FIELDS) for f in Q.FIELDS if f != "counter"}
+    _amx(b, "ldtilecfg", _tile_config(b))
+    cbuf = b.alloca(ir.ArrayType(I8, lite.AMX_C_BYTES))
+    cbuf.align = 64
+    v32 = u.vec(u.I32, AMX.lanes)
+
+    def acc_at(r, v):
+        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
+                      align=64)
+    lda, steps = p["img_stride"], b.sdiv(p["kq"], u.i64(16))
+    packed, fits = _pack_rows(b, p, lda, steps)
+    begin, end, claim_head, claims_done = Q._claims(b, params, p, t_begin, t_end)
+    with u.counted_loop(b, begin, end, 1, "t") as t:
+        nb = b.sdiv(t, p["m_tiles"])
+        mt = b.sub(t, b.mul(nb, p["m_tiles"]))
+        m0 = b.mul(mt, u.i64(AMX.mr))
+        in_place = b.gep(p["a"], [b.mul(m0, lda)], source_etype=I8)
+        upper = b.select(fits, b.gep(packed, [b.mul(b.mul(mt, steps), u.i64(2 * 1024))],
+                                     source_etype=I8), in_place)
+        lower = b.gep(upper, [b.select(fits, u.i64(1024), b.mul(lda, u.i64(16)))],
+                      source_etype=I8)
+        _linear_block(b, p, (upper, lower, b.select(fits, u.i64(2 * 1024), u.i64(64)),
+                             b.select(fits, u.i64(64), lda)), cbuf, nb)
+        if kind == "deq":
+            Q._packed_row_epilogue(b, AMX, p, acc_at, m0, nb, Q.epilogue_columns(b, AMX, p, nb),
+                                   Q.epilogue_qparams(b, p, AMX.lanes), dequant=True)
+        else:
+            Q._epilogue(b, AMX, p, acc_at, m0, nb, kind == "u8", packed_rows=True)
+    b.branch(claim_head)
+    b.position_at_end(claims_done)
+    _amx(b, "tilerelease")
+    b.ret_void()
+
+
 def module_for() -> ir.Module:
     module = ir.Module(name="ember_qgemm_amx")
     _emit(module, True)
     _emit(module, False)
+    for kind in LINEAR_KINDS:
+        _emit_linear(module, kind)
     return module
 
 
@@ -181,8 +336,11 @@ def module_for() -> ir.Module:
 def _kernels():
     lib = compile_ir(module_for(), target_for(Isa.AVX512))
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
-    return lib, {True: lib.function("qgemm_amx_u8", None, *argtypes),
-                 False: lib.function("qgemm_amx_f32", None, *argtypes)}
+    kernels = {True: lib.function("qgemm_amx_u8", None, *argtypes),
+               False: lib.function("qgemm_amx_f32", None, *argtypes)}
+    for kind in LINEAR_KINDS:
+        kernels[kind] = lib.function(f"qgemm_amx_lin_{kind}", None, *argtypes)
+    return lib, kernels
 
 
 def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
@@ -200,3 +358,39 @@ def run_vectors(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
     _, fns = _kernels()
     return lite.qgemm_amx_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq,
                               packed.n, corr, mult, bias, qparams, u8_out, threads)
+
+
+def prepare_linear(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
+                   dequant_scale: float | None = None):
+    """qgemm.prepare for a linear layer on AMX tiles (linear_applies to the gather's rows
+    and the weight's k): the same function(buffer, threads=None, corr=, mult=, bias=)
+    and the same results, qgemm_amx_lin_* driven by lite.QGemmCall. dequant_scale: the
+    uint8 result dequantized (qgemm.prepare's)."""
+    corr, mult, bias = vectors
+    k = gather.img_stride         # A's rows: contiguous, k bytes each (linear_rows)
+    if not (gather.ohw == 1 and linear_applies(gather.m, k) and len(gather.offs) == packed.kq
+            and 4 * packed.kq - k in range(64)):
+        raise ValueError(f"qgemm_amx: no linear kernel for {gather.m} rows of {k} bytes "
+                         f"and a weight of {4 * packed.kq} k bytes")
+    kernels = _kernels()[1]
+    if dequant_scale is not None:
+        fn, u8_out = kernels["deq"], False
+        qparams = tuple(qparams[:4]) + (float(np.float32(dequant_scale)),)
+    else:
+        fn = kernels["u8" if u8_out else "f32"]
+    call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, AMX.mr, AMX.nr, corr,
+                          mult, bias, qparams, u8_out, claim=lite.GUIDED)
+    run = functools.partial(_run_prepared, call, fn)
+    run.on_one_thread = functools.partial(call.on_one_thread, fn)
+    return run
+
+
+def linear_rows(m: int, k: int, packed: Q.PackedWeight) -> lite.Gather:
+    """The gather of prepare_linear for a contiguous uint8 [m, k] input: rows k bytes
+    apart read in place, the weight's padded k groups (no zero padded copy of A)."""
+    return lite.Gather(None, m, np.arange(packed.kq, dtype=np.int64) * 4, img_stride=k)
+
+
+def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None,
+                  bias=None):
+    return call(fn, default_pool(), buffer, threads, corr, mult, other, bias)
