@@ -42,6 +42,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import time
 from dataclasses import dataclass
 
 from ...ir import compile_times
@@ -177,6 +178,7 @@ def start(jobs: list[CompileJob], workers: int | None = None) -> int:
         if key in _STARTED or _paths(job)[1].exists():
             continue
         _STARTED[key] = _pool(workers).submit(_compile_and_store, job)
+        _submitted(key)
         started += 1
     return started
 
@@ -202,7 +204,7 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
         _note(outcomes, misses, "workers (started early)")
         misses = {key: job for key, job in misses.items() if key not in early}
     outcomes.update(_compile_misses(misses, workers))
-    compiled = {key: value for key, (value, _) in outcomes.items()}
+    compiled = {key: outcome[0] for key, outcome in outcomes.items()}
     return [r if r is not None else _as_result(compiled[job.key()])
             for job, r in zip(jobs, results)]
 
@@ -218,6 +220,8 @@ def _compile_misses(misses: dict, workers: int | None) -> dict:
         # longest first: a GEMM/conv (tl.dot) compiles 3-10x longer than a pointwise or
         # reduction kernel, and one started last would keep the batch waiting alone
         order = sorted(misses, key=lambda k: _expected_cost(misses[k]), reverse=True)
+        for key in order:
+            _submitted(key)
         with compile_times.stage("cubin compiles (waiting for the workers)"):
             outcomes = dict(zip(order, _pool(workers).map(_compile_and_store,
                                                           [misses[k] for k in order])))
@@ -226,19 +230,41 @@ def _compile_misses(misses: dict, workers: int | None) -> dict:
     return outcomes
 
 
+def _submitted(key: str) -> None:
+    """When a compile was handed to the workers, for the stage timer's schedule: the
+    call's wall clock and its main thread's CPU seconds (nothing when the timer is off)."""
+    if compile_times.recording():
+        _SUBMITS[key] = (time.monotonic(), time.thread_time())
+
+
+# job key -> (monotonic seconds, this thread's CPU seconds) when it was handed to the workers
+_SUBMITS: dict[str, tuple] = {}
+
+
 def _note(outcomes: dict, jobs: dict, where: str) -> None:
-    """The stage timer's figures of these compiles (compile_times: nothing when off)."""
+    """The stage timer's figures of these compiles (compile_times: nothing when off):
+    counts, CPU seconds per kernel, and each compile's schedule (submitted, began and
+    ended in a worker, collected) for benchmarks/cuda_compile_model.py."""
     if not outcomes:
         return
     compile_times.note(f"cubins compiled in {where}", len(outcomes))
     compile_times.note(f"CPU seconds of compiles in {where}",
-                       sum(cpu for _, cpu in outcomes.values()))
-    for key, (_, cpu) in outcomes.items():
+                       sum(outcome[1] for outcome in outcomes.values()))
+    collected = time.monotonic(), time.thread_time()
+    for key, (_, cpu, began, ended, worker) in outcomes.items():
         job = jobs[key]
-        kind = "dot" if "tl.dot" in job.kernel.source else "no dot"
-        compile_times.item("kernel compiles (CPU s)", f"{job.kernel.name} [{kind}, "
-                           f"{job.kernel.launch.num_warps} warps, "
-                           f"{job.kernel.launch.num_stages} stages]", cpu)
+        label = f"{job.kernel.name} [{_kind(job)}]"
+        compile_times.item("kernel compiles (CPU s)", label, cpu)
+        submit = _SUBMITS.pop(key, collected)
+        compile_times.record("compile schedule", {
+            "kernel": label, "cpu": cpu, "where": where, "worker": worker,
+            "submitted": submit[0], "submitted_cpu": submit[1], "began": began,
+            "ended": ended, "collected": collected[0], "collected_cpu": collected[1]})
+
+
+def _kind(job: CompileJob) -> str:
+    dot = "dot" if "tl.dot" in job.kernel.source else "no dot"
+    return f"{dot}, {job.kernel.launch.num_warps} warps, {job.kernel.launch.num_stages} stages"
 
 
 def _expected_cost(job: CompileJob) -> tuple:
@@ -248,14 +274,16 @@ def _expected_cost(job: CompileJob) -> tuple:
 
 def _compile_and_store(job: CompileJob) -> tuple:
     """Runs in a worker: (the binary or the error as text, CPU seconds it took with
-    ptxas, the child process Triton runs)."""
-    begin = _cpu_seconds()
+    ptxas, the child process Triton runs; monotonic seconds it began and ended; the
+    worker's process id and when it started and was ready: _warm_worker)."""
+    began, begin = time.monotonic(), _cpu_seconds()
     try:
         result = compile_one(job)
     except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
-        return f"{type(err).__name__}: {str(err)[:2000]}", _cpu_seconds() - begin
-    store(job, result)
-    return result, _cpu_seconds() - begin
+        result = f"{type(err).__name__}: {str(err)[:2000]}"
+    else:
+        store(job, result)
+    return result, _cpu_seconds() - begin, began, time.monotonic(), (os.getpid(),) + _READY
 
 
 def _cpu_seconds() -> float:
@@ -288,11 +316,18 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     return pool
 
 
+# in a worker: monotonic seconds when it started and when _warm_worker was done
+_READY: tuple = ()
+
+
 def _warm_worker() -> None:
     """A new worker imports Triton's compiler at once: when `start` opened the pool while
     the plan is still being built, that import overlaps the build instead of delaying
     the worker's first compile."""
+    global _READY
+    began = time.monotonic()
     try:
         import triton.compiler  # noqa: F401
     except Exception:  # noqa: BLE001 - the compile itself reports what is wrong
         pass
+    _READY = (began, time.monotonic())
