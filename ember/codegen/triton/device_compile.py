@@ -173,14 +173,44 @@ def start(jobs: list[CompileJob], workers: int | None = None) -> int:
     if workers <= 1:
         return 0
     started = 0
-    for job in jobs:
+    # longest first within a batch (the eager steps' kernels of a dry run): see _compile_misses
+    for job in sorted(jobs, key=_expected_cost, reverse=True):
         key = job.key()
         if key in _STARTED or _paths(job)[1].exists():
             continue
-        _STARTED[key] = _pool(workers).submit(_compile_and_store, job)
+        _STARTED[key] = _pool(workers, job.arch).submit(_compile_and_store, job)
         _submitted(key)
         started += 1
     return started
+
+
+def open_early(what: str, arch: int, workers: int | None = None) -> bool:
+    """Before a compile whose kernels are not known yet (a call about to be traced, its
+    passes run and its plan built): open the worker pool now, so its workers' start and
+    first-compile costs (_warm_worker: ~0.5-1 s each) overlap the trace and passes
+    instead of the first compiles. Not when `what` (the call: its function and guard, as
+    text) was compiled before over this cache (a marker written by `compiled_once`): its
+    kernels are then likely on disk, and a pool would only cost forks and imports. Not
+    where compiles run in this process (`workers` <= 1). Returns whether it opened one."""
+    workers = default_workers() if workers is None else workers
+    if workers <= 1 or workers in _POOLS or _marker(what).exists():
+        return False
+    _pool(workers, arch).submit(os.getpid)      # a fork pool starts every worker at once
+    return True
+
+
+def compiled_once(what: str) -> None:
+    """Mark `what` compiled over this cache (see open_early)."""
+    path = _marker(what)
+    if not path.exists():
+        try:
+            write_atomic(path, b"")
+        except OSError:
+            pass                               # a read-only cache: the pool opens early
+
+
+def _marker(what: str):
+    return cache_dir() / "compiled" / hashlib.sha256(what.encode()).hexdigest()[:24]
 
 
 def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
@@ -196,6 +226,11 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     for job, r in zip(jobs, results):
         if r is None:
             misses.setdefault(job.key(), job)
+    if any(key in _STARTED for key in misses):
+        # the workers already compile part of this batch: the rest joins them now rather
+        # than after the last of those is done (a pool that drains before its next batch
+        # leaves workers idle behind its longest compile)
+        start([job for key, job in misses.items() if key not in _STARTED], workers)
     early = {key: _STARTED.pop(key) for key in list(misses) if key in _STARTED}
     outcomes = {}
     if early:
@@ -223,7 +258,8 @@ def _compile_misses(misses: dict, workers: int | None) -> dict:
         for key in order:
             _submitted(key)
         with compile_times.stage("cubin compiles (waiting for the workers)"):
-            outcomes = dict(zip(order, _pool(workers).map(_compile_and_store,
+            outcomes = dict(zip(order, _pool(workers, misses[order[0]].arch).map(
+                _compile_and_store,
                                                           [misses[k] for k in order])))
         where = "workers"
     _note(outcomes, misses, where)
@@ -257,7 +293,7 @@ def _note(outcomes: dict, jobs: dict, where: str) -> None:
         compile_times.item("kernel compiles (CPU s)", label, cpu)
         submit = _SUBMITS.pop(key, collected)
         compile_times.record("compile schedule", {
-            "kernel": label, "cpu": cpu, "where": where, "worker": worker,
+            "kernel": label, "key": key, "cpu": cpu, "where": where, "worker": worker,
             "submitted": submit[0], "submitted_cpu": submit[1], "began": began,
             "ended": ended, "collected": collected[0], "collected_cpu": collected[1]})
 
@@ -307,12 +343,13 @@ def default_workers() -> int:
 _POOLS: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
 
 
-def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+def _pool(workers: int, arch: int = 90) -> concurrent.futures.ProcessPoolExecutor:
+    """The pool of `workers` processes, started (warming up for sm_`arch`) on first use."""
     pool = _POOLS.get(workers)
     if pool is None:
         context = multiprocessing.get_context("fork")
         pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(
-            workers, context, initializer=_warm_worker)
+            workers, context, initializer=_warm_worker, initargs=(arch,))
     return pool
 
 
@@ -320,14 +357,31 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 _READY: tuple = ()
 
 
-def _warm_worker() -> None:
-    """A new worker imports Triton's compiler at once: when `start` opened the pool while
-    the plan is still being built, that import overlaps the build instead of delaying
-    the worker's first compile."""
+def _warm_worker(arch: int) -> None:
+    """A new worker makes its first compile at once, of a kernel of its own: when `start`
+    opened the pool while the plan is still being built, what a process's first compile
+    costs beyond the kernel's own work overlaps the build instead of delaying the worker's
+    first real compile: importing Triton's compiler and code generator, hashing Triton's
+    sources and library for its cache key, asking ptxas its version (~0.5 CPU s, against
+    ~0.05 s for a small kernel after it). Nothing is stored in ember's cubin cache."""
     global _READY
     began = time.monotonic()
     try:
-        import triton.compiler  # noqa: F401
-    except Exception:  # noqa: BLE001 - the compile itself reports what is wrong
+        compile_one(CompileJob(_WARM_UP, (True, True), arch))
+    except Exception:  # noqa: BLE001 - the real compiles report what is wrong
         pass
     _READY = (began, time.monotonic())
+
+
+def _warm_up_kernel() -> GeneratedKernel:
+    from .source import LaunchSpec
+    name = "ember_compile_worker_warm_up"
+    source = (f"@triton.jit\ndef {name}(in0_ptr, out0_ptr, XBLOCK: tl.constexpr):\n"
+              "    x = tl.arange(0, XBLOCK)\n"
+              "    tl.store(out0_ptr + x, tl.load(in0_ptr + x) + 1.0)\n")
+    spec = LaunchSpec(name, [("in0_ptr", "*fp32"), ("out0_ptr", "*fp32")], {"XBLOCK": 128},
+                      (1, 1, 1), "fixed", 4)
+    return GeneratedKernel(source, spec)
+
+
+_WARM_UP = _warm_up_kernel()
