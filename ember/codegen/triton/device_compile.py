@@ -39,9 +39,12 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import hashlib
+import heapq
+import itertools
 import json
 import multiprocessing
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -144,7 +147,15 @@ def store(job: CompileJob, result: DeviceBinary) -> None:
 
 
 def compile_cached(job: CompileJob) -> DeviceBinary:
-    """From the disk cache, else compiled here and stored."""
+    """From the disk cache, else compiled and stored: by a worker where the pool is open
+    (its first-compile cost, ~0.5 CPU s, was paid when it started: _warm_worker), else
+    here. Raises what stopped the compile."""
+    workers = default_workers()
+    if workers > 1 and workers in _POOLS:
+        result = compile_many([job], workers)[0]
+        if isinstance(result, CompileFailure):
+            raise result
+        return result
     found = cached(job)
     if found is None:
         with compile_times.stage("cubin compiles (this process)"):
@@ -173,15 +184,74 @@ def start(jobs: list[CompileJob], workers: int | None = None) -> int:
     if workers <= 1:
         return 0
     started = 0
-    # longest first within a batch (the eager steps' kernels of a dry run): see _compile_misses
-    for job in sorted(jobs, key=_expected_cost, reverse=True):
+    for job in jobs:
         key = job.key()
         if key in _STARTED or _paths(job)[1].exists():
             continue
-        _STARTED[key] = _pool(workers, job.arch).submit(_compile_and_store, job)
+        _STARTED[key] = _queue(workers, job.arch).submit(job)
         _submitted(key)
         started += 1
     return started
+
+
+class _LongestFirst:
+    """The worker pool fed from a priority queue: a free worker takes the longest waiting
+    compile (_expected_cost), not the first handed over. A plan's kernels are handed over
+    as they are generated and its eager steps' after its dry run, and these hold its
+    longest compiles (the weight-gradient GEMMs, 3-5 s each where a pointwise kernel takes
+    0.1-0.5 s): in a first-in-first-out pool they waited behind every kernel handed over
+    before them and ended the batch alone (resnet18's training step on 16 workers: 11.0 s
+    modelled first-in-first-out, 7.8 longest-first; benchmarks/cuda_compile_model.py).
+    The pool holds at most one compile per worker; each one done (a callback on the
+    pool's own thread) hands the next over."""
+
+    def __init__(self, pool: concurrent.futures.ProcessPoolExecutor, workers: int):
+        self.pool, self.workers = pool, workers
+        self.lock = threading.Lock()
+        self.waiting: list = []                # heap of (-expected cost, order, job, future)
+        self.running = 0
+        self.order = itertools.count()
+
+    def submit(self, job: CompileJob) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self.lock:
+            heapq.heappush(self.waiting, (_priority(job), next(self.order), job, future))
+        self._feed()
+        return future
+
+    def _feed(self) -> None:
+        while True:
+            with self.lock:
+                if self.running >= self.workers or not self.waiting:
+                    return
+                _, _, job, future = heapq.heappop(self.waiting)
+                self.running += 1
+            try:
+                inner = self.pool.submit(_compile_and_store, job)
+            except Exception as err:  # noqa: BLE001 - a pool shut down or broken
+                self._done(future, None, err)
+                continue
+            inner.add_done_callback(functools.partial(self._done, future))
+
+    def _done(self, future, inner, error=None) -> None:
+        with self.lock:
+            self.running -= 1
+        error = error or inner.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(inner.result())
+        self._feed()
+
+
+_QUEUES: dict[int, _LongestFirst] = {}
+
+
+def _queue(workers: int, arch: int) -> _LongestFirst:
+    queue = _QUEUES.get(workers)
+    if queue is None:
+        queue = _QUEUES[workers] = _LongestFirst(_pool(workers, arch), workers)
+    return queue
 
 
 def open_early(what: str, arch: int, workers: int | None = None) -> bool:
@@ -215,8 +285,9 @@ def _marker(what: str):
 
 def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     """Each job's DeviceBinary, or the CompileFailure that stopped it, in order: disk hits
-    first, then the compiles `start` began, the other misses in parallel worker
-    processes (in this process when one is missing or `workers` <= 1)."""
+    first, then the compiles `start` began, the other misses in the worker processes too
+    (in this process where `workers` <= 1, or for a lone miss while no pool is open)."""
+    workers = default_workers() if workers is None else workers
     found: dict = {}                       # one disk lookup per distinct compiled code
     for job in jobs:
         if job.key() not in found:
@@ -226,43 +297,34 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     for job, r in zip(jobs, results):
         if r is None:
             misses.setdefault(job.key(), job)
-    if any(key in _STARTED for key in misses):
-        # the workers already compile part of this batch: the rest joins them now rather
-        # than after the last of those is done (a pool that drains before its next batch
-        # leaves workers idle behind its longest compile)
-        start([job for key, job in misses.items() if key not in _STARTED], workers)
-    early = {key: _STARTED.pop(key) for key in list(misses) if key in _STARTED}
-    outcomes = {}
-    if early:
-        with compile_times.stage("cubin compiles (waiting for the workers)"):
-            outcomes = {key: future.result() for key, future in early.items()}
-        _note(outcomes, misses, "workers (started early)")
-        misses = {key: job for key, job in misses.items() if key not in early}
-    outcomes.update(_compile_misses(misses, workers))
+    # the misses not started join the workers' queue (longest first) before any is waited for
+    others = [job for key, job in misses.items() if key not in _STARTED]
+    if len(others) > 1 or (others and (workers in _POOLS or len(others) < len(misses))):
+        start(others, workers)
+    outcomes = _collect(misses, others)
+    rest = {key: job for key, job in misses.items() if key not in outcomes}
+    if rest:
+        with compile_times.stage("cubin compiles (this process)"):
+            here = {key: _compile_and_store(job) for key, job in rest.items()}
+        _note(here, rest, "this process")
+        outcomes.update(here)
     compiled = {key: outcome[0] for key, outcome in outcomes.items()}
     return [r if r is not None else _as_result(compiled[job.key()])
             for job, r in zip(jobs, results)]
 
 
-def _compile_misses(misses: dict, workers: int | None) -> dict:
-    """key -> (binary or error text, CPU seconds) for each job of `misses`."""
-    workers = default_workers() if workers is None else workers
-    if len(misses) < 2 or workers <= 1:
-        with compile_times.stage("cubin compiles (this process)"):
-            outcomes = {key: _compile_and_store(job) for key, job in misses.items()}
-        where = "this process"
-    else:
-        # longest first: a GEMM/conv (tl.dot) compiles 3-10x longer than a pointwise or
-        # reduction kernel, and one started last would keep the batch waiting alone
-        order = sorted(misses, key=lambda k: _expected_cost(misses[k]), reverse=True)
-        for key in order:
-            _submitted(key)
-        with compile_times.stage("cubin compiles (waiting for the workers)"):
-            outcomes = dict(zip(order, _pool(workers, misses[order[0]].arch).map(
-                _compile_and_store,
-                                                          [misses[k] for k in order])))
-        where = "workers"
-    _note(outcomes, misses, where)
+def _collect(misses: dict, others: list) -> dict:
+    """key -> outcome (_compile_and_store's) of each miss compiling in the workers, waited
+    for; the stage timer tells those started before this batch from the `others`."""
+    futures = {key: _STARTED.pop(key) for key in list(misses) if key in _STARTED}
+    if not futures:
+        return {}
+    with compile_times.stage("cubin compiles (waiting for the workers)"):
+        outcomes = {key: future.result() for key, future in futures.items()}
+    joined = {job.key() for job in others}
+    for where, chosen in (("workers (started early)", False), ("workers", True)):
+        part = {key: value for key, value in outcomes.items() if (key in joined) == chosen}
+        _note(part, misses, where)
     return outcomes
 
 
@@ -293,7 +355,8 @@ def _note(outcomes: dict, jobs: dict, where: str) -> None:
         compile_times.item("kernel compiles (CPU s)", label, cpu)
         submit = _SUBMITS.pop(key, collected)
         compile_times.record("compile schedule", {
-            "kernel": label, "key": key, "cpu": cpu, "where": where, "worker": worker,
+            "kernel": label, "key": key, "expected": list(_expected_cost(job)), "cpu": cpu,
+            "where": where, "worker": worker,
             "submitted": submit[0], "submitted_cpu": submit[1], "began": began,
             "ended": ended, "collected": collected[0], "collected_cpu": collected[1]})
 
@@ -304,8 +367,20 @@ def _kind(job: CompileJob) -> str:
 
 
 def _expected_cost(job: CompileJob) -> tuple:
-    source = job.kernel.source
-    return ("tl.dot" in source, len(source))
+    """What orders the compiles, longest first: kernels with `tl.dot` (a GEMM/conv compiles
+    3-10x longer than a pointwise or reduction kernel), among them the larger output
+    tile (resnet18's convs, CPU s: BLOCK_M x BLOCK_N 128x256 2.3-5.3, 128x128 1.1-1.4,
+    64x64 0.9-1.1), then the longer source."""
+    kernel = job.kernel
+    dot = "tl.dot" in kernel.source
+    blocks = kernel.launch.constexprs
+    tile = blocks.get("BLOCK_M", 0) * blocks.get("BLOCK_N", 0) if dot else 0
+    return (dot, tile, len(kernel.source))
+
+
+def _priority(job: CompileJob) -> tuple:
+    """_expected_cost as a min-heap's key (the longest comes out first)."""
+    return tuple(-value for value in _expected_cost(job))
 
 
 def _compile_and_store(job: CompileJob) -> tuple:
