@@ -39,13 +39,15 @@ def schedule_of(row: dict) -> list[dict]:
 
 
 def model(row: dict, workers: int, main_scale: float, worker_scale: float,
-          warm_up: float, order: str = "fifo", costs: dict | None = None) -> dict:
+          warm_up: float, order: str = "fifo", costs: dict | None = None,
+          opens: str = "recorded") -> dict:
     """Modelled seconds of the call (see the module docstring)."""
     jobs = sorted(schedule_of(row), key=lambda r: r["submitted_cpu"])
     costs = costs or {}
     cost = {id(j): costs.get(j.get("key"), j["cpu"]) * worker_scale for j in jobs}
     began_cpu, main_cpu = row["began_cpu"], row["main_cpu"]
-    opened = row.get("notes", {}).get("compile workers opened before the trace", 0)
+    opened = {"start": 1, "hand-over": 0}.get(
+        opens, row.get("notes", {}).get("compile workers opened before the trace", 0))
     free: list[float] = []                      # when each worker is next free (heap)
     delay, ends, pending = 0.0, {}, list(jobs)
     for wait_cpu in sorted({r["collected_cpu"] for r in jobs}):
@@ -114,6 +116,10 @@ def main() -> None:
                         help="JSON list of {key, cpu}: each compile's CPU seconds measured "
                              "elsewhere (one process, serially: less noise than a loaded "
                              "pool's), replacing the recorded ones by kernel key")
+    parser.add_argument("--pool-opens", choices=("recorded", "start", "hand-over"),
+                        default="recorded",
+                        help="when the pool opens: as the run noted, at the call's start, "
+                             "or at the first hand-over (ember before open_early)")
     parser.add_argument("--gpu", type=float, default=0.0,
                         help="seconds of GPU-only work to add (conv timings, module loads)")
     args = parser.parse_args()
@@ -129,7 +135,7 @@ def main() -> None:
         with open(args.costs) as f:
             costs = {r["key"]: r["cpu"] for r in json.load(f)}
     out = model(row, args.workers, args.main_scale, args.worker_scale, warm_up, args.order,
-                costs)
+                costs, args.pool_opens)
     print(f"{row['call']}: measured {row['seconds']:.2f} s wall here; model for "
           f"{args.workers} workers (main x{args.main_scale}, workers x{args.worker_scale}, "
           f"warm-up {warm_up:.2f} s, GPU-only +{args.gpu:.2f} s):")
