@@ -565,8 +565,6 @@ def _python_scalar(value, dtype):
 def copy_into(target: Tensor, source: Tensor) -> None:
     """target[...] = source (same shape; cast to target's dtype), on the current stream."""
     if not source.is_cuda:
-        if _host_into_dense(target, source):
-            return
         source = upload(source._values(), None, tensor_index(target))
     if target.numel() == 0 or _transposed_copy(target, source):
         return
@@ -575,36 +573,6 @@ def copy_into(target: Tensor, source: Tensor) -> None:
     generated = _copy_source(shape, src_strides, source.dtype, source._array.extent(),
                              dst_strides, target.dtype, target._array.extent())
     launch(generated, [source, target], tensor_index(target))
-
-
-def _host_into_dense(target: Tensor, source: Tensor) -> bool:
-    """Host values of the target's dtype into a dense target (its elements fill its memory,
-    in any dim order): the bytes, arranged on the host in the target's memory order, are
-    copied straight in. One host-to-device copy instead of an upload and a copy kernel, which
-    a cold process compiled first (BatchNorm's num_batches_tracked update in a training
-    step's trace stalled the trace for a compile). False where the general copy is needed."""
-    shape, strides = tuple(target.shape), tuple(target.stride())
-    if source.dtype != target.dtype or target.numel() == 0 or not _dense(shape, strides):
-        return False
-    from ..runtime.cuda.stream import copy_host_to_device, current_stream
-    values = np.asarray(source._values())
-    host = np.empty(target.numel(), values.dtype)
-    np.lib.stride_tricks.as_strided(host, shape, [s * host.itemsize for s in strides])[...] = values
-    index = tensor_index(target)
-    copy_host_to_device(data_ptr(target), host, current_stream(index))
-    return True
-
-
-def _dense(shape: tuple, strides: tuple) -> bool:
-    """Whether a (shape, strides) view covers its memory exactly once: its strides, largest
-    first, are those of a contiguous tensor of its sizes (size-1 dims aside)."""
-    expected = 1
-    for size, stride in sorted(((n, st) for n, st in zip(shape, strides) if n != 1),
-                               key=lambda d: d[1]):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 @functools.lru_cache(maxsize=512)
