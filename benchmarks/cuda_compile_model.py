@@ -13,8 +13,8 @@ modelled, `--line N` picks another). The model:
 
 - the main thread runs its measured CPU seconds, times `--main-scale` (the target host's
   core against this one's);
-- each compile is handed to the workers when the main thread had spent the CPU seconds
-  it had spent when it was handed over (device_compile records both), and a worker runs
+- each compile is handed over when the modelled main thread reaches the CPU seconds it
+  had spent at that hand-over in the run (device_compile records them), and a worker runs
   it for its measured CPU seconds times `--worker-scale` (or those of `--costs`); a free
   worker takes the waiting job `--order` says; the pool's workers are ready `--warm-up`
   seconds after it opened (at the call's start where the stage timer noted so, else at
