@@ -21,6 +21,10 @@ forward, 128 tokens a sample: use --batch 32; MSELoss, AdamW), `--model mlp` its
 kernels (EMBER_TRITON_LITERAL_SIZES=0, opt-in in ember); `--literal-sizes` bakes sizes into
 every generated kernel (one body per shape, ember's default), on the same code.
 
+With EMBER_COMPILE_TIMES=<file>.json in the environment the children also append each
+call's figures to that file, every compile's schedule included: benchmarks/
+cuda_compile_model.py models the cold call on the GPU host's 16 cores from it.
+
 `--times` runs the children with EMBER_COMPILE_TIMES=1 and prints their stage tables
 (ir/compile_times.py: finer stages than below, the compile workers' CPU per kernel, the
 kernels compiled one at a time). The counts line gives, per row, the compiles made one at

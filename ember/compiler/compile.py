@@ -307,6 +307,13 @@ def guard_key(args) -> tuple:
     return tuple(key)
 
 
+def backend_compiling(backend, what: str):
+    """The context of one compile of a call (trace to plan) that the backend wants around it,
+    if any: CudaBackend opens its compile workers at the start (`what` names the call)."""
+    hook = getattr(backend, "compiling", None)
+    return hook(what) if hook is not None else contextlib.nullcontext()
+
+
 def wrap_results(value, backend=None):
     """Plan results (nested tuples/lists of buffers) as Tensors: host arrays are adopted,
     the backend wraps its own buffers, Python scalars and None pass through."""

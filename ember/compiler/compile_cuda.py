@@ -376,6 +376,18 @@ class CudaBackend:
         self._pending_timings: list[tuple] = []
 
     @contextlib.contextmanager
+    def compiling(self, what: str):
+        """Around one compile of a call, trace to plan (compile.backend_compiling): the
+        compile workers open at its start, so their start overlaps the trace and passes,
+        unless `what` was compiled before over this cache (eager_cuda.open_compile_workers);
+        a compile that finishes marks it."""
+        opened = self.precompile and eager_cuda.open_compile_workers(what, self.index)
+        yield
+        if self.precompile:
+            eager_cuda.compiled_once(what)
+        compile_times.note("compile workers opened before the trace", int(opened))
+
+    @contextlib.contextmanager
     def batch_compile(self):
         """While a plan is built: kernels are collected, then compiled together (disk cache,
         then parallel workers) on exit. Yields a record whose `failed` says whether Triton
@@ -403,9 +415,9 @@ class CudaBackend:
         with compile_times.stage("dry run (the eager steps' kernels)"), \
                 cudnn_conv.specs_wanted() as wanted:
             eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        eager_cuda.start_compiles(eager, self.index)
         specs = _cudnn_specs(plan, pending, wanted, self.index)
         if specs:     # built while the workers compile (a build holds this thread only)
-            eager_cuda.start_compiles(eager, self.index)
             _build_cudnn_plans(specs, self.index)
         done = eager_cuda.compile_kernels(requests + timing + eager, self.index)
         for step, (generated, alignment), ok in zip(steps, requests, done):

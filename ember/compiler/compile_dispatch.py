@@ -31,7 +31,7 @@ from ..ir.registry import Tag, is_op
 from ..ir.symbolic import SymbolicTensor
 from ..passes.partition import PartitionError
 from ..frontend.autograd import grad_mode
-from .compile import CompileStats, build_inference_plan
+from .compile import CompileStats, backend_compiling, build_inference_plan
 from .compile_autograd import TrainingEntry, build_training_entry, run_training_entry
 from .compile_guards import (config, describe_function, flatten, guard_key_of, leaf_names,
                              log, recompile_reasons, unflatten)
@@ -231,10 +231,12 @@ class Dispatcher:
             self.backend.unwrap(tensor)     # anything compiles
         watcher = ModuleWatcher()
         try:
-            with compile_times.stage("trace"):
-                traced = trace_call(self.fn, leaves, spec, watcher)
-            with compile_times.stage("compile (the rest: graph, guards, stats)"):
-                entry = self._build(traced, leaves, start)
+            # a backend with compile workers may open them now, beside the trace
+            with backend_compiling(self.backend, f"ember.compile {self.name} {key!r}"):
+                with compile_times.stage("trace"):
+                    traced = trace_call(self.fn, leaves, spec, watcher)
+                with compile_times.stage("compile (the rest: graph, guards, stats)"):
+                    entry = self._build(traced, leaves, start)
         except StepFunctionFound:
             self.step_route = StepRoute(self)
             return None

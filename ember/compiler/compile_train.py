@@ -63,7 +63,7 @@ from ..ir.symbolic import GraphBuilder, build_graph
 from ..passes.autograd import (FORWARD, backprop, copy_functional, parameters_replaced,
                                requires_grad_nodes, symbolic)
 from ..frontend.autograd import grad_mode
-from .compile import COMPILE_BACKENDS, CompileStats, guard_key
+from .compile import COMPILE_BACKENDS, CompileStats, backend_compiling, guard_key
 from .compile_train_graph import (StepLayout, TrainPlan, batchnorm_modules, buffers_restored,
                                   check_batchnorms,
                                   check_scalar_loss, compile_step_graph,
@@ -176,11 +176,15 @@ class CompiledTrainStep:
     # -- compiling ----------------------------------------------------------------------------
     def _compile(self, args) -> TrainPlan:
         start = time.perf_counter()
-        with compile_times.stage("trace (forward)"):
-            graph, constants, layout = self._trace(args)
-        with compile_times.stage("compile (the rest: autodiff graph, guards, stats)"):
-            return compile_step_graph(graph, constants, layout, self.pipeline, self.options,
-                                      start, self.backend)
+        # a backend with compile workers may open them now, beside the trace (CudaBackend)
+        what = (f"compile_train_step {type(self.model).__qualname__} "
+                f"{type(self.loss_fn).__qualname__} {self._guard(args)!r}")
+        with backend_compiling(self.backend, what):
+            with compile_times.stage("trace (forward)"):
+                graph, constants, layout = self._trace(args)
+            with compile_times.stage("compile (the rest: autodiff graph, guards, stats)"):
+                return compile_step_graph(graph, constants, layout, self.pipeline,
+                                          self.options, start, self.backend)
 
     def _trace(self, args) -> tuple[Graph, dict, StepLayout]:
         check_batchnorms(self.model)

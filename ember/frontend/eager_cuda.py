@@ -248,6 +248,25 @@ def start_compiles(requests: list[tuple], index: int) -> None:
                           if (generated.key(), tuple(alignment), index) not in _KERNELS])
 
 
+def open_compile_workers(what: str, index: int) -> bool:
+    """Open the compile worker pool now, before a call's trace, where `what` (the call) was
+    not compiled before over this cache (device_compile.open_early). Not under Triton's
+    interpreter (nothing is compiled there)."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        return False
+    from ..codegen.triton import device_compile
+    from ..runtime.cuda import driver
+    major, minor = driver.capability(index)
+    return device_compile.open_early(what, major * 10 + minor)
+
+
+def compiled_once(what: str) -> None:
+    """`what` compiled over this cache: a later process opens no workers early for it."""
+    if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        from ..codegen.triton import device_compile
+        device_compile.compiled_once(what)
+
+
 def _job(generated, alignment, index: int):
     from ..codegen.triton.device_compile import CompileJob
     from ..runtime.cuda import driver

@@ -90,6 +90,20 @@ def timed(name: str):
     return wrap
 
 
+def recording() -> bool:
+    """Whether a call is being timed on this thread (callers skip gathering figures
+    otherwise)."""
+    return _open() is not None
+
+
+def record(kind: str, row: dict) -> None:
+    """One row of a kind that only the JSON output carries (EMBER_COMPILE_TIMES=<file>.json):
+    each compile's schedule, read by benchmarks/cuda_compile_model.py."""
+    call = _open()
+    if call is not None:
+        call["records"].setdefault(kind, []).append(row)
+
+
 def note(name: str, value: float) -> None:
     """Add `value` to figure `name` of the open call (e.g. worker CPU seconds)."""
     call = _open()
@@ -113,7 +127,8 @@ def call(label: str, sync=None):
     if not enabled() or _open() is not None:
         yield
         return
-    record = {"stages": {}, "notes": {}, "items": {}, "stack": [0.0]}
+    record = {"stages": {}, "notes": {}, "items": {}, "records": {}, "stack": [0.0],
+              "began": time.monotonic(), "began_cpu": time.thread_time()}
     _state.call = record
     _open_calls[0] += 1
     start = time.perf_counter()
@@ -126,6 +141,7 @@ def call(label: str, sync=None):
         _state.call = None
         _open_calls[0] -= 1
         total = time.perf_counter() - start
+        record["main_cpu"] = time.thread_time() - record["began_cpu"]
         outside = total - record["stack"][0]
         record["stages"]["other (outside any stage)"] = [outside, 1]
         sys.stderr.write(format_table(label, total, record) + "\n")
@@ -143,13 +159,16 @@ def _append_json(label: str, total: float, record: dict) -> None:
     row = {"call": label, "seconds": total,
            "stages": {k: v[0] for k, v in record["stages"].items()},
            "counts": {k: v[1] for k, v in record["stages"].items()},
-           "notes": record["notes"], "items": record["items"]}
+           "notes": record["notes"], "items": record["items"], "records": record["records"],
+           "began": record["began"], "began_cpu": record["began_cpu"],
+           "main_cpu": record["main_cpu"]}
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
 
 
 def format_table(label: str, total: float, record: dict) -> str:
-    lines = [f"ember compile times: {label}: {total:.3f} s wall",
+    lines = [f"ember compile times: {label}: {total:.3f} s wall, "
+             f"{record.get('main_cpu', 0.0):.3f} s CPU of this thread",
              f"  {'stage':<52}{'seconds':>9}{'count':>8}"]
     rows = sorted(record["stages"].items(), key=lambda kv: -kv[1][0])
     lines += [f"  {name:<52}{sec:>9.3f}{n:>8}" for name, (sec, n) in rows]

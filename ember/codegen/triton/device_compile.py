@@ -39,9 +39,13 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import hashlib
+import heapq
+import itertools
 import json
 import multiprocessing
 import os
+import threading
+import time
 from dataclasses import dataclass
 
 from ...ir import compile_times
@@ -143,7 +147,15 @@ def store(job: CompileJob, result: DeviceBinary) -> None:
 
 
 def compile_cached(job: CompileJob) -> DeviceBinary:
-    """From the disk cache, else compiled here and stored."""
+    """From the disk cache, else compiled and stored: by a worker where the pool is open
+    (its first-compile cost, ~0.5 CPU s, was paid when it started: _warm_worker), else
+    here. Raises what stopped the compile."""
+    workers = default_workers()
+    if workers > 1 and workers in _POOLS:
+        result = compile_many([job], workers)[0]
+        if isinstance(result, CompileFailure):
+            raise result
+        return result
     found = cached(job)
     if found is None:
         with compile_times.stage("cubin compiles (this process)"):
@@ -176,15 +188,106 @@ def start(jobs: list[CompileJob], workers: int | None = None) -> int:
         key = job.key()
         if key in _STARTED or _paths(job)[1].exists():
             continue
-        _STARTED[key] = _pool(workers).submit(_compile_and_store, job)
+        _STARTED[key] = _queue(workers, job.arch).submit(job)
+        _submitted(key)
         started += 1
     return started
 
 
+class _LongestFirst:
+    """The worker pool fed from a priority queue: a free worker takes the longest waiting
+    compile (_expected_cost), not the first handed over. A plan's kernels are handed over
+    as they are generated and its eager steps' after its dry run, and these hold its
+    longest compiles (the weight-gradient GEMMs, 3-5 s each where a pointwise kernel takes
+    0.1-0.5 s): in a first-in-first-out pool they waited behind every kernel handed over
+    before them and ended the batch alone (resnet18's training step on 16 workers: 11.0 s
+    modelled first-in-first-out, 7.8 longest-first; benchmarks/cuda_compile_model.py).
+    The pool holds at most one compile per worker; each one done (a callback on the
+    pool's own thread) hands the next over."""
+
+    def __init__(self, pool: concurrent.futures.ProcessPoolExecutor, workers: int):
+        self.pool, self.workers = pool, workers
+        self.lock = threading.Lock()
+        self.waiting: list = []                # heap of (-expected cost, order, job, future)
+        self.running = 0
+        self.order = itertools.count()
+
+    def submit(self, job: CompileJob) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self.lock:
+            heapq.heappush(self.waiting, (_priority(job), next(self.order), job, future))
+        self._feed()
+        return future
+
+    def _feed(self) -> None:
+        while True:
+            with self.lock:
+                if self.running >= self.workers or not self.waiting:
+                    return
+                _, _, job, future = heapq.heappop(self.waiting)
+                self.running += 1
+            try:
+                inner = self.pool.submit(_compile_and_store, job)
+            except Exception as err:  # noqa: BLE001 - a pool shut down or broken
+                self._done(future, None, err)
+                continue
+            inner.add_done_callback(functools.partial(self._done, future))
+
+    def _done(self, future, inner, error=None) -> None:
+        with self.lock:
+            self.running -= 1
+        error = error or inner.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(inner.result())
+        self._feed()
+
+
+_QUEUES: dict[int, _LongestFirst] = {}
+
+
+def _queue(workers: int, arch: int) -> _LongestFirst:
+    queue = _QUEUES.get(workers)
+    if queue is None:
+        queue = _QUEUES[workers] = _LongestFirst(_pool(workers, arch), workers)
+    return queue
+
+
+def open_early(what: str, arch: int, workers: int | None = None) -> bool:
+    """Before a compile whose kernels are not known yet (a call about to be traced, its
+    passes run and its plan built): open the worker pool now, so its workers' start and
+    first-compile costs (_warm_worker: ~0.5-1 s each) overlap the trace and passes
+    instead of the first compiles. Not when `what` (the call: its function and guard, as
+    text) was compiled before over this cache (a marker written by `compiled_once`): its
+    kernels are then likely on disk, and a pool would only cost forks and imports. Not
+    where compiles run in this process (`workers` <= 1). Returns whether it opened one."""
+    workers = default_workers() if workers is None else workers
+    if workers <= 1 or workers in _POOLS or _marker(what).exists():
+        return False
+    _pool(workers, arch).submit(os.getpid)      # a fork pool starts every worker at once
+    return True
+
+
+def compiled_once(what: str) -> None:
+    """Mark `what` compiled over this cache (see open_early)."""
+    path = _marker(what)
+    if not path.exists():
+        try:
+            write_atomic(path, b"")
+        except OSError:
+            pass                               # a read-only cache: the pool opens early
+
+
+def _marker(what: str):
+    return cache_dir() / "compiled" / hashlib.sha256(what.encode()).hexdigest()[:24]
+
+
 def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     """Each job's DeviceBinary, or the CompileFailure that stopped it, in order: disk hits
-    first, then the compiles `start` began, the other misses in parallel worker
-    processes (in this process when one is missing or `workers` <= 1)."""
+    first, then the compiles `start` began, the other misses in the worker processes too
+    (in this process where `workers` <= 1, or for a lone miss while no pool is open)."""
+    workers = default_workers() if workers is None else workers
     found: dict = {}                       # one disk lookup per distinct compiled code
     for job in jobs:
         if job.key() not in found:
@@ -194,68 +297,104 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     for job, r in zip(jobs, results):
         if r is None:
             misses.setdefault(job.key(), job)
-    early = {key: _STARTED.pop(key) for key in list(misses) if key in _STARTED}
-    outcomes = {}
-    if early:
-        with compile_times.stage("cubin compiles (waiting for the workers)"):
-            outcomes = {key: future.result() for key, future in early.items()}
-        _note(outcomes, misses, "workers (started early)")
-        misses = {key: job for key, job in misses.items() if key not in early}
-    outcomes.update(_compile_misses(misses, workers))
-    compiled = {key: value for key, (value, _) in outcomes.items()}
+    # the misses not started join the workers' queue (longest first) before any is waited for
+    others = [job for key, job in misses.items() if key not in _STARTED]
+    if len(others) > 1 or (others and (workers in _POOLS or len(others) < len(misses))):
+        start(others, workers)
+    outcomes = _collect(misses, others)
+    rest = {key: job for key, job in misses.items() if key not in outcomes}
+    if rest:
+        with compile_times.stage("cubin compiles (this process)"):
+            here = {key: _compile_and_store(job) for key, job in rest.items()}
+        _note(here, rest, "this process")
+        outcomes.update(here)
+    compiled = {key: outcome[0] for key, outcome in outcomes.items()}
     return [r if r is not None else _as_result(compiled[job.key()])
             for job, r in zip(jobs, results)]
 
 
-def _compile_misses(misses: dict, workers: int | None) -> dict:
-    """key -> (binary or error text, CPU seconds) for each job of `misses`."""
-    workers = default_workers() if workers is None else workers
-    if len(misses) < 2 or workers <= 1:
-        with compile_times.stage("cubin compiles (this process)"):
-            outcomes = {key: _compile_and_store(job) for key, job in misses.items()}
-        where = "this process"
-    else:
-        # longest first: a GEMM/conv (tl.dot) compiles 3-10x longer than a pointwise or
-        # reduction kernel, and one started last would keep the batch waiting alone
-        order = sorted(misses, key=lambda k: _expected_cost(misses[k]), reverse=True)
-        with compile_times.stage("cubin compiles (waiting for the workers)"):
-            outcomes = dict(zip(order, _pool(workers).map(_compile_and_store,
-                                                          [misses[k] for k in order])))
-        where = "workers"
-    _note(outcomes, misses, where)
+def _collect(misses: dict, others: list) -> dict:
+    """key -> outcome (_compile_and_store's) of each miss compiling in the workers, waited
+    for; the stage timer tells those started before this batch from the `others`."""
+    futures = {key: _STARTED.pop(key) for key in list(misses) if key in _STARTED}
+    if not futures:
+        return {}
+    with compile_times.stage("cubin compiles (waiting for the workers)"):
+        outcomes = {key: future.result() for key, future in futures.items()}
+    joined = {job.key() for job in others}
+    for where, chosen in (("workers (started early)", False), ("workers", True)):
+        part = {key: value for key, value in outcomes.items() if (key in joined) == chosen}
+        _note(part, misses, where)
     return outcomes
 
 
+def _submitted(key: str) -> None:
+    """When a compile was handed to the workers, for the stage timer's schedule: the
+    call's wall clock and its main thread's CPU seconds (nothing when the timer is off)."""
+    if compile_times.recording():
+        _SUBMITS[key] = (time.monotonic(), time.thread_time())
+
+
+# job key -> (monotonic seconds, this thread's CPU seconds) when it was handed to the workers
+_SUBMITS: dict[str, tuple] = {}
+
+
 def _note(outcomes: dict, jobs: dict, where: str) -> None:
-    """The stage timer's figures of these compiles (compile_times: nothing when off)."""
+    """The stage timer's figures of these compiles (compile_times: nothing when off):
+    counts, CPU seconds per kernel, and each compile's schedule (submitted, began and
+    ended in a worker, collected) for benchmarks/cuda_compile_model.py."""
     if not outcomes:
         return
     compile_times.note(f"cubins compiled in {where}", len(outcomes))
     compile_times.note(f"CPU seconds of compiles in {where}",
-                       sum(cpu for _, cpu in outcomes.values()))
-    for key, (_, cpu) in outcomes.items():
+                       sum(outcome[1] for outcome in outcomes.values()))
+    collected = time.monotonic(), time.thread_time()
+    for key, (_, cpu, began, ended, worker) in outcomes.items():
         job = jobs[key]
-        kind = "dot" if "tl.dot" in job.kernel.source else "no dot"
-        compile_times.item("kernel compiles (CPU s)", f"{job.kernel.name} [{kind}, "
-                           f"{job.kernel.launch.num_warps} warps, "
-                           f"{job.kernel.launch.num_stages} stages]", cpu)
+        label = f"{job.kernel.name} [{_kind(job)}]"
+        compile_times.item("kernel compiles (CPU s)", label, cpu)
+        submit = _SUBMITS.pop(key, collected)
+        compile_times.record("compile schedule", {
+            "kernel": label, "key": key, "expected": list(_expected_cost(job)), "cpu": cpu,
+            "where": where, "worker": worker,
+            "submitted": submit[0], "submitted_cpu": submit[1], "began": began,
+            "ended": ended, "collected": collected[0], "collected_cpu": collected[1]})
+
+
+def _kind(job: CompileJob) -> str:
+    dot = "dot" if "tl.dot" in job.kernel.source else "no dot"
+    return f"{dot}, {job.kernel.launch.num_warps} warps, {job.kernel.launch.num_stages} stages"
 
 
 def _expected_cost(job: CompileJob) -> tuple:
-    source = job.kernel.source
-    return ("tl.dot" in source, len(source))
+    """What orders the compiles, longest first: kernels with `tl.dot` (a GEMM/conv compiles
+    3-10x longer than a pointwise or reduction kernel), among them the larger output
+    tile (resnet18's convs, CPU s: BLOCK_M x BLOCK_N 128x256 2.3-5.3, 128x128 1.1-1.4,
+    64x64 0.9-1.1), then the longer source."""
+    kernel = job.kernel
+    dot = "tl.dot" in kernel.source
+    blocks = kernel.launch.constexprs
+    tile = blocks.get("BLOCK_M", 0) * blocks.get("BLOCK_N", 0) if dot else 0
+    return (dot, tile, len(kernel.source))
+
+
+def _priority(job: CompileJob) -> tuple:
+    """_expected_cost as a min-heap's key (the longest comes out first)."""
+    return tuple(-value for value in _expected_cost(job))
 
 
 def _compile_and_store(job: CompileJob) -> tuple:
     """Runs in a worker: (the binary or the error as text, CPU seconds it took with
-    ptxas, the child process Triton runs)."""
-    begin = _cpu_seconds()
+    ptxas, the child process Triton runs; monotonic seconds it began and ended; the
+    worker's process id and when it started and was ready: _warm_worker)."""
+    began, begin = time.monotonic(), _cpu_seconds()
     try:
         result = compile_one(job)
     except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
-        return f"{type(err).__name__}: {str(err)[:2000]}", _cpu_seconds() - begin
-    store(job, result)
-    return result, _cpu_seconds() - begin
+        result = f"{type(err).__name__}: {str(err)[:2000]}"
+    else:
+        store(job, result)
+    return result, _cpu_seconds() - begin, began, time.monotonic(), (os.getpid(),) + _READY
 
 
 def _cpu_seconds() -> float:
@@ -279,20 +418,45 @@ def default_workers() -> int:
 _POOLS: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
 
 
-def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+def _pool(workers: int, arch: int = 90) -> concurrent.futures.ProcessPoolExecutor:
+    """The pool of `workers` processes, started (warming up for sm_`arch`) on first use."""
     pool = _POOLS.get(workers)
     if pool is None:
         context = multiprocessing.get_context("fork")
         pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(
-            workers, context, initializer=_warm_worker)
+            workers, context, initializer=_warm_worker, initargs=(arch,))
     return pool
 
 
-def _warm_worker() -> None:
-    """A new worker imports Triton's compiler at once: when `start` opened the pool while
-    the plan is still being built, that import overlaps the build instead of delaying
-    the worker's first compile."""
+# in a worker: monotonic seconds when it started and when _warm_worker was done
+_READY: tuple = ()
+
+
+def _warm_worker(arch: int) -> None:
+    """A new worker makes its first compile at once, of a kernel of its own: when `start`
+    opened the pool while the plan is still being built, what a process's first compile
+    costs beyond the kernel's own work overlaps the build instead of delaying the worker's
+    first real compile: importing Triton's compiler and code generator, hashing Triton's
+    sources and library for its cache key, asking ptxas its version (~0.5 CPU s, against
+    ~0.05 s for a small kernel after it). Nothing is stored in ember's cubin cache."""
+    global _READY
+    began = time.monotonic()
     try:
-        import triton.compiler  # noqa: F401
-    except Exception:  # noqa: BLE001 - the compile itself reports what is wrong
+        compile_one(CompileJob(_WARM_UP, (True, True), arch))
+    except Exception:  # noqa: BLE001 - the real compiles report what is wrong
         pass
+    _READY = (began, time.monotonic())
+
+
+def _warm_up_kernel() -> GeneratedKernel:
+    from .source import LaunchSpec
+    name = "ember_compile_worker_warm_up"
+    source = (f"@triton.jit\ndef {name}(in0_ptr, out0_ptr, XBLOCK: tl.constexpr):\n"
+              "    x = tl.arange(0, XBLOCK)\n"
+              "    tl.store(out0_ptr + x, tl.load(in0_ptr + x) + 1.0)\n")
+    spec = LaunchSpec(name, [("in0_ptr", "*fp32"), ("out0_ptr", "*fp32")], {"XBLOCK": 128},
+                      (1, 1, 1), "fixed", 4)
+    return GeneratedKernel(source, spec)
+
+
+_WARM_UP = _warm_up_kernel()
