@@ -58,7 +58,8 @@ def _trace_call(func, args: tuple, kwargs: dict, argnums, has_aux: bool, what: s
         return out
 
     traced = trace(run, [tensor_meta(leaves[i]) for i in positions])
-    wrt = [k for k, i in enumerate(positions) if owner[i] in nums]
+    # in argnums' order: grad(f, argnums=(1, 0)) returns (d/dy, d/dx), as torch's does
+    wrt = [k for n in nums for k, i in enumerate(positions) if owner[i] == n]
     for k in wrt:
         if not is_differentiable_meta(traced.graph.placeholders[k].meta["val"]):
             raise AutogradError(f"{what}: argument {owner[positions[k]]} has dtype "
@@ -70,7 +71,10 @@ def _trace_call(func, args: tuple, kwargs: dict, argnums, has_aux: bool, what: s
 
 
 def _check_argnums(argnums, n_args: int, what: str) -> tuple:
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not isinstance(argnums, (int, tuple)):
+        raise ValueError(f"{what}: argnums must be an int or a tuple of ints, got "
+                         f"{type(argnums).__name__} ({argnums!r})")
+    nums = (argnums,) if isinstance(argnums, int) else argnums
     if not nums or not all(isinstance(n, int) for n in nums):
         raise ValueError(f"{what}: argnums must be an int or a non-empty tuple of ints, "
                          f"got {argnums!r}")
@@ -102,6 +106,10 @@ def grad_and_value(func: Callable, argnums=0, has_aux: bool = False) -> Callable
     def wrapper(*args, **kwargs):
         call = _trace_call(func, args, kwargs, argnums, has_aux, "grad_and_value")
         metas = call.output_metas()
+        main = call.traced.out_spec.children[0] if has_aux else call.traced.out_spec
+        if main.kind != "leaf":
+            raise AutogradError(f"grad_and_value(f)(*args): Expected f(*args) to return a "
+                                f"scalar Tensor, got a {main.kind} of outputs")
         out = metas[0]
         if out.numel() != 1 or out.ndim != 0:
             raise AutogradError(f"grad_and_value(f)(*args): Expected f(*args) to return a "

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ember.ir.errors import TraceError
-from ember.ir.graph import Graph, OpKind
+from ember.ir.graph import Graph, Node, OpKind
+from ember.ir.registry import Tag
 from ember.ir.meta import TensorMeta, meta_of
 from ember.ir.symbolic import GraphBuilder, SymbolicTensor, call_graph
 
@@ -89,7 +90,34 @@ def trace(fn: Callable, metas: list[TensorMeta], names=None) -> Traced:
                 raise TraceError(f"a transformed function must return tensors (or "
                                  f"tuples/lists/dicts of them), got {type(leaf).__name__}")
         builder.output(tuple(_lift_output(builder, leaf) for leaf in leaves))
+    _functionalize_view_mutations(builder.graph)
     return Traced(builder.graph, builder.constants, builder.captured, spec, len(metas))
+
+
+def _functionalize_view_mutations(graph: Graph) -> None:
+    """`y[0] = v` on a local tensor records `copy_` into a select view, which the graph
+    passes (autograd, vmap) refuse as aliasing; rewrite such graphs to their out-of-place
+    form (scatters into the base), as torch.func's transforms see them."""
+    from ..fx.functionalize_graph import CannotFunctionalize, functionalize_graph
+    if any(_mutates_a_view(n) for n in graph.nodes):
+        try:
+            functionalize_graph(graph)
+        except CannotFunctionalize:
+            pass    # the pass that meets the mutation names it and the user's line
+
+
+def _mutates_a_view(node) -> bool:
+    target = node.target
+    if node.op != OpKind.call_function or Tag.INPLACE not in getattr(target, "tags", ()):
+        return False
+    mutated = node.args[0] if node.args else None
+    if not isinstance(mutated, Node) or mutated.op == OpKind.placeholder:
+        return False
+    return _is_view(mutated) or any(_is_view(u) for u in mutated.users)
+
+
+def _is_view(node) -> bool:
+    return node.op == OpKind.call_function and Tag.VIEW in getattr(node.target, "tags", ())
 
 
 def _lift_output(builder: CapturingBuilder, leaf):
