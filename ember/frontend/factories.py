@@ -503,7 +503,8 @@ def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=
 
 def _like_device(input, device):
     """A *_like factory's device: the one given, else the input's (PyTorch's default)."""
-    if device is not None or input._storage.device == "cpu":
+    storage = getattr(input, "_storage", None)     # a value traced by a transform has none
+    if device is not None or (storage is not None and storage.device == "cpu"):
         return device
     return input.device
 
