@@ -199,9 +199,9 @@ LOOPED = {
 
 def _shared_index_rule(op, bound, ctx):
     """index_select/index_add: one index for the whole batch shifts dims; a different
-    index per example loops."""
+    index per example (or a 0-d example) loops."""
     index = bound[arg_index(op, "index")]
-    if index.is_batched:
+    if index.is_batched or bound[0].logical_ndim == 0:    # a 0-d self has no dim to shift
         return loop_rule(op, bound, ctx)
     out = list(bound)
     out[arg_index(op, "index")] = index.value
@@ -209,6 +209,24 @@ def _shared_index_rule(op, bound, ctx):
 
 
 RULES["index_select"] = RULES["index_add"] = _shared_index_rule
+
+
+def _scalar_example_as_vector(rule: Callable, squeeze_result: bool) -> Callable:
+    """vander and unfold read a 0-d example as a 1-element vector: run the rule on that
+    vector (unfold's result then loses the window dim a vector's has)."""
+    def wrapped(op, bound, ctx):
+        i = op.schema.tensor_arg_indices[0]
+        if bound[i].logical_ndim != 0:
+            return rule(op, bound, ctx)
+        out = list(bound)
+        out[i] = Batched(with_front_tensors(op, bound, ctx, False)[i].unsqueeze(1), 0)
+        result = rule(op, out, ctx)
+        return Batched(result.value.squeeze(1), 0) if squeeze_result else result
+    return wrapped
+
+
+RULES["unfold"] = _scalar_example_as_vector(_dims, squeeze_result=True)
+RULES["linalg_vander"] = _scalar_example_as_vector(matrix_batch_rule, squeeze_result=False)
 
 
 class _VmapInfo:

@@ -96,6 +96,14 @@ def reduction_rule(op, bound, ctx):
     names = [a.name for a in op.schema.args]
     dim_index = names.index("dim") if "dim" in names else None
     dim = bound[dim_index] if dim_index is not None else None
+    if isinstance(dim, bool) and "unbiased" in names:
+        # var(x, True) / std(x, False): PyTorch's (self, unbiased) overload, no dim
+        bound = list(bound)
+        bound[names.index("unbiased")], bound[dim_index], dim = dim, None, None
+    if op.name == "norm" and bound[names.index("p")] == "nuc" and dim is None:
+        # the nuclear norm is a matrix norm: over the example's two dims, not flattened
+        bound = list(bound)
+        bound[dim_index] = dim = list(range(b.logical_ndim))
     if dim_index is not None and dim not in (None, []) and b.logical_ndim > 0:
         return dim_rule()(op, bound, ctx)
     return _reduce_flattened(op, bound, ctx, b, dim_index)

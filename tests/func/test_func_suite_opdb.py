@@ -1,0 +1,35 @@
+"""vmap over PyTorch's OpInfo samples (op_db), as functorch's test_vmap checks that
+every op has a batch rule: for every in-scope entry ember resolves, its first float64
+sample as two examples, batched two ways ("all": every tensor at dim 0; "input": only
+the input, at its last dim), must give the op's per-example results stacked
+(tests/func/opdb_vmap.py has the check). Where torch.func.vmap refuses the same call
+(running statistics updated in place from a batched input, split points read from a
+tensor), ember must raise too."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("expecttest", reason="PyTorch's OpInfo database needs expecttest")
+import opdb_vmap  # noqa: E402
+
+ENTRIES = dict(opdb_vmap.candidates())
+
+
+@pytest.mark.parametrize("mode", ["all", "input"])
+@pytest.mark.parametrize("key", sorted(ENTRIES))
+def test_vmap_over_opinfo_sample(key, mode):
+    info = ENTRIES[key]
+    samples = opdb_vmap.first_samples(info)
+    if not samples:
+        pytest.skip(f"{key}: no float64 samples")
+    try:
+        why = opdb_vmap.check(info, samples[0], mode)
+    except opdb_vmap.Unsuited as exc:
+        pytest.skip(f"{key}: {exc}")
+    if isinstance(why, opdb_vmap.Raised) and opdb_vmap.torch_refuses(info, samples[0], mode):
+        return      # ember raises where torch.func.vmap does
+    assert why is None, f"vmap over {key} [{mode}]: {why}"
+
+
+def test_the_survey_covers_many_entries():
+    assert len(ENTRIES) > 450, sorted(ENTRIES)
