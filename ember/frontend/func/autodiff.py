@@ -57,7 +57,8 @@ def _trace_call(func, args: tuple, kwargs: dict, argnums, has_aux: bool, what: s
                                 f"tuple, got {type(out).__name__}")
         return out
 
-    traced = trace(run, [tensor_meta(leaves[i]) for i in positions])
+    traced = trace(run, [tensor_meta(leaves[i]) for i in positions], grad_enabled=True,
+                   stop_at_no_grad=what != "jvp")
     # in argnums' order: grad(f, argnums=(1, 0)) returns (d/dy, d/dx), as torch's does
     wrt = [k for n in nums for k, i in enumerate(positions) if owner[i] == n]
     for k in wrt:
