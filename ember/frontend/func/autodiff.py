@@ -112,6 +112,9 @@ def grad_and_value(func: Callable, argnums=0, has_aux: bool = False) -> Callable
             raise AutogradError(f"grad_and_value(f)(*args): Expected f(*args) to return a "
                                 f"scalar Tensor, got a {main.kind} of outputs")
         out = metas[0]
+        if out.dtype.is_complex:
+            raise AutogradError(f"grad_and_value(f)(*args): grad can be implicitly created "
+                                f"only for real scalar outputs but got {out.dtype}")
         if out.numel() != 1 or out.ndim != 0:
             raise AutogradError(f"grad_and_value(f)(*args): Expected f(*args) to return a "
                                 f"scalar Tensor, got tensor with {out.ndim} dims "
@@ -205,6 +208,9 @@ def jvp(func: Callable, primals, tangents, *, has_aux: bool = False):
         if tuple(p.shape) != tuple(t.shape):
             raise ValueError(f"jvp: tangent {k} has shape {list(t.shape)} but its primal "
                              f"has shape {list(p.shape)}")
+    # a tangent is taken in its primal's dtype (torch.func.jvp casts it the same way)
+    tangent_leaves = [t.to(p.dtype) if t.dtype != p.dtype else t
+                      for p, t in zip(call.leaves, tangent_leaves)]
     outputs, tangent_out = _run_jvp(call, tangent_leaves)
     value = _unflatten_out(call, outputs)
     main_spec = call.traced.out_spec.children[0] if has_aux else call.traced.out_spec
