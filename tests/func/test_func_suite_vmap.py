@@ -175,7 +175,23 @@ VMAP = {
         lambda a, b: a.clone().add_(b), in_dims=(0, None))(x, y), [B34, (4,)]),
     "setitem_local": (lambda m, f, x: f.vmap(_set_first)(x), [B34]),
     "inplace_on_batched_input": (lambda m, f, x: _inplace_input(f, x), [B34]),
+    "inplace_both_batched": (lambda m, f, x, y: (f.vmap(lambda a, b: a.mul_(b))(x, y), x),
+                             [B34, B34]),
+    "inplace_in_dim_1": (lambda m, f, x: (f.vmap(lambda a: a.add_(1), in_dims=1)(x), x),
+                         [B34]),
+    "inplace_through_view_of_input": (lambda m, f, x: (f.vmap(lambda a: a[0].mul_(5))(x), x),
+                                      [B34]),
+    "copy_unbatched_into_batched": (lambda m, f, x, y: (f.vmap(lambda a: a.copy_(y))(x), x),
+                                    [B34, (4,)]),
+    "inplace_captured_unbatched_with_unbatched": (lambda m, f, x, y: _captured_inplace(f, x, y),
+                                                  [B34, (4,)]),
+    "fill_on_batched": (lambda m, f, x: (f.vmap(lambda a: a.fill_(2.5))(x), x), [B34]),
 }
+
+
+def _captured_inplace(f, x, y):
+    out = f.vmap(lambda a: (y.add_(1), a * 2)[1])(x)
+    return out, y
 
 
 def _set_first(a):
