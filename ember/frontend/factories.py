@@ -368,7 +368,8 @@ def _traced_linspace(start, end, steps: int, dt):
                       for v in (start, end))
     index = OPS["arange"](0, steps, 1, dtype=work)
     step = (end - start) / max(steps - 1, 1)
-    points = OPS["where"](index < steps // 2, start + step * index,
+    halfway = steps // 2 if steps > 1 else 1        # one point: `start`
+    points = OPS["where"](index < halfway, start + step * index,
                           end - step * ((steps - 1) - index))
     return OPS["convert_element_type"](points, dt)
 

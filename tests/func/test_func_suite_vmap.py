@@ -168,6 +168,26 @@ VMAP = {
     "to_dtype": (lambda m, f, x: f.vmap(lambda a: a.to(m.float32) * 2)(x), [B34]),
     "clone_contiguous": (lambda m, f, x: f.vmap(lambda a: a.t().contiguous().clone())(x),
                          [B234]),
+    # --- 0-d examples through dim-taking ops ------------------------------------------
+    "scalar_example_softmax": (lambda m, f, x: f.vmap(lambda a: a.softmax(0))(x), [B3]),
+    "scalar_example_cumsum": (lambda m, f, x: f.vmap(lambda a: a.cumsum(-1))(x), [B3]),
+    "scalar_example_sort": (lambda m, f, x: tuple(f.vmap(lambda a: a.sort(0))(x)), [B3]),
+    "scalar_example_topk": (lambda m, f, x: tuple(f.vmap(lambda a: a.topk(1))(x)), [B3]),
+    "scalar_example_kthvalue": (lambda m, f, x: tuple(f.vmap(lambda a: a.kthvalue(1))(x)),
+                                [B3]),
+    "scalar_example_transpose_argsort": (lambda m, f, x: f.vmap(
+        lambda a: a.transpose(0, -1).argsort(0) + a.movedim(0, 0).log_softmax(-1))(x), [B3]),
+    "scalar_example_max_dim": (lambda m, f, x: tuple(f.vmap(lambda a: a.max(0))(x)), [B3]),
+    "median_dim_namedtuple": (lambda m, f, x: tuple(f.vmap(lambda a: a.median(0))(x)), [B34]),
+    "linspace_tensor_ends": (lambda m, f, x, y: f.vmap(lambda a, b: m.linspace(a, b, 5,
+                                                                                dtype=a.dtype))(
+        x, y), [B3, B3]),
+    "linspace_one_step": (lambda m, f, x, y: f.vmap(lambda a, b: m.linspace(a, b, 1,
+                                                                             dtype=a.dtype))(
+        x, y), [B3, B3]),
+    "logspace_tensor_start": (lambda m, f, x: f.vmap(lambda a: m.logspace(a, 2.0, 4, base=2.0,
+                                                                          dtype=a.dtype))(x),
+                              [B3]),
     # --- in-place ops ----------------------------------------------------------------
     "inplace_on_local": (lambda m, f, x: f.vmap(lambda a: a.clone().mul_(2).add_(1))(x),
                          [B34]),
@@ -335,6 +355,13 @@ def test_unbatched_output_at_out_dim_1_is_expanded_there():
     want = np.repeat(np.exp(np.arange(4.0))[:, None], 3, axis=1)
     assert tuple(got.shape) == (4, 3)
     np.testing.assert_allclose(got.numpy(), want)
+
+
+def test_flip_of_scalar_examples():
+    """torch 2.13's vmap fails on flip(0) of 0-d examples (its rule shifts the dim past
+    the batch); flipping a scalar is the scalar, which ember returns."""
+    x = ember.arange(3, dtype=ember.float64)
+    np.testing.assert_array_equal(F.vmap(lambda a: a.flip(0))(x).numpy(), x.numpy())
 
 
 def test_vmap_keeps_function_metadata():
