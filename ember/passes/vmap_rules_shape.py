@@ -80,6 +80,9 @@ def dim_rule(expand: bool = False, result_extra_dims: int = 0) -> Callable:
         rank = first_tensor(op, bound).logical_ndim + result_extra_dims
         if rank == 0 and len(op.schema.tensor_arg_indices) == 1:
             return _scalar_example_dims(op, bound, ctx)
+        if rank == 0:               # gather/scatter of scalars: rare, one op per example
+            from .vmap_rules_nn import loop_rule
+            return loop_rule(op, bound, ctx)
         out = with_front_tensors(op, bound, ctx, expand)
         for i, arg in enumerate(op.schema.args):
             if arg.name in DIM_ARGS and out[i] is not None and not arg.holds_tensors:
@@ -169,6 +172,8 @@ def squeeze_rule(op, bound, ctx):
     b, dim = bound
     if dim is None:
         dim = [d for d, s in enumerate(b.logical_shape) if s == 1]
+    if b.logical_ndim == 0:         # squeeze(0) of a scalar (dim 0 or -1): the scalar
+        return b
     dims = dim if isinstance(dim, (list, tuple)) else [dim]
     return Batched(front(b).squeeze(shift(list(dims), b.logical_ndim)), 0)
 

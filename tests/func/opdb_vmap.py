@@ -113,7 +113,8 @@ def _input_dim(value) -> int:
 
 def _leaves(result):
     import ember
-    if isinstance(result, ember.Tensor):
+    from ember.ir.symbolic import SymbolicTensor
+    if isinstance(result, (ember.Tensor, SymbolicTensor)):
         return [result]
     if isinstance(result, (list, tuple)):
         return [x for r in result for x in _leaves(r)]
@@ -187,7 +188,7 @@ def _compare(got, per) -> str | None:
     if len(got) != len(per[0]):
         return f"{len(got)} outputs, expected {len(per[0])}"
     for k, (g, a, b) in enumerate(zip(got, per[0], per[1])):
-        want = np.stack([a.numpy(), b.numpy()])
+        want = np.stack([a.detach().numpy(), b.detach().numpy()])
         have = g.numpy()
         if have.shape != want.shape:
             return f"output {k}: shape {have.shape}, expected {want.shape}"
@@ -237,3 +238,73 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# --- vmap of vjp (functorch's test_vmapvjp) ------------------------------------------------
+def _cotangent(out, k: int):
+    import ember
+    n = max(out.numel(), 1)
+    values = np.linspace(-1.0, 1.0, n)[:out.numel()].reshape(tuple(out.shape)) * (1 + 0.25 * k)
+    return ember.tensor(values).to(out.dtype)
+
+
+def _float_leaves(result):
+    return [r for r in _leaves(result) if r.dtype.is_floating_point]
+
+
+def check_vjp(info, sample) -> str | None:
+    """vmap over two examples of vjp(op) (cotangents batched too) against each example's
+    eager autograd.grad; raises Unsuited where the sample has nothing to differentiate."""
+    import ember
+    import ember.func
+    fn = resolve(info)
+    first, second, dims, tensor_kw, other_kw = examples(sample, "all")
+    diff = [i for i, v in enumerate(first) if _is_tensor(v) and v.is_floating_point()]
+    if not diff:
+        raise Unsuited("no floating point tensor argument")
+    n_pos = len(first) - len(tensor_kw)
+
+    def call(*args):
+        kw = dict(zip(tensor_kw, args[n_pos:]), **opinfo.to_ember(other_kw))
+        return fn(*args[:n_pos], **kw)
+    per, cots = [], []
+    try:
+        for k, example in enumerate((first, second)):
+            args = [_ember_plain(v) for v in example]
+            for i in diff:
+                args[i].requires_grad_(True)
+            floats = _float_leaves(call(*args))
+            keep = [j for j, o in enumerate(floats) if o.requires_grad]
+            outs = [floats[j] for j in keep]
+            if not outs:
+                raise Unsuited("no differentiable output")
+            cots.append([_cotangent(o, k) for o in outs])
+            grads = ember.autograd.grad(outs, [args[i] for i in diff], cots[-1],
+                                        allow_unused=True)
+            per.append([g if g is not None else ember.zeros_like(args[i])
+                        for g, i in zip(grads, diff)])
+    except Unsuited:
+        raise
+    except Exception as exc:  # noqa: BLE001 - eager autograd rejects it: not a case
+        raise Unsuited(f"eager gradient failed: {type(exc).__name__}: {exc}") from exc
+
+    def one(*values):
+        args, example_cots = list(values[:len(first)]), values[len(first):]
+
+        def f(*d):
+            a = list(args)
+            for i, v in zip(diff, d):
+                a[i] = v
+            floats = _float_leaves(call(*a))
+            return tuple(floats[j] for j in keep)      # the outputs eager autograd tracks
+        return ember.func.vjp(f, *[args[i] for i in diff])[1](tuple(example_cots))
+    e0 = [_ember_plain(v) for v in first]
+    e1 = [_ember_plain(v) for v in second]
+    batched = [_stack(a, b, 0) if d is not None else a for a, b, d in zip(e0, e1, dims)]
+    stacked_cots = [ember.stack([a, b]) for a, b in zip(*cots)]
+    try:
+        got = ember.func.vmap(one, in_dims=tuple(dims) + (0,) * len(stacked_cots))(
+            *batched, *stacked_cots)
+    except Exception as exc:  # noqa: BLE001 - the failure is the finding
+        return Raised(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    return _compare(list(got), per)
