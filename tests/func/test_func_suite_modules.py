@@ -420,3 +420,46 @@ def test_ntk_methods_agree():
     a = _ntk_jacobian_contraction(em, ember, F, x1, x2, "full")
     b = _ntk_vps(em, ember, F, x1, x2)
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_ensemble_of_train_mode_batch_norm_after_replace_all_batch_norm_modules():
+    """The tutorials' recipe for vmap over models with BatchNorm in training mode: stop
+    tracking running statistics, then each model normalizes with its own batch's."""
+    ems, tms = _ensemble(_bn_net)
+    x = np.random.default_rng(7).standard_normal((3, 5, 4))
+    results = []
+    for lib, models in ((torch, tms), (ember, ems)):
+        for mod in models:
+            lib.func.replace_all_batch_norm_modules_(mod.train())
+        params, buffers = lib.func.stack_module_state(models)
+        base = copy.deepcopy(models[0]).to("meta")
+        results.append(lib.func.vmap(_fmodel(base, lib.func))(params, buffers,
+                                                              lib.tensor(x)))
+    close(results[1].detach(), results[0].detach(), 1e-7)
+
+
+def test_per_sample_grads_of_train_mode_batch_norm_model():
+    """Per-sample gradients through a BatchNorm that normalizes each sample's own batch
+    (running statistics off): vmap over batches of samples, grad inside."""
+    em, tm = _same_weights(_bn_net)
+    x = np.random.default_rng(8).standard_normal((3, 4, 4))
+    y = np.random.default_rng(9).integers(0, 2, size=(3, 4))
+    got = []
+    for lib, mod in ((torch, tm), (ember, em)):
+        lib.func.replace_all_batch_norm_modules_(mod.train())
+        params = {k: v.detach() for k, v in mod.named_parameters()}
+
+        def loss(p, xb, yb):
+            return lib.nn.functional.cross_entropy(lib.func.functional_call(mod, p, (xb,)), yb)
+        got.append(lib.func.vmap(lib.func.grad(loss), in_dims=(None, 0, 0))(
+            params, lib.tensor(x), lib.tensor(y)))
+    close(got[1], got[0], 1e-7)
+
+
+def test_vmap_of_a_module_call_with_buffers_in_eval_mode():
+    em, tm = _same_weights(_bn_net)
+    em.eval()
+    tm.eval()
+    x = np.random.default_rng(10).standard_normal((3, 2, 4))
+    want = torch.func.vmap(tm)(torch.tensor(x))
+    close(F.vmap(em)(ember.tensor(x)).detach(), want.detach(), 1e-7)
