@@ -67,13 +67,6 @@ def test_vmap_over_later_opinfo_samples(case, mode):
 # vmap of vjp (functorch's test_vmapvjp): the op's vjp over two examples, cotangents
 # batched too, against each example's eager autograd.grad
 VJP_EXPECTED_FAILURES = {
-    "native_batch_norm": "training batch norm updates its running statistics in place; "
-                         "the joint graph of vjp refuses in-place updates of its inputs",
-    "nn.functional.batch_norm": "training batch norm updates its running statistics in "
-                                "place; the joint graph of vjp refuses in-place updates of "
-                                "its inputs",
-    "nn.functional.instance_norm": "instance norm with running statistics updates them in "
-                                   "place; the joint graph of vjp refuses that",
     "tensor_split": "split points from a tensor need its values (torch's vmap has no batch "
                     "rule for that overload either)",
 }

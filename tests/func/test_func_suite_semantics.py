@@ -143,7 +143,44 @@ def _vmap_scatter_add(m, f, x, src):
     return f.vmap(lambda a, s: a.scatter_add(0, idx, s))(x, src)
 
 
+def _bn(m, x, w, rm, rv):
+    return m.nn.functional.batch_norm(x, rm, rv, w, None, training=True, momentum=0.5)
+
+
+def _grad_updates_running_stats(m, f, x, w, rm, rv):
+    g = f.grad(lambda x, w, rm, rv: (_bn(m, x, w, rm, rv) ** 3).sum(), argnums=(0, 1))(
+        x, w, rm, rv)
+    return g, rm, rv
+
+
+def _vjp_updates_running_stats(m, f, x, w, rm, rv, c):
+    out, fn = f.vjp(lambda x, w: _bn(m, x, w, rm, rv).sin(), x, w)   # stats captured
+    return out, fn(c), rm, rv
+
+
+def _jvp_updates_running_stats(m, f, x, w, rm, rv, t):
+    out = f.jvp(lambda x: _bn(m, x, w, rm, rv).tanh(), (x,), (t,))
+    return out, rm, rv
+
+
+def _inplace_on_input_inside_grad(m, f, x, y):
+    def fn(x, y):
+        y.mul_(2)
+        return (x * y).sum()
+    return f.grad(fn)(x, y), y
+
+
 SEMANTICS = {
+    "grad_updates_running_stats": (_grad_updates_running_stats, [(4, 3), (3,), (3,),
+                                                                   lambda rng: np.ones(3)]),
+    "vjp_updates_running_stats": (_vjp_updates_running_stats, [(4, 3), (3,), (3,),
+                                                                 lambda rng: np.ones(3),
+                                                                 (4, 3)]),
+    "jvp_updates_running_stats": (_jvp_updates_running_stats, [(4, 3), (3,), (3,),
+                                                                 lambda rng: np.ones(3),
+                                                                 (4, 3)]),
+    "inplace_on_undifferentiated_input_inside_grad": (_inplace_on_input_inside_grad,
+                                                      [V3, V3]),
     "no_grad_inside_grad": (_no_grad_inside, [V3]),
     "enable_grad_inside_grad": (_enable_grad_inside, [V3]),
     "no_grad_outside_grad": (_no_grad_outside, [V3]),

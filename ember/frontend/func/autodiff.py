@@ -17,7 +17,7 @@ from ember.ir.symbolic import call_graph
 from ember.passes.autograd import is_differentiable_meta, joint_graph
 
 from . import pytree
-from .tracing import Traced, is_tensor_like, tensor_meta, trace
+from .tracing import Traced, is_tensor_like, lift_input_mutations, tensor_meta, trace
 
 
 @dataclass
@@ -59,6 +59,7 @@ def _trace_call(func, args: tuple, kwargs: dict, argnums, has_aux: bool, what: s
 
     traced = trace(run, [tensor_meta(leaves[i]) for i in positions], grad_enabled=True,
                    stop_at_no_grad=what != "jvp")
+    lift_input_mutations(traced)
     # in argnums' order: grad(f, argnums=(1, 0)) returns (d/dy, d/dx), as torch's does
     wrt = [k for n in nums for k, i in enumerate(positions) if owner[i] == n]
     for k in wrt:
@@ -96,6 +97,22 @@ def _run_joint(call: _Call, cotangents: list):
     return list(outputs), list(grads)
 
 
+def _write_back(call: _Call, outputs: list) -> None:
+    """Copy the final values of inputs the function updated in place into them (the last
+    outputs, see tracing.lift_input_mutations); vjp_fn/jvp later reread the originals."""
+    mutated = call.traced.mutated_inputs
+    if not mutated:
+        return
+    from ..autograd.grad_mode import no_grad
+    constants = call.traced.constants
+    for k, value in zip(mutated, outputs[len(outputs) - len(mutated):]):
+        table = constants if isinstance(k, str) else call.leaves
+        original = table[k]
+        table[k] = original.detach().clone()        # what a later vjp_fn reads
+        with no_grad():
+            original.copy_(value)
+
+
 def _unflatten_out(call: _Call, outputs: list):
     return pytree.unflatten(call.traced.out_spec, outputs)
 
@@ -124,6 +141,7 @@ def grad_and_value(func: Callable, argnums=0, has_aux: bool = False) -> Callable
                       (ops.zeros_like(_zero_meta_value(m)) if is_differentiable_meta(m) else None)
                       for k, m in enumerate(metas)]
         outputs, grads = _run_joint(call, cotangents)
+        _write_back(call, outputs)
         value = _unflatten_out(call, outputs)
         gradient = pytree.unflatten(call.wrt_spec, grads)
         return gradient, value
@@ -153,6 +171,7 @@ def vjp(func: Callable, *primals, has_aux: bool = False):
     gradient per primal (a tuple)."""
     call = _trace_call(func, primals, {}, tuple(range(len(primals))), has_aux, "vjp")
     outputs = call.traced.run(call.traced.graph, call.leaves)
+    _write_back(call, outputs)
     value = _unflatten_out(call, outputs)
     metas = call.output_metas()
     n_main = call.n_outputs
@@ -212,6 +231,7 @@ def jvp(func: Callable, primals, tangents, *, has_aux: bool = False):
     tangent_leaves = [t.to(p.dtype) if t.dtype != p.dtype else t
                       for p, t in zip(call.leaves, tangent_leaves)]
     outputs, tangent_out = _run_jvp(call, tangent_leaves)
+    _write_back(call, outputs)
     value = _unflatten_out(call, outputs)
     main_spec = call.traced.out_spec.children[0] if has_aux else call.traced.out_spec
     tangent_value = pytree.unflatten(main_spec, tangent_out[:main_spec.num_leaves])

@@ -79,6 +79,10 @@ class Traced:
     out_spec: pytree.TreeSpec
     n_inputs: int
     aux: Any = field(default=None)
+    # inputs (placeholder indices) and captured tensors (constant names) the function
+    # updates in place (lift_input_mutations): their new values are the graph's last
+    # outputs, written back by the caller
+    mutated_inputs: list = field(default_factory=list)
 
     def run(self, graph: Graph, inputs: list) -> list:
         """Run a transformed `graph` (same placeholders) on inputs + captured values."""
@@ -160,6 +164,40 @@ def _mutates_locally(node) -> bool:
 
 def _is_view(node) -> bool:
     return node.op == OpKind.call_function and Tag.VIEW in getattr(node.target, "tags", ())
+
+
+def lift_input_mutations(traced: Traced) -> None:
+    """grad/vjp/jvp of a function that updates an input or a captured tensor in place
+    (training batch norm's running statistics): the graph is made functional and each
+    updated tensor's final value becomes an extra output after the function's, which the
+    caller copies into the tensor, as torch.func's transforms update it."""
+    from ..fx.functionalize_graph import CannotFunctionalize, functionalize_graph
+    graph = traced.graph
+    placeholders = graph.placeholders[:traced.n_inputs]
+    sources = set(placeholders) | {n for n in graph.nodes if n.op == OpKind.get_attr}
+    if not any(_is_inplace(n) and n.args and n.args[0] in sources for n in graph.nodes):
+        return
+    try:
+        functionalize_graph(graph)
+    except CannotFunctionalize:
+        return      # the autograd pass names the update it refuses
+    output = next(n for n in reversed(graph.nodes) if n.op == OpKind.output)
+    finals = []
+    for node in list(graph.nodes):
+        if node.op == OpKind.call_function and node.target is OPS["copy_"] and \
+                node.args[0] in sources and not node.users:
+            target = node.args[0]       # an input (its index) or a captured tensor (name)
+            traced.mutated_inputs.append(placeholders.index(target) if target.op ==
+                                         OpKind.placeholder else target.target)
+            final = node.args[1]
+            final.meta.setdefault("val", node.args[0].meta["val"])   # the input's meta
+            finals.append(final)
+            graph.erase_node(node)
+    output.args = (tuple(output.args[0]) + tuple(finals),)
+
+
+def _is_inplace(node) -> bool:
+    return node.op == OpKind.call_function and Tag.INPLACE in getattr(node.target, "tags", ())
 
 
 def _lift_output(builder: CapturingBuilder, leaf):
