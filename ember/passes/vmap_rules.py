@@ -46,7 +46,8 @@ RULES: dict[str, Callable] = {
     "permute": permute_rule, "t": t_rule, "repeat": repeat_rule, "tile": repeat_rule,
     "squeeze": squeeze_rule, "roll": roll_rule, "flatten": flatten_rule,
     "unsqueeze": dim_rule(result_extra_dims=1), "stack": dim_rule(True, 1),
-    "cat": _dims_expand, "hstack": hstack_rule, "vstack": vstack_rule,
+    "cat": lambda op, bound, ctx: _dims_expand(op, _without_legacy_empties(bound), ctx),
+    "hstack": hstack_rule, "vstack": vstack_rule,
     "gather": _dims_expand, "scatter": _dims_expand, "scatter_add": _dims_expand,
     "slice_scatter": _dims_expand, "select_scatter": _dims_expand,
     "diagonal_scatter": _dims_expand,
@@ -209,6 +210,16 @@ def _shared_index_rule(op, bound, ctx):
 
 
 RULES["index_select"] = RULES["index_add"] = _shared_index_rule
+
+
+def _without_legacy_empties(bound):
+    """cat skips 1-d empty tensors (PyTorch's legacy rule): they neither join the result
+    nor set the rank `dim` wraps against, so they leave the batched list too."""
+    tensors = bound[0]
+    kept = [t for t in tensors if tuple(getattr(t, "logical_shape", ())) != (0,)]
+    if not kept or len(kept) == len(tensors):
+        return bound
+    return [kept] + list(bound[1:])
 
 
 def _scalar_example_as_vector(rule: Callable, squeeze_result: bool) -> Callable:

@@ -34,20 +34,19 @@ def test_vmap_over_opinfo_sample(key, mode):
 
 # (entry, sample index) pairs past the first sample that once failed, kept as regressions
 # (0-d examples through dim-taking ops, namedtuple results of reductions over a dim,
-# linspace's tensor ends with one step); and those that still fail, with the reason
+# linspace's tensor ends with one step, cat's legacy skip of 1-d empty tensors); and those
+# that still fail, with the reason
 LATER_SAMPLES = ["cummax:2", "cummin:2", "cumprod:3", "cumsum:2", "logcumsumexp:2",
                  "max.reduction_with_dim:3", "min.reduction_with_dim:3", "median:1",
                  "nanmedian:1", "linspace.tensor_overload:3", "gather:5", "gather:6",
                  "scatter_add:6", "squeeze:7", "squeeze.multiple:5", "squeeze_copy:7",
                  "linalg.ldl_solve:4", "nn.functional.cross_entropy:5",
-                 "nn.functional.cross_entropy:7"]
+                 "nn.functional.cross_entropy:7", "cat:5"]
 EXPECTED_FAILURES = {
     "linalg.pinv:2": "ember's pinv schema takes float atol/rtol; a Tensor tolerance is read "
                      "eagerly only, so a traced (vmapped) one cannot be",
     "nn.functional.ctc_loss:1": "ctc_loss needs concrete input/target lengths; under vmap "
                                 "the length tensors are traced values",
-    "cat:5": "torch's legacy rule skipping a 1-d empty tensor in cat: vmap wraps dim=1 "
-             "against that tensor's rank and refuses",
     "nn.functional.embedding:5": "max_norm renormalizes the shared weight in place "
                                  "(embedding_renorm_), which vmap has no in-place rule for",
 }
