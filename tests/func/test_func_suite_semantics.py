@@ -170,7 +170,15 @@ def _inplace_on_input_inside_grad(m, f, x, y):
     return f.grad(fn)(x, y), y
 
 
+def _grad_of_grad_updating_input(m, f, x, c):
+    def inner(y, c):
+        c.add_(y.detach())
+        return (y ** 3).sum()
+    return f.grad(lambda x, c: f.grad(inner)(x, c).sin().sum())(x, c), c
+
+
 SEMANTICS = {
+    "grad_of_grad_updating_an_input": (_grad_of_grad_updating_input, [V3, V3]),
     "grad_updates_running_stats": (_grad_updates_running_stats, [(4, 3), (3,), (3,),
                                                                    lambda rng: np.ones(3)]),
     "vjp_updates_running_stats": (_vjp_updates_running_stats, [(4, 3), (3,), (3,),
