@@ -18,6 +18,7 @@ from ..ir import dispatch, dtypes
 from ..ir.errors import DTypeError, EmberError, ShapeError
 from ..ir.meta import MemoryFormat, check_layout, contiguous_format, preserve_format
 from ..ir.registry import OPS
+from ..ir.symbolic import SymbolicTensor
 from ..ir.unbacked import UnbackedValue
 from .conversions import check_device_available
 from .device import default_device_or, device as Device
@@ -337,6 +338,8 @@ def _check_steps(steps) -> None:
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     _check_steps(steps)
     dt = _space_dtype(start, end, dtype)
+    if _traced(start) or _traced(end):
+        return _finish(_traced_linspace(start, end, int(steps), dt), requires_grad, device)
     start, end = _endpoints(start, end, dt)
     arr = np.linspace(start, end, int(steps),
                       dtype=np.complex128 if dt.is_complex else np.float64)
@@ -346,6 +349,29 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
         arr = np.where(idx < int(steps) // 2, start + step * idx,
                        end - step * (int(steps) - 1 - idx))
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
+
+
+def _traced(value) -> bool:
+    """A tensor end of linspace/logspace that has no values yet (traced by vmap, grad,
+    ember.compile): the points are then computed with ops, not NumPy."""
+    return isinstance(value, SymbolicTensor)
+
+
+def _traced_linspace(start, end, steps: int, dt):
+    """torch's linspace from ops: the first half of the points stepped from `start`, the
+    rest back from `end` (so both ends are exact), in float64 then cast to `dt`."""
+    work = dtypes.complex128 if dt.is_complex else dtypes.float64
+    start, end = (OPS["convert_element_type"](v, work) if isinstance(v, SymbolicTensor)
+                  else v for v in (start, end))
+    if not (dt.is_floating_point or dt.is_complex):
+        start, end = (OPS["trunc"](v) if isinstance(v, SymbolicTensor) else float(math.trunc(v))
+                      for v in (start, end))
+    index = OPS["arange"](0, steps, 1, dtype=work)
+    step = (end - start) / max(steps - 1, 1)
+    halfway = steps // 2 if steps > 1 else 1        # one point: `start`
+    points = OPS["where"](index < halfway, start + step * index,
+                          end - step * ((steps - 1) - index))
+    return OPS["convert_element_type"](points, dt)
 
 
 def _space_dtype(start, end, dtype) -> dtypes.DType:
@@ -376,6 +402,9 @@ def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=N
              requires_grad=False) -> Tensor:
     _check_steps(steps)
     dt = _space_dtype(start, end, dtype)
+    if _traced(start) or _traced(end):
+        exponents = _traced_linspace(start, end, int(steps), dtypes.float64)
+        return _finish(OPS["pow"](float(base), exponents).to(dt), requires_grad, device)
     start, end = _endpoints(start, end, dt)
     arr = np.logspace(start, end, int(steps), base=base,
                       dtype=np.complex128 if dt.is_complex else np.float64)
@@ -503,7 +532,8 @@ def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=
 
 def _like_device(input, device):
     """A *_like factory's device: the one given, else the input's (PyTorch's default)."""
-    if device is not None or input._storage.device == "cpu":
+    storage = getattr(input, "_storage", None)     # a value traced by a transform has none
+    if device is not None or (storage is not None and storage.device == "cpu"):
         return device
     return input.device
 

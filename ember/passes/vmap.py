@@ -147,8 +147,20 @@ def batch_call(op: OpDef, bound: tuple, ctx: BatchContext):
             f"vmap: {op.name} is random; pass randomness='different' (independent per "
             f"example) or 'same' (one draw shared by the batch) to vmap{ctx.where()}")
     if not any(b.is_batched for b in tensor_args(op, bound)):
-        return wrap_unbatched(call(op, unwrap(bound)))
+        if Tag.RANDOM not in op.tags or ctx.randomness != "different":
+            return wrap_unbatched(call(op, unwrap(bound)))
+        # randn(4) under randomness='different' draws once per example (torch.func's
+        # semantics): the sampler runs on its first tensor argument spread over the batch
+        bound = _spread_first_tensor(op, bound, ctx.batch_size)
     return rule_for(op)(op, list(bound), ctx)
+
+
+def _spread_first_tensor(op: OpDef, bound: tuple, batch_size: int) -> tuple:
+    from .vmap_batchdim import materialize
+    i = op.schema.tensor_arg_indices[0]
+    spread = list(bound)
+    spread[i] = Batched(materialize(bound[i], batch_size), 0)
+    return tuple(spread)
 
 
 # --- helpers shared with the rules --------------------------------------------------------

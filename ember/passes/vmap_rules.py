@@ -46,7 +46,8 @@ RULES: dict[str, Callable] = {
     "permute": permute_rule, "t": t_rule, "repeat": repeat_rule, "tile": repeat_rule,
     "squeeze": squeeze_rule, "roll": roll_rule, "flatten": flatten_rule,
     "unsqueeze": dim_rule(result_extra_dims=1), "stack": dim_rule(True, 1),
-    "cat": _dims_expand, "hstack": hstack_rule, "vstack": vstack_rule,
+    "cat": lambda op, bound, ctx: _dims_expand(op, _without_legacy_empties(bound), ctx),
+    "hstack": hstack_rule, "vstack": vstack_rule,
     "gather": _dims_expand, "scatter": _dims_expand, "scatter_add": _dims_expand,
     "slice_scatter": _dims_expand, "select_scatter": _dims_expand,
     "diagonal_scatter": _dims_expand,
@@ -199,9 +200,9 @@ LOOPED = {
 
 def _shared_index_rule(op, bound, ctx):
     """index_select/index_add: one index for the whole batch shifts dims; a different
-    index per example loops."""
+    index per example (or a 0-d example) loops."""
     index = bound[arg_index(op, "index")]
-    if index.is_batched:
+    if index.is_batched or bound[0].logical_ndim == 0:    # a 0-d self has no dim to shift
         return loop_rule(op, bound, ctx)
     out = list(bound)
     out[arg_index(op, "index")] = index.value
@@ -209,6 +210,34 @@ def _shared_index_rule(op, bound, ctx):
 
 
 RULES["index_select"] = RULES["index_add"] = _shared_index_rule
+
+
+def _without_legacy_empties(bound):
+    """cat skips 1-d empty tensors (PyTorch's legacy rule): they neither join the result
+    nor set the rank `dim` wraps against, so they leave the batched list too."""
+    tensors = bound[0]
+    kept = [t for t in tensors if tuple(getattr(t, "logical_shape", ())) != (0,)]
+    if not kept or len(kept) == len(tensors):
+        return bound
+    return [kept] + list(bound[1:])
+
+
+def _scalar_example_as_vector(rule: Callable, squeeze_result: bool) -> Callable:
+    """vander and unfold read a 0-d example as a 1-element vector: run the rule on that
+    vector (unfold's result then loses the window dim a vector's has)."""
+    def wrapped(op, bound, ctx):
+        i = op.schema.tensor_arg_indices[0]
+        if bound[i].logical_ndim != 0:
+            return rule(op, bound, ctx)
+        out = list(bound)
+        out[i] = Batched(with_front_tensors(op, bound, ctx, False)[i].unsqueeze(1), 0)
+        result = rule(op, out, ctx)
+        return Batched(result.value.squeeze(1), 0) if squeeze_result else result
+    return wrapped
+
+
+RULES["unfold"] = _scalar_example_as_vector(_dims, squeeze_result=True)
+RULES["linalg_vander"] = _scalar_example_as_vector(matrix_batch_rule, squeeze_result=False)
 
 
 class _VmapInfo:

@@ -134,7 +134,27 @@ def matrix_batch_rule(op, bound, ctx):
     names = [a.name for a in op.schema.args]
     if "dim" in names:
         return _linalg_dims(op, bound, ctx, names.index("dim"))
-    return wrap_result(call(op, with_front_tensors(op, bound, ctx, expand=True)), 0)
+    out = with_front_tensors(op, bound, ctx, expand=True)
+    if op.name in _CORE_RANKS:
+        _align_example_batch_dims(op, bound, out)
+    return wrap_result(call(op, out), 0)
+
+
+# operands' core ranks (the rest of an example's dims are its own batch dims, which
+# broadcast from the right among the operands)
+_CORE_RANKS = {"linalg_ldl_solve": (2, 1, 2), "linalg_solve_triangular": (2, 2),
+               "lu_unpack": (2, 1)}
+
+
+def _align_example_batch_dims(op, bound, out) -> None:
+    """An example's operands may have different numbers of batch dims (LD (2, n, n) with
+    B (n, k)); with vmap's dim in front they would then broadcast against the wrong
+    dims, so the shorter ones get size-1 dims after vmap's."""
+    indices = op.schema.tensor_arg_indices
+    ranks = [bound[i].logical_ndim - core for i, core in zip(indices, _CORE_RANKS[op.name])]
+    for i, rank in zip(indices, ranks):
+        ndim = bound[i].logical_ndim
+        out[i] = pad_rank(out[i], ndim, ndim + max(ranks) - rank)
 
 
 def _linalg_dims(op, bound, ctx, dim_index: int):

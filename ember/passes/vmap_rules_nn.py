@@ -119,16 +119,19 @@ def _reduce_loss(op, bound, ctx, losses, ndim: int, reduction: str):
 
 def _class_loss_mean(op, bound, ctx, total):
     """PyTorch divides by the number of targets not equal to ignore_index (class indices)
-    or by the number of rows (class probabilities)."""
+    or by the number of rows, spatial positions included (class probabilities: every
+    element but the class dim's)."""
     target = bound[arg_index(op, "target")]
     if bound[arg_index(op, "weight")] is not None:
         raise BatchingRuleError(f"vmap: {op.name} with weight= and reduction='mean' has no "
                                 f"batching rule; use reduction='none'{ctx.where()}")
     t = materialize(target, ctx.batch_size)
     if t.dtype.is_floating_point:
-        rows = first_tensor(op, bound).logical_shape
-        count = rows[0] if len(rows) >= 2 else 1
-        return total / count
+        shape = first_tensor(op, bound).logical_shape
+        count = 1
+        for k, size in enumerate(shape):
+            count *= size if k != 1 else 1
+        return total / (count if len(shape) >= 2 else 1)
     kept = (t != bound[arg_index(op, "ignore_index")]).reshape([ctx.batch_size, -1])
     return total / ops.convert_element_type(kept.sum([1]), total.dtype)
 

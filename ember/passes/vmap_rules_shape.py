@@ -78,12 +78,31 @@ def dim_rule(expand: bool = False, result_extra_dims: int = 0) -> Callable:
     """
     def rule(op, bound, ctx):
         rank = first_tensor(op, bound).logical_ndim + result_extra_dims
+        if rank == 0 and len(op.schema.tensor_arg_indices) == 1:
+            return _scalar_example_dims(op, bound, ctx)
+        if rank == 0:               # gather/scatter of scalars: rare, one op per example
+            from .vmap_rules_nn import loop_rule
+            return loop_rule(op, bound, ctx)
         out = with_front_tensors(op, bound, ctx, expand)
         for i, arg in enumerate(op.schema.args):
             if arg.name in DIM_ARGS and out[i] is not None and not arg.holds_tensors:
                 out[i] = shift(out[i], rank)
         return wrap_result(call(op, out), 0)
     return rule
+
+
+def _scalar_example_dims(op, bound, ctx):
+    """A 0-d example (cumsum(x, 0), sort, softmax of a scalar): its dim 0 / -1 is read as
+    a size-1 dim, so the op runs on (batch, 1) at dim 1 and each result, 0-d per example
+    like the op's on a scalar, is reshaped back to (batch,)."""
+    out = with_front_tensors(op, bound, ctx, False)
+    i = op.schema.tensor_arg_indices[0]
+    out[i] = out[i].unsqueeze(1)
+    for k, arg in enumerate(op.schema.args):
+        if arg.name in DIM_ARGS and out[k] is not None and not arg.holds_tensors:
+            out[k] = shift(out[k], 1)
+    result = call(op, out)
+    return wrap_result(_map_tensors(result, lambda r: r.reshape([ctx.batch_size])), 0)
 
 
 _dims = dim_rule()
@@ -96,6 +115,14 @@ def reduction_rule(op, bound, ctx):
     names = [a.name for a in op.schema.args]
     dim_index = names.index("dim") if "dim" in names else None
     dim = bound[dim_index] if dim_index is not None else None
+    if isinstance(dim, bool) and "unbiased" in names:
+        # var(x, True) / std(x, False): PyTorch's (self, unbiased) overload, no dim
+        bound = list(bound)
+        bound[names.index("unbiased")], bound[dim_index], dim = dim, None, None
+    if op.name == "norm" and bound[names.index("p")] == "nuc" and dim is None:
+        # the nuclear norm is a matrix norm: over the example's two dims, not flattened
+        bound = list(bound)
+        bound[dim_index] = dim = list(range(b.logical_ndim))
     if dim_index is not None and dim not in (None, []) and b.logical_ndim > 0:
         return dim_rule()(op, bound, ctx)
     return _reduce_flattened(op, bound, ctx, b, dim_index)
@@ -123,6 +150,8 @@ def _reduce_flattened(op, bound, ctx, b: Batched, dim_index):
 
 
 def _map_tensors(result, fn):
+    if isinstance(result, tuple) and hasattr(result, "_fields"):     # torch.return_types
+        return type(result)(*(fn(r) for r in result))
     if isinstance(result, (list, tuple)):
         return type(result)(fn(r) for r in result)
     return fn(result)
@@ -143,6 +172,8 @@ def squeeze_rule(op, bound, ctx):
     b, dim = bound
     if dim is None:
         dim = [d for d, s in enumerate(b.logical_shape) if s == 1]
+    if b.logical_ndim == 0:         # squeeze(0) of a scalar (dim 0 or -1): the scalar
+        return b
     dims = dim if isinstance(dim, (list, tuple)) else [dim]
     return Batched(front(b).squeeze(shift(list(dims), b.logical_ndim)), 0)
 

@@ -17,7 +17,7 @@ from ember.ir.symbolic import call_graph
 from ember.passes.autograd import is_differentiable_meta, joint_graph
 
 from . import pytree
-from .tracing import Traced, is_tensor_like, tensor_meta, trace
+from .tracing import Traced, is_tensor_like, lift_input_mutations, tensor_meta, trace
 
 
 @dataclass
@@ -57,8 +57,11 @@ def _trace_call(func, args: tuple, kwargs: dict, argnums, has_aux: bool, what: s
                                 f"tuple, got {type(out).__name__}")
         return out
 
-    traced = trace(run, [tensor_meta(leaves[i]) for i in positions])
-    wrt = [k for k, i in enumerate(positions) if owner[i] in nums]
+    traced = trace(run, [tensor_meta(leaves[i]) for i in positions], grad_enabled=True,
+                   stop_at_no_grad=what != "jvp")
+    lift_input_mutations(traced)
+    # in argnums' order: grad(f, argnums=(1, 0)) returns (d/dy, d/dx), as torch's does
+    wrt = [k for n in nums for k, i in enumerate(positions) if owner[i] == n]
     for k in wrt:
         if not is_differentiable_meta(traced.graph.placeholders[k].meta["val"]):
             raise AutogradError(f"{what}: argument {owner[positions[k]]} has dtype "
@@ -70,7 +73,10 @@ def _trace_call(func, args: tuple, kwargs: dict, argnums, has_aux: bool, what: s
 
 
 def _check_argnums(argnums, n_args: int, what: str) -> tuple:
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not isinstance(argnums, (int, tuple)):
+        raise ValueError(f"{what}: argnums must be an int or a tuple of ints, got "
+                         f"{type(argnums).__name__} ({argnums!r})")
+    nums = (argnums,) if isinstance(argnums, int) else argnums
     if not nums or not all(isinstance(n, int) for n in nums):
         raise ValueError(f"{what}: argnums must be an int or a non-empty tuple of ints, "
                          f"got {argnums!r}")
@@ -91,6 +97,22 @@ def _run_joint(call: _Call, cotangents: list):
     return list(outputs), list(grads)
 
 
+def _write_back(call: _Call, outputs: list) -> None:
+    """Copy the final values of inputs the function updated in place into them (the last
+    outputs, see tracing.lift_input_mutations); vjp_fn/jvp later reread the originals."""
+    mutated = call.traced.mutated_inputs
+    if not mutated:
+        return
+    from ..autograd.grad_mode import no_grad
+    constants = call.traced.constants
+    for k, value in zip(mutated, outputs[len(outputs) - len(mutated):]):
+        table = constants if isinstance(k, str) else call.leaves
+        original = table[k]
+        table[k] = original.detach().clone()        # what a later vjp_fn reads
+        with no_grad():
+            original.copy_(value)
+
+
 def _unflatten_out(call: _Call, outputs: list):
     return pytree.unflatten(call.traced.out_spec, outputs)
 
@@ -102,7 +124,14 @@ def grad_and_value(func: Callable, argnums=0, has_aux: bool = False) -> Callable
     def wrapper(*args, **kwargs):
         call = _trace_call(func, args, kwargs, argnums, has_aux, "grad_and_value")
         metas = call.output_metas()
+        main = call.traced.out_spec.children[0] if has_aux else call.traced.out_spec
+        if main.kind != "leaf":
+            raise AutogradError(f"grad_and_value(f)(*args): Expected f(*args) to return a "
+                                f"scalar Tensor, got a {main.kind} of outputs")
         out = metas[0]
+        if out.dtype.is_complex:
+            raise AutogradError(f"grad_and_value(f)(*args): grad can be implicitly created "
+                                f"only for real scalar outputs but got {out.dtype}")
         if out.numel() != 1 or out.ndim != 0:
             raise AutogradError(f"grad_and_value(f)(*args): Expected f(*args) to return a "
                                 f"scalar Tensor, got tensor with {out.ndim} dims "
@@ -112,6 +141,7 @@ def grad_and_value(func: Callable, argnums=0, has_aux: bool = False) -> Callable
                       (ops.zeros_like(_zero_meta_value(m)) if is_differentiable_meta(m) else None)
                       for k, m in enumerate(metas)]
         outputs, grads = _run_joint(call, cotangents)
+        _write_back(call, outputs)
         value = _unflatten_out(call, outputs)
         gradient = pytree.unflatten(call.wrt_spec, grads)
         return gradient, value
@@ -141,6 +171,7 @@ def vjp(func: Callable, *primals, has_aux: bool = False):
     gradient per primal (a tuple)."""
     call = _trace_call(func, primals, {}, tuple(range(len(primals))), has_aux, "vjp")
     outputs = call.traced.run(call.traced.graph, call.leaves)
+    _write_back(call, outputs)
     value = _unflatten_out(call, outputs)
     metas = call.output_metas()
     n_main = call.n_outputs
@@ -196,7 +227,11 @@ def jvp(func: Callable, primals, tangents, *, has_aux: bool = False):
         if tuple(p.shape) != tuple(t.shape):
             raise ValueError(f"jvp: tangent {k} has shape {list(t.shape)} but its primal "
                              f"has shape {list(p.shape)}")
+    # a tangent is taken in its primal's dtype (torch.func.jvp casts it the same way)
+    tangent_leaves = [t.to(p.dtype) if t.dtype != p.dtype else t
+                      for p, t in zip(call.leaves, tangent_leaves)]
     outputs, tangent_out = _run_jvp(call, tangent_leaves)
+    _write_back(call, outputs)
     value = _unflatten_out(call, outputs)
     main_spec = call.traced.out_spec.children[0] if has_aux else call.traced.out_spec
     tangent_value = pytree.unflatten(main_spec, tangent_out[:main_spec.num_leaves])

@@ -15,6 +15,8 @@ def functional_call(module, parameters_and_buffers, args=(), kwargs=None, *,
     mapping = _merge(parameters_and_buffers)
     if strict:
         _check_strict(module, mapping)
+    if tie_weights:
+        mapping = _with_tied_names(module, mapping)
     if not isinstance(args, tuple):
         args = (args,)
     with _swapped(module, mapping):
@@ -32,6 +34,27 @@ def _merge(parameters_and_buffers) -> dict:
                              "of the given dictionaries")
         merged.update(part)
     return merged
+
+
+def _with_tied_names(module, mapping: dict) -> dict:
+    """tie_weights=True: a value given for one name of a tensor the module holds under
+    several names (`decoder.weight = encoder.weight`) replaces it under all of them."""
+    from itertools import chain
+    names_of: dict[int, list[str]] = {}
+    for name, tensor in chain(module.named_parameters(remove_duplicate=False),
+                              module.named_buffers(remove_duplicate=False)):
+        names_of.setdefault(id(tensor), []).append(name)
+    tied = dict(mapping)
+    for names in names_of.values():
+        given = [n for n in names if n in mapping]
+        if len(names) < 2 or not given:
+            continue
+        if len({id(mapping[n]) for n in given}) > 1:
+            raise ValueError(f"functional_call got multiple values for keys {sorted(given)}, "
+                             "which are tied. Consider using tie_weights=False")
+        for name in names:
+            tied.setdefault(name, mapping[given[0]])
+    return tied
 
 
 def _check_strict(module, mapping: dict) -> None:
