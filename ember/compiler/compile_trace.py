@@ -70,6 +70,9 @@ def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Tr
         try:
             inputs = [builder.placeholder(f"arg{i}", meta_of(t))
                       for i, t in enumerate(leaves)]
+            for value, t in zip(inputs, leaves):
+                if getattr(t, "requires_grad", False):
+                    value.requires_grad = True      # `if x.requires_grad:` reads eager's answer
             args, kwargs = unflatten(spec, inputs)
             out_leaves, out_spec = flatten(fn(*args, **kwargs))
         finally:
@@ -90,6 +93,11 @@ class _GradModeBuilder(GraphBuilder):
         if not grad_mode.is_grad_enabled():
             for leaf in flatten(value)[0]:
                 leaf.node.meta["no_grad"] = True
+        elif op.name != "detach" and any(getattr(t, "requires_grad", False)
+                                         for t in flatten(bound)[0]):
+            for leaf in flatten(value)[0]:      # as the eager tape: differentiable results
+                if leaf.dtype.is_floating_point or leaf.dtype.is_complex:
+                    leaf.requires_grad = True
         return value
 
 
