@@ -140,13 +140,19 @@ def assert_same(got, want, where, rtol=RTOL, atol=ATOL):
         assert type(got) is type(want) and got == want, f"{where}: {got!r} != {want!r}"
 
 
-def copy_weights(src, dst):
-    """dst (a module of the other library) gets src's parameters and buffers by name."""
-    if not isinstance(dst, (torch.nn.Module, ember.nn.Module)):
+def weights_of(module):
+    """A module's parameters and buffers as arrays, by name (None for a function)."""
+    if not isinstance(module, (torch.nn.Module, ember.nn.Module)):
+        return None
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def copy_weights(state, dst):
+    """dst (a module of either library) gets the arrays of weights_of() by name."""
+    if state is None or not isinstance(dst, (torch.nn.Module, ember.nn.Module)):
         return
     lib = ember if isinstance(dst, ember.nn.Module) else torch
-    state = {k: lib.tensor(v.detach().cpu().numpy()) for k, v in src.state_dict().items()}
-    dst.load_state_dict(state)
+    dst.load_state_dict({k: lib.tensor(v) for k, v in state.items()})
 
 
 def _builtin_kind(exc: BaseException) -> type:
@@ -184,6 +190,7 @@ def run(program, calls, lib, compile_with=None, grad=False, reference=None,
     fn = program(lib)
     if reference is not None:
         copy_weights(reference, fn)
+    initial = weights_of(fn)
     target = compile_with(fn) if compile_with else fn
     results, grads, args_all = [], [], []
     for spec in calls:
@@ -204,7 +211,7 @@ def run(program, calls, lib, compile_with=None, grad=False, reference=None,
                 sum(o.sum() for o in outs).backward()
             grads.append(_grads_of(fn, [args]))
     state = describe(observe(fn, args_all)) if observe else None
-    return fn, Outcome(results, grads, state)
+    return initial, Outcome(results, grads, state)
 
 
 def _compare(got: Outcome, want: Outcome, label, rtol, atol):
