@@ -105,7 +105,10 @@ class CustomBackendFunction:
         key = tuple(_signature(a) for a in args)
         fn = self.compiled.get(key)
         if fn is None:
-            fn = self._backend(self.graph_module, list(args))
+            # a graph without op calls (a function of shapes only) is not handed to the
+            # backend: torch.compile compiles no graph there either
+            fn = self._backend(self.graph_module, list(args)) if _has_calls(
+                self.graph_module) else self.graph_module.forward
             self.compiled[key] = fn
         return fn(*args)
 
@@ -167,6 +170,11 @@ class CustomBackendFunction:
 _VALUE_READ_METHODS = ("item", "tolist", "numpy")
 _COMPARISONS = {operator.lt, operator.le, operator.gt, operator.ge, operator.eq,
                 operator.ne, operator.invert, operator.and_, operator.or_}
+
+
+def _has_calls(gm) -> bool:
+    return any(node.op in ("call_function", "call_method", "call_module")
+               for node in gm.graph.nodes)
 
 
 def _name_of(model) -> str:

@@ -21,12 +21,13 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..ir.errors import TraceError
+from ..ir.errors import TraceError, format_frame, user_frame
 from ..ir.graph import Graph
 from ..ir.meta import meta_of
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
 from ..frontend.autograd import grad_mode
 from .compile_guards import flatten, unflatten
+from .compile_side_effects import PythonState
 from .compile_train_traced import _patched, _subclasses, scheduler_step_refusals
 
 
@@ -64,8 +65,47 @@ _EXAMPLES: list = []
 
 def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
     """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
-    `watcher` keeps what it saw even when the trace fails."""
-    with tracing("compile"), watcher.watching(), _GradModeBuilder() as builder:
+    `watcher` keeps what it saw even when the trace fails. Python state the trace
+    changed (compile_side_effects.py) is put back, and refused as a graph break: the plan
+    would not change it again on later calls."""
+    state = PythonState(fn)
+    try:
+        traced = _trace(fn, leaves, spec, watcher)
+    except BaseException:
+        state.restore()             # the eager run a break falls back to changes it once
+        raise
+    changed = state.changed()
+    if changed:
+        state.restore()
+        raise TraceError(
+            f"{getattr(fn, '__qualname__', type(fn).__name__)} changes Python state on each "
+            f"call ({', '.join(changed)}), which a compiled graph would not repeat on later "
+            f"calls: it runs eagerly (a graph break)")
+    return traced
+
+
+def _refuse_reseeding(seed: int) -> None:
+    frame = user_frame()
+    where = f"\n  at {format_frame(frame)}" if frame else ""
+    raise TraceError(f"manual_seed({seed}) inside a compiled function: the seed is set once "
+                     f"while tracing, not before the random ops of each call; the function "
+                     f"runs eagerly (a graph break){where}")
+
+
+@contextlib.contextmanager
+def _seeding_breaks():
+    """Seeding the generator inside the function is a graph break (`_refuse_reseeding`)."""
+    from ..frontend.random import ON_RESEED
+    ON_RESEED.append(_refuse_reseeding)
+    try:
+        yield
+    finally:
+        ON_RESEED.remove(_refuse_reseeding)
+
+
+def _trace(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
+    with tracing("compile"), watcher.watching(), _seeding_breaks(), \
+            _GradModeBuilder() as builder:
         _EXAMPLES.append((builder, leaves))
         try:
             inputs = [builder.placeholder(f"arg{i}", meta_of(t))

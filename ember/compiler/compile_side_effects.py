@@ -1,0 +1,129 @@
+"""Python side effects of a traced call: what a compiled plan would not repeat.
+
+A trace runs the function's Python once; the plan then replays only its tensor ops. A
+function that changes Python state on each call (appends to a list in its closure,
+counts calls in a global dict, `self.calls += 1` in a forward) would do that once, at
+compile time, where torch.compile replays the change every call. `PythonState` keeps a
+shallow copy of the state such code reaches (the containers in the function's closure
+cells, the mutable globals its code names, the plain attributes of the module or object
+it is bound to) before the trace; `changed()` names what the trace changed, and
+`restore()` puts it back so the eager run the graph break falls back to makes the change
+exactly once.
+"""
+from __future__ import annotations
+
+import types
+
+_CONTAINERS = (list, dict, set)
+_PLAIN = (int, float, complex, str, bool, type(None))
+
+
+def _codes(code: types.CodeType):
+    """code and the code objects nested in it (inner functions, comprehensions)."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def _function_and_owner(fn):
+    """(the Python function whose closure and globals the call reads, the object its
+    attributes hang on, or None)."""
+    forward = getattr(type(fn), "forward", None)
+    if forward is not None and not isinstance(fn, types.FunctionType):
+        return forward, fn                              # a module: its class's forward
+    if isinstance(fn, types.MethodType):
+        return fn.__func__, fn.__self__
+    return (fn if isinstance(fn, types.FunctionType) else None), None
+
+
+class PythonState:
+    """The Python state a call may change, copied shallowly before the trace."""
+
+    def __init__(self, fn):
+        self.entries: list = []          # (name, holder kind, holder, key, copy)
+        func, owner = _function_and_owner(fn)
+        if func is not None:
+            self._watch_function(func)
+        if owner is not None:
+            for key, value in vars(owner).items():
+                if isinstance(value, _PLAIN) or type(value) in _CONTAINERS:
+                    self._add(f"self.{key}", owner, key, value, attribute=True)
+
+    def _watch_function(self, func: types.FunctionType) -> None:
+        for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:          # a cell not yet filled
+                continue
+            if type(value) in _CONTAINERS:
+                self._add(name, None, None, value)
+        names = {n for code in _codes(func.__code__) for n in code.co_names}
+        for name in sorted(names):
+            value = func.__globals__.get(name)
+            if type(value) in _CONTAINERS:
+                self._add(name, None, None, value)
+
+    def _add(self, name, holder, key, value, attribute=False) -> None:
+        self.entries.append((name, holder, key, value, _copy(value), attribute))
+
+    def changed(self) -> list[str]:
+        """What the trace changed: 'log (a list)', 'self.calls'."""
+        out = []
+        for name, holder, key, value, before, attribute in self.entries:
+            now = getattr(holder, key, _MISSING) if attribute else value
+            if attribute and now is not value and not _same_plain(now, value):
+                out.append(name)
+            elif not attribute and not _same(value, before):
+                out.append(f"{name} (a {type(value).__name__})")
+            elif attribute and type(value) in _CONTAINERS and not _same(value, before):
+                out.append(f"{name} (a {type(value).__name__})")
+        return out
+
+    def restore(self) -> None:
+        for _, holder, key, value, before, attribute in self.entries:
+            if attribute and getattr(holder, key, _MISSING) is not value:
+                object.__setattr__(holder, key, value)
+            if type(value) in _CONTAINERS and not _same(value, before):
+                _put_back(value, before)
+
+
+_MISSING = object()
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, (list, set)):
+        return list(value)
+    return value
+
+
+def _same(value, before) -> bool:
+    """Unchanged: the same items, by identity (tensors have no plain ==)."""
+    if isinstance(value, set):
+        return value == set(before)
+    items = list(value.items()) if isinstance(value, dict) else list(value)
+    return len(items) == len(before) and all(
+        _item_same(a, b) for a, b in zip(items, before))
+
+
+def _item_same(a, b) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) == 2:
+        return a[0] == b[0] and _same_plain(a[1], b[1])      # dict items
+    return _same_plain(a, b)
+
+
+def _same_plain(a, b) -> bool:
+    return a is b or (isinstance(a, _PLAIN) and type(a) is type(b) and a == b)
+
+
+def _put_back(value, before) -> None:
+    if isinstance(value, dict):
+        value.clear()
+        value.update(before)
+    elif isinstance(value, list):
+        value[:] = before
+    else:
+        value.clear()
+        value.update(before)
