@@ -82,6 +82,8 @@ class CustomBackendFunction:
         self.fullgraph = fullgraph
         self._forget()
         _LIVE.add(self)
+        from .compile import keep_function_names
+        keep_function_names(self, model)
 
     def _forget(self) -> None:
         """Nothing compiled yet (torch._dynamo.reset())."""
@@ -92,6 +94,9 @@ class CustomBackendFunction:
         self.skip = False                   # True: runs eagerly (compile_lazy.py)
 
     def __call__(self, *args, **kwargs):
+        from .dynamo_names import current_stance
+        if current_stance() == "force_eager":     # set_stance: the backend is not called
+            return self.model(*args, **kwargs)
         if self.graph_module is None and not self.breaks:
             self._trace()
         if self.skip:           # a graph break in its loop: torch runs such a frame eagerly
