@@ -51,6 +51,7 @@ _methods.install_attributes(Tensor)
 _methods.install_attributes(_SymbolicTensor)
 # x.shape and x.device in a traced function are eager's ember.Size and ember.device
 _SymbolicTensor._shape_type = Size
+_SymbolicTensor.public_class = Tensor      # isinstance(traced, ember.Tensor) in user code
 _SymbolicTensor.device = property(lambda self: device(self.meta.device))
 
 from . import nn  # noqa: E402

@@ -34,7 +34,8 @@ from typing import Callable
 from ..backends import registry
 from ..ir.registry import OPS, Promotion, Tag, is_op
 from ..ir.errors import EmberError, TraceError
-from ..frontend.tensor import Tensor
+from ..frontend.tensor import Tensor, is_tensor
+from .compile_side_effects import PythonGuard
 from .compile_guards import log
 
 
@@ -92,12 +93,16 @@ class CustomBackendFunction:
         self.breaks = False                 # True: runs segment by segment
         self.segments: dict[tuple, Callable] = {}
         self.skip = False                   # True: runs eagerly (compile_lazy.py)
+        self.python_guard = None            # compile_side_effects.PythonGuard of the graph
 
     def __call__(self, *args, **kwargs):
         from .dynamo_names import current_stance
         if current_stance() == "force_eager":     # set_stance: the backend is not called
             return self.model(*args, **kwargs)
+        if self.python_guard is not None and self.python_guard.changed() is not None:
+            self._forget()          # a global or attribute the graph baked in changed
         if self.graph_module is None and not self.breaks:
+            self.python_guard = PythonGuard(self.model, is_tensor)
             self._trace()
         if self.skip:           # a graph break in its loop: torch runs such a frame eagerly
             return self.model(*args, **kwargs)
@@ -166,7 +171,7 @@ class CustomBackendFunction:
 
     def __getattr__(self, name: str):
         if name in ("model", "compiler_fn", "backend_name", "graph_module", "compiled",
-                    "fullgraph", "breaks", "segments", "skip"):
+                    "fullgraph", "breaks", "segments", "skip", "python_guard"):
             raise AttributeError(name)
         return getattr(self.model, name)
 

@@ -9,10 +9,15 @@ cells, the mutable globals its code names, the plain attributes of the module or
 it is bound to) before the trace; `changed()` names what the trace changed, and
 `restore()` puts it back so the eager run the graph break falls back to makes the change
 exactly once.
+
+`PythonGuard` is the other half: the Python values a plan baked in (a global scale, a
+closure's tensor, a module's flag), checked at each call so that a changed one compiles
+again, as torch.compile's guards do.
 """
 from __future__ import annotations
 
 import types
+from typing import Any, Callable
 
 _CONTAINERS = (list, dict, set)
 _PLAIN = (int, float, complex, str, bool, type(None))
@@ -127,3 +132,68 @@ def _put_back(value, before) -> None:
     else:
         value.clear()
         value.update(before)
+
+
+class PythonGuard:
+    """What a compiled plan baked in from Python and must be guarded on, as torch.compile
+    guards it: the plain values (numbers, strings, None) and the tensors, by identity, in
+    the globals the function's code names, its closure cells and the plain attributes of
+    the module (or object) it is bound to, as they were when it was traced. A later call
+    that finds one changed (`SCALE = 3.0`, a closure rebound, `model.scale = 4.0`, a
+    global tensor replaced) compiles again; nothing is compared when nothing is read."""
+
+    def __init__(self, fn, is_tensor: Callable[[Any], bool]):
+        self.checks: list = []          # (name, read() -> value, value at trace time)
+        func, owner = _function_and_owner(fn)
+        if func is not None:
+            self._watch(func, is_tensor)
+        if owner is not None:
+            for key, value in vars(owner).items():
+                if _guardable(value, is_tensor):
+                    self.checks.append((f"self.{key}", _attribute_reader(owner, key), value))
+
+    def _watch(self, func, is_tensor) -> None:
+        for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            if _guardable(value, is_tensor):
+                self.checks.append((name, _cell_reader(cell), value))
+        names = {n for code in _codes(func.__code__) for n in code.co_names}
+        glob = func.__globals__
+        for name in sorted(names):
+            value = glob.get(name, _MISSING)
+            if value is not _MISSING and _guardable(value, is_tensor):
+                self.checks.append((f"global {name!r}", _global_reader(glob, name), value))
+
+    def changed(self) -> str | None:
+        """Why the compiled entries no longer fit (None: they do)."""
+        for name, read, before in self.checks:
+            now = read()
+            if not _same_plain(now, before):
+                if isinstance(before, _PLAIN) and isinstance(now, _PLAIN):
+                    return f"{name} changed: expected {before!r}, actual {now!r}"
+                return f"{name} is another object than when the function was compiled"
+        return None
+
+
+def _guardable(value, is_tensor) -> bool:
+    return isinstance(value, _PLAIN) or is_tensor(value)
+
+
+def _attribute_reader(owner, key):
+    return lambda: vars(owner).get(key, _MISSING)
+
+
+def _cell_reader(cell):
+    def read():
+        try:
+            return cell.cell_contents
+        except ValueError:
+            return _MISSING
+    return read
+
+
+def _global_reader(glob: dict, name: str):
+    return lambda: glob.get(name, _MISSING)

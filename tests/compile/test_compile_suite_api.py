@@ -490,3 +490,102 @@ def test_backend_returning_non_callable(lib):
     f = fresh(lib).compile(lambda x: x + 1, backend=lambda gm, inputs: None)
     with pytest.raises(Exception):
         f(lib.ones(2))
+
+
+# ---- Python values a compiled function read: changed between calls, compiled again -----------
+
+SCALE = 2.0
+OFFSET = None
+MODE = "sum"
+
+
+def _reads_globals(x):
+    y = x * SCALE
+    if OFFSET is not None:
+        y = y + OFFSET
+    return y.sum(0) if MODE == "sum" else y.mean(0)
+
+
+@LIBS
+def test_global_values_changed_between_calls(lib):
+    global SCALE, OFFSET, MODE
+    f = fresh(lib).compile(_reads_globals)
+    x = lib.tensor(X)
+    try:
+        for scale, offset, mode in [(2.0, None, "sum"), (3.0, None, "sum"),
+                                    (3.0, lib.ones(4), "sum"), (3.0, lib.zeros(4), "mean"),
+                                    (2.0, None, "sum")]:
+            SCALE, OFFSET, MODE = scale, offset, mode
+            assert np.allclose(f(x).numpy(), _reads_globals(x).numpy(), atol=1e-6)
+    finally:
+        SCALE, OFFSET, MODE = 2.0, None, "sum"
+
+
+@LIBS
+def test_closure_rebound_between_calls(lib):
+    state = {"k": 2.0}
+
+    def make():
+        k = state["k"]
+        bias = lib.ones(4)
+
+        def f(x):
+            return x * k + bias
+
+        def set_values(new_k, new_bias):
+            nonlocal k, bias
+            k, bias = new_k, new_bias
+        return f, set_values
+    f, set_values = make()
+    cf = fresh(lib).compile(f)
+    x = lib.tensor(X)
+    for k, bias in [(2.0, lib.ones(4)), (5.0, lib.ones(4)), (5.0, lib.arange(4.0))]:
+        set_values(k, bias)
+        assert np.allclose(cf(x).numpy(), f(x).numpy())
+
+
+@LIBS
+def test_module_attribute_changed_between_calls(lib):
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = 2.0
+            self.use_relu = True
+
+        def forward(self, x):
+            y = x * self.scale
+            return y.relu() if self.use_relu else y.tanh()
+    m = M()
+    c = fresh(lib).compile(m)
+    x = lib.tensor(X)
+    for scale, use_relu in [(2.0, True), (4.0, True), (4.0, False)]:
+        m.scale, m.use_relu = scale, use_relu
+        assert np.allclose(c(x).numpy(), m(x).numpy())
+
+
+@LIBS
+def test_closure_tensor_updated_in_place_between_calls(lib):
+    table = lib.zeros(4)
+
+    def f(x):
+        return x + table
+    cf = fresh(lib).compile(f)
+    x = lib.tensor(X)
+    cf(x)
+    table.add_(1.5)
+    assert np.allclose(cf(x).numpy(), X + 1.5)
+
+
+@LIBS
+def test_global_recompile_counted(lib):
+    global SCALE
+    cnt = counter(lib)
+    f = fresh(lib).compile(_reads_globals, backend=cnt)
+    x = lib.tensor(X)
+    try:
+        f(x)
+        SCALE = 7.0
+        out = f(x)
+    finally:
+        SCALE = 2.0
+    assert np.allclose(out.numpy(), (X * 7.0).sum(0), rtol=1e-6)

@@ -1174,7 +1174,17 @@ def grad_elementwise_math(lib):
     return f
 
 
+# what ember cannot do yet, each with its reason (docs/compat.md, "compile suite")
+EXPECTED_FAILURES = {
+    "builtin_type_name": "type(x) of a traced value is ember's SymbolicTensor (isinstance "
+                         "sees Tensor, type() cannot be redirected), so a branch on "
+                         "type(x).__name__ is traced the other way",
+}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_function_case(name):
+    if name in EXPECTED_FAILURES:
+        pytest.xfail(EXPECTED_FAILURES[name])
     program, calls, kw = CASES[name]
     check(program, *calls, **kw)
