@@ -43,17 +43,20 @@ def _function_and_owner(fn):
 
 
 class PythonState:
-    """The Python state a call may change, copied shallowly before the trace."""
+    """The Python state a call may change, copied shallowly before the trace: the
+    contents of containers it reaches, and the owner's attributes (set, rebound or
+    deleted by the call: `self.last = y` would otherwise keep a traced value)."""
 
     def __init__(self, fn):
-        self.entries: list = []          # (name, holder kind, holder, key, copy)
+        self.containers: list = []       # (name, container, shallow copy)
         func, owner = _function_and_owner(fn)
         if func is not None:
             self._watch_function(func)
-        if owner is not None:
-            for key, value in vars(owner).items():
-                if isinstance(value, _PLAIN) or type(value) in _CONTAINERS:
-                    self._add(f"self.{key}", owner, key, value, attribute=True)
+        self.owner = owner
+        self.attributes = _own_attributes(owner) if owner is not None else {}
+        for key, value in self.attributes.items():
+            if type(value) in _CONTAINERS:
+                self.containers.append((f"self.{key}", value, _copy(value)))
 
     def _watch_function(self, func: types.FunctionType) -> None:
         for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
@@ -62,35 +65,50 @@ class PythonState:
             except ValueError:          # a cell not yet filled
                 continue
             if type(value) in _CONTAINERS:
-                self._add(name, None, None, value)
+                self.containers.append((name, value, _copy(value)))
         names = {n for code in _codes(func.__code__) for n in code.co_names}
         for name in sorted(names):
             value = func.__globals__.get(name)
             if type(value) in _CONTAINERS:
-                self._add(name, None, None, value)
-
-    def _add(self, name, holder, key, value, attribute=False) -> None:
-        self.entries.append((name, holder, key, value, _copy(value), attribute))
+                self.containers.append((name, value, _copy(value)))
 
     def changed(self) -> list[str]:
         """What the trace changed: 'log (a list)', 'self.calls'."""
-        out = []
-        for name, holder, key, value, before, attribute in self.entries:
-            now = getattr(holder, key, _MISSING) if attribute else value
-            if attribute and now is not value and not _same_plain(now, value):
-                out.append(name)
-            elif not attribute and not _same(value, before):
-                out.append(f"{name} (a {type(value).__name__})")
-            elif attribute and type(value) in _CONTAINERS and not _same(value, before):
-                out.append(f"{name} (a {type(value).__name__})")
+        out = [f"{name} (a {type(value).__name__})" for name, value, before in self.containers
+               if not _same(value, before)]
+        if self.owner is not None:
+            now = _own_attributes(self.owner)
+            for key in sorted(set(now) | set(self.attributes), key=str):
+                if not _same_plain(now.get(key, _MISSING), self.attributes.get(key, _MISSING)):
+                    out.append(f"self.{key}")
         return out
 
     def restore(self) -> None:
-        for _, holder, key, value, before, attribute in self.entries:
-            if attribute and getattr(holder, key, _MISSING) is not value:
-                object.__setattr__(holder, key, value)
-            if type(value) in _CONTAINERS and not _same(value, before):
+        for _, value, before in self.containers:
+            if not _same(value, before):
                 _put_back(value, before)
+        if self.owner is not None:
+            state = vars(self.owner)
+            for key in set(_own_attributes(self.owner)) - set(self.attributes):
+                del state[key]
+            state.update(self.attributes)
+
+
+def _own_attributes(owner) -> dict:
+    """The owner's attributes a call of user code may set: for a module, not its
+    registries (parameters, buffers, submodules, hooks: ember's own bookkeeping)."""
+    return {k: v for k, v in vars(owner).items() if k not in _module_internals()}
+
+
+def _module_internals() -> frozenset:
+    global _MODULE_INTERNALS
+    if _MODULE_INTERNALS is None:
+        from ..frontend.nn.modules.module import Module
+        _MODULE_INTERNALS = frozenset(k for k in vars(Module()) if k != "training")
+    return _MODULE_INTERNALS
+
+
+_MODULE_INTERNALS: frozenset | None = None
 
 
 _MISSING = object()
