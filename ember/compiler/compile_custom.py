@@ -35,7 +35,7 @@ from ..backends import registry
 from ..ir.registry import OPS, Promotion, Tag, is_op
 from ..ir.errors import EmberError, TraceError
 from ..frontend.tensor import Tensor, is_tensor
-from .compile_side_effects import PythonGuard
+from .compile_side_effects import PythonGuard, PythonState
 from .compile_guards import log
 
 
@@ -129,10 +129,12 @@ class CustomBackendFunction:
         from ..frontend.random import default_generator
         from .compile_trace import tracing
         state = default_generator.numpy.bit_generator.state
+        python_state = PythonState(self.model)
         try:
             with tracing("compile"), _printing_breaks():
                 gm = symbolic_trace(self.model)
         except Exception as err:        # noqa: BLE001 - any: Python the tracer cannot record
+            python_state.restore()
             if self.fullgraph:
                 raise
             log.info("ember.compile(backend=%r): %s does not trace as one graph (%s: %s); "
@@ -142,6 +144,15 @@ class CustomBackendFunction:
             return
         finally:        # code that ran for real while tracing draws nothing for the call
             default_generator.numpy.bit_generator.state = state
+        changed = python_state.changed()
+        if changed and not self.fullgraph:
+            # Python side effects a graph would not replay: run the Python every call
+            python_state.restore()
+            log.info("ember.compile(backend=%r): %s changes Python state (%s); running it "
+                     "with graph breaks", self.backend_name, _name_of(self.model),
+                     ", ".join(changed))
+            self.breaks = True
+            return
         # torch breaks the graph at these; under fullgraph=True it captures them
         if not self.fullgraph and any(_breaks_graph(n) for n in gm.graph.nodes):
             self.breaks = True

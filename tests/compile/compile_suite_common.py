@@ -38,6 +38,11 @@ class G(NamedTuple):
     value: Any
 
 
+class T(NamedTuple):
+    """An argument tensor that is the transpose of a contiguous one (non-contiguous)."""
+    value: Any
+
+
 def arr(*shape, seed=0, dtype="float32", low=None):
     """A reproducible array: normal values, or integers in [low, 5) for integer dtypes."""
     rng = np.random.default_rng(seed + 17 * len(shape) + sum(shape))
@@ -52,6 +57,8 @@ def build(spec, lib):
     """The spec's arguments for lib (fresh tensors each time)."""
     if isinstance(spec, G):
         return lib.tensor(spec.value).requires_grad_(True)
+    if isinstance(spec, T):
+        return lib.tensor(spec.value).t()
     if isinstance(spec, np.ndarray):
         return lib.tensor(spec)
     if isinstance(spec, tuple) and hasattr(spec, "_fields"):

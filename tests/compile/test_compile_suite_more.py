@@ -8,7 +8,7 @@ import operator
 
 import pytest
 
-from tests.compile.compile_suite_common import G, arr, check
+from tests.compile.compile_suite_common import G, T, arr, check
 
 CASES = {}
 
@@ -389,6 +389,70 @@ def topk_sort_argsort(lib):
 def cumulative_ops(lib):
     def f(x):
         return x.cumsum(0), x.cumprod(1), lib.cummax(x, 0).values
+    return f
+
+
+@case((T(arr(4, 3)),), (arr(3, 4),))
+def non_contiguous_input(lib):
+    def f(x):
+        return x * 2 + x.sum(0)
+    return f
+
+
+@case((arr(1).reshape(()),))
+def zero_dim_input(lib):
+    def f(x):
+        return x * 3, (x + 1).item() > 0, x.dim()
+    return f
+
+
+@case((arr(0, 4),))
+def empty_input(lib):
+    def f(x):
+        return x.sum(0), x * 2, x.shape[0]
+    return f
+
+
+@case((arr(3, 4, dtype="float16"),), rtol=1e-2, atol=1e-2)
+def half_input(lib):
+    def f(x):
+        return (x * 2).float().softmax(-1), x.dtype
+    return f
+
+
+@case((arr(3, 4).astype("complex64"),))
+def complex_input(lib):
+    def f(x):
+        return (x * 1j).real + x.abs(), x.conj().imag
+    return f
+
+
+@case((X,), observe=lambda f, args: args)
+def returns_view_then_input_mutated_outside(lib):
+    def f(x):
+        return x.view(-1), x.t()
+    return f
+
+
+@case((X,))
+def scalar_tensor_outputs(lib):
+    def f(x):
+        return x.sum(), x.max(), lib.tensor(3.0), x.norm() > 1
+    return f
+
+
+@case((arr(2, 1, 4),))
+def expand_stride_zero_input(lib):
+    def f(x):
+        e = x.expand(2, 3, 4)
+        return e * lib.arange(3.0).view(1, 3, 1)
+    return f
+
+
+@case((arr(3, 4, dtype="int32"),))
+def int32_ops(lib):
+    def f(x):
+        return x + 1, x * 2.5, x.sum(), (x // 2).dtype
     return f
 
 
