@@ -63,14 +63,18 @@ def tracing(kind: str):
 _EXAMPLES: list = []
 
 
-def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
+def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", *,
+               side_effects_break: bool = True) -> Traced:
     """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
     `watcher` keeps what it saw even when the trace fails. Python state the trace
     changed (compile_side_effects.py) is put back, and refused as a graph break: the plan
-    would not change it again on later calls."""
+    would not change it again on later calls (ember.export, which traces once for a
+    program, passes side_effects_break=False and keeps what the trace did)."""
+    if not side_effects_break:
+        return _trace(fn, leaves, spec, watcher, contextlib.nullcontext())
     state = PythonState(fn)
     try:
-        traced = _trace(fn, leaves, spec, watcher)
+        traced = _trace(fn, leaves, spec, watcher, _seeding_breaks())
     except BaseException:
         state.restore()             # the eager run a break falls back to changes it once
         raise
@@ -103,9 +107,8 @@ def _seeding_breaks():
         ON_RESEED.remove(_refuse_reseeding)
 
 
-def _trace(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
-    with tracing("compile"), watcher.watching(), _seeding_breaks(), \
-            _GradModeBuilder() as builder:
+def _trace(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", seeding) -> Traced:
+    with tracing("compile"), watcher.watching(), seeding, _GradModeBuilder() as builder:
         _EXAMPLES.append((builder, leaves))
         try:
             inputs = [builder.placeholder(f"arg{i}", meta_of(t))
