@@ -34,12 +34,15 @@ def _codes(code: types.CodeType):
 def _function_and_owner(fn):
     """(the Python function whose closure and globals the call reads, the object its
     attributes hang on, or None)."""
-    forward = getattr(type(fn), "forward", None)
-    if forward is not None and not isinstance(fn, types.FunctionType):
-        return forward, fn                              # a module: its class's forward
+    if isinstance(fn, types.FunctionType):
+        return fn, None
     if isinstance(fn, types.MethodType):
-        return fn.__func__, fn.__self__
-    return (fn if isinstance(fn, types.FunctionType) else None), None
+        func = fn.__func__
+        return (func if isinstance(func, types.FunctionType) else None), fn.__self__
+    forward = getattr(type(fn), "forward", None)       # a module: its class's forward
+    if forward is not None:
+        return (forward if isinstance(forward, types.FunctionType) else None), fn
+    return None, None
 
 
 class PythonState:
