@@ -4,6 +4,7 @@ dtypes, Size arithmetic, generators and decorators inside, module state written 
 forward, `__call__` overrides, unbound methods, operator helpers. Each runs under
 torch eager, torch.compile, ember eager and ember.compile (compile_suite_common.check)."""
 import dataclasses
+import importlib
 import operator
 
 import pytest
@@ -453,6 +454,92 @@ def expand_stride_zero_input(lib):
 def int32_ops(lib):
     def f(x):
         return x + 1, x * 2.5, x.sum(), (x // 2).dtype
+    return f
+
+
+# ---- higher-order ops inside compiled functions (test_higher_order_ops's kind) --------------
+
+
+def _submodule(lib, path):
+    return importlib.import_module(f"{lib.__name__}.{path}")
+
+
+@case((abs(X) + 0.1,), (-abs(X),))
+def cond_on_tensor_predicate(lib):
+    def f(x):
+        return lib.cond(x.sum() > 0, lambda t: t.sin() * 2, lambda t: t.cos() - 1, (x,))
+    return f
+
+
+@case((G(X),), grad=True)
+def cond_grad(lib):
+    def f(x):
+        return lib.cond(x.mean() > 0, lambda t: (t * t).sum(0), lambda t: t.exp().sum(0), (x,))
+    return f
+
+
+@case((X,))
+def cond_in_module_with_parameter(lib):
+    nn = lib.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return lib.cond(x.shape[0] > 2, lambda t: self.lin(t), lambda t: t, (x,))
+    return M()
+
+
+@case((X,))
+def while_loop_module_path(lib):
+    while_loop = _submodule(lib, "_higher_order_ops.while_loop").while_loop
+
+    def f(x):
+        return while_loop(lambda i, t: i < 3, lambda i, t: (i + 1, t * 2 + 1),
+                          (lib.tensor(0), x))
+    return f
+
+
+@case((B,))
+def control_flow_map(lib):
+    hop = _submodule(lib, "_higher_order_ops")
+
+    def f(x):
+        return hop.map(lambda row, k: row.relu() * k, x, 2.0)
+    return f
+
+
+@case((G(X),), grad=True)
+def checkpoint_inside(lib):
+    checkpoint = _submodule(lib, "utils.checkpoint").checkpoint
+
+    def f(x):
+        return checkpoint(lambda t: t.sin().exp(), x, use_reentrant=False)
+    return f
+
+
+@case((X,))
+def vmap_inside(lib):
+    def f(x):
+        return lib.func.vmap(lambda r: r.dot(r) + r.sum())(x)
+    return f
+
+
+@case((X,))
+def func_grad_inside(lib):
+    def f(x):
+        return lib.func.grad(lambda r: (r.sin() * r).sum())(x)
+    return f
+
+
+@case((X,), rtol=2e-2, atol=2e-2)
+def autocast_block_inside(lib):
+    def f(x):
+        with lib.autocast("cpu", dtype=lib.bfloat16):
+            y = x @ x.t()
+        return y.float(), y.dtype
     return f
 
 
