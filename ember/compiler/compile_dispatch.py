@@ -35,7 +35,7 @@ from .compile import CompileStats, build_inference_plan
 from .compile_autograd import TrainingEntry, build_training_entry, run_training_entry
 from .compile_guards import (config, describe_function, flatten, guard_key_of, leaf_names,
                              log, recompile_reasons, unflatten)
-from .compile_trace import (ModuleWatcher, StepFunctionFound, Traced,
+from .compile_trace import (ModuleWatcher, SideEffectsBreak, StepFunctionFound, Traced,
                             advance_batchnorm_counters, trace_call)
 from .compile_dynamic import MISS
 from ..frontend.tensor import Tensor, is_tensor
@@ -252,6 +252,8 @@ class Dispatcher:
         except StepFunctionFound:
             self.step_route = StepRoute(self)
             return None
+        except SideEffectsBreak as err:
+            return self._first_call_of_side_effects(err, key, leaves, watcher, start)
         except _BREAKS_WHILE_BUILDING as err:
             entry = BreakEntry(graph_break(err, self), self.modules_called(watcher))
         except Exception as err:     # noqa: BLE001 - whatever stops the trace is a break
@@ -264,6 +266,27 @@ class Dispatcher:
         from .compile_breaks import record_event
         record_event(self, entry)
         return entry
+
+    def _first_call_of_side_effects(self, err, key, leaves: list, watcher, start: float):
+        """The trace made the function's Python changes once for this call (so its
+        Python saw is_compiling() as under torch.compile): its graph serves this call,
+        later calls run eagerly, each making the changes once."""
+        from .compile_breaks import BreakEntry, graph_break, record_event
+        try:
+            later = BreakEntry(graph_break(err, self), self.modules_called(watcher))
+        except BaseException:
+            err.state.restore()          # fullgraph=True refuses the function
+            raise
+        self.entries[key] = later
+        record_event(self, later)
+        if err.state.holds(lambda v: type(v) is SymbolicTensor):
+            err.state.restore()          # it kept traced values: this call runs eagerly too
+            return later
+        try:
+            return self._build(err.traced, leaves, start)
+        except Exception:        # noqa: BLE001 - the graph does not build: eager, once
+            err.state.restore()
+            return later
 
     def _build(self, traced: Traced, leaves: list, start: float):
         trains = grad_mode.is_grad_enabled() and (

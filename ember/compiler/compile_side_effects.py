@@ -86,6 +86,17 @@ class PythonState:
                     out.append(f"self.{key}")
         return out
 
+    def holds(self, is_traced: Callable[[Any], bool]) -> bool:
+        """Does the changed state hold a traced value (`self.last = y`, `log.append(y)`)?
+        Then the trace's changes cannot stand for the call's."""
+        values = [v for _, value, before in self.containers if not _same(value, before)
+                  for v in (value.values() if isinstance(value, dict) else value)]
+        if self.owner is not None:
+            now = _own_attributes(self.owner)
+            values += [v for k, v in now.items()
+                       if not _same_plain(v, self.attributes.get(k, _MISSING))]
+        return any(_contains(v, is_traced) for v in values)
+
     def restore(self) -> None:
         for _, value, before in self.containers:
             if not _same(value, before):
@@ -95,6 +106,16 @@ class PythonState:
             for key in set(_own_attributes(self.owner)) - set(self.attributes):
                 del state[key]
             state.update(self.attributes)
+
+
+def _contains(value, is_traced, depth: int = 3) -> bool:
+    if is_traced(value):
+        return True
+    if depth and isinstance(value, (list, tuple, set)):
+        return any(_contains(v, is_traced, depth - 1) for v in value)
+    if depth and isinstance(value, dict):
+        return any(_contains(v, is_traced, depth - 1) for v in value.values())
+    return False
 
 
 def _own_attributes(owner) -> dict:

@@ -67,8 +67,8 @@ def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", *,
                side_effects_break: bool = True) -> Traced:
     """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
     `watcher` keeps what it saw even when the trace fails. Python state the trace
-    changed (compile_side_effects.py) is put back, and refused as a graph break: the plan
-    would not change it again on later calls (ember.export, which traces once for a
+    changed (compile_side_effects.py) raises SideEffectsBreak: the plan would not change
+    it again on later calls (ember.export, which traces once for a
     program, passes side_effects_break=False and keeps what the trace did)."""
     if not side_effects_break:
         return _trace(fn, leaves, spec, watcher, contextlib.nullcontext())
@@ -80,12 +80,22 @@ def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", *,
         raise
     changed = state.changed()
     if changed:
-        state.restore()
-        raise TraceError(
+        raise SideEffectsBreak(
             f"{getattr(fn, '__qualname__', type(fn).__name__)} changes Python state on each "
             f"call ({', '.join(changed)}), which a compiled graph would not repeat on later "
-            f"calls: it runs eagerly (a graph break)")
+            f"calls: they run eagerly (a graph break)", traced, state)
     return traced
+
+
+class SideEffectsBreak(TraceError):
+    """The trace changed Python state (compile_side_effects.PythonState). It made that
+    change once for the call being compiled, whose graph (`traced`) may serve that call;
+    later calls run eagerly. `state.restore()` undoes the change if the graph is not
+    used."""
+
+    def __init__(self, message: str, traced: "Traced", state: PythonState):
+        super().__init__(message)
+        self.traced, self.state = traced, state
 
 
 def _refuse_reseeding(seed: int) -> None:
