@@ -49,6 +49,10 @@ _methods.install(_SymbolicTensor)
 _methods.install_traced(_SymbolicTensor)
 _methods.install_attributes(Tensor)
 _methods.install_attributes(_SymbolicTensor)
+# x.shape and x.device in a traced function are eager's ember.Size and ember.device
+_SymbolicTensor._shape_type = Size
+_SymbolicTensor.public_class = Tensor      # isinstance(traced, ember.Tensor) in user code
+_SymbolicTensor.device = property(lambda self: device(self.meta.device))
 
 from . import nn  # noqa: E402
 from . import models  # noqa: E402

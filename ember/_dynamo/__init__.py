@@ -9,7 +9,8 @@ and the answers libraries ask it for (torchvision's roi_align asks
 `torch._dynamo.utils.is_compile_supported(device_type)` to pick its Python path).
 """
 from . import exc, testing, utils  # noqa: F401
-from ..compiler.dynamo_names import (assume_constant_result, config,  # noqa: F401
-                                     disable, explain, graph_break, list_backends,
+from ..compiler import is_compiling  # noqa: F401 - torch._dynamo.is_compiling (older name)
+from ..compiler.dynamo_names import (allow_in_graph, assume_constant_result,  # noqa: F401
+                                     config, disable, explain, graph_break, list_backends,
                                      mark_dynamic, mark_static, maybe_mark_dynamic,
                                      optimize, register_backend, reset)

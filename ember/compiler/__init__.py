@@ -37,7 +37,8 @@ def is_exporting() -> bool:
 def __getattr__(name: str):
     # torch.compiler.reset / disable / list_backends, loaded on first use
     if name in ("reset", "disable", "list_backends", "cudagraph_mark_step_begin",
-                "set_stance"):
+                "set_stance", "allow_in_graph", "nested_compile_region",
+                "assume_constant_result"):
         from . import dynamo_names
         return getattr(dynamo_names, name)
     raise AttributeError(f"module 'ember.compiler' has no attribute '{name}'")

@@ -170,6 +170,15 @@ def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
                             dynamic=dynamic)
 
 
+def keep_function_names(wrapper, fn) -> None:
+    """A compiled plain function keeps fn's __name__, __doc__, ... and __wrapped__, as
+    torch.compile's (functools.wraps); a compiled module forwards its attributes instead."""
+    import functools
+    from ..frontend.nn.modules.module import Module
+    if not isinstance(fn, Module) and hasattr(fn, "__name__"):
+        functools.update_wrapper(wrapper, fn, updated=())
+
+
 @dataclass
 class CompileStats:
     seconds: float = 0.0
@@ -195,6 +204,7 @@ class CompiledFunction:
         # (plan, stats, graph) of each compiled entry (a training entry: its forward)
         self.plans: dict[tuple, tuple[Plan, CompileStats, Graph]] = {}
         self.dispatcher = Dispatcher(self)
+        keep_function_names(self, fn)
 
     def __call__(self, *args, **kwargs):
         return self.dispatcher.call(args, kwargs)

@@ -34,7 +34,8 @@ from typing import Callable
 from ..backends import registry
 from ..ir.registry import OPS, Promotion, Tag, is_op
 from ..ir.errors import EmberError, TraceError
-from ..frontend.tensor import Tensor
+from ..frontend.tensor import Tensor, is_tensor
+from .compile_side_effects import PythonGuard, PythonState
 from .compile_guards import log
 
 
@@ -82,6 +83,8 @@ class CustomBackendFunction:
         self.fullgraph = fullgraph
         self._forget()
         _LIVE.add(self)
+        from .compile import keep_function_names
+        keep_function_names(self, model)
 
     def _forget(self) -> None:
         """Nothing compiled yet (torch._dynamo.reset())."""
@@ -90,9 +93,16 @@ class CustomBackendFunction:
         self.breaks = False                 # True: runs segment by segment
         self.segments: dict[tuple, Callable] = {}
         self.skip = False                   # True: runs eagerly (compile_lazy.py)
+        self.python_guard = None            # compile_side_effects.PythonGuard of the graph
 
     def __call__(self, *args, **kwargs):
+        from .dynamo_names import current_stance
+        if current_stance() == "force_eager":     # set_stance: the backend is not called
+            return self.model(*args, **kwargs)
+        if self.python_guard is not None and self.python_guard.changed() is not None:
+            self._forget()          # a global or attribute the graph baked in changed
         if self.graph_module is None and not self.breaks:
+            self.python_guard = PythonGuard(self.model, is_tensor)
             self._trace()
         if self.skip:           # a graph break in its loop: torch runs such a frame eagerly
             return self.model(*args, **kwargs)
@@ -105,7 +115,10 @@ class CustomBackendFunction:
         key = tuple(_signature(a) for a in args)
         fn = self.compiled.get(key)
         if fn is None:
-            fn = self._backend(self.graph_module, list(args))
+            # a graph without op calls (a function of shapes only) is not handed to the
+            # backend: torch.compile compiles no graph there either
+            fn = self._backend(self.graph_module, list(args)) if _has_calls(
+                self.graph_module) else self.graph_module.forward
             self.compiled[key] = fn
         return fn(*args)
 
@@ -116,10 +129,12 @@ class CustomBackendFunction:
         from ..frontend.random import default_generator
         from .compile_trace import tracing
         state = default_generator.numpy.bit_generator.state
+        python_state = PythonState(self.model)
         try:
             with tracing("compile"), _printing_breaks():
                 gm = symbolic_trace(self.model)
         except Exception as err:        # noqa: BLE001 - any: Python the tracer cannot record
+            python_state.restore()
             if self.fullgraph:
                 raise
             log.info("ember.compile(backend=%r): %s does not trace as one graph (%s: %s); "
@@ -129,6 +144,15 @@ class CustomBackendFunction:
             return
         finally:        # code that ran for real while tracing draws nothing for the call
             default_generator.numpy.bit_generator.state = state
+        changed = python_state.changed()
+        if changed and not self.fullgraph:
+            # Python side effects a graph would not replay: run the Python every call
+            python_state.restore()
+            log.info("ember.compile(backend=%r): %s changes Python state (%s); running it "
+                     "with graph breaks", self.backend_name, _name_of(self.model),
+                     ", ".join(changed))
+            self.breaks = True
+            return
         # torch breaks the graph at these; under fullgraph=True it captures them
         if not self.fullgraph and any(_breaks_graph(n) for n in gm.graph.nodes):
             self.breaks = True
@@ -158,7 +182,7 @@ class CustomBackendFunction:
 
     def __getattr__(self, name: str):
         if name in ("model", "compiler_fn", "backend_name", "graph_module", "compiled",
-                    "fullgraph", "breaks", "segments", "skip"):
+                    "fullgraph", "breaks", "segments", "skip", "python_guard"):
             raise AttributeError(name)
         return getattr(self.model, name)
 
@@ -167,6 +191,11 @@ class CustomBackendFunction:
 _VALUE_READ_METHODS = ("item", "tolist", "numpy")
 _COMPARISONS = {operator.lt, operator.le, operator.gt, operator.ge, operator.eq,
                 operator.ne, operator.invert, operator.and_, operator.or_}
+
+
+def _has_calls(gm) -> bool:
+    return any(node.op in ("call_function", "call_method", "call_module")
+               for node in gm.graph.nodes)
 
 
 def _name_of(model) -> str:

@@ -35,10 +35,11 @@ from .compile import CompileStats, backend_compiling, build_inference_plan
 from .compile_autograd import TrainingEntry, build_training_entry, run_training_entry
 from .compile_guards import (config, describe_function, flatten, guard_key_of, leaf_names,
                              log, recompile_reasons, unflatten)
-from .compile_trace import (ModuleWatcher, StepFunctionFound, Traced,
+from .compile_trace import (ModuleWatcher, SideEffectsBreak, StepFunctionFound, Traced,
                             advance_batchnorm_counters, trace_call)
 from .compile_dynamic import MISS
-from ..frontend.tensor import Tensor
+from ..frontend.tensor import Tensor, is_tensor
+from .compile_side_effects import PythonGuard
 
 
 # --- entries ---------------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class Dispatcher:
         self.name = describe_function(compiled.fn)
         self.dynamic = None               # compile_dynamic.DynamicRoute, made on first use
         self.calls = 0                    # counted for EMBER_COMPILE_TIMES (its first two)
+        self.python_guard = None          # compile_side_effects.PythonGuard of the entries
         _LIVE.add(self)
 
     def reset(self) -> None:
@@ -137,7 +139,7 @@ class Dispatcher:
         self.entries.clear()
         self.children.clear()
         self.compiled.plans.clear()
-        self.step_route = self.dynamic = None
+        self.step_route = self.dynamic = self.python_guard = None
         self.warned_limit = False
         self.calls = 0
 
@@ -159,6 +161,8 @@ class Dispatcher:
             return self.fn(*args, **kwargs)
         if self.step_route is not None:
             return self.step_route.call(args, kwargs)
+        if self.python_guard is not None:
+            self._check_python_values()
         key = guard_key_of(leaves, spec, self.submodules)
         entry = self.entries.get(key)
         if entry is None and self.dynamic is not None:
@@ -183,6 +187,14 @@ class Dispatcher:
                 return self.step_route.call(args, kwargs)
         with compile_times.stage("run (the rest of the call's run)"):
             return entry.run(self, leaves, args, kwargs)
+
+    def _check_python_values(self) -> None:
+        """A global, closure value or module attribute the entries baked in changed:
+        forget them all, so this call compiles again (logged with the reason)."""
+        why = self.python_guard.changed()
+        if why is not None:
+            log.info("ember.compile: recompiling %s: %s", self.name, why)
+            self.reset()
 
     def _try_dynamic(self, key, leaves, spec, args, kwargs) -> bool:
         """Compile a symbolic entry for this call when its sizes call for one
@@ -230,6 +242,8 @@ class Dispatcher:
         for tensor in leaves:           # a tensor on another device is refused before
             self.backend.unwrap(tensor)     # anything compiles
         watcher = ModuleWatcher()
+        if self.python_guard is None:
+            self.python_guard = PythonGuard(self.fn, is_tensor)
         try:
             # a backend with compile workers may open them now, beside the trace
             with backend_compiling(self.backend, f"ember.compile {self.name} {key!r}"):
@@ -240,6 +254,8 @@ class Dispatcher:
         except StepFunctionFound:
             self.step_route = StepRoute(self)
             return None
+        except SideEffectsBreak as err:
+            return self._first_call_of_side_effects(err, key, leaves, watcher, start)
         except _BREAKS_WHILE_BUILDING as err:
             entry = BreakEntry(graph_break(err, self), self.modules_called(watcher))
         except Exception as err:     # noqa: BLE001 - whatever stops the trace is a break
@@ -252,6 +268,27 @@ class Dispatcher:
         from .compile_breaks import record_event
         record_event(self, entry)
         return entry
+
+    def _first_call_of_side_effects(self, err, key, leaves: list, watcher, start: float):
+        """The trace made the function's Python changes once for this call (so its
+        Python saw is_compiling() as under torch.compile): its graph serves this call,
+        later calls run eagerly, each making the changes once."""
+        from .compile_breaks import BreakEntry, graph_break, record_event
+        try:
+            later = BreakEntry(graph_break(err, self), self.modules_called(watcher))
+        except BaseException:
+            err.state.restore()          # fullgraph=True refuses the function
+            raise
+        self.entries[key] = later
+        record_event(self, later)
+        if err.state.holds(lambda v: type(v) is SymbolicTensor):
+            err.state.restore()          # it kept traced values: this call runs eagerly too
+            return later
+        try:
+            return self._build(err.traced, leaves, start)
+        except Exception:        # noqa: BLE001 - the graph does not build: eager, once
+            err.state.restore()
+            return later
 
     def _build(self, traced: Traced, leaves: list, start: float):
         trains = grad_mode.is_grad_enabled() and (

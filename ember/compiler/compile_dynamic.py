@@ -52,7 +52,7 @@ from ..ir.symdim import SymDim, TracedSize, instantiate, recording_size_comparis
 from ..passes import PassContext, run_passes
 from .compile import CompileStats, PlanBuilder, _with_fusion, count_ops
 from .compile_guards import GuardKey, TensorGuard, log
-from .compile_trace import ModuleWatcher, trace_call
+from .compile_trace import ModuleWatcher, SideEffectsBreak, trace_call
 from ..frontend.tensor import Tensor
 
 MIN_SIZE = 2                 # s0's range is [2, inf): 0 and 1 are specialized, as in torch
@@ -322,8 +322,12 @@ def build_dynamic_entry(dispatcher, key: GuardKey, leaves: list, spec, dims_and_
     graphs, constants, traced0 = [], [], None
     for s in sizes:
         probe = [_resized(t, i, dims, s) for i, t in enumerate(leaves)]
-        with recording_size_comparisons() as compared:
-            traced = trace_call(dispatcher.fn, probe, spec, ModuleWatcher())
+        try:
+            with recording_size_comparisons() as compared:
+                traced = trace_call(dispatcher.fn, probe, spec, ModuleWatcher())
+        except SideEffectsBreak as err:
+            err.state.restore()          # a probe trace is no call: undo what it changed
+            raise Specialize("the function changes Python state while traced") from None
         if compared:
             raise Specialize(f"the function compares a dynamic size at {compared[0]} (a "
                              "branch that may change with the size)")

@@ -19,6 +19,8 @@ symbolic entry for every size (see docs/compile.md, "Dynamic shapes").
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 import logging
 import os
@@ -65,6 +67,32 @@ class _Leaf:
 LEAF = _Leaf()
 
 
+class _DataclassSpec:
+    """A dataclass instance in arguments or results (torch.compile accepts them as pytrees):
+    its fields' specs, and a copy of the instance holding them (no tensor kept alive) to
+    copy when rebuilding."""
+    __slots__ = ("value", "fields")
+
+    def __init__(self, value, fields: dict):
+        self.value, self.fields = copy.copy(value), fields
+        for name, spec in fields.items():
+            object.__setattr__(self.value, name, spec)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"{type(self.value).__qualname__}({inner})"
+
+    def rebuild(self, items: dict):
+        out = copy.copy(self.value)
+        for name, item in items.items():
+            object.__setattr__(out, name, item)      # frozen dataclasses too
+        return out
+
+
+def _is_dataclass_instance(value) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
 def _spec_of(value, leaves: list):
     if _is_leaf(value):
         leaves.append(value)
@@ -75,6 +103,9 @@ def _spec_of(value, leaves: list):
         return type(value)(_spec_of(v, leaves) for v in value)
     if isinstance(value, dict):
         return {k: _spec_of(v, leaves) for k, v in value.items()}
+    if _is_dataclass_instance(value):
+        return _DataclassSpec(value, {f.name: _spec_of(getattr(value, f.name), leaves)
+                                      for f in dataclasses.fields(value)})
     return value
 
 
@@ -92,6 +123,8 @@ def _rebuild(spec, it):
         return type(spec)(_rebuild(s, it) for s in spec)
     if isinstance(spec, dict):
         return {k: _rebuild(v, it) for k, v in spec.items()}
+    if isinstance(spec, _DataclassSpec):
+        return spec.rebuild({k: _rebuild(v, it) for k, v in spec.fields.items()})
     return spec
 
 

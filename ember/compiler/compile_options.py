@@ -46,8 +46,9 @@ def resolve_backend(backend, default: str):
     return backend
 
 
-class CompileArgumentError(EmberError, ValueError):
-    """An ember.compile argument with a value it does not know (a mode, a backend)."""
+class CompileArgumentError(EmberError, ValueError, RuntimeError):
+    """An ember.compile argument with a value it does not know (a mode, a backend). Also a
+    RuntimeError: torch.compile raises that (InvalidBackend, an unknown mode)."""
 
 
 def check_compile_arguments(unknown: dict, *, fullgraph, dynamic, backend, mode, options,

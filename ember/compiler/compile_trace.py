@@ -21,12 +21,13 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..ir.errors import TraceError
+from ..ir.errors import TraceError, format_frame, user_frame
 from ..ir.graph import Graph
 from ..ir.meta import meta_of
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
 from ..frontend.autograd import grad_mode
 from .compile_guards import flatten, unflatten
+from .compile_side_effects import PythonState
 from .compile_train_traced import _patched, _subclasses, scheduler_step_refusals
 
 
@@ -62,14 +63,69 @@ def tracing(kind: str):
 _EXAMPLES: list = []
 
 
-def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
+def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", *,
+               side_effects_break: bool = True) -> Traced:
     """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
-    `watcher` keeps what it saw even when the trace fails."""
-    with tracing("compile"), watcher.watching(), _GradModeBuilder() as builder:
+    `watcher` keeps what it saw even when the trace fails. Python state the trace
+    changed (compile_side_effects.py) raises SideEffectsBreak: the plan would not change
+    it again on later calls (ember.export, which traces once for a
+    program, passes side_effects_break=False and keeps what the trace did)."""
+    if not side_effects_break:
+        return _trace(fn, leaves, spec, watcher, contextlib.nullcontext())
+    state = PythonState(fn)
+    try:
+        traced = _trace(fn, leaves, spec, watcher, _seeding_breaks())
+    except BaseException:
+        state.restore()             # the eager run a break falls back to changes it once
+        raise
+    changed = state.changed()
+    if changed:
+        raise SideEffectsBreak(
+            f"{getattr(fn, '__qualname__', type(fn).__name__)} changes Python state on each "
+            f"call ({', '.join(changed)}), which a compiled graph would not repeat on later "
+            f"calls: they run eagerly (a graph break)", traced, state)
+    return traced
+
+
+class SideEffectsBreak(TraceError):
+    """The trace changed Python state (compile_side_effects.PythonState). It made that
+    change once for the call being compiled, whose graph (`traced`) may serve that call;
+    later calls run eagerly. `state.restore()` undoes the change if the graph is not
+    used."""
+
+    def __init__(self, message: str, traced: "Traced", state: PythonState):
+        super().__init__(message)
+        self.traced, self.state = traced, state
+
+
+def _refuse_reseeding(seed: int) -> None:
+    frame = user_frame()
+    where = f"\n  at {format_frame(frame)}" if frame else ""
+    raise TraceError(f"manual_seed({seed}) inside a compiled function: the seed is set once "
+                     f"while tracing, not before the random ops of each call; the function "
+                     f"runs eagerly (a graph break){where}")
+
+
+@contextlib.contextmanager
+def _seeding_breaks():
+    """Seeding the generator inside the function is a graph break (`_refuse_reseeding`)."""
+    from ..frontend.random import ON_RESEED
+    ON_RESEED.append(_refuse_reseeding)
+    try:
+        yield
+    finally:
+        ON_RESEED.remove(_refuse_reseeding)
+
+
+def _trace(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", seeding) -> Traced:
+    with tracing("compile"), watcher.watching(), seeding, _GradModeBuilder() as builder:
         _EXAMPLES.append((builder, leaves))
         try:
             inputs = [builder.placeholder(f"arg{i}", meta_of(t))
                       for i, t in enumerate(leaves)]
+            for value, t in zip(inputs, leaves):
+                if getattr(t, "requires_grad", False):
+                    value.requires_grad = True      # `if x.requires_grad:` reads eager's answer
             args, kwargs = unflatten(spec, inputs)
             out_leaves, out_spec = flatten(fn(*args, **kwargs))
         finally:
@@ -90,6 +146,11 @@ class _GradModeBuilder(GraphBuilder):
         if not grad_mode.is_grad_enabled():
             for leaf in flatten(value)[0]:
                 leaf.node.meta["no_grad"] = True
+        elif op.name != "detach" and any(getattr(t, "requires_grad", False)
+                                         for t in flatten(bound)[0]):
+            for leaf in flatten(value)[0]:      # as the eager tape: differentiable results
+                if leaf.dtype.is_floating_point or leaf.dtype.is_complex:
+                    leaf.requires_grad = True
         return value
 
 

@@ -31,6 +31,11 @@
   of fn runs eagerly on the example inputs' values of its arguments and its result
   is a constant of the graph (torch's contract: fn's result does not change between
   calls; a `.item()` inside fn is no data dependence then); outside, the plain call.
+- `allow_in_graph(fn)` returns fn: torch puts fn's call in the graph unchanged instead
+  of tracing through it; ember's trace records fn's ops into the graph either way, so
+  the results are the same. `nested_compile_region(fn)` (a hint that fn's graph may be
+  compiled once and reused) likewise returns fn, as a decorator with or without
+  arguments.
 - `cudagraph_mark_step_begin()` (torch.compiler) is a no-op: ember's CUDA-graph replay
   copies results out of the graph's buffers, so no output is overwritten by the next
   step.
@@ -84,6 +89,22 @@ def optimize(backend="inductor", *, nopython: bool = False, guard_export_fn=None
     if disable:
         return lambda fn: fn
     return lambda fn: compile_fn(fn, backend=backend, fullgraph=nopython, dynamic=dynamic)
+
+
+def allow_in_graph(fn):
+    """torch.compiler.allow_in_graph: see the module doc (a list of functions too)."""
+    if isinstance(fn, (list, tuple)):
+        return [allow_in_graph(f) for f in fn]
+    if not callable(fn):
+        raise TypeError(f"allow_in_graph expects a callable, got {type(fn).__name__}")
+    return fn
+
+
+def nested_compile_region(fn=None, options=None):
+    """torch.compiler.nested_compile_region: see the module doc."""
+    if fn is None:
+        return lambda f: f
+    return fn
 
 
 def assume_constant_result(fn):

@@ -604,7 +604,8 @@ def _trace(model, leaves, in_spec):
     from ..ir.unbacked import recording_items
     try:
         with grad_mode.no_grad(), tracing("export"), recording_items() as checks:
-            traced = trace_call(model, leaves, in_spec, ModuleWatcher())
+            traced = trace_call(model, leaves, in_spec, ModuleWatcher(),
+                                side_effects_break=False)
         traced.value_checks = [(t.node.name, op, bound, text) for t, op, bound, text in checks]
         return traced
     except StepFunctionFound as found:

@@ -755,4 +755,6 @@ def _wrap_dim(dim: int, ndim: int, op: str) -> int:
 
 
 def is_tensor(obj) -> bool:
-    return isinstance(obj, Tensor)
+    """True for a tensor, a traced one inside a compiled function included."""
+    from ..ir.symbolic import SymbolicTensor
+    return isinstance(obj, Tensor) or type(obj) is SymbolicTensor

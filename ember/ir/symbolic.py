@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import sys
 from typing import Any, Callable
 
 from . import determinism, dispatch
@@ -44,6 +45,19 @@ class SymbolicTensor(HasMeta):
         self.meta = meta
 
     is_symbolic = True
+    # the class user code sees (ember.Tensor, set by ember/__init__): see __class__
+    public_class: type | None = None
+
+    @property
+    def __class__(self):
+        """`isinstance(x, torch.Tensor)` in a traced forward takes eager's branch: Python's
+        isinstance falls back to `__class__`, which is the public Tensor class when user
+        code asks. ember's own code, which tells traced values from real ones, sees the
+        real class (type(x) is always the real one)."""
+        public = SymbolicTensor.public_class
+        if public is not None and not _from_ember(sys._getframe(1)):
+            return public
+        return SymbolicTensor
 
     def __repr__(self) -> str:
         # users see this (print inside a compiled function): Tensor's vocabulary
@@ -91,6 +105,11 @@ class SymbolicTensor(HasMeta):
 
     def numpy(self):
         self._concrete(".numpy()")
+
+
+def _from_ember(frame) -> bool:
+    name = frame.f_globals.get("__name__", "") if frame is not None else ""
+    return name == "ember" or name.startswith("ember.")
 
 
 def _is_tensor_value(value) -> bool:

@@ -57,10 +57,17 @@ def functionalize_inplace(graph: Graph) -> int:
             continue
         target = node.args[0] if node.args else None
         if isinstance(target, Node) and target.op == OpKind.call_function and \
-                set(target.users) == {node} and not may_alias_input(target):
+                set(target.users) == {node} and not may_alias_input(target) and \
+                not _is_inplace_result(target):
             node.target = op.functional
             changed += 1
     return changed
+
+
+def _is_inplace_result(node: Node) -> bool:
+    """`y.add_(1)`'s result is y itself: `y.add_(1).mul_(3)` must write y, which other
+    nodes read, so the second op is no temporary's."""
+    return is_op(node.target) and Tag.INPLACE in node.target.tags
 
 
 def _remaining_mutations(graph: Graph) -> bool:

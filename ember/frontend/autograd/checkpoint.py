@@ -25,6 +25,7 @@ import contextlib
 import warnings
 
 from ...ir import dispatch
+from ...ir.symbolic import SymbolicTensor
 from ..tensor import Tensor
 from . import grad_mode
 from .function import Function
@@ -43,6 +44,11 @@ def checkpoint(function, *args, use_reentrant: bool | None = None, context_fn=No
     if use_reentrant and kwargs:
         raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
     forward_context, recompute_context = (context_fn or _no_contexts)()
+    if any(type(a) is SymbolicTensor for a in args):
+        # traced (ember.compile): the ops go into the graph, whose backward the compiler
+        # plans; an eager recomputation here would record the forward without gradients
+        with forward_context:
+            return function(*args, **kwargs)
     if use_reentrant and not any(isinstance(a, Tensor) and a.requires_grad for a in args):
         warnings.warn("None of the inputs have requires_grad=True. Gradients will be None",
                       UserWarning, stacklevel=2)
