@@ -25,7 +25,6 @@ observer) per tensor or per output channel, and groups == 1 or depthwise.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import threading
@@ -85,7 +84,7 @@ def kernel_for(op_name: str, args: list, cache: dict, clamp=None):
             return lambda: grouped_conv2d(*args, cache=cache, cfg=cfg, clamp=clamp)
     elif op_name == "quantized_conv2d_add":
         x, w, groups, other = args[0], args[1], args[6], args[10]
-        if cfg is not QA.AMX and groups == 1 and _activation(x) and _activation(other) and \
+        if groups == 1 and _activation(x) and _activation(other) and \
                 _cached_weight(cache, w, 4) and _exact(cfg, x.int_repr, int(x.zero_point)):
             return lambda: conv2d(*args[:10], cache=cache, cfg=cfg, residual=args[10:])
     elif op_name == "quantized_linear_dynamic":
@@ -278,25 +277,14 @@ def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x,
         vectors, qparams = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, out_scale,
                                            qparams)
         gather = make_gather()
-        if cfg is QA.AMX:       # per-thread scratch: no prepared call
-            run = _amx_call(gather, packed, vectors, qparams, True)
-        else:
-            run = Q.prepare(gather, packed, vectors, qparams, True,
-                            residual=other is not None)
+        run = (QA.prepare if cfg is QA.AMX else Q.prepare)(
+            gather, packed, vectors, qparams, True, residual=other is not None)
+        gather.buffer = None         # the cache keeps no activation alive
         if sum(isinstance(k, tuple) and k[0] == "gemm" for k in cache) >= _MAX_CALLS:
             for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm"]:
                 del cache[k]
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
     return entry[1](buffer) if other is None else entry[1](buffer, other=other)
-
-
-def _amx_call(gather, packed, vectors, qparams, u8_out):
-    def run(buffer):
-        g = copy.copy(gather)
-        g.buffer = buffer
-        return QA.run_vectors(g, packed, vectors, qparams, u8_out)
-    gather.buffer = None         # the cache keeps no activation alive
-    return run
 
 
 def _same_bias(kept, bias) -> bool:
@@ -576,7 +564,7 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
     geometry, layout and qparams (the integers the caller passes)."""
     cfg = gemm_config()
     x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu = args[:10]
-    if cfg is None or cfg is QA.AMX or not cfg.vnni or \
+    if cfg is None or not (cfg is QA.AMX or cfg.vnni) or \
             not (_activation(x) and _cached_weight(cache, w, 4)) or \
             (residual is not None and groups != 1):
         return None
@@ -611,7 +599,8 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
                                             zero_point, add_relu, qrange(dtype)[1])
         vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, conv_scale,
                                       qparams)
-        gemm = Q.prepare(gather, packed, vectors, qp, True, residual=residual is not None)
+        gemm = (QA.prepare if cfg is QA.AMX else Q.prepare)(
+            gather, packed, vectors, qp, True, residual=residual is not None)
         gather.buffer = None            # the runner keeps no activation alive
     elif _depthwise(x, w, groups) and QD.available():
         packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))

@@ -139,18 +139,26 @@ def _block(b, p, apack, cbuf, kpad, nb):
              u.i64(128))
 
 
-def _emit(module: ir.Module, u8_out: bool) -> None:
-    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row tiles [t_begin, t_end) of
-    32 rows, every column block each."""
-    name = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
+def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
+    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row tiles of 32 rows, every
+    column block each; the row tiles run are [t_begin, t_end) (chunk 0) or claimed from
+    the block's counter (qgemm.claim_loop: chunk > 0 fixed claims, < 0 guided ones for
+    -chunk threads), so a thread that starts late leaves its tiles to the other.
+    residual: qgemm_amx_u8_add, the uint8 result added to the block's "other" operand in
+    the epilogue (qgemm._residual_add: the conv + quantized_add pair's integers); its
+    output rows are ldo = n_valid wide (the operand's pitch), the columns past n_valid
+    not stored."""
+    name = "qgemm_amx_u8_add" if residual else f"qgemm_amx_{'u8' if u8_out else 'f32'}"
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, worker, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
-            "tilecfg", "seg_offs"}
+            "tilecfg", "seg_offs", "other"}
     p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
-         for i, f in enumerate(FIELDS)}
+         for i, f in enumerate(FIELDS) if f != "counter"}
     p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
+    if not residual:        # plain stores, as before the residual kernel existed
+        del p["n_valid"], p["other"]
     _amx(b, "ldtilecfg", p["tilecfg"])
     kpad = b.mul(p["kq_pad"], u.i64(4))
     apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
@@ -160,12 +168,17 @@ def _emit(module: ir.Module, u8_out: bool) -> None:
     def acc_at(r, v):
         return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
                       align=64)
-    with u.counted_loop(b, t_begin, t_end, 1, "mt") as mt:
+    shared = b.gep(params, [u.i64(FIELDS.index("counter"))], source_etype=u.I64)
+    begin, end, claim_head, claims_done = Q.claim_loop(b, shared, p["chunk"], t_begin, t_end,
+                                                       p["m_tiles"])
+    with u.counted_loop(b, begin, end, 1, "mt") as mt:
         m0 = b.mul(mt, u.i64(AMX.mr))
         _pack_a(b, p, m0, apack, kpad)
         with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
             _block(b, p, apack, cbuf, kpad, nb)
-            Q._epilogue(b, AMX, p, acc_at, m0, nb, u8_out)
+            Q._epilogue(b, AMX, p, acc_at, m0, nb, u8_out, residual=residual)
+    b.branch(claim_head)
+    b.position_at_end(claims_done)
     _amx(b, "tilerelease")
     b.ret_void()
 
@@ -174,6 +187,7 @@ def module_for() -> ir.Module:
     module = ir.Module(name="ember_qgemm_amx")
     _emit(module, True)
     _emit(module, False)
+    _emit(module, True, residual=True)
     return module
 
 
@@ -182,7 +196,8 @@ def _kernels():
     lib = compile_ir(module_for(), target_for(Isa.AVX512))
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     return lib, {True: lib.function("qgemm_amx_u8", None, *argtypes),
-                 False: lib.function("qgemm_amx_f32", None, *argtypes)}
+                 False: lib.function("qgemm_amx_f32", None, *argtypes),
+                 "add": lib.function("qgemm_amx_u8_add", None, *argtypes)}
 
 
 def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
@@ -200,3 +215,22 @@ def run_vectors(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
     _, fns = _kernels()
     return lite.qgemm_amx_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq,
                               packed.n, corr, mult, bias, qparams, u8_out, threads)
+
+
+def prepare(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
+            residual: bool = False):
+    """run_vectors in two steps (qgemm.prepare's contract): the parameter block and the
+    threads' scratch made now, once; the returned function(buffer, other=None) runs the
+    GEMM on any input buffer of gather's geometry. residual: the fused residual add
+    (qgemm_amx_u8_add; qparams has its 11 entries, lite.residual_qparams), whose run
+    takes other=[M, N] uint8."""
+    corr, mult, bias = vectors
+    _, fns = _kernels()
+    call = lite.QAmxCall(gather, packed.data, packed.kq, packed.n, corr, mult, bias, qparams,
+                         u8_out, residual=residual)
+    fn = fns["add" if residual else u8_out]
+    return functools.partial(_run_prepared, call, fn)
+
+
+def _run_prepared(call, fn, buffer, other=None):
+    return call(fn, default_pool(), buffer, other)
