@@ -394,13 +394,23 @@ def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
     return out.reshape(oc, -1)
 
 
-def _pads_in_kernel(cfg, run: int, padding, in_hw, out_hw, kernel, stride, dilation) -> bool:
-    """Whether the GEMM reads this convolution's padding itself (the uint8 VNNI kernels'
-    border tiles, qgemm.py): no padded copy of the input is made (a previous conv's
-    channels-last result is read in place)."""
-    return cfg is not QA.AMX and cfg.vnni and \
+def _pads_in_kernel(cfg, run: int, padding, in_hw, out_hw, kernel, stride, dilation,
+                    slack: int = 0) -> bool:
+    """Whether the GEMM reads this convolution's padding itself, so that no padded copy
+    of the input is made (a previous conv's channels-last result is read in place): the
+    uint8 VNNI kernels' border tiles (qgemm.py) where few pixels are border pixels; AMX
+    tiles (qgemm_amx.py) wherever kernel rows are runs without slack (channels a multiple
+    of 4: not the stem's 3, whose input is copied channels-last anyway), as they copy
+    every A row into their tile buffer already and fill its padding there."""
+    if cfg is QA.AMX:
+        return run > 0 and slack == 0 and any(padding) and AMX_PAD_IN_KERNEL
+    return cfg.vnni and \
         lite.pads_in_kernel(run, tuple(padding), in_hw, out_hw, kernel, tuple(stride),
                             tuple(dilation))
+
+
+# the AMX kernels' own padding (qgemm_amx._pack_padded_row) on; off: host-padded copies
+AMX_PAD_IN_KERNEL = True
 
 
 def _pad_copy():
@@ -434,7 +444,7 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     slack = run - kw * c if run else 0
     pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
     pad_in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
-                                    dilation)
+                                    dilation, slack)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), (0, 0) if pad_in_kernel else
                              padding, cp, slack, pack, _pad_copy())
     geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run,
@@ -582,7 +592,7 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
         pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
         pad_copy = _pad_copy()
         in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
-                                    dilation)
+                                    dilation, slack)
         host_pad = (0, 0) if in_kernel else padding
 
         def nhwc(xq):

@@ -729,9 +729,11 @@ class QDepthwiseCall:
 # chunk, counter: the claiming schedule over row tiles (QGEMM_FIELDS'; chunk 0: the thread's
 # [t_begin, t_end), what a kernel built before it existed runs, ignoring these words);
 # n_valid, other: the fused residual add's (qgemm_amx_u8_add: output rows ldo = n_valid wide)
+# origin ... zp_row: a convolution's padding read in the kernel (conv_gather_unpadded's
+# block, as QGEMM_PAD_FIELDS; run_q 0: the host padded, what an older kernel assumes)
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
-                                        "n_valid", "other")
+                                        "n_valid", "other") + QGEMM_PAD_FIELDS
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 _AMX_STATE: list = []
 
@@ -782,7 +784,7 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
               "kq_pad": kq_pad, "scratch": scratch.ctypes.data, "scratch_stride": stride,
               "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
               "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len,
-              "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0}
+              "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD}
     params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
     pool.parallel_for(fn, m_tiles, params.ctypes.data, max_threads=threads)
     return out[:gather.m, :n]
@@ -828,9 +830,14 @@ class QAmxCall:
                   "tilecfg": _AMX_TILECFG.ctypes.data,
                   "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
                   "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
-                  "other": 0}
+                  "other": 0, **_NO_PAD}
+        zp_row = None
+        if gather.pad is not None:      # the padding read in the kernel
+            values.update(gather.pad)
+            zp_row = gather.pad["zp_row"]
+            values["zp_row"] = zp_row.ctypes.data
         self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
-        self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp)
+        self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row)
         self._block = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))()
         self._block_address = ctypes.addressof(self._block)
         self._block_free = threading.Lock()

@@ -100,21 +100,75 @@ def _copy_bytes(b, src, dst, length):
 def _pack_a(b, p, m0, apack, kpad):
     """The task's 32 A rows, gathered into apack (row r at r * kpad bytes) as whole
     segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
-    groups to kq_pad; rows past the last re-read the last."""
+    groups to kq_pad; rows past the last re-read the last. A convolution whose padding
+    the kernel reads (the block's run_q set: lite.conv_gather_unpadded) copies each
+    kernel row's run from the unpadded image, the zero point where it leaves the image
+    (_pack_padded_row): the bytes a padded copy of the input would have given."""
     last = b.sub(p["m"], u.i64(1))
+    padded = b.icmp_signed("!=", p["run_q"], u.i64(0))
     with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
         img, oy, ox = Q._row_base(b, p, u.imin(b, b.add(m0, r), last))
         base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                      b.mul(ox, p["col_stride"]))
         row = b.mul(r, kpad)
-        with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "s") as seg:
-            off = b.load(b.gep(p["seg_offs"], [seg], source_etype=u.I64), typ=u.I64)
-            src = b.gep(p["a"], [b.add(base, off)], source_etype=I8)
-            dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))], source_etype=I8)
-            _copy_bytes(b, src, dst, p["seg_len"])
+        with b.if_else(padded) as (pad, plain):
+            with pad:
+                _pack_padded_row(b, p, apack, row, base, oy, ox)
+            with plain:
+                with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "s") as seg:
+                    off = b.load(b.gep(p["seg_offs"], [seg], source_etype=u.I64), typ=u.I64)
+                    src = b.gep(p["a"], [b.add(base, off)], source_etype=I8)
+                    dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))],
+                                source_etype=I8)
+                    _copy_bytes(b, src, dst, p["seg_len"])
         with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
             dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
             b.store(ir.Constant(u.I32, 0), dst, align=4)
+
+
+def _pack_padded_row(b, p, apack, row, base, oy, ox):
+    """One A row of a convolution over its unpadded channels-last input: kernel row ky's
+    run is the image's bytes from the window origin (oy * stride - pad_top + ky * dil,
+    ox * stride - pad_left), copied whole where it lies inside the image, else with the
+    zero point in the columns left or right of it (and in all of it above or below the
+    image, and in a run's bytes past the window: those meet zero weights)."""
+    y0 = b.sub(b.mul(oy, p["stride_h"]), p["pad_top"])
+    x0 = b.sub(b.mul(ox, p["stride_w"]), p["pad_left"])
+    lo = b.mul(b.select(b.icmp_signed("<", x0, u.i64(0)), b.neg(x0), u.i64(0)), p["pix"])
+    hi = b.mul(u.imin(b, p["span_w"], b.sub(p["in_w"], x0)), p["pix"])
+    whole_x = b.and_(b.icmp_signed("==", lo, u.i64(0)),
+                     b.icmp_signed(">=", hi, p["seg_len"]))
+    origin = b.gep(p["a"], [b.add(base, p["origin"])], source_etype=I8)
+    with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "ky") as ky:
+        y = b.add(y0, b.mul(ky, p["dil_h"]))
+        inside = b.and_(b.icmp_signed(">=", y, u.i64(0)), b.icmp_signed("<", y, p["in_h"]))
+        off = b.load(b.gep(p["seg_offs"], [ky], source_etype=u.I64), typ=u.I64)
+        src = b.gep(origin, [off], source_etype=I8)
+        dst = b.gep(apack, [b.add(row, b.mul(ky, p["seg_len"]))], source_etype=I8)
+        with b.if_else(b.and_(inside, whole_x)) as (whole, edge):
+            with whole:
+                _copy_bytes(b, src, dst, p["seg_len"])
+            with edge:
+                zero = u.i64(0)
+                _copy_window(b, src, dst, p["seg_len"], b.select(inside, lo, zero),
+                             b.select(inside, hi, zero), p["zp_row"])
+
+
+def _copy_window(b, src, dst, length, lo, hi, zp_row):
+    """dst[:length] = src's bytes [lo, hi), the zero point (zp_row's bytes) elsewhere, by
+    64-byte masked loads: no byte of src outside [lo, hi) is read, none of dst past
+    length written."""
+    v64 = u.vec(I8, 64)
+    zp = b.load(zp_row, typ=v64, align=64)
+    mask_t = u.vec(ir.IntType(1), 64)
+    chunks = b.sdiv(b.add(length, u.i64(63)), u.i64(64))
+    with u.counted_loop(b, u.i64(0), chunks, 1, "w") as c:
+        at = b.mul(c, u.i64(64))
+        read = b.and_(Q._bytes_below(b, b.sub(hi, at)), b.not_(Q._bytes_below(b, b.sub(lo, at))))
+        value = _masked(b, "load", v64, b.gep(src, [at], source_etype=I8),
+                        ir.Constant(u.I32, 1), b.bitcast(read, mask_t), zp)
+        _masked(b, "store", v64, value, b.gep(dst, [at], source_etype=I8),
+                ir.Constant(u.I32, 1), b.bitcast(Q._bytes_below(b, b.sub(length, at)), mask_t))
 
 
 def _block(b, p, apack, cbuf, kpad, nb):
@@ -153,7 +207,7 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, worker, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
-            "tilecfg", "seg_offs", "other"}
+            "tilecfg", "seg_offs", "other", "zp_row"}
     p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
          for i, f in enumerate(FIELDS) if f != "counter"}
     p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
