@@ -341,7 +341,8 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
     # smaller copies: NumPy's slice assignments (one thread; ~2 us less fixed cost)
     if pad is not None and c == cp and x.dtype == np.uint8 and (packed or (
             size >= PAD_PARALLEL_MIN_BYTES and nhwc.strides[2:] == (c, 1))):
-        pad(None if packed else nhwc, buf, (ph, pw), zero_point)
+        if ph or pw or not packed:      # a packed input without padding: no border
+            pad(None if packed else nhwc, buf, (ph, pw), zero_point)
         if packed:
             pack(x, buf[:, ph:ph + h, pw:pw + w, :])
         return buf

@@ -101,26 +101,32 @@ def _pack_a(b, p, m0, apack, kpad):
     """The task's 32 A rows, gathered into apack (row r at r * kpad bytes) as whole
     segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
     groups to kq_pad; rows past the last re-read the last. A convolution whose padding
-    the kernel reads (the block's run_q set: lite.conv_gather_unpadded) copies each
-    kernel row's run from the unpadded image, the zero point where it leaves the image
-    (_pack_padded_row): the bytes a padded copy of the input would have given."""
+    the kernel reads (lite.conv_gather_unpadded's block) copies the runs of a row whose
+    window leaves the image with the zero point outside it (_pack_padded_row): the bytes
+    a padded copy of the input would have given."""
     last = b.sub(p["m"], u.i64(1))
-    padded = b.icmp_signed("!=", p["run_q"], u.i64(0))
     with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
         img, oy, ox = Q._row_base(b, p, u.imin(b, b.add(m0, r), last))
         base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                      b.mul(ox, p["col_stride"]))
         row = b.mul(r, kpad)
-        with b.if_else(padded) as (pad, plain):
-            with pad:
-                _pack_padded_row(b, p, apack, row, base, oy, ox)
+        # a row whose window lies inside the image (every row where the host padded:
+        # origin 0, the whole range inside) copies its segments whole from the origin
+        inside = b.and_(b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
+                               b.icmp_signed("<", oy, p["oy_hi"])),
+                        b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                               b.icmp_signed("<", ox, p["ox_hi"])))
+        with b.if_else(inside) as (plain, edge):
             with plain:
+                origin = b.add(base, p["origin"])
                 with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "s") as seg:
                     off = b.load(b.gep(p["seg_offs"], [seg], source_etype=u.I64), typ=u.I64)
-                    src = b.gep(p["a"], [b.add(base, off)], source_etype=I8)
+                    src = b.gep(p["a"], [b.add(origin, off)], source_etype=I8)
                     dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))],
                                 source_etype=I8)
                     _copy_bytes(b, src, dst, p["seg_len"])
+            with edge:
+                _pack_padded_row(b, p, apack, row, base, oy, ox)
         with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
             dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
             b.store(ir.Constant(u.I32, 0), dst, align=4)
