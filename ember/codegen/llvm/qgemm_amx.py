@@ -289,8 +289,8 @@ def prepare(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
     call = lite.QAmxCall(gather, packed.data, packed.kq, packed.n, corr, mult, bias, qparams,
                          u8_out, residual=residual)
     fn = fns["add" if residual else u8_out]
-    return functools.partial(_run_prepared, call, fn)
+    return functools.partial(_run_call, call, fn)
 
 
-def _run_prepared(call, fn, buffer, other=None):
+def _run_call(call, fn, buffer, other=None):
     return call(fn, default_pool(), buffer, other)
