@@ -25,7 +25,6 @@ observer) per tensor or per output channel, and groups == 1 or depthwise.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import threading
@@ -85,7 +84,7 @@ def kernel_for(op_name: str, args: list, cache: dict, clamp=None):
             return lambda: grouped_conv2d(*args, cache=cache, cfg=cfg, clamp=clamp)
     elif op_name == "quantized_conv2d_add":
         x, w, groups, other = args[0], args[1], args[6], args[10]
-        if cfg is not QA.AMX and groups == 1 and _activation(x) and _activation(other) and \
+        if groups == 1 and _activation(x) and _activation(other) and \
                 _cached_weight(cache, w, 4) and _exact(cfg, x.int_repr, int(x.zero_point)):
             return lambda: conv2d(*args[:10], cache=cache, cfg=cfg, residual=args[10:])
     elif op_name == "quantized_linear_dynamic":
@@ -278,25 +277,14 @@ def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x,
         vectors, qparams = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, out_scale,
                                            qparams)
         gather = make_gather()
-        if cfg is QA.AMX:       # per-thread scratch: no prepared call
-            run = _amx_call(gather, packed, vectors, qparams, True)
-        else:
-            run = Q.prepare(gather, packed, vectors, qparams, True,
-                            residual=other is not None)
+        run = (QA.prepare if cfg is QA.AMX else Q.prepare)(
+            gather, packed, vectors, qparams, True, residual=other is not None)
+        gather.buffer = None         # the cache keeps no activation alive
         if sum(isinstance(k, tuple) and k[0] == "gemm" for k in cache) >= _MAX_CALLS:
             for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm"]:
                 del cache[k]
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
     return entry[1](buffer) if other is None else entry[1](buffer, other=other)
-
-
-def _amx_call(gather, packed, vectors, qparams, u8_out):
-    def run(buffer):
-        g = copy.copy(gather)
-        g.buffer = buffer
-        return QA.run_vectors(g, packed, vectors, qparams, u8_out)
-    gather.buffer = None         # the cache keeps no activation alive
-    return run
 
 
 def _same_bias(kept, bias) -> bool:
@@ -427,12 +415,29 @@ def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
 
 
 def _pads_in_kernel(cfg, run: int, padding, in_hw, out_hw, kernel, stride, dilation) -> bool:
-    """Whether the GEMM reads this convolution's padding itself (the uint8 VNNI kernels'
-    border tiles, qgemm.py): no padded copy of the input is made (a previous conv's
-    channels-last result is read in place)."""
-    return cfg is not QA.AMX and cfg.vnni and \
+    """Whether the GEMM reads this convolution's padding itself, so that no padded copy
+    of the input is made (a previous conv's channels-last result is read in place): the
+    uint8 VNNI kernels' border tiles (qgemm.py) where few pixels are border pixels; AMX
+    tiles (qgemm_amx.py) wherever kernel rows are runs (no dilation along W) of at least
+    PAD_IN_KERNEL_MIN_RUN bytes, as they copy every A row into their tile buffer already
+    and fill its padding there. Not the stem (3 channels: 24-byte runs, whose input is
+    copied channels-last anyway): with every row's runs copied by masked edge copies it
+    went from 3.9 to 8.3 ms at one thread (batch 8)."""
+    if cfg is QA.AMX:
+        return run >= lite.PAD_IN_KERNEL_MIN_RUN and any(padding) and AMX_PAD_IN_KERNEL
+    return cfg.vnni and \
         lite.pads_in_kernel(run, tuple(padding), in_hw, out_hw, kernel, tuple(stride),
                             tuple(dilation))
+
+
+# the AMX kernels' own padding (qgemm_amx._pack_padded_row) on; off: host-padded copies
+AMX_PAD_IN_KERNEL = True
+
+
+def _host_slack(cfg, pad_in_kernel: bool, slack: int) -> int:
+    """Readable bytes a conv's channels-last input needs past its end: a run's slack,
+    except where AMX tiles read the padding (they read no byte past a window)."""
+    return 0 if pad_in_kernel and cfg is QA.AMX else slack
 
 
 def _pad_copy():
@@ -468,7 +473,8 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     pad_in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
                                     dilation)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), (0, 0) if pad_in_kernel else
-                             padding, cp, slack, pack, _pad_copy())
+                             padding, cp, _host_slack(cfg, pad_in_kernel, slack), pack,
+                             _pad_copy())
     geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run,
                 tuple(padding) if pad_in_kernel else None)
     qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
@@ -603,7 +609,7 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
     geometry, layout and qparams (the integers the caller passes)."""
     cfg = gemm_config()
     x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu = args[:10]
-    if cfg is None or cfg is QA.AMX or not cfg.vnni or \
+    if cfg is None or not (cfg is QA.AMX or cfg.vnni) or \
             not (_activation(x) and _cached_weight(cache, w, 4)) or \
             (residual is not None and groups != 1):
         return None
@@ -623,9 +629,10 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
         in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
                                     dilation)
         host_pad = (0, 0) if in_kernel else padding
+        host_slack = _host_slack(cfg, in_kernel, slack)
 
         def nhwc(xq):
-            return lite.nhwc_input(xq, x_zp, host_pad, cp, slack, pack, pad_copy)
+            return lite.nhwc_input(xq, x_zp, host_pad, cp, host_slack, pack, pad_copy)
         x_nhwc = nhwc(x.int_repr)
         gather = _conv_gather(x_nhwc, (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation),
                                        (oh, ow), run, tuple(padding) if in_kernel else None),
@@ -638,7 +645,8 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
                                             zero_point, add_relu, qrange(dtype)[1])
         vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, conv_scale,
                                       qparams)
-        gemm = Q.prepare(gather, packed, vectors, qp, True, residual=residual is not None)
+        gemm = (QA.prepare if cfg is QA.AMX else Q.prepare)(
+            gather, packed, vectors, qp, True, residual=residual is not None)
         gather.buffer = None            # the runner keeps no activation alive
     elif _depthwise(x, w, groups) and QD.available():
         packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))

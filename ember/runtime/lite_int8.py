@@ -341,7 +341,8 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
     # smaller copies: NumPy's slice assignments (one thread; ~2 us less fixed cost)
     if pad is not None and c == cp and x.dtype == np.uint8 and (packed or (
             size >= PAD_PARALLEL_MIN_BYTES and nhwc.strides[2:] == (c, 1))):
-        pad(None if packed else nhwc, buf, (ph, pw), zero_point)
+        if ph or pw or not packed:      # a packed input without padding: no border
+            pad(None if packed else nhwc, buf, (ph, pw), zero_point)
         if packed:
             pack(x, buf[:, ph:ph + h, pw:pw + w, :])
         return buf
@@ -726,8 +727,14 @@ class QDepthwiseCall:
 
 
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer
+# chunk, counter: the claiming schedule over row tiles (QGEMM_FIELDS'; chunk 0: the thread's
+# [t_begin, t_end), what a kernel built before it existed runs, ignoring these words);
+# n_valid, other: the fused residual add's (qgemm_amx_u8_add: output rows ldo = n_valid wide)
+# origin ... zp_row: a convolution's padding read in the kernel (conv_gather_unpadded's
+# block, as QGEMM_PAD_FIELDS; run_q 0: the host padded, what an older kernel assumes)
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
-                                   "seg_offs", "n_segs", "seg_len")
+                                        "seg_offs", "n_segs", "seg_len", "chunk", "counter",
+                                        "n_valid", "other") + QGEMM_PAD_FIELDS
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 _AMX_STATE: list = []
 
@@ -777,10 +784,102 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
               "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
               "kq_pad": kq_pad, "scratch": scratch.ctypes.data, "scratch_stride": stride,
               "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
-              "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len}
+              "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len,
+              "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD}
     params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
     pool.parallel_for(fn, m_tiles, params.ctypes.data, max_threads=threads)
     return out[:gather.m, :n]
+
+
+_AMX_A, _AMX_OUT = QGEMM_AMX_FIELDS.index("a"), QGEMM_AMX_FIELDS.index("out")
+_AMX_SCRATCH = QGEMM_AMX_FIELDS.index("scratch")
+_AMX_CHUNK, _AMX_OTHER = QGEMM_AMX_FIELDS.index("chunk"), QGEMM_AMX_FIELDS.index("other")
+
+
+class QAmxCall:
+    """qgemm_amx_run in two steps, as QGemmCall for the vector kernels: the parameter
+    block, the threads' scratch buffers and the output's sizes made once per geometry and
+    qparams; a call fills in the input, output (and residual operand) addresses on a kept
+    block, and the threads claim row tiles (guided claims: a thread that starts late
+    leaves its tiles to the other, and both finish within about a tile of each other).
+    The per-call work it removes (a dict of a dozen .ctypes addresses, a NumPy block, a
+    fresh scratch buffer) was ~40-50 us of serial Python a convolution at two threads."""
+
+    def __init__(self, gather: Gather, packed: np.ndarray, kq_pad: int, n: int,
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams,
+                 u8_out: bool, residual: bool = False):
+        n_pad = len(corr)
+        self.m, self.n, self.n_pad = gather.m, n, n_pad
+        self.m_tiles = -(-gather.m // AMX_ROWS)
+        self.small = gather.m * n * kq_pad * 4 < GEMM_PARALLEL_MIN_MACS
+        # the residual kernel stores only the n valid columns (rows n wide, as the other
+        # operand's it reads at the same pitch); the others whole column blocks
+        ldo = n if residual else n_pad
+        self._new_out = _OutMaker((self.m_tiles * AMX_ROWS, ldo),
+                                  np.uint8 if u8_out else np.float32)
+        self.scratch_stride = -(-(AMX_ROWS * kq_pad * 4 + AMX_C_BYTES) // 64) * 64
+        self._scratch = aligned_empty(0, np.uint8)
+        qp = np.asarray(qparams, np.float64)
+        values = {"a": 0, "m": gather.m, "ohw": gather.ohw, "ow": gather.ow,
+                  "img_stride": gather.img_stride, "row_stride": gather.row_stride,
+                  "col_stride": gather.col_stride, "kq": len(gather.offs),
+                  "offs": gather.offs.ctypes.data, "packed": packed.ctypes.data,
+                  "n_blocks": n_pad // AMX_COLS, "m_tiles": self.m_tiles, "nb_outer": 0,
+                  "out": 0, "ldo": ldo, "corr": corr.ctypes.data, "mult": mult.ctypes.data,
+                  "bias": bias.ctypes.data, "qparams": qp.ctypes.data, "kq_pad": kq_pad,
+                  "scratch": 0, "scratch_stride": self.scratch_stride,
+                  "tilecfg": _AMX_TILECFG.ctypes.data,
+                  "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
+                  "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
+                  "other": 0, **_NO_PAD}
+        zp_row = None
+        if gather.pad is not None:      # the padding read in the kernel
+            values.update(gather.pad)
+            zp_row = gather.pad["zp_row"]
+            values["zp_row"] = zp_row.ctypes.data
+        self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
+        self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row)
+        self._block = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))()
+        self._block_address = ctypes.addressof(self._block)
+        self._block_free = threading.Lock()
+        self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
+
+    def _scratch_for(self, threads: int) -> np.ndarray:
+        """Scratch for `threads` threads (kept; remade when the pool grew)."""
+        need = self.scratch_stride * threads
+        if self._scratch.nbytes < need:
+            self._scratch = aligned_empty(need, np.uint8)
+        return self._scratch
+
+    def __call__(self, fn, pool, buffer: np.ndarray, other=None) -> np.ndarray:
+        out = self._new_out()
+        runners = 1 if self.small else min(pool.n_threads, self.m_tiles)
+        if self._block_free.acquire(False):
+            try:        # the kept block, refilled from params (its counter word: 0)
+                ctypes.memmove(self._block_address, self._params_address, self._block_bytes)
+                self._run(fn, pool, self._block, self._block_address, buffer, out, other,
+                          runners, self._scratch_for(pool.n_threads))
+            finally:
+                self._block_free.release()
+        else:           # a concurrent call: a block and scratch of its own
+            params = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))(*self.params.tolist())
+            self._run(fn, pool, params, ctypes.addressof(params), buffer, out, other, runners,
+                      aligned_empty(self.scratch_stride * pool.n_threads, np.uint8))
+        return out[:self.m, :self.n]
+
+    def _run(self, fn, pool, params, params_address: int, buffer, out, other, runners: int,
+             scratch: np.ndarray) -> None:
+        params[_AMX_A], params[_AMX_OUT] = address(buffer), address(out)
+        params[_AMX_SCRATCH] = address(scratch)
+        if other is not None:
+            if other.dtype != np.uint8 or other.size != self.m * self.n or \
+                    not other.flags.c_contiguous:
+                raise ValueError(f"qgemm_amx: the residual operand must be {self.m} x "
+                                 f"{self.n} contiguous uint8, got {other.shape} {other.dtype}")
+            params[_AMX_OTHER] = address(other)
+        params[_AMX_CHUNK] = -runners        # guided claims for `runners` threads
+        # one kernel call per thread: [w, w + 1) only names the runner (and its scratch)
+        pool.parallel_for(fn, runners, params_address, max_threads=runners)
 
 
 def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,

@@ -100,21 +100,81 @@ def _copy_bytes(b, src, dst, length):
 def _pack_a(b, p, m0, apack, kpad):
     """The task's 32 A rows, gathered into apack (row r at r * kpad bytes) as whole
     segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
-    groups to kq_pad; rows past the last re-read the last."""
+    groups to kq_pad; rows past the last re-read the last. A convolution whose padding
+    the kernel reads (lite.conv_gather_unpadded's block) copies the runs of a row whose
+    window leaves the image with the zero point outside it (_pack_padded_row): the bytes
+    a padded copy of the input would have given."""
     last = b.sub(p["m"], u.i64(1))
     with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
         img, oy, ox = Q._row_base(b, p, u.imin(b, b.add(m0, r), last))
         base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                      b.mul(ox, p["col_stride"]))
         row = b.mul(r, kpad)
-        with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "s") as seg:
-            off = b.load(b.gep(p["seg_offs"], [seg], source_etype=u.I64), typ=u.I64)
-            src = b.gep(p["a"], [b.add(base, off)], source_etype=I8)
-            dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))], source_etype=I8)
-            _copy_bytes(b, src, dst, p["seg_len"])
+        # a row whose window lies inside the image (every row where the host padded:
+        # origin 0, the whole range inside) copies its segments whole from the origin
+        inside = b.and_(b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
+                               b.icmp_signed("<", oy, p["oy_hi"])),
+                        b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                               b.icmp_signed("<", ox, p["ox_hi"])))
+        with b.if_else(inside) as (plain, edge):
+            with plain:
+                origin = b.add(base, p["origin"])
+                with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "s") as seg:
+                    off = b.load(b.gep(p["seg_offs"], [seg], source_etype=u.I64), typ=u.I64)
+                    src = b.gep(p["a"], [b.add(origin, off)], source_etype=I8)
+                    dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))],
+                                source_etype=I8)
+                    _copy_bytes(b, src, dst, p["seg_len"])
+            with edge:
+                _pack_padded_row(b, p, apack, row, base, oy, ox)
         with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
             dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
             b.store(ir.Constant(u.I32, 0), dst, align=4)
+
+
+def _pack_padded_row(b, p, apack, row, base, oy, ox):
+    """One A row of a convolution over its unpadded channels-last input: kernel row ky's
+    run is the image's bytes from the window origin (oy * stride - pad_top + ky * dil,
+    ox * stride - pad_left), copied whole where it lies inside the image, else with the
+    zero point in the columns left or right of it (and in all of it above or below the
+    image, and in a run's bytes past the window: those meet zero weights)."""
+    y0 = b.sub(b.mul(oy, p["stride_h"]), p["pad_top"])
+    x0 = b.sub(b.mul(ox, p["stride_w"]), p["pad_left"])
+    lo = b.mul(b.select(b.icmp_signed("<", x0, u.i64(0)), b.neg(x0), u.i64(0)), p["pix"])
+    hi = b.mul(u.imin(b, p["span_w"], b.sub(p["in_w"], x0)), p["pix"])
+    whole_x = b.and_(b.icmp_signed("==", lo, u.i64(0)),
+                     b.icmp_signed(">=", hi, p["seg_len"]))
+    origin = b.gep(p["a"], [b.add(base, p["origin"])], source_etype=I8)
+    with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "ky") as ky:
+        y = b.add(y0, b.mul(ky, p["dil_h"]))
+        inside = b.and_(b.icmp_signed(">=", y, u.i64(0)), b.icmp_signed("<", y, p["in_h"]))
+        off = b.load(b.gep(p["seg_offs"], [ky], source_etype=u.I64), typ=u.I64)
+        src = b.gep(origin, [off], source_etype=I8)
+        dst = b.gep(apack, [b.add(row, b.mul(ky, p["seg_len"]))], source_etype=I8)
+        with b.if_else(b.and_(inside, whole_x)) as (whole, edge):
+            with whole:
+                _copy_bytes(b, src, dst, p["seg_len"])
+            with edge:
+                zero = u.i64(0)
+                _copy_window(b, src, dst, p["seg_len"], b.select(inside, lo, zero),
+                             b.select(inside, hi, zero), p["zp_row"])
+
+
+def _copy_window(b, src, dst, length, lo, hi, zp_row):
+    """dst[:length] = src's bytes [lo, hi), the zero point (zp_row's bytes) elsewhere, by
+    64-byte masked loads: no byte of src outside [lo, hi) is read, none of dst past
+    length written."""
+    v64 = u.vec(I8, 64)
+    zp = b.load(zp_row, typ=v64, align=64)
+    mask_t = u.vec(ir.IntType(1), 64)
+    chunks = b.sdiv(b.add(length, u.i64(63)), u.i64(64))
+    with u.counted_loop(b, u.i64(0), chunks, 1, "w") as c:
+        at = b.mul(c, u.i64(64))
+        read = b.and_(Q._bytes_below(b, b.sub(hi, at)), b.not_(Q._bytes_below(b, b.sub(lo, at))))
+        value = _masked(b, "load", v64, b.gep(src, [at], source_etype=I8),
+                        ir.Constant(u.I32, 1), b.bitcast(read, mask_t), zp)
+        _masked(b, "store", v64, value, b.gep(dst, [at], source_etype=I8),
+                ir.Constant(u.I32, 1), b.bitcast(Q._bytes_below(b, b.sub(length, at)), mask_t))
 
 
 def _block(b, p, apack, cbuf, kpad, nb):
@@ -139,18 +199,26 @@ def _block(b, p, apack, cbuf, kpad, nb):
              u.i64(128))
 
 
-def _emit(module: ir.Module, u8_out: bool) -> None:
-    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row tiles [t_begin, t_end) of
-    32 rows, every column block each."""
-    name = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
+def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
+    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row tiles of 32 rows, every
+    column block each; the row tiles run are [t_begin, t_end) (chunk 0) or claimed from
+    the block's counter (qgemm.claim_loop: chunk > 0 fixed claims, < 0 guided ones for
+    -chunk threads), so a thread that starts late leaves its tiles to the other.
+    residual: qgemm_amx_u8_add, the uint8 result added to the block's "other" operand in
+    the epilogue (qgemm._residual_add: the conv + quantized_add pair's integers); its
+    output rows are ldo = n_valid wide (the operand's pitch), the columns past n_valid
+    not stored."""
+    name = "qgemm_amx_u8_add" if residual else f"qgemm_amx_{'u8' if u8_out else 'f32'}"
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, worker, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
-            "tilecfg", "seg_offs"}
+            "tilecfg", "seg_offs", "other", "zp_row"}
     p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
-         for i, f in enumerate(FIELDS)}
+         for i, f in enumerate(FIELDS) if f != "counter"}
     p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
+    if not residual:        # plain stores, as before the residual kernel existed
+        del p["n_valid"], p["other"]
     _amx(b, "ldtilecfg", p["tilecfg"])
     kpad = b.mul(p["kq_pad"], u.i64(4))
     apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
@@ -160,12 +228,17 @@ def _emit(module: ir.Module, u8_out: bool) -> None:
     def acc_at(r, v):
         return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
                       align=64)
-    with u.counted_loop(b, t_begin, t_end, 1, "mt") as mt:
+    shared = b.gep(params, [u.i64(FIELDS.index("counter"))], source_etype=u.I64)
+    begin, end, claim_head, claims_done = Q.claim_loop(b, shared, p["chunk"], t_begin, t_end,
+                                                       p["m_tiles"])
+    with u.counted_loop(b, begin, end, 1, "mt") as mt:
         m0 = b.mul(mt, u.i64(AMX.mr))
         _pack_a(b, p, m0, apack, kpad)
         with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
             _block(b, p, apack, cbuf, kpad, nb)
-            Q._epilogue(b, AMX, p, acc_at, m0, nb, u8_out)
+            Q._epilogue(b, AMX, p, acc_at, m0, nb, u8_out, residual=residual)
+    b.branch(claim_head)
+    b.position_at_end(claims_done)
     _amx(b, "tilerelease")
     b.ret_void()
 
@@ -327,6 +400,7 @@ def module_for() -> ir.Module:
     module = ir.Module(name="ember_qgemm_amx")
     _emit(module, True)
     _emit(module, False)
+    _emit(module, True, residual=True)
     for kind in LINEAR_KINDS:
         _emit_linear(module, kind)
     return module
@@ -337,7 +411,8 @@ def _kernels():
     lib = compile_ir(module_for(), target_for(Isa.AVX512))
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     kernels = {True: lib.function("qgemm_amx_u8", None, *argtypes),
-               False: lib.function("qgemm_amx_f32", None, *argtypes)}
+               False: lib.function("qgemm_amx_f32", None, *argtypes),
+               "add": lib.function("qgemm_amx_u8_add", None, *argtypes)}
     for kind in LINEAR_KINDS:
         kernels[kind] = lib.function(f"qgemm_amx_lin_{kind}", None, *argtypes)
     return lib, kernels
@@ -394,3 +469,22 @@ def linear_rows(m: int, k: int, packed: Q.PackedWeight) -> lite.Gather:
 def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None,
                   bias=None):
     return call(fn, default_pool(), buffer, threads, corr, mult, other, bias)
+
+
+def prepare(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
+            residual: bool = False):
+    """run_vectors in two steps (qgemm.prepare's contract): the parameter block and the
+    threads' scratch made now, once; the returned function(buffer, other=None) runs the
+    GEMM on any input buffer of gather's geometry. residual: the fused residual add
+    (qgemm_amx_u8_add; qparams has its 11 entries, lite.residual_qparams), whose run
+    takes other=[M, N] uint8."""
+    corr, mult, bias = vectors
+    _, fns = _kernels()
+    call = lite.QAmxCall(gather, packed.data, packed.kq, packed.n, corr, mult, bias, qparams,
+                         u8_out, residual=residual)
+    fn = fns["add" if residual else u8_out]
+    return functools.partial(_run_call, call, fn)
+
+
+def _run_call(call, fn, buffer, other=None):
+    return call(fn, default_pool(), buffer, other)
