@@ -39,6 +39,20 @@ def _ember_cudnn_flags_at_defaults(monkeypatch):
         for flag, value in CUDNN_DEFAULTS.items():
             monkeypatch.setattr(backends.cudnn, flag, value)
     yield
+    # the oracle's side too: ported scripts set torch.backends.cudnn.deterministic = True
+    # (a seed_everything helper) and a later test compares ember's defaults with torch's
+    torch_cudnn = sys.modules.get("torch.backends.cudnn")
+    if torch_cudnn is not None:
+        for flag, value in CUDNN_DEFAULTS.items():
+            if getattr(torch_cudnn, flag) != value:
+                _allow_torch_flag_mutation()
+                setattr(torch_cudnn, flag, value)
+
+
+def _allow_torch_flag_mutation():
+    backends = sys.modules.get("torch.backends")
+    if backends is not None and backends.flags_frozen():
+        backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +61,5 @@ def _torch_backend_flags_settable():
     torch.backends.disable_global_flags() for the whole process, after which user-style
     code that sets `torch.backends.cudnn.benchmark = True` on the oracle's side raises;
     which tests a worker ran first must not decide that."""
-    backends = sys.modules.get("torch.backends")
-    if backends is not None and backends.flags_frozen():
-        backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+    _allow_torch_flag_mutation()
     yield

@@ -93,7 +93,7 @@ class FakeConvChoice:
     def spec_for(self, kind, x, w, y, stride, padding, dilation, bias=None, *rest, **kw):
         import types
         return types.SimpleNamespace(key=(kind, x, w, y, stride, padding, dilation),
-                                     bias=bias is not None)
+                                     bias=bias is not None, benchmark=False)
 
     def timings(self, spec, index):
         return self.memo.get(spec.key)

@@ -111,25 +111,37 @@ def test_a_replacing_fake_is_checked_like_custom_ops(add_mul, rng):
             add_mul(ember.tensor(x).to("cuda"), ember.tensor(y).to("cuda"), 1.0)
 
 
+_CUBIN_CHILD = """
+import sys
+from triton.runtime.jit import JITFunction
+import triton_op_kernels
+from ember.frontend.triton_launch import compile_user_kernel
+kernel = triton_op_kernels.add_mul_kernel
+if not isinstance(kernel, JITFunction):
+    sys.exit(f"expected a JITFunction, got {type(kernel)}")
+signature = {"x_ptr": "*fp32", "y_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32",
+             "scale": "fp32"}
+compiled = compile_user_kernel(kernel, signature, {"BLOCK": 64}, ("x_ptr", "out_ptr"),
+                               {"num_warps": 2}, (9, 0))
+print(compiled.asm["cubin"][:4] == b"\\x7fELF", compiled.metadata.num_warps)
+"""
+
+
 def test_user_kernel_compiles_to_a_cubin(tmp_path):
-    """The GPU half without a GPU: Triton compiles the user kernel with ember's signature
-    (a JITFunction built from a source file, since this process interprets @triton.jit)."""
-    from triton.runtime.jit import JITFunction
-    from ember.frontend.triton_launch import compile_user_kernel
-    import importlib.util
-    source = open(triton_op_kernels.__file__).read()
-    path = tmp_path / "kernel_src.py"
-    path.write_text(source.replace("@triton.jit\n", ""))
-    spec = importlib.util.spec_from_file_location("kernel_src", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    kernel = JITFunction(module.add_mul_kernel)
-    signature = {"x_ptr": "*fp32", "y_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32",
-                 "scale": "fp32"}
-    compiled = compile_user_kernel(kernel, signature, {"BLOCK": 64}, ("x_ptr", "out_ptr"),
-                                   {"num_warps": 2}, (9, 0))
-    assert compiled.asm["cubin"][:4] == b"\x7fELF"
-    assert compiled.metadata.num_warps == 2
+    """The GPU half without a GPU: Triton compiles the user kernel with ember's signature.
+    In a fresh process without TRITON_INTERPRET: once this process has interpreted a
+    kernel, Triton's language functions stay bound to the interpreter's builder, and a
+    compile that misses Triton's cache fails in ast_to_ttir."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path / "triton")       # a real compile, not a hit
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in sys.path if p])
+    run = subprocess.run([sys.executable, "-c", _CUBIN_CHILD], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["True", "2"]
 
 
 def test_gpu_launch_gets_the_signature_and_arguments_in_order(add_mul, rng):
