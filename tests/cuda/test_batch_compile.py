@@ -118,6 +118,7 @@ def _conv_net():
 
 def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
     from ember.frontend import cudnn_conv
+    from ember.runtime.cuda import cudnn as runtime_cudnn
     fake = FakeCompiler()
     choice = FakeConvChoice(fake, cudnn_faster)
     model = _conv_net()
@@ -132,6 +133,9 @@ def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
         mp.setattr(cudnn_conv, "prefers_cudnn", choice.prefers_cudnn)
         mp.setattr(eager_cuda, "launch", choice.launch)
         mp.setattr(cudnn_conv, "execute", lambda *args, **kwargs: None)   # not run here
+        # no cuDNN library to build plans with (an earlier test of the worker may have
+        # left a fake one loaded): the fake specs stand for cuDNN's choice only
+        mp.setattr(runtime_cudnn, "library", lambda: None)
         fast = ember.compile(model, backend="triton", options={"cuda_graphs": False})
         with ember.no_grad():
             fast(x.to(device))
