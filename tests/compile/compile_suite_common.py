@@ -33,6 +33,19 @@ RTOL = 1e-4
 ATOL = 1e-5
 
 
+def case_registry():
+    """A suite file's table of programs: `CASES, case = case_registry()`, then
+    `@case(*calls, **check_kwargs)` on each program(lib) -> fn registers it by name."""
+    cases = {}
+
+    def case(*calls, **kw):
+        def register(program):
+            cases[program.__name__] = (program, calls, kw)
+            return program
+        return register
+    return cases, case
+
+
 class G(NamedTuple):
     """An argument tensor that requires grad."""
     value: Any

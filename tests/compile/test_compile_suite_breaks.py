@@ -7,16 +7,9 @@ eager, and with `counts=True` the number of graphs a counting backend is handed 
 torch.compile's (compile_suite_common.check)."""
 import pytest
 
-from tests.compile.compile_suite_common import G, T, arr, check
+from tests.compile.compile_suite_common import G, T, arr, check, case_registry
 
-CASES = {}
-
-
-def case(*calls, **kw):
-    def register(program):
-        CASES[program.__name__] = (program, calls, kw)
-        return program
-    return register
+CASES, case = case_registry()
 
 
 X = arr(3, 4)

@@ -11,17 +11,9 @@ import operator
 
 import pytest
 
-from tests.compile.compile_suite_common import G, arr, check
+from tests.compile.compile_suite_common import G, arr, check, case_registry
 
-CASES = {}
-
-
-def case(*calls, **kw):
-    """Register program(lib) -> fn with the calls' argument specs."""
-    def register(program):
-        CASES[program.__name__] = (program, calls, kw)
-        return program
-    return register
+CASES, case = case_registry()
 
 
 X = arr(3, 4)

@@ -10,16 +10,9 @@ import dataclasses
 
 import pytest
 
-from tests.compile.compile_suite_common import G, arr, check
+from tests.compile.compile_suite_common import G, arr, check, case_registry
 
-CASES = {}
-
-
-def case(*calls, **kw):
-    def register(program):
-        CASES[program.__name__] = (program, calls, kw)
-        return program
-    return register
+CASES, case = case_registry()
 
 
 X = arr(2, 4)
