@@ -187,16 +187,8 @@ def _block(b, p, apack, cbuf, kpad, nb):
         _amx(b, "tileloadd64", _tile(4), b.gep(apack, [a_off], source_etype=I8), kpad)
         _amx(b, "tileloadd64", _tile(5),
              b.gep(apack, [b.add(a_off, b.mul(kpad, u.i64(16)))], source_etype=I8), kpad)
-        w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
-        for t, col in ((6, 0), (7, 64)):
-            _amx(b, "tileloadd64", _tile(t),
-                 b.gep(p["packed"], [b.add(w_off, u.i64(col))], source_etype=I8),
-                 u.i64(AMX.nr * 4))
-        for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
-            _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
-    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
-        _amx(b, "tilestored64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
-             u.i64(128))
+        _multiply_panel_k_tile(b, p, panel, kt)
+    _store_c_tiles(b, cbuf)
 
 
 def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
@@ -287,16 +279,8 @@ def _linear_block(b, p, a_tiles, cbuf, nb):
         a_off = b.mul(kt, k_step)
         _amx(b, "tileloadd64", _tile(4), b.gep(upper, [a_off], source_etype=I8), stride)
         _amx(b, "tileloadd64", _tile(5), b.gep(lower, [a_off], source_etype=I8), stride)
-        w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
-        for t, col in ((6, 0), (7, 64)):
-            _amx(b, "tileloadd64", _tile(t),
-                 b.gep(p["packed"], [b.add(w_off, u.i64(col))], source_etype=I8),
-                 u.i64(AMX.nr * 4))
-        for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
-            _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
-    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
-        _amx(b, "tilestored64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
-             u.i64(128))
+        _multiply_panel_k_tile(b, p, panel, kt)
+    _store_c_tiles(b, cbuf)
 
 
 def _memset(b, ptr, length) -> None:
@@ -394,6 +378,25 @@ def _emit_linear(module: ir.Module, kind: str) -> None:
     b.position_at_end(claims_done)
     _amx(b, "tilerelease")
     b.ret_void()
+
+
+def _multiply_panel_k_tile(b, p, panel, kt):
+    """Weight tiles 6 and 7 (the panel's two 16-column halves at k tile kt) times A tiles
+    4 and 5 (the row tile's upper and lower 16 rows) into C tiles 0-3."""
+    w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
+    for t, col in ((6, 0), (7, 64)):
+        _amx(b, "tileloadd64", _tile(t),
+             b.gep(p["packed"], [b.add(w_off, u.i64(col))], source_etype=I8),
+             u.i64(AMX.nr * 4))
+    for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
+        _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
+
+
+def _store_c_tiles(b, cbuf):
+    """C tiles 0-3 to the thread's 32 x 32 int32 buffer (rows 128 bytes apart)."""
+    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
+        _amx(b, "tilestored64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
+             u.i64(128))
 
 
 def module_for() -> ir.Module:
