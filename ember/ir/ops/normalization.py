@@ -235,9 +235,19 @@ layer_norm = defop(
     ],
     torch_ref="torch.nn.functional.layer_norm",
     decomposition=lambda input, normalized_shape, weight=None, bias=None, eps=1e-5:
-        _affine(_normalize(input, range(input.ndim - len(normalized_shape), input.ndim), eps),
-                weight, bias),
+        _in_opmath(input, lambda x: _affine(
+            _normalize(x, range(x.ndim - len(normalized_shape), x.ndim), eps), weight, bias)),
 )
+
+
+def _in_opmath(input, normalize):
+    """A normalization's decomposition computed as PyTorch computes it: half inputs in
+    float32, the result in the input's dtype. Without the casts a bfloat16 input under
+    autocast (float32 weight and bias) would promote to float32 part way through, and
+    the compiled graph's dtype would differ from eager mode's."""
+    low = input.dtype in (dtypes.float16, dtypes.bfloat16)
+    y = normalize(PW.convert_element_type(input, dtypes.float32) if low else input)
+    return y if y.dtype == input.dtype else PW.convert_element_type(y, input.dtype)
 
 
 def _normalize(x, axes, eps):
@@ -324,13 +334,14 @@ def _batch_norm_derivative(g, input, running_mean, running_var, weight, bias, tr
 
 def _batch_norm_decomposition(input, running_mean, running_var, weight=None, bias=None,
                               training=False, momentum=0.1, eps=1e-5):
-    axes = _bn_axes(input.ndim)
-    if training:
-        y = _normalize(input, axes, eps)
-    else:
-        y = (input - _channel_view(running_mean, input.ndim)) / PW.sqrt(
-            _channel_view(running_var, input.ndim) + eps)
-    return _affine(y, _channel_view(weight, input.ndim), _channel_view(bias, input.ndim))
+    def normalize(x):
+        if training:
+            y = _normalize(x, _bn_axes(x.ndim), eps)
+        else:
+            y = (x - _channel_view(running_mean, x.ndim)) / PW.sqrt(
+                _channel_view(running_var, x.ndim) + eps)
+        return _affine(y, _channel_view(weight, x.ndim), _channel_view(bias, x.ndim))
+    return _in_opmath(input, normalize)
 
 
 def _bn_samples(rng):
@@ -477,9 +488,11 @@ def _group_norm_derivative(g, input, num_groups, weight, bias, eps):
 
 
 def _group_norm_decomposition(input, num_groups, weight=None, bias=None, eps=1e-5):
-    y = SH.reshape(_normalize(SH.reshape(input, _grouped(input.shape, num_groups)), [2], eps),
-                   list(input.shape))
-    return _affine(y, _channel_view(weight, input.ndim), _channel_view(bias, input.ndim))
+    def normalize(x):
+        y = SH.reshape(_normalize(SH.reshape(x, _grouped(x.shape, num_groups)), [2], eps),
+                       list(x.shape))
+        return _affine(y, _channel_view(weight, x.ndim), _channel_view(bias, x.ndim))
+    return _in_opmath(input, normalize)
 
 
 group_norm = defop(
