@@ -28,8 +28,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# run as `python benchmarks/cudnn_plan_builds.py`, this folder is first on sys.path, where
+# benchmarks/cuda.py would stand in for NVIDIA's `cuda` package; the repository root
+# makes `import ember` work without an install
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 # (Cin, Cout, kernel, stride, input H) of resnet18's distinct convolutions
 CONVS = [(3, 64, 7, 2, 224), (64, 64, 3, 1, 56), (64, 128, 3, 2, 56), (64, 128, 1, 2, 56),
@@ -184,7 +193,7 @@ def serialized(cudnn, todo: list) -> None:
         # operands in the order of `tensors` (x, w, y); the one the plan writes is output
         geometries = [spec.x, spec.w, spec.y]
         buffers = [ember.empty_strided(shape, strides, device="cuda").copy_(
-            ember.randn(*shape)) for shape, strides, _ in geometries]
+            ember.randn(*shape)) for shape, strides in geometries]
         size = max(int(graph.get_workspace_size()), int(loaded.get_workspace_size()), 1)
         workspace = ember.empty(size, dtype=ember.uint8, device="cuda")
         written = {"fprop": 2, "dgrad": 0, "wgrad": 1}[spec.kind]

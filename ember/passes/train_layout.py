@@ -17,6 +17,8 @@ stride, padding, dilation)` with the three TensorMetas: a weight gradient gets N
 operands only where it returns true. The CUDA backend's predicate says no where cuDNN,
 timed on the channels-last operands against ember's route, is the faster
 (frontend/cudnn_conv.py: `wgrad_wants_nchw`): there no kernel writes a second layout.
+A predicate with a `prefetch` attribute is first handed every question at once (the
+CUDA predicate starts compiling all the routes it will time in parallel).
 """
 from __future__ import annotations
 
@@ -39,8 +41,12 @@ def wgrad_nchw(graph: Graph, ctx: PassContext) -> int:
     functionalize_inplace(graph)        # relu_ -> relu where legal, as fuse does first
     mutated = mutated_values(graph)
     converted: dict[Node, Node] = {}
-    for node in list(graph.nodes):
-        if not _nchw_weight_gradient(node) or (callable(wants) and not _asks(wants, node)):
+    candidates = [node for node in graph.nodes if _nchw_weight_gradient(node)]
+    prefetch = getattr(wants, "prefetch", None)
+    if prefetch is not None:            # the predicate's work for every node, started at once
+        prefetch([q for q in map(_question, candidates) if q is not None])
+    for node in candidates:
+        if callable(wants) and not _asks(wants, node):
             continue
         args = list(node.args)
         for i in (0, 1):                                   # grad_output, input
@@ -72,13 +78,21 @@ def _nchw_weight_gradient(node: Node) -> bool:
         gm.dtype == xm.dtype and wgrad_reads_nchw(xm.dtype.name, list(weight_size))
 
 
-def _asks(wants, node: Node) -> bool:
+def _question(node: Node) -> tuple | None:
+    """The predicate's arguments for a weight gradient: (x, g, w TensorMetas, stride,
+    padding, dilation); None where its result has no TensorMeta to ask about."""
     g, x, _, stride, padding, dilation = node.args[:6]
     w = node.meta.get("val")
     if not isinstance(w, TensorMeta):
+        return None
+    return x.meta["val"], g.meta["val"], w, list(stride), list(padding), list(dilation)
+
+
+def _asks(wants, node: Node) -> bool:
+    question = _question(node)
+    if question is None:
         return True                      # nothing to ask about: NCHW operands, as always
-    return bool(wants(x.meta["val"], g.meta["val"], w, list(stride), list(padding),
-                      list(dilation)))
+    return bool(wants(*question))
 
 
 def _channels_last(value) -> bool:
