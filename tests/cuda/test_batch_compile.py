@@ -29,6 +29,10 @@ class FakeCompiler:
 
     def __init__(self, refuse=()):
         self.refuse, self.batches, self.singles = set(refuse), [], []
+        self.started = []             # kernels handed to the workers without waiting
+
+    def start_compiles(self, requests, index):
+        self.started.append([g.name for g, _ in requests])
 
     def compile_kernels(self, requests, index):
         self.batches.append([g.name for g, _ in requests])
@@ -127,6 +131,7 @@ def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
         mp.setattr(compile_cuda.CudaBackend, "precompile", True)
         mp.setattr(eager_cuda, "compile_kernels", fake.compile_kernels)
         mp.setattr(eager_cuda, "compile_kernel", fake.compile_kernel)
+        mp.setattr(eager_cuda, "start_compiles", fake.start_compiles)
         mp.setattr(cudnn_conv, "usable", lambda: True)
         mp.setattr(cudnn_conv, "spec_for", choice.spec_for)
         mp.setattr(cudnn_conv, "timings", choice.timings)
@@ -144,15 +149,19 @@ def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
 
 def test_conv_choices_wait_for_the_batch_compile(device):  # noqa: F811
     fast, fake, choice, model, x = _build_conv_net(device, cudnn_faster=False)
-    # both convs timed, each after the one batch that compiled its Triton kernel with the
-    # plan's others, never compiled one by one
+    # every kernel handed to the workers (as generated, and all again before the first
+    # wait); the timed convs' kernels waited for first (the convs are timed while the
+    # rest compile), then the whole batch: never compiled one by one
+    everything = set(fake.batches[-1])
+    assert set(fake.started[-1]) == everything
     assert len(choice.timed) == 2 and all(n == 1 for n, _ in choice.timed)
+    assert len(fake.batches) == 2 and set(fake.batches[0]) == {"conv2d_epilogue"}
     # (a single compile after a batch is the installed kernel's lookup)
-    assert len(fake.batches) == 1 and set(fake.singles) <= set(fake.batches[0])
+    assert set(fake.singles) <= everything
     assert {name for _, name in choice.timed} <= set(fake.batches[0])
     # timed as the plan runs them, epilogues included: no kernel compiled only for timing
     assert {name for _, name in choice.timed} == {"conv2d_epilogue"}
-    assert "conv2d" not in fake.batches[0]
+    assert "conv2d" not in everything
     steps = [s.fn for s in fast.last[0].steps]
     assert not any(isinstance(s, compile_cuda.CudnnConvStep) for s in steps)
     with ember.no_grad():
@@ -162,6 +171,7 @@ def test_conv_choices_wait_for_the_batch_compile(device):  # noqa: F811
 def test_a_conv_won_by_cudnn_builds_the_plan_again(device):  # noqa: F811
     fast, fake, choice, _, _ = _build_conv_net(device, cudnn_faster=True)
     assert len(choice.timed) == 2                    # timed once each, not again
-    assert len(fake.batches) == 2 and set(fake.singles) <= set(sum(fake.batches, []))
+    # the timed kernels, the first build's batch, the second build's batch
+    assert len(fake.batches) == 3 and set(fake.singles) <= set(sum(fake.batches, []))
     steps = [s.fn for s in fast.last[0].steps]
     assert sum(isinstance(s, compile_cuda.CudnnConvStep) for s in steps) == 2
