@@ -374,7 +374,6 @@ class CudaBackend:
         # conv timings (cuDNN against Triton) waiting for the batch to compile their Triton
         # kernel: (spec, problem, generated kernel, epilogue?)
         self._pending_timings: list[tuple] = []
-        self._compiled_before = False    # this call was compiled before over this cache
 
     @contextlib.contextmanager
     def compiling(self, what: str):
@@ -383,11 +382,7 @@ class CudaBackend:
         unless `what` was compiled before over this cache (eager_cuda.open_compile_workers);
         a compile that finishes marks it."""
         opened = self.precompile and eager_cuda.open_compile_workers(what, self.index)
-        self._compiled_before = self.precompile and eager_cuda.compiled_before(what)
-        try:
-            yield
-        finally:
-            self._compiled_before = False
+        yield
         if self.precompile:
             eager_cuda.compiled_once(what)
         compile_times.note("compile workers opened before the trace", int(opened))
@@ -419,8 +414,7 @@ class CudaBackend:
         from ..frontend import cudnn_conv
         with compile_times.stage("dry run (the eager steps' kernels)"), \
                 cudnn_conv.specs_wanted() as wanted:
-            eager = [] if plan is None or self._warm(plan, requests + timing) else \
-                _eager_requests(plan, record.inputs, self.index)
+            eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
         eager_cuda.start_compiles(eager, self.index)
         specs = _cudnn_specs(plan, pending, wanted, self.index)
         if specs:     # built while the workers compile (a build holds this thread only)
@@ -432,18 +426,6 @@ class CudaBackend:
                     generated, alignment, self.index)       # installed: a dict lookup
         record.failed = not all(done[:len(requests)])
         record.rebuild = self._time_pending(pending)
-
-    def _warm(self, plan, requests: list) -> bool:
-        """A warm call needs no dry run: when this call was compiled before over this cache
-        and every kernel of the plan is on disk, the eager steps' kernels are too (kernel
-        choices follow shapes, dtypes and strides), so the first call looks them up one by
-        one as it meets them (a disk read each) and builds its cuDNN plans as it runs
-        instead of first walking the plan to collect them. Marks the plan prefetched."""
-        if not self._compiled_before or not eager_cuda.all_on_disk(requests, self.index):
-            return False
-        plan.prefetched = True
-        compile_times.note("dry run skipped (warm: the plan's kernels on disk)", 1)
-        return True
 
     def _time_pending(self, pending: list) -> bool:
         """Time the convolutions whose choice waited for the batch (their Triton kernels

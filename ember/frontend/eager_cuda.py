@@ -260,24 +260,6 @@ def open_compile_workers(what: str, index: int) -> bool:
     return device_compile.open_early(what, major * 10 + minor)
 
 
-def compiled_before(what: str) -> bool:
-    """Whether `what` (a call) was compiled before over this cache (device_compile's
-    marker). Never under Triton's interpreter, where nothing is compiled."""
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        return False
-    from ..codegen.triton import device_compile
-    return device_compile.compiled_before(what)
-
-
-def all_on_disk(requests: list[tuple], index: int) -> bool:
-    """Whether every (generated, alignment) pair is loaded here or its cubin is in the
-    disk cache (a file check each: nothing is read)."""
-    from ..codegen.triton import device_compile
-    return all((generated.key(), tuple(alignment), index) in _KERNELS or
-               device_compile.on_disk(_job(generated, alignment, index))
-               for generated, alignment in requests)
-
-
 def compiled_once(what: str) -> None:
     """`what` compiled over this cache: a later process opens no workers early for it."""
     if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):

@@ -270,16 +270,6 @@ def open_early(what: str, arch: int, workers: int | None = None) -> bool:
     return True
 
 
-def compiled_before(what: str) -> bool:
-    """Whether `what` was marked compiled over this cache (compiled_once)."""
-    return _marker(what).exists()
-
-
-def on_disk(job: CompileJob) -> bool:
-    """Whether the job's cubin is in the disk cache (its metadata file exists)."""
-    return _paths(job)[1].exists()
-
-
 def compiled_once(what: str) -> None:
     """Mark `what` compiled over this cache (see open_early)."""
     path = _marker(what)

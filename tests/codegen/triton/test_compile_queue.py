@@ -154,30 +154,3 @@ def test_the_stage_timer_notes_the_workers_and_their_cpus(pool, monkeypatch, tmp
     row = json.loads(path.read_text().splitlines()[0])
     assert row["notes"].get("compile workers (effective CPUs)") == "2 (affinity 16, cgroup quota 2)", row["notes"]
 
-
-def test_a_call_compiled_before_with_its_kernels_on_disk_skips_the_dry_run(pool, monkeypatch):
-    """CudaBackend._warm: the eager steps' kernels are looked up as the first call meets
-    them instead of a dry run collecting them, only where the call was compiled before
-    over this cache and every kernel of the plan has its cubin on disk."""
-    import types
-    from ember.compiler.compile_cuda import CudaBackend
-    from ember.frontend import eager_cuda
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setattr(eager_cuda, "_job", lambda generated, alignment, index:
-                        dc.CompileJob(generated, tuple(alignment), 90))
-    on_disk, missing = _job("on_disk"), _job("missing", body_lines=2)
-    dc.store(on_disk, dc.DeviceBinary(b"\x7fELF", {"name": "on_disk"}))
-    assert dc.on_disk(on_disk) and not dc.on_disk(missing)
-    backend = CudaBackend()
-    request = [(on_disk.kernel, [True]), (missing.kernel, [True])]
-    plan = types.SimpleNamespace()
-    backend._compiled_before = True
-    assert not backend._warm(plan, request) and not hasattr(plan, "prefetched")
-    assert backend._warm(plan, request[:1]) and plan.prefetched
-    backend._compiled_before, plan = False, types.SimpleNamespace()
-    assert not backend._warm(plan, request[:1]) and not hasattr(plan, "prefetched")
-    assert not eager_cuda.compiled_before("step A")
-    dc.compiled_once("step A")
-    assert eager_cuda.compiled_before("step A")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")           # interpreted: nothing on disk counts
-    assert not eager_cuda.compiled_before("step A")
