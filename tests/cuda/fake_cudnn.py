@@ -90,7 +90,9 @@ class pygraph:  # noqa: N801 - the frontend's name
         return pickle.dumps((self.tensors, self.candidate))
 
     def deserialize(self, handle, data):
-        self.tensors, self.candidate = pickle.loads(data)
+        if isinstance(data, (bytes, str)):
+            raise TypeError("deserialize takes the serialized plan as a list of ints")
+        self.tensors, self.candidate = pickle.loads(bytes(data))
         self.built = {self.candidate}
         self.calls.append(("deserialize",))
         deserialized.append(self)

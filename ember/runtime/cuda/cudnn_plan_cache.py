@@ -86,11 +86,14 @@ def load(cudnn, spec, index: int, handle):
 
 def _deserialize(graph, handle, blob: bytes) -> None:
     """`pygraph.deserialize(handle, data)` (frontend 1.x with a handle argument), else the
-    older `deserialize(data)`."""
+    older `deserialize(data)`. The data go as a list of ints: the binding casts them to a
+    `std::vector<uint8_t>`, which pybind11 does not make from `bytes` (and a `str` is
+    read as the graph's JSON, not a built plan)."""
+    data = list(blob)
     try:
-        graph.deserialize(handle, blob)
+        graph.deserialize(handle, data)
     except TypeError:
-        graph.deserialize(blob)
+        graph.deserialize(data)
 
 
 def _parse(data: bytes, path):
