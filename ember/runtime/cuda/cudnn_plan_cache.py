@@ -85,15 +85,20 @@ def load(cudnn, spec, index: int, handle):
 
 
 def _deserialize(graph, handle, blob: bytes) -> None:
-    """`pygraph.deserialize(handle, data)` (frontend 1.x with a handle argument), else the
-    older `deserialize(data)`. The data go as a list of ints: the binding casts them to a
-    `std::vector<uint8_t>`, which pybind11 does not make from `bytes` (and a `str` is
-    read as the graph's JSON, not a built plan)."""
-    data = list(blob)
-    try:
-        graph.deserialize(handle, data)
-    except TypeError:
-        graph.deserialize(data)
+    """Load `blob` into `graph` through whichever form this frontend takes, the first that
+    works: `deserialize(handle, data)` with the data as bytes (the Python `pygraph` of
+    frontend 1.3x) or as a list of ints (the pybind11 binding casts them to a
+    `std::vector<uint8_t>`, which it does not make from `bytes`; a `str` would be read as
+    the graph's JSON, not a built plan), then the older `deserialize(data)`. Raises the
+    last form's error when none works."""
+    forms = ((handle, blob), (handle, list(blob)), (list(blob),))
+    for i, args in enumerate(forms):
+        try:
+            graph.deserialize(*args)
+            return
+        except Exception:  # noqa: BLE001 - the frontend's errors have no common base
+            if i == len(forms) - 1:
+                raise
 
 
 def _parse(data: bytes, path):
