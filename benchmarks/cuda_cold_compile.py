@@ -187,8 +187,8 @@ def main() -> None:
     parser.add_argument("--times", action="store_true",
                         help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
-    if args.times:
-        os.environ["EMBER_COMPILE_TIMES"] = "1"
+    if args.times and not os.environ.get("EMBER_COMPILE_TIMES", "").endswith(".json"):
+        os.environ["EMBER_COMPILE_TIMES"] = "1"      # a .json file given prints tables too
     rows = {}
     if args.cubins:
         with tempfile.TemporaryDirectory() as serial, tempfile.TemporaryDirectory() as shared:
