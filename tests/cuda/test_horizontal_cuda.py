@@ -56,6 +56,61 @@ def test_horizontal_kernel_runs_each_part_on_its_own_operands():
         np.testing.assert_array_equal(out.numpy(), (x * scale).numpy())
 
 
+# the form ember generates: the count bound at the top, constants as float32 fills
+_GENERATED = '''@triton.jit
+def {name}(in0_ptr, out0_ptr, XBLOCK: tl.constexpr):
+    """pointwise."""
+    X = {n}
+    xindex = tl.program_id(0) * XBLOCK + tl.arange(0, XBLOCK)
+    xmask = xindex < X
+    t1 = tl.load(in0_ptr + (xindex), mask=xmask, other=0)
+    t2 = tl.full([], {scale}, tl.float32)
+    t3 = tl.full([], 0.5, tl.float32)
+    tl.store(out0_ptr + (xindex), ((t1 * t2) + t3).to(tl.float32), mask=xmask)
+'''
+
+
+def generated(name: str, n: int, scale: float, block: int = 8) -> GeneratedKernel:
+    return GeneratedKernel(_GENERATED.format(name=name, n=n, scale=scale),
+                           LaunchSpec(name, [("in0_ptr", "*fp32"), ("out0_ptr", "*fp32")],
+                                      {"XBLOCK": block}, (-(-n // block), 1, 1), "cdiv", 4,
+                                      1, ["in0", "out0"]))
+
+
+def _shared_case():
+    """Parts of one structure (counts and one constant differ), one of another block
+    size, one of another structure: three bodies for five parts."""
+    return (generated("a", 20, 1.0000012456169853), scaling("b", 5, 3.0),
+            generated("c", 9, 0.9), generated("d", 3, 0.9, block=4),
+            generated("e", 1, 1.0000012456169853))
+
+
+def test_parts_of_one_structure_share_one_body():
+    merged = multi_tensor.horizontal_kernel(_shared_case(), n_inputs=(1,) * 5)
+    source = merged.source
+    assert source.count("@triton.jit") == 4           # 3 bodies and the launch
+    assert "def shared0_a(" in source and "b_part1(" in source and "def shared2_d(" not in \
+        source and "d_part3(" in source
+    assert "X = hz_l0" in source and "tl.full([], hz_l1, tl.float32)" in source
+    assert "tl.full([], 0.5, tl.float32)" in source    # the same in every part: literal
+    assert merged.launch.grid == (3 + 2 + 1 + 1 + 1, 1, 1)
+
+
+@interpreted
+def test_shared_bodies_compute_what_each_part_computes_alone():
+    parts = _shared_case()
+    merged = multi_tensor.horizontal_kernel(parts, n_inputs=(1,) * 5)
+    xs = [torch.arange(p.launch.grid[0] * p.launch.constexprs["XBLOCK"],
+                       dtype=torch.float32)[:n] * 1.37 + 0.1
+          for p, n in zip(parts, (20, 5, 9, 3, 1))]
+    outs = [torch.full_like(x, float("nan")) for x in xs]
+    cache.launch(merged, xs + outs)
+    for part, x, out in zip(parts, xs, outs):
+        alone = torch.full_like(x, float("nan"))
+        cache.launch(part, [x, alone])
+        np.testing.assert_array_equal(out.numpy(), alone.numpy())
+
+
 def test_horizontal_kernel_refuses_what_it_cannot_merge():
     two_d = scaling("d", 8, 1.0)
     two_d.launch.grid = (1, 2, 1)
@@ -74,10 +129,12 @@ def test_horizontal_and_increment_kernels_compile_to_sm90_cubins():
         "from ember.codegen.triton import multi_tensor\n"
         "from ember.codegen.triton.source import GeneratedKernel, LaunchSpec\n"
         "from ember.ir import dtypes\n"
-        f"_PART = {_PART!r}\n" + inspect.getsource(scaling),
+        f"_PART = {_PART!r}\n_GENERATED = {_GENERATED!r}\n" + inspect.getsource(scaling) +
+        inspect.getsource(generated) + inspect.getsource(_shared_case),
         "multi_tensor.horizontal_kernel((scaling('a', 20, 2.0), scaling('b', 5, 3.0)), "
-        "(1, 1)), multi_tensor.increment_kernel(3, dtypes.int64)")
-    assert set(results) == {"horizontal_2", "multi_increment_3_int64"}
+        "(1, 1)), multi_tensor.increment_kernel(3, dtypes.int64), "
+        "multi_tensor.horizontal_kernel(_shared_case(), (1,) * 5)")
+    assert set(results) == {"horizontal_2", "multi_increment_3_int64", "horizontal_5"}
     assert_launchable(results)
 
 
