@@ -57,7 +57,9 @@ def test_horizontal_kernel_runs_each_part_on_its_own_operands():
 
 
 # the form ember generates: the count bound at the top, constants as float32 fills
-_GENERATED = '''@triton.jit
+_GENERATED = '''# kernel {name} outer=[{n}] inner=[]
+#   out0[v0] = mul(in0[v0], {scale})
+@triton.jit
 def {name}(in0_ptr, out0_ptr, XBLOCK: tl.constexpr):
     """pointwise."""
     X = {n}
@@ -169,3 +171,6 @@ def test_update_kernels_launch_together(device):
     n_params = len(list(step.model.parameters()))
     assert len(alone) - len(merged) >= n_params          # launches saved
     assert len(step.last.bindings) == len(step_alone.last.bindings) >= n_params + 4
+    # the two BatchNorms' running means (and their variances) share a body each
+    (kernel,) = [s.fn.generated for s in step.last.plan.steps if s.name in horizontal]
+    assert kernel.source.count("def shared") >= 2, kernel.source

@@ -378,6 +378,8 @@ def _sites(part: GeneratedKernel) -> tuple[str, list[str]]:
     alone (a count that indexes or bounds a loop stays in the source)."""
     spec = part.launch
     source = re.sub(rf"^def {re.escape(spec.name)}\(", "def PART(", part.source, flags=re.M)
+    # the comment block above the function names the node and its shapes
+    source = re.sub(r"^[ \t]*#.*\n", "", source, flags=re.M)
     values: list[str] = []
 
     def count(match):
