@@ -80,31 +80,32 @@ def generated(name: str, n: int, scale: float, block: int = 8) -> GeneratedKerne
 
 
 def _shared_case():
-    """Parts of one structure (counts and one constant differ), one of another block
-    size, one of another structure: three bodies for five parts."""
-    return (generated("a", 20, 1.0000012456169853), scaling("b", 5, 3.0),
-            generated("c", 9, 0.9), generated("d", 3, 0.9, block=4),
-            generated("e", 1, 1.0000012456169853))
+    """One-program parts of one structure (counts and one constant differ), one of another
+    block size, one of another structure, one of the structure but of several programs:
+    four bodies for six parts."""
+    return (generated("a", 20, 1.0000012456169853, block=32), scaling("b", 5, 3.0),
+            generated("c", 9, 0.9, block=32), generated("d", 3, 0.9, block=4),
+            generated("e", 1, 1.0000012456169853, block=32), generated("f", 70, 0.9, block=32))
 
 
 def test_parts_of_one_structure_share_one_body():
-    merged = multi_tensor.horizontal_kernel(_shared_case(), n_inputs=(1,) * 5)
+    merged = multi_tensor.horizontal_kernel(_shared_case(), n_inputs=(1,) * 6)
     source = merged.source
-    assert source.count("@triton.jit") == 4           # 3 bodies and the launch
-    assert "def shared0_a(" in source and "b_part1(" in source and "def shared2_d(" not in \
-        source and "d_part3(" in source
+    assert source.count("@triton.jit") == 5           # 4 bodies and the launch
+    assert "def shared0_a(" in source and "b_part1(" in source and "d_part3(" in source
+    assert "f_part5(" in source                       # several programs: its own body
     assert "X = hz_l0" in source and "tl.full([], hz_l1, tl.float32)" in source
     assert "tl.full([], 0.5, tl.float32)" in source    # the same in every part: literal
-    assert merged.launch.grid == (3 + 2 + 1 + 1 + 1, 1, 1)
+    assert merged.launch.grid == (1 + 1 + 1 + 1 + 1 + 3, 1, 1)
 
 
 @interpreted
 def test_shared_bodies_compute_what_each_part_computes_alone():
     parts = _shared_case()
-    merged = multi_tensor.horizontal_kernel(parts, n_inputs=(1,) * 5)
+    merged = multi_tensor.horizontal_kernel(parts, n_inputs=(1,) * 6)
     xs = [torch.arange(p.launch.grid[0] * p.launch.constexprs["XBLOCK"],
                        dtype=torch.float32)[:n] * 1.37 + 0.1
-          for p, n in zip(parts, (20, 5, 9, 3, 1))]
+          for p, n in zip(parts, (20, 5, 9, 3, 1, 70))]
     outs = [torch.full_like(x, float("nan")) for x in xs]
     cache.launch(merged, xs + outs)
     for part, x, out in zip(parts, xs, outs):
@@ -135,8 +136,8 @@ def test_horizontal_and_increment_kernels_compile_to_sm90_cubins():
         inspect.getsource(generated) + inspect.getsource(_shared_case),
         "multi_tensor.horizontal_kernel((scaling('a', 20, 2.0), scaling('b', 5, 3.0)), "
         "(1, 1)), multi_tensor.increment_kernel(3, dtypes.int64), "
-        "multi_tensor.horizontal_kernel(_shared_case(), (1,) * 5)")
-    assert set(results) == {"horizontal_2", "multi_increment_3_int64", "horizontal_5"}
+        "multi_tensor.horizontal_kernel(_shared_case(), (1,) * 6)")
+    assert set(results) == {"horizontal_2", "multi_increment_3_int64", "horizontal_6"}
     assert_launchable(results)
 
 

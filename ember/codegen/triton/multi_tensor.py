@@ -291,9 +291,9 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
     part's arguments in turn). None when a part cannot join: a 2-D or 3-D grid, a
     source that is not one function, scalar (non-pointer) arguments.
 
-    Parts of one structure (the same source up to its element count and its float
-    constants: the running-statistic updates of BatchNorms of different widths, with or
-    without the unbiased-variance factor) share one body (`_shared_groups`): Triton
+    One-program parts of one structure (the same source up to its element count and its
+    float constants: the running-statistic updates of BatchNorms of different widths, with
+    or without the unbiased-variance factor) share one body (`_shared_groups`): Triton
     inlines every call, so 16 parts compiled as 16 bodies (~0.3 CPU s where the shared
     form takes ~0.1); a program picks its part's pointers, count and constants in a
     chain of comparisons and runs the body once. The values are the same numbers (an
@@ -398,13 +398,18 @@ def _sites(part: GeneratedKernel) -> tuple[str, list[str]]:
 
 
 def _shared_groups(parts: tuple[GeneratedKernel, ...]) -> list[list[int]]:
-    """Part indices grouped by structure (`_sites`' template, block sizes, argument types,
-    no bound sizes), in order of first appearance; the grid follows this order."""
+    """Part indices grouped by structure (`_sites`' template, block sizes, argument types),
+    in order of first appearance; the grid follows this order. Only parts of one program
+    share (a BatchNorm's running statistics, a bias's update): a count that is not a
+    literal leaves Triton no divisibility to vectorize the masked loads by, which a
+    one-program part does not feel and a large parameter's update would; parts with
+    runtime sizes keep their own bodies too."""
     groups: dict = {}
     for i, part in enumerate(parts):
         spec = part.launch
-        key = (i,) if spec.sizes else (_sites(part)[0], tuple(sorted(spec.constexprs.items())),
-                                        tuple(t for _, t in spec.args))
+        alone = spec.sizes or spec.grid[0] != 1
+        key = (i,) if alone else (_sites(part)[0], tuple(sorted(spec.constexprs.items())),
+                                  tuple(t for _, t in spec.args))
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
