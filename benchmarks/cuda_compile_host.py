@@ -294,8 +294,8 @@ def main() -> None:
     parser.add_argument("--times", action="store_true",
                         help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
-    if args.times:
-        os.environ["EMBER_COMPILE_TIMES"] = "1"
+    if args.times and not os.environ.get("EMBER_COMPILE_TIMES", "").endswith(".json"):
+        os.environ["EMBER_COMPILE_TIMES"] = "1"      # a .json file given prints tables too
     # shape-generic kernels are opt-in (EMBER_TRITON_LITERAL_SIZES=0); this benchmark
     # measures them unless --literal-sizes asks for the default per-shape kernels
     os.environ["EMBER_TRITON_LITERAL_SIZES"] = "1" if args.literal_sizes else "0"

@@ -94,6 +94,21 @@ def _run(arrivals: list, free: list, cost: dict, ends: dict, order: str) -> None
         heapq.heappush(free, ends[id(job)])
 
 
+def print_kinds(row: dict) -> None:
+    """The call's compile CPU seconds per kernel kind: count, sum and largest, by sum."""
+    import collections
+    import re
+    kinds: dict = collections.defaultdict(list)
+    for cpu, label in row["items"].get("kernel compiles (CPU s)", []):
+        name = re.sub(r"_\d+$", "", label.split(" [", 1)[0])
+        kinds[re.sub(r"\d+", "N", name)].append(cpu)
+    total = sum(sum(v) for v in kinds.values())
+    print(f"{row['call']}: {sum(len(v) for v in kinds.values())} compiles, {total:.2f} CPU s")
+    print(f"  {'CPU s':>7} {'count':>5} {'largest':>8}  kind")
+    for kind, cpus in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {sum(cpus):7.2f} {len(cpus):5d} {max(cpus):8.2f}  {kind}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", help="an EMBER_COMPILE_TIMES=<file>.json file")
@@ -122,6 +137,9 @@ def main() -> None:
                              "or at the first hand-over (ember before open_early)")
     parser.add_argument("--gpu", type=float, default=0.0,
                         help="seconds of GPU-only work to add (conv timings, module loads)")
+    parser.add_argument("--kinds", action="store_true",
+                        help="also print the compiles' CPU seconds per kernel kind (the "
+                             "kernel's name less its numbers: convNd, fused_N_final, ...)")
     args = parser.parse_args()
     with open(args.json) as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -129,6 +147,8 @@ def main() -> None:
         row = next(r for r in rows if schedule_of(r))
     else:
         row = rows[args.line]
+    if args.kinds:
+        print_kinds(row)
     warm_up = args.warm_up * args.worker_scale
     costs = None
     if args.costs:

@@ -15,11 +15,13 @@ prints, for those specs:
   GIL while it builds (its pybind11 functions do not release it unless they say so), a
   shorter one that thread-pool builds would pay off.
 
-- with `--serialize`: whether each built plan survives the frontend's
-  `pygraph.serialize()` / `pygraph.deserialize(handle, data)` (what an on-disk cache of
-  built plans would need; docs/cuda.md, "cuDNN plans from disk"), the milliseconds of a
-  build against a deserialize, and whether the deserialized plan's output equals the
-  built one's bit for bit on the same random operands.
+- with `--serialize`: ember's on-disk cache of built plans (runtime/cuda/
+  cudnn_plan_cache.py, through `cudnn.conv_plan` as a compile uses it): whether each
+  built plan is stored and deserialized by a later lookup (the frontend's
+  `pygraph.serialize()` / `pygraph.deserialize`), the milliseconds of the builds against
+  the loads, and whether each deserialized plan's output equals the built one's bit for
+  bit on the same random operands. Any plan not deserialized is listed with what its
+  entry says (unserializable and why, or no entry).
 
     python benchmarks/cudnn_plan_builds.py [--threads 4] [--batch 64] [--rounds 3]
         [--serialize]
@@ -169,50 +171,61 @@ def main() -> None:
 
 
 def serialized(cudnn, todo: list) -> None:
-    """Per spec: build (ember's runtime path), serialize, deserialize into a fresh graph,
-    run both on the same operands and compare."""
+    """Per spec, through ember's own path (runtime/cuda/cudnn.conv_plan with its disk
+    cache, runtime/cuda/cudnn_plan_cache.py) over a fresh cache directory: build and
+    store, then as a new process would (no plan in memory) deserialize; run both on the
+    same operands and compare bit for bit."""
+    import os
+    import tempfile
     import ember
     from ember.frontend.devices import data_ptr
-    from ember.runtime.cuda import cudnn as rt, driver
-    handle = cudnn.create_handle()
-    rt._build(cudnn, todo[0], handle)                    # warm-up (library init)
-    builds, loads, failed, unequal = [], [], [], []
+    from ember.runtime.cuda import cudnn as rt, cudnn_plan_cache, driver
+    os.environ["EMBER_CACHE_DIR"] = tempfile.mkdtemp(prefix="ember-cudnn-plans-")
+    os.environ.pop("EMBER_CUDNN_PLAN_CACHE", None)
+    rt._build(cudnn, todo[0], rt._handle(0))             # warm-up (library init)
+    builds, loads, built_plans = [], [], []
     for spec in todo:
         start = time.perf_counter()
-        graph, tensors = rt._build(cudnn, spec, handle)
+        built_plans.append(rt.conv_plan(spec, 0))
         builds.append(time.perf_counter() - start)
-        try:
-            blob = graph.serialize()
-            start = time.perf_counter()
-            loaded = cudnn.pygraph(handle=handle)
-            loaded.deserialize(handle, blob)
-            loads.append(time.perf_counter() - start)
-        except Exception as err:  # noqa: BLE001 - the frontend's errors have no common base
-            failed.append(f"{spec.describe()}: {type(err).__name__}: {str(err)[:160]}")
+    rt._plans.clear()                                     # as a new process over the cache
+    unequal, not_loaded = [], []
+    for spec, built in zip(todo, built_plans):
+        start = time.perf_counter()
+        loaded = rt.conv_plan(spec, 0)
+        loads.append(time.perf_counter() - start)
+        if not all(isinstance(t, int) for t in loaded.tensors):    # built, not loaded
+            not_loaded.append(f"{spec.describe()}: {_entry(cudnn_plan_cache, cudnn, spec)}")
             continue
-        # operands in the order of `tensors` (x, w, y); the one the plan writes is output
         geometries = [spec.x, spec.w, spec.y]
         buffers = [ember.empty_strided(shape, strides, device="cuda").copy_(
-            ember.randn(*shape)) for shape, strides in geometries]
-        size = max(int(graph.get_workspace_size()), int(loaded.get_workspace_size()), 1)
-        workspace = ember.empty(size, dtype=ember.uint8, device="cuda")
+            ember.randn(*shape)) for shape, strides in geometries]   # ConvSpec: (shape, strides)
         written = {"fprop": 2, "dgrad": 0, "wgrad": 1}[spec.kind]
         outputs = []
-        for plan, by_uid in ((graph, False), (loaded, True)):
-            pack = {(t.get_uid() if by_uid else t): data_ptr(b)
-                    for t, b in zip(tensors, buffers)}
-            plan.execute(pack, data_ptr(workspace), handle=handle)
+        for plan in (built, loaded):
+            plan.run(tuple(data_ptr(b) for b in buffers), 0)
             ember.cuda.synchronize()
             outputs.append(buffers[written].cpu().numpy().copy())
         if not (outputs[0] == outputs[1]).all():
             unequal.append(spec.describe())
     print(f"{len(todo)} cuDNN convolution plans, cuDNN {rt.version()}, frontend "
           f"{getattr(cudnn, '__version__', '?')}, {driver.device_name(0)}:")
-    print(f"  build: {sum(builds) * 1e3:.1f} ms in all; deserialize: "
-          f"{sum(loads) * 1e3:.1f} ms for the {len(loads)} that serialized")
-    print(f"  not serialized: {len(failed)}; output not bit-equal: {len(unequal)}")
-    for line in failed + [f"unequal: {u}" for u in unequal]:
+    print(f"  build and store: {sum(builds) * 1e3:.1f} ms in all; from disk: "
+          f"{sum(loads) * 1e3:.1f} ms for all {len(loads)} "
+          f"({len(todo) - len(not_loaded)} deserialized, the rest built)")
+    print(f"  not deserialized: {len(not_loaded)}; output not bit-equal: {len(unequal)}")
+    for line in not_loaded + [f"unequal: {u}" for u in unequal]:
         print("   ", line)
+
+
+def _entry(cache, cudnn, spec) -> str:
+    """What the disk cache holds for `spec` (why a plan was built instead of loaded)."""
+    path = cache._path(cudnn, spec, 0)
+    try:
+        data = path.read_bytes()
+    except (OSError, AttributeError) as err:
+        return f"no entry ({type(err).__name__})"
+    return data[len(cache.MAGIC):].partition(b"\n")[0].decode(errors="replace")[:200]
 
 
 if __name__ == "__main__":

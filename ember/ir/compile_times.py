@@ -111,6 +111,14 @@ def note(name: str, value: float) -> None:
         call["notes"][name] = call["notes"].get(name, 0) + value
 
 
+def fact(name: str, value) -> None:
+    """Set figure `name` of the open call (a count or a text that is not summed: how
+    many compile workers ran and on how many CPUs)."""
+    call = _open()
+    if call is not None:
+        call["notes"][name] = value
+
+
 def item(kind: str, name: str, value: float) -> None:
     """One named figure of a kind (a kernel's compile CPU seconds): the table lists the
     largest few of each kind and their total."""

@@ -7,6 +7,7 @@ of code paths that need cuDNN where no GPU is (tests/cuda/test_aot_cuda_cudnn_em
 from __future__ import annotations
 
 import ctypes
+import pickle
 import types
 
 import numpy as np
@@ -21,6 +22,9 @@ numerical_note = types.SimpleNamespace(DOWN_CONVERT_INPUTS="DOWN_CONVERT_INPUTS"
 heur_mode = types.SimpleNamespace(A="A", FALLBACK="FALLBACK")
 build_plan_policy = types.SimpleNamespace(ALL="ALL", HEURISTICS_CHOICE="HEURISTICS_CHOICE")
 executed: list = []           # (engine tag, workspace pointer) of each execution
+serializable = False          # as frontends that serialize runtime-compiled engines only
+serialized: list = []         # graphs asked to serialize, and those deserialized
+deserialized: list = []       # (tests/cuda/test_cudnn_plan_cache.py)
 engines = list(ENGINES)       # what the heuristics list (a test may change it)
 
 
@@ -38,8 +42,12 @@ def set_stream(handle, stream) -> None:
 
 
 class Tensor:
-    def __init__(self, name, dim=None, stride=None, op=None, inputs=()):
+    def __init__(self, name, dim=None, stride=None, op=None, inputs=(), uid=0):
         self.name, self.dim, self.stride, self.op, self.inputs = name, dim, stride, op, inputs
+        self.uid = uid
+
+    def get_uid(self):
+        return self.uid
 
     def set_output(self, flag):
         return self
@@ -59,14 +67,35 @@ class Tensor:
 class pygraph:  # noqa: N801 - the frontend's name
     def __init__(self, **kwargs):
         self.calls, self.candidate, self.built = [("pygraph", sorted(kwargs))], None, set()
+        self.tensors: list = []           # by uid - 1, for serialize and uid-keyed packs
+
+    def _add(self, tensor):
+        self.tensors.append(tensor)
+        tensor.uid = len(self.tensors)
+        return tensor
 
     def _node(self, op, inputs, **kwargs):
         self.calls.append((op, kwargs.get("name")))
-        return Tensor(kwargs.get("name"), op=(op, kwargs), inputs=inputs)
+        return self._add(Tensor(kwargs.get("name"), op=(op, kwargs), inputs=inputs))
 
     def tensor(self, name, dim, stride, data_type):
         self.calls.append(("tensor", name, tuple(dim), tuple(stride)))
-        return Tensor(name, list(dim), list(stride))
+        return self._add(Tensor(name, list(dim), list(stride)))
+
+    def serialize(self):
+        """The built plan and its tensors (the real frontend's blob is cuDNN's own)."""
+        serialized.append(self)                 # each attempt
+        if not serializable or self.candidate is None:
+            raise RuntimeError("this engine config does not serialize")
+        return pickle.dumps((self.tensors, self.candidate))
+
+    def deserialize(self, handle, data):
+        if isinstance(data, (bytes, str)):
+            raise TypeError("deserialize takes the serialized plan as a list of ints")
+        self.tensors, self.candidate = pickle.loads(bytes(data))
+        self.built = {self.candidate}
+        self.calls.append(("deserialize",))
+        deserialized.append(self)
 
     def conv_fprop(self, image, weight, **kw):
         return self._node("conv_fprop", (image, weight), **kw)
@@ -113,6 +142,7 @@ class pygraph:  # noqa: N801 - the frontend's name
         return 256
 
     def execute(self, pack, workspace, handle=None):
+        pack = {self.tensors[t - 1] if isinstance(t, int) else t: p for t, p in pack.items()}
         self.execute_plan_at_index(pack, workspace, self.candidate, handle=handle)
 
     def execute_plan_at_index(self, pack, workspace, index, handle=None):

@@ -56,6 +56,64 @@ def test_horizontal_kernel_runs_each_part_on_its_own_operands():
         np.testing.assert_array_equal(out.numpy(), (x * scale).numpy())
 
 
+# the form ember generates: the count bound at the top, constants as float32 fills
+_GENERATED = '''# kernel {name} outer=[{n}] inner=[]
+#   out0[v0] = mul(in0[v0], {scale})
+@triton.jit
+def {name}(in0_ptr, out0_ptr, XBLOCK: tl.constexpr):
+    """pointwise."""
+    X = {n}
+    xindex = tl.program_id(0) * XBLOCK + tl.arange(0, XBLOCK)
+    xmask = xindex < X
+    t1 = tl.load(in0_ptr + (xindex), mask=xmask, other=0)
+    t2 = tl.full([], {scale}, tl.float32)
+    t3 = tl.full([], 0.5, tl.float32)
+    tl.store(out0_ptr + (xindex), ((t1 * t2) + t3).to(tl.float32), mask=xmask)
+'''
+
+
+def generated(name: str, n: int, scale: float, block: int = 8) -> GeneratedKernel:
+    return GeneratedKernel(_GENERATED.format(name=name, n=n, scale=scale),
+                           LaunchSpec(name, [("in0_ptr", "*fp32"), ("out0_ptr", "*fp32")],
+                                      {"XBLOCK": block}, (-(-n // block), 1, 1), "cdiv", 4,
+                                      1, ["in0", "out0"]))
+
+
+def _shared_case():
+    """One-program parts of one structure (counts and one constant differ), one of another
+    block size, one of another structure, one of the structure but of several programs:
+    four bodies for six parts."""
+    return (generated("a", 20, 1.0000012456169853, block=32), scaling("b", 5, 3.0),
+            generated("c", 9, 0.9, block=32), generated("d", 3, 0.9, block=4),
+            generated("e", 1, 1.0000012456169853, block=32), generated("f", 70, 0.9, block=32))
+
+
+def test_parts_of_one_structure_share_one_body():
+    merged = multi_tensor.horizontal_kernel(_shared_case(), n_inputs=(1,) * 6)
+    source = merged.source
+    assert source.count("@triton.jit") == 5           # 4 bodies and the launch
+    assert "def shared0_a(" in source and "b_part1(" in source and "d_part3(" in source
+    assert "f_part5(" in source                       # several programs: its own body
+    assert "X = hz_l0" in source and "tl.full([], hz_l1, tl.float32)" in source
+    assert "tl.full([], 0.5, tl.float32)" in source    # the same in every part: literal
+    assert merged.launch.grid == (1 + 1 + 1 + 1 + 1 + 3, 1, 1)
+
+
+@interpreted
+def test_shared_bodies_compute_what_each_part_computes_alone():
+    parts = _shared_case()
+    merged = multi_tensor.horizontal_kernel(parts, n_inputs=(1,) * 6)
+    xs = [torch.arange(p.launch.grid[0] * p.launch.constexprs["XBLOCK"],
+                       dtype=torch.float32)[:n] * 1.37 + 0.1
+          for p, n in zip(parts, (20, 5, 9, 3, 1, 70))]
+    outs = [torch.full_like(x, float("nan")) for x in xs]
+    cache.launch(merged, xs + outs)
+    for part, x, out in zip(parts, xs, outs):
+        alone = torch.full_like(x, float("nan"))
+        cache.launch(part, [x, alone])
+        np.testing.assert_array_equal(out.numpy(), alone.numpy())
+
+
 def test_horizontal_kernel_refuses_what_it_cannot_merge():
     two_d = scaling("d", 8, 1.0)
     two_d.launch.grid = (1, 2, 1)
@@ -74,10 +132,12 @@ def test_horizontal_and_increment_kernels_compile_to_sm90_cubins():
         "from ember.codegen.triton import multi_tensor\n"
         "from ember.codegen.triton.source import GeneratedKernel, LaunchSpec\n"
         "from ember.ir import dtypes\n"
-        f"_PART = {_PART!r}\n" + inspect.getsource(scaling),
+        f"_PART = {_PART!r}\n_GENERATED = {_GENERATED!r}\n" + inspect.getsource(scaling) +
+        inspect.getsource(generated) + inspect.getsource(_shared_case),
         "multi_tensor.horizontal_kernel((scaling('a', 20, 2.0), scaling('b', 5, 3.0)), "
-        "(1, 1)), multi_tensor.increment_kernel(3, dtypes.int64)")
-    assert set(results) == {"horizontal_2", "multi_increment_3_int64"}
+        "(1, 1)), multi_tensor.increment_kernel(3, dtypes.int64), "
+        "multi_tensor.horizontal_kernel(_shared_case(), (1,) * 6)")
+    assert set(results) == {"horizontal_2", "multi_increment_3_int64", "horizontal_6"}
     assert_launchable(results)
 
 
@@ -112,3 +172,6 @@ def test_update_kernels_launch_together(device):
     n_params = len(list(step.model.parameters()))
     assert len(alone) - len(merged) >= n_params          # launches saved
     assert len(step.last.bindings) == len(step_alone.last.bindings) >= n_params + 4
+    # the two BatchNorms' running means (and their variances) share a body each
+    (kernel,) = [s.fn.generated for s in step.last.plan.steps if s.name in horizontal]
+    assert kernel.source.count("def shared") >= 2, kernel.source

@@ -42,6 +42,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import threading
@@ -322,6 +323,9 @@ def _collect(misses: dict, others: list) -> dict:
     with compile_times.stage("cubin compiles (waiting for the workers)"):
         outcomes = {key: future.result() for key, future in futures.items()}
     joined = {job.key() for job in others}
+    for size in _POOLS:
+        compile_times.fact("compile workers (effective CPUs)",
+                           f"{size} ({usable_cpus()[1]})")
     for where, chosen in (("workers (started early)", False), ("workers", True)):
         part = {key: value for key, value in outcomes.items() if (key in joined) == chosen}
         _note(part, misses, where)
@@ -408,11 +412,82 @@ def _as_result(value):
 
 
 def default_workers() -> int:
+    """EMBER_COMPILE_WORKERS, else the CPUs this process may really use (usable_cpus)."""
     value = os.environ.get("EMBER_COMPILE_WORKERS")
     if value:
         return int(value)
+    return usable_cpus()[0]
+
+
+@functools.lru_cache(maxsize=None)
+def usable_cpus() -> tuple[int, str]:
+    """(CPUs this process can keep busy, how that was found). The CPUs it may run on
+    (sched_getaffinity), capped by its cgroup's CPU quota where one is set: a container
+    given 8 CPUs' worth of time on a 64-core host sees 64 CPUs in its affinity mask, and
+    64 compile workers there would each get an eighth of a core, so every compile of a
+    cold call, the longest included, would take 8x its CPU time."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return len(usable) if usable else (os.cpu_count() or 1)
+    cpus = len(usable) if usable else (os.cpu_count() or 1)
+    quota = cgroup_cpu_quota()
+    if quota is None or quota >= cpus:
+        return cpus, f"affinity {cpus}" + ("" if quota is None else f", cgroup quota {quota:g}")
+    return max(1, math.ceil(quota)), f"affinity {cpus}, cgroup quota {quota:g}"
+
+
+def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup",
+                     root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs' worth of time the cgroup hierarchy of this process allows per period (the
+    tightest of its own group and its ancestors'), or None where no quota is set or none
+    can be read. cgroup v2: `cpu.max` ("<quota> <period>" or "max <period>"); v1: the cpu
+    controller's `cpu.cfs_quota_us` (-1: none) over `cpu.cfs_period_us`."""
+    try:
+        lines = open(proc_cgroup).read().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":                                  # v2: the unified hierarchy
+            limits += _quotas(root, path, _v2_quota)
+        elif "cpu" in controllers.split(","):                 # v1: the cpu controller's
+            mount = next((os.path.join(root, name) for name in
+                          (controllers, "cpu", "cpu,cpuacct", "cpuacct,cpu")
+                          if os.path.isdir(os.path.join(root, name))), None)
+            if mount is not None:
+                limits += _quotas(mount, path, _v1_quota)
+    return min(limits) if limits else None
+
+
+def _quotas(mount: str, path: str, read) -> list[float]:
+    """The quotas set on the group at `path` under `mount` and on its ancestors. Inside
+    a container's cgroup namespace the path is "/" and the mount is its own group."""
+    found = []
+    parts = [x for x in path.strip("/").split("/") if x]
+    for depth in range(len(parts), -1, -1):
+        quota = read(os.path.join(mount, *parts[:depth]))
+        if quota is not None:
+            found.append(quota)
+    return found
+
+
+def _v2_quota(group: str) -> float | None:
+    try:
+        quota, period = open(os.path.join(group, "cpu.max")).read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_quota(group: str) -> float | None:
+    try:
+        quota = int(open(os.path.join(group, "cpu.cfs_quota_us")).read())
+        period = int(open(os.path.join(group, "cpu.cfs_period_us")).read())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
 
 
 _POOLS: dict[int, concurrent.futures.ProcessPoolExecutor] = {}

@@ -289,9 +289,16 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
     what it computed alone. Arguments: every part's inputs (its first `n_inputs[i]`
     arguments), then every part's outputs, as a plan step passes them (default: each
     part's arguments in turn). None when a part cannot join: a 2-D or 3-D grid, a
-    source that is not one function, scalar (non-pointer) arguments."""
-    functions, branches, ins, outs, sizes, plain, first = [], [], [], [], [], (), 0
-    warps = 1
+    source that is not one function, scalar (non-pointer) arguments.
+
+    One-program parts of one structure (the same source up to its element count and its
+    float constants: the running-statistic updates of BatchNorms of different widths, with
+    or without the unbiased-variance factor) share one body (`_shared_groups`): Triton
+    inlines every call, so 16 parts compiled as 16 bodies (~0.3 CPU s where the shared
+    form takes ~0.1); a program picks its part's pointers, count and constants in a
+    chain of comparisons and runs the body once. The values are the same numbers (an
+    element count bounds the same mask; a constant is the same float32)."""
+    ins, outs, sizes, plain, warps = [], [], [], (), 1
     for i, part in enumerate(parts):
         spec = part.launch
         found = _DEF.findall(part.source)
@@ -300,37 +307,139 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
                 "program_id(1)" in part.source or "program_id(2)" in part.source or \
                 any(not t.startswith("*") for _, t in spec.args):
             return None
-        name, params = f"{spec.name}_part{i}", found[0][1]
-        source = part.source.replace(f"def {spec.name}({params}):",
-                                     f"def {name}({params}, PID0: tl.constexpr):")
-        functions.append(source.replace("tl.program_id(0)", "(tl.program_id(0) - PID0)"))
         mine = {a: f"p{i}_{a}" for a, _ in spec.args}
         k = len(spec.args) if n_inputs is None else n_inputs[i]
         ins += [(mine[a], t) for a, t in spec.args[:k]]
         outs += [(mine[a], t) for a, t in spec.args[k:]]
         own_sizes = {n: f"p{i}_{n}" for n, _, _ in spec.sizes}   # bound sizes pass through
-        mine.update(own_sizes)
         sizes += [(own_sizes[n], t, v) for n, t, v in spec.sizes]
         plain += tuple(own_sizes[n] for n in spec.plain)
-        names = [p.split(":")[0].strip() for p in params.split(",")]
-        if any(n not in mine and n not in spec.constexprs for n in names):
+        names = _params(found[0][1])
+        if any(n not in mine and n not in own_sizes and n not in spec.constexprs
+               for n in names):
             return None
-        call = [mine[n] if n in mine else str(spec.constexprs[n]) for n in names]
-        branches.append((first + spec.grid[0], f"{name}({', '.join(call)}, {first})"))
-        first += spec.grid[0]
         warps = max(warps, spec.num_warps)
+    functions, branches, first = [], [], 0
+    for g, members in enumerate(_shared_groups(parts)):
+        if len(members) == 1:
+            function, branch, first = _own_part(parts[members[0]], members[0], first)
+        else:
+            function, branch, first = _shared_part(parts, members, g, first)
+        functions.append(function)
+        branches.append(branch)
     name, args = f"horizontal_{len(parts)}", ins + outs
     names = [a for a, _ in args] + [n for n, _, _ in sizes]
     lines = ["@triton.jit", f"def {name}({', '.join(names)}):",
              f'    """{len(parts)} independent kernels in one launch."""',
              "    pid = tl.program_id(0)"]
-    for k, (end, call) in enumerate(branches):
+    for k, (end, body) in enumerate(branches):
         head = "if" if k == 0 else "elif"
-        lines += [f"    {head} pid < {end}:" if k < len(branches) - 1 else "    else:",
-                  f"        {call}"]
+        lines.append(f"    {head} pid < {end}:" if k < len(branches) - 1 else "    else:")
+        lines += [f"        {line}" for line in body]
     if len(branches) == 1:
-        lines[-2:] = [f"    {branches[0][1]}"]
+        lines[4:] = [f"    {line}" for line in branches[0][1]]
     source = "\n\n".join(functions + ["\n".join(lines)]) + "\n"
     return GeneratedKernel(source, LaunchSpec(name, args, {}, (first, 1, 1),
                                               "sum of the parts' grids", warps, 1,
                                               [a for a, _ in args], sizes, plain))
+
+
+def _params(params: str) -> list[str]:
+    return [p.split(":")[0].strip() for p in params.split(",")]
+
+
+def _own_part(part: GeneratedKernel, i: int, first: int) -> tuple:
+    """(function, (last program id + 1, branch lines), next first id) of a part compiled
+    as its own function: its source renamed, its program ids rebased by PID0."""
+    spec = part.launch
+    params = _DEF.findall(part.source)[0][1]
+    name = f"{spec.name}_part{i}"
+    source = part.source.replace(f"def {spec.name}({params}):",
+                                 f"def {name}({params}, PID0: tl.constexpr):")
+    source = source.replace("tl.program_id(0)", "(tl.program_id(0) - PID0)")
+    mine = {a: f"p{i}_{a}" for a, _ in spec.args}
+    mine.update({n: f"p{i}_{n}" for n, _, _ in spec.sizes})
+    call = [mine[n] if n in mine else str(spec.constexprs[n]) for n in _params(params)]
+    end = first + spec.grid[0]
+    return source, (end, [f"{name}({', '.join(call)}, {first})"]), end
+
+
+# the literals of a part that may differ between parts of one shared body: a count bound
+# at the top of the body and compared against only (`X = 64` ... `xindex < X`), and a
+# float32 constant
+_COUNT = re.compile(r"^    ([A-Z][A-Z0-9_]*) = (\d+)$", re.M)
+_CONSTANT = re.compile(r"tl\.full\(\[\], (-?\d+\.\d*(?:e[-+]?\d+)?|-?\d+e[-+]?\d+), "
+                       r"tl\.float32\)")
+
+
+def _sites(part: GeneratedKernel) -> tuple[str, list[str]]:
+    """(the part's source with its name and its variable literals as placeholders, those
+    literals in order). A count is variable only where the body compares against it
+    alone (a count that indexes or bounds a loop stays in the source)."""
+    spec = part.launch
+    source = re.sub(rf"^def {re.escape(spec.name)}\(", "def PART(", part.source, flags=re.M)
+    # the comment block above the function names the node and its shapes
+    source = re.sub(r"^[ \t]*#.*\n", "", source, flags=re.M)
+    values: list[str] = []
+
+    def count(match):
+        name = match.group(1)
+        uses = len(re.findall(rf"\b{name}\b", source)) - 1
+        if uses != len(re.findall(rf"< {name}\b(?!\s*\()", source)):
+            return match.group(0)
+        values.append(match.group(2))
+        return f"    {name} = \x00{len(values) - 1}\x00"
+
+    def constant(match):
+        values.append(match.group(1))
+        return f"tl.full([], \x00{len(values) - 1}\x00, tl.float32)"
+    template = _CONSTANT.sub(constant, _COUNT.sub(count, source))
+    return template, values
+
+
+def _shared_groups(parts: tuple[GeneratedKernel, ...]) -> list[list[int]]:
+    """Part indices grouped by structure (`_sites`' template, block sizes, argument types),
+    in order of first appearance; the grid follows this order. Only parts of one program
+    share (a BatchNorm's running statistics, a bias's update): a count that is not a
+    literal leaves Triton no divisibility to vectorize the masked loads by, which a
+    one-program part does not feel and a large parameter's update would; parts with
+    runtime sizes keep their own bodies too."""
+    groups: dict = {}
+    for i, part in enumerate(parts):
+        spec = part.launch
+        alone = spec.sizes or spec.grid[0] != 1
+        key = (i,) if alone else (_sites(part)[0], tuple(sorted(spec.constexprs.items())),
+                                  tuple(t for _, t in spec.args))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _shared_part(parts, members: list[int], g: int, first: int) -> tuple:
+    """(function, (last program id + 1, branch lines), next first id) of parts sharing one
+    body: the literals that differ between them become arguments, chosen with the
+    pointers by program id in the branch."""
+    lead = parts[members[0]]
+    spec = lead.launch
+    template, _ = _sites(lead)
+    values = [_sites(parts[i])[1] for i in members]
+    varying = [k for k in range(len(values[0])) if len({v[k] for v in values}) > 1]
+    params = _DEF.findall(lead.source)[0][1]
+    extra = [f"hz_l{k}" for k in varying] + ["hz_pid0"]
+    body = template.replace("def PART(" + params + "):",
+                            f"def shared{g}_{spec.name}({params}, {', '.join(extra)}):")
+    for k, value in enumerate(values[0]):      # a varying constant: tl.full([], hz_lk, ...)
+        body = body.replace(f"\x00{k}\x00", f"hz_l{k}" if k in varying else value)
+    body = body.replace("tl.program_id(0)", "(tl.program_id(0) - hz_pid0)")
+    pointers = [a for a, _ in spec.args]
+    local = [f"hz_a{j}" for j in range(len(pointers))]
+    lines, start = [], first
+    for m, i in enumerate(members):
+        chosen = [f"p{i}_{a}" for a in pointers] + [values[m][k] for k in varying] + [str(start)]
+        start += parts[i].launch.grid[0]
+        head = "if" if m == 0 else "elif"
+        lines.append(f"{head} pid < {start}:" if m < len(members) - 1 else "else:")
+        lines.append(f"    {', '.join(local + extra)} = {', '.join(chosen)}")
+    mine = dict(zip(pointers, local))
+    call = [mine[n] if n in mine else str(spec.constexprs[n]) for n in _params(params)]
+    lines.append(f"shared{g}_{spec.name}({', '.join(call + extra)})")
+    return body, (start, lines), start

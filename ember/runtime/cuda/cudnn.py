@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ...ir import compile_times
 from .. import lite_cudnn
-from . import driver
+from . import cudnn_plan_cache as plan_cache, driver
 
 _LOG = logging.getLogger("ember.backends.cudnn")
 _state: dict = {"module": None, "tried": False, "why": None}
@@ -121,11 +121,19 @@ class ConvPlan:
         self.handle = _handle(index)
         try:
             timed = bool(spec.benchmark and buffers is not None)
-            self.graph, self.tensors = _build(cudnn, spec, self.handle, timed)
             # the engine config the timing selected (None: the heuristics' choice), which
             # a CUDA artifact records (ember.aot)
-            self.chosen = _benchmark(cudnn, self.graph, self.tensors, buffers,
-                                     spec.benchmark, index, self.handle) if timed else None
+            self.chosen = None
+            loaded = None if timed else plan_cache.load(cudnn, spec, index, self.handle)
+            if loaded is not None:              # a built plan from disk: no heuristics, no build
+                self.graph, self.tensors = loaded
+            else:
+                self.graph, self.tensors = _build(cudnn, spec, self.handle, timed)
+                if timed:
+                    self.chosen = _benchmark(cudnn, self.graph, self.tensors, buffers,
+                                             spec.benchmark, index, self.handle)
+                else:
+                    plan_cache.store(cudnn, spec, index, self.graph, self.tensors)
             self.workspace_size = int(self.graph.get_workspace_size())
         except CudnnUnsupported:
             raise

@@ -139,3 +139,18 @@ def test_the_stage_timer_records_each_compiles_schedule(pool, monkeypatch, tmp_p
     for r in schedule:
         assert r["submitted_cpu"] <= r["collected_cpu"] and r["cpu"] == 0.25
     assert row["main_cpu"] >= 0 and "CPU of this thread" in capsys.readouterr().err
+
+
+def test_the_stage_timer_notes_the_workers_and_their_cpus(pool, monkeypatch, tmp_path):
+    path = tmp_path / "times.json"
+    monkeypatch.setenv(compile_times.ENV, str(path))
+    monkeypatch.setattr(dc, "usable_cpus", lambda: (2, "affinity 16, cgroup quota 2"))
+    with compile_times.call("demo"):
+        def collect(misses, others, original=dc._collect):
+            pool.finish_all()
+            return original(misses, others)
+        monkeypatch.setattr(dc, "_collect", collect)
+        dc.compile_many([_job("a"), _job("b", body_lines=2)], workers=2)
+    row = json.loads(path.read_text().splitlines()[0])
+    assert row["notes"].get("compile workers (effective CPUs)") == "2 (affinity 16, cgroup quota 2)", row["notes"]
+

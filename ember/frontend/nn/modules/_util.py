@@ -3,6 +3,7 @@ checks."""
 from __future__ import annotations
 
 import math
+import sys
 
 from ....ir import dtypes
 from ....ir.errors import EmberError, ShapeError
@@ -76,5 +77,8 @@ def checkable(input) -> bool:
     if isinstance(input, Tensor):       # a subclass overriding __torch_function__ sees
         from ....ir.torch_function import overrides     # only the op, as in torch
         return not overrides(type(input))
-    from ...fx.proxy import Proxy
-    return not isinstance(input, Proxy)
+    # no Proxy exists before ember.fx is imported: importing it here (~0.05-0.15 s, the
+    # whole fx package) made every compiled training step's first call pay for it, as
+    # ember's own trace passes its symbolic values through the layers' checks
+    proxy = sys.modules.get(__package__.rsplit(".", 2)[0] + ".fx.proxy")
+    return proxy is None or not isinstance(input, proxy.Proxy)
