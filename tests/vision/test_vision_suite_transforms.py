@@ -4,8 +4,6 @@ against torchvision.transforms.functional (0.28) on the same float and uint8 ima
 random transforms replayed: the parameters ember draws (get_params / _draw with a seeded
 generator) are fed to torchvision's functional ops, whose output must equal ember's.
 uint8 results may differ by one level where a float sits on .5 (noted per test)."""
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -386,7 +384,8 @@ def test_color_jitter_replay(seed):
 
 @pytest.mark.parametrize("cls,fn,arg", [
     ("RandomPosterize", "posterize", 3), ("RandomSolarize", "solarize", 100),
-    ("RandomAdjustSharpness", "adjust_sharpness", 2.0), ("RandomAutocontrast", "autocontrast", None),
+    ("RandomAdjustSharpness", "adjust_sharpness", 2.0),
+    ("RandomAutocontrast", "autocontrast", None),
     ("RandomEqualize", "equalize", None), ("RandomInvert", "invert", None)])
 @pytest.mark.parametrize("p", [0.0, 1.0])
 def test_random_apply_color_ops(cls, fn, arg, p):

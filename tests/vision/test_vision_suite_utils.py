@@ -8,7 +8,7 @@ import torch
 
 import ember
 from ember.vision import utils
-from vision_suite_common import close, image, needs_tv, np_of, same_ints, tv
+from vision_suite_common import close, image, needs_tv, same_ints, tv
 
 pytestmark = needs_tv
 if tv is not None:

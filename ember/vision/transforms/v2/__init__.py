@@ -9,7 +9,6 @@ Random draws come from ember's generators (`generator=`, else the global one), n
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import ember
@@ -20,7 +19,8 @@ from ... import tv_tensors
 from .. import functional as F1
 from .. import transforms as T1
 from ..autoaugment import AugMix as _AugMix, AutoAugment as _AutoAugment
-from ..autoaugment import AutoAugmentPolicy, RandAugment as _RandAugment
+from ..autoaugment import AutoAugmentPolicy  # noqa: F401  (torchvision's v2 name)
+from ..autoaugment import RandAugment as _RandAugment
 from ..autoaugment import TrivialAugmentWide as _TrivialAugmentWide
 from ..functional import InterpolationMode
 from . import functional  # noqa: F401
