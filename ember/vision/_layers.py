@@ -1,6 +1,6 @@
 """torchvision.ops.misc's building blocks (Conv2dNormActivation, Conv3dNormActivation,
 SqueezeExcitation, MLP, Permute) and torchvision.ops.stochastic_depth /
-drop_block. Module trees and parameter names are torchvision's, so state_dicts load."""
+drop_block2d / drop_block3d. Module trees and parameter names are torchvision's, so state_dicts load."""
 from __future__ import annotations
 
 import ember
@@ -129,3 +129,72 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self):
         return f"p={self.p}, mode={self.mode}"
+
+
+def _drop_block(input, p, block_size, inplace, eps, training, dims, generator):
+    """DropBlock (Ghiasi et al. 2018): zero block_size^dims regions seeded with rate gamma,
+    then rescale by the kept fraction."""
+    import ember.nn.functional as F
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}.")
+    if input.ndim != dims + 2:
+        raise ValueError(f"input should be {dims + 2} dimensional. Got {input.ndim} "
+                         f"dimensions.")
+    if not training or p == 0.0:
+        return input
+    spatial = [int(s) for s in input.shape[2:]]
+    block_size = min([block_size] + spatial)
+    if block_size % 2 == 0:
+        raise ValueError(f"block size should be odd. Got {block_size} which is even.")
+    valid = 1
+    for s in spatial:
+        valid *= s - block_size + 1
+    area = 1
+    for s in spatial:
+        area *= s
+    gamma = (p * area) / ((block_size ** dims) * valid)
+    seeds_shape = [int(s) for s in input.shape[:2]] + [s - block_size + 1 for s in spatial]
+    seeds = (ember.rand(seeds_shape, generator=generator) < gamma).to(input.dtype)
+    return _apply_block_mask(input, seeds.to(input.device), block_size, inplace, eps, dims, F)
+
+
+def _apply_block_mask(input, seeds, block_size, inplace, eps, dims, F):
+    half = block_size // 2
+    seeds = F.pad(seeds, [half] * (2 * dims), value=0.0)
+    pool = F.max_pool2d if dims == 2 else F.max_pool3d
+    keep = 1 - pool(seeds, kernel_size=block_size, stride=1, padding=half)
+    scale = keep.numel() / (eps + keep.sum())
+    if inplace:
+        return input.mul_(keep).mul_(scale)
+    return input * keep * scale
+
+
+def drop_block2d(input, p: float, block_size: int, inplace: bool = False, eps: float = 1e-06,
+                 training: bool = True, generator=None):
+    """DropBlock on [N, C, H, W]; the seeds come from ember's generator (`generator=`)."""
+    return _drop_block(input, p, block_size, inplace, eps, training, 2, generator)
+
+
+def drop_block3d(input, p: float, block_size: int, inplace: bool = False, eps: float = 1e-06,
+                 training: bool = True, generator=None):
+    """DropBlock on [N, C, D, H, W]."""
+    return _drop_block(input, p, block_size, inplace, eps, training, 3, generator)
+
+
+class DropBlock2d(nn.Module):
+    def __init__(self, p: float, block_size: int, inplace: bool = False, eps: float = 1e-06):
+        super().__init__()
+        self.p, self.block_size, self.inplace, self.eps = p, block_size, inplace, eps
+
+    def forward(self, input):
+        return drop_block2d(input, self.p, self.block_size, self.inplace, self.eps,
+                            self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}, block_size={self.block_size}, inplace={self.inplace}"
+
+
+class DropBlock3d(DropBlock2d):
+    def forward(self, input):
+        return drop_block3d(input, self.p, self.block_size, self.inplace, self.eps,
+                            self.training)

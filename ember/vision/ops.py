@@ -20,7 +20,8 @@ import ember.nn.functional as F
 from ._deform import DeformConv2d, deform_conv2d  # noqa: F401
 from ._fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool  # noqa: F401
 from ._layers import (MLP, Conv2dNormActivation, Conv3dNormActivation,  # noqa: F401
-                      Permute, SqueezeExcitation, StochasticDepth, stochastic_depth)
+                      DropBlock2d, DropBlock3d, Permute, SqueezeExcitation, StochasticDepth,
+                      drop_block2d, drop_block3d, stochastic_depth)
 from ._misc import FrozenBatchNorm2d, LastLevelP6P7  # noqa: F401
 from ._poolers import MultiScaleRoIAlign  # noqa: F401
 from ._ps_roi import PSRoIAlign, PSRoIPool, ps_roi_align, ps_roi_pool  # noqa: F401
@@ -33,7 +34,8 @@ __all__ = ["box_area", "box_iou", "generalized_box_iou", "box_convert", "clip_bo
            "distance_box_iou_loss", "complete_box_iou_loss", "ps_roi_align", "PSRoIAlign",
            "ps_roi_pool", "PSRoIPool", "deform_conv2d", "DeformConv2d", "MultiScaleRoIAlign",
            "stochastic_depth", "StochasticDepth", "Conv2dNormActivation",
-           "Conv3dNormActivation", "SqueezeExcitation", "MLP", "Permute"]
+           "Conv3dNormActivation", "SqueezeExcitation", "MLP", "Permute", "drop_block2d",
+           "DropBlock2d", "drop_block3d", "DropBlock3d"]
 
 
 # --- boxes ------------------------------------------------------------------------------
@@ -390,7 +392,7 @@ def _axis_weights(start, length, bins, grid, size):
 
 def _np_dtype(input):
     """The numpy dtype the host-built weights take (bfloat16 has none: float32)."""
-    return np.float32 if input.dtype == dtypes.bfloat16 else input.detach().numpy().dtype
+    return np.float32 if input.dtype == dtypes.bfloat16 else np.dtype(input.dtype.np_dtype)
 
 
 def _roi_align_weights(rois, out_h, out_w, scale, sampling_ratio, aligned, height, width):
@@ -545,7 +547,7 @@ def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2,
 # FrozenBatchNorm2d`); here every one of them is this module.
 _SUBMODULES = ("boxes", "misc", "feature_pyramid_network", "focal_loss", "roi_align",
                "roi_pool", "poolers", "ps_roi_align", "ps_roi_pool", "deform_conv",
-               "stochastic_depth", "giou_loss", "diou_loss", "ciou_loss")
+               "stochastic_depth", "giou_loss", "diou_loss", "ciou_loss", "drop_block")
 
 
 def _install_submodule_names() -> None:

@@ -696,3 +696,42 @@ def test_feature_pyramid_network(extra):
     assert list(eo) == list(to)
     for k in to:
         close(eo[k], to[k], atol=1e-5)
+
+
+# --- DropBlock --------------------------------------------------------------------------------
+@pytest.mark.parametrize("dims,block_size", [(2, 3), (2, 5), (3, 3)])
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_drop_block_replay(dims, block_size, p):
+    """The seeds ember draws, expanded and rescaled by torchvision's definition."""
+    shape = (2, 3) + (9,) * dims if dims == 2 else (1, 2, 6, 7, 5)
+    x = np.random.default_rng(27).random(shape).astype(np.float32)
+    fn = ops.drop_block2d if dims == 2 else ops.drop_block3d
+    out = fn(ember.tensor(x), p, block_size, generator=ember.Generator().manual_seed(3))
+    spatial = shape[2:]
+    bs = min((block_size,) + spatial)
+    gamma = p * np.prod(spatial) / (bs ** dims * np.prod([s - bs + 1 for s in spatial]))
+    seeds_shape = shape[:2] + tuple(s - bs + 1 for s in spatial)
+    seeds = (ember.rand(list(seeds_shape), generator=ember.Generator().manual_seed(3))
+             < gamma).to(ember.float32)
+    noise = torch.nn.functional.pad(torch.tensor(np_of(seeds)), [bs // 2] * (2 * dims))
+    pool = torch.nn.functional.max_pool2d if dims == 2 else torch.nn.functional.max_pool3d
+    keep = 1 - pool(noise, kernel_size=bs, stride=1, padding=bs // 2)
+    ref = torch.tensor(x) * keep * (keep.numel() / (1e-6 + keep.sum()))
+    close(out, ref, atol=1e-5)
+
+
+def test_drop_block_eval_p0_and_errors():
+    x = ember.rand(1, 2, 5, 5)
+    assert ops.drop_block2d(x, 0.5, 3, training=False) is x
+    assert ops.drop_block2d(x, 0.0, 3) is x
+    m = ops.DropBlock2d(0.3, 3)
+    m.eval()
+    assert m(x) is x
+    for args, t_args in (((x, 1.5, 3), (torch.rand(1, 2, 5, 5), 1.5, 3)),
+                         ((x, 0.5, 2), (torch.rand(1, 2, 5, 5), 0.5, 2)),
+                         ((ember.rand(2, 5, 5), 0.5, 3), (torch.rand(2, 5, 5), 0.5, 3))):
+        with pytest.raises(ValueError) as e_err:
+            ops.drop_block2d(*args)
+        with pytest.raises(ValueError) as t_err:
+            tops.drop_block2d(*t_args)
+        assert str(e_err.value) == str(t_err.value)
