@@ -393,3 +393,37 @@ def test_color_jitter_replay_passes_boxes():
         ref = fns[k](ref, p["factors"][k])
     close(out[0], ref.as_subclass(torch.Tensor), atol=1e-5)
     _same_boxes(out[1]["boxes"], t[1]["boxes"])
+
+
+# --- detection-style resizes ------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_zoom_out_replay(seed):
+    e, t = _sample(33)
+    p = E2.RandomZoomOut(fill=0, side_range=(1.0, 2.5), p=1.0,
+                         generator=_gen(seed)).make_params([e[0]])
+    out = E2.RandomZoomOut(fill=0, side_range=(1.0, 2.5), p=1.0, generator=_gen(seed))(*e)
+    ref = [TF2.pad(x, p["padding"], fill=0) for x in (t[0], t[1]["boxes"], t[1]["masks"])]
+    close(out[0], ref[0].as_subclass(torch.Tensor))
+    _same_boxes(out[1]["boxes"], ref[1])
+    same_ints(out[1]["masks"], ref[2].as_subclass(torch.Tensor))
+    left, top, right, bottom = p["padding"]
+    assert min(p["padding"]) >= 0 and tuple(out[0].shape[-2:]) == \
+        (CANVAS[0] + top + bottom, CANVAS[1] + left + right)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("cls,args", [("ScaleJitter", ((20, 16), (0.5, 1.5))),
+                                      ("RandomShortestSize", ([6, 9, 14], 20))])
+def test_scale_jitter_and_shortest_size_replay(seed, cls, args):
+    e, t = _sample(34)
+    p = getattr(E2, cls)(*args, generator=_gen(seed)).make_params([e[0]])
+    out = getattr(E2, cls)(*args, generator=_gen(seed))(*e)
+    size = list(p["size"])
+    close(out[0], TF2.resize(t[0], size).as_subclass(torch.Tensor), atol=1e-4)
+    _same_boxes(out[1]["boxes"], TF2.resize(t[1]["boxes"], size))
+    same_ints(out[1]["masks"], TF2.resize(t[1]["masks"], size).as_subclass(torch.Tensor))
+
+
+def test_zoom_out_side_range_error():
+    with pytest.raises(ValueError, match="side range"):
+        E2.RandomZoomOut(side_range=(0.5, 2.0))

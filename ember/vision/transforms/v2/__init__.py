@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 import ember
 from ember import nn
 from ember.ir import dtypes
@@ -29,7 +31,8 @@ from . import functional as F
 __all__ = ["Transform", "Compose", "RandomApply", "RandomChoice", "RandomOrder", "Identity",
            "Lambda", "RandomHorizontalFlip", "RandomVerticalFlip", "Resize", "CenterCrop",
            "RandomCrop", "RandomResizedCrop", "Pad", "RandomRotation", "RandomAffine",
-           "RandomPerspective", "ToDtype", "ConvertImageDtype", "Normalize", "ColorJitter",
+           "RandomPerspective", "RandomZoomOut", "ScaleJitter", "RandomShortestSize", "ToDtype",
+           "ConvertImageDtype", "Normalize", "ColorJitter",
            "Grayscale", "RandomGrayscale", "GaussianBlur", "ConvertBoundingBoxFormat",
            "ClampBoundingBoxes", "SanitizeBoundingBoxes", "ToImage", "ToPureTensor",
            "RandomPosterize", "RandomSolarize", "RandomAdjustSharpness", "RandomAutocontrast",
@@ -368,6 +371,72 @@ class RandomAffine(Transform):
         return F.affine(inpt, params["angle"], params["translate"], params["scale"],
                         list(params["shear"]), self.interpolation, _fill_for(self.fill, inpt),
                         self.center)
+
+
+class RandomZoomOut(_RandomP):
+    """With probability p, place the sample on a canvas side_range times larger (filled
+    with `fill`) at a random offset (detection augmentation of SSD)."""
+
+    def __init__(self, fill=0, side_range=(1.0, 4.0), p=0.5, *, generator=None):
+        super().__init__(p, generator=generator)
+        if len(side_range) != 2 or side_range[0] < 1.0 or side_range[0] > side_range[1]:
+            raise ValueError(f"Invalid side range provided {side_range}.")
+        self.fill, self.side_range = fill, tuple(side_range)
+
+    def make_params(self, flat_inputs):
+        h, w = query_size(flat_inputs)
+        lo, hi = (np.float32(v) for v in self.side_range)
+        r = lo + np.float32(self._rand()) * (hi - lo)        # float32, as torchvision's
+        canvas_w, canvas_h = int(np.float32(w) * r), int(np.float32(h) * r)
+        rx, ry = (np.float32(v) for v in ember.rand(2, generator=self.generator).tolist())
+        left = int(np.float32(canvas_w - w) * rx)
+        top = int(np.float32(canvas_h - h) * ry)
+        return {"padding": [left, top, canvas_w - (left + w), canvas_h - (top + h)]}
+
+    def transform(self, inpt, params):
+        return F.pad(inpt, params["padding"], _fill_for(self.fill, inpt))
+
+
+class ScaleJitter(Transform):
+    """Resize so the sample fits target_size (w, h), times a scale drawn in scale_range
+    (Large Scale Jitter, Ghiasi et al. 2021)."""
+
+    def __init__(self, target_size, scale_range=(0.1, 2.0),
+                 interpolation=InterpolationMode.BILINEAR, antialias=True, *, generator=None):
+        super().__init__(generator=generator)
+        self.target_size, self.scale_range = target_size, tuple(scale_range)
+        self.interpolation, self.antialias = interpolation, antialias
+
+    def make_params(self, flat_inputs):
+        h, w = query_size(flat_inputs)
+        lo, hi = (np.float32(v) for v in self.scale_range)
+        scale = lo + np.float32(self._rand()) * (hi - lo)
+        r = np.float32(min(self.target_size[1] / h, self.target_size[0] / w)) * scale
+        return {"size": (int(np.float32(h) * r), int(np.float32(w) * r))}
+
+    def transform(self, inpt, params):
+        return F.resize(inpt, params["size"], self.interpolation, antialias=self.antialias)
+
+
+class RandomShortestSize(Transform):
+    """Resize the shorter side to one of min_size (drawn), the longer at most max_size."""
+
+    def __init__(self, min_size, max_size=None, interpolation=InterpolationMode.BILINEAR,
+                 antialias=True, *, generator=None):
+        super().__init__(generator=generator)
+        self.min_size = [min_size] if isinstance(min_size, int) else list(min_size)
+        self.max_size, self.interpolation, self.antialias = max_size, interpolation, antialias
+
+    def make_params(self, flat_inputs):
+        h, w = query_size(flat_inputs)
+        target = self.min_size[T1._randint(0, len(self.min_size), self.generator)]
+        r = target / min(h, w)
+        if self.max_size is not None:
+            r = min(r, self.max_size / max(h, w))
+        return {"size": (int(h * r), int(w * r))}
+
+    def transform(self, inpt, params):
+        return F.resize(inpt, params["size"], self.interpolation, antialias=self.antialias)
 
 
 class RandomPerspective(_RandomP):
