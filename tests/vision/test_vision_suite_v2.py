@@ -427,3 +427,65 @@ def test_scale_jitter_and_shortest_size_replay(seed, cls, args):
 def test_zoom_out_side_range_error():
     with pytest.raises(ValueError, match="side range"):
         E2.RandomZoomOut(side_range=(0.5, 2.0))
+
+
+# --- MixUp / CutMix ------------------------------------------------------------------------------
+def _batch(seed, labels_2d=False):
+    imgs = image(seed, (4, 3, 8, 10))
+    labels = np.array([0, 2, 1, 2])
+    if labels_2d:
+        labels = np.eye(3, dtype=np.float32)[labels] * 0.9 + 0.1 / 3
+    return imgs, labels
+
+
+class _Fixed:
+    """A torch Beta stand-in that returns a given lam, so torchvision's MixUp/CutMix mix with
+    the weight ember drew."""
+
+    def __init__(self, lam):
+        self.lam = lam
+
+    def sample(self, shape):
+        return torch.tensor(self.lam)
+
+
+@pytest.mark.parametrize("labels_2d", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mixup_replay(labels_2d, seed):
+    imgs, labels = _batch(40 + seed, labels_2d)
+    ember.manual_seed(seed)
+    lam = E2.MixUp(num_classes=3).make_params([])["lam"]
+    ember.manual_seed(seed)
+    out_i, out_l = E2.MixUp(num_classes=3)(ember.tensor(imgs), ember.tensor(labels))
+    tm = T2.MixUp(num_classes=3)
+    tm._dist = _Fixed(lam)
+    ref_i, ref_l = tm(torch.tensor(imgs), torch.tensor(labels))
+    close(out_i, ref_i, atol=1e-6)
+    close(out_l, ref_l, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cutmix_replay(seed):
+    imgs, labels = _batch(50 + seed)
+    ember.manual_seed(seed)
+    p = E2.CutMix(num_classes=3).make_params([ember.tensor(imgs)])
+    ember.manual_seed(seed)
+    out_i, out_l = E2.CutMix(num_classes=3)(ember.tensor(imgs), ember.tensor(labels))
+    x1, y1, x2, y2 = p["box"]
+    ref_i = torch.tensor(imgs).clone()
+    ref_i[..., y1:y2, x1:x2] = torch.tensor(imgs).roll(1, 0)[..., y1:y2, x1:x2]
+    lab = torch.nn.functional.one_hot(torch.tensor(labels), 3).float()
+    ref_l = lab.roll(1, 0) * (1 - p["lam_adjusted"]) + lab * p["lam_adjusted"]
+    close(out_i, ref_i)
+    close(out_l, ref_l, atol=1e-6)
+
+
+def test_mixup_errors_match_torchvision():
+    imgs, labels = _batch(60)
+    be, _ = _boxes(61, "XYXY")
+    with pytest.raises(ValueError, match="bounding boxes"):
+        E2.MixUp(num_classes=3)(ember.tensor(imgs), {"labels": ember.tensor(labels), "b": be})
+    with pytest.raises(ValueError, match="batch size"):
+        E2.CutMix(num_classes=3)(ember.tensor(imgs[:3]), ember.tensor(labels))
+    with pytest.raises(ValueError, match="num_classes"):
+        E2.MixUp()(ember.tensor(imgs), ember.tensor(labels))

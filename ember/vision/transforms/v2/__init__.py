@@ -9,6 +9,7 @@ Random draws come from ember's generators (`generator=`, else the global one), n
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -37,7 +38,7 @@ __all__ = ["Transform", "Compose", "RandomApply", "RandomChoice", "RandomOrder",
            "ClampBoundingBoxes", "SanitizeBoundingBoxes", "ToImage", "ToPureTensor",
            "RandomPosterize", "RandomSolarize", "RandomAdjustSharpness", "RandomAutocontrast",
            "RandomEqualize", "RandomInvert", "AutoAugment", "AutoAugmentPolicy", "RandAugment",
-           "TrivialAugmentWide", "AugMix", "InterpolationMode"]
+           "TrivialAugmentWide", "AugMix", "InterpolationMode", "MixUp", "CutMix"]
 
 
 # --- input structures --------------------------------------------------------------------
@@ -734,3 +735,113 @@ AutoAugment = _image_policy(_AutoAugment)
 RandAugment = _image_policy(_RandAugment)
 TrivialAugmentWide = _image_policy(_TrivialAugmentWide)
 AugMix = _image_policy(_AugMix)
+
+
+# --- batch mixing ------------------------------------------------------------------------------
+def _mix_labels_of(tree):
+    """torchvision's default for MixUp/CutMix: the second element of an (images, labels)
+    pair, or the "labels" (else the first "label"-named) entry of a dict."""
+    if isinstance(tree, tuple):
+        tree = tree[1]
+    if _is_pure(tree):
+        return tree
+    if not isinstance(tree, dict):
+        raise ValueError("Could not infer where the labels are in the sample: pass "
+                         "(images, labels) or a dict with a 'labels' key, or labels_getter=")
+    keys = [k for k in tree if isinstance(k, str) and k.lower() == "labels"] or \
+        [k for k in tree if isinstance(k, str) and "label" in k.lower()]
+    if not keys:
+        raise ValueError("Could not infer where the labels are in the sample: no 'labels' key")
+    return tree[keys[0]]
+
+
+class _MixBase(Transform):
+    """MixUp / CutMix over a batch: images [N, C, H, W] mixed with the batch rolled by one,
+    labels (class indices with num_classes, or [N, K] scores) mixed by the same weight.
+    lam ~ Beta(alpha, alpha) from ember's global generator (ember.distributions.Beta)."""
+
+    def __init__(self, *, alpha: float = 1.0, num_classes=None, labels_getter="default"):
+        super().__init__()
+        self.alpha, self.num_classes = float(alpha), num_classes
+        self.labels_getter = _mix_labels_of if labels_getter == "default" else labels_getter
+
+    def _lam(self) -> float:
+        from ember.distributions import Beta
+        a = ember.tensor([self.alpha])
+        return float(Beta(a, a).sample(()).item())
+
+    def forward(self, *inputs):
+        tree = inputs if len(inputs) > 1 else inputs[0]
+        flat, spec = _flatten(tree)
+        if any(isinstance(x, (tv_tensors.BoundingBoxes, tv_tensors.Mask)) or _is_pil(x)
+               for x in flat):
+            raise ValueError(f"{type(self).__name__}() does not support PIL images, bounding "
+                             f"boxes and masks.")
+        labels = self.labels_getter(tree)
+        if not isinstance(labels, ember.Tensor):
+            raise ValueError(f"The labels must be a tensor, but got {type(labels)} instead.")
+        if labels.ndim not in (1, 2):
+            raise ValueError(f"labels should be index based with shape (batch_size,) or "
+                             f"probability based with shape (batch_size, num_classes), but got "
+                             f"a tensor of shape {tuple(labels.shape)} instead.")
+        needs = _needs_transform(flat)
+        params = {"labels": labels, "batch_size": int(labels.shape[0]),
+                  **self.make_params([x for x, n in zip(flat, needs) if n])}
+        out = [self.transform(x, params) if (n or x is labels) else x
+               for x, n in zip(flat, needs)]
+        return _unflatten(out, spec)
+
+    def _mix_label(self, label, lam):
+        if label.ndim == 1:
+            if self.num_classes is None:
+                raise ValueError("num_classes must be passed when labels are class indices")
+            label = ember.nn.functional.one_hot(label, num_classes=self.num_classes)
+        if not label.dtype.is_floating_point:
+            label = label.to(dtypes.float32)
+        return label.roll(1, 0) * (1.0 - lam) + label * lam
+
+    def _check_batch(self, inpt, batch_size):
+        dims = 5 if isinstance(inpt, tv_tensors.Video) else 4
+        if inpt.ndim != dims:
+            raise ValueError(f"Expected a batched input with {dims} dims, but got "
+                             f"{inpt.ndim} dimensions instead.")
+        if int(inpt.shape[0]) != batch_size:
+            raise ValueError(f"The batch size of the image or video does not match the batch "
+                             f"size of the labels: {int(inpt.shape[0])} != {batch_size}.")
+
+
+class MixUp(_MixBase):
+    def make_params(self, flat_inputs):
+        return {"lam": self._lam()}
+
+    def transform(self, inpt, params):
+        lam = params["lam"]
+        if inpt is params["labels"]:
+            return self._mix_label(inpt, lam)
+        self._check_batch(inpt, params["batch_size"])
+        plain = F._plain(inpt)
+        return F._rewrap(plain.roll(1, 0) * (1.0 - lam) + plain * lam, inpt)
+
+
+class CutMix(_MixBase):
+    def make_params(self, flat_inputs):
+        lam = self._lam()
+        h, w = query_size(flat_inputs)
+        rx, ry = T1._randint(0, w, None), T1._randint(0, h, None)
+        r = 0.5 * math.sqrt(1.0 - lam)
+        rw, rh = int(r * w), int(r * h)
+        x1, y1 = max(rx - rw, 0), max(ry - rh, 0)
+        x2, y2 = min(rx + rw, w), min(ry + rh, h)
+        return {"box": (x1, y1, x2, y2),
+                "lam_adjusted": float(1.0 - (x2 - x1) * (y2 - y1) / (w * h))}
+
+    def transform(self, inpt, params):
+        if inpt is params["labels"]:
+            return self._mix_label(inpt, params["lam_adjusted"])
+        self._check_batch(inpt, params["batch_size"])
+        x1, y1, x2, y2 = params["box"]
+        plain = F._plain(inpt)
+        h, w = int(plain.shape[-2]), int(plain.shape[-1])
+        inside = ember.nn.functional.pad(ember.ones(y2 - y1, x2 - x1, device=plain.device),
+                                         [x1, w - x2, y1, h - y2]) > 0.5
+        return F._rewrap(ember.where(inside, plain.roll(1, 0), plain), inpt)
