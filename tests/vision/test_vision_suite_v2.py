@@ -489,3 +489,29 @@ def test_mixup_errors_match_torchvision():
         E2.CutMix(num_classes=3)(ember.tensor(imgs[:3]), ember.tensor(labels))
     with pytest.raises(ValueError, match="num_classes"):
         E2.MixUp()(ember.tensor(imgs), ember.tensor(labels))
+
+
+# --- RandomIoUCrop ------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_random_iou_crop_replay(seed):
+    e, t = _sample(70)
+    p = E2.RandomIoUCrop(generator=_gen(seed)).make_params([e[0], e[1]["boxes"], e[1]["masks"]])
+    out = E2.RandomIoUCrop(generator=_gen(seed))(*e)
+    if not p:                                  # the "leave as it is" option
+        _same_sample(out, t)
+        return
+    args = (p["top"], p["left"], p["height"], p["width"])
+    close(out[0], TF2.crop(t[0], *args).as_subclass(torch.Tensor))
+    ref_boxes = TF2.crop(t[1]["boxes"], *args)
+    ref_boxes[~torch.tensor(np_of(p["inside"]))] = 0
+    _same_boxes(out[1]["boxes"], ref_boxes)
+    same_ints(out[1]["masks"], TF2.crop(t[1]["masks"], *args).as_subclass(torch.Tensor))
+    # the chosen crop satisfies its contract: a box centre inside, within the scale limits
+    assert bool(np_of(p["inside"]).any())
+    assert 0.3 * 16 - 1 <= p["width"] <= 16 and 0.3 * 12 - 1 <= p["height"] <= 12
+
+
+def test_random_iou_crop_needs_boxes_and_image():
+    ie, _ = _image(71)
+    with pytest.raises(TypeError, match="bounding boxes"):
+        E2.RandomIoUCrop()(ie)

@@ -32,8 +32,8 @@ from . import functional as F
 __all__ = ["Transform", "Compose", "RandomApply", "RandomChoice", "RandomOrder", "Identity",
            "Lambda", "RandomHorizontalFlip", "RandomVerticalFlip", "Resize", "CenterCrop",
            "RandomCrop", "RandomResizedCrop", "Pad", "RandomRotation", "RandomAffine",
-           "RandomPerspective", "RandomZoomOut", "ScaleJitter", "RandomShortestSize", "ToDtype",
-           "ConvertImageDtype", "Normalize", "ColorJitter",
+           "RandomPerspective", "RandomZoomOut", "ScaleJitter", "RandomShortestSize",
+           "RandomIoUCrop", "ToDtype", "ConvertImageDtype", "Normalize", "ColorJitter",
            "Grayscale", "RandomGrayscale", "GaussianBlur", "ConvertBoundingBoxFormat",
            "ClampBoundingBoxes", "SanitizeBoundingBoxes", "ToImage", "ToPureTensor",
            "RandomPosterize", "RandomSolarize", "RandomAdjustSharpness", "RandomAutocontrast",
@@ -438,6 +438,76 @@ class RandomShortestSize(Transform):
 
     def transform(self, inpt, params):
         return F.resize(inpt, params["size"], self.interpolation, antialias=self.antialias)
+
+
+class RandomIoUCrop(Transform):
+    """SSD's crop: draw a minimum IoU from sampler_options (a value >= 1 leaves the sample
+    as it is), then up to `trials` crops of random scale and aspect until one holds a box
+    centre and overlaps some such box by at least that IoU; boxes whose centres fall
+    outside are zeroed (SanitizeBoundingBoxes removes them)."""
+
+    def __init__(self, min_scale=0.3, max_scale=1.0, min_aspect_ratio=0.5,
+                 max_aspect_ratio=2.0, sampler_options=None, trials=40, *, generator=None):
+        super().__init__(generator=generator)
+        self.min_scale, self.max_scale = min_scale, max_scale
+        self.min_aspect_ratio, self.max_aspect_ratio = min_aspect_ratio, max_aspect_ratio
+        self.options = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 2.0] if sampler_options is None \
+            else list(sampler_options)
+        self.trials = trials
+
+    def forward(self, *inputs):
+        flat, _ = _flatten(inputs if len(inputs) > 1 else inputs[0])
+        needs = _needs_transform(flat)
+        has_image = any(n and not isinstance(x, (tv_tensors.BoundingBoxes, tv_tensors.Mask))
+                        for x, n in zip(flat, needs))
+        if not has_image or not any(isinstance(x, tv_tensors.BoundingBoxes) for x in flat):
+            raise TypeError(f"{type(self).__name__}() requires input sample to contain tensor "
+                            f"or PIL images and bounding boxes. Sample can also contain masks.")
+        return super().forward(*inputs)
+
+    def _floats(self):
+        return [np.float32(v) for v in ember.rand(2, generator=self.generator).tolist()]
+
+    def make_params(self, flat_inputs):
+        from ...ops import box_iou
+        h, w = query_size(flat_inputs)
+        boxes = [x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)][0]
+        xyxy = F._convert_boxes(F._plain(boxes), boxes.format, F.BoundingBoxFormat.XYXY)
+        cx, cy = 0.5 * (xyxy[:, 0] + xyxy[:, 2]), 0.5 * (xyxy[:, 1] + xyxy[:, 3])
+        lo, span = np.float32(self.min_scale), np.float32(self.max_scale - self.min_scale)
+        while True:
+            min_iou = self.options[T1._randint(0, len(self.options), self.generator)]
+            if min_iou >= 1.0:
+                return {}
+            for _ in range(self.trials):
+                rw, rh = (lo + span * v for v in self._floats())
+                new_w, new_h = int(w * rw), int(h * rh)
+                if new_h == 0 or not (self.min_aspect_ratio <= new_w / new_h
+                                      <= self.max_aspect_ratio):
+                    continue
+                rx, ry = self._floats()
+                left, top = int((w - new_w) * rx), int((h - new_h) * ry)
+                right, bottom = left + new_w, top + new_h
+                if left == right or top == bottom:
+                    continue
+                inside = (cx > left) & (cx < right) & (cy > top) & (cy < bottom)
+                if not bool(inside.any()):
+                    continue
+                crop = ember.tensor([[left, top, right, bottom]], dtype=xyxy.dtype)
+                if float(box_iou(xyxy[inside], crop).max()) < min_iou:
+                    continue
+                return {"top": top, "left": left, "height": new_h, "width": new_w,
+                        "inside": inside}
+
+    def transform(self, inpt, params):
+        if not params:
+            return inpt
+        out = F.crop(inpt, params["top"], params["left"], params["height"], params["width"])
+        if isinstance(out, tv_tensors.BoundingBoxes):
+            keep = params["inside"].unsqueeze(-1)
+            out = tv_tensors.wrap(ember.where(keep, F._plain(out), ember.zeros_like(
+                F._plain(out))), like=out)
+        return out
 
 
 class RandomPerspective(_RandomP):
