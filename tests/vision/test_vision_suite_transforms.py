@@ -530,3 +530,23 @@ def test_policies_keep_dtype_shape_and_reproduce():
         assert (np_of(a) == np_of(b)).all()
     with pytest.raises(ValueError, match="severity"):
         T.AugMix(severity=11)
+
+
+# --- compilation ------------------------------------------------------------------------------
+class _Ops(ember.nn.Module):
+    """Fixed-parameter colour and warp ops in one module."""
+
+    def forward(self, x):
+        x = EF.adjust_sharpness(x, 1.7)
+        x = EF.solarize(x, 0.8)
+        x = EF.autocontrast(x)
+        return EF.perspective(x, [[0, 0], [11, 0], [11, 9], [0, 9]],
+                              [[1, 0], [10, 1], [11, 8], [0, 9]], fill=[0.0])
+
+
+def test_new_deterministic_ops_compile_in_one_graph():
+    x = ember.tensor(image(90, (2, 3, 10, 12)))
+    module = _Ops()
+    explained = ember.compile.explain(module, x)
+    assert explained.graph_break_count == 0, str(explained)
+    close(ember.compile(module)(x), module(x), atol=1e-5)
