@@ -515,3 +515,22 @@ def test_random_iou_crop_needs_boxes_and_image():
     ie, _ = _image(71)
     with pytest.raises(TypeError, match="bounding boxes"):
         E2.RandomIoUCrop()(ie)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("end", [[[1, 0], [14, 1], [15, 11], [0, 10]],
+                                 [[3, 2], [15, 0], [12, 11], [0, 11]]])
+def test_perspective_boxes(fmt, end):
+    e, t = _boxes(80, fmt)
+    start = [[0, 0], [15, 0], [15, 11], [0, 11]]
+    _same_boxes(EF2.perspective(e, start, end), TF2.perspective(t, start, end), atol=1e-3)
+
+
+def test_random_perspective_replay_with_boxes():
+    e, t = _sample(81)
+    p = E2.RandomPerspective(0.4, p=1.0, generator=_gen(2)).make_params([e[0]])
+    out = E2.RandomPerspective(0.4, p=1.0, generator=_gen(2))(*e)
+    _same_boxes(out[1]["boxes"], TF2.perspective(t[1]["boxes"], p["start"], p["end"]),
+                atol=1e-3)
+    ref = TF2.perspective(t[0], p["start"], p["end"], fill=0)     # the transform's fill=0
+    close(out[0], ref.as_subclass(torch.Tensor), atol=1e-4)

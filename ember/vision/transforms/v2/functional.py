@@ -318,13 +318,38 @@ def rotate(inpt, angle, interpolation=InterpolationMode.NEAREST, expand=False, c
 def perspective(inpt, startpoints, endpoints, interpolation=InterpolationMode.BILINEAR,
                 fill=None):
     if _is_boxes(inpt):
-        raise TypeError("perspective: bounding boxes are not built in ember's v2 (images and "
-                        "masks are)")
+        return _box_op(inpt, lambda b, f, c: (_perspective_boxes(b, f, startpoints,
+                                                                  endpoints), c))
     if _is_mask(inpt):
         return _mask_op(inpt, lambda m: F1.perspective(m, startpoints, endpoints,
                                                        InterpolationMode.NEAREST, fill))
     return _rewrap(F1.perspective(_plain(inpt), startpoints, endpoints, interpolation, fill),
                    inpt)
+
+
+def _perspective_boxes(boxes, format, startpoints, endpoints):
+    """Corners through the forward homography (the inverse of the output -> input one the
+    image warp samples with), then their enclosing box."""
+    if boxes.numel() == 0:
+        return boxes
+    a, b, c, d, e, f, g, h = F1._get_perspective_coeffs(startpoints, endpoints)
+    if a * e - b * d == 0:
+        raise RuntimeError(f"Provided perspective_coeffs {[a, b, c, d, e, f, g, h]} can not be "
+                           f"inverted to transform bounding boxes.")
+    forward = np.linalg.inv(np.array([[a, b, c], [d, e, f], [g, h, 1.0]]))
+    dtype = boxes.dtype
+    work = boxes if dtype.is_floating_point else boxes.to(dtypes.float32)
+    xyxy = _convert_boxes(work, format, BoundingBoxFormat.XYXY).reshape([-1, 4])
+    x1, y1, x2, y2 = xyxy.unbind(-1)
+    corners = ember.stack([ember.stack([x1, y1], -1), ember.stack([x2, y1], -1),
+                           ember.stack([x2, y2], -1), ember.stack([x1, y2], -1)], dim=1)
+    pts = ember.cat([corners, ember.ones_like(corners[..., :1])], dim=-1)
+    mat = ember.tensor(forward.T, dtype=xyxy.dtype, device=xyxy.device)
+    moved = ember.matmul(pts, mat)
+    moved = moved[..., :2] / moved[..., 2:]
+    out = ember.cat([moved.amin(dim=1), moved.amax(dim=1)], dim=-1)
+    out = _convert_boxes(out, BoundingBoxFormat.XYXY, format).reshape(list(boxes.shape))
+    return out.to(dtype)
 
 
 # --- dtype, colour and the rest (images; masks and boxes pass where torchvision passes) ---------
