@@ -534,3 +534,16 @@ def test_random_perspective_replay_with_boxes():
                 atol=1e-3)
     ref = TF2.perspective(t[0], p["start"], p["end"], fill=0)     # the transform's fill=0
     close(out[0], ref.as_subclass(torch.Tensor), atol=1e-4)
+
+
+def test_elastic_on_masks_and_passthrough_of_color_ops():
+    me, mt = _mask(90, (1,) + CANVAS)
+    disp = (np.random.default_rng(91).normal(size=(1,) + CANVAS + (2,)) * 0.05).astype(
+        np.float32)
+    same_ints(EF2.elastic_transform(me, ember.tensor(disp)),
+              TF2.elastic_transform(mt, torch.tensor(disp)).as_subclass(torch.Tensor))
+    be, bt = _boxes(92, "XYXY")
+    assert EF2.adjust_brightness(be, 1.5) is be and EF2.gaussian_blur(me, [3, 3]) is me
+    with pytest.raises(TypeError, match="bounding boxes"):
+        EF2.elastic_transform(be, ember.tensor(disp))
+    assert EF2.get_dimensions(me) == [1, CANVAS[0], CANVAS[1]]

@@ -375,16 +375,30 @@ def to_image(inpt):
 
 def _image_only(fn):
     def op(inpt, *args, **kwargs):
+        if _is_boxes(inpt) or _is_mask(inpt):   # no kernel for them: passed through, as
+            return inpt                          # torchvision's dispatcher does
         return _rewrap(fn(_plain(inpt), *args, **kwargs), inpt)
     op.__name__ = fn.__name__
     op.__doc__ = f"v1's {fn.__name__} on images and videos, the tv_tensor type kept."
     return op
 
 
+def elastic_transform(inpt, displacement, interpolation=InterpolationMode.BILINEAR, fill=None):
+    if _is_boxes(inpt):
+        raise TypeError("elastic_transform: bounding boxes are not built in ember's v2 "
+                        "(images and masks are)")
+    if _is_mask(inpt):
+        return _mask_op(inpt, lambda m: F1.elastic_transform(m, displacement,
+                                                             InterpolationMode.NEAREST, fill))
+    return _rewrap(F1.elastic_transform(_plain(inpt), displacement, interpolation, fill), inpt)
+
+
+elastic = elastic_transform
+
 for _name in ("normalize", "adjust_brightness", "adjust_contrast", "adjust_saturation",
               "adjust_hue", "adjust_gamma", "adjust_sharpness", "posterize", "solarize",
               "equalize", "invert", "rgb_to_grayscale", "gaussian_blur",
-              "erase", "elastic_transform", "get_dimensions", "five_crop", "ten_crop",
+              "erase", "five_crop", "ten_crop",
               "convert_image_dtype", "to_pil_image", "pil_to_tensor"):
     globals()[_name] = _image_only(getattr(F1, _name))
 to_grayscale = globals()["rgb_to_grayscale"]
@@ -411,6 +425,11 @@ def grayscale_to_rgb(inpt):
     if int(plain.shape[-3]) == 3:
         return inpt
     return _rewrap(plain.expand(list(plain.shape[:-3]) + [3] + list(plain.shape[-2:])), inpt)
+
+
+def get_dimensions(inpt):
+    """[channels, height, width] of an image, video or mask."""
+    return F1.get_dimensions(_plain(inpt))
 
 
 def get_size(inpt):
