@@ -17,43 +17,96 @@ from ember import nn
 from ember.ir import dtypes
 import ember.nn.functional as F
 
+from ._deform import DeformConv2d, deform_conv2d  # noqa: F401
 from ._fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool  # noqa: F401
+from ._layers import (MLP, Conv2dNormActivation, Conv3dNormActivation,  # noqa: F401
+                      DropBlock2d, DropBlock3d, Permute, SqueezeExcitation, StochasticDepth,
+                      drop_block2d, drop_block3d, stochastic_depth)
 from ._misc import FrozenBatchNorm2d, LastLevelP6P7  # noqa: F401
+from ._poolers import MultiScaleRoIAlign  # noqa: F401
+from ._ps_roi import PSRoIAlign, PSRoIPool, ps_roi_align, ps_roi_pool  # noqa: F401
 
 __all__ = ["box_area", "box_iou", "generalized_box_iou", "box_convert", "clip_boxes_to_image",
            "remove_small_boxes", "nms", "batched_nms", "roi_align", "roi_pool", "RoIAlign",
            "RoIPool", "sigmoid_focal_loss", "FeaturePyramidNetwork", "LastLevelMaxPool",
-           "ExtraFPNBlock", "FrozenBatchNorm2d", "LastLevelP6P7"]
+           "ExtraFPNBlock", "FrozenBatchNorm2d", "LastLevelP6P7", "distance_box_iou",
+           "complete_box_iou", "masks_to_boxes", "generalized_box_iou_loss",
+           "distance_box_iou_loss", "complete_box_iou_loss", "ps_roi_align", "PSRoIAlign",
+           "ps_roi_pool", "PSRoIPool", "deform_conv2d", "DeformConv2d", "MultiScaleRoIAlign",
+           "stochastic_depth", "StochasticDepth", "Conv2dNormActivation",
+           "Conv3dNormActivation", "SqueezeExcitation", "MLP", "Permute", "drop_block2d",
+           "DropBlock2d", "drop_block3d", "DropBlock3d"]
 
 
 # --- boxes ------------------------------------------------------------------------------
+_BOX_FMTS = ("xyxy", "xywh", "cxcywh")
+
+
 def _check_boxes(boxes, name):
-    if boxes.ndim != 2 or int(boxes.shape[-1]) != 4:
-        raise ValueError(f"{name}: boxes should be a Tensor of shape [N, 4], got "
+    if boxes.ndim < 1 or int(boxes.shape[-1]) != 4:
+        raise ValueError(f"{name}: boxes should be a Tensor of shape [..., N, 4], got "
                          f"{list(boxes.shape)}")
 
 
-def box_area(boxes):
-    """Areas of [N, 4] (x1, y1, x2, y2) boxes."""
+def _upcast(t):
+    """torchvision's rule: half floats to float32, small integers to int32, so products of
+    coordinates do not overflow."""
+    if t.dtype.is_floating_point:
+        return t if t.dtype in (dtypes.float32, dtypes.float64) else t.to(dtypes.float32)
+    return t if t.dtype in (dtypes.int32, dtypes.int64) else t.to(dtypes.int32)
+
+
+def _upcast_non_float(t):
+    return t if t.dtype in (dtypes.float32, dtypes.float64) else t.to(dtypes.float32)
+
+
+def box_area(boxes, fmt: str = "xyxy"):
+    """Areas of [..., N, 4] boxes given in `fmt` ('xyxy', 'xywh' or 'cxcywh')."""
+    if fmt not in _BOX_FMTS:
+        raise ValueError(f"Unsupported Bounding Box area for given format {fmt}")
     _check_boxes(boxes, "box_area")
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    boxes = _upcast(boxes)
+    if fmt == "xyxy":
+        return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    return boxes[..., 2] * boxes[..., 3]
 
 
-def _inter_union(boxes1, boxes2):
-    area1, area2 = box_area(boxes1), box_area(boxes2)
-    lt = ember.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = ember.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[:, :, 0] * wh[:, :, 1]
-    return inter, area1[:, None] + area2[None, :] - inter
+def _corners(boxes, fmt):
+    """(top-left, bottom-right) [..., N, 1, 2] views for pairwise broadcasting."""
+    if fmt == "xyxy":
+        return boxes[..., :2], boxes[..., 2:]
+    if fmt == "xywh":
+        return boxes[..., :2], boxes[..., :2] + boxes[..., 2:]
+    return boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2
 
 
-def box_iou(boxes1, boxes2):
-    """[N, M] intersection over union of two sets of boxes."""
+def _inter_union(boxes1, boxes2, fmt="xyxy"):
+    """Pairwise [..., N, M] intersection and union areas."""
+    area1, area2 = box_area(boxes1, fmt), box_area(boxes2, fmt)
+    lt1, rb1 = _corners(boxes1, fmt)
+    lt2, rb2 = _corners(boxes2, fmt)
+    lt = ember.maximum(lt1.unsqueeze(-2), lt2.unsqueeze(-3))
+    rb = ember.minimum(rb1.unsqueeze(-2), rb2.unsqueeze(-3))
+    wh = _upcast(rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter, area1.unsqueeze(-1) + area2.unsqueeze(-2) - inter
+
+
+def box_iou(boxes1, boxes2, fmt: str = "xyxy"):
+    """[..., N, M] intersection over union of two sets of boxes."""
+    if fmt not in _BOX_FMTS:
+        raise ValueError(f"Unsupported Box IoU Calculation for given fmt {fmt}.")
     _check_boxes(boxes1, "box_iou")
     _check_boxes(boxes2, "box_iou")
-    inter, union = _inter_union(boxes1, boxes2)
+    inter, union = _inter_union(boxes1, boxes2, fmt)
     return inter / union
+
+
+def _hull_wh(boxes1, boxes2):
+    """Width and height [..., N, M, 2] of the smallest box enclosing each pair."""
+    lt = ember.minimum(boxes1[..., :2].unsqueeze(-2), boxes2[..., :2].unsqueeze(-3))
+    rb = ember.maximum(boxes1[..., 2:].unsqueeze(-2), boxes2[..., 2:].unsqueeze(-3))
+    return _upcast(rb - lt).clamp(min=0)
 
 
 def generalized_box_iou(boxes1, boxes2):
@@ -62,11 +115,52 @@ def generalized_box_iou(boxes1, boxes2):
     _check_boxes(boxes2, "generalized_box_iou")
     inter, union = _inter_union(boxes1, boxes2)
     iou = inter / union
-    lt = ember.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = ember.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    hull = wh[:, :, 0] * wh[:, :, 1]
+    wh = _hull_wh(boxes1, boxes2)
+    hull = wh[..., 0] * wh[..., 1]
     return iou - (hull - union) / hull
+
+
+def _diou_iou(boxes1, boxes2, eps):
+    """(distance IoU, IoU): IoU less the squared centre distance over the squared diagonal
+    of the enclosing box."""
+    iou = box_iou(boxes1, boxes2)
+    wh = _hull_wh(boxes1, boxes2)
+    diagonal = wh[..., 0] ** 2 + wh[..., 1] ** 2 + eps
+    cx1 = (boxes1[..., 0] + boxes1[..., 2]) / 2
+    cy1 = (boxes1[..., 1] + boxes1[..., 3]) / 2
+    cx2 = (boxes2[..., 0] + boxes2[..., 2]) / 2
+    cy2 = (boxes2[..., 1] + boxes2[..., 3]) / 2
+    dist = _upcast(cx1.unsqueeze(-1) - cx2.unsqueeze(-2)) ** 2 + \
+        _upcast(cy1.unsqueeze(-1) - cy2.unsqueeze(-2)) ** 2
+    return iou - dist / diagonal, iou
+
+
+def distance_box_iou(boxes1, boxes2, eps: float = 1e-7):
+    """[..., N, M] distance IoU (Zheng et al. 2020)."""
+    _check_boxes(boxes1, "distance_box_iou")
+    _check_boxes(boxes2, "distance_box_iou")
+    return _diou_iou(_upcast(boxes1), _upcast(boxes2), eps)[0]
+
+
+def _aspect_term(w1, h1, w2, h2):
+    return (4 / math.pi ** 2) * (ember.atan(w1 / h1) - ember.atan(w2 / h2)) ** 2
+
+
+def complete_box_iou(boxes1, boxes2, eps: float = 1e-7):
+    """[..., N, M] complete IoU: distance IoU less alpha * v, v the aspect-ratio mismatch
+    (alpha is a constant for autograd, as in the paper and torchvision)."""
+    _check_boxes(boxes1, "complete_box_iou")
+    _check_boxes(boxes2, "complete_box_iou")
+    boxes1, boxes2 = _upcast(boxes1), _upcast(boxes2)
+    diou, iou = _diou_iou(boxes1, boxes2, eps)
+    w1 = (boxes1[..., 2] - boxes1[..., 0]).unsqueeze(-1)
+    h1 = (boxes1[..., 3] - boxes1[..., 1]).unsqueeze(-1)
+    w2 = (boxes2[..., 2] - boxes2[..., 0]).unsqueeze(-2)
+    h2 = (boxes2[..., 3] - boxes2[..., 1]).unsqueeze(-2)
+    v = _aspect_term(w1, h1, w2, h2)
+    with ember.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return diou - alpha * v
 
 
 def _to_xyxy(boxes, fmt):
@@ -88,10 +182,11 @@ def _from_xyxy(boxes, fmt):
 
 
 def box_convert(boxes, in_fmt: str, out_fmt: str):
-    """Convert between 'xyxy', 'xywh' and 'cxcywh'."""
-    allowed = ("xyxy", "xywh", "cxcywh")
-    if in_fmt not in allowed or out_fmt not in allowed:
-        raise ValueError("Unsupported Bounding Box Conversions for given in_fmt and out_fmt")
+    """Convert [..., 4] boxes between 'xyxy', 'xywh' and 'cxcywh'."""
+    if in_fmt not in _BOX_FMTS or out_fmt not in _BOX_FMTS:
+        raise ValueError(f"Unsupported Bounding Box Conversions for given in_fmt {in_fmt} and "
+                         f"out_fmt {out_fmt} (ember supports {list(_BOX_FMTS)}; the rotated "
+                         f"formats are not built)")
     if in_fmt == out_fmt:
         return boxes.clone()
     return _from_xyxy(_to_xyxy(boxes, in_fmt), out_fmt)
@@ -108,8 +203,93 @@ def clip_boxes_to_image(boxes, size):
 def remove_small_boxes(boxes, min_size: float):
     """Indices of the boxes whose sides are both at least min_size."""
     arr = boxes.detach().cpu().numpy()
-    keep = ((arr[:, 2] - arr[:, 0]) >= min_size) & ((arr[:, 3] - arr[:, 1]) >= min_size)
+    keep = ((arr[..., 2] - arr[..., 0]) >= min_size) & ((arr[..., 3] - arr[..., 1]) >= min_size)
     return ember.from_numpy(np.nonzero(keep)[0].astype(np.int64)).to(boxes.device)
+
+
+def masks_to_boxes(masks):
+    """[N, H, W] masks -> [N, 4] float boxes (x1, y1, x2, y2) around the non-zero pixels;
+    an empty mask gives zeros, as in torchvision."""
+    if masks.numel() == 0:
+        return ember.zeros(0, 4, device=masks.device)
+    if masks.ndim != 3:
+        raise ValueError(f"masks_to_boxes: masks should be a Tensor[N, H, W], got "
+                         f"{list(masks.shape)}")
+    arr = masks.detach().cpu().numpy() != 0
+    out = np.zeros((arr.shape[0], 4), np.float32)
+    for i, m in enumerate(arr):
+        ys, xs = np.nonzero(m)
+        if len(xs):
+            out[i] = [xs.min(), ys.min(), xs.max(), ys.max()]
+    return ember.from_numpy(out).to(masks.device)
+
+
+# --- box regression losses (elementwise over matching boxes) ---------------------------
+def _reduce(loss, reduction):
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported "
+                     f"reduction modes: 'none', 'mean', 'sum'")
+
+
+def _pair_inter_union(boxes1, boxes2):
+    x1, y1, x2, y2 = boxes1.unbind(-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(-1)
+    w = ember.minimum(x2, x2g) - ember.maximum(x1, x1g)
+    h = ember.minimum(y2, y2g) - ember.maximum(y1, y1g)
+    inter = ember.where((w > 0) & (h > 0), w * h, ember.zeros_like(w))
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+    return inter, union
+
+
+def _pair_hull(boxes1, boxes2):
+    x1, y1, x2, y2 = boxes1.unbind(-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(-1)
+    return (ember.maximum(x2, x2g) - ember.minimum(x1, x1g),
+            ember.maximum(y2, y2g) - ember.minimum(y1, y1g))
+
+
+def generalized_box_iou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7):
+    """1 - GIoU of matching boxes (boxes1[i] with boxes2[i])."""
+    boxes1, boxes2 = _upcast_non_float(boxes1), _upcast_non_float(boxes2)
+    inter, union = _pair_inter_union(boxes1, boxes2)
+    iou = inter / (union + eps)
+    hw, hh = _pair_hull(boxes1, boxes2)
+    hull = hw * hh
+    return _reduce(1 - (iou - (hull - union) / (hull + eps)), reduction)
+
+
+def _pair_diou_loss(boxes1, boxes2, eps):
+    inter, union = _pair_inter_union(boxes1, boxes2)
+    iou = inter / (union + eps)
+    hw, hh = _pair_hull(boxes1, boxes2)
+    diagonal = hw ** 2 + hh ** 2 + eps
+    x1, y1, x2, y2 = boxes1.unbind(-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(-1)
+    dist = ((x1 + x2) / 2 - (x1g + x2g) / 2) ** 2 + ((y1 + y2) / 2 - (y1g + y2g) / 2) ** 2
+    return 1 - iou + dist / diagonal, iou
+
+
+def distance_box_iou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7):
+    """1 - DIoU of matching boxes."""
+    boxes1, boxes2 = _upcast_non_float(boxes1), _upcast_non_float(boxes2)
+    return _reduce(_pair_diou_loss(boxes1, boxes2, eps)[0], reduction)
+
+
+def complete_box_iou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7):
+    """1 - CIoU of matching boxes (the DIoU part uses eps=1e-7, as torchvision's does)."""
+    boxes1, boxes2 = _upcast_non_float(boxes1), _upcast_non_float(boxes2)
+    diou_loss, iou = _pair_diou_loss(boxes1, boxes2, 1e-7)
+    x1, y1, x2, y2 = boxes1.unbind(-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(-1)
+    v = _aspect_term(x2g - x1g, y2g - y1g, x2 - x1, y2 - y1)
+    with ember.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return _reduce(diou_loss + alpha * v, reduction)
 
 
 # --- non-maximum suppression ------------------------------------------------------------
@@ -137,6 +317,9 @@ def _nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> n
 def nms(boxes, scores, iou_threshold: float):
     """Indices (int64, by decreasing score) of the boxes kept by greedy NMS."""
     _check_boxes(boxes, "nms")
+    if boxes.ndim != 2:
+        raise ValueError(f"nms: boxes should be a Tensor of shape [N, 4], got "
+                         f"{list(boxes.shape)}")
     if scores.ndim != 1 or int(scores.shape[0]) != int(boxes.shape[0]):
         raise ValueError(f"nms: scores should be a 1-D Tensor with one score per box, got "
                          f"{list(scores.shape)} for {int(boxes.shape[0])} boxes")
@@ -207,6 +390,11 @@ def _axis_weights(start, length, bins, grid, size):
     return weights
 
 
+def _np_dtype(input):
+    """The numpy dtype the host-built weights take (bfloat16 has none: float32)."""
+    return np.float32 if input.dtype == dtypes.bfloat16 else np.dtype(input.dtype.np_dtype)
+
+
 def _roi_align_weights(rois, out_h, out_w, scale, sampling_ratio, aligned, height, width):
     offset = 0.5 if aligned else 0.0
     wy = np.zeros((len(rois), out_h, height))
@@ -258,7 +446,7 @@ def roi_align(input, boxes, output_size, spatial_scale: float = 1.0, sampling_ra
     height, width = int(input.shape[2]), int(input.shape[3])
     wy, wx = _roi_align_weights(rois, out_h, out_w, float(spatial_scale), int(sampling_ratio),
                                 bool(aligned), height, width)
-    np_dtype = input.detach().numpy().dtype if input.dtype != dtypes.bfloat16 else np.float32
+    np_dtype = _np_dtype(input)
 
     def compute(image, rows):
         ay = ember.from_numpy(wy[rows].astype(np_dtype)).to(input.dtype)   # [k, oh, H]
@@ -358,7 +546,8 @@ def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2,
 # box_area`, `from torchvision.ops import boxes as box_ops`, `torchvision.ops.misc.
 # FrozenBatchNorm2d`); here every one of them is this module.
 _SUBMODULES = ("boxes", "misc", "feature_pyramid_network", "focal_loss", "roi_align",
-               "roi_pool", "poolers")
+               "roi_pool", "poolers", "ps_roi_align", "ps_roi_pool", "deform_conv",
+               "stochastic_depth", "giou_loss", "diou_loss", "ciou_loss", "drop_block")
 
 
 def _install_submodule_names() -> None:

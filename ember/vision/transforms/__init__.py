@@ -5,4 +5,8 @@ from .transforms import (  # noqa: F401
     CenterCrop, ColorJitter, Compose, ConvertImageDtype, GaussianBlur, Grayscale, Lambda,
     Normalize, Pad, PILToTensor, RandomAffine, RandomApply, RandomCrop, RandomErasing,
     RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, RandomRotation,
-    RandomVerticalFlip, Resize, ToPILImage, ToTensor)
+    RandomVerticalFlip, Resize, ToPILImage, ToTensor, RandomPosterize, RandomSolarize,
+    RandomAdjustSharpness, RandomAutocontrast, RandomEqualize, RandomInvert, RandomChoice,
+    RandomOrder, FiveCrop, TenCrop, RandomPerspective, ElasticTransform, LinearTransformation)
+from .autoaugment import (AugMix, AutoAugment, AutoAugmentPolicy, RandAugment,  # noqa: F401
+                          TrivialAugmentWide)

@@ -595,10 +595,14 @@ def _affine_grid(matrices, w, h, out_w, out_h, dtype, device=None):
     ys = ember.linspace(-out_h * 0.5 + 0.5, out_h * 0.5 - 0.5, out_h, dtype=dtype, device=device)
     gx = xs.reshape([1, 1, out_w]).expand([1, out_h, out_w])
     gy = ys.reshape([1, out_h, 1]).expand([1, out_h, out_w])
-    coeffs = ember.tensor(matrices, dtype=dtype, device=device).reshape([-1, 6, 1, 1])
-    a, b, c, d, e, f = coeffs.unbind(1)
-    in_x = (a * gx + b * gy + c) / (0.5 * w)
-    in_y = (d * gx + e * gy + f) / (0.5 * h)
+    coeffs = ember.tensor(matrices, dtype=dtype, device=device).reshape([-1, 2, 3, 1, 1])
+    # coefficients normalized first, then x * a + y * b + c: torchvision's order of float
+    # operations, so that nearest sampling breaks .5 ties the same way
+    coeffs = coeffs / ember.tensor([0.5 * w, 0.5 * h], dtype=dtype,
+                                   device=device).reshape([1, 2, 1, 1, 1])
+    a, b, c, d, e, f = coeffs.reshape([-1, 6, 1, 1]).unbind(1)
+    in_x = gx * a + gy * b + c
+    in_y = gx * d + gy * e + f
     return ember.stack([in_x, in_y], dim=-1)
 
 
@@ -668,20 +672,18 @@ def affine(img, angle: float, translate, scale: float, shear, interpolation=Inte
 
 
 def _expanded_size(matrix, w, h) -> tuple[int, int]:
-    """Bounding box (h, w) of the image corners under the map, as torchvision rounds it."""
-    a, b, c, d, e, f = matrix
-    xs, ys = [], []
-    for px, py in ((-0.5 * w, -0.5 * h), (-0.5 * w, 0.5 * h), (0.5 * w, 0.5 * h),
-                   (0.5 * w, -0.5 * h)):
-        xs.append(a * px + b * py + c)
-        ys.append(d * px + e * py + f)
-    tol = 1e-4
-
-    def extent(vals):
-        hi = math.ceil(math.trunc(max(vals) / tol) * tol)
-        lo = math.floor(math.trunc(min(vals) / tol) * tol)
-        return int(hi - lo)
-    return extent(ys), extent(xs)
+    """Bounding box (h, w) of the image corners under the map, as torchvision computes it:
+    in float32, corners shifted to [0, w] x [0, h] before rounding outward (with a 1e-4
+    tolerance), so a rotation by 0 keeps the size."""
+    theta = np.asarray(matrix, dtype=np.float32).reshape(2, 3)
+    corners = np.array([[-0.5 * w, -0.5 * h, 1.0], [-0.5 * w, 0.5 * h, 1.0],
+                        [0.5 * w, 0.5 * h, 1.0], [0.5 * w, -0.5 * h, 1.0]], dtype=np.float32)
+    pts = corners @ theta.T
+    shift = np.array([w * 0.5, h * 0.5], dtype=np.float32)
+    lo, hi = pts.min(axis=0) + shift, pts.max(axis=0) + shift
+    tol = np.float32(1e-4)
+    size = np.ceil(np.trunc(hi / tol) * tol) - np.floor(np.trunc(lo / tol) * tol)
+    return int(size[1]), int(size[0])
 
 
 def rotate(img, angle: float, interpolation=InterpolationMode.NEAREST, expand: bool = False,
@@ -731,3 +733,218 @@ def to_pil_image(pic, mode=None):
         arr = (arr * 255).astype(np.uint8)
     img = Image.fromarray(arr)
     return img if mode is None or img.mode == mode else img.convert(mode)
+
+
+# --- histogram and value ops (AutoAugment's vocabulary) --------------------------------
+def _check_channels(img, name, allowed=(1, 3)):
+    if img.ndim < 3:
+        raise TypeError(f"{name}: input image tensor should have at least 3 dimensions, but "
+                        f"found {img.ndim}")
+    channels = get_image_num_channels(img)
+    if channels not in allowed:
+        raise TypeError(f"Input image tensor permitted channel values are {list(allowed)}, "
+                        f"but found {channels}")
+
+
+def posterize(img, bits: int):
+    """Keep the top `bits` bits of each uint8 value."""
+    _check_channels(img, "posterize")
+    if img.dtype != dtypes.uint8:
+        raise TypeError(f"Only torch.uint8 image tensors are supported, but found {img.dtype}")
+    if not 0 <= int(bits) <= 8:
+        raise ValueError(f"bits must be in [0, 8], got {bits}")
+    mask = (0xFF << (8 - int(bits))) & 0xFF
+    return ember.bitwise_and(img, ember.tensor(mask, dtype=dtypes.uint8, device=img.device))
+
+
+def solarize(img, threshold: float):
+    """Invert the values at or above threshold."""
+    _check_channels(img, "solarize")
+    if threshold > _max_value(img.dtype):
+        raise TypeError("Threshold should be less than bound of img.")
+    return ember.where(img >= threshold, invert(img), img)
+
+
+def _blurred_degenerate_image(img):
+    """The image smoothed by PIL's SMOOTH kernel (1 1 1 / 1 5 1 / 1 1 1, over 13) inside,
+    its one-pixel border unchanged."""
+    dtype = img.dtype
+    batch, shape = _as_batch(_to_compute(img))
+    channels = int(batch.shape[1])
+    kernel = ember.ones(3, 3, dtype=batch.dtype, device=batch.device)
+    kernel = (kernel + 4.0 * F.pad(ember.ones(1, 1, dtype=batch.dtype, device=batch.device),
+                                   [1, 1, 1, 1])) / 13.0
+    inner = F.conv2d(batch, kernel.expand([channels, 1, 3, 3]), groups=channels)
+    inner = _back_to(_from_batch(inner, shape), dtype)
+    return ember.where(_interior_mask(img), F.pad(inner, [1, 1, 1, 1]), img)
+
+
+def _interior_mask(img):
+    h, w = int(img.shape[-2]), int(img.shape[-1])
+    inner = ember.ones(h - 2, w - 2, device=img.device)
+    return F.pad(inner, [1, 1, 1, 1]) > 0.5
+
+
+def adjust_sharpness(img, sharpness_factor: float):
+    """Blend with a smoothed copy: 0 blurs, 1 is the image, 2 sharpens."""
+    if sharpness_factor < 0:
+        raise ValueError(f"sharpness_factor ({sharpness_factor}) is not non-negative.")
+    _check_channels(img, "adjust_sharpness")
+    if int(img.shape[-1]) <= 2 or int(img.shape[-2]) <= 2:
+        return img
+    return _blend(img, _blurred_degenerate_image(img), sharpness_factor)
+
+
+def autocontrast(img):
+    """Stretch each channel to span [0, max]; constant channels are left alone."""
+    _check_channels(img, "autocontrast")
+    bound = _max_value(img.dtype)
+    dtype = img.dtype if _is_float(img.dtype) else dtypes.float32
+    lo = img.amin(dim=(-2, -1), keepdim=True).to(dtype)
+    hi = img.amax(dim=(-2, -1), keepdim=True).to(dtype)
+    flat = hi == lo
+    # bound * reciprocal, not bound / x: torch evaluates `scalar / tensor` that way, and a
+    # one-ulp difference flips uint8 truncation
+    spread = ember.where(flat, ember.ones_like(hi), hi - lo)
+    scale = ember.where(flat, ember.ones_like(hi), spread.reciprocal() * bound)
+    lo = ember.where(flat, ember.zeros_like(lo), lo)
+    return ((img.to(dtype) - lo) * scale).clamp(0, bound).to(img.dtype)
+
+
+def _equalize_lut(channel: np.ndarray) -> np.ndarray:
+    """PIL's equalization table of one uint8 channel: cumulative histogram over a step that
+    ignores the last non-empty bin; identity when the step is 0."""
+    hist = np.bincount(channel.reshape(-1), minlength=256).astype(np.int64)
+    nonzero = hist[hist != 0]
+    step = int(nonzero[:-1].sum()) // 255
+    if step == 0:
+        return np.arange(256, dtype=np.uint8)
+    lut = (np.cumsum(hist) + step // 2) // step
+    lut = np.concatenate([[0], lut[:-1]]).clip(0, 255)
+    return lut.astype(np.uint8)
+
+
+def equalize(img):
+    """Histogram-equalize each channel of a uint8 image (computed on the host: the lookup
+    table depends on the data)."""
+    if not 3 <= img.ndim <= 4:
+        raise TypeError(f"Input image tensor should have 3 or 4 dimensions, but found "
+                        f"{img.ndim}")
+    if img.dtype != dtypes.uint8:
+        raise TypeError(f"Only torch.uint8 image tensors are supported, but found {img.dtype}")
+    _check_channels(img, "equalize")
+    arr = img.detach().cpu().numpy()
+    flat = arr.reshape(-1, arr.shape[-2], arr.shape[-1])
+    out = np.stack([_equalize_lut(ch)[ch] for ch in flat]).reshape(arr.shape)
+    return ember.from_numpy(out).to(img.device)
+
+
+def ten_crop(img, size, vertical_flip: bool = False):
+    """The five crops of the image and the five of its (horizontal or vertical) flip."""
+    size = _pair(size, "size")
+    flipped = vflip(img) if vertical_flip else hflip(img)
+    return five_crop(img, size) + five_crop(flipped, size)
+
+
+# --- perspective and elastic warps --------------------------------------------------------
+def _get_perspective_coeffs(startpoints, endpoints) -> list[float]:
+    """The 8 coefficients of the output -> input homography mapping endpoints to
+    startpoints (least squares in float64, then float32 as torchvision)."""
+    if len(startpoints) != 4 or len(endpoints) != 4:
+        raise ValueError(f"Please provide exactly four corners, got {len(startpoints)} "
+                         f"startpoints and {len(endpoints)} endpoints.")
+    a = np.zeros((8, 8))
+    for i, (p1, p2) in enumerate(zip(endpoints, startpoints)):
+        a[2 * i] = [p1[0], p1[1], 1, 0, 0, 0, -p2[0] * p1[0], -p2[0] * p1[1]]
+        a[2 * i + 1] = [0, 0, 0, p1[0], p1[1], 1, -p2[1] * p1[0], -p2[1] * p1[1]]
+    b = np.asarray(startpoints, dtype=np.float64).reshape(8)
+    coeffs = np.linalg.lstsq(a, b, rcond=None)[0]
+    return [float(c) for c in coeffs.astype(np.float32)]
+
+
+def _grid_fill(fill, channels):
+    if fill is None:
+        return None
+    fill = [float(fill)] if isinstance(fill, numbers.Number) else [float(v) for v in fill]
+    if len(fill) > 1 and len(fill) != channels:
+        raise ValueError(f"The number of elements in 'fill' cannot broadcast to match the "
+                         f"number of channels of the image ({len(fill)} != {channels})")
+    return fill
+
+
+def _sample_grid(img, grid, mode, fill):
+    """grid_sample an image (any leading dims) with a [1, H, W, 2] or [N, H, W, 2] grid;
+    fill marks outside samples as torchvision's _apply_grid_transform does."""
+    dtype = img.dtype
+    batch, shape = _as_batch(_to_compute(img))
+    n, channels = int(batch.shape[0]), int(batch.shape[1])
+    fill = _grid_fill(fill, channels)
+    grid = grid.to(batch.dtype).to(batch.device)
+    if int(grid.shape[0]) != n:
+        grid = grid.expand([n] + list(grid.shape[1:]))
+    if fill is not None:
+        batch = ember.cat([batch, ember.ones_like(batch[:, :1])], dim=1)
+    out = F.grid_sample(batch, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    if fill is not None:
+        out, mask = out[:, :channels], out[:, channels:]
+        fill_t = ember.as_tensor(fill, dtype=out.dtype, device=out.device).reshape(
+            [1, len(fill), 1, 1])
+        if mode == "nearest":
+            out = ember.where(mask < 0.5, fill_t.expand(list(out.shape)), out)
+        else:
+            out = out * mask + (1.0 - mask) * fill_t
+    if shape is not None:
+        out = out.reshape(shape[:-2] + list(out.shape[-2:]))
+    return _back_to(out, dtype)
+
+
+def _perspective_grid(coeffs, w, h, dtype, device=None):
+    """[1, h, w, 2] grid: pixel centres mapped through the homography, normalized."""
+    # torchvision's order of float32 operations (coefficients normalized first)
+    theta = ember.tensor([coeffs[:3], coeffs[3:6]], dtype=dtype, device=device)
+    theta = theta / ember.tensor([[0.5 * w], [0.5 * h]], dtype=dtype, device=device)
+    a, b, c, d, e, f = theta.reshape([6]).tolist()
+    g, hh = (float(np.float32(v)) for v in coeffs[6:])
+    xs = ember.linspace(0.5, w - 0.5, w, dtype=dtype, device=device).reshape([1, w])
+    ys = ember.linspace(0.5, h - 0.5, h, dtype=dtype, device=device).reshape([h, 1])
+    den = xs * g + ys * hh + 1.0
+    gx = (xs * a + ys * b + c) / den - 1.0
+    gy = (xs * d + ys * e + f) / den - 1.0
+    return ember.stack([gx, gy], dim=-1).unsqueeze(0)
+
+
+def perspective(img, startpoints, endpoints, interpolation=InterpolationMode.BILINEAR,
+                fill=None):
+    """Warp so that the four startpoints land on the four endpoints ([x, y] each)."""
+    _check_image(img, "perspective")
+    coeffs = _get_perspective_coeffs(startpoints, endpoints)
+    mode = _mode(interpolation)
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"Interpolation mode '{mode}' is unsupported with Tensor input")
+    _, h, w = get_dimensions(img)
+    dtype = img.dtype if _is_float(img.dtype) else dtypes.float32
+    return _sample_grid(img, _perspective_grid(coeffs, w, h, dtype, img.device), mode, fill)
+
+
+def _identity_grid(h, w, dtype, device=None):
+    xs = ember.linspace((-w + 1) / w, (w - 1) / w, w, dtype=dtype, device=device)
+    ys = ember.linspace((-h + 1) / h, (h - 1) / h, h, dtype=dtype, device=device)
+    gx = xs.reshape([1, w]).expand([h, w])
+    gy = ys.reshape([h, 1]).expand([h, w])
+    return ember.stack([gx, gy], dim=-1).unsqueeze(0)
+
+
+def elastic_transform(img, displacement, interpolation=InterpolationMode.BILINEAR, fill=None):
+    """Resample at identity + displacement; displacement is [1, H, W, 2] in grid_sample's
+    normalized coordinates (x then y)."""
+    _check_image(img, "elastic_transform")
+    if not isinstance(displacement, ember.Tensor):
+        raise TypeError("Argument displacement should be a Tensor")
+    _, h, w = get_dimensions(img)
+    if tuple(int(s) for s in displacement.shape) != (1, h, w, 2):
+        raise ValueError(f"Argument displacement shape should be {(1, h, w, 2)}, but given "
+                         f"{tuple(int(s) for s in displacement.shape)}")
+    mode = _mode(interpolation)
+    dtype = img.dtype if _is_float(img.dtype) else dtypes.float32
+    grid = _identity_grid(h, w, dtype, img.device) + displacement.to(dtype).to(img.device)
+    return _sample_grid(img, grid, mode, fill)

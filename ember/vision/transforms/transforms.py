@@ -571,3 +571,216 @@ class RandomAffine(_Random):
             self.generator)
         return F.affine(img, angle, translate, scale, shear, self.interpolation,
                         _fill_for(self.fill, img), self.center)
+
+
+class _RandomApplyFn(_Random):
+    """Apply a functional op with probability p (one draw per call)."""
+
+    def __init__(self, p: float = 0.5, *, generator=None):
+        super().__init__(generator)
+        self.p = p
+
+    def _apply(self, img):
+        raise NotImplementedError
+
+    def forward(self, img):
+        if float(ember.rand(1, generator=self.generator).item()) < self.p:
+            return self._apply(img)
+        return img
+
+
+class RandomPosterize(_RandomApplyFn):
+    def __init__(self, bits: int, p: float = 0.5, *, generator=None):
+        super().__init__(p, generator=generator)
+        self.bits = bits
+
+    def _apply(self, img):
+        return F.posterize(img, self.bits)
+
+
+class RandomSolarize(_RandomApplyFn):
+    def __init__(self, threshold: float, p: float = 0.5, *, generator=None):
+        super().__init__(p, generator=generator)
+        self.threshold = threshold
+
+    def _apply(self, img):
+        return F.solarize(img, self.threshold)
+
+
+class RandomAdjustSharpness(_RandomApplyFn):
+    def __init__(self, sharpness_factor: float, p: float = 0.5, *, generator=None):
+        super().__init__(p, generator=generator)
+        self.sharpness_factor = sharpness_factor
+
+    def _apply(self, img):
+        return F.adjust_sharpness(img, self.sharpness_factor)
+
+
+class RandomAutocontrast(_RandomApplyFn):
+    def _apply(self, img):
+        return F.autocontrast(img)
+
+
+class RandomEqualize(_RandomApplyFn):
+    def _apply(self, img):
+        return F.equalize(img)
+
+
+class RandomInvert(_RandomApplyFn):
+    def _apply(self, img):
+        return F.invert(img)
+
+
+class RandomChoice(_Random):
+    """Apply one of the transforms, drawn with probabilities p (uniform by default)."""
+
+    def __init__(self, transforms, p=None, *, generator=None):
+        super().__init__(generator)
+        self.transforms = list(transforms)
+        if p is not None and len(p) != len(self.transforms):
+            raise ValueError(f"Length of p doesn't match the number of transforms: "
+                             f"{len(p)} != {len(self.transforms)}")
+        self.p = None if p is None else [float(v) / sum(p) for v in p]
+
+    def __call__(self, *args):
+        if self.p is None:
+            index = _randint(0, len(self.transforms), self.generator)
+        else:
+            draw, index = _uniform(0.0, 1.0, self.generator), 0
+            while index < len(self.p) - 1 and draw >= sum(self.p[:index + 1]):
+                index += 1
+        return self.transforms[index](*args)
+
+
+class RandomOrder(_Random):
+    """Apply all the transforms in a random order."""
+
+    def __init__(self, transforms, *, generator=None):
+        super().__init__(generator)
+        self.transforms = list(transforms)
+
+    def forward(self, img):
+        for i in ember.randperm(len(self.transforms), generator=self.generator).tolist():
+            img = self.transforms[int(i)](img)
+        return img
+
+
+class FiveCrop(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.size = _size_pair(size)
+
+    def forward(self, img):
+        return F.five_crop(img, self.size)
+
+
+class TenCrop(nn.Module):
+    def __init__(self, size, vertical_flip: bool = False):
+        super().__init__()
+        self.size, self.vertical_flip = _size_pair(size), vertical_flip
+
+    def forward(self, img):
+        return F.ten_crop(img, self.size, self.vertical_flip)
+
+
+class RandomPerspective(_Random):
+    """With probability p, a perspective warp moving each corner inward by up to
+    distortion_scale of half the image."""
+
+    def __init__(self, distortion_scale: float = 0.5, p: float = 0.5,
+                 interpolation=InterpolationMode.BILINEAR, fill=0, *, generator=None):
+        super().__init__(generator)
+        self.distortion_scale, self.p = distortion_scale, p
+        self.interpolation = interpolation
+        self.fill = 0 if fill is None else fill
+
+    @staticmethod
+    def get_params(width: int, height: int, distortion_scale: float, generator=None):
+        """(startpoints, endpoints): the image corners and where they go."""
+        dw, dh = int(distortion_scale * (width // 2)), int(distortion_scale * (height // 2))
+
+        def near(lo, hi):
+            return _randint(lo, hi, generator)
+        topleft = [near(0, dw + 1), near(0, dh + 1)]
+        topright = [near(width - dw - 1, width), near(0, dh + 1)]
+        botright = [near(width - dw - 1, width), near(height - dh - 1, height)]
+        botleft = [near(0, dw + 1), near(height - dh - 1, height)]
+        start = [[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]
+        return start, [topleft, topright, botright, botleft]
+
+    def forward(self, img):
+        fill = _fill_for(self.fill, img)
+        if _uniform(0.0, 1.0, self.generator) < self.p:
+            _, h, w = F.get_dimensions(img)
+            start, end = self.get_params(w, h, self.distortion_scale, self.generator)
+            return F.perspective(img, start, end, self.interpolation, fill)
+        return img
+
+
+def _two_floats(value, name):
+    if isinstance(value, numbers.Number):
+        return [float(value), float(value)]
+    value = [float(v) for v in value]
+    if len(value) == 1:
+        return value * 2
+    if len(value) != 2:
+        raise ValueError(f"If {name} is a sequence its length should be 2. Got {len(value)}")
+    return value
+
+
+class ElasticTransform(_Random):
+    """Elastic deformation (Simard et al. 2003): smoothed uniform displacement fields
+    scaled by alpha (pixels), sigma the Gaussian's standard deviation."""
+
+    def __init__(self, alpha=50.0, sigma=5.0, interpolation=InterpolationMode.BILINEAR, fill=0,
+                 *, generator=None):
+        super().__init__(generator)
+        self.alpha, self.sigma = _two_floats(alpha, "alpha"), _two_floats(sigma, "sigma")
+        self.interpolation = interpolation
+        self.fill = [float(fill)] if isinstance(fill, numbers.Number) else \
+            [float(f) for f in fill]
+
+    @staticmethod
+    def get_params(alpha, sigma, size, generator=None):
+        """A [1, H, W, 2] displacement in grid_sample's normalized coordinates."""
+        fields = []
+        for axis in range(2):
+            d = ember.rand([1, 1] + list(size), generator=generator) * 2 - 1
+            if sigma[axis] > 0.0:
+                k = int(8 * sigma[axis] + 1)
+                k += 1 if k % 2 == 0 else 0
+                d = F.gaussian_blur(d, [k, k], list(sigma))
+            fields.append(d * alpha[axis] / size[1 - axis])
+        return ember.cat(fields, dim=1).permute([0, 2, 3, 1])
+
+    def forward(self, img):
+        _, h, w = F.get_dimensions(img)
+        displacement = self.get_params(self.alpha, self.sigma, [h, w], self.generator)
+        return F.elastic_transform(img, displacement, self.interpolation, self.fill)
+
+
+class LinearTransformation(nn.Module):
+    """Flatten, subtract mean_vector, multiply by transformation_matrix (ZCA whitening)."""
+
+    def __init__(self, transformation_matrix, mean_vector):
+        super().__init__()
+        d = int(transformation_matrix.shape[0])
+        if tuple(transformation_matrix.shape) != (d, d):
+            raise ValueError(f"transformation_matrix should be square. Got "
+                             f"{tuple(transformation_matrix.shape)} rectangular matrix.")
+        if int(mean_vector.shape[0]) != d:
+            raise ValueError(f"mean_vector should have the same length {int(mean_vector.shape[0])}"
+                             f" as any one of the dimensions of the transformation_matrix "
+                             f"[{tuple(transformation_matrix.shape)}]")
+        self.transformation_matrix, self.mean_vector = transformation_matrix, mean_vector
+
+    def forward(self, tensor):
+        shape = list(tensor.shape)
+        n = shape[-3] * shape[-2] * shape[-1]
+        if n != int(self.transformation_matrix.shape[0]):
+            raise ValueError(f"Input tensor and transformation matrix have incompatible shape."
+                             f"[{shape[-3]} x {shape[-2]} x {shape[-1]}] != "
+                             f"{int(self.transformation_matrix.shape[0])}")
+        flat = tensor.reshape([-1, n]) - self.mean_vector.to(tensor.dtype)
+        out = ember.matmul(flat, self.transformation_matrix.to(tensor.dtype))
+        return out.reshape(shape)
