@@ -6,7 +6,7 @@ this package imports without it. Launch jobs with
 `python -m ember.distributed.run --nproc-per-node N script.py`. See docs/distributed.md.
 """
 from .c10d import (  # noqa: F401
-    GroupMember, P2POp, ProcessGroup, all_gather, all_gather_into_tensor, all_reduce,
+    Backend, GroupMember, P2POp, ProcessGroup, all_gather, all_gather_into_tensor, all_reduce,
     all_to_all, all_to_all_single, barrier, batch_isend_irecv, broadcast, default_pg_timeout,
     destroy_process_group, gather, get_backend, get_global_rank, get_group_rank,
     get_process_group_ranks, get_rank, get_world_size, group, init_process_group, irecv,
@@ -17,7 +17,8 @@ from .c10d import (  # noqa: F401
 from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
 from .monitored_barrier import monitored_barrier  # noqa: F401
 from .object_collectives import (  # noqa: F401
-    all_gather_object, broadcast_object_list, gather_object, scatter_object_list,
+    all_gather_object, broadcast_object_list, gather_object, recv_object_list,
+    scatter_object_list, send_object_list,
 )
 from .reduce_op import ReduceOp  # noqa: F401
 from .sampler import DistributedSampler  # noqa: F401

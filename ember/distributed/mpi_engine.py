@@ -54,6 +54,7 @@ def mpi():
     return _MPI
 
 
+_BITWISE = (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR)
 _OP_TABLES: dict = {}      # is_bool -> {ReduceOp: MPI.Op}, built on first use
 
 
@@ -378,6 +379,10 @@ class MPIEngine:
         self._check_usable(op_name)
         if op is ReduceOp.AVG and not tensor.dtype.is_floating_point:
             raise DistError(f"{op_name}: ReduceOp.AVG needs a floating-point tensor, got "
+                            f"{tensor.dtype}")
+        if op in _BITWISE and (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+            # refused before MPI sees it: MPI's own error would leave the group unusable
+            raise DistError(f"{op_name}: cannot use {op} with non-integral dtype "
                             f"{tensor.dtype}")
         return _Staged(tensor, op_name, read=read)
 
