@@ -133,6 +133,28 @@ def _(x):
     return ts
 
 
+# ember issued small async all_reduce/broadcast as MPI_Iallreduce/Ibcast, which never
+# match the blocking calls of ranks that called synchronously: these hung
+@case("all_reduce async on rank 0, synchronous on the others")
+def _(x):
+    t = x.tensor(data(x.R, (4,)))
+    if x.R == 0:
+        x.dist.all_reduce(t, async_op=True).wait()
+    else:
+        x.dist.all_reduce(t)
+    return t
+
+
+@case("broadcast async on the source only")
+def _(x):
+    t = x.tensor(data(x.R, (4,)))
+    if x.R == 0:
+        x.dist.broadcast(t, 0, async_op=True).wait()
+    else:
+        x.dist.broadcast(t, 0)
+    return t
+
+
 @case("all_reduce with ReduceOp given as the enum's class attribute by name")
 def _(x):
     t = x.tensor(data(x.R, (3,)))
