@@ -66,7 +66,7 @@ class DistributedDataParallel(Module, Joinable):
         if sync and self._join_config.enable:
             self._notify_join()
         if self.broadcast_buffers and sync:
-            self._broadcast(list(self.module.buffers()))
+            self._sync_buffers(active=True)
         output = self.module(*inputs, **kwargs)
         if sync:
             self.reducer.prepare_for_backward(output)
@@ -124,17 +124,24 @@ class DistributedDataParallel(Module, Joinable):
         active = int(work.result()[0].item())
         self.reducer.grad_scale = c10d.get_world_size(self.process_group) / active
 
+    def _common_rank(self, candidate: bool) -> int:
+        """The highest group rank among those passing `candidate` (an all-reduce)."""
+        rank = ember_tensor([c10d.get_rank(self.process_group) if candidate else -1])
+        c10d.all_reduce(rank, c10d.ReduceOp.MAX, group=self.process_group)
+        return int(rank.item())
+
+    def _sync_buffers(self, active: bool) -> None:
+        """Broadcast the buffers before a forward: from rank 0, or inside a Join from
+        the highest rank still training (PyTorch's choice; a joined rank's are stale)."""
+        buffers = list(self.module.buffers())
+        if not buffers:
+            return
+        src = self._common_rank(active) if self._join_config.enable else 0
+        self._broadcast(buffers, src)
+
     def _sync_from_last_joiner(self, is_last_joiner: bool) -> None:
-        mine = c10d.get_rank(self.process_group)
-        src = ember_tensor([mine if is_last_joiner else -1])
-        c10d.all_reduce(src, c10d.ReduceOp.MAX, group=self.process_group)
-        src_global = c10d.get_global_rank(self.process_group, int(src.item()))
-        tensors = list(self.module.parameters()) + list(self.module.buffers())
-        with autograd.no_grad():
-            works = [c10d.broadcast(t.detach(), src_global, group=self.process_group,
-                                    async_op=True) for t in tensors]
-        for w in works:
-            w.wait()
+        src = self._common_rank(is_last_joiner)
+        self._broadcast(list(self.module.parameters()) + list(self.module.buffers()), src)
 
     # --- communication hooks ---------------------------------------------------------
     def register_comm_hook(self, state, hook) -> None:
@@ -152,10 +159,10 @@ class DistributedDataParallel(Module, Joinable):
         tensors = list(self.module.parameters()) + list(self.module.buffers())
         self._broadcast(tensors)
 
-    def _broadcast(self, tensors: list) -> None:
+    def _broadcast(self, tensors: list, group_src: int = 0) -> None:
         if not tensors or c10d.get_world_size(self.process_group) == 1:
             return
-        src = c10d.get_global_rank(self.process_group, 0)
+        src = c10d.get_global_rank(self.process_group, group_src)
         with autograd.no_grad():
             works = [c10d.broadcast(t.detach(), src, group=self.process_group,
                                     async_op=True) for t in tensors]
@@ -173,7 +180,7 @@ class _DDPJoinHook(JoinHook):
 
     def main_hook(self) -> None:
         if self.ddp.broadcast_buffers:
-            self.ddp._broadcast(list(self.ddp.module.buffers()))
+            self.ddp._sync_buffers(active=False)
         self.ddp.reducer.shadow_iteration()
 
     def post_hook(self, is_last_joiner: bool) -> None:

@@ -88,10 +88,11 @@ def test_buckets_respect_caps_dtypes_and_reverse_order():
     params = [ember.zeros(100), ember.zeros(100), ember.zeros(10, dtype=ember.float64),
               ember.zeros(300)]
     buckets = assign_buckets(params, cap_bytes=800, first_cap_bytes=1200)
-    # reversed: p3 fills the first float32 bucket (1200 B cap), p2 is float64, then
-    # p1 + p0 share the next float32 bucket (800 B cap)
+    # filled from the last: p3 fills the first float32 bucket (1200 B cap), p2 is
+    # float64, then p1 + p0 share the next float32 bucket (800 B cap), kept in model
+    # order inside it as PyTorch lays out a bucket
     assert [[id(p) for p in b] for b in buckets] == \
-        [[id(params[3])], [id(params[2])], [id(params[1]), id(params[0])]]
+        [[id(params[3])], [id(params[2])], [id(params[0]), id(params[1])]]
 
 
 def test_launcher_command_has_torchrun_environment_and_abort_on_error(monkeypatch):

@@ -92,6 +92,8 @@ def plain(value):
         return value
     if isinstance(value, str):
         return str(value)              # str subclasses (dist.Backend) by their text
+    if type(value).__name__ in ("dtype", "DType"):
+        return "dtype " + str(value).split(".")[-1]
     if hasattr(value, "detach") and hasattr(value, "dtype") and hasattr(value, "shape"):
         t = value.detach()
         name = str(t.dtype).split(".")[-1]
