@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -194,15 +195,21 @@ def main(cases=None, init=True) -> None:
         for impl in impls:
             impl.dist.init_process_group("gloo", timeout=TIMEOUT)
     only = os.environ.get("SUITE_ONLY")
+    start, spent = time.perf_counter(), {"torch": 0.0, "ember": 0.0}
     for c in CASES if cases is None else cases:
         if only and only not in c.name:
             continue
+        t0 = time.perf_counter()
         want = run_one(c, c.oracle or c.fn, impls[0])
+        t1 = time.perf_counter()
         got = run_one(c, c.fn, impls[1])
+        spent["torch"] += t1 - t0
+        spent["ember"] += time.perf_counter() - t1
         report(rank, c.name, verdict(c, want, got))
     sys.stdout.flush()
     for impl in impls:
         if impl.dist.is_initialized():
             impl.dist.barrier()
             impl.dist.destroy_process_group()
-    print(f"SUITE DONE {rank}", flush=True)
+    print(f"SUITE DONE {rank}: cases {time.perf_counter() - start:.1f} s (torch "
+          f"{spent['torch']:.1f} s, ember {spent['ember']:.1f} s)", flush=True)
