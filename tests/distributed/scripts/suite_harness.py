@@ -206,6 +206,8 @@ def main(cases=None, init=True) -> None:
         spent["torch"] += t1 - t0
         spent["ember"] += time.perf_counter() - t1
         report(rank, c.name, verdict(c, want, got))
+        if os.environ.get("SUITE_TIMES"):
+            print(f"TIME {rank} {t1 - t0:.3f} {time.perf_counter() - t1:.3f} {c.name}")
     sys.stdout.flush()
     for impl in impls:
         if impl.dist.is_initialized():
