@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import torch.utils.data.distributed as torch_dist_data
 
 import ember
@@ -33,6 +34,37 @@ def test_sampler_shuffle_depends_on_epoch_and_covers_the_data():
     second = [list(s) for s in shards]
     assert first != second
     assert set(first[0] + first[1]) == set(range(11))
+
+
+@pytest.mark.parametrize("n,seed", [(1, 0), (2, 9), (11, 4), (1000, 7), (37, 2**33 + 5)])
+def test_sampler_shuffle_is_torchs_randperm(n, seed):
+    """torch.randperm from a seeded CPU generator (the sampler's order): mt19937 draws."""
+    from ember.distributed.sampler import torch_randperm
+    g = torch.Generator()
+    g.manual_seed(seed)
+    assert torch_randperm(n, seed) == torch.randperm(n, generator=g).tolist()
+    for rank in range(3):
+        ours = dist.DistributedSampler(range(n), 3, rank, seed=seed)
+        theirs = torch_dist_data.DistributedSampler(range(n), 3, rank, seed=seed)
+        ours.set_epoch(2)
+        theirs.set_epoch(2)
+        assert list(ours) == list(theirs)
+
+
+def test_backend_names_and_argument_errors():
+    assert dist.Backend("GLOO") == dist.Backend.GLOO == "gloo" and dist.is_gloo_available()
+    from ember.distributed.errors import DistArgumentError
+    # PyTorch raises these from C++ (RuntimeError) or Python (ValueError): both catch it
+    assert issubclass(DistArgumentError, RuntimeError) and issubclass(DistArgumentError,
+                                                                      ValueError)
+
+
+def test_join_refuses_what_is_not_joinable():
+    from ember.distributed.algorithms import Join
+    with pytest.raises(TypeError, match="Linear is not a Joinable"):
+        Join([ember.nn.Linear(2, 2)])
+    with pytest.raises(ValueError, match="at least one joinable"):
+        Join([])
 
 
 def test_sampler_rejects_a_bad_rank():
