@@ -401,6 +401,49 @@ def _(x):
     return outs
 
 
+@case("all_gather into tensors of the wrong shape", errors="")
+def _(x):
+    x.dist.all_gather([x.torch.zeros(3) for _ in range(x.W)], x.torch.zeros(2))
+
+
+@case("broadcast into a transposed view writes through")
+def _(x):
+    base = x.tensor(data(x.R, (2, 3)))
+    x.dist.broadcast(base.t(), src=1)
+    return base
+
+
+@case("all_reduce complex64 SUM")
+def _(x):
+    t = x.tensor(data(x.R, (3,)) + 1j * data(x.R, (3,), seed=2)).to(x.torch.complex64)
+    x.dist.all_reduce(t)
+    return x.torch.view_as_real(t)
+
+
+@case("all_reduce bfloat16 SUM")
+def _(x):
+    t = x.tensor(data(x.R, (4,))).to(x.torch.bfloat16)
+    x.dist.all_reduce(t)
+    return t
+
+
+@case("all_reduce Work.get_future().wait() gives the tensors")
+def _(x):
+    t = x.tensor(data(x.R, (3,)))
+    fut = x.dist.all_reduce(t, async_op=True).get_future()
+    return fut.wait()
+
+
+@case("all_to_all_single with a zero split")
+def _(x):
+    ins = [0 if j == 0 else 2 for j in range(x.W)]          # nothing to rank 0
+    outs = [0 if x.R == 0 else 2 for _ in range(x.W)]
+    inp = x.tensor(np.arange(sum(ins), dtype=np.float32) + 10 * x.R)
+    out = x.torch.zeros(sum(outs))
+    x.dist.all_to_all_single(out, inp, output_split_sizes=outs, input_split_sizes=ins)
+    return out
+
+
 # --- barrier / monitored_barrier ----------------------------------------------------------
 @case("barrier")
 def _(x):
@@ -543,6 +586,21 @@ def _(x):
     return out
 
 
+@case("all_gather_object of None and nested values")
+def _(x):
+    out = [1] * x.W
+    x.dist.all_gather_object(out, None if x.R == 0 else {"nested": [(x.R, [x.R] * x.R)]})
+    return out
+
+
+@case("scatter_object_list from the last rank")
+def _(x):
+    out = [None]
+    ins = [{"to": r, "payload": "x" * r} for r in range(x.W)] if x.R == x.W - 1 else None
+    x.dist.scatter_object_list(out, ins, src=x.W - 1)
+    return out
+
+
 @case("send_object_list / recv_object_list ring")
 def _(x):
     nxt, prv = (x.R + 1) % x.W, (x.R - 1) % x.W
@@ -642,6 +700,33 @@ def _(x):
     out = [None, None]
     x.dist.all_gather_object(out, _obj(x.R), group=g)
     return out
+
+
+@case("new_group gather and scatter to a global root")
+def _(x):
+    g = _sub(x, [0, x.W - 1])
+    if x.R not in (0, x.W - 1):
+        return None
+    outs = [x.torch.zeros(2) for _ in range(2)] if x.R == x.W - 1 else None
+    x.dist.gather(x.tensor(data(x.R, (2,))), outs, dst=x.W - 1, group=g)
+    got = x.torch.zeros(2)
+    ins = [x.tensor(data(r, (2,), seed=5)) for r in (0, 1)] if x.R == 0 else None
+    x.dist.scatter(got, ins, src=0, group=g)
+    return outs, got
+
+
+@case("new_group isend/irecv by group rank")
+def _(x):
+    g = _sub(x, [0, x.W - 1])
+    if x.R not in (0, x.W - 1):
+        return None
+    peer = 1 - x.dist.get_rank(g)
+    got = x.torch.zeros(2)
+    works = [x.dist.isend(x.tensor(data(x.R, (2,))), group=g, group_dst=peer),
+             x.dist.irecv(got, group=g, group_src=peer)]
+    for w in works:
+        w.wait()
+    return got
 
 
 @case("new_group of every rank equals WORLD")

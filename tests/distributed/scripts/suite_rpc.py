@@ -127,6 +127,19 @@ def _(x):
     raise ValueError("async boom (worker1 makes no call)")
 
 
+def sleep_then(seconds, value):
+    import time
+    time.sleep(seconds)
+    return value
+
+
+@case("rpc_sync past its timeout raises", errors="timeout")
+def _(x):
+    if x.R == 0:
+        _rpc(x).rpc_sync("worker1", sleep_then, args=(1.5, 1), timeout=0.3)
+    raise RuntimeError("timeout (worker1 makes no call)")
+
+
 @case("remote: RRef owner, to_here, is_owner, confirmed")
 def _(x):
     def body(x, rpc):

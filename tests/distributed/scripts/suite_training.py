@@ -167,6 +167,39 @@ def _(x):
     return out, [p.grad for p in model.parameters()]
 
 
+@case("DDP frozen layer (requires_grad=False) gets no gradient", tol=TOL)
+def _(x):
+    module = mlp(x)
+    module[0].weight.requires_grad_(False)
+    model = ddp(x, module)
+    loss_of(model, *batch(x, x.R)).backward()
+    return grads(model)
+
+
+@case("DDP named_parameters and state_dict carry the 'module.' prefix")
+def _(x):
+    model = ddp(x, mlp(x, bn=True))
+    return [n for n, _ in model.named_parameters()], [n for n, _ in model.named_buffers()]
+
+
+@case("DDP no_sync over three micro-batches, then a step", tol=TOL)
+def _(x):
+    model = ddp(x, mlp(x))
+    opt = x.torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        with model.no_sync():
+            loss_of(model, *batch(x, x.R, step)).backward()
+    loss_of(model, *batch(x, x.R, 3)).backward()
+    opt.step()
+    return list(model.parameters())
+
+
+@case("DDP over a new_group of every rank", tol=TOL)
+def _(x):
+    group = x.dist.new_group(list(range(x.W)))
+    return train(x, ddp(x, mlp(x), process_group=group), steps=2)
+
+
 # --- communication hooks ------------------------------------------------------------------
 def _hooks(x):
     return x.imp("distributed.algorithms.ddp_comm_hooks.default_hooks")
