@@ -17,6 +17,8 @@ from ...frontend.autograd import grad_mode
 from ...frontend.autograd.function import Function
 from ...frontend.factories import tensor as ember_tensor
 from ...frontend.nn.modules import sync_batchnorm as frontend_sync_bn
+from ...ir.errors import TraceError
+from ...ir.symbolic import SymbolicTensor
 from .. import c10d
 
 
@@ -42,6 +44,11 @@ def group_batch_norm(bn, x):
     there is nothing to synchronize (no group, or a group of one process)."""
     if not c10d.is_initialized():
         return None
+    if isinstance(x, SymbolicTensor):
+        # under ember.compile: a graph break, so this forward runs eagerly (its
+        # all-reduces cannot be part of a compiled graph); fullgraph=True raises
+        raise TraceError("SyncBatchNorm over a process group cannot be traced into one "
+                         "graph: its batch statistics are all-reduced eagerly")
     group = bn.process_group if bn.process_group is not None else c10d.group.WORLD
     if group is c10d.GroupMember.NON_GROUP_MEMBER or c10d.get_world_size(group) < 2:
         return None
