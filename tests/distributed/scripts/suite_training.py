@@ -294,6 +294,32 @@ def _(x):
     return list(model.parameters())
 
 
+@case("Join([ddp, ZeroRedundancyOptimizer]) with uneven inputs", tol=TOL)
+def _(x):
+    Join = x.imp("distributed.algorithms.join").Join
+    model = ddp(x, mlp(x))
+    opt = _zero(x, model, x.torch.optim.SGD, lr=0.1)
+    with Join([model, opt]):
+        for step in range(2 + x.R):
+            opt.zero_grad()
+            loss_of(model, *batch(x, x.R, step)).backward()
+            opt.step()
+    return list(model.parameters())
+
+
+@case("Join([ddp, ZeroRedundancyOptimizer]), rank 0 trains longer, Adam", tol=TOL)
+def _(x):
+    Join = x.imp("distributed.algorithms.join").Join
+    model = ddp(x, mlp(x))
+    opt = _zero(x, model, x.torch.optim.Adam, lr=0.01)
+    with Join([model, opt]):
+        for step in range(3 - x.R):
+            opt.zero_grad(set_to_none=False)
+            loss_of(model, *batch(x, x.R, step)).backward()
+            opt.step()
+    return list(model.parameters())
+
+
 @case("Join: throw_on_early_termination", errors="exhausted")
 def _(x):
     _join_train(x, ddp(x, mlp(x)), 2 + x.R, throw_on_early_termination=True)
