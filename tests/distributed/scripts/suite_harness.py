@@ -32,7 +32,7 @@ CASES: list = []
 
 
 class Case:
-    def __init__(self, name, fn, errors=None, oracle=None, tol=0.0, setup=None):
+    def __init__(self, name, fn, errors=None, oracle=None, tol=0.0):
         self.name, self.fn, self.errors, self.oracle, self.tol = name, fn, errors, oracle, tol
 
 
