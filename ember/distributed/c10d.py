@@ -393,8 +393,8 @@ def get_group_rank(group: ProcessGroup, global_rank: int) -> int:
 
 def _require_init(fn: str) -> ProcessGroup:
     if _State.default is None:
-        raise ValueError("Default process group has not been initialized, please make sure "
-                         "to call init_process_group.")
+        raise ValueError(f"{fn}: Default process group has not been initialized, please make "
+                         "sure to call init_process_group.")
     return _State.default
 
 
@@ -698,8 +698,8 @@ class P2POp:
 def batch_isend_irecv(p2p_op_list: list) -> list:
     """Issue every op of the list (nonblocking, so their order cannot deadlock)."""
     if not p2p_op_list or not all(isinstance(p, P2POp) for p in p2p_op_list):
-        raise ValueError("Invalid ``p2p_op_list``. Each op is expected to to be of type "
-                         "``ember.distributed.P2POp``.")
+        raise ValueError("batch_isend_irecv: invalid ``p2p_op_list``. Each op is expected "
+                         "to be of type ``ember.distributed.P2POp``.")
     first = p2p_op_list[0]
     engine = _engine(first.group, "batch_isend_irecv")
     if engine is not None and _on_device(engine, first.tensor):

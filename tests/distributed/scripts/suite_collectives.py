@@ -196,7 +196,7 @@ def _(x):
     return t
 
 
-@case("broadcast src out of range", errors="")
+@case("broadcast src out of range", errors="broadcast")
 def _(x):
     x.dist.broadcast(x.torch.zeros(2), src=x.W)
 
@@ -251,18 +251,18 @@ def _(x):
     return outs
 
 
-@case("all_gather_into_tensor wrong output size", errors="")
+@case("all_gather_into_tensor wrong output size", errors="all_gather_into_tensor")
 def _(x):
     x.dist.all_gather_into_tensor(x.torch.zeros(2 * x.W + 1), x.torch.zeros(2))
 
 
-@case("all_gather_into_tensor dtype mismatch", errors="")
+@case("all_gather_into_tensor dtype mismatch", errors="all_gather_into_tensor")
 def _(x):
     x.dist.all_gather_into_tensor(x.torch.zeros(2 * x.W, dtype=x.torch.int64),
                                   x.torch.zeros(2))
 
 
-@case("all_gather list of the wrong length", errors="")
+@case("all_gather list of the wrong length", errors="all_gather")
 def _(x):
     x.dist.all_gather([x.torch.zeros(2)] * (x.W + 1), x.torch.zeros(2))
 
@@ -294,13 +294,13 @@ def _(x):
 
 
 # every rank must refuse locally (a rank that went on into the collective would hang)
-@case("gather: a list on non-destination ranks, a short one on the destination", errors="")
+@case("gather: a list on non-destination ranks, a short one on the destination", errors="gather")
 def _(x):
     outs = [x.torch.zeros(3) for _ in range(x.W if x.R else x.W - 1)]
     x.dist.gather(x.torch.zeros(3), outs, dst=0)
 
 
-@case("scatter: a list on non-source ranks, none on the source", errors="")
+@case("scatter: a list on non-source ranks, none on the source", errors="scatter")
 def _(x):
     ins = [x.torch.zeros(3) for _ in range(x.W)] if x.R else None
     x.dist.scatter(x.torch.zeros(3), ins, src=0)
@@ -334,7 +334,7 @@ for _op in ("SUM", "MAX", "PRODUCT", "MIN"):
     _rs()
 
 
-@case("reduce_scatter_tensor wrong input size", errors="")
+@case("reduce_scatter_tensor wrong input size", errors="reduce_scatter_tensor")
 def _(x):
     x.dist.reduce_scatter_tensor(x.torch.zeros(2), x.torch.zeros(2 * x.W + 1))
 
@@ -378,7 +378,7 @@ def _(x):
     return out
 
 
-@case("all_to_all_single split sizes not summing to the input", errors="")
+@case("all_to_all_single split sizes not summing to the input", errors="all_to_all_single")
 def _(x):
     x.dist.all_to_all_single(x.torch.zeros(x.W), x.torch.zeros(x.W),
                              output_split_sizes=[1] * x.W, input_split_sizes=[2] * x.W)
@@ -401,7 +401,7 @@ def _(x):
     return outs
 
 
-@case("all_gather into tensors of the wrong shape", errors="")
+@case("all_gather into tensors of the wrong shape", errors="all_gather")
 def _(x):
     x.dist.all_gather([x.torch.zeros(3) for _ in range(x.W)], x.torch.zeros(2))
 
@@ -532,7 +532,7 @@ def _(x):
     return None
 
 
-@case("send to self", errors="")
+@case("send to self", errors="send")
 def _(x):
     x.dist.send(x.torch.zeros(1), x.R)
 
@@ -540,7 +540,7 @@ def _(x):
 # (a send to a rank outside the group is not a case: gloo's send crashes the process)
 
 
-@case("batch_isend_irecv with a non-P2POp", errors="")
+@case("batch_isend_irecv with a non-P2POp", errors="batch_isend_irecv")
 def _(x):
     x.dist.batch_isend_irecv([x.torch.zeros(1)])
 
@@ -756,12 +756,12 @@ def _(x):
     return x.dist.get_rank(g)
 
 
-@case("new_group rank out of range", errors="")
+@case("new_group rank out of range", errors="new_group")
 def _(x):
     x.dist.new_group([0, x.W])
 
 
-@case("new_group src not in group", errors="")
+@case("new_group src not in group", errors="broadcast")
 def _(x):
     g = _sub(x, [0, x.W - 1])
     if x.R in (0, x.W - 1):
@@ -822,7 +822,7 @@ def _(x):
     return _reinit(x, rank=x.R, world_size=x.W)
 
 
-@case("collective after destroy_process_group", errors="")
+@case("collective after destroy_process_group", errors="all_reduce")
 def _(x):
     x.dist.destroy_process_group()
     try:
