@@ -767,7 +767,7 @@ def _(x):
     if x.R in (0, x.W - 1):
         x.dist.broadcast(x.torch.zeros(1), src=1 if x.W > 2 else 5, group=g)
     else:
-        raise ValueError("not a member")
+        raise ValueError("broadcast: not a member (this rank makes no call)")
 
 
 @case("destroy a sub-group, then the world still works")
