@@ -14,6 +14,11 @@ from .c10d import (  # noqa: F401
     isend, new_group, recv, reduce, reduce_scatter, reduce_scatter_tensor, scatter, send,
     shrink_group,
 )
+from .c10d_helpers import (  # noqa: F401
+    all_gather_coalesced, all_reduce_coalesced, get_default_backend_for_device,
+    get_node_local_rank, is_backend_available, is_torchelastic_launched, new_subgroups,
+    new_subgroups_by_enumeration, supports_complex,
+)
 from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
 from .monitored_barrier import monitored_barrier  # noqa: F401
 from .object_collectives import (  # noqa: F401
@@ -22,5 +27,6 @@ from .object_collectives import (  # noqa: F401
 )
 from .reduce_op import ReduceOp  # noqa: F401
 from .sampler import DistributedSampler  # noqa: F401
+from .reducer import GradBucket  # noqa: F401
 from .work import Work  # noqa: F401
 from . import autograd, nn, rpc  # noqa: F401,E402 - torch.distributed.{autograd,nn,rpc}

@@ -779,6 +779,52 @@ def _(x):
     return t
 
 
+@case("new_subgroups_by_enumeration [[0, last], the rest]")
+def _(x):
+    lists = [[0, x.W - 1], list(range(1, x.W - 1))]
+    mine, groups = x.dist.new_subgroups_by_enumeration(lists)
+    t = x.tensor(data(x.R, (2,)))
+    x.dist.all_reduce(t, group=mine)
+    return len(groups), x.dist.get_rank(mine), x.dist.get_world_size(mine), t
+
+
+@case("new_subgroups(group_size=1) and the whole group")
+def _(x):
+    one, ones = x.dist.new_subgroups(group_size=1)
+    whole, _ = x.dist.new_subgroups(group_size=x.W)
+    t = x.tensor(data(x.R, (2,)))
+    x.dist.all_reduce(t, group=whole)
+    return len(ones), x.dist.get_world_size(one), x.dist.get_rank(whole), t
+
+
+@case("new_subgroups with a size that does not divide the world", errors="group_size")
+def _(x):
+    x.dist.new_subgroups(group_size=x.W - 1)
+
+
+@case("new_subgroups_by_enumeration with a rank twice", errors="appeared in both")
+def _(x):
+    x.dist.new_subgroups_by_enumeration([[0], [0]])
+
+
+@case("all_reduce_coalesced and all_gather_coalesced")
+def _(x):
+    a, b = x.tensor(data(x.R, (2,))), x.tensor(data(x.R, (3,), seed=2))
+    x.dist.all_reduce_coalesced([a, b])
+    outs = [[x.torch.zeros(2), x.torch.zeros(1)] for _ in range(x.W)]   # one list per rank
+    x.dist.all_gather_coalesced(outs, [x.tensor(data(x.R, (2,))),
+                                       x.torch.tensor([float(x.R)])])
+    return a, b, outs
+
+
+@case("launch and backend queries")
+def _(x):
+    d = x.dist
+    return d.get_node_local_rank(), d.is_torchelastic_launched(), \
+        d.is_backend_available("gloo"), d.get_default_backend_for_device("cpu"), \
+        [d.supports_complex(getattr(d.ReduceOp, op)) for op in OPS + BIT_OPS]
+
+
 # --- init / destroy (run last: they replace the default group) ------------------------------
 _PORT = [int(os.environ.get("MASTER_PORT", "29500")) + 17]
 
