@@ -3,7 +3,9 @@ cases on every rank (under torch and under ember, see scripts/suite_harness.py),
 the per-case lines, and give each case its own pytest test.
 
 One job per file keeps the launcher and the torch/ember imports paid once: a suite of
-100+ cases costs one job start (about 5 s) plus its cases.
+100+ cases costs one job start (about 5 s) plus its cases. Under pytest-xdist the
+workers share that one job: the first to need it runs it under a file lock and leaves
+its results in the session's shared temporary directory for the others.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ember.distributed.run import find_mpirun
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 JOB_TIMEOUT_S = 240        # a hung case ends its job after the harness's 30 s timeout
+OUTPUT = "__job_output__"
 
 
 def missing() -> str | None:
@@ -61,8 +64,8 @@ def _free_port() -> int:
 
 
 def run_suite(script: str, nproc: int) -> dict:
-    """Run the job; {case name: {rank: None (passed) or why it failed}}, plus the job's
-    output under the key None for the failure messages of cases that never reported."""
+    """Run the job; {case name: {rank: None (passed) or why it failed}}, plus the end of
+    the job's output under OUTPUT, for the cases that never reported."""
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "ember.distributed.run", "--nproc-per-node", str(nproc),
            "--master-port", str(_free_port()), os.path.join(SCRIPTS, script)]
@@ -74,7 +77,7 @@ def run_suite(script: str, nproc: int) -> dict:
         out = (timeout.stdout or b"").decode(errors="replace") if isinstance(
             timeout.stdout, bytes) else (timeout.stdout or "")
         err = f"the job ran past {JOB_TIMEOUT_S} s"
-    results: dict = {None: (out + err)[-3000:]}
+    results: dict = {OUTPUT: (out + err)[-3000:]}
     for line in out.splitlines():
         if not line.startswith("CASE "):
             continue
@@ -87,6 +90,26 @@ def run_suite(script: str, nproc: int) -> dict:
     return results
 
 
+def shared_results(script: str, nproc: int, tmp_path_factory) -> dict:
+    """run_suite's results, run once per pytest session even across xdist workers."""
+    try:
+        from filelock import FileLock
+    except ImportError:
+        return run_suite(script, nproc)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent                      # shared by the session's workers
+    path = root / f"dist_suite_{script}.json"
+    with FileLock(f"{path}.lock"):
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            return {name: value if name == OUTPUT else {int(r): why for r, why in value.items()}
+                    for name, value in stored.items()}
+        results = run_suite(script, nproc)
+        path.write_text(json.dumps(results))
+        return results
+
+
 def check_case(results: dict, name: str, nproc: int) -> None:
     per_rank = results.get(name, {})
     failed = {r: why for r, why in per_rank.items() if why is not None}
@@ -95,7 +118,7 @@ def check_case(results: dict, name: str, nproc: int) -> None:
         pytest.fail(f"{name}: rank {rank} (of {len(failed)} failing): {why}", pytrace=False)
     if len(per_rank) != nproc:
         pytest.fail(f"{name}: only ranks {sorted(per_rank)} of {nproc} reported; the job's "
-                    f"output ends:\n{results[None]}", pytrace=False)
+                    f"output ends:\n{results[OUTPUT]}", pytrace=False)
 
 
 def parametrize_cases(script: str, expected_failures: dict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dist_suite_common import check_case, missing, parametrize_cases, run_suite
+from dist_suite_common import check_case, missing, parametrize_cases, shared_results
 
 SCRIPT, NPROC = "suite_collectives.py", 3
 # case name -> why ember cannot match torch yet (strict xfail)
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 @pytest.fixture(scope="module")
-def results():
-    return run_suite(SCRIPT, NPROC)
+def results(tmp_path_factory):
+    return shared_results(SCRIPT, NPROC, tmp_path_factory)
 
 
 @parametrize_cases(SCRIPT, EXPECTED_FAILURES)
