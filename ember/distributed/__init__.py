@@ -6,7 +6,7 @@ this package imports without it. Launch jobs with
 `python -m ember.distributed.run --nproc-per-node N script.py`. See docs/distributed.md.
 """
 from .c10d import (  # noqa: F401
-    GroupMember, P2POp, ProcessGroup, all_gather, all_gather_into_tensor, all_reduce,
+    Backend, GroupMember, P2POp, ProcessGroup, all_gather, all_gather_into_tensor, all_reduce,
     all_to_all, all_to_all_single, barrier, batch_isend_irecv, broadcast, default_pg_timeout,
     destroy_process_group, gather, get_backend, get_global_rank, get_group_rank,
     get_process_group_ranks, get_rank, get_world_size, group, init_process_group, irecv,
@@ -14,12 +14,19 @@ from .c10d import (  # noqa: F401
     isend, new_group, recv, reduce, reduce_scatter, reduce_scatter_tensor, scatter, send,
     shrink_group,
 )
+from .c10d_helpers import (  # noqa: F401
+    all_gather_coalesced, all_reduce_coalesced, get_default_backend_for_device,
+    get_node_local_rank, is_backend_available, is_torchelastic_launched, new_subgroups,
+    new_subgroups_by_enumeration, supports_complex,
+)
 from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
 from .monitored_barrier import monitored_barrier  # noqa: F401
 from .object_collectives import (  # noqa: F401
-    all_gather_object, broadcast_object_list, gather_object, scatter_object_list,
+    all_gather_object, broadcast_object_list, gather_object, recv_object_list,
+    scatter_object_list, send_object_list,
 )
 from .reduce_op import ReduceOp  # noqa: F401
 from .sampler import DistributedSampler  # noqa: F401
+from .reducer import GradBucket  # noqa: F401
 from .work import Work  # noqa: F401
 from . import autograd, nn, rpc  # noqa: F401,E402 - torch.distributed.{autograd,nn,rpc}

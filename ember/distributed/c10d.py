@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .errors import DistError
+from .errors import DistArgumentError, DistError
 from . import nccl_lists
 from .mpi_engine import MPIEngine, mpi
 from .reduce_op import ReduceOp
@@ -46,6 +46,19 @@ class ProcessGroup:
 
     def __repr__(self) -> str:
         return f"ProcessGroup(backend={self._backend!r}, rank={self.rank()}, size={self.size()})"
+
+
+class Backend(str):
+    """torch.distributed.Backend: a backend's name, lower-cased ("gloo" runs on MPI)."""
+    UNDEFINED = "undefined"
+    GLOO = "gloo"
+    NCCL = "nccl"
+    MPI = "mpi"
+
+    def __new__(cls, name: str):
+        if not isinstance(name, str):
+            raise ValueError(f"Backend constructor parameter must be string-ish, got {name!r}")
+        return super().__new__(cls, name.lower())
 
 
 class GroupMember:
@@ -86,7 +99,8 @@ def is_nccl_available() -> bool:
 
 
 def is_gloo_available() -> bool:
-    return False
+    # "gloo" is served by the MPI engine (scripts test this before asking for it)
+    return is_mpi_available()
 
 
 def is_initialized() -> bool:
@@ -100,6 +114,7 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     """Join the job's default process group (the processes mpirun started)."""
     if _State.default is not None:
         raise ValueError("trying to initialize the default process group twice!")
+    shown = _backend_label(backend)
     backend = _check_backend(backend)
     _check_init_method(init_method, store)
     timeout_s = (timeout or default_pg_timeout).total_seconds()
@@ -122,7 +137,13 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
             f"job this process belongs to (rank {world.Get_rank()} of {world.Get_size()}); "
             "start the processes with `python -m ember.distributed.run --nproc-per-node N "
             "script.py` (or mpirun)")
-    _set_default(_world_mpi_engine(timeout_s), backend, group_name, init_method)
+    _set_default(_world_mpi_engine(timeout_s), shown, group_name, init_method)
+
+
+def _backend_label(backend) -> str:
+    """What get_backend() reports: the name asked for ("gloo" runs on the MPI engine, but
+    scripts compare get_backend() with the name they passed)."""
+    return "gloo" if str(backend).lower() == "gloo" else _check_backend(backend)
 
 
 def _set_default(engine, backend: str, group_name: str, init_method) -> None:
@@ -212,6 +233,8 @@ def destroy_process_group(group: ProcessGroup | None = None) -> None:
         _State.default, _State.direct, _State.groups = None, None, []
         globals()["group"].WORLD = GroupMember.WORLD = None
         return
+    if group is GroupMember.NON_GROUP_MEMBER:
+        return                            # this rank has no communicator of that group
     group._engine.free()
     _State.groups.remove(group)
 
@@ -226,6 +249,7 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
     if bad or len(set(ranks)) != len(ranks):
         raise ValueError(f"new_group: ranks {ranks} must be distinct global ranks in "
                          f"[0, {size})")
+    shown = world.name() if backend is None else _backend_label(backend)
     backend = world.name() if backend is None else _check_backend(backend)
     timeout_s = world._engine.timeout_s if timeout is None else timeout.total_seconds()
     if getattr(world._engine, "is_device", False):
@@ -236,7 +260,7 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
         engine = _mpi_sub_engine(world._engine, ranks, timeout_s)
     if engine is None:
         return GroupMember.NON_GROUP_MEMBER
-    pg = ProcessGroup(engine, backend, group_desc or f"group_{len(_State.groups)}")
+    pg = ProcessGroup(engine, shown, group_desc or f"group_{len(_State.groups)}")
     _State.groups.append(pg)
     return pg
 
@@ -369,8 +393,8 @@ def get_group_rank(group: ProcessGroup, global_rank: int) -> int:
 
 def _require_init(fn: str) -> ProcessGroup:
     if _State.default is None:
-        raise ValueError("Default process group has not been initialized, please make sure "
-                         "to call init_process_group.")
+        raise ValueError(f"{fn}: Default process group has not been initialized, please make "
+                         "sure to call init_process_group.")
     return _State.default
 
 
@@ -407,7 +431,7 @@ def _group_peer(engine: MPIEngine, fn: str, peer, group_peer, name: str):
     if peer is None:
         return None
     if peer not in engine.global_ranks:
-        raise ValueError(f"{fn}: {name}={peer} is not a rank of the group "
+        raise DistArgumentError(f"{fn}: {name}={peer} is not a rank of the group "
                          f"{engine.global_ranks}")
     return engine.global_ranks.index(peer)
 
@@ -474,7 +498,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
         return None
     _check_same_dtype("all_gather_into_tensor", output_tensor, input_tensor)
     if output_tensor.numel() != input_tensor.numel() * engine.size:
-        raise ValueError("all_gather_into_tensor: output tensor size must be equal to "
+        raise DistArgumentError("all_gather_into_tensor: output tensor size must be equal to "
                          f"world_size ({engine.size}) times input tensor size; got "
                          f"{list(output_tensor.shape)} and {list(input_tensor.shape)}")
     if _on_device(engine, input_tensor):
@@ -502,6 +526,7 @@ def gather(tensor, gather_list=None, dst=None, group=None, async_op: bool = Fals
     if engine is None:
         return None
     root = _root(engine, "gather", dst, group_dst, "dst")
+    _check_root_only_list("gather", "gather_list", gather_list, engine.rank == root)
     if _on_device(engine, tensor):
         if engine.rank == root:
             _check_list("gather", gather_list, engine.size, tensor)
@@ -521,6 +546,7 @@ def scatter(tensor, scatter_list=None, src=None, group=None, async_op: bool = Fa
     if engine is None:
         return None
     root = _root(engine, "scatter", src, group_src, "src")
+    _check_root_only_list("scatter", "scatter_list", scatter_list, engine.rank == root)
     if _on_device(engine, tensor):
         if engine.rank == root:
             _check_list("scatter", scatter_list, engine.size, tensor)
@@ -538,7 +564,7 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
         return None
     _check_same_dtype("reduce_scatter_tensor", output, input)
     if input.numel() != output.numel() * engine.size:
-        raise ValueError("reduce_scatter_tensor: input tensor size must be equal to "
+        raise DistArgumentError("reduce_scatter_tensor: input tensor size must be equal to "
                          f"world_size ({engine.size}) times output tensor size; got "
                          f"{list(input.shape)} and {list(output.shape)}")
     if _on_device(engine, input):
@@ -584,7 +610,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool
     for name, lst in (("output_tensor_list", output_tensor_list),
                       ("input_tensor_list", input_tensor_list)):
         if len(lst) != engine.size:
-            raise ValueError(f"all_to_all: {name} must hold world_size ({engine.size}) "
+            raise DistArgumentError(f"all_to_all: {name} must hold world_size ({engine.size}) "
                              f"tensors, got {len(lst)}")
     if _on_device(engine, input_tensor_list[0]):
         return _finish(nccl_lists.all_to_all(engine, output_tensor_list, input_tensor_list),
@@ -630,6 +656,7 @@ def irecv(tensor, src=None, group=None, tag: int = 0, group_src=None):
 
 
 def send(tensor, dst=None, group=None, tag: int = 0, group_dst=None) -> None:
+    _check_not_self("send", group, dst, group_dst, "destination")
     work = isend(tensor, dst, group, tag, group_dst)
     if work is not None:
         work.wait()
@@ -637,11 +664,24 @@ def send(tensor, dst=None, group=None, tag: int = 0, group_dst=None) -> None:
 
 def recv(tensor, src=None, group=None, tag: int = 0, group_src=None) -> int:
     """Receive into `tensor`; returns the global rank it came from (any rank if src=None)."""
+    _check_not_self("recv", group, src, group_src, "source")
     work = irecv(tensor, src, group, tag, group_src)
     if work is None:
         return -1
     work.wait()
     return work.source_rank()
+
+
+def _check_not_self(fn: str, group, peer, group_peer, role: str) -> None:
+    """A blocking send/recv with itself would wait forever (PyTorch refuses it too;
+    isend/irecv to oneself are allowed, they can be paired)."""
+    engine = _engine(group, fn)
+    if engine is None:
+        return
+    me = engine.rank if group_peer is not None else engine.global_ranks[engine.rank]
+    if (group_peer if group_peer is not None else peer) == me:
+        raise DistArgumentError(f"{fn}: invalid {role} rank {me}: {role} rank should not be "
+                                "the same as the rank of the current process")
 
 
 class P2POp:
@@ -658,8 +698,8 @@ class P2POp:
 def batch_isend_irecv(p2p_op_list: list) -> list:
     """Issue every op of the list (nonblocking, so their order cannot deadlock)."""
     if not p2p_op_list or not all(isinstance(p, P2POp) for p in p2p_op_list):
-        raise ValueError("Invalid ``p2p_op_list``. Each op is expected to to be of type "
-                         "``ember.distributed.P2POp``.")
+        raise ValueError("batch_isend_irecv: invalid ``p2p_op_list``. Each op is expected "
+                         "to be of type ``ember.distributed.P2POp``.")
     first = p2p_op_list[0]
     engine = _engine(first.group, "batch_isend_irecv")
     if engine is not None and _on_device(engine, first.tensor):
@@ -687,27 +727,36 @@ def _op(op) -> ReduceOp:
 def _root(engine, fn, peer, group_peer, name) -> int:
     root = _group_peer(engine, fn, peer, group_peer, name)
     if root is None:
-        raise ValueError(f"{fn}: {name} (or group_{name}) is required")
+        raise DistArgumentError(f"{fn}: {name} (or group_{name}) is required")
     if not 0 <= root < engine.size:
-        raise ValueError(f"{fn}: group_{name}={root} is outside the group of size "
+        raise DistArgumentError(f"{fn}: group_{name}={root} is outside the group of size "
                          f"{engine.size}")
     return root
 
 
 def _check_same_dtype(fn, a, b) -> None:
     if a.dtype != b.dtype:
-        raise TypeError(f"{fn}: output and input must have the same dtype, got {a.dtype} "
+        raise DistArgumentError(f"{fn}: output and input must have the same dtype, got {a.dtype} "
                         f"and {b.dtype}")
+
+
+def _check_root_only_list(fn: str, name: str, tensors, is_root: bool) -> None:
+    """A gather/scatter list belongs to the root alone: refuse it on the other ranks, as
+    PyTorch does (a caller that passes it everywhere has likely mixed up the root)."""
+    if tensors and not is_root:
+        role = "destination" if fn == "gather" else "source"
+        raise DistArgumentError(f"{fn}: argument ``{name}`` must NOT be specified on "
+                                f"non-{role} ranks")
 
 
 def _check_list(fn, tensors, size, like) -> None:
     if tensors is None or len(tensors) != size:
         got = "None" if tensors is None else len(tensors)
-        raise ValueError(f"{fn}: the tensor list must hold world_size ({size}) tensors, "
+        raise DistArgumentError(f"{fn}: the tensor list must hold world_size ({size}) tensors, "
                          f"got {got}")
     for t in tensors:
         if tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
-            raise ValueError(f"{fn}: every tensor of the list must match {list(like.shape)} "
+            raise DistArgumentError(f"{fn}: every tensor of the list must match {list(like.shape)} "
                              f"{like.dtype}, got {list(t.shape)} {t.dtype} (uneven sizes are "
                              "not supported by the mpi backend)")
 
@@ -731,12 +780,12 @@ def _split_counts(fn, tensor, splits, size) -> list[int]:
     row_numel = tensor.numel() // rows if rows else 0
     if splits is None:
         if rows % size:
-            raise ValueError(f"{fn}: dim 0 ({rows}) must divide evenly by world_size "
+            raise DistArgumentError(f"{fn}: dim 0 ({rows}) must divide evenly by world_size "
                              f"({size}) when no split sizes are given")
         return [rows // size * row_numel] * size
     splits = [int(s) for s in splits]
     if len(splits) != size or sum(splits) != rows:
-        raise ValueError(f"{fn}: split sizes {splits} must have world_size ({size}) entries "
+        raise DistArgumentError(f"{fn}: split sizes {splits} must have world_size ({size}) entries "
                          f"summing to dim 0 ({rows})")
     return [s * row_numel for s in splits]
 

@@ -15,16 +15,18 @@ from ..frontend.factories import tensor as ember_tensor
 from ..frontend.nn.modules.module import Module
 from ..ir.errors import TraceError
 from . import c10d
+from .algorithms.join import Join, Joinable, JoinHook
 from .reducer import Reducer
 
 
-class DistributedDataParallel(Module):
+class DistributedDataParallel(Module, Joinable):
     def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
                  broadcast_buffers: bool = True, process_group=None,
                  bucket_cap_mb: float | None = None, find_unused_parameters: bool = False,
                  check_reduction: bool = False, gradient_as_bucket_view: bool = False,
                  static_graph: bool = False, **unsupported):
-        super().__init__()
+        Module.__init__(self)
+        Joinable.__init__(self)
         if unsupported:
             raise TypeError("DistributedDataParallel got unsupported arguments: "
                             f"{sorted(unsupported)}")
@@ -55,16 +57,16 @@ class DistributedDataParallel(Module):
                                gradient_as_bucket_view=gradient_as_bucket_view,
                                find_unused_parameters=find_unused_parameters)
         self._comm_hook_registered = False
-        self._join = None                  # the join() options while inside it
+        self._divide_by_initial = True     # join()'s option, while inside it
 
     # --- forward -----------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
         _refuse_tracing(inputs, kwargs)
         sync = autograd.grad_mode.is_grad_enabled() and self.require_backward_grad_sync
-        if sync and self._join is not None:
-            self._count_active_ranks(active=True)
+        if sync and self._join_config.enable:
+            self._notify_join()
         if self.broadcast_buffers and sync:
-            self._broadcast(list(self.module.buffers()))
+            self._sync_buffers(active=True)
         output = self.module(*inputs, **kwargs)
         if sync:
             self.reducer.prepare_for_backward(output)
@@ -82,68 +84,64 @@ class DistributedDataParallel(Module):
         finally:
             self.require_backward_grad_sync = previous
 
-    # --- uneven inputs -----------------------------------------------------------------
-    @contextlib.contextmanager
+    # --- uneven inputs (algorithms/join.py's protocol) ---------------------------------
     def join(self, divide_by_initial_world_size: bool = True, enable: bool = True,
              throw_on_early_termination: bool = False):
-        """Train on a different number of batches per rank.
+        """Train on a different number of batches per rank: `Join([self], ...)`.
 
-        Inside the context each synchronizing forward first all-reduces how many ranks
-        are still training. A rank whose inputs ran out shadows the others' collectives
+        Inside the context each synchronizing forward first all-reduces a 1 (how many
+        ranks still train). A rank whose inputs ran out shadows the others' collectives
         (zero gradients) until every rank has run out; then the parameters and buffers
-        of a rank that trained longest are broadcast to all. Gradients are divided by
-        the initial world size, or by the ranks still training when
-        `divide_by_initial_world_size=False`.
+        of the last rank to join (one that trained longest) are broadcast to all.
+        Gradients are divided by the initial world size, or by the ranks still training
+        when `divide_by_initial_world_size=False`.
         """
-        if not enable:
-            yield
+        return Join([self], enable, throw_on_early_termination,
+                    divide_by_initial_world_size=divide_by_initial_world_size)
+
+    def join_hook(self, **kwargs) -> JoinHook:
+        self._divide_by_initial = kwargs.get("divide_by_initial_world_size", True)
+        return _DDPJoinHook(self)
+
+    @property
+    def join_device(self):
+        return next(iter(self.module.parameters())).device
+
+    @property
+    def join_process_group(self):
+        return self.process_group
+
+    def _notify_join(self) -> None:
+        """Count this iteration in an active Join; scale gradients by the ranks still
+        training when asked (divide_by_initial_world_size=False)."""
+        work = Join.notify_join_context(self)
+        if work is None:
             return
-        self._join = {"divide_by_initial": divide_by_initial_world_size,
-                      "throw": throw_on_early_termination, "iterations": 0}
-        try:
-            yield
-        except BaseException:
-            self._join = None
-            raise
-        self._shadow_until_all_joined()
-        self._join = None
+        work.wait()                   # a tiny all-reduce: waiting costs nothing here
+        if self._divide_by_initial:
+            self.reducer.grad_scale = None
+            return
+        active = int(work.result()[0].item())
+        self.reducer.grad_scale = c10d.get_world_size(self.process_group) / active
 
-    def _count_active_ranks(self, active: bool) -> int:
-        count = ember_tensor([1 if active else 0])
-        c10d.all_reduce(count, group=self.process_group)
-        n, world = int(count.item()), c10d.get_world_size(self.process_group)
-        if self._join["throw"] and n < world:
-            raise RuntimeError(f"Rank {c10d.get_rank()} exhausted all inputs." if not active
-                               else "Detected at least one rank that exhausted inputs. "
-                               "Throwing across all ranks.")
-        if active:
-            self._join["iterations"] += 1
-            divide_by_initial = self._join["divide_by_initial"]
-            self.reducer.grad_scale = None if divide_by_initial else world / n
-        return n
+    def _common_rank(self, candidate: bool) -> int:
+        """The highest group rank among those passing `candidate` (an all-reduce)."""
+        rank = ember_tensor([c10d.get_rank(self.process_group) if candidate else -1])
+        c10d.all_reduce(rank, c10d.ReduceOp.MAX, group=self.process_group)
+        return int(rank.item())
 
-    def _shadow_until_all_joined(self) -> None:
-        while self._count_active_ranks(active=False) > 0:
-            if self.broadcast_buffers:
-                self._broadcast(list(self.module.buffers()))
-            self.reducer.shadow_iteration()
-        self.reducer.grad_scale = None
-        self._sync_from_longest_trained_rank()
+    def _sync_buffers(self, active: bool) -> None:
+        """Broadcast the buffers before a forward: from rank 0, or inside a Join from
+        the highest rank still training (PyTorch's choice; a joined rank's are stale)."""
+        buffers = list(self.module.buffers())
+        if not buffers:
+            return
+        src = self._common_rank(active) if self._join_config.enable else 0
+        self._broadcast(buffers, src)
 
-    def _sync_from_longest_trained_rank(self) -> None:
-        iterations = ember_tensor([self._join["iterations"]])
-        c10d.all_reduce(iterations, c10d.ReduceOp.MAX, group=self.process_group)
-        mine = c10d.get_rank(self.process_group)
-        longest = self._join["iterations"] == int(iterations.item())
-        src = ember_tensor([mine if longest else -1])
-        c10d.all_reduce(src, c10d.ReduceOp.MAX, group=self.process_group)
-        src_global = c10d.get_global_rank(self.process_group, int(src.item()))
-        tensors = list(self.module.parameters()) + list(self.module.buffers())
-        with autograd.no_grad():
-            works = [c10d.broadcast(t.detach(), src_global, group=self.process_group,
-                                    async_op=True) for t in tensors]
-        for w in works:
-            w.wait()
+    def _sync_from_last_joiner(self, is_last_joiner: bool) -> None:
+        src = self._common_rank(is_last_joiner)
+        self._broadcast(list(self.module.parameters()) + list(self.module.buffers()), src)
 
     # --- communication hooks ---------------------------------------------------------
     def register_comm_hook(self, state, hook) -> None:
@@ -161,15 +159,33 @@ class DistributedDataParallel(Module):
         tensors = list(self.module.parameters()) + list(self.module.buffers())
         self._broadcast(tensors)
 
-    def _broadcast(self, tensors: list) -> None:
+    def _broadcast(self, tensors: list, group_src: int = 0) -> None:
         if not tensors or c10d.get_world_size(self.process_group) == 1:
             return
-        src = c10d.get_global_rank(self.process_group, 0)
+        src = c10d.get_global_rank(self.process_group, group_src)
         with autograd.no_grad():
             works = [c10d.broadcast(t.detach(), src, group=self.process_group,
                                     async_op=True) for t in tensors]
         for w in works:
             w.wait()
+
+
+class _DDPJoinHook(JoinHook):
+    """A joined rank's side of DDP's iteration: the buffer broadcast and the gradient
+    all-reduces (zeros) a training rank issues, in its order; at the end, the model of
+    the last rank to join goes to every rank."""
+
+    def __init__(self, ddp: DistributedDataParallel):
+        self.ddp = ddp
+
+    def main_hook(self) -> None:
+        if self.ddp.broadcast_buffers:
+            self.ddp._sync_buffers(active=False)
+        self.ddp.reducer.shadow_iteration()
+
+    def post_hook(self, is_last_joiner: bool) -> None:
+        self.ddp.reducer.grad_scale = None
+        self.ddp._sync_from_last_joiner(is_last_joiner)
 
 
 def _refuse_tracing(inputs: tuple, kwargs: dict) -> None:

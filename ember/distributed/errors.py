@@ -14,3 +14,10 @@ class DistBackendError(DistError):
 
 class DistNetworkError(DistError):
     """torch.distributed.DistNetworkError: a peer could not be reached."""
+
+
+class DistArgumentError(DistError, ValueError):
+    """A collective's arguments do not fit the group (a root outside it, tensor sizes,
+    dtypes or list lengths that do not match). PyTorch raises these from its C++
+    backends as RuntimeError and from its Python checks as ValueError; this is both, so
+    either `except` catches it."""

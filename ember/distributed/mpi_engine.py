@@ -24,7 +24,6 @@ from .reduce_op import ReduceOp
 from .watchdog import Watchdog, report_and_abort
 from .work import Finished, Requests, ThreadOp, Work
 
-_INLINE_BYTES = 64 * 1024      # all_reduce/broadcast up to this size skip the thread
 
 
 _MPI = None
@@ -54,6 +53,7 @@ def mpi():
     return _MPI
 
 
+_BITWISE = (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR)
 _OP_TABLES: dict = {}      # is_bool -> {ReduceOp: MPI.Op}, built on first use
 
 
@@ -155,8 +155,8 @@ class MPIEngine:
     def progress(self) -> None:
         """Test the caller-issued requests once, so MPI moves them along.
 
-        Collectives on the thread progress by themselves; small ones issued as
-        nonblocking requests (see `_small_and_idle`) only move when tested. Only the
+        Collectives on the thread progress by themselves; point-to-point requests only
+        move when tested. Only the
         engine's own completion steps run here (copy-backs), never a Future's callbacks,
         which may issue collectives and must run in program order.
         """
@@ -221,10 +221,6 @@ class MPIEngine:
 
     def _submit_allreduce(self, s: _Staged, tensor, op: ReduceOp, *, blocking: bool) -> Work:
         mop = _mpi_op(op, s.buf.dtype.kind == "b")
-        if not blocking and self._small_and_idle(s.buf):
-            req = self.comm.Iallreduce(mpi().IN_PLACE, s.buf, op=mop)
-            return self._work("ALLREDUCE", Requests([req], self.test), [s], op,
-                              tensor.numel(), tensor.numel())
         in_place = mpi().IN_PLACE
         return self._submit("ALLREDUCE", lambda c: c.Allreduce(in_place, s.buf, op=mop),
                             [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
@@ -299,10 +295,6 @@ class MPIEngine:
 
     def broadcast(self, tensor, root: int, *, blocking: bool = False) -> Work:
         s = self._stage(tensor, "broadcast")
-        if not blocking and self._small_and_idle(s.buf):
-            req = self.comm.Ibcast(s.buf, root=root)
-            return self._work("BROADCAST", Requests([req], self.test), [s], None,
-                              tensor.numel(), tensor.numel())
         return self._submit("BROADCAST", lambda c: c.Bcast(s.buf, root=root), [s], None,
                             tensor.numel(), tensor.numel(), blocking=blocking)
 
@@ -379,6 +371,10 @@ class MPIEngine:
         if op is ReduceOp.AVG and not tensor.dtype.is_floating_point:
             raise DistError(f"{op_name}: ReduceOp.AVG needs a floating-point tensor, got "
                             f"{tensor.dtype}")
+        if op in _BITWISE and (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+            # refused before MPI sees it: MPI's own error would leave the group unusable
+            raise DistError(f"{op_name}: cannot use {op} with non-integral dtype "
+                            f"{tensor.dtype}")
         return _Staged(tensor, op_name, read=read)
 
     def _check_usable(self, op_name: str) -> None:
@@ -389,17 +385,6 @@ class MPIEngine:
                                    f"operation failed or timed out: {self._broken}")
 
     # --- the communication thread ----------------------------------------------------
-    def _small_and_idle(self, buf: np.ndarray) -> bool:
-        """Issue from the caller as a nonblocking request instead of through the thread?
-
-        For small buffers the two thread wake-ups cost more than the collective, and
-        Open MPI's nonblocking collectives are fast there (measured 8 vs 5 us blocking
-        at 4 KiB, 30 vs 22 us at 64 KiB, against ~25 us more through the thread). Only
-        while the thread has nothing queued or running: MPI matches collectives by
-        issue order, so a request must never overtake a queued call.
-        """
-        return buf.nbytes <= _INLINE_BYTES and self._submitted == self._finished
-
     def _submit(self, op_type, call, outputs, op, numel_in, numel_out, *,
                 blocking: bool = False, timeout_s: float | None = None) -> Work:
         """Queue `call(comm)` for the communication thread; its Work waits on an Event.

@@ -99,3 +99,29 @@ def _group_rank(group, global_rank, fn: str) -> int:
     if group is None:
         return global_rank
     return c10d.get_group_rank(group, global_rank)
+
+
+def send_object_list(object_list: list, dst=None, group=None, device=None,
+                     group_dst=None) -> None:
+    """Send a list of picklable objects to `dst`: the byte count first, then the bytes."""
+    data = _to_bytes(list(object_list))
+    c10d.send(_tensor(np.array([data.size], np.int64)), dst, group=group, group_dst=group_dst)
+    c10d.send(_tensor(data), dst, group=group, group_dst=group_dst)
+
+
+def recv_object_list(object_list: list, src=None, group=None, device=None,
+                     group_src=None) -> int:
+    """Fill `object_list` with the objects `src` sent (any rank if src is None); returns
+    the sender's rank. The list must have as many entries as were sent."""
+    size = _tensor(np.zeros(1, np.int64))
+    sender = c10d.recv(size, src, group=group, group_src=group_src)
+    # the bytes come from whoever sent the count (src=None must not match another sender)
+    buf = _tensor(np.zeros(int(size._array[0]), np.uint8))
+    c10d.recv(buf, sender if group_src is None else None, group=group,
+              group_src=group_src)
+    received = _from_bytes(buf._array, int(size._array[0]))
+    if len(received) != len(object_list):
+        raise ValueError(f"recv_object_list: object_list has {len(object_list)} entries "
+                         f"and rank {sender} sent {len(received)}")
+    object_list[:] = received
+    return sender

@@ -125,7 +125,7 @@ def _copy_into_slot(slot: Tensor, grad: Tensor | None) -> None:
 
 
 def assign_buckets(params: list, cap_bytes: int, first_cap_bytes: int) -> list[list]:
-    """Group parameters (reverse order, one dtype per bucket) under the byte caps.
+    """Group parameters (from the last, one dtype per bucket) under the byte caps.
 
     Each dtype's first bucket is capped at `first_cap_bytes`, later ones at `cap_bytes`;
     a parameter larger than the cap gets a bucket of its own.
@@ -146,7 +146,9 @@ def assign_buckets(params: list, cap_bytes: int, first_cap_bytes: int) -> list[l
             buckets.append(current)
         current[0].append(p)
         current[1] += size
-    return [b[0] for b in buckets]
+    # inside a bucket the parameters keep model order, as PyTorch lays out its buckets
+    # (a comm hook sees gradients() and the flat buffer() in that order)
+    return [b[0][::-1] for b in buckets]
 
 
 class Reducer:

@@ -3,14 +3,39 @@
 PyTorch keeps it at torch.utils.data.distributed.DistributedSampler; ember exports it
 from ember.distributed until ember.utils.data exists. The index arithmetic (padding by
 repetition, or dropping the tail, then every world_size-th index from `rank`) is
-PyTorch's; the shuffled order comes from ember's generator seeded with seed + epoch,
-so it is the same on every rank but not the same permutation torch would draw.
+PyTorch's, and so is the shuffled order: `torch.randperm(n)` from a CPU generator
+seeded with seed + epoch (see `torch_randperm`), so a script gets exactly the indices,
+per rank and epoch, that it got under torch.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import c10d
+
+_SMALL_N = (2**32 - 1) // 20      # torch draws 32-bit numbers below this, 64-bit above
+
+
+def torch_randperm(n: int, seed: int) -> list[int]:
+    """torch.randperm(n, generator=torch.Generator().manual_seed(seed)) on the CPU.
+
+    PyTorch's CPU generator is a Mersenne Twister (mt19937) seeded with the low 32 bits
+    of the seed (the standard init_genrand, as numpy's legacy RandomState seeds it);
+    randperm starts from 0..n-1 and swaps i with i + (draw % (n - i)) for each i < n-1,
+    one 32-bit draw each.
+    """
+    if n >= _SMALL_N:
+        raise NotImplementedError(f"DistributedSampler: shuffling {n} samples (torch draws "
+                                  f"64-bit numbers from {_SMALL_N} samples up) is not "
+                                  "supported yet")
+    draws = np.random.RandomState(seed & 0xFFFFFFFF).randint(
+        0, 2**32, size=max(n - 1, 0), dtype=np.uint32)
+    perm = list(range(n))
+    for i, z in enumerate((draws % np.arange(n, 1, -1, dtype=np.uint32)).tolist()):
+        perm[i], perm[i + z] = perm[i + z], perm[i]
+    return perm
 
 
 class DistributedSampler:
@@ -38,11 +63,7 @@ class DistributedSampler:
     def __iter__(self):
         n = len(self.dataset)
         if self.shuffle:
-            from ..frontend.random import Generator
-            from ..frontend.factories import randperm
-            g = Generator()
-            g.manual_seed(self.seed + self.epoch)
-            indices = randperm(n, generator=g).tolist()
+            indices = torch_randperm(n, self.seed + self.epoch)
         else:
             indices = list(range(n))
         if not self.drop_last:

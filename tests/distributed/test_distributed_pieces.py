@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import torch.utils.data.distributed as torch_dist_data
 
 import ember
@@ -33,6 +34,37 @@ def test_sampler_shuffle_depends_on_epoch_and_covers_the_data():
     second = [list(s) for s in shards]
     assert first != second
     assert set(first[0] + first[1]) == set(range(11))
+
+
+@pytest.mark.parametrize("n,seed", [(1, 0), (2, 9), (11, 4), (1000, 7), (37, 2**33 + 5)])
+def test_sampler_shuffle_is_torchs_randperm(n, seed):
+    """torch.randperm from a seeded CPU generator (the sampler's order): mt19937 draws."""
+    from ember.distributed.sampler import torch_randperm
+    g = torch.Generator()
+    g.manual_seed(seed)
+    assert torch_randperm(n, seed) == torch.randperm(n, generator=g).tolist()
+    for rank in range(3):
+        ours = dist.DistributedSampler(range(n), 3, rank, seed=seed)
+        theirs = torch_dist_data.DistributedSampler(range(n), 3, rank, seed=seed)
+        ours.set_epoch(2)
+        theirs.set_epoch(2)
+        assert list(ours) == list(theirs)
+
+
+def test_backend_names_and_argument_errors():
+    assert dist.Backend("GLOO") == dist.Backend.GLOO == "gloo" and dist.is_gloo_available()
+    from ember.distributed.errors import DistArgumentError
+    # PyTorch raises these from C++ (RuntimeError) or Python (ValueError): both catch it
+    assert issubclass(DistArgumentError, RuntimeError) and issubclass(DistArgumentError,
+                                                                      ValueError)
+
+
+def test_join_refuses_what_is_not_joinable():
+    from ember.distributed.algorithms import Join
+    with pytest.raises(TypeError, match="Linear is not a Joinable"):
+        Join([ember.nn.Linear(2, 2)])
+    with pytest.raises(ValueError, match="at least one joinable"):
+        Join([])
 
 
 def test_sampler_rejects_a_bad_rank():
@@ -88,10 +120,11 @@ def test_buckets_respect_caps_dtypes_and_reverse_order():
     params = [ember.zeros(100), ember.zeros(100), ember.zeros(10, dtype=ember.float64),
               ember.zeros(300)]
     buckets = assign_buckets(params, cap_bytes=800, first_cap_bytes=1200)
-    # reversed: p3 fills the first float32 bucket (1200 B cap), p2 is float64, then
-    # p1 + p0 share the next float32 bucket (800 B cap)
+    # filled from the last: p3 fills the first float32 bucket (1200 B cap), p2 is
+    # float64, then p1 + p0 share the next float32 bucket (800 B cap), kept in model
+    # order inside it as PyTorch lays out a bucket
     assert [[id(p) for p in b] for b in buckets] == \
-        [[id(params[3])], [id(params[2])], [id(params[1]), id(params[0])]]
+        [[id(params[3])], [id(params[2])], [id(params[0]), id(params[1])]]
 
 
 def test_launcher_command_has_torchrun_environment_and_abort_on_error(monkeypatch):

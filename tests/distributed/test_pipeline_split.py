@@ -144,3 +144,22 @@ def test_errors_name_what_is_wrong():
         pipeline(MarkedMLP(), (_x(dtype=np.float32),)).get_stage_module(2)
     with pytest.raises(ValueError, match="by must be 'params' or 'flops'"):
         split_by_cost(2, by="memory")
+
+
+def test_stage_modules_keep_the_models_parameter_names():
+    """As torch's pipeline keeps them (torch 2.13 gives these names for this split):
+    a stage's state_dict keys are the model's, so checkpoints move between them."""
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(),
+                          nn.Linear(8, 2))
+    pipe = pipeline(model, (_x(),), split_spec={"2": SplitPoint.BEGINNING,
+                                                "4": SplitPoint.BEGINNING})
+    names = [sorted(dict(pipe.get_stage_module(i).named_parameters()))
+             for i in range(pipe.num_stages)]
+    assert names == [["0.bias", "0.weight"], ["2.bias", "2.weight"], ["4.bias", "4.weight"]]
+    whole = model.state_dict()
+    for i in range(pipe.num_stages):
+        stage = pipe.get_stage_module(i)
+        for name, p in stage.named_parameters():
+            assert p is dict(model.named_parameters())[name]      # shared, not copied
+        stage.load_state_dict({k: whole[k] * 0 for k in stage.state_dict()})
+    assert all(float(p.abs().sum()) == 0 for p in model.parameters())

@@ -1,1 +1,2 @@
-"""ember.distributed.algorithms: DDP communication hooks."""
+"""ember.distributed.algorithms: DDP communication hooks and the Join context manager."""
+from .join import Join, Joinable, JoinHook  # noqa: F401

@@ -14,16 +14,18 @@ from __future__ import annotations
 from ...frontend.autograd import no_grad
 from ...frontend.optim.optimizer import Optimizer
 from .. import c10d
+from ..algorithms.join import Join, Joinable, JoinHook
 
 
-class ZeroRedundancyOptimizer(Optimizer):
+class ZeroRedundancyOptimizer(Optimizer, Joinable):
     def __init__(self, params, optimizer_class, process_group=None,
                  parameters_as_bucket_view: bool = False, overlap_with_ddp: bool = False,
                  **defaults):
         if overlap_with_ddp:
             raise NotImplementedError("ZeroRedundancyOptimizer(overlap_with_ddp=True) is not "
                                       "supported by ember yet")
-        super().__init__(params, _full_defaults(optimizer_class, defaults))
+        Optimizer.__init__(self, params, _full_defaults(optimizer_class, defaults))
+        Joinable.__init__(self)
         self.process_group = process_group if process_group is not None else c10d.group.WORLD
         if self.process_group is None:
             c10d._require_init("ZeroRedundancyOptimizer")
@@ -68,6 +70,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     # --- step ------------------------------------------------------------------------
     def step(self, closure=None):
+        Join.notify_join_context(self)       # counts nothing unless ZeRO is first in a Join
         loss = None
         if self.optim is not None:
             for local, gi in zip(self.optim.param_groups, self._local_to_global):
@@ -77,6 +80,22 @@ class ZeroRedundancyOptimizer(Optimizer):
             loss = self._closure_loss(closure)
         self._broadcast_parameters()
         return loss
+
+    # --- uneven inputs (algorithms/join.py) -------------------------------------------
+    def join_hook(self, **kwargs) -> JoinHook:
+        """While other ranks still train, a joined rank runs `step()` once per their
+        iteration (PyTorch's hook): its shard steps with whatever `.grad` holds (DDP's
+        join hook reduces zeros into its own buckets and leaves `.grad` alone), and
+        the shard's broadcast matches the training ranks' steps."""
+        return _ZeROJoinHook(self)
+
+    @property
+    def join_device(self):
+        return self.param_groups[0]["params"][0].device
+
+    @property
+    def join_process_group(self):
+        return self.process_group
 
     def _broadcast_parameters(self) -> None:
         works = []
@@ -164,3 +183,11 @@ def _full_defaults(optimizer_class, defaults: dict) -> dict:
 
 def _hyperparameters(group: dict) -> dict:
     return {k: v for k, v in group.items() if k != "params"}
+
+
+class _ZeROJoinHook(JoinHook):
+    def __init__(self, zero: ZeroRedundancyOptimizer):
+        self.zero = zero
+
+    def main_hook(self) -> None:
+        self.zero.step()

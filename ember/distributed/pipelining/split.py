@@ -18,6 +18,7 @@ import enum
 import operator
 
 from ...frontend.fx.graph_module import GraphModule
+from ...frontend.fx.interpreter import fetch_attr
 from ...frontend.fx.split_module import split_module
 from ...frontend.fx.tracer import Tracer
 from ...frontend.nn.modules.module import Module
@@ -98,9 +99,28 @@ def pipeline(module: Module, mb_args: tuple, mb_kwargs: dict | None = None,
     if num_stages < 2:
         raise ValueError("pipeline: no split point was found: call pipe_split() in "
                          "forward, or pass split_spec or split_policy")
-    split = split_module(gm, module, lambda n: stage_of[n], keep_original_order=True)
+    qualnames: dict = {}
+    split = split_module(gm, module, lambda n: stage_of[n], qualname_map=qualnames,
+                         keep_original_order=True)
     _check_one_value_between_stages(split, num_stages)
+    for i in range(num_stages):
+        name = f"submod_{i}"
+        setattr(split, name, _with_original_names(getattr(split, name), name, qualnames))
     return Pipe(split, num_stages)
+
+
+def _with_original_names(stage: GraphModule, stage_name: str, qualnames: dict) -> GraphModule:
+    """The stage with its parameters and submodules under the model's own names
+    (`layers.2.weight`, not split_module's flattened `layers_2.weight`), as PyTorch's
+    pipeline keeps them: a stage's state_dict keys are the model's, so checkpoints
+    of stages and of the whole model load into each other."""
+    graph, owned = stage.graph, {}
+    for node in graph.nodes:
+        if node.op in (OpKind.get_attr, OpKind.call_module):
+            original = qualnames.get(f"{stage_name}.{node.target}", node.target)
+            owned[original] = fetch_attr(stage, node.target)
+            node.target = original
+    return GraphModule(owned, graph, class_name=type(stage).__name__)
 
 
 def _trace(module: Module, split_spec) -> GraphModule:

@@ -1,9 +1,10 @@
-"""SyncBatchNorm: torch.nn.SyncBatchNorm's class, for single-process use.
+"""SyncBatchNorm: torch.nn.SyncBatchNorm's class.
 
-Model code (timm, torchvision) subclasses or swaps in SyncBatchNorm. Across
-processes it would reduce batch statistics over a process group; ember has no
-group-reduced batch norm yet, so a process group is refused, and within one
-process (eval mode, or training without a group) it computes exactly BatchNorm,
+Model code (timm, torchvision) subclasses or swaps in SyncBatchNorm. In training with
+a process group of several processes, the batch statistics are reduced over the group:
+that forward lives in the distributed layer (ember/distributed/nn/sync_batchnorm.py),
+which registers it here when ember.distributed is imported (the frontend does not
+import that layer). Without a group, or in eval mode, it computes exactly BatchNorm,
 as PyTorch does when torch.distributed is not initialized.
 """
 from __future__ import annotations
@@ -11,17 +12,28 @@ from __future__ import annotations
 from .normalization import _BatchNorm
 
 
+_GROUP_BATCH_NORM: list = []      # (module, input) -> output or None, from ember.distributed
+
+
+def register_group_batch_norm(fn) -> None:
+    """ember.distributed plugs in the forward that reduces statistics over a group."""
+    _GROUP_BATCH_NORM[:] = [fn]
+
+
 class SyncBatchNorm(_BatchNorm):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, process_group=None,
                  device=None, dtype=None, *, bias: bool = True) -> None:
-        if process_group is not None:
-            raise NotImplementedError(
-                "SyncBatchNorm: synchronizing batch statistics over a process group is "
-                "not supported by ember; use process_group=None (single process)")
         super().__init__(num_features, eps, momentum, affine, track_running_stats,
                          device=device, dtype=dtype, bias=bias)
-        self.process_group = None
+        self.process_group = process_group
+
+    def forward(self, input):
+        if self.training and _GROUP_BATCH_NORM:
+            out = _GROUP_BATCH_NORM[0](self, input)
+            if out is not None:             # None: no group of several processes
+                return out
+        return super().forward(input)
 
     def _check_input_dim(self, input) -> None:
         if input.ndim < 2:
