@@ -62,6 +62,16 @@ def test_a_choice_is_timed_once_then_read_from_the_process_and_disk(timings, tmp
     assert {e["conv"] for e in entries} == {"conv A", "conv B"}
 
 
+def test_amx_keeps_a_near_tie(timings):
+    """VNNI takes a shape from AMX tiles (the default) only at most MARGIN of their time."""
+    _, figures = timings
+    runs = {"amx": lambda: None, "vnni": lambda: None}
+    figures.update(amx=1.0, vnni=QC.MARGIN * 1.05)
+    assert QC.choose("conv tie", runs) == "amx"
+    figures.update(vnni=QC.MARGIN * 0.95)
+    assert QC.choose("conv clear", runs) == "vnni"
+
+
 def test_a_damaged_entry_is_timed_again_with_a_warning(timings, tmp_path):
     asked, _ = timings
     runs = {"amx": lambda: None, "vnni": lambda: None}
