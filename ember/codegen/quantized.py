@@ -8,7 +8,9 @@ where no native kernel applies (then the caller runs the NumPy reference):
   `vpdpbusd`; or AVX2 `vpmaddubsw`+`vpmaddwd` where the CPU lacks VNNI) with the zero-point correction, per-channel scales, bias, relu and the
   requantization to uint8 fused in its epilogue. Convolutions are implicit GEMMs over a
   channels-last uint8 input and give a channels-last result (a [N, C, H, W] view of NHWC
-  memory), so a chain of convolutions never changes layout.
+  memory), so a chain of convolutions never changes layout. On AMX hosts each
+  convolution shape runs AMX tiles or VNNI, whichever a one-time timing found faster
+  (conv_gemm_config, codegen/qgemm_choice.py).
 - quantized_conv2d with groups == channels (depthwise): codegen/llvm/qdepthwise.py's
   direct kernel over the channels-last input, the same epilogue, channels-last result.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
