@@ -23,6 +23,7 @@ average beside each round, and the int8 rows only (static and dynamic MLP, small
 --resnet adds resnet18 b8, --mobilenet the mobilenet-style model at batch 8, 112x112):
 
     python3 benchmarks/quant.py --alone --threads 2 --rounds 5 [--resnet] [--mobilenet]
+                                [--only small_cnn]
 """
 from __future__ import annotations
 
@@ -198,6 +199,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=5, help="--alone: rounds of both processes")
     p.add_argument("--mobilenet", action="store_true",
                    help="--alone: add the mobilenet-style model (depthwise int8 convs)")
+    p.add_argument("--only", metavar="NAME", default=None,
+                   help="--alone: only the int8 rows whose name contains NAME (e.g. "
+                        "small_cnn, mlp, resnet18)")
     p.add_argument("--worker", choices=("ember", "torch"), help=argparse.SUPPRESS)
     args = bench_args("quant", argv, p)
     if args.cpu_time and args.threads != 1:
@@ -222,7 +226,8 @@ def alone_worker(args) -> None:
     results = {}
     for name, (make, shape, dynamic) in ALONE_MODELS.items():
         if name.startswith("resnet18") and not args.resnet or \
-                name.startswith("mobilenet") and not args.mobilenet:
+                name.startswith("mobilenet") and not args.mobilenet or \
+                args.only and args.only not in name:
             continue
         t_q, e_q = int8_twins(make, shape, dynamic, rng)
         x = rng.standard_normal(shape).astype(np.float32)
@@ -274,6 +279,7 @@ def alone_main(args) -> None:
     base = [sys.executable, str(Path(__file__).resolve()), "--threads", str(args.threads or 2)]
     base += ["--resnet"] if args.resnet else []
     base += ["--mobilenet"] if args.mobilenet else []
+    base += ["--only", args.only] if args.only else []
     runs = {"ember": [], "torch": []}
     for r in range(args.rounds):
         for lib in ("ember", "torch") if r % 2 == 0 else ("torch", "ember"):

@@ -8,7 +8,9 @@ where no native kernel applies (then the caller runs the NumPy reference):
   `vpdpbusd`; or AVX2 `vpmaddubsw`+`vpmaddwd` where the CPU lacks VNNI) with the zero-point correction, per-channel scales, bias, relu and the
   requantization to uint8 fused in its epilogue. Convolutions are implicit GEMMs over a
   channels-last uint8 input and give a channels-last result (a [N, C, H, W] view of NHWC
-  memory), so a chain of convolutions never changes layout.
+  memory), so a chain of convolutions never changes layout. On AMX hosts each
+  convolution shape runs AMX tiles or VNNI, whichever a one-time timing found faster
+  (conv_gemm_config, codegen/qgemm_choice.py).
 - quantized_conv2d with groups == channels (depthwise): codegen/llvm/qdepthwise.py's
   direct kernel over the channels-last input, the same epilogue, channels-last result.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
@@ -36,6 +38,7 @@ from ..ir.ops.quantized import dynamic_input_qparams
 from ..ir.quantized import QuantizedArray, qrange, quantize_array, requant_columns
 from ..runtime import lite_int8 as lite
 from ..runtime.threads import default_pool
+from . import qgemm_choice as QC
 from .llvm import qdepthwise as QD
 from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
@@ -77,7 +80,8 @@ def kernel_for(op_name: str, args: list, cache: dict, clamp=None):
         if not (_activation(x) and _cached_weight(cache, w, 4)):
             return None
         if groups == 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
-            return lambda: conv2d(*args, cache=cache, cfg=cfg, clamp=clamp)
+            return lambda: conv2d(*args, cache=cache, clamp=clamp,
+                                  cfg=conv_gemm_config(cfg, args, cache, clamp))
         if _depthwise(x, w, groups) and QD.available():
             return lambda: depthwise_conv2d(*args, cache=cache, clamp=clamp)
         if groups > 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
@@ -86,7 +90,9 @@ def kernel_for(op_name: str, args: list, cache: dict, clamp=None):
         x, w, groups, other = args[0], args[1], args[6], args[10]
         if groups == 1 and _activation(x) and _activation(other) and \
                 _cached_weight(cache, w, 4) and _exact(cfg, x.int_repr, int(x.zero_point)):
-            return lambda: conv2d(*args[:10], cache=cache, cfg=cfg, residual=args[10:])
+            return lambda: conv2d(*args[:10], cache=cache, residual=args[10:],
+                                  cfg=conv_gemm_config(cfg, args[:10], cache,
+                                                       residual=args[10:]))
     elif op_name == "quantized_linear_dynamic":
         if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
@@ -492,6 +498,44 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
 
+def conv_gemm_config(cfg, args, cache: dict, clamp=None, residual=None):
+    """The GEMM a groups-1 quantized_conv2d (quantized_conv2d_add with residual) on
+    `args` runs: cfg, except on AMX hosts, where AMX tiles or the VNNI kernels, whichever
+    ran this convolution's shape faster (qgemm_choice: timed once on this call's operands
+    at the pool's thread count, then kept in the weight's cache, the process and on
+    disk). Both give the same integers, so the result does not depend on the choice."""
+    if cfg is not QA.AMX:
+        return cfg
+    x, w, _, stride, padding, dilation = args[:6]
+    a = x.int_repr
+    threads = default_pool().n_threads
+    key = ("conv choice", a.shape, _channels_last(a), tuple(stride), tuple(padding),
+           tuple(dilation), residual is not None, threads)
+    chosen = cache.get(key)
+    if chosen is None:
+        description = (f"quantized_conv2d x {list(a.shape)} "
+                       f"{'channels_last' if key[2] else 'contiguous'} w "
+                       f"{list(w.int_repr.shape)} stride {list(key[3])} padding "
+                       f"{list(key[4])} dilation {list(key[5])} add {key[6]} threads {threads}")
+
+        def on(c):
+            return lambda: conv2d(*args[:10], cache=cache, cfg=c, residual=residual,
+                                  clamp=clamp)
+        name = QC.choose(description, {"amx": on(QA.AMX), "vnni": on(Q.VNNI)})
+        chosen = cache[key] = QA.AMX if name == "amx" else Q.VNNI
+        _forget_packed(cache, Q.tile_for(Q.VNNI if chosen is QA.AMX else QA.AMX,
+                                         w.int_repr.shape[0]).name)
+    return chosen
+
+
+def _forget_packed(cache: dict, tile: str) -> None:
+    """Drop the weight's packed form and prepared GEMMs for the kernel `tile` that lost
+    the timing (made again should another input shape choose it)."""
+    cache.pop(f"conv-{tile}", None)
+    for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm" and k[1] == tile]:
+        del cache[k]
+
+
 def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,
                      cache, clamp=None):
     """quantized_conv2d with groups == channels (qdepthwise.py): channels-last in and out."""
@@ -620,7 +664,7 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
     qparams = requant_params(scale, zero_point, dtype, relu, clamp)
     if groups == 1:
         cp, run = lite.conv_k_layout(c, kw, dilation[1])
-        cfg = Q.tile_for(cfg, oc)
+        cfg = Q.tile_for(conv_gemm_config(cfg, args, cache, clamp, residual), oc)
         packed = _packed(cache, f"conv-{cfg.name}",
                          lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
         slack = run - kw * c if run else 0
