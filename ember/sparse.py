@@ -1,10 +1,12 @@
-"""ember.sparse: torch.sparse's COO subset (implemented in frontend/sparse_coo.py):
-mm, addmm, sum, and the legacy FloatTensor / DoubleTensor / LongTensor constructors."""
+"""ember.sparse: torch.sparse's COO subset (frontend/sparse_coo.py, frontend/sparse_ops.py)
+and the compressed layouts' basics (frontend/sparse_compressed.py): mm, addmm, sum,
+softmax, log_softmax, and the legacy FloatTensor / DoubleTensor / LongTensor constructors."""
 from .frontend.sparse_coo import SparseCOOTensor, addmm, mm, sparse_coo_tensor, sum  # noqa
+from .frontend.sparse_ops import log_softmax, softmax  # noqa: F401
 from .ir import dtypes as _dtypes
 
-__all__ = ["mm", "addmm", "sum", "sparse_coo_tensor", "FloatTensor", "DoubleTensor",
-           "LongTensor", "SparseCOOTensor"]
+__all__ = ["mm", "addmm", "sum", "softmax", "log_softmax", "sparse_coo_tensor",
+           "FloatTensor", "DoubleTensor", "LongTensor", "SparseCOOTensor"]
 
 
 def _legacy(dtype):

@@ -649,6 +649,7 @@ TENSOR_METHODS = {
         sorted(range(self.dim()), key=lambda d: -self.stride(d))),
     "to_sparse": lambda self, *args, **kwargs: _sparse().to_sparse(self, *args, **kwargs),
     "to_sparse_coo": lambda self: _sparse().to_sparse(self),
+    "sparse_mask": lambda self, mask: _sparse().sparse_ops.sparse_mask(self, mask),
     "to_dense": lambda self, dtype=None, *, masked_grad=None:
         self if dtype is None else self.to(dtype),
     "__dlpack_device__": _dlpack_device,

@@ -1,0 +1,575 @@
+"""The ops sparse COO tensors take (frontend/sparse_coo.py's dispatch handler sends every
+op call with a sparse argument here).
+
+Each op works on the indices and the values with ember's dense ops, so gradients reach
+the values (and any dense operand) through ordinary autograd. Which results are coalesced
+follows torch: ops that must see each position once (abs, pow, products of two sparse
+tensors, softmax) coalesce first; ops that only move or scale entries (neg, scaling,
+transpose, index_select, cat) keep the entries as they are and mark the result
+uncoalesced where torch does. An op not in the table raises, naming the op: ember never
+densifies a sparse tensor behind the user's back.
+"""
+from __future__ import annotations
+
+from ..ir import dispatch, dtypes
+from ..ir.registry import OPS
+from .factories import as_tensor, zeros
+from .sparse_coo import SparseCOOTensor, SparseUnsupportedError, _wrap_dim, mm, sum
+from .tensor import Tensor
+
+# f(0) == 0 for each: applying it to the stored values is applying it to the tensor
+ZERO_PRESERVING = (
+    "abs", "neg", "sign", "sgn", "sin", "tan", "tanh", "asin", "atan", "sinh", "asinh",
+    "atanh", "floor", "ceil", "round", "trunc", "frac", "expm1", "log1p", "relu", "square",
+    "sqrt", "deg2rad", "rad2deg", "signbit", "isnan", "isinf", "isposinf", "isneginf",
+    "nan_to_num", "erf", "erfinv", "positive", "conj_physical", "fix")
+
+
+def _arange(n: int) -> Tensor:
+    return OPS["arange"](0, n, dtype=dtypes.int64)
+
+
+def _is_sparse(value) -> bool:
+    return isinstance(value, SparseCOOTensor)
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (int, float, bool)) or (isinstance(value, Tensor)
+                                                      and value.dim() == 0)
+
+
+def run_sparse_op(op, args: tuple):
+    name = op.name
+    handler = _HANDLERS.get(name)
+    if handler is not None:
+        return handler(op, args)
+    if name.endswith("_") and name[:-1] in _HANDLERS and name[:-1] in OPS:
+        return _in_place(op, args)
+    raise SparseUnsupportedError(
+        f"{name}: a sparse COO tensor was passed where ember needs a dense tensor; "
+        "ember's sparse tensors take the ops listed in docs/compat.md (sparse.mm, add, "
+        "mul, sum, softmax, zero-preserving unary ops, ...), or call .to_dense() first")
+
+
+def _in_place(op, args: tuple):
+    target = args[0]
+    base = OPS[op.name[:-1]]
+    if not _is_sparse(target):          # dense.add_(sparse): accumulate into the dense
+        if base.name in ("add", "sub"):
+            return _accumulate_into(target, args[1], _alpha(base.name, args[2]),
+                                    base.name, in_place=True)
+        raise SparseUnsupportedError(f"{op.name}: a dense tensor cannot take a sparse "
+                                     "operand in place; call .to_dense() on it")
+    result = _HANDLERS[base.name](base, args)
+    if not _is_sparse(result):
+        raise RuntimeError(f"{op.name}: the result is dense and cannot be written into "
+                           "a sparse tensor")
+    target._assign(result)
+    if op.name == "mul_":
+        target._coalesced = False       # torch marks an in-place scaled tensor so
+    return target
+
+
+# --- elementwise --------------------------------------------------------------------
+def _unary(op, args: tuple):
+    sparse = args[0]
+    if any(_is_sparse(a) for a in args[1:]):
+        raise SparseUnsupportedError(f"{op.name}: takes one sparse tensor")
+    source = sparse if op.name == "neg" else sparse.coalesce()
+    values = dispatch.dispatch(op, (source._values_,) + tuple(args[1:]))
+    return source._with_values(values)
+
+
+def _alpha(name: str, alpha):
+    return -alpha if name == "sub" else alpha
+
+
+def _add(op, args: tuple):
+    a, b, alpha = args[0], args[1], _alpha(op.name, args[2])
+    if _is_sparse(a) and _is_sparse(b):
+        return _add_sparse(a, b, alpha, op.name)
+    if _is_sparse(b) and isinstance(a, Tensor):
+        return _accumulate_into(a, b, alpha, op.name, in_place=False)
+    if _is_sparse(a) and isinstance(b, Tensor) and b.dim():
+        raise RuntimeError(f"{op.name}(sparse, dense) is not supported. Use "
+                           f"{op.name}(dense, sparse) instead.")
+    raise SparseUnsupportedError(f"{op.name}: a sparse tensor takes a sparse tensor or, "
+                                 "as the second operand of a dense one, is added to it; "
+                                 f"got {type(a).__name__} and {type(b).__name__}")
+
+
+def _add_sparse(a: SparseCOOTensor, b: SparseCOOTensor, alpha, name: str):
+    if tuple(a.shape) != tuple(b.shape):
+        raise RuntimeError(f"{name}: expected sizes of 'self' and 'other' to match, but "
+                           f"{list(a.shape)} != {list(b.shape)}")
+    if a.sparse_dim() != b.sparse_dim():
+        raise RuntimeError(f"{name}: expected 'self' and 'other' to have the same number "
+                           f"of sparse dimensions, got {a.sparse_dim()} and {b.sparse_dim()}")
+    other = b._values_ if alpha == 1 else b._values_ * alpha
+    dtype = dtypes.promote_types(a.dtype, other.dtype)
+    values = OPS["cat"]([a._values_.to(dtype), other.to(dtype)], 0)
+    total = SparseCOOTensor(OPS["cat"]([a._indices_, b._indices_], 1), values, a.shape)
+    # two coalesced operands merge into a coalesced sum, as torch's; otherwise the
+    # entries are only concatenated
+    return total.coalesce() if a.is_coalesced() and b.is_coalesced() else total
+
+
+def _accumulate_into(dense: Tensor, sparse: SparseCOOTensor, alpha, name: str,
+                     in_place: bool) -> Tensor:
+    if tuple(dense.shape) != tuple(sparse.shape):
+        raise RuntimeError(f"{name}: expected 'self' and 'other' to have same size, but "
+                           f"self has size {list(dense.shape)} while other has size "
+                           f"{list(sparse.shape)} (dense-sparse addition does not support "
+                           "broadcasting)")
+    values = sparse._values_ if alpha == 1 else sparse._values_ * alpha
+    positions = tuple(sparse._indices_[row] for row in range(sparse.sparse_dim()))
+    if in_place:
+        return dense.index_put_(positions, values.to(dense.dtype), accumulate=True)
+    dtype = dtypes.promote_types(dense.dtype, values.dtype)
+    return dense.to(dtype).index_put(positions, values.to(dtype), accumulate=True)
+
+
+def _mul(op, args: tuple):
+    a, b = args[0], args[1]
+    if not _is_sparse(a):
+        a, b = b, a
+    if _is_scalar(b):
+        return a._with_values(a._values_ * b)
+    if _is_sparse(b):
+        return _intersect(a, b)
+    if isinstance(b, Tensor):
+        full = b.expand(tuple(a.shape)) if tuple(b.shape) != tuple(a.shape) else b
+        positions = tuple(a._indices_[row] for row in range(a.sparse_dim()))
+        return a._with_values(a._values_ * full[positions])
+    raise SparseUnsupportedError(f"mul: cannot multiply a sparse tensor by "
+                                 f"{type(b).__name__}")
+
+
+def _intersect(a: SparseCOOTensor, b: SparseCOOTensor) -> SparseCOOTensor:
+    """The product of two sparse tensors: their common positions (both coalesced, so
+    each sorted and unique: a searchsorted of a's positions in b's finds them)."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise RuntimeError(f"mul: expected sizes of 'self' and 'other' to match, but "
+                           f"{list(a.shape)} != {list(b.shape)}")
+    ca, cb = a.coalesce(), b.coalesce()
+    la, lb = ca._linear_indices(), cb._linear_indices()
+    if not lb.shape[0] or not la.shape[0]:
+        keep_a = keep_b = zeros((0,), dtype=dtypes.int64)
+    else:
+        found = OPS["searchsorted"](lb, la).clamp(max=lb.shape[0] - 1)
+        hit = OPS["nonzero"](lb[found] == la).reshape([-1])
+        keep_a, keep_b = hit, found[hit]
+    values = ca._values_[keep_a] * cb._values_[keep_b]
+    return SparseCOOTensor(ca._indices_[:, keep_a], values, a.shape,
+                           a.is_coalesced() and b.is_coalesced())
+
+
+def _div(op, args: tuple):
+    a, b = args[0], args[1]
+    if _is_sparse(a) and _is_scalar(b):
+        values = dispatch.dispatch(op, (a._values_,) + tuple(args[1:]))
+        return a._with_values(values)
+    raise SparseUnsupportedError(f"{op.name}: ember divides a sparse tensor by a scalar "
+                                 "only; call .to_dense() first")
+
+
+def _pow(op, args: tuple):
+    base, exponent = args[0], args[1]
+    if not (_is_sparse(base) and _is_scalar(exponent)):
+        raise SparseUnsupportedError("pow: ember raises a sparse tensor to a scalar power "
+                                     "only")
+    if float(exponent) <= 0:
+        raise RuntimeError(f"pow: sparse tensors take positive exponents only (a power of "
+                           f"{exponent} does not keep zeros zero), got {exponent}")
+    coalesced = base.coalesce()
+    return coalesced._with_values(coalesced._values_.pow(exponent))
+
+
+# --- products -----------------------------------------------------------------------
+def _mm(op, args: tuple):
+    return mm(args[0], args[1])
+
+
+def _mv(op, args: tuple):
+    if args[1].dim() != 1:
+        raise RuntimeError(f"mv: vector must be 1-D, got {args[1].dim()}-D")
+    return mm(args[0], args[1])
+
+
+def _addmm(op, args: tuple):
+    from .sparse_coo import addmm
+    return addmm(*args[:3], beta=args[3], alpha=args[4])
+
+
+def _bmm(op, args: tuple):
+    sparse, dense = args[0], args[1]
+    if not _is_sparse(sparse) or _is_sparse(dense):
+        raise SparseUnsupportedError("bmm: ember multiplies a 3-D sparse COO tensor by a "
+                                     "dense one")
+    if sparse.dim() != 3 or sparse.dense_dim() or dense.dim() != 3 or \
+            dense.shape[0] != sparse.shape[0] or dense.shape[1] != sparse.shape[2]:
+        raise RuntimeError(f"bmm: expected a 3-D sparse tensor and a 3-D dense tensor of "
+                           f"matching batch and inner sizes, got {list(sparse.shape)} and "
+                           f"{list(dense.shape)}")
+    batches, rows = sparse.shape[0], sparse.shape[1]
+    b, r, c = (sparse._indices_[i] for i in range(3))
+    products = dense[b, c] * sparse._values_.unsqueeze(1)
+    out = zeros((batches * rows, dense.shape[2]), dtype=products.dtype)
+    return out.index_add(0, b * rows + r, products).reshape(batches, rows, dense.shape[2])
+
+
+def hspmm(mat1: SparseCOOTensor, mat2: Tensor) -> SparseCOOTensor:
+    """sparse @ dense as a hybrid tensor: one sparse dim (the rows mat1 has entries in),
+    each a dense row of the product."""
+    product = mm(mat1, mat2)
+    rows = OPS["unique"](mat1._indices_[0], sorted=True)
+    rows = rows[0] if isinstance(rows, tuple) else rows
+    return SparseCOOTensor(rows.unsqueeze(0), product[rows], tuple(product.shape), True)
+
+
+def smm(mat1: SparseCOOTensor, mat2: Tensor) -> SparseCOOTensor:
+    """sparse @ dense as a sparse tensor over the rows mat1 has entries in."""
+    rows = hspmm(mat1, mat2)
+    width = mat2.shape[1]
+    row_of = rows._indices_[0].repeat_interleave(width)
+    col_of = _arange(width).repeat(rows._nnz())
+    return SparseCOOTensor(OPS["stack"]([row_of, col_of], 0), rows._values_.reshape([-1]),
+                           tuple(rows.shape), True)
+
+
+# --- reductions -------------------------------------------------------------------------
+def _sum(op, args: tuple):
+    sparse, dim, keepdim, dtype = args
+    if keepdim:
+        raise SparseUnsupportedError("sum: keepdim=True is not supported for sparse "
+                                     "tensors (torch.sparse.sum has no keepdim)")
+    return sum(sparse, dim, dtype)
+
+
+def softmax(input: SparseCOOTensor, dim: int, dtype=None, log: bool = False):
+    """torch.sparse.softmax: over the specified entries of each slice along `dim`, the
+    unspecified ones counting as -inf (so they stay unspecified)."""
+    if not _is_sparse(input):
+        return (OPS["log_softmax"] if log else OPS["softmax"])(input, dim, dtype)
+    name = "log_softmax" if log else "softmax"
+    dim = _wrap_dim(name, dim, input.dim())
+    coalesced = input.coalesce()
+    values = coalesced._values_ if dtype is None else coalesced._values_.to(dtype)
+    nsparse = input.sparse_dim()
+    if dim >= nsparse:
+        out = OPS[name](values, dim - nsparse + 1)
+        return coalesced._with_values(out)
+    group = _slice_groups(coalesced, dim)
+    groups = int(group.max()) + 1 if group.shape[0] else 0
+    spread = group.reshape((-1,) + (1,) * (values.dim() - 1)).expand(tuple(values.shape))
+    lowest = OPS["full"]((groups,) + tuple(values.shape[1:]), float("-inf"),
+                         dtype=values.dtype)
+    maxes = lowest.scatter_reduce(0, spread, values.detach(), "amax", include_self=True)
+    shifted = values - maxes[group]
+    exps = shifted.exp()
+    totals = zeros((groups,) + tuple(values.shape[1:]), dtype=values.dtype)
+    totals = totals.index_add(0, group, exps)
+    out = shifted - totals[group].log() if log else exps / totals[group]
+    return coalesced._with_values(out)
+
+
+def log_softmax(input: SparseCOOTensor, dim: int, dtype=None):
+    return softmax(input, dim, dtype, log=True)
+
+
+def _slice_groups(sparse: SparseCOOTensor, dim: int) -> Tensor:
+    """Which slice along `dim` each entry is in: its position in the other sparse dims."""
+    key = zeros((sparse._nnz(),), dtype=dtypes.int64)
+    for d in range(sparse.sparse_dim()):
+        if d != dim:
+            key = key * sparse.shape[d] + sparse._indices_[d]
+    return OPS["unique"](key, sorted=True, return_inverse=True)[1]
+
+
+def _softmax(op, args: tuple):
+    return softmax(args[0], args[1], args[2], log=op.name == "log_softmax")
+
+
+# --- shape ops ------------------------------------------------------------------------
+def transpose(sparse: SparseCOOTensor, dim0: int, dim1: int) -> SparseCOOTensor:
+    dim0 = _wrap_dim("transpose", dim0, sparse.dim())
+    dim1 = _wrap_dim("transpose", dim1, sparse.dim())
+    nsparse = sparse.sparse_dim()
+    size = list(sparse.shape)
+    size[dim0], size[dim1] = size[dim1], size[dim0]
+    if dim0 < nsparse and dim1 < nsparse:
+        order = list(range(nsparse))
+        order[dim0], order[dim1] = order[dim1], order[dim0]
+        return SparseCOOTensor(sparse._indices_[order], sparse._values_, size)
+    if dim0 >= nsparse and dim1 >= nsparse:
+        values = sparse._values_.transpose(dim0 - nsparse + 1, dim1 - nsparse + 1)
+        return SparseCOOTensor(sparse._indices_, values, size, sparse.is_coalesced())
+    raise RuntimeError("transpose(): cannot transpose a sparse dimension with a dense "
+                       "dimension of a sparse tensor")
+
+
+def _transpose(op, args: tuple):
+    return transpose(args[0], args[1], args[2])
+
+
+def t(sparse: SparseCOOTensor) -> SparseCOOTensor:
+    if sparse.sparse_dim() > 2 or sparse.dense_dim():
+        raise RuntimeError(f"t() expects a tensor with <= 2 sparse and 0 dense dimensions, "
+                           f"but got {sparse.sparse_dim()} sparse and {sparse.dense_dim()} "
+                           "dense dimensions")
+    return transpose(sparse, 0, 1) if sparse.dim() == 2 else sparse
+
+
+def _t(op, args: tuple):
+    return t(args[0])
+
+
+def index_select(sparse: SparseCOOTensor, dim: int, index: Tensor) -> SparseCOOTensor:
+    dim = _wrap_dim("index_select", dim, sparse.dim())
+    index = as_tensor(index).to(dtypes.int64).reshape([-1])
+    extent = sparse.shape[dim]
+    if index.shape[0]:
+        low, high = int(index.min()), int(index.max())
+        bad = high if high >= extent else low
+        if high >= extent or low < -extent:
+            raise IndexError(f"index_select(): index contains {bad} that is out of range "
+                             f"for tensor of size {list(sparse.shape)} at dimension {dim}")
+        index = OPS["where"](index < 0, index + extent, index)
+    nsparse = sparse.sparse_dim()
+    if dim >= nsparse:
+        values = sparse._values_.index_select(dim - nsparse + 1, index)
+        size = list(sparse.shape)
+        size[dim] = index.shape[0]
+        return SparseCOOTensor(sparse._indices_, values, size, sparse.is_coalesced())
+    # every (selected slot, entry) pair whose index matches: one entry of the result
+    pairs = OPS["nonzero"](index.unsqueeze(1) == sparse._indices_[dim].unsqueeze(0))
+    slot, entry = pairs[:, 0], pairs[:, 1]
+    rows = [slot if d == dim else sparse._indices_[d][entry] for d in range(nsparse)]
+    size = list(sparse.shape)
+    size[dim] = index.shape[0]
+    return SparseCOOTensor(OPS["stack"](rows, 0), sparse._values_[entry], size)
+
+
+def _index_select(op, args: tuple):
+    return index_select(args[0], args[1], args[2])
+
+
+def narrow_copy(sparse: SparseCOOTensor, dim: int, start: int, length: int):
+    dim = _wrap_dim("narrow_copy", dim, sparse.dim())
+    extent = sparse.shape[dim]
+    start = start + extent if start < 0 else start
+    if start < 0 or length < 0 or start + length > extent:
+        raise RuntimeError(f"narrow_copy(): Invalid range to narrow. range(start, "
+                           f"start+length) must be a subset of range(0, {extent}), got "
+                           f"start={start}, length={length}")
+    size = list(sparse.shape)
+    size[dim] = length
+    nsparse = sparse.sparse_dim()
+    if dim >= nsparse:
+        values = sparse._values_.narrow(dim - nsparse + 1, start, length)
+        return SparseCOOTensor(sparse._indices_, values, size, sparse.is_coalesced())
+    row = sparse._indices_[dim]
+    keep = OPS["nonzero"]((row >= start) & (row < start + length)).reshape([-1])
+    indices = sparse._indices_[:, keep]
+    shift = zeros((nsparse, 1), dtype=dtypes.int64)
+    shift[dim] = start
+    return SparseCOOTensor(indices - shift, sparse._values_[keep], size,
+                           sparse.is_coalesced())
+
+
+def unsqueeze(sparse: SparseCOOTensor, dim: int) -> SparseCOOTensor:
+    dim = _wrap_dim("unsqueeze", dim, sparse.dim() + 1)
+    size = list(sparse.shape)
+    size.insert(dim, 1)
+    nsparse = sparse.sparse_dim()
+    if dim <= nsparse:
+        rows = list(sparse._indices_.unbind(0)) if nsparse else []
+        rows.insert(dim, zeros((sparse._nnz(),), dtype=dtypes.int64))
+        return SparseCOOTensor(OPS["stack"](rows, 0), sparse._values_, size)
+    return SparseCOOTensor(sparse._indices_, sparse._values_.unsqueeze(dim - nsparse + 1),
+                           size)
+
+
+def _unsqueeze(op, args: tuple):
+    return unsqueeze(args[0], args[1])
+
+
+def cat(tensors, dim: int = 0) -> SparseCOOTensor:
+    tensors = list(tensors)
+    if not all(_is_sparse(x) for x in tensors):
+        raise SparseUnsupportedError("cat: ember concatenates sparse tensors with sparse "
+                                     "tensors only; call .to_dense() on the sparse ones")
+    first = tensors[0]
+    dim = _wrap_dim("cat", dim, first.dim())
+    if dim >= first.sparse_dim():
+        raise SparseUnsupportedError("cat: ember concatenates sparse tensors along their "
+                                     "sparse dimensions only")
+    indices, values, offset = [], [], 0
+    for x in tensors:
+        same = [n for d, n in enumerate(x.shape) if d != dim]
+        if same != [n for d, n in enumerate(first.shape) if d != dim] or \
+                x.sparse_dim() != first.sparse_dim():
+            raise RuntimeError(f"cat: sparse tensors must match in every dimension but "
+                               f"{dim} and in sparse_dim, got {list(first.shape)} and "
+                               f"{list(x.shape)}")
+        shift = zeros((x.sparse_dim(), 1), dtype=dtypes.int64)
+        shift[dim] = offset
+        indices.append(x._indices_ + shift)
+        values.append(x._values_)
+        offset += x.shape[dim]
+    size = list(first.shape)
+    size[dim] = offset
+    return SparseCOOTensor(OPS["cat"](indices, 1), OPS["cat"](values, 0), size)
+
+
+def _cat(op, args: tuple):
+    return cat(args[0], args[1])
+
+
+def _stack(op, args: tuple):
+    tensors, dim = list(args[0]), args[1]
+    if not all(_is_sparse(x) for x in tensors):
+        raise SparseUnsupportedError("stack: ember stacks sparse tensors with sparse "
+                                     "tensors only")
+    dim = _wrap_dim("stack", dim, tensors[0].dim() + 1)
+    return cat([unsqueeze(x, dim) for x in tensors], dim)
+
+
+def zeros_like(sparse: SparseCOOTensor, dtype=None) -> SparseCOOTensor:
+    dtype = dtype or sparse.dtype
+    values = zeros((0,) + tuple(sparse.shape[sparse.sparse_dim():]), dtype=dtype)
+    return SparseCOOTensor(zeros((sparse.sparse_dim(), 0), dtype=dtypes.int64), values,
+                           sparse.shape, True)
+
+
+def _zeros_like(op, args: tuple):
+    return zeros_like(args[0], args[1])
+
+
+def _clone(op, args: tuple):
+    return args[0].clone()
+
+
+def _detach(op, args: tuple):
+    return args[0].detach()
+
+
+def _copy(op, args: tuple):
+    target, source = args[0], args[1]
+    if not (_is_sparse(target) and _is_sparse(source)):
+        raise SparseUnsupportedError("copy_: ember copies a sparse tensor into a sparse "
+                                     "tensor only")
+    copied = SparseCOOTensor(source._indices_.clone(), source._values_.to(target.dtype),
+                             source.shape, source.is_coalesced())
+    return target._assign(copied)
+
+
+def sparse_resize_(sparse: SparseCOOTensor, size, sparse_dim: int, dense_dim: int):
+    size = tuple(size)
+    if len(size) != sparse_dim + dense_dim:
+        raise RuntimeError(f"sparse_resize_: number of dimensions must be sparse_dim "
+                           f"({sparse_dim}) + dense_dim ({dense_dim}), but got {len(size)}")
+    if sparse._nnz():
+        if sparse_dim != sparse.sparse_dim() or dense_dim != sparse.dense_dim():
+            raise RuntimeError("sparse_resize_: changing the number of sparse or dense "
+                               "dimensions of a non-empty sparse tensor is not supported")
+        old = tuple(sparse.shape)
+        if any(new < was for new, was in zip(size[:sparse_dim], old[:sparse_dim])):
+            raise RuntimeError(f"sparse_resize_: shrinking the size of sparse dimensions "
+                               f"(from {list(old[:sparse_dim])} to {list(size[:sparse_dim])})"
+                               " on a non-empty sparse tensor is not supported")
+        if size[sparse_dim:] != old[sparse_dim:]:
+            raise RuntimeError(f"sparse_resize_: changing the dense dimensions (from "
+                               f"{list(old[sparse_dim:])} to {list(size[sparse_dim:])}) of a "
+                               "non-empty sparse tensor is not supported")
+        return sparse._assign(SparseCOOTensor(sparse._indices_, sparse._values_, size,
+                                              sparse.is_coalesced()))
+    return sparse_resize_and_clear_(sparse, size, sparse_dim, dense_dim)
+
+
+def sparse_resize_and_clear_(sparse: SparseCOOTensor, size, sparse_dim: int,
+                             dense_dim: int):
+    size = tuple(size)
+    if len(size) != sparse_dim + dense_dim:
+        raise RuntimeError(f"sparse_resize_and_clear_: number of dimensions must be "
+                           f"sparse_dim ({sparse_dim}) + dense_dim ({dense_dim}), but got "
+                           f"{len(size)}")
+    values = zeros((0,) + size[sparse_dim:], dtype=sparse.dtype)
+    return sparse._assign(SparseCOOTensor(zeros((sparse_dim, 0), dtype=dtypes.int64),
+                                          values, size, True))
+
+
+def sparse_mask(dense: Tensor, mask: SparseCOOTensor) -> SparseCOOTensor:
+    """dense's values at mask's positions (mask's pattern, its values ignored)."""
+    if not _is_sparse(mask):
+        raise SparseUnsupportedError("sparse_mask: expected a sparse COO mask, got "
+                                     f"{type(mask).__name__}")
+    if tuple(dense.shape) != tuple(mask.shape):
+        raise RuntimeError(f"sparse_mask(): operands have incompatible sizes; self has "
+                           f"size {list(dense.shape)} but mask has size {list(mask.shape)}")
+    positions = tuple(mask._indices_[row] for row in range(mask.sparse_dim()))
+    return SparseCOOTensor(mask._indices_, dense[positions], mask.shape,
+                           mask.is_coalesced())
+
+
+_HANDLERS = {name: _unary for name in ZERO_PRESERVING}
+_HANDLERS.update({
+    "add": _add, "sub": _add, "mul": _mul, "div": _div, "true_divide": _div, "pow": _pow,
+    "mm": _mm, "matmul": _mm, "mv": _mv, "addmm": _addmm, "bmm": _bmm,
+    "sum": _sum, "softmax": _softmax, "log_softmax": _softmax,
+    "t": _t, "transpose": _transpose, "index_select": _index_select,
+    "unsqueeze": _unsqueeze, "cat": _cat, "concat": _cat, "concatenate": _cat,
+    "stack": _stack, "zeros_like": _zeros_like, "clone": _clone, "detach": _detach,
+    "copy_": _copy,
+})
+
+
+# --- methods of SparseCOOTensor -----------------------------------------------------
+def _through_op(name: str):
+    def method(self, *args, **kwargs):
+        return OPS[name](self, *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
+def _reflected(name: str):
+    def method(self, other):
+        return OPS[name](other, self)
+    return method
+
+
+def _install_methods() -> None:
+    names = list(ZERO_PRESERVING) + [n + "_" for n in ZERO_PRESERVING] + [
+        "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "true_divide", "pow",
+        "mm", "matmul", "mv", "bmm", "softmax", "log_softmax", "transpose", "t",
+        "index_select", "unsqueeze", "copy_"]
+    for name in names:
+        if name in OPS and not hasattr(SparseCOOTensor, name):
+            setattr(SparseCOOTensor, name, _through_op(name))
+    cls = SparseCOOTensor
+    cls.sum = lambda self, dim=None, keepdim=False, dtype=None: \
+        _sum(None, (self, dim, keepdim, dtype))
+    cls.t_ = lambda self: self._assign(t(self))
+    cls.transpose_ = lambda self, dim0, dim1: self._assign(transpose(self, dim0, dim1))
+    cls.narrow_copy = narrow_copy
+    cls.zero_ = lambda self: self._assign(zeros_like(self))
+    cls.sparse_resize_ = sparse_resize_
+    cls.sparse_resize_and_clear_ = sparse_resize_and_clear_
+    cls.resize_as_ = lambda self, other: sparse_resize_(
+        self, other.shape, other.sparse_dim(), other.dense_dim())
+    cls.hspmm = hspmm
+    cls.smm = smm
+    for dunder, name in (("__add__", "add"), ("__sub__", "sub"), ("__mul__", "mul"),
+                         ("__truediv__", "div"), ("__matmul__", "matmul"),
+                         ("__pow__", "pow"), ("__iadd__", "add_"), ("__isub__", "sub_"),
+                         ("__imul__", "mul_"), ("__itruediv__", "div_")):
+        setattr(cls, dunder, _through_op(name))
+    cls.__radd__ = _reflected("add")
+    cls.__rsub__ = _reflected("sub")
+    cls.__rmul__ = _through_op("mul")
+    cls.__rmatmul__ = _reflected("matmul")
+    cls.__neg__ = _through_op("neg")
+    cls.__abs__ = _through_op("abs")
+
+
+_install_methods()
