@@ -10,6 +10,9 @@ from sparse_suite_harness import Cases, run_case, run_error_case
 
 case = Cases()
 err = Cases()
+# torch warns once per process that it does not check sparse invariants by default
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse invariant checks",
+                                        "ignore:Sparse CSR tensor support is in beta")
 
 IDX = np.array([[0, 1, 1, 2, 0], [2, 0, 0, 1, 2]])          # (0,2) and (1,0) repeated
 VAL = np.array([1.0, 2.0, 3.0, 4.0, 5.0], dtype=np.float32)

@@ -10,6 +10,9 @@ from sparse_suite_harness import Cases, run_case, run_error_case
 
 case = Cases()
 err = Cases()
+# torch warns once per process that it does not check sparse invariants by default
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse invariant checks",
+                                        "ignore:Sparse CSR tensor support is in beta")
 
 DENSE = np.array([[0, 1.5, 0, 0], [2, 0, 0, -3], [0, 0, 0, 0]], dtype=np.float32)
 BLOCKY = np.array([[1, 2, 0, 0], [3, 4, 0, 0], [0, 0, 0, 5], [0, 0, 6, 0]], dtype=np.float32)

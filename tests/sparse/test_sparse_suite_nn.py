@@ -10,6 +10,9 @@ from sparse_suite_harness import Cases, run_case, run_error_case
 
 case = Cases()
 err = Cases()
+# torch warns once per process that it does not check sparse invariants by default
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse invariant checks",
+                                        "ignore:Sparse CSR tensor support is in beta")
 
 WEIGHT = np.random.default_rng(7).standard_normal((8, 3)).astype(np.float32)
 LOOKUP = [[1, 4, 4], [0, 7, 1]]
