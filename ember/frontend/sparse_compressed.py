@@ -29,6 +29,7 @@ _NAMES = {sparse_csr: ("crow_indices", "col_indices"),
 class SparseCompressedTensor:
     """What sparse_csr_tensor / sparse_csc_tensor / sparse_bsr_tensor / sparse_bsc_tensor
     return (`is_sparse` False and `is_sparse_csr` True for CSR, as in torch)."""
+    _ember_tensor_like = True       # ember.is_tensor says True, as torch.is_tensor
     is_sparse = False
     is_mkldnn = False
     is_nested = False

@@ -32,6 +32,7 @@ class SparseCOOTensor:
 
     Its state (indices, values, size, coalesced flag) is replaced wholesale by in-place
     ops (`mul_`, `zero_`, `sparse_resize_`, ...); the values tensor carries autograd."""
+    _ember_tensor_like = True       # ember.is_tensor says True, as torch.is_tensor
     is_sparse = True
     is_sparse_csr = False
     is_mkldnn = False
@@ -394,12 +395,53 @@ def sparse_coo_tensor(indices=None, values=None, size=None, *, dtype=None, devic
         raise RuntimeError(f"sparse_coo_tensor: number of dimensions must be sparse_dim "
                            f"({sparse_dims}) + dense_dim ({values.dim() - 1}), but got "
                            f"{len(size)} (size={list(size)})")
+    if check_invariants is None:
+        check_invariants = check_sparse_tensor_invariants.is_enabled()
     if check_invariants and indices.shape[1]:
         _check_indices(indices, size)
     if requires_grad:
         values = values.detach().requires_grad_()
     coalesced = bool(is_coalesced) if is_coalesced is not None else indices.shape[1] <= 1
     return SparseCOOTensor(indices, values, size, coalesced)
+
+
+class check_sparse_tensor_invariants:
+    """torch.sparse.check_sparse_tensor_invariants: while on (a context, a decorator, or
+    enable()), sparse_coo_tensor checks its indices when check_invariants is not given."""
+    _enabled = False
+
+    @staticmethod
+    def is_enabled() -> bool:
+        return check_sparse_tensor_invariants._enabled
+
+    @staticmethod
+    def enable() -> None:
+        check_sparse_tensor_invariants._enabled = True
+
+    @staticmethod
+    def disable() -> None:
+        check_sparse_tensor_invariants._enabled = False
+
+    def __init__(self, enable: bool = True):
+        self.state = enable
+        self.saved = None
+
+    def __enter__(self):
+        self.saved = check_sparse_tensor_invariants._enabled
+        check_sparse_tensor_invariants._enabled = self.state
+        return self
+
+    def __exit__(self, *exc):
+        check_sparse_tensor_invariants._enabled = self.saved
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with check_sparse_tensor_invariants(self.state):
+                return fn(*args, **kwargs)
+        return run
 
 
 def _check_indices(indices: Tensor, size) -> None:

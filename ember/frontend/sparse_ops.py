@@ -240,10 +240,33 @@ def smm(mat1: SparseCOOTensor, mat2: Tensor) -> SparseCOOTensor:
 # --- reductions -------------------------------------------------------------------------
 def _sum(op, args: tuple):
     sparse, dim, keepdim, dtype = args
-    if keepdim:
-        raise SparseUnsupportedError("sum: keepdim=True is not supported for sparse "
-                                     "tensors (torch.sparse.sum has no keepdim)")
-    return sum(sparse, dim, dtype)
+    total = sum(sparse, dim, dtype)
+    if not keepdim or dim is None:
+        return total
+    dims = sorted(_wrap_dim("sum", d, sparse.dim())
+                  for d in ((dim,) if isinstance(dim, int) else dim))
+    for d in dims:                      # put the summed dims back, each of size 1
+        total = unsqueeze(total, d) if _is_sparse(total) else total.unsqueeze(d)
+    return total
+
+
+def _norm(op, args: tuple):
+    sparse, p, dim, keepdim, dtype = args
+    if dim not in (None, (), []):
+        raise RuntimeError("norm: sparse tensors take full reductions only, so 'dim' must "
+                           f"be empty or cover every dimension, got dim={dim}")
+    values = sparse.coalesce()._values_
+    values = values if dtype is None else values.to(dtype)
+    order = 2.0 if p in (None, "fro") else p
+    return OPS["linalg_vector_norm"](values, order)
+
+
+def _any(op, args: tuple):
+    sparse, dim = args[0], args[1]
+    if dim is not None:
+        raise SparseUnsupportedError("any: ember reduces a sparse tensor over all of its "
+                                     "dimensions only")
+    return (sparse._values_ != 0).any()
 
 
 def softmax(input: SparseCOOTensor, dim: int, dtype=None, log: bool = False):
@@ -375,6 +398,86 @@ def narrow_copy(sparse: SparseCOOTensor, dim: int, start: int, length: int):
     shift[dim] = start
     return SparseCOOTensor(indices - shift, sparse._values_[keep], size,
                            sparse.is_coalesced())
+
+
+def select(sparse: SparseCOOTensor, dim: int, index: int) -> SparseCOOTensor:
+    """The slice at `index` along `dim` (one fewer dimension)."""
+    dim = _wrap_dim("select", dim, sparse.dim())
+    extent = sparse.shape[dim]
+    if not -extent <= index < extent:
+        raise IndexError(f"select(): index {index} out of range for tensor of size "
+                         f"{list(sparse.shape)} at dimension {dim}")
+    index %= extent
+    nsparse = sparse.sparse_dim()
+    size = [n for d, n in enumerate(sparse.shape) if d != dim]
+    if dim >= nsparse:
+        return SparseCOOTensor(sparse._indices_, sparse._values_.select(dim - nsparse + 1,
+                                                                        index), size,
+                               sparse.is_coalesced())
+    keep = OPS["nonzero"](sparse._indices_[dim] == index).reshape([-1])
+    rows = [d for d in range(nsparse) if d != dim]
+    return SparseCOOTensor(sparse._indices_[rows][:, keep], sparse._values_[keep], size)
+
+
+def _select(op, args: tuple):
+    return select(args[0], args[1], args[2])
+
+
+def _unbind(op, args: tuple):
+    sparse, dim = args[0], args[1]
+    return tuple(select(sparse, dim, i) for i in range(sparse.shape[dim]))
+
+
+def permute(sparse: SparseCOOTensor, dims) -> SparseCOOTensor:
+    dims = [_wrap_dim("permute", d, sparse.dim()) for d in dims]
+    if sorted(dims) != list(range(sparse.dim())):
+        raise RuntimeError(f"permute(): dims {list(dims)} are not a permutation of the "
+                           f"{sparse.dim()} dimensions")
+    nsparse = sparse.sparse_dim()
+    if any((d < nsparse) != (i < nsparse) for i, d in enumerate(dims)):
+        raise RuntimeError("permute(): a sparse dimension cannot trade places with a dense "
+                           "dimension of a sparse tensor")
+    sparse_order, dense_order = dims[:nsparse], [d - nsparse + 1 for d in dims[nsparse:]]
+    values = sparse._values_.permute([0] + dense_order) if dense_order else sparse._values_
+    size = [sparse.shape[d] for d in dims]
+    unchanged = sparse_order == list(range(nsparse))
+    return SparseCOOTensor(sparse._indices_[sparse_order], values, size,
+                           unchanged and sparse.is_coalesced())
+
+
+def _permute(op, args: tuple):
+    return permute(args[0], args[1])
+
+
+def spdiags(diagonals: Tensor, offsets: Tensor, shape, layout=None):
+    """torch.sparse.spdiags: diagonals[i, j] at (j - offsets[i], j), where that is in
+    `shape`."""
+    rows, cols = shape
+    offsets = as_tensor(offsets).reshape([-1]).tolist()
+    if diagonals.dim() != 2 or diagonals.shape[0] != len(offsets):
+        raise RuntimeError(f"spdiags: expected one row of diagonals per offset, got "
+                           f"diagonals of size {list(diagonals.shape)} and "
+                           f"{len(offsets)} offsets")
+    if len(set(offsets)) != len(offsets):
+        raise RuntimeError("spdiags: offset tensor contains duplicates")
+    indices, picks = [], []
+    for k, offset in enumerate(offsets):
+        first, last = max(0, offset), min(cols, rows + offset, diagonals.shape[1])
+        for j in range(first, last):
+            indices.append((j - offset, j))
+            picks.append((k, j))
+    if picks:
+        which = as_tensor(picks)
+        values = diagonals[which[:, 0], which[:, 1]]
+        index = as_tensor(indices).t()
+    else:
+        values = zeros((0,), dtype=diagonals.dtype)
+        index = zeros((2, 0), dtype=dtypes.int64)
+    result = SparseCOOTensor(index.contiguous(), values, (rows, cols))
+    if layout is None or layout is result.layout:
+        return result
+    from .sparse_compressed import from_coo
+    return from_coo(result, layout, None)
 
 
 def unsqueeze(sparse: SparseCOOTensor, dim: int) -> SparseCOOTensor:
@@ -512,11 +615,24 @@ def sparse_mask(dense: Tensor, mask: SparseCOOTensor) -> SparseCOOTensor:
                            mask.is_coalesced())
 
 
+def _getitem(sparse: SparseCOOTensor, key):
+    """s[i] / s[i, j]: selects; slices and tensors are not supported (torch neither)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    if not all(isinstance(k, int) for k in keys):
+        raise SparseUnsupportedError(f"sparse tensors: ember indexes with integers only "
+                                     f"(got {key!r}); use index_select / narrow_copy or "
+                                     ".to_dense()")
+    for k in keys:
+        sparse = select(sparse, 0, k)
+    return sparse
+
+
 _HANDLERS = {name: _unary for name in ZERO_PRESERVING}
 _HANDLERS.update({
     "add": _add, "sub": _add, "mul": _mul, "div": _div, "true_divide": _div, "pow": _pow,
     "mm": _mm, "matmul": _mm, "mv": _mv, "addmm": _addmm, "bmm": _bmm,
-    "sum": _sum, "softmax": _softmax, "log_softmax": _softmax,
+    "sum": _sum, "norm": _norm, "any": _any, "select": _select, "unbind": _unbind,
+    "permute": _permute, "floor_divide": _div, "softmax": _softmax, "log_softmax": _softmax,
     "t": _t, "transpose": _transpose, "index_select": _index_select,
     "unsqueeze": _unsqueeze, "cat": _cat, "concat": _cat, "concatenate": _cat,
     "stack": _stack, "zeros_like": _zeros_like, "clone": _clone, "detach": _detach,
@@ -542,7 +658,8 @@ def _install_methods() -> None:
     names = list(ZERO_PRESERVING) + [n + "_" for n in ZERO_PRESERVING] + [
         "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "true_divide", "pow",
         "mm", "matmul", "mv", "bmm", "softmax", "log_softmax", "transpose", "t",
-        "index_select", "unsqueeze", "copy_"]
+        "index_select", "unsqueeze", "copy_", "norm", "any", "select", "unbind",
+        "floor_divide"]
     for name in names:
         if name in OPS and not hasattr(SparseCOOTensor, name):
             setattr(SparseCOOTensor, name, _through_op(name))
@@ -557,10 +674,14 @@ def _install_methods() -> None:
     cls.sparse_resize_and_clear_ = sparse_resize_and_clear_
     cls.resize_as_ = lambda self, other: sparse_resize_(
         self, other.shape, other.sparse_dim(), other.dense_dim())
+    cls.permute = lambda self, *dims: permute(
+        self, dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims)
+    cls.__getitem__ = _getitem
     cls.hspmm = hspmm
     cls.smm = smm
     for dunder, name in (("__add__", "add"), ("__sub__", "sub"), ("__mul__", "mul"),
                          ("__truediv__", "div"), ("__matmul__", "matmul"),
+                         ("__floordiv__", "floor_divide"),
                          ("__pow__", "pow"), ("__iadd__", "add_"), ("__isub__", "sub_"),
                          ("__imul__", "mul_"), ("__itruediv__", "div_")):
         setattr(cls, dunder, _through_op(name))

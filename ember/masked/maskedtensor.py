@@ -35,6 +35,7 @@ _LISTS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack"}
 
 class MaskedTensor:
     """torch.masked.MaskedTensor: `data` where `mask` is True, nothing elsewhere."""
+    _ember_tensor_like = True       # ember.is_tensor says True, as torch.is_tensor
     is_sparse = False
     is_sparse_csr = False
     is_quantized = False

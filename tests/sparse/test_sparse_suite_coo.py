@@ -1006,6 +1006,111 @@ def requires_grad_method(lib):
     return s.requires_grad, s.grad is None
 
 
+# --- more ops torch's COO tensors take -------------------------------------------------
+@case
+def norm_full(lib):
+    return ccoo(lib).norm(), coo(lib).norm(1), lib.norm(signed(lib))
+
+
+@case
+def any_nonzero(lib):
+    return ccoo(lib).any(), lib.zeros(2, 2).to_sparse().any()
+
+
+@case
+def select_sparse_dim(lib):
+    return ccoo(lib).select(0, 1).coalesce(), ccoo(lib).select(1, 2).to_dense()
+
+
+@case
+def select_hybrid_dense_dim(lib):
+    return hybrid(lib).select(2, 1).coalesce()
+
+
+@case
+def getitem_int(lib):
+    return ccoo(lib)[1].coalesce(), coo(lib)[0].to_dense(), ccoo(lib)[1, 0].to_dense()
+
+
+@case
+def unbind_rows(lib):
+    return tuple(x.coalesce() for x in ccoo(lib).unbind(0))
+
+
+@case
+def permute_sparse_dims(lib):
+    idx = [[0, 1, 1], [2, 0, 2], [1, 1, 0]]
+    s = lib.sparse_coo_tensor(idx, [1.0, 2.0, 3.0], (2, 3, 2)).coalesce()
+    return s.permute(2, 0, 1).coalesce(), s.permute(0, 1, 2), s.permute((1, 0, 2)).is_coalesced()
+
+
+@case
+def floor_divide_scalar(lib):
+    return ccoo(lib) // 2, lib.floor_divide(ccoo(lib), 3)
+
+
+@case
+def sum_keepdim(lib):
+    return ccoo(lib).sum(1, keepdim=True), hybrid(lib).sum(0, keepdim=True)
+
+
+@case
+def zeros_with_sparse_layout(lib):
+    z = lib.zeros(2, 3, layout=lib.sparse_coo)
+    return z, z._nnz(), lib.empty((4,), layout=lib.sparse_coo).shape
+
+
+@case
+def sparse_coo_tensor_from_size_only(lib):
+    return lib.sparse_coo_tensor((2, 3)).shape if False else lib.zeros((2, 3)).to_sparse()
+
+
+@case
+def is_tensor_of_sparse(lib):
+    return lib.is_tensor(ccoo(lib)), lib.is_tensor(lib.tensor(DENSE).to_sparse_csr())
+
+
+@case
+def legacy_type_name(lib):
+    return ccoo(lib).type(), ccoo(lib).double().type()
+
+
+@case
+def spdiags_square(lib):
+    diags = lib.tensor([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])
+    return lib.sparse.spdiags(diags, lib.tensor([0, 1, -1]), (3, 3))
+
+
+@case
+def spdiags_rectangular(lib):
+    diags = lib.tensor([[1.0, 2, 3, 4], [5, 6, 7, 8]])
+    return lib.sparse.spdiags(diags, lib.tensor([0, -2]), (4, 3)).to_dense()
+
+
+@case
+def spdiags_csr_layout(lib):
+    diags = lib.tensor([[1.0, 2, 3], [4, 5, 6]])
+    return lib.sparse.spdiags(diags, lib.tensor([0, 1]), (3, 3), layout=lib.sparse_csr)
+
+
+@case
+def check_invariants_context(lib):
+    with lib.sparse.check_sparse_tensor_invariants():
+        on = lib.sparse.check_sparse_tensor_invariants.is_enabled()
+        try:
+            lib.sparse_coo_tensor([[0, 5]], [1.0, 2.0], (3,))
+            raised = False
+        except RuntimeError:
+            raised = True
+    return on, raised, lib.sparse.check_sparse_tensor_invariants.is_enabled()
+
+
+@case
+def element_metadata(lib):
+    s = ccoo(lib)
+    return s.is_floating_point(), s.element_size(), s.ndimension(), s.nelement()
+
+
 # --- printing (ember names its dtypes and layouts ember.*, where torch says torch.*) -----
 def _repr(lib, tensor):
     return repr(tensor).replace("ember.", "torch.")
@@ -1175,6 +1280,26 @@ def err_transpose_sparse_with_dense_dim(lib):
 @err(match="(?i)same nnz|nnz")
 def err_indices_values_nnz_hybrid(lib):
     lib.sparse_coo_tensor(HYB_IDX, HYB_VAL[:2], (3, 2, 2))
+
+
+@err(match="(?i)norm|dim")
+def err_norm_with_dim(lib):
+    ccoo(lib).norm(dim=1)
+
+
+@err(match="(?i)select|index|range")
+def err_select_out_of_range(lib):
+    ccoo(lib).select(0, 3)
+
+
+@err(match="(?i)spdiags|duplicate")
+def err_spdiags_duplicate_offsets(lib):
+    lib.sparse.spdiags(lib.ones(2, 3), lib.tensor([0, 0]), (3, 3))
+
+
+@err(match="(?i)ones|layout|sparse")
+def err_ones_sparse_layout(lib):
+    lib.ones(2, layout=lib.sparse_coo)
 
 
 @pytest.mark.parametrize("fn,opts", err.params())
