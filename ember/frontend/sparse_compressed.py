@@ -186,6 +186,16 @@ class SparseCompressedTensor:
             return self
         return self.t()
 
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        """All elements (torch's compressed tensors reduce over dims with keepdim=True
+        only; ember leaves those to .to_sparse())."""
+        if dim is not None:
+            raise SparseUnsupportedError(f"sum: ember sums {_layout_name(self.layout)} "
+                                         "tensors over all dimensions only; call "
+                                         ".to_sparse() first")
+        values = self._values_ if dtype is None else self._values_.to(dtype)
+        return values.sum()
+
     def __matmul__(self, other):
         return OPS["matmul"](self, other)
 
@@ -393,6 +403,8 @@ _THROUGH_VALUES = ("neg", "abs", "sqrt", "sin", "tanh", "relu", "square", "sign"
 def _run_with_compressed(op, args: tuple):
     name = op.name
     first = args[0]
+    if name == "sum" and isinstance(first, SparseCompressedTensor):
+        return first.sum(args[1], args[2], args[3])
     if name in ("mm", "matmul", "mv", "addmm"):
         coo_args = tuple(a.to_sparse_coo() if isinstance(a, SparseCompressedTensor) else a
                          for a in args)

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from ..ir import dispatch, dtypes
 from ..ir.errors import EmberError
-from ..ir.meta import sparse_bsr, sparse_coo, sparse_csc, sparse_csr
+from ..ir.meta import sparse_bsc, sparse_bsr, sparse_coo, sparse_csc, sparse_csr
 from ..ir.registry import OPS
 from .factories import as_tensor, zeros
 from .tensor import Size, Tensor
+
+
+_COMPRESSED = (sparse_csr, sparse_csc, sparse_bsr, sparse_bsc)
 
 
 class SparseUnsupportedError(EmberError, NotImplementedError, TypeError):
@@ -457,7 +460,12 @@ def _check_indices(indices: Tensor, size) -> None:
 def mm(mat1, mat2):
     """sparse @ dense (or dense @ sparse): a dense result, differentiable in both the
     dense operand and the sparse operand's values; sparse @ sparse: a coalesced sparse
-    result."""
+    result (CSR when both operands are CSR, as torch's)."""
+    compressed = [getattr(m, "layout", None) in _COMPRESSED for m in (mat1, mat2)]
+    if any(compressed):
+        product = mm(*(m.to_sparse_coo() if c else m for m, c in zip((mat1, mat2), compressed)))
+        both_csr = mat1.layout is sparse_csr and getattr(mat2, "layout", None) is sparse_csr
+        return product.to_sparse_csr() if both_csr else product
     if isinstance(mat1, SparseCOOTensor) and isinstance(mat2, SparseCOOTensor):
         return _sparse_times_sparse(mat1, mat2)
     if isinstance(mat1, SparseCOOTensor) and isinstance(mat2, Tensor):
@@ -532,6 +540,11 @@ def addmm(mat, mat1, mat2, *, beta=1, alpha=1):
 def sum(input, dim=None, dtype=None):
     """torch.sparse.sum: all elements (a 0-d dense tensor), or over `dim`: a sparse
     tensor over the sparse dims that remain, dense once none does."""
+    if getattr(input, "layout", None) in _COMPRESSED:
+        if dim is not None:
+            raise SparseUnsupportedError("sparse.sum: ember sums compressed sparse tensors "
+                                         "over all dimensions only; use .to_sparse() first")
+        return input.sum(dtype=dtype)
     if not isinstance(input, SparseCOOTensor):
         total = input.sum() if dim is None else input.sum(dim)
         return total if dtype is None else total.to(dtype)

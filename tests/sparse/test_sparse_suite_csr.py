@@ -249,6 +249,34 @@ def csr_float64(lib):
     return csr(lib).to(lib.float64)
 
 
+@case
+def sparse_mm_with_csr(lib):
+    return lib.sparse.mm(csr(lib), lib.tensor(RHS))
+
+
+@case
+def sparse_mm_csr_csr(lib):
+    other = lib.tensor(np.ones((4, 3), dtype=np.float32)).to_sparse_csr()
+    out = lib.sparse.mm(csr(lib), other)
+    return out.layout, out.to_dense()
+
+
+@case
+def sparse_addmm_with_csr(lib):
+    return lib.sparse.addmm(lib.ones(3, 2), csr(lib), lib.tensor(RHS))
+
+
+@case
+def csr_sum_all(lib):
+    return csr(lib).sum(), lib.sum(csr(lib))
+
+
+@case
+def csr_numel_dim_device(lib):
+    s = csr(lib)
+    return s.numel(), s.dim(), str(s.device), s.requires_grad, s.sparse_dim(), s.dense_dim()
+
+
 @pytest.mark.parametrize("fn,opts", case.params())
 def test_case(fn, opts):
     run_case(fn, **opts)
