@@ -1106,6 +1106,22 @@ def check_invariants_context(lib):
 
 
 @case
+def save_and_load_weights_only(lib):
+    import io
+    buffer = io.BytesIO()
+    lib.save({"adjacency": ccoo(lib), "raw": coo(lib)}, buffer)
+    buffer.seek(0)
+    loaded = lib.load(buffer, weights_only=True)
+    return loaded["adjacency"], loaded["raw"].to_dense(), loaded["raw"].is_coalesced()
+
+
+@case
+def deepcopy_sparse(lib):
+    import copy
+    return copy.deepcopy(ccoo(lib))
+
+
+@case
 def element_metadata(lib):
     s = ccoo(lib)
     return s.is_floating_point(), s.element_size(), s.ndimension(), s.nelement()
