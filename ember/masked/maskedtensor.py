@@ -14,7 +14,8 @@ from __future__ import annotations
 import ember as _e
 
 from ..ir import dispatch
-from ..ir.registry import OPS
+from ..ir.errors import EmberError
+from ..ir.registry import OPS, Tag
 from . import _ops as masked_ops
 
 # reductions with a masked composite in _ops.py, by op name
@@ -31,6 +32,11 @@ _STRUCTURAL = {"t", "transpose", "permute", "select", "slice", "reshape", "view"
 # methods that take a size as varargs, as Tensor's do
 _SIZE_ARGS = {"reshape", "view", "expand", "permute", "repeat", "flip", "tile"}
 _LISTS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack"}
+
+
+class MaskedUnsupportedError(EmberError, NotImplementedError, TypeError):
+    """An op MaskedTensor does not take: torch's TypeError ("Multiple dispatch failed
+    ... returned NotImplemented"), and a NotImplementedError."""
 
 
 class MaskedTensor:
@@ -266,7 +272,9 @@ def _reduce(op, args: tuple) -> MaskedTensor:
         elif named.get("unbiased") is not None:
             kwargs["unbiased"] = named["unbiased"]
     if name == "norm":
-        value = getattr(masked_ops, name)(data, named.get("p", 2.0), dim, **kwargs)
+        order = named.get("p")
+        order = 2.0 if order in (None, "fro") else order     # Frobenius: the 2-norm
+        value = masked_ops.norm(data, order, dim, **kwargs)
     else:
         value = getattr(masked_ops, name)(data, dim, **kwargs)
     if dim is None or dim == () or dim == []:
@@ -330,15 +338,20 @@ def _run_masked(op, args: tuple):
         data = dispatch.dispatch(op, _swap(args, "data"))
         mask = dispatch.dispatch(op, _swap(args, "mask"))
         return _wrap(data, mask)
+    if not (op.has_tag(Tag.POINTWISE) or op.has_tag(Tag.FACTORY)):
+        # cumsum, sort, ... see masked-out elements: no silent answer
+        raise MaskedUnsupportedError(f"MaskedTensor: {name} is not supported (it is "
+                                     "neither a reduction ember.masked has, a shape op, "
+                                     "nor an elementwise op); use get_data() / to_tensor()")
     mask = _common_mask(name, args)
     if name.endswith("_") and isinstance(args[0], MaskedTensor):
         dispatch.dispatch(op, _swap(args, "data"))
         return args[0]
     data = dispatch.dispatch(op, _swap(args, "data"))
     if not _e.is_tensor(data) or tuple(data.shape) != tuple(mask.shape):
-        raise NotImplementedError(f"MaskedTensor: {name} is not supported (it is neither a "
-                                  "reduction ember.masked has, a shape op, nor an "
-                                  "elementwise op); use get_data() / to_tensor()")
+        raise MaskedUnsupportedError(f"MaskedTensor: {name} is not supported (it is "
+                                     "neither a reduction ember.masked has, a shape op, "
+                                     "nor an elementwise op); use get_data() / to_tensor()")
     return MaskedTensor(data, mask)
 
 

@@ -318,6 +318,16 @@ def err_tolist(lib):
     mt(lib).tolist()
 
 
+@err(match="cumsum")
+def err_cumsum_sees_masked_out_elements(lib):
+    mt(lib).cumsum(1)
+
+
+@err(match="max")
+def err_max_without_dim(lib):
+    mt(lib).max()
+
+
 @pytest.mark.parametrize("fn,opts", err.params())
 def test_error(fn, opts):
     run_error_case(fn, **opts)
