@@ -15,7 +15,7 @@ from ..ir import dispatch, dtypes
 from ..ir.meta import sparse_bsc, sparse_bsr, sparse_coo, sparse_csc, sparse_csr
 from ..ir.registry import OPS
 from .factories import as_tensor, zeros
-from .sparse_coo import SparseCOOTensor, SparseUnsupportedError
+from .sparse_coo import SparseAttributeError, SparseCOOTensor, SparseUnsupportedError
 from .tensor import Size, Tensor
 
 _COLUMN_MAJOR = (sparse_csc, sparse_bsc)
@@ -244,9 +244,9 @@ class SparseCompressedTensor:
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise SparseUnsupportedError(f"{name}: not supported by ember for "
-                                     f"{_layout_name(self.layout)} tensors; call "
-                                     ".to_dense() or .to_sparse() first")
+        raise SparseAttributeError(f"{name}: not supported by ember for "
+                                   f"{_layout_name(self.layout)} tensors; call "
+                                   ".to_dense() or .to_sparse() first")
 
 
 def _layout_name(layout) -> str:

@@ -30,6 +30,11 @@ class SparseUnsupportedError(EmberError, NotImplementedError, TypeError):
     ember's earlier refusals were."""
 
 
+class SparseAttributeError(SparseUnsupportedError, AttributeError):
+    """A method sparse tensors lack: NotImplementedError as torch's call would raise,
+    and an AttributeError, so that hasattr() answers False."""
+
+
 class SparseCOOTensor:
     """What sparse_coo_tensor returns (`is_sparse` True, layout sparse_coo).
 
@@ -342,8 +347,8 @@ class SparseCOOTensor:
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise SparseUnsupportedError(f"sparse tensors: '{name}' is not supported by ember; "
-                                     "call .to_dense() first")
+        raise SparseAttributeError(f"sparse tensors: '{name}' is not supported by ember; "
+                                   "call .to_dense() first")
 
 
 def _part_repr(tensor: Tensor, column: int) -> str:
@@ -382,10 +387,11 @@ def sparse_coo_tensor(indices=None, values=None, size=None, *, dtype=None, devic
         size = tuple(indices)
         indices = zeros((len(size), 0), dtype=dtypes.int64)
         values = zeros((0,), dtype=dtype or dtypes.float32)
-    indices = as_tensor(indices, device=device).to(dtypes.int64)
+    indices = as_tensor(indices, device=device).to(dtypes.int64)   # torch casts, too
     values = as_tensor(values, dtype=dtype, device=device)
     if indices.dim() != 2:
-        raise RuntimeError(f"indices must be sparse_dim x nnz, but got: {list(indices.shape)}")
+        raise RuntimeError(f"sparse_coo_tensor: indices must be sparse_dim x nnz, but got: "
+                           f"{list(indices.shape)}")
     if indices.shape[1] != values.shape[0]:
         raise RuntimeError(f"indices and values must have same nnz, but got nnz from "
                            f"indices: {indices.shape[1]}, nnz from values: {values.shape[0]}")
@@ -506,22 +512,16 @@ def _sparse_times_dense(sparse: SparseCOOTensor, dense: Tensor) -> Tensor:
 
 
 def _sparse_times_sparse(a: SparseCOOTensor, b: SparseCOOTensor) -> SparseCOOTensor:
-    """Each entry (i, k) of a meets every entry (k, j) of b: b coalesced is sorted by row,
-    so the entries of row k are one run, found by the row counts' running sum."""
+    """Each entry (i, k) of a meets every entry (k, j) of b (sparse_ops.matching_entries
+    finds them in linear time); the products of one position are summed by coalesce."""
     _check_matrix("mm", a)
     _check_matrix("mm", b)
     if a.shape[1] != b.shape[0]:
         raise RuntimeError(f"mm: mat1 and mat2 shapes cannot be multiplied "
                            f"({a.shape[0]}x{a.shape[1]} and {b.shape[0]}x{b.shape[1]})")
-    b = b.coalesce()
+    from .sparse_ops import matching_entries
     a_rows, a_cols = a._indices_[0], a._indices_[1]
-    counts = OPS["bincount"](b._indices_[0], minlength=b.shape[0])
-    starts = OPS["cumsum"](counts, 0) - counts
-    per_entry = counts[a_cols]
-    which_a = OPS["arange"](0, a._nnz(), dtype=dtypes.int64).repeat_interleave(per_entry)
-    first = (OPS["cumsum"](per_entry, 0) - per_entry).repeat_interleave(per_entry)
-    step = OPS["arange"](0, which_a.shape[0], dtype=dtypes.int64)
-    which_b = starts[a_cols][which_a] + step - first
+    which_a, which_b = matching_entries(b._indices_[0], b.shape[0], a_cols)
     indices = OPS["stack"]([a_rows[which_a], b._indices_[1][which_b]], 0)
     values = a._values_[which_a] * b._values_[which_b]
     return SparseCOOTensor(indices, values, (a.shape[0], b.shape[1])).coalesce()

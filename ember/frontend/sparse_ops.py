@@ -349,7 +349,14 @@ def _t(op, args: tuple):
 
 def index_select(sparse: SparseCOOTensor, dim: int, index: Tensor) -> SparseCOOTensor:
     dim = _wrap_dim("index_select", dim, sparse.dim())
-    index = as_tensor(index).to(dtypes.int64).reshape([-1])
+    index = as_tensor(index)
+    if index.dim() > 1:
+        raise IndexError(f"index_select(): Index is supposed to be a vector, got "
+                         f"{index.dim()}-D")
+    if index.dtype not in (dtypes.int64, dtypes.int32):
+        raise IndexError(f"index_select(): Expected dtype int32/int64 for index, got "
+                         f"{index.dtype}")
+    index = index.to(dtypes.int64).reshape([-1])
     extent = sparse.shape[dim]
     if index.shape[0]:
         low, high = int(index.min()), int(index.max())
@@ -364,13 +371,25 @@ def index_select(sparse: SparseCOOTensor, dim: int, index: Tensor) -> SparseCOOT
         size = list(sparse.shape)
         size[dim] = index.shape[0]
         return SparseCOOTensor(sparse._indices_, values, size, sparse.is_coalesced())
-    # every (selected slot, entry) pair whose index matches: one entry of the result
-    pairs = OPS["nonzero"](index.unsqueeze(1) == sparse._indices_[dim].unsqueeze(0))
-    slot, entry = pairs[:, 0], pairs[:, 1]
+    slot, entry = matching_entries(sparse._indices_[dim], extent, index)
     rows = [slot if d == dim else sparse._indices_[d][entry] for d in range(nsparse)]
     size = list(sparse.shape)
     size[dim] = index.shape[0]
     return SparseCOOTensor(OPS["stack"](rows, 0), sparse._values_[entry], size)
+
+
+def matching_entries(keys: Tensor, extent: int, wanted: Tensor):
+    """Every (i, e) with keys[e] == wanted[i], in linear time: the entries sorted by key
+    make one run per key value, found from the key counts' running sum."""
+    order = OPS["argsort"](keys, stable=True) if keys.shape[0] else keys
+    counts = OPS["bincount"](keys, minlength=extent) if keys.shape[0] else \
+        zeros((extent,), dtype=dtypes.int64)
+    starts = OPS["cumsum"](counts, 0) - counts
+    per_slot = counts[wanted]
+    slot = _arange(wanted.shape[0]).repeat_interleave(per_slot)
+    first = (OPS["cumsum"](per_slot, 0) - per_slot).repeat_interleave(per_slot)
+    position = starts[wanted][slot] + _arange(slot.shape[0]) - first
+    return slot, order[position]
 
 
 def _index_select(op, args: tuple):

@@ -1122,6 +1122,32 @@ def deepcopy_sparse(lib):
 
 
 @case
+def hasattr_is_false_for_missing_methods(lib):
+    return hasattr(ccoo(lib), "no_such_method"), hasattr(ccoo(lib), "coalesce")
+
+
+@case
+def index_select_large_pattern(lib):
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 40, size=(2, 300))
+    s = lib.sparse_coo_tensor(lib.tensor(idx), lib.tensor(rng.standard_normal(300)), (40, 40))
+    pick = lib.tensor(rng.integers(0, 40, size=25))
+    return s.index_select(0, pick).to_dense(), s.index_select(1, pick).to_dense()
+
+
+@case
+def sparse_mm_sparse_random(lib):
+    rng = np.random.default_rng(4)
+    rows_cols_a = np.stack([rng.integers(0, 20, 60), rng.integers(0, 15, 60)])
+    rows_cols_b = np.stack([rng.integers(0, 15, 50), rng.integers(0, 12, 50)])
+    a = lib.sparse_coo_tensor(lib.tensor(rows_cols_a), lib.tensor(rng.standard_normal(60)),
+                              (20, 15))
+    b = lib.sparse_coo_tensor(lib.tensor(rows_cols_b), lib.tensor(rng.standard_normal(50)),
+                              (15, 12))
+    return lib.sparse.mm(a, b)
+
+
+@case
 def element_metadata(lib):
     s = ccoo(lib)
     return s.is_floating_point(), s.element_size(), s.ndimension(), s.nelement()
@@ -1316,6 +1342,16 @@ def err_spdiags_duplicate_offsets(lib):
 @err(match="(?i)ones|layout|sparse")
 def err_ones_sparse_layout(lib):
     lib.ones(2, layout=lib.sparse_coo)
+
+
+@err(match="sparse_dim x nnz")
+def err_one_dimensional_indices(lib):
+    lib.sparse_coo_tensor(lib.tensor([0, 1]), [1.0, 2.0], (2,))
+
+
+@err(match="(?i)index_select.*vector")
+def err_index_select_matrix_index(lib):
+    ccoo(lib).index_select(0, lib.tensor([[0, 1]]))
 
 
 @pytest.mark.parametrize("fn,opts", err.params())
