@@ -196,6 +196,16 @@ def _mv(op, args: tuple):
     return mm(args[0], args[1])
 
 
+def _linear(op, args: tuple):
+    """nn.Linear / F.linear on a sparse 2-D input (bag-of-words features): a dense result."""
+    input, weight, bias = args
+    if _is_sparse(weight) or _is_sparse(bias) or input.dim() != 2:
+        raise SparseUnsupportedError("linear: ember takes a 2-D sparse input with a dense "
+                                     "weight and bias")
+    out = mm(input, weight.t())
+    return out if bias is None else out + bias
+
+
 def _addmm(op, args: tuple):
     from .sparse_coo import addmm
     return addmm(*args[:3], beta=args[3], alpha=args[4])
@@ -649,7 +659,8 @@ def _getitem(sparse: SparseCOOTensor, key):
 _HANDLERS = {name: _unary for name in ZERO_PRESERVING}
 _HANDLERS.update({
     "add": _add, "sub": _add, "mul": _mul, "div": _div, "true_divide": _div, "pow": _pow,
-    "mm": _mm, "matmul": _mm, "mv": _mv, "addmm": _addmm, "bmm": _bmm,
+    "mm": _mm, "matmul": _mm, "mv": _mv, "addmm": _addmm, "bmm": _bmm, "linear": _linear,
+    "dropout": _unary,
     "sum": _sum, "norm": _norm, "any": _any, "select": _select, "unbind": _unbind,
     "permute": _permute, "floor_divide": _div, "softmax": _softmax, "log_softmax": _softmax,
     "t": _t, "transpose": _transpose, "index_select": _index_select,

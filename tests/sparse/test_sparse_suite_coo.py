@@ -1122,6 +1122,29 @@ def deepcopy_sparse(lib):
 
 
 @case
+def linear_layer_on_sparse_input(lib):
+    lin = lib.nn.Linear(3, 2)
+    with lib.no_grad():
+        lin.weight.copy_(lib.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]]))
+        lin.bias.copy_(lib.tensor([0.1, -0.2]))
+    out = lin(ccoo(lib))
+    out.pow(2).sum().backward()
+    return out, lin.weight.grad, lin.bias.grad
+
+
+@case
+def functional_linear_no_bias(lib):
+    return lib.nn.functional.linear(coo(lib), lib.tensor(RHS.T.copy()))
+
+
+@case
+def dropout_on_sparse(lib):
+    eval_mode = lib.nn.functional.dropout(ccoo(lib), 0.5, training=False)
+    no_drop = lib.nn.functional.dropout(ccoo(lib), 0.0, training=True)
+    return eval_mode, no_drop
+
+
+@case
 def hasattr_is_false_for_missing_methods(lib):
     return hasattr(ccoo(lib), "no_such_method"), hasattr(ccoo(lib), "coalesce")
 
