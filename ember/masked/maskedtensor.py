@@ -92,6 +92,12 @@ class MaskedTensor:
     def __len__(self) -> int:
         return len(self._masked_data)
 
+    def is_contiguous(self, memory_format=None) -> bool:
+        return self._masked_data.is_contiguous()
+
+    def stride(self, dim=None):
+        return self._masked_data.stride() if dim is None else self._masked_data.stride(dim)
+
     @property
     def dtype(self):
         return self._masked_data.dtype

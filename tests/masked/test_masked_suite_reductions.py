@@ -144,3 +144,40 @@ def test_mask_of_higher_rank_is_refused(lib):
 def test_repeated_dim_is_refused(lib):
     with pytest.raises(RuntimeError, match="appears multiple times"):
         lib.masked.sum(lib.tensor(X), (1, 1), mask=lib.tensor(MASK))
+
+
+_INT = (X * 4).astype(np.int64)
+EDGE_CASES = {
+    "int_mask": lambda L: L.masked.sum(L.tensor(X), 1, mask=L.tensor(MASK.astype(np.int64))),
+    "dim_out_of_range": lambda L: L.masked.sum(L.tensor(X), 3, mask=L.tensor(MASK)),
+    "int_mean": lambda L: L.masked.mean(L.tensor(_INT), 1, mask=L.tensor(MASK)),
+    "amax_empty_dims": lambda L: L.masked.amax(L.tensor(X), (), mask=L.tensor(MASK)),
+    "softmax_dim_none": lambda L: L.masked.softmax(L.tensor(X), None, mask=L.tensor(MASK)),
+    "mask_not_broadcastable": lambda L: L.masked.sum(L.tensor(X), 1,
+                                                     mask=L.tensor(MASK[:2])),
+    "median": lambda L: L.masked.median(L.tensor(X), 1, mask=L.tensor(MASK)),
+    "int_var": lambda L: L.masked.var(L.tensor(_INT), 1, mask=L.tensor(MASK)),
+    "int_logsumexp": lambda L: L.masked.logsumexp(L.tensor(_INT), 1, mask=L.tensor(MASK)),
+    "int_norm": lambda L: L.masked.norm(L.tensor(_INT), 2.0, 1, mask=L.tensor(MASK)),
+    "int32_cumsum": lambda L: L.masked.cumsum(L.tensor(_INT.astype(np.int32)), 1,
+                                              mask=L.tensor(MASK)),
+    "bool_sum": lambda L: L.masked.sum(L.tensor(MASK), 1, mask=L.tensor(MASK)),
+    "prod_all_keepdim": lambda L: L.masked.prod(L.tensor(X), None, keepdim=True,
+                                                mask=L.tensor(MASK)),
+    "logaddexp": lambda L: L.masked.logaddexp(L.tensor(X), L.tensor(X.T.copy().T * 2),
+                                              input_mask=L.tensor(MASK),
+                                              other_mask=L.tensor(~MASK)),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES))
+def test_edge_case(name):
+    """The same result, or errors of one kind (ember's are subclasses of torch's)."""
+    fn = EDGE_CASES[name]
+    try:
+        want = fn(torch)
+    except Exception as refused:
+        with pytest.raises(type(refused)):
+            fn(ember)
+        return
+    assert_same(fn(ember), want)

@@ -38,6 +38,13 @@ def metadata(lib):
 
 
 @case
+def contiguity(lib):
+    t = mt(lib)
+    return t.is_contiguous(), t.t().is_contiguous(), t.t().contiguous().is_contiguous(), \
+        tuple(t.stride())
+
+
+@case
 def as_masked_tensor(lib):
     return lib.masked.as_masked_tensor(lib.tensor(X), lib.tensor(M))
 
