@@ -45,6 +45,12 @@ def contiguity(lib):
 
 
 @case
+def assert_close_ignores_masked_out_data(lib):
+    lib.testing.assert_close(mt(lib), mt(lib, data=np.where(M, X, 99.0).astype(np.float32)))
+    return True
+
+
+@case
 def as_masked_tensor(lib):
     return lib.masked.as_masked_tensor(lib.tensor(X), lib.tensor(M))
 
@@ -333,6 +339,14 @@ def err_cumsum_sees_masked_out_elements(lib):
 @err(match="max")
 def err_max_without_dim(lib):
     mt(lib).max()
+
+
+def test_assert_close_reports_different_masks():
+    # torch's MaskedTensor fails inside its comparison (a RuntimeError); ember reports the
+    # masks' mismatch as any assert_close failure
+    import ember
+    with pytest.raises(AssertionError, match="not close"):
+        ember.testing.assert_close(mt(ember), mt(ember, ~M))
 
 
 @pytest.mark.parametrize("fn,opts", err.params())

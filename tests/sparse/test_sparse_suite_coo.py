@@ -1145,6 +1145,16 @@ def dropout_on_sparse(lib):
 
 
 @case
+def assert_close_takes_sparse(lib):
+    lib.testing.assert_close(ccoo(lib), ccoo(lib).clone())
+    lib.testing.assert_close(coo(lib), coo(lib) * 1.0)
+    lib.testing.assert_close(lib.tensor(DENSE).to_sparse_csr(),
+                             lib.tensor(DENSE).to_sparse_csr())
+    lib.testing.assert_close(ccoo(lib), ccoo(lib).to_dense(), check_layout=False)
+    return True
+
+
+@case
 def hasattr_is_false_for_missing_methods(lib):
     return hasattr(ccoo(lib), "no_such_method"), hasattr(ccoo(lib), "coalesce")
 
@@ -1375,6 +1385,27 @@ def err_one_dimensional_indices(lib):
 @err(match="(?i)index_select.*vector")
 def err_index_select_matrix_index(lib):
     ccoo(lib).index_select(0, lib.tensor([[0, 1]]))
+
+
+@err(match="not close")
+def err_assert_close_sparse_values(lib):
+    lib.testing.assert_close(ccoo(lib), ccoo(lib) * 2)
+
+
+@err(match="layout")
+def err_assert_close_sparse_vs_dense(lib):
+    lib.testing.assert_close(ccoo(lib), ccoo(lib).to_dense())
+
+
+@err(match="number of specified values")
+def err_assert_close_nnz(lib):
+    lib.testing.assert_close(ccoo(lib), coo(lib))
+
+
+@err(match="(?i)not equal|not close|mismatch")
+def err_assert_close_entry_order(lib):
+    lib.testing.assert_close(lib.sparse_coo_tensor([[1, 0]], [1.0, 2.0], (2,)),
+                             lib.sparse_coo_tensor([[0, 1]], [2.0, 1.0], (2,)))
 
 
 @pytest.mark.parametrize("fn,opts", err.params())
