@@ -1000,6 +1000,30 @@ def grad_through_softmax_values(lib):
     return v.grad
 
 
+def _gradcheck_input(lib, coalesce=True):
+    s = lib.sparse_coo_tensor(lib.tensor(IDX), lib.tensor(VAL.astype(np.float64)), (3, 3))
+    return (s.coalesce() if coalesce else s).requires_grad_()
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("sparse_mm", lambda lib, s: lib.sparse.mm(s, lib.tensor(RHS.astype(np.float64)))),
+    ("addmm", lambda lib, s: lib.sparse.addmm(lib.ones(3, 4, dtype=lib.float64), s,
+                                              lib.tensor(RHS.astype(np.float64)))),
+    ("to_dense_scaled", lambda lib, s: (s * 3).to_dense()),
+    ("softmax", lambda lib, s: lib.sparse.softmax(s, 1).to_dense()),
+    ("log_softmax", lambda lib, s: lib.sparse.log_softmax(s, 0).to_dense()),
+    ("sum_dim", lambda lib, s: lib.sparse.sum(s, 0).to_dense()),
+    ("sparse_plus_sparse", lambda lib, s: (s + s).to_dense()),
+    ("values_sin", lambda lib, s: s.coalesce().values().sin()),
+])
+@pytest.mark.parametrize("coalesce", [True, False], ids=["coalesced", "uncoalesced"])
+def test_gradcheck_masked_over_sparse_input(name, fn, coalesce):
+    def check(lib):
+        return lib.autograd.gradcheck(lambda s: fn(lib, s), (_gradcheck_input(lib, coalesce),),
+                                      masked=True)
+    run_case(check)
+
+
 @case
 def requires_grad_method(lib):
     s = ccoo(lib).requires_grad_()
