@@ -413,6 +413,17 @@ def sparse_mul_dense_broadcast_row(lib):
 
 
 @case
+def dense_mul_sparse(lib):
+    return lib.tensor(RHS[:, :3].copy()) * ccoo(lib), lib.ones(3, 1) * ccoo(lib)
+
+
+@case
+def dense_matmul_method_sparse(lib):
+    return lib.tensor(RHS.T.copy()).matmul(ccoo(lib)), lib.sparse.mm(lib.tensor(RHS.T.copy()),
+                                                                     ccoo(lib))
+
+
+@case
 def sparse_add_inplace(lib):
     s = ccoo(lib)
     s.add_(ccoo(lib))
