@@ -103,6 +103,24 @@ def functional_embedding_sparse_padding(lib):
 
 
 @case
+def embedding_max_norm_sparse(lib):
+    m = embedding(lib, max_norm=1.0)
+    out = m(lib.tensor(LOOKUP))
+    out.sum().backward()
+    return out, m.weight, _grad(m)
+
+
+@case
+def embedding_grad_after_zero_grad_cycle(lib):
+    m = embedding(lib)
+    opt = lib.optim.SGD(m.parameters(), lr=0.1)
+    for lookup in ([1, 2], [3, 3, 7]):
+        opt.zero_grad()
+        m(lib.tensor(lookup)).sum().backward()
+    return _grad(m)
+
+
+@case
 def embedding_output_same_as_dense(lib):
     return embedding(lib)(lib.tensor(LOOKUP))
 
