@@ -99,6 +99,10 @@ def assert_close(actual, expected, *, allow_subclasses=True, rtol=None, atol=Non
                  check_stride=False, msg=None, path: str = "") -> None:
     """Tensors, NumPy arrays and Python numbers compared elementwise with
     |actual - expected| <= atol + rtol * |expected|; sequences and mappings recursively."""
+    if _special_layout(actual) or _special_layout(expected):
+        _compare_special(actual, expected, rtol, atol, equal_nan, check_device, check_dtype,
+                         check_layout, msg, path)
+        return
     a_t, e_t = _as_tensor(actual), _as_tensor(expected)
     if a_t is not None and e_t is not None:
         _compare_tensors(a_t, e_t, rtol, atol, equal_nan, check_device, check_dtype, msg, path)
@@ -123,6 +127,69 @@ def assert_close(actual, expected, *, allow_subclasses=True, rtol=None, atol=Non
     else:
         _fail(f"No comparison pair was able to handle inputs of type {type(actual)} and "
               f"{type(expected)}.", msg)
+
+
+def _special_layout(value) -> bool:
+    """Sparse tensors and MaskedTensor: tensors that are not ember.Tensor objects."""
+    return not isinstance(value, Tensor) and getattr(type(value), "_ember_tensor_like", False)
+
+
+# a layout's index tensors, compared exactly before the values, as torch names them
+_INDEX_PARTS = {"sparse_coo": (("Sparse COO indices", "_indices"),),
+                "sparse_csr": (("Sparse CSR crow_indices", "crow_indices"),
+                               ("Sparse CSR col_indices", "col_indices")),
+                "sparse_csc": (("Sparse CSC ccol_indices", "ccol_indices"),
+                               ("Sparse CSC row_indices", "row_indices")),
+                "sparse_bsr": (("Sparse BSR crow_indices", "crow_indices"),
+                               ("Sparse BSR col_indices", "col_indices")),
+                "sparse_bsc": (("Sparse BSC ccol_indices", "ccol_indices"),
+                               ("Sparse BSC row_indices", "row_indices"))}
+
+
+def _compare_special(actual, expected, rtol, atol, equal_nan, check_device, check_dtype,
+                     check_layout, msg, path) -> None:
+    """torch.testing's rules for sparse tensors (the same layout, nnz, index tensors
+    equal, values close; entries compared as stored) and MaskedTensor (the same mask,
+    the data close where it is set)."""
+    where = f" at {path}" if path else ""
+    layout_a, layout_e = getattr(actual, "layout", None), getattr(expected, "layout", None)
+    if layout_a is None or layout_e is None:
+        _fail(f"No comparison pair was able to handle inputs of type {type(actual)} and "
+              f"{type(expected)}.", msg)
+    if layout_a is not layout_e:
+        if check_layout:
+            _fail(f"The values for attribute 'layout' do not match{where}: {layout_a} != "
+                  f"{layout_e}.", msg)
+        assert_close(_densified(actual), _densified(expected), rtol=rtol, atol=atol,
+                     equal_nan=equal_nan, check_device=check_device,
+                     check_dtype=check_dtype, msg=msg, path=path)
+        return
+    if tuple(actual.shape) != tuple(expected.shape):
+        _fail(f"The values for attribute 'shape' do not match{where}: {actual.shape} != "
+              f"{expected.shape}.", msg)
+    compare = dict(equal_nan=equal_nan, check_device=check_device, check_dtype=check_dtype,
+                   msg=msg, path=path)
+    if hasattr(actual, "get_mask") and hasattr(expected, "get_mask"):
+        _compare_tensors(actual.get_mask(), expected.get_mask(), 0.0, 0.0, **compare)
+        mask = actual.get_mask()
+        _compare_tensors(actual.get_data() * mask, expected.get_data() * mask, rtol, atol,
+                         **compare)
+        return
+    name = str(layout_e).rsplit(".", 1)[-1]
+    if actual._nnz() != expected._nnz():
+        label = name.split("_")[1].upper()
+        _fail(f"The number of specified values in sparse {label} tensors does not "
+              f"match{where}: {actual._nnz()} != {expected._nnz()}", msg)
+    for _, method in _INDEX_PARTS.get(name, ()):
+        _compare_tensors(getattr(actual, method)(), getattr(expected, method)(), 0.0, 0.0,
+                         **compare)
+    values = "_values" if name == "sparse_coo" else "values"
+    _compare_tensors(getattr(actual, values)(), getattr(expected, values)(), rtol, atol,
+                     **compare)
+
+
+def _densified(value):
+    return value.to_dense() if _special_layout(value) else value
 
 
 def _is_sequence(value) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..ir import dtypes
 from ..ir.errors import AutogradError, DTypeError, ShapeError
+from ..ir.meta import sparse_bsc, sparse_bsr, sparse_csc, sparse_csr
 
 # alias -> canonical name, for the top level, the Tensor method and the in-place method
 ALIASES = {
@@ -408,6 +409,11 @@ def _sparse():
     return sparse_coo
 
 
+def _compressed():
+    from . import sparse_compressed
+    return sparse_compressed
+
+
 def _is_inference(self) -> bool:
     """Made inside inference_mode (its storage was), as torch's Tensor.is_inference."""
     storage = getattr(self, "_storage", None)
@@ -649,6 +655,13 @@ TENSOR_METHODS = {
         sorted(range(self.dim()), key=lambda d: -self.stride(d))),
     "to_sparse": lambda self, *args, **kwargs: _sparse().to_sparse(self, *args, **kwargs),
     "to_sparse_coo": lambda self: _sparse().to_sparse(self),
+    "sparse_mask": lambda self, mask: _sparse().sparse_ops.sparse_mask(self, mask),
+    "to_sparse_csr": lambda self, dense_dim=None: _compressed().from_dense(self, sparse_csr),
+    "to_sparse_csc": lambda self, dense_dim=None: _compressed().from_dense(self, sparse_csc),
+    "to_sparse_bsr": lambda self, blocksize, dense_dim=None:
+        _compressed().from_dense(self, sparse_bsr, blocksize),
+    "to_sparse_bsc": lambda self, blocksize, dense_dim=None:
+        _compressed().from_dense(self, sparse_bsc, blocksize),
     "to_dense": lambda self, dtype=None, *, masked_grad=None:
         self if dtype is None else self.to(dtype),
     "__dlpack_device__": _dlpack_device,

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..ir import dispatch, dtypes
 from ..ir.errors import DTypeError, EmberError, ShapeError
-from ..ir.meta import MemoryFormat, check_layout, contiguous_format, preserve_format
+from ..ir.meta import (MemoryFormat, check_layout, contiguous_format, preserve_format,
+                       sparse_coo)
 from ..ir.registry import OPS
 from ..ir.symbolic import SymbolicTensor
 from ..ir.unbacked import UnbackedValue
@@ -97,12 +98,23 @@ def _accepts_layout(factory):
 
     @functools.wraps(factory)
     def wrapper(*args, layout=None, pin_memory=False, device=None, **kwargs):
+        if layout is sparse_coo and factory.__name__ in ("zeros", "empty"):
+            return _sparse_zeros(args, kwargs)
         check_layout(factory.__name__, layout)
         device = default_device_or(device)
         if device is not None:
             kwargs["device"] = device
         return factory(*args, **kwargs)
     return wrapper
+
+
+def _sparse_zeros(args, kwargs):
+    """zeros(..., layout=sparse_coo) / empty(...): a sparse tensor with no entries."""
+    from .sparse_coo import sparse_coo_tensor
+    size = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+    size = tuple(kwargs.pop("size", size))
+    sparse = sparse_coo_tensor(size, dtype=kwargs.get("dtype"))
+    return sparse.requires_grad_() if kwargs.get("requires_grad") else sparse
 
 
 class ValueOverflowError(EmberError, ValueError, RuntimeError):

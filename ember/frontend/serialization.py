@@ -47,6 +47,7 @@ import numpy as np
 
 from ..ir.dtypes import DType, dtype_from_name
 from ..ir.errors import ArtifactError, EmberError
+from ..ir.meta import sparse_coo
 
 FORMAT = "ember.save"
 VERSION = 2             # 2: CPU tensors are views of storages saved once (1 still loads)
@@ -110,6 +111,10 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
         return {"device": str(obj)}
     if isinstance(obj, Size):
         return {"size": list(obj)}
+    if getattr(obj, "layout", None) is sparse_coo and not isinstance(obj, Tensor):
+        # a sparse COO tensor: its parts are tensors, so it loads weights-only, as torch's
+        return {"sparse_coo": [_encode(part, arrays, tensors, seen) for part in (
+            obj._indices(), obj._values(), list(obj.shape), obj.is_coalesced())]}
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return {"value": _scalar(obj)}
     if isinstance(obj, dict):
@@ -400,6 +405,11 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
         return device(value)
     if kind == "size":
         return Size(value)
+    if kind == "sparse_coo":
+        from .sparse_coo import SparseCOOTensor
+        indices, values, size, coalesced = (_decode(v, tensors, name, unpickle)
+                                            for v in value)
+        return SparseCOOTensor(indices, values, size, coalesced)
     if kind in _MAPPING_KINDS:
         pairs = ((_decode(k, tensors, name, unpickle), _decode(v, tensors, name, unpickle))
                  for k, v in value)

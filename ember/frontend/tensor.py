@@ -757,4 +757,7 @@ def _wrap_dim(dim: int, ndim: int, op: str) -> int:
 def is_tensor(obj) -> bool:
     """True for a tensor, a traced one inside a compiled function included."""
     from ..ir.symbolic import SymbolicTensor
-    return isinstance(obj, Tensor) or type(obj) is SymbolicTensor
+    # sparse tensors and MaskedTensor are tensors to torch.is_tensor, though not
+    # ember.Tensor subclasses
+    return isinstance(obj, Tensor) or type(obj) is SymbolicTensor or \
+        getattr(type(obj), "_ember_tensor_like", False)

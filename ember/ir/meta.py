@@ -73,7 +73,12 @@ def check_layout(op_name: str, layout) -> None:
     if not isinstance(layout, Layout):
         raise TypeError(f"{op_name}(): argument 'layout' must be ember.layout, not "
                         f"{type(layout).__name__}")
-    raise ValueError(f"{op_name}(): ember supports only strided tensors, got layout={layout!r}")
+    raise LayoutError(f"{op_name}(): ember supports only strided tensors, got layout={layout!r}")
+
+
+class LayoutError(ValueError, RuntimeError):
+    """A layout a factory cannot make: torch raises RuntimeError ("full(...) is not
+    implemented for sparse layout"), ember ValueError before; both are caught."""
 
 
 def contiguous_strides(shape) -> tuple[int, ...]:

@@ -116,6 +116,13 @@ class SGD(Optimizer):
                 params = self._params_with_grad(group)
                 bufs = [self.state[p].get("momentum_buffer") for p in params] \
                     if group["momentum"] != 0 else []
+                if group["weight_decay"] and any(getattr(p.grad, "is_sparse", False)
+                                                 for p in params):
+                    # torch adds the dense parameter to the sparse gradient, which it
+                    # refuses (sparse + dense)
+                    raise RuntimeError("SGD: weight_decay with a sparse gradient: add(sparse, "
+                                       "dense) is not supported. Use add(dense, sparse) "
+                                       "instead.")
                 grads = [dense_grad(p.grad) for p in params]
                 if self._cuda_sgd(group, params, grads, bufs):
                     continue
