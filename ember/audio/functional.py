@@ -14,7 +14,12 @@ import ember
 import ember.nn.functional as F
 from ember.ir import dtypes
 
-__all__ = ["hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
+from ._features import *  # noqa: F401,F403 - torchaudio.functional's flat namespace
+from ._features import __all__ as _features_all
+from ._filtering import *  # noqa: F401,F403
+from ._filtering import __all__ as _filtering_all
+
+__all__ = _features_all + _filtering_all + ["hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
            "resample", "melscale_fbanks", "create_dct",
            "amplitude_to_DB", "DB_to_amplitude", "mask_along_axis", "mask_along_axis_iid",
            "phase_vocoder"]
@@ -39,7 +44,7 @@ def _pad_window(window, win_length: int, n_fft: int):
 
 
 def _frame_spectra(waveform, n_fft, hop_length, win_length, window, center, pad_mode,
-                   normalized):
+                   normalized, onesided=True):
     """rfft of the windowed frames, [B, frames, freq], and the batch shape to restore."""
     shape = list(waveform.shape)
     x = waveform.reshape([-1, shape[-1]])
@@ -55,7 +60,8 @@ def _frame_spectra(waveform, n_fft, hop_length, win_length, window, center, pad_
     frames = x.unfold(-1, n_fft, hop_length)                       # [B, frames, n_fft]
     if window is not None:
         frames = frames * _pad_window(window.to(frames.dtype), win_length, n_fft)
-    spec = ember.fft.rfft(frames, dim=-1)                           # [B, frames, freq]
+    transform = ember.fft.rfft if onesided else ember.fft.fft
+    spec = transform(frames, dim=-1)                                # [B, frames, freq]
     if normalized:
         spec = spec * (1.0 / math.sqrt(n_fft))
     return spec, shape[:-1]
@@ -69,11 +75,9 @@ def _to_freq_time(spec, batch_shape):
 def stft(waveform, n_fft: int, hop_length: int, win_length: int, window, center: bool = True,
          pad_mode: str = "reflect", normalized: bool = False, onesided: bool = True):
     """Complex STFT (..., freq, frames) of a (..., time) signal, as torch.stft with
-    return_complex=True computes it."""
-    if not onesided:
-        raise NotImplementedError("stft: only onesided=True is supported by ember.audio")
+    return_complex=True computes it (all n_fft bins when not onesided)."""
     spec, batch_shape = _frame_spectra(waveform, n_fft, hop_length, win_length, window,
-                                       center, pad_mode, normalized)
+                                       center, pad_mode, normalized, onesided)
     return _to_freq_time(spec, batch_shape)
 
 
@@ -91,13 +95,11 @@ def spectrogram(waveform, pad: int, window, n_fft: int, hop_length: int, win_len
                 power: float | None, normalized, center: bool = True,
                 pad_mode: str = "reflect", onesided: bool = True):
     """|STFT|^power (or the complex STFT when power is None), torchaudio's arguments."""
-    if not onesided:
-        raise NotImplementedError("spectrogram: only onesided=True is supported by "
-                                  "ember.audio")
     if pad > 0:
         waveform = F.pad(waveform, [pad, pad], mode="constant")
     spec, batch_shape = _frame_spectra(waveform, n_fft, hop_length, win_length, window,
-                                       center, pad_mode, normalized == "frame_length")
+                                       center, pad_mode, normalized == "frame_length",
+                                       onesided)
     if normalized is True or normalized == "window":
         spec = spec * (1.0 / float(ember.sqrt((window.to(dtypes.float64) ** 2).sum()).item()))
     if power is not None:
@@ -111,13 +113,15 @@ def istft(spec, n_fft: int, hop_length: int, win_length: int, window, center: bo
           normalized: bool = False, onesided: bool = True, length: int | None = None):
     """Inverse of `stft` (torch.istft's rule): irfft each frame, window, overlap-add, and
     divide by the summed squared window."""
-    if not onesided:
-        raise NotImplementedError("istft: only onesided=True is supported by ember.audio")
     shape = list(spec.shape)
     n_freq, n_frames = shape[-2], shape[-1]
-    if n_freq != n_fft // 2 + 1:
-        raise ValueError(f"istft: expected {n_fft // 2 + 1} frequency bins for n_fft={n_fft}, "
-                         f"got {n_freq}")
+    want = n_fft // 2 + 1 if onesided else n_fft
+    if n_freq != want:
+        raise ValueError(f"istft: expected {want} frequency bins for n_fft={n_fft} "
+                         f"(onesided={onesided}), got {n_freq}")
+    if not onesided:   # a real signal's spectrum is Hermitian: the first half decides it
+        spec = spec[..., :n_fft // 2 + 1, :]
+        n_freq = n_fft // 2 + 1
     spec = spec.reshape([-1, n_freq, n_frames]).transpose(-1, -2)        # [B, frames, freq]
     frames = ember.fft.irfft(spec, n=n_fft, dim=-1)                      # [B, frames, n_fft]
     if normalized:

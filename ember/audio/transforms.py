@@ -14,7 +14,10 @@ from . import functional as AF
 
 __all__ = ["Spectrogram", "InverseSpectrogram", "GriffinLim", "Resample", "MelScale",
            "MelSpectrogram", "MFCC", "AmplitudeToDB", "FrequencyMasking", "TimeMasking",
-           "TimeStretch"]
+           "TimeStretch", "LFCC", "InverseMelScale", "MuLawEncoding", "MuLawDecoding",
+           "ComputeDeltas", "Fade", "Vol", "SlidingWindowCmn", "SpectralCentroid",
+           "PitchShift", "Loudness", "Convolve", "FFTConvolve", "Speed", "AddNoise",
+           "Preemphasis", "Deemphasis"]
 
 
 class Spectrogram(nn.Module):
@@ -228,3 +231,255 @@ class TimeStretch(nn.Module):
             raise ValueError("If no fixed_rate is specified, must pass a valid rate to the "
                              "forward method.")
         return AF.phase_vocoder(complex_specgrams, rate, self.phase_advance)
+
+
+class LFCC(nn.Module):
+    """Linear-frequency cepstral coefficients: Spectrogram -> linear triangular filters
+    (`filter_mat`) -> dB (or log) -> DCT-II (`dct_mat`)."""
+
+    def __init__(self, sample_rate: int = 16000, n_filter: int = 128, f_min: float = 0.0,
+                 f_max: float | None = None, n_lfcc: int = 40, dct_type: int = 2,
+                 norm: str = "ortho", log_lf: bool = False, speckwargs=None):
+        super().__init__()
+        if dct_type != 2:
+            raise ValueError(f"DCT type not supported: {dct_type}")
+        self.sample_rate, self.f_min, self.n_filter, self.n_lfcc = (sample_rate, f_min,
+                                                                     n_filter, n_lfcc)
+        self.f_max = f_max if f_max is not None else float(sample_rate // 2)
+        self.dct_type, self.norm, self.log_lf, self.top_db = dct_type, norm, log_lf, 80.0
+        self.amplitude_to_DB = AmplitudeToDB("power", self.top_db)
+        self.Spectrogram = Spectrogram(**(speckwargs or {}))
+        if n_lfcc > self.Spectrogram.n_fft:
+            raise ValueError("Cannot select more LFCC coefficients than # fft bins")
+        self.register_buffer("filter_mat", AF.linear_fbanks(
+            self.Spectrogram.n_fft // 2 + 1, f_min, self.f_max, n_filter, sample_rate))
+        self.register_buffer("dct_mat", AF.create_dct(n_lfcc, n_filter, norm))
+
+    def forward(self, waveform):
+        spec = self.Spectrogram(waveform)
+        spec = ember.matmul(spec.transpose(-1, -2), self.filter_mat.to(spec.dtype))
+        spec = spec.transpose(-1, -2)
+        spec = ember.log(spec + 1e-6) if self.log_lf else self.amplitude_to_DB(spec)
+        out = ember.matmul(spec.transpose(-1, -2), self.dct_mat.to(spec.dtype))
+        return out.transpose(-1, -2)
+
+
+class InverseMelScale(nn.Module):
+    """(..., n_mels, time) -> (..., n_stft, time): the least-squares (minimum-norm where
+    underdetermined) solution of fb^T X = melspec, negative values zeroed. torchaudio
+    calls LAPACK through `driver`; ember uses the pseudo-inverse, whatever the driver."""
+
+    def __init__(self, n_stft: int, n_mels: int = 128, sample_rate: int = 16000,
+                 f_min: float = 0.0, f_max: float | None = None, norm: str | None = None,
+                 mel_scale: str = "htk", driver: str = "gels"):
+        super().__init__()
+        if driver not in ("gels", "gelsy", "gelsd", "gelss"):
+            raise ValueError(f'driver must be one of ["gels", "gelsy", "gelsd", "gelss"]. '
+                             f'Found {driver}.')
+        self.n_stft, self.n_mels, self.sample_rate = n_stft, n_mels, sample_rate
+        self.f_max = f_max or float(sample_rate // 2)
+        self.f_min, self.norm, self.mel_scale, self.driver = f_min, norm, mel_scale, driver
+        if f_min > self.f_max:
+            raise ValueError(f"Require f_min: {f_min} <= f_max: {self.f_max}")
+        self.register_buffer("fb", AF.melscale_fbanks(n_stft, f_min, self.f_max, n_mels,
+                                                      sample_rate, norm, mel_scale))
+
+    def forward(self, melspec):
+        shape = list(melspec.shape)
+        if shape[-2] != self.n_mels:
+            raise ValueError(f"Expected an input with {self.n_mels} mel bins. Found: "
+                             f"{shape[-2]}")
+        inverse = ember.linalg.pinv(self.fb.to(melspec.dtype).transpose(0, 1))
+        spec = ember.relu(ember.matmul(inverse, melspec.reshape([-1] + shape[-2:])))
+        return spec.reshape(shape[:-2] + [self.n_stft, shape[-1]])
+
+
+class MuLawEncoding(nn.Module):
+    def __init__(self, quantization_channels: int = 256):
+        super().__init__()
+        self.quantization_channels = quantization_channels
+
+    def forward(self, x):
+        return AF.mu_law_encoding(x, self.quantization_channels)
+
+
+class MuLawDecoding(nn.Module):
+    def __init__(self, quantization_channels: int = 256):
+        super().__init__()
+        self.quantization_channels = quantization_channels
+
+    def forward(self, x_mu):
+        return AF.mu_law_decoding(x_mu, self.quantization_channels)
+
+
+class ComputeDeltas(nn.Module):
+    def __init__(self, win_length: int = 5, mode: str = "replicate"):
+        super().__init__()
+        self.win_length, self.mode = win_length, mode
+
+    def forward(self, specgram):
+        return AF.compute_deltas(specgram, self.win_length, self.mode)
+
+
+def _fade_curve(length, shape_name, rising):
+    """The fade-in (rising) or fade-out curve of `length` samples, as torchaudio shapes
+    them from t = linspace(0, 1, length)."""
+    t = ember.linspace(0, 1, length)
+    if shape_name == "linear":
+        curve = t if rising else 1 - t
+    elif shape_name == "exponential":
+        curve = ember.pow(2.0, t - 1) * t if rising else ember.pow(2.0, -t) * (1 - t)
+    elif shape_name == "logarithmic":
+        curve = ember.log10(0.1 + t) + 1 if rising else ember.log10(1.1 - t) + 1
+    elif shape_name == "quarter_sine":
+        curve = ember.sin(t * math.pi / 2 + (0 if rising else math.pi / 2))
+    elif shape_name == "half_sine":
+        curve = ember.sin(t * math.pi + (-1 if rising else 1) * math.pi / 2) / 2 + 0.5
+    else:
+        raise ValueError(f"Fade: unknown fade_shape {shape_name!r} (linear, exponential, "
+                         f"logarithmic, quarter_sine, half_sine)")
+    return curve
+
+
+class Fade(nn.Module):
+    """Fade in over the first fade_in_len samples and out over the last fade_out_len."""
+
+    def __init__(self, fade_in_len: int = 0, fade_out_len: int = 0,
+                 fade_shape: str = "linear"):
+        super().__init__()
+        self.fade_in_len, self.fade_out_len, self.fade_shape = (fade_in_len, fade_out_len,
+                                                                 fade_shape)
+
+    def forward(self, waveform):
+        length = int(waveform.shape[-1])
+        ones_in = ember.ones(length - self.fade_in_len)
+        ones_out = ember.ones(length - self.fade_out_len)
+        fade_in = ember.cat([_fade_curve(self.fade_in_len, self.fade_shape, True), ones_in])
+        fade_out = ember.cat([ones_out, _fade_curve(self.fade_out_len, self.fade_shape, False)])
+        envelope = (ember.clamp(fade_in, 0, 1) * ember.clamp(fade_out, 0, 1))
+        return envelope.to(waveform.device) * waveform
+
+
+class Vol(nn.Module):
+    """Scale by an amplitude ratio, a power ratio or decibels; clamp to [-1, 1]."""
+
+    def __init__(self, gain: float, gain_type: str = "amplitude"):
+        super().__init__()
+        if gain_type in ("amplitude", "power") and gain < 0:
+            raise ValueError("If gain_type = amplitude or power, gain must be positive.")
+        self.gain, self.gain_type = gain, gain_type
+
+    def forward(self, waveform):
+        if self.gain_type == "amplitude":
+            waveform = waveform * self.gain
+        elif self.gain_type == "db":
+            waveform = AF.gain(waveform, self.gain)
+        elif self.gain_type == "power":
+            waveform = AF.gain(waveform, 10 * math.log10(self.gain))
+        return ember.clamp(waveform, -1, 1)
+
+
+class SlidingWindowCmn(nn.Module):
+    def __init__(self, cmn_window: int = 600, min_cmn_window: int = 100,
+                 center: bool = False, norm_vars: bool = False):
+        super().__init__()
+        self.cmn_window, self.min_cmn_window = cmn_window, min_cmn_window
+        self.center, self.norm_vars = center, norm_vars
+
+    def forward(self, specgram):
+        return AF.sliding_window_cmn(specgram, self.cmn_window, self.min_cmn_window,
+                                     self.center, self.norm_vars)
+
+
+class SpectralCentroid(nn.Module):
+    def __init__(self, sample_rate: int, n_fft: int = 400, win_length: int | None = None,
+                 hop_length: int | None = None, pad: int = 0, window_fn=AF.hann_window,
+                 wkwargs=None):
+        super().__init__()
+        self.sample_rate, self.n_fft, self.pad = sample_rate, n_fft, pad
+        self.win_length = win_length if win_length is not None else n_fft
+        self.hop_length = hop_length if hop_length is not None else self.win_length // 2
+        self.register_buffer("window", window_fn(self.win_length, **(wkwargs or {})))
+
+    def forward(self, waveform):
+        return AF.spectral_centroid(waveform, self.sample_rate, self.pad, self.window,
+                                    self.n_fft, self.hop_length, self.win_length)
+
+
+class PitchShift(nn.Module):
+    def __init__(self, sample_rate: int, n_steps: int, bins_per_octave: int = 12,
+                 n_fft: int = 512, win_length: int | None = None,
+                 hop_length: int | None = None, window_fn=AF.hann_window, wkwargs=None):
+        super().__init__()
+        self.sample_rate, self.n_steps, self.bins_per_octave = (sample_rate, n_steps,
+                                                                 bins_per_octave)
+        self.n_fft = n_fft
+        self.win_length = win_length if win_length is not None else n_fft
+        self.hop_length = hop_length if hop_length is not None else self.win_length // 4
+        self.register_buffer("window", window_fn(self.win_length, **(wkwargs or {})))
+
+    def forward(self, waveform):
+        return AF.pitch_shift(waveform, self.sample_rate, self.n_steps, self.bins_per_octave,
+                              self.n_fft, self.win_length, self.hop_length,
+                              self.window.to(waveform.dtype))
+
+
+class Loudness(nn.Module):
+    def __init__(self, sample_rate: int):
+        super().__init__()
+        self.sample_rate = sample_rate
+
+    def forward(self, waveform):
+        return AF.loudness(waveform, self.sample_rate)
+
+
+class _Convolve(nn.Module):
+    def __init__(self, mode: str = "full"):
+        super().__init__()
+        if mode not in ("full", "valid", "same"):
+            raise ValueError(f"Unrecognized mode value '{mode}'.")
+        self.mode = mode
+
+
+class Convolve(_Convolve):
+    def forward(self, x, y):
+        return AF.convolve(x, y, self.mode)
+
+
+class FFTConvolve(_Convolve):
+    def forward(self, x, y):
+        return AF.fftconvolve(x, y, self.mode)
+
+
+class Speed(nn.Module):
+    def __init__(self, orig_freq, factor):
+        super().__init__()
+        self.orig_freq, self.factor = orig_freq, factor
+        self.source_sample_rate = int(factor * orig_freq)
+        self.target_sample_rate = int(orig_freq)
+
+    def forward(self, waveform, lengths=None):
+        return AF.speed(waveform, self.orig_freq, self.factor, lengths)
+
+
+class AddNoise(nn.Module):
+    def forward(self, waveform, noise, snr, lengths=None):
+        return AF.add_noise(waveform, noise, snr, lengths)
+
+
+class Preemphasis(nn.Module):
+    def __init__(self, coeff: float = 0.97):
+        super().__init__()
+        self.coeff = coeff
+
+    def forward(self, waveform):
+        return AF.preemphasis(waveform, self.coeff)
+
+
+class Deemphasis(nn.Module):
+    def __init__(self, coeff: float = 0.97):
+        super().__init__()
+        self.coeff = coeff
+
+    def forward(self, waveform):
+        return AF.deemphasis(waveform, self.coeff)
