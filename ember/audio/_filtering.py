@@ -22,7 +22,7 @@ __all__ = ["lfilter", "filtfilt", "biquad", "allpass_biquad", "band_biquad",
            "bandpass_biquad", "bandreject_biquad", "bass_biquad", "treble_biquad",
            "equalizer_biquad", "highpass_biquad", "lowpass_biquad", "deemph_biquad",
            "riaa_biquad", "contrast", "dcshift", "gain", "overdrive", "preemphasis",
-           "deemphasis"]
+           "deemphasis", "phaser", "flanger"]
 
 
 def _host(t) -> np.ndarray:
@@ -306,3 +306,92 @@ def deemphasis(waveform, coeff: float = 0.97):
     a = ember.tensor([1.0, -coeff], dtype=waveform.dtype, device=waveform.device)
     b = ember.tensor([1.0, 0.0], dtype=waveform.dtype, device=waveform.device)
     return lfilter(waveform, a, b)
+
+
+# --- modulated delay effects (host loops: each sample reads what earlier ones wrote) ----
+def _wave_table(kind: str, size: int, low: float, high: float, phase: float,
+                as_int: bool) -> np.ndarray:
+    """One period of SoX's LFO: a sine or a triangle between low and high, starting at
+    `phase` radians; rounded half away from zero to int32, or float32."""
+    offset = int(phase / math.pi / 2 * size + 0.5)
+    point = (np.arange(size) + offset) % size
+    if kind == "sine":
+        d = (np.sin(point / size * 2 * math.pi) + 1) / 2
+    else:
+        d = point * 2 / size
+        quarter = (4 * point) // size
+        d = np.select([quarter == 0, quarter == 3], [d + 0.5, d - 1.5], 1.5 - d)
+    d = d * (high - low) + low
+    if as_int:
+        return np.where(d < 0, d - 0.5, d + 0.5).astype(np.int32)
+    return d.astype(np.float32)
+
+
+def phaser(waveform, sample_rate: int, gain_in: float = 0.4, gain_out: float = 0.74,
+           delay_ms: float = 3.0, decay: float = 0.4, mod_speed: float = 0.5,
+           sinusoidal: bool = True):
+    """SoX's phaser: y[i] = gain_in x[i] + (a modulated delay line of decay * y), times
+    gain_out, clamped. Runs on the host; not differentiable."""
+    shape = list(waveform.shape)
+    x = _host(waveform).reshape(-1, shape[-1]) * np.asarray(gain_in, waveform.dtype.np_dtype)
+    buf_len = int(delay_ms * 0.001 * sample_rate + 0.5)
+    mod_len = int(sample_rate / mod_speed + 0.5)
+    mod = _wave_table("sine" if sinusoidal else "triangle", mod_len, 1.0, float(buf_len),
+                      math.pi / 2, True)
+    buf = np.zeros((x.shape[0], buf_len), x.dtype)
+    out = np.empty_like(x)
+    pos = 0
+    for i in range(x.shape[1]):
+        read = int((pos + mod[i % mod_len]) % buf_len)
+        pos = (pos + 1) % buf_len
+        out[:, i] = x[:, i] + buf[:, read]
+        buf[:, pos] = out[:, i] * np.asarray(decay, x.dtype)
+    out = np.clip(out * np.asarray(gain_out, x.dtype), -1, 1)
+    return ember.tensor(out.reshape(shape), device=waveform.device)
+
+
+def flanger(waveform, sample_rate: int, delay: float = 0.0, depth: float = 2.0,
+            regen: float = 0.0, width: float = 71.0, speed: float = 0.5,
+            phase: float = 25.0, modulation: str = "sinusoidal",
+            interpolation: str = "linear"):
+    """SoX's flanger on (..., channels <= 4, time): each channel mixes in a copy of
+    itself delayed by an LFO-swept fractional delay (linear or quadratic interpolation),
+    with `regen`% feedback; channels' LFOs are `phase`% apart. Runs on the host; not
+    differentiable."""
+    if modulation not in ("sinusoidal", "triangular"):
+        raise ValueError('Only "sinusoidal" or "triangular" modulation allowed')
+    if interpolation not in ("linear", "quadratic"):
+        raise ValueError('Only "linear" or "quadratic" interpolation allowed')
+    shape = list(waveform.shape)
+    if shape[-2] > 4:
+        raise ValueError("Max 4 channels allowed")
+    x = _host(waveform).reshape(-1, shape[-2], shape[-1])
+    feedback = regen / 100
+    mix = width / 100
+    in_gain, mix = 1.0 / (1 + mix), mix / (1 + mix)
+    mix = mix * (1 - abs(feedback))
+    buf_len = int((delay / 1000 + depth / 1000) * sample_rate + 0.5) + 2
+    lfo_len = int(sample_rate / speed)
+    lfo = _wave_table("sine" if modulation == "sinusoidal" else "triangle", lfo_len,
+                      float(math.floor(delay / 1000 * sample_rate + 0.5)), buf_len - 2.0,
+                      3 * math.pi / 2, False)
+    channels = np.arange(shape[-2])
+    channel_offset = (channels * lfo_len * (phase / 100) + 0.5).astype(np.int64)
+    bufs = np.zeros(x.shape[:2] + (buf_len,), x.dtype)
+    last = np.zeros(x.shape[:2], x.dtype)
+    out = np.empty_like(x)
+    pos = 0
+    for i in range(x.shape[-1]):
+        pos = (pos + buf_len - 1) % buf_len
+        lag = lfo[(i % lfo_len + channel_offset) % lfo_len]
+        frac, whole = lag - np.floor(lag), np.floor(lag).astype(np.int64)
+        bufs[:, :, pos] = x[:, :, i] + last * feedback
+        taps = [bufs[:, channels, (pos + whole + k) % buf_len] for k in range(3)]
+        if interpolation == "linear":
+            delayed = taps[0] + (taps[1] - taps[0]) * frac
+        else:
+            d1, d2 = taps[1] - taps[0], taps[2] - taps[0]
+            delayed = taps[0] + ((d2 * 0.5 - d1) * frac + (d1 * 2 - d2 * 0.5)) * frac
+        last = delayed
+        out[:, :, i] = x[:, :, i] * in_gain + delayed * mix
+    return ember.tensor(np.clip(out, -1, 1).reshape(shape), device=waveform.device)

@@ -269,3 +269,47 @@ def test_preemphasis_gradient():
     (AF.preemphasis(ex, 0.9) ** 2).sum().backward()
     (TF.preemphasis(tx, 0.9) ** 2).sum().backward()
     _close(ex.grad, tx.grad)
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(sinusoidal=False, delay_ms=2.0, decay=0.6),
+                                    dict(gain_in=0.9, gain_out=0.5, mod_speed=2.0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_phaser(kwargs, dtype):
+    x = _wave(33, (2, 2, 500), 0.8).astype(dtype)
+    got, want = _both("phaser", x, 8000, **kwargs)
+    assert got.dtype == (ember.float32 if dtype == np.float32 else ember.float64)
+    _close(got, want, atol=0)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, dict(regen=30.0, modulation="triangular"),
+    dict(interpolation="quadratic", delay=2.0, depth=5.0, phase=60.0),
+    dict(regen=-50.0, width=30.0, speed=2.0)])
+@pytest.mark.parametrize("shape", [(2, 500), (2, 3, 500)])
+def test_flanger(kwargs, shape):
+    got, want = _both("flanger", _wave(34, shape, 0.8), 8000, **kwargs)
+    _close(got, want, atol=0)
+
+
+def test_flanger_arguments():
+    with pytest.raises(ValueError, match="channels"):
+        AF.flanger(ember.zeros(5, 10), 8000)
+    with pytest.raises(ValueError, match="modulation"):
+        AF.flanger(ember.zeros(2, 10), 8000, modulation="square")
+    with pytest.raises(ValueError, match="interpolation"):
+        AF.flanger(ember.zeros(2, 10), 8000, interpolation="cubic")
+
+
+def test_filtfilt_and_deemphasis_gradients():
+    a, b = _stable_coeffs(35, 3)
+    x = _wave(36, (2, 40))
+    ex, tx = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ea, ta = ember.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    (AF.filtfilt(ex, ea, ember.tensor(b), clamp=False) ** 2).sum().backward()
+    (TF.filtfilt(tx, ta, torch.tensor(b), clamp=False) ** 2).sum().backward()
+    _close(ex.grad, tx.grad, atol=1e-9)
+    _close(ea.grad, ta.grad, atol=1e-8)
+    ex, tx = ember.tensor(x * 0.1, requires_grad=True), torch.tensor(x * 0.1, requires_grad=True)
+    (AF.deemphasis(ex, 0.8) ** 2).sum().backward()
+    (TF.deemphasis(tx, 0.8) ** 2).sum().backward()
+    _close(ex.grad, tx.grad)
