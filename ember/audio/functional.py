@@ -18,8 +18,9 @@ from ._features import *  # noqa: F401,F403 - torchaudio.functional's flat names
 from ._features import __all__ as _features_all
 from ._filtering import *  # noqa: F401,F403
 from ._filtering import __all__ as _filtering_all
+from ._vad import vad  # noqa: F401
 
-__all__ = _features_all + _filtering_all + ["hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
+__all__ = _features_all + _filtering_all + ["vad", "hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
            "resample", "melscale_fbanks", "create_dct",
            "amplitude_to_DB", "DB_to_amplitude", "mask_along_axis", "mask_along_axis_iid",
            "phase_vocoder"]

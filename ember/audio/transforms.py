@@ -17,7 +17,7 @@ __all__ = ["Spectrogram", "InverseSpectrogram", "GriffinLim", "Resample", "MelSc
            "TimeStretch", "LFCC", "InverseMelScale", "MuLawEncoding", "MuLawDecoding",
            "ComputeDeltas", "Fade", "Vol", "SlidingWindowCmn", "SpectralCentroid",
            "PitchShift", "Loudness", "Convolve", "FFTConvolve", "Speed", "AddNoise",
-           "Preemphasis", "Deemphasis"]
+           "Preemphasis", "Deemphasis", "Vad"]
 
 
 class Spectrogram(nn.Module):
@@ -483,3 +483,32 @@ class Deemphasis(nn.Module):
 
     def forward(self, waveform):
         return AF.deemphasis(waveform, self.coeff)
+
+
+class Vad(nn.Module):
+    """Trim leading silence (functional.vad with these settings)."""
+
+    def __init__(self, sample_rate: int, trigger_level: float = 7.0,
+                 trigger_time: float = 0.25, search_time: float = 1.0,
+                 allowed_gap: float = 0.25, pre_trigger_time: float = 0.0,
+                 boot_time: float = 0.35, noise_up_time: float = 0.1,
+                 noise_down_time: float = 0.01, noise_reduction_amount: float = 1.35,
+                 measure_freq: float = 20.0, measure_duration: float | None = None,
+                 measure_smooth_time: float = 0.4, hp_filter_freq: float = 50.0,
+                 lp_filter_freq: float = 6000.0, hp_lifter_freq: float = 150.0,
+                 lp_lifter_freq: float = 2000.0):
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.settings = dict(
+            trigger_level=trigger_level, trigger_time=trigger_time, search_time=search_time,
+            allowed_gap=allowed_gap, pre_trigger_time=pre_trigger_time, boot_time=boot_time,
+            noise_up_time=noise_up_time, noise_down_time=noise_down_time,
+            noise_reduction_amount=noise_reduction_amount, measure_freq=measure_freq,
+            measure_duration=measure_duration, measure_smooth_time=measure_smooth_time,
+            hp_filter_freq=hp_filter_freq, lp_filter_freq=lp_filter_freq,
+            hp_lifter_freq=hp_lifter_freq, lp_lifter_freq=lp_lifter_freq)
+        for name, value in self.settings.items():
+            setattr(self, name, value)
+
+    def forward(self, waveform):
+        return AF.vad(waveform, self.sample_rate, **self.settings)

@@ -313,3 +313,44 @@ def test_filtfilt_and_deemphasis_gradients():
     (AF.deemphasis(ex, 0.8) ** 2).sum().backward()
     (TF.deemphasis(tx, 0.8) ** 2).sum().backward()
     _close(ex.grad, tx.grad)
+
+
+def _speech_like(sr, seconds, onset, seed):
+    """Low noise, then a voiced (harmonic, amplitude-modulated) burst from `onset` s."""
+    t = np.arange(int(sr * seconds)) / sr
+    voiced = (0.4 * np.sin(2 * np.pi * 150 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+              + 0.2 * np.sin(2 * np.pi * 300 * t))
+    noise = np.random.default_rng(seed).normal(0, 0.003, t.shape)
+    return noise + voiced * (t > onset)
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(pre_trigger_time=0.1),
+                                    dict(trigger_level=5.0, allowed_gap=0.1),
+                                    dict(search_time=0.5, boot_time=0.2, measure_freq=25.0)])
+@pytest.mark.parametrize("layout", ["mono", "stereo", "float32"])
+def test_vad_trims_like_torchaudio(kwargs, layout):
+    x = _speech_like(8000, 1.5, 0.6, 37)
+    if layout == "stereo":
+        x = np.stack([x, np.roll(x, 2000)])
+    elif layout == "float32":
+        x = x.astype(np.float32)
+    got, want = _both("vad", x, 8000, **kwargs)
+    assert tuple(got.shape) == tuple(want.shape)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_vad_on_noise_only_returns_the_pre_trigger_part():
+    x = np.random.default_rng(38).normal(0, 0.003, 8000)
+    for pre in (0.0, 0.1):
+        got, want = _both("vad", x, 8000, pre_trigger_time=pre)
+        assert tuple(got.shape) == tuple(want.shape)
+
+
+def test_vad_transform_and_lifter_check():
+    import ember.audio.transforms as AT
+    x = _speech_like(8000, 1.2, 0.5, 39)
+    got = AT.Vad(8000, trigger_level=6.0)(ember.tensor(x))
+    want = torchaudio.transforms.Vad(8000, trigger_level=6.0)(torch.tensor(x))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    with pytest.raises(ValueError, match="cepstrum"):
+        AF.vad(ember.tensor(x), 8000, hp_lifter_freq=3000.0)
