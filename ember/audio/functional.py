@@ -334,8 +334,12 @@ def mask_along_axis(specgram, mask_param: int, mask_value: float, axis: int, p: 
     """Mask one random band [start, start + width) along axis (-2 freq, -1 time; also the
     positive dims 1/2 of a 3-D or 2/3 of a 4-D input), the same band for the whole batch."""
     ndim = specgram.ndim
+    if ndim < 2:
+        raise ValueError(f"Spectrogram must have at least two dimensions (time and "
+                         f"frequency) ({ndim} given).")
     axis = axis if axis < 0 else axis - ndim
     _check_axis(axis, ndim, (-2, -1))
+    _check_p(p)
     size = int(specgram.shape[axis])
     if p < 1.0:
         mask_param = min(mask_param, int(size * p))
@@ -347,33 +351,47 @@ def mask_along_axis(specgram, mask_param: int, mask_value: float, axis: int, p: 
     idx = ember.arange(size, device=specgram.device)
     mask = (idx >= lo) & (idx < hi)
     mask = mask.reshape([size, 1]) if axis == -2 else mask.reshape([1, size])
-    return specgram.masked_fill(mask, mask_value)
+    return _fill(specgram, mask, mask_value)
 
 
-def mask_along_axis_iid(specgram, mask_param: int, mask_value: float, axis: int,
+def mask_along_axis_iid(specgram, mask_param: int, mask_value, axis: int,
                         p: float = 1.0, generator=None):
-    """One independent band per example and channel of a (batch, channel, freq, time)
-    input; axis is 2 (freq) or 3 (time)."""
-    if axis not in (2, 3):
-        raise ValueError("Only Frequency and Time masking are supported")
-    if specgram.ndim != 4:
-        raise ValueError(f"mask_along_axis_iid expects a 4-D (batch, channel, freq, time) "
-                         f"input, got {specgram.ndim}-D")
+    """One independent band per leading index (example, channel, ...) of a (..., freq,
+    time) input of at least 3 dims; axis is ndim - 2 (freq) or ndim - 1 (time), or -2 /
+    -1. mask_value may be a number or a 0-d tensor (SpecAugment masks with the mean)."""
+    ndim = specgram.ndim
+    if ndim < 3:
+        raise ValueError(f"Spectrogram must have at least three dimensions ({ndim} given).")
+    axis = axis if axis < 0 else axis - ndim
+    if axis not in (-2, -1):
+        raise ValueError(f"Only Frequency and Time masking are supported (axis {ndim - 2} "
+                         f"and axis {ndim - 1} supported; {axis + ndim} given).")
+    _check_p(p)
     size = int(specgram.shape[axis])
     if p < 1.0:
         mask_param = min(mask_param, int(size * p))
     if mask_param < 1:
         return specgram
-    batch, channels = int(specgram.shape[0]), int(specgram.shape[1])
+    lead = [int(d) for d in specgram.shape[:-2]]
     # drawn from the (CPU) generator, then moved: the same bands on every device
-    value = ember.rand(batch, channels, generator=generator).to(specgram.device) * mask_param
-    start = ember.rand(batch, channels, generator=generator).to(specgram.device) * \
-        (size - value)
+    value = ember.rand(*lead, generator=generator).to(specgram.device) * mask_param
+    start = ember.rand(*lead, generator=generator).to(specgram.device) * (size - value)
     lo = ember.trunc(start)
     hi = lo + ember.trunc(value)
     idx = ember.arange(size, dtype=lo.dtype, device=specgram.device)
-    mask = (idx >= lo[..., None]) & (idx < hi[..., None])              # [B, C, size]
-    mask = mask.unsqueeze(-1) if axis == 2 else mask.unsqueeze(-2)
+    mask = (idx >= lo[..., None]) & (idx < hi[..., None])              # [..., size]
+    mask = mask.unsqueeze(-1) if axis == -2 else mask.unsqueeze(-2)
+    return _fill(specgram, mask, mask_value)
+
+
+def _check_p(p):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"The value of p must be between 0.0 and 1.0 ({p} given).")
+
+
+def _fill(specgram, mask, mask_value):
+    if isinstance(mask_value, ember.Tensor):
+        return ember.where(mask, mask_value.to(specgram.dtype), specgram)
     return specgram.masked_fill(mask, mask_value)
 
 

@@ -17,7 +17,8 @@ __all__ = ["Spectrogram", "InverseSpectrogram", "GriffinLim", "Resample", "MelSc
            "TimeStretch", "LFCC", "InverseMelScale", "MuLawEncoding", "MuLawDecoding",
            "ComputeDeltas", "Fade", "Vol", "SlidingWindowCmn", "SpectralCentroid",
            "PitchShift", "Loudness", "Convolve", "FFTConvolve", "Speed", "AddNoise",
-           "Preemphasis", "Deemphasis", "Vad"]
+           "Preemphasis", "Deemphasis", "Vad",
+           "SpecAugment", "SpeedPerturbation"]
 
 
 class Spectrogram(nn.Module):
@@ -185,9 +186,13 @@ class _AxisMasking(nn.Module):
         self.generator = generator
 
     def forward(self, specgram, mask_value: float = 0.0):
-        if self.iid_masks and specgram.ndim == 4:
+        # iid: one band per leading index (example, channel) of a 3-D or larger input;
+        # a 2-D spectrogram has one band either way
+        if self.iid_masks and specgram.ndim >= 3:
             return AF.mask_along_axis_iid(specgram, self.mask_param, mask_value,
-                                          self.axis + 1, self.p, self.generator)
+                                          self.axis - 3, self.p, self.generator)
+        if isinstance(mask_value, ember.Tensor):
+            mask_value = float(mask_value.item())
         return AF.mask_along_axis(specgram, self.mask_param, mask_value,
                                   self.axis - 3, self.p, self.generator)
 
@@ -512,3 +517,43 @@ class Vad(nn.Module):
 
     def forward(self, waveform):
         return AF.vad(waveform, self.sample_rate, **self.settings)
+
+
+class SpecAugment(nn.Module):
+    """SpecAugment (Park et al. 2019): n_time_masks time bands, then n_freq_masks
+    frequency bands, filled with zeros or the spectrogram's mean; independent per example
+    and channel with iid_masks (inputs of 3 or more dims)."""
+
+    def __init__(self, n_time_masks: int, time_mask_param: int, n_freq_masks: int,
+                 freq_mask_param: int, iid_masks: bool = True, p: float = 1.0,
+                 zero_masking: bool = False, generator=None):
+        super().__init__()
+        self.n_time_masks, self.time_mask_param = n_time_masks, time_mask_param
+        self.n_freq_masks, self.freq_mask_param = n_freq_masks, freq_mask_param
+        self.iid_masks, self.p, self.zero_masking = iid_masks, p, zero_masking
+        self.generator = generator
+
+    def forward(self, specgram):
+        value = 0.0 if self.zero_masking else specgram.mean()
+        iid = self.iid_masks and specgram.ndim > 2
+        mask = AF.mask_along_axis_iid if iid else AF.mask_along_axis
+        if not iid and isinstance(value, ember.Tensor):
+            value = float(value.item())
+        for _ in range(self.n_time_masks):
+            specgram = mask(specgram, self.time_mask_param, value, -1, self.p, self.generator)
+        for _ in range(self.n_freq_masks):
+            specgram = mask(specgram, self.freq_mask_param, value, -2, self.p, self.generator)
+        return specgram
+
+
+class SpeedPerturbation(nn.Module):
+    """Speed by one of `factors`, drawn uniformly per call (Ko et al. 2015)."""
+
+    def __init__(self, orig_freq: int, factors, generator=None):
+        super().__init__()
+        self.speeders = nn.ModuleList([Speed(orig_freq, factor) for factor in factors])
+        self.generator = generator
+
+    def forward(self, waveform, lengths=None):
+        idx = int(ember.randint(len(self.speeders), (), generator=self.generator).item())
+        return self.speeders[idx](waveform, lengths)

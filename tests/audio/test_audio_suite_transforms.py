@@ -355,3 +355,75 @@ def test_transform_modules_compile():
 def test_docstring_style_phase_advance_buffer():
     e = AT.TimeStretch(hop_length=16, n_freq=33)
     np.testing.assert_allclose(e.phase_advance.numpy()[-1, 0], math.pi * 16, rtol=1e-6)
+
+
+def _bands(masked, axis):
+    """Per leading index, the masked lines along axis (-2 freq, -1 time) of a boolean
+    (..., freq, time) mask: lines fully masked."""
+    return masked.all(axis=-1) if axis == -2 else masked.all(axis=-2)
+
+
+@pytest.mark.parametrize("shape", [(2, 20, 30), (2, 3, 20, 30)])
+@pytest.mark.parametrize("iid", [True, False])
+@pytest.mark.parametrize("zero", [True, False])
+def test_spec_augment(shape, iid, zero):
+    x = ember.tensor(np.random.default_rng(28).random(shape) + 1.0)
+    aug = AT.SpecAugment(2, 6, 2, 4, iid_masks=iid, zero_masking=zero,
+                         generator=ember.Generator().manual_seed(5))
+    out = aug(x).numpy()
+    again = AT.SpecAugment(2, 6, 2, 4, iid_masks=iid, zero_masking=zero,
+                           generator=ember.Generator().manual_seed(5))(x).numpy()
+    np.testing.assert_array_equal(out, again)
+    fill = 0.0 if zero else float(x.mean().item())
+    masked = out == fill
+    kept = ~masked
+    np.testing.assert_array_equal(out[kept], x.numpy()[kept])
+    lead = masked.reshape(-1, 20, 30)
+    for m in lead:
+        assert _bands(m, -1).sum() <= 12 and _bands(m, -2).sum() <= 8
+        assert (m == (_bands(m, -1)[None, :] | _bands(m, -2)[:, None])).all()
+    if not iid:
+        assert (lead == lead[0]).all()
+
+
+def test_spec_augment_without_masks_is_identity_like_torchaudio():
+    x = np.random.default_rng(29).random((2, 10, 12))
+    got = AT.SpecAugment(0, 5, 0, 5)(ember.tensor(x))
+    want = TT.SpecAugment(0, 5, 0, 5)(torch.tensor(x))
+    _close(got, want)
+    _close(AT.SpecAugment(2, 5, 2, 5, p=0.0)(ember.tensor(x)),
+           TT.SpecAugment(2, 5, 2, 5, p=0.0)(torch.tensor(x)))
+
+
+def test_iid_masking_of_a_3d_input_draws_per_channel():
+    x = ember.ones(6, 20, 30)
+    out = AT.TimeMasking(20, iid_masks=True, generator=ember.Generator().manual_seed(2))(x)
+    widths = (out.numpy() == 0).all(axis=1).sum(-1)
+    assert len(set(widths.tolist())) > 1
+
+
+def test_mask_value_tensor_and_errors():
+    import ember.audio.functional as AF
+    x = ember.ones(2, 8, 10)
+    out = AF.mask_along_axis_iid(x, 5, ember.tensor(-3.0), 2,
+                                 generator=ember.Generator().manual_seed(0))
+    assert set(np.unique(out.numpy()).tolist()) <= {1.0, -3.0}
+    for args, kwargs in [((5, 0.0, 0), {}), ((5, 0.0, 2), {"p": 1.5})]:
+        with pytest.raises(ValueError):
+            AF.mask_along_axis_iid(x, *args, **kwargs)
+        with pytest.raises(ValueError):
+            torchaudio.functional.mask_along_axis_iid(torch.ones(2, 8, 10), *args, **kwargs)
+    with pytest.raises(ValueError, match="three dimensions"):
+        AF.mask_along_axis_iid(ember.ones(8, 10), 5, 0.0, 1)
+
+
+def test_speed_perturbation_picks_one_of_the_factors():
+    x = ember.tensor(_wave(30, (2, 200)).astype(np.float32))
+    lengths = {int(AT.Speed(1000, f)(x)[0].shape[-1]) for f in (0.9, 1.0, 1.1)}
+    seen = set()
+    pert = AT.SpeedPerturbation(1000, [0.9, 1.0, 1.1],
+                                generator=ember.Generator().manual_seed(3))
+    for _ in range(12):
+        out, _ = pert(x)
+        seen.add(int(out.shape[-1]))
+    assert seen <= lengths and len(seen) > 1
