@@ -223,6 +223,10 @@ def resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width: int 
     torchaudio.functional.resample."""
     if orig_freq <= 0 or new_freq <= 0:
         raise ValueError("Original frequency and desired frequecy should be positive")
+    if int(orig_freq) != orig_freq or int(new_freq) != new_freq:
+        raise ValueError(f"resample: frequencies must be whole numbers (got orig_freq="
+                         f"{orig_freq}, new_freq={new_freq}): the sinc kernels are built for "
+                         f"the ratio of two integers; multiply both by a common factor")
     if orig_freq == new_freq:
         return waveform
     g = math.gcd(int(orig_freq), int(new_freq))

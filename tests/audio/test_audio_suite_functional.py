@@ -449,3 +449,14 @@ def test_frechet_distance(dim):
                                  ("same", "same")])
 def test_edit_distance(a, b):
     assert AF.edit_distance(a, b) == TF.edit_distance(a, b)
+
+
+def test_resample_refuses_fractional_rates_like_torchaudio():
+    """Regression: ember truncated 16000.5 to 16000 where torchaudio refuses."""
+    x = _wave(40, (2, 100))
+    with pytest.raises(Exception):
+        TF.resample(torch.tensor(x), 16000.5, 8000)
+    with pytest.raises(ValueError, match="whole numbers"):
+        AF.resample(ember.tensor(x), 16000.5, 8000)
+    _close(AF.resample(ember.tensor(x), 16000.0, 8000.0),
+           TF.resample(torch.tensor(x), 16000.0, 8000.0))
