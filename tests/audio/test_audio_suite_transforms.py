@@ -427,3 +427,23 @@ def test_speed_perturbation_picks_one_of_the_factors():
         out, _ = pert(x)
         seen.add(int(out.shape[-1]))
     assert seen <= lengths and len(seen) > 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda: AT.MelSpectrogram(8000, n_fft=64, n_mels=12),
+    lambda: AT.MFCC(8000, n_mfcc=8, melkwargs=dict(n_fft=64, n_mels=12)),
+    lambda: AT.LFCC(8000, n_filter=12, n_lfcc=8, speckwargs=dict(n_fft=64)),
+    lambda: AT.Resample(8000, 6000), lambda: AT.SpectralCentroid(8000, n_fft=64),
+    lambda: AT.Fade(30, 40, "logarithmic"), lambda: AT.Vol(0.5, "power"),
+    lambda: AT.Loudness(4000), lambda: AT.Preemphasis(0.9), lambda: AT.Deemphasis(0.9),
+    lambda: AT.PitchShift(1000, 2, n_fft=64)],
+    ids=["mel", "mfcc", "lfcc", "resample", "centroid", "fade", "vol", "loudness", "pre",
+         "de", "pitch"])
+def test_batch_consistency(make):
+    """A batch of (channel, time) signals equals each transformed alone."""
+    module = make()
+    x = ember.tensor(_wave(31, (3, 2, 2000), 0.3).astype(np.float32))
+    batched = module(x)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i].numpy(), module(x[i]).numpy(), rtol=1e-5,
+                                   atol=1e-5)
