@@ -447,3 +447,68 @@ def test_batch_consistency(make):
     for i in range(3):
         np.testing.assert_allclose(batched[i].numpy(), module(x[i]).numpy(), rtol=1e-5,
                                    atol=1e-5)
+
+
+def _grad_check(e_fn, t_fn, *arrays, atol=1e-8, rtol=1e-6):
+    es = [ember.tensor(a, requires_grad=True) for a in arrays]
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    got, want = e_fn(*es), t_fn(*ts)
+    c = np.random.default_rng(41).standard_normal(tuple(want.shape))
+    if want.is_complex():
+        c = c + 1j * np.random.default_rng(42).standard_normal(tuple(want.shape))
+    (got * ember.tensor(c).conj()).real.sum().backward() if want.is_complex() else \
+        (got * ember.tensor(c)).sum().backward()
+    (want * torch.tensor(c).conj()).real.sum().backward() if want.is_complex() else \
+        (want * torch.tensor(c)).sum().backward()
+    for e, t in zip(es, ts):
+        _close(e.grad, t.grad, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("case", ["amplitude_to_db", "vol", "mel_scale", "inverse_mel_scale",
+                                  "speed", "inverse_spectrogram", "frechet", "mu_law_decoding",
+                                  "griffinlim", "time_masking"])
+def test_more_gradients_match_torchaudio(case):
+    rng = np.random.default_rng(43)
+    if case == "amplitude_to_db":
+        x = rng.random((2, 10, 12)) + 0.01
+        _grad_check(AT.AmplitudeToDB("magnitude", 30.0), TT.AmplitudeToDB("magnitude", 30.0), x)
+    elif case == "vol":
+        x = rng.uniform(-0.4, 0.4, (2, 30))
+        _grad_check(AT.Vol(6.0, "db"), TT.Vol(6.0, "db"), x)
+    elif case == "mel_scale":
+        x = rng.random((2, 33, 5))
+        _grad_check(AT.MelScale(10, 8000, n_stft=33), TT.MelScale(10, 8000, n_stft=33).double(),
+                    x, atol=1e-6, rtol=1e-4)
+    elif case == "inverse_mel_scale":
+        x = rng.random((2, 10, 4))
+        e, t = AT.InverseMelScale(17, 10, 8000), TT.InverseMelScale(17, 10, 8000,
+                                                                      driver="gelsd").double()
+        e.load_state_dict({"fb": ember.tensor(t.fb.float().numpy())})
+        t.fb = t.fb.float().double()
+        _grad_check(e, t, x, atol=1e-6, rtol=1e-5)
+    elif case == "speed":
+        x = rng.uniform(-0.4, 0.4, (2, 100))
+        _grad_check(lambda w: AT.Speed(1000, 1.25)(w)[0],
+                    lambda w: torchaudio.functional.speed(w, 1000, 1.25)[0], x)
+    elif case == "inverse_spectrogram":
+        spec = TT.Spectrogram(32, power=None, wkwargs=_f64(torch))(
+            torch.tensor(rng.uniform(-0.4, 0.4, (2, 100)))).numpy()
+        _grad_check(lambda s: AT.InverseSpectrogram(32, wkwargs=_f64(ember))(s, 100),
+                    lambda s: TT.InverseSpectrogram(32, wkwargs=_f64(torch))(s, 100), spec)
+    elif case == "frechet":
+        a, b = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+        _grad_check(lambda mx, sx, my, sy: ember.audio.functional.frechet_distance(mx, sx, my, sy),
+                    torchaudio.functional.frechet_distance, rng.standard_normal(3),
+                    a @ a.T + np.eye(3), rng.standard_normal(3), b @ b.T + np.eye(3),
+                    atol=1e-7, rtol=1e-5)
+    elif case == "mu_law_decoding":
+        x = rng.uniform(0, 255, (2, 20))
+        _grad_check(AT.MuLawDecoding(256), TT.MuLawDecoding(256), x)
+    elif case == "griffinlim":
+        spec = rng.random((17, 8)) + 0.1
+        _grad_check(AT.GriffinLim(32, n_iter=2, rand_init=False, wkwargs=_f64(ember)),
+                    TT.GriffinLim(32, n_iter=2, rand_init=False, wkwargs=_f64(torch)), spec,
+                    atol=1e-6, rtol=1e-5)
+    else:
+        x = rng.random((2, 10, 12))
+        _grad_check(lambda s: AT.TimeMasking(0)(s), lambda s: TT.TimeMasking(0)(s), x)
