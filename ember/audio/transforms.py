@@ -18,7 +18,7 @@ __all__ = ["Spectrogram", "InverseSpectrogram", "GriffinLim", "Resample", "MelSc
            "ComputeDeltas", "Fade", "Vol", "SlidingWindowCmn", "SpectralCentroid",
            "PitchShift", "Loudness", "Convolve", "FFTConvolve", "Speed", "AddNoise",
            "Preemphasis", "Deemphasis", "Vad",
-           "SpecAugment", "SpeedPerturbation"]
+           "SpecAugment", "SpeedPerturbation", "PSD", "RTFMVDR", "SoudenMVDR"]
 
 
 class Spectrogram(nn.Module):
@@ -557,3 +557,37 @@ class SpeedPerturbation(nn.Module):
     def forward(self, waveform, lengths=None):
         idx = int(ember.randint(len(self.speeders), (), generator=self.generator).item())
         return self.speeders[idx](waveform, lengths)
+
+
+class PSD(nn.Module):
+    """Spatial covariance per frequency, (..., channel, freq, time) -> (..., freq, channel,
+    channel); a per-channel mask (multi_mask) is averaged over channels first."""
+
+    def __init__(self, multi_mask: bool = False, normalize: bool = True, eps: float = 1e-15):
+        super().__init__()
+        self.multi_mask, self.normalize, self.eps = multi_mask, normalize, eps
+
+    def forward(self, specgram, mask=None):
+        if mask is not None and self.multi_mask:
+            mask = mask.mean(-3)
+        return AF.psd(specgram, mask, self.normalize, self.eps)
+
+
+class RTFMVDR(nn.Module):
+    """MVDR beamforming from a relative transfer function and the noise PSD."""
+
+    def forward(self, specgram, rtf, psd_n, reference_channel, diagonal_loading: bool = True,
+                diag_eps: float = 1e-7, eps: float = 1e-8):
+        weights = AF.mvdr_weights_rtf(rtf, psd_n, reference_channel, diagonal_loading,
+                                      diag_eps, eps)
+        return AF.apply_beamforming(weights, specgram)
+
+
+class SoudenMVDR(nn.Module):
+    """MVDR beamforming from the speech and noise PSDs (Souden's solution)."""
+
+    def forward(self, specgram, psd_s, psd_n, reference_channel,
+                diagonal_loading: bool = True, diag_eps: float = 1e-7, eps: float = 1e-8):
+        weights = AF.mvdr_weights_souden(psd_s, psd_n, reference_channel, diagonal_loading,
+                                         diag_eps, eps)
+        return AF.apply_beamforming(weights, specgram)
