@@ -22,7 +22,7 @@ __all__ = ["lfilter", "filtfilt", "biquad", "allpass_biquad", "band_biquad",
            "bandpass_biquad", "bandreject_biquad", "bass_biquad", "treble_biquad",
            "equalizer_biquad", "highpass_biquad", "lowpass_biquad", "deemph_biquad",
            "riaa_biquad", "contrast", "dcshift", "gain", "overdrive", "preemphasis",
-           "deemphasis", "phaser", "flanger"]
+           "deemphasis", "phaser", "flanger", "dither"]
 
 
 def _host(t) -> np.ndarray:
@@ -395,3 +395,39 @@ def flanger(waveform, sample_rate: int, delay: float = 0.0, depth: float = 2.0,
         last = delayed
         out[:, :, i] = x[:, :, i] * in_gain + delayed * mix
     return ember.tensor(np.clip(out, -1, 1).reshape(shape), device=waveform.device)
+
+
+# --- dither -------------------------------------------------------------------------------
+def _random_index(high: int, generator) -> int:
+    return int(ember.randint(high, (1,), generator=generator).item()) if high > 0 else 0
+
+
+def dither(waveform, density_function: str = "TPDF", noise_shaping: bool = False,
+           generator=None):
+    """Requantize to 16 bits with dither added before rounding, as torchaudio does it:
+    "TPDF" adds a triangular (Bartlett) ramp over each row's samples (deterministic),
+    "RPDF" adds one randomly picked sample of the input minus 0.5, "GPDF" the sum of
+    seven randomly picked samples. `noise_shaping` adds each sample's quantization error
+    to the next sample. Picks come from `generator` (ember's global one by default), so
+    RPDF/GPDF values differ from torchaudio's (torch's generator) by the picks only.
+    Unlike torchaudio's GPDF, the input is left unchanged."""
+    shape = list(waveform.shape)
+    x = waveform.reshape([-1, shape[-1]])
+    rows, last = int(x.shape[0]) - 1, int(x.shape[1]) - 1
+    channel, time = _random_index(rows, generator), _random_index(last, generator)
+    scaled = x * (2 ** 15 - 2)
+    if density_function == "RPDF":
+        offset = scaled + (x[channel, time] - 0.5)
+    elif density_function == "GPDF":
+        total = x[channel, time]
+        for _ in range(6):
+            total = total + x[_random_index(rows, generator), _random_index(last, generator)]
+        offset = scaled + total
+    else:
+        ramp = ember.bartlett_window(last + 1, dtype=x.dtype, device=x.device)
+        offset = scaled + ramp
+    dithered = ember.round(offset) / 2 ** 15
+    if noise_shaping:
+        error = dithered - x
+        dithered = dithered + F.pad(error, [1, 0])[..., :int(x.shape[1])]
+    return dithered.reshape(shape)

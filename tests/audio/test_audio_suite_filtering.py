@@ -354,3 +354,43 @@ def test_vad_transform_and_lifter_check():
     np.testing.assert_array_equal(got.numpy(), want.numpy())
     with pytest.raises(ValueError, match="cepstrum"):
         AF.vad(ember.tensor(x), 8000, hp_lifter_freq=3000.0)
+
+
+@pytest.mark.parametrize("noise_shaping", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(50,), (2, 3, 50)])
+def test_dither_tpdf_equals_torchaudio(noise_shaping, dtype, shape):
+    x = _wave(40, shape, 0.8).astype(dtype)
+    got, want = _both("dither", x, "TPDF", noise_shaping)
+    _close(got, want, atol=0)
+
+
+@pytest.mark.parametrize("density", ["RPDF", "GPDF"])
+@pytest.mark.parametrize("noise_shaping", [False, True])
+def test_dither_random_offsets_are_input_samples(density, noise_shaping):
+    """RPDF / GPDF add one constant drawn from the input's own samples (one of them less
+    0.5, or a sum of seven): the result is a 16-bit requantization of x plus that
+    constant, reproducible with a seeded generator."""
+    x = _wave(41, (2, 40), 0.8)
+    ex = ember.tensor(x)
+    got = AF.dither(ex, density, noise_shaping, generator=ember.Generator().manual_seed(4))
+    again = AF.dither(ex, density, noise_shaping, generator=ember.Generator().manual_seed(4))
+    np.testing.assert_array_equal(got.numpy(), again.numpy())
+    np.testing.assert_array_equal(ex.numpy(), x)               # the input is untouched
+    plain = got.numpy()
+    if noise_shaping:
+        # undo the shaping: y = d + shift(d - x)  =>  d[n] = y[n] - (d[n-1] - x[n-1])
+        d = np.empty_like(plain)
+        d[:, 0] = plain[:, 0]
+        for n in range(1, plain.shape[1]):
+            d[:, n] = plain[:, n] - (d[:, n - 1] - x[:, n - 1])
+        plain = d
+    scaled = x * (2 ** 15 - 2)
+    quanta = np.round(plain * 2 ** 15)
+    # one constant c for every sample: quanta = round(scaled + c), so quanta - scaled
+    # spans at most one quantum
+    spread = quanta - scaled
+    assert spread.max() - spread.min() <= 1.0 + 1e-9
+    if density == "RPDF":
+        candidates = x.reshape(-1) - 0.5
+        assert any((np.round(scaled + c) == quanta).all() for c in candidates)
