@@ -199,23 +199,38 @@ def griffinlim(specgram, window, n_fft: int, hop_length: int, win_length: int, p
 
 def _sinc_kernels(orig: int, new: int, lowpass_filter_width: int, rolloff: float,
                   resampling_method: str, beta: float | None):
-    """[new, 1, taps] windowed-sinc interpolation filters, one per output phase."""
+    """[new, taps] windowed-sinc interpolation filters, one per output phase (float64).
+    Written with in-place NumPy ops: for a large reduced ratio (pitch_shift resamples
+    e.g. 8979 -> 8000) the table has tens of millions of entries."""
+    if resampling_method not in ("sinc_interp_hann", "sinc_interp_kaiser"):
+        raise ValueError(f"Invalid resampling method: {resampling_method}")
     base = min(orig, new) * rolloff
     width = int(math.ceil(lowpass_filter_width * orig / base))
-    idx = np.arange(-width, width + orig, dtype=np.float64)[None, :] / orig
-    t = (-np.arange(new, dtype=np.float64)[:, None] / new + idx) * base
-    t = np.clip(t, -lowpass_filter_width, lowpass_filter_width)
+    idx = np.arange(-width, width + orig, dtype=np.float64) / orig
+    t = np.subtract.outer(-np.arange(new, dtype=np.float64) / new, -idx)
+    t *= base
+    np.minimum(t, lowpass_filter_width, out=t)
+    np.maximum(t, -lowpass_filter_width, out=t)
     if resampling_method == "sinc_interp_hann":
-        window = np.cos(t * math.pi / lowpass_filter_width / 2) ** 2
-    elif resampling_method == "sinc_interp_kaiser":
-        beta = 14.769656459379492 if beta is None else beta
-        window = np.i0(beta * np.sqrt(1 - (t / lowpass_filter_width) ** 2)) / np.i0(beta)
+        window = t * (math.pi / lowpass_filter_width / 2)
+        np.cos(window, out=window)
+        window *= window
     else:
-        raise ValueError(f"Invalid resampling method: {resampling_method}")
-    t = t * math.pi
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kernels = np.where(t == 0, 1.0, np.sin(t) / t)
-    return kernels * window * (base / orig), width
+        beta = 14.769656459379492 if beta is None else beta
+        window = t / lowpass_filter_width
+        window *= window
+        np.subtract(1, window, out=window)
+        np.sqrt(window, out=window)
+        window = np.i0(beta * window) / np.i0(beta)
+    t *= math.pi
+    zero = t == 0
+    t[zero] = 1.0                      # sin(t) / t -> 1 at t = 0
+    kernels = np.sin(t)
+    kernels /= t
+    kernels[zero] = 1.0
+    kernels *= window
+    kernels *= base / orig
+    return kernels, width
 
 
 def resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
