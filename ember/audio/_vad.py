@@ -19,7 +19,6 @@ import warnings
 
 import numpy as np
 
-import ember
 
 __all__ = ["vad"]
 

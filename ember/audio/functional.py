@@ -18,14 +18,14 @@ from ._features import *  # noqa: F401,F403 - torchaudio.functional's flat names
 from ._features import __all__ as _features_all
 from ._filtering import *  # noqa: F401,F403
 from ._filtering import __all__ as _filtering_all
-from ._vad import vad  # noqa: F401
 from ._beamforming import *  # noqa: F401,F403
 from ._beamforming import __all__ as _beamforming_all
+from ._vad import vad  # noqa: F401
 
-__all__ = _features_all + _filtering_all + _beamforming_all + ["vad", "hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
-           "resample", "melscale_fbanks", "create_dct",
-           "amplitude_to_DB", "DB_to_amplitude", "mask_along_axis", "mask_along_axis_iid",
-           "phase_vocoder"]
+__all__ = _features_all + _filtering_all + _beamforming_all + [
+    "vad", "hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
+    "resample", "melscale_fbanks", "create_dct", "amplitude_to_DB", "DB_to_amplitude",
+    "mask_along_axis", "mask_along_axis_iid", "phase_vocoder"]
 
 
 def hann_window(window_length: int, periodic: bool = True, dtype=None):

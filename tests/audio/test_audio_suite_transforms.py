@@ -322,7 +322,9 @@ def test_emphasis_modules(coeff):
 @pytest.mark.parametrize("iid", [False, True])
 def test_masking_is_seeded_and_bounded(name, param, iid):
     x = ember.ones(3, 2, 20, 30)
-    make = lambda: getattr(AT, name)(param, iid, generator=ember.Generator().manual_seed(7))  # noqa: E731
+
+    def make():
+        return getattr(AT, name)(param, iid, generator=ember.Generator().manual_seed(7))
     a, b = make()(x), make()(x)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     zeros = a.numpy() == 0

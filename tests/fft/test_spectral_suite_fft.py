@@ -64,7 +64,6 @@ def test_non_contiguous_inputs(name, layout):
 def test_round_trip_with_matching_norm(forward, norm):
     real_in = forward.startswith(("rfft", "ihfft"))
     x = _rand(2, (3, 4, 6), not real_in)
-    multi = forward[-1] in "2n"
     fwd = getattr(efft, forward)(ember.tensor(x), norm=norm)
     kw = {"s": x.shape[-2:]} if forward.endswith("2") else \
         {"s": x.shape} if forward.endswith("n") else {"n": x.shape[-1]}
@@ -72,7 +71,6 @@ def test_round_trip_with_matching_norm(forward, norm):
         kw = {}
     back = getattr(efft, INVERSE[forward])(fwd, norm=norm, **kw)
     np.testing.assert_allclose(as_numpy(back), x, atol=1e-10)
-    del multi
 
 
 @pytest.mark.parametrize("norm", NORMS)
