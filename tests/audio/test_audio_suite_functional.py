@@ -460,3 +460,46 @@ def test_resample_refuses_fractional_rates_like_torchaudio():
         AF.resample(ember.tensor(x), 16000.5, 8000)
     _close(AF.resample(ember.tensor(x), 16000.0, 8000.0),
            TF.resample(torch.tensor(x), 16000.0, 8000.0))
+
+
+_BATCH_CASES = {
+    "griffinlim": lambda F, x: F.griffinlim(
+        F.spectrogram(x, 0, ember.hann_window(32, dtype=ember.float64), 32, 8, 32, 2.0, False),
+        ember.hann_window(32, dtype=ember.float64), 32, 8, 32, 2.0, 2, 0.9, None, False),
+    "detect_pitch_frequency": lambda F, x: F.detect_pitch_frequency(x, 8000, win_length=3),
+    "amplitude_to_DB": lambda F, x: F.amplitude_to_DB(x.abs().reshape([-1, 20, 20]) + 1e-3, 10.0,
+                                                      1e-10, 0.0, 30.0),
+    "contrast": lambda F, x: F.contrast(x, 60.0),
+    "dcshift": lambda F, x: F.dcshift(x, 0.3, 0.05),
+    "overdrive": lambda F, x: F.overdrive(x, 10, 30),
+    "phaser": lambda F, x: F.phaser(x, 8000),
+    "flanger": lambda F, x: F.flanger(x.reshape([-1, 1, 400]), 8000).reshape([-1, 400]),
+    "sliding_window_cmn": lambda F, x: F.sliding_window_cmn(x.reshape([-1, 40, 10]), 8, 2),
+    "lfilter": lambda F, x: F.lfilter(x, ember.tensor([1.0, -0.4, 0.1], dtype=ember.float64),
+                                      ember.tensor([0.4, 0.2, 0.0], dtype=ember.float64)),
+    "filtfilt": lambda F, x: F.filtfilt(x, ember.tensor([1.0, -0.4], dtype=ember.float64),
+                                        ember.tensor([0.4, 0.2], dtype=ember.float64)),
+    "spectral_centroid": lambda F, x: F.spectral_centroid(
+        x, 8000, 0, ember.hann_window(64, dtype=ember.float64), 64, 16, 64),
+    "compute_deltas": lambda F, x: F.compute_deltas(x.reshape([-1, 20, 20])),
+    "mu_law": lambda F, x: F.mu_law_decoding(F.mu_law_encoding(x, 256), 256),
+    "pitch_shift": lambda F, x: F.pitch_shift(x, 1000, 2, n_fft=64,
+                                              window=ember.hann_window(64, dtype=ember.float64)),
+    "speed": lambda F, x: F.speed(x, 1000, 1.2)[0],
+    "fftconvolve": lambda F, x: F.fftconvolve(x, x[..., :9]),
+    "resample": lambda F, x: F.resample(x, 5, 3),
+    "preemphasis": lambda F, x: F.preemphasis(x),
+    "riaa": lambda F, x: F.riaa_biquad(x, 44100),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BATCH_CASES))
+def test_batch_consistency(name):
+    """f(batch)[i] == f(batch[i]) (torchaudio's batch_consistency tests' property)."""
+    fn = _BATCH_CASES[name]
+    x = ember.tensor(_sine(440, 8000, 0.05, 2) + _wave(42, (2, 400), 0.05))
+    batched = fn(AF, x)
+    for i in range(2):
+        single = fn(AF, x[i:i + 1])
+        np.testing.assert_allclose(batched[i:i + 1].numpy(), single.numpy(), atol=1e-9,
+                                   rtol=1e-7)
