@@ -48,16 +48,15 @@ class _AllPole(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        # in ember ops (the adjoint recursion is this Function again), so the backward is
+        # itself differentiable: second derivatives work as torchaudio's do
         a, y = ctx.saved_tensors
-        a_np, y_np = _host(a), _host(y)
-        adjoint = _all_pole(_host(grad)[..., ::-1].copy(), a_np)[..., ::-1]
-        order, length = a_np.shape[1], y_np.shape[-1]
-        delayed = np.pad(y_np, [(0, 0), (0, 0), (order - 1, 0)])
-        # grad_a[c, k] = -sum_{b, n} adjoint[b, c, n] * y[b, c, n - k]
-        grad_a = np.stack([-(adjoint * delayed[..., order - 1 - k: order - 1 - k + length])
-                           .sum(axis=(0, 2)) for k in range(order)], axis=1)
-        return (ember.tensor(np.ascontiguousarray(adjoint), device=y.device),
-                ember.tensor(grad_a.astype(a_np.dtype), device=y.device))
+        adjoint = _AllPole.apply(grad.flip(-1), a).flip(-1)              # [B, C, T]
+        order = int(a.shape[1])
+        # past[..., n, k] = y[n - k] (zero before the start)
+        past = F.pad(y, [order - 1, 0]).unfold(-1, order, 1).flip(-1)   # [B, C, T, order]
+        grad_a = -(adjoint.unsqueeze(-1) * past).sum((0, 2))
+        return adjoint, grad_a
 
 
 def _fir(x, b):
