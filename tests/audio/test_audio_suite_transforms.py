@@ -514,3 +514,29 @@ def test_more_gradients_match_torchaudio(case):
     else:
         x = rng.random((2, 10, 12))
         _grad_check(lambda s: AT.TimeMasking(0)(s), lambda s: TT.TimeMasking(0)(s), x)
+
+
+_TWICE = {
+    "spectrogram": lambda w: AT.Spectrogram(16, hop_length=8, wkwargs=_f64(ember))(w),
+    "mel_spectrogram": lambda w: AT.MelSpectrogram(8000, n_fft=16, hop_length=8,
+                                                   n_mels=4).double()(w),
+    "resample": lambda w: ember.audio.functional.resample(w, 4, 3),
+    "compute_deltas": lambda w: ember.audio.functional.compute_deltas(w),
+    "fftconvolve": lambda w: ember.audio.functional.fftconvolve(w, w[..., :5]),
+    "convolve": lambda w: ember.audio.functional.convolve(w, w[..., :5], "same"),
+    "overdrive": lambda w: ember.audio.functional.overdrive(w * 0.1, 5, 10),
+    "deemphasis": lambda w: ember.audio.functional.deemphasis(w * 0.1),
+    "spectral_centroid": lambda w: AT.SpectralCentroid(8000, n_fft=16, hop_length=8,
+                                                       wkwargs=_f64(ember))(w),
+    "inverse_spectrogram": lambda w: AT.InverseSpectrogram(16, hop_length=4,
+                                                           wkwargs=_f64(ember))(
+        AT.Spectrogram(16, hop_length=4, power=None, wkwargs=_f64(ember))(w), 64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TWICE))
+def test_second_derivatives(name):
+    """gradcheck and gradgradcheck (torchaudio's autograd tests run both)."""
+    x = ember.tensor(_wave(45, (1, 64)), requires_grad=True)
+    assert ember.autograd.gradcheck(_TWICE[name], (x,))
+    assert ember.autograd.gradgradcheck(_TWICE[name], (x,))
