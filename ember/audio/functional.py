@@ -14,10 +14,18 @@ import ember
 import ember.nn.functional as F
 from ember.ir import dtypes
 
-__all__ = ["hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
-           "resample", "melscale_fbanks", "create_dct",
-           "amplitude_to_DB", "DB_to_amplitude", "mask_along_axis", "mask_along_axis_iid",
-           "phase_vocoder"]
+from ._features import *  # noqa: F401,F403 - torchaudio.functional's flat namespace
+from ._features import __all__ as _features_all
+from ._filtering import *  # noqa: F401,F403
+from ._filtering import __all__ as _filtering_all
+from ._beamforming import *  # noqa: F401,F403
+from ._beamforming import __all__ as _beamforming_all
+from ._vad import vad  # noqa: F401
+
+__all__ = _features_all + _filtering_all + _beamforming_all + [
+    "vad", "hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
+    "resample", "melscale_fbanks", "create_dct", "amplitude_to_DB", "DB_to_amplitude",
+    "mask_along_axis", "mask_along_axis_iid", "phase_vocoder"]
 
 
 def hann_window(window_length: int, periodic: bool = True, dtype=None):
@@ -39,7 +47,7 @@ def _pad_window(window, win_length: int, n_fft: int):
 
 
 def _frame_spectra(waveform, n_fft, hop_length, win_length, window, center, pad_mode,
-                   normalized):
+                   normalized, onesided=True):
     """rfft of the windowed frames, [B, frames, freq], and the batch shape to restore."""
     shape = list(waveform.shape)
     x = waveform.reshape([-1, shape[-1]])
@@ -55,7 +63,8 @@ def _frame_spectra(waveform, n_fft, hop_length, win_length, window, center, pad_
     frames = x.unfold(-1, n_fft, hop_length)                       # [B, frames, n_fft]
     if window is not None:
         frames = frames * _pad_window(window.to(frames.dtype), win_length, n_fft)
-    spec = ember.fft.rfft(frames, dim=-1)                           # [B, frames, freq]
+    transform = ember.fft.rfft if onesided else ember.fft.fft
+    spec = transform(frames, dim=-1)                                # [B, frames, freq]
     if normalized:
         spec = spec * (1.0 / math.sqrt(n_fft))
     return spec, shape[:-1]
@@ -69,11 +78,9 @@ def _to_freq_time(spec, batch_shape):
 def stft(waveform, n_fft: int, hop_length: int, win_length: int, window, center: bool = True,
          pad_mode: str = "reflect", normalized: bool = False, onesided: bool = True):
     """Complex STFT (..., freq, frames) of a (..., time) signal, as torch.stft with
-    return_complex=True computes it."""
-    if not onesided:
-        raise NotImplementedError("stft: only onesided=True is supported by ember.audio")
+    return_complex=True computes it (all n_fft bins when not onesided)."""
     spec, batch_shape = _frame_spectra(waveform, n_fft, hop_length, win_length, window,
-                                       center, pad_mode, normalized)
+                                       center, pad_mode, normalized, onesided)
     return _to_freq_time(spec, batch_shape)
 
 
@@ -91,13 +98,11 @@ def spectrogram(waveform, pad: int, window, n_fft: int, hop_length: int, win_len
                 power: float | None, normalized, center: bool = True,
                 pad_mode: str = "reflect", onesided: bool = True):
     """|STFT|^power (or the complex STFT when power is None), torchaudio's arguments."""
-    if not onesided:
-        raise NotImplementedError("spectrogram: only onesided=True is supported by "
-                                  "ember.audio")
     if pad > 0:
         waveform = F.pad(waveform, [pad, pad], mode="constant")
     spec, batch_shape = _frame_spectra(waveform, n_fft, hop_length, win_length, window,
-                                       center, pad_mode, normalized == "frame_length")
+                                       center, pad_mode, normalized == "frame_length",
+                                       onesided)
     if normalized is True or normalized == "window":
         spec = spec * (1.0 / float(ember.sqrt((window.to(dtypes.float64) ** 2).sum()).item()))
     if power is not None:
@@ -111,13 +116,15 @@ def istft(spec, n_fft: int, hop_length: int, win_length: int, window, center: bo
           normalized: bool = False, onesided: bool = True, length: int | None = None):
     """Inverse of `stft` (torch.istft's rule): irfft each frame, window, overlap-add, and
     divide by the summed squared window."""
-    if not onesided:
-        raise NotImplementedError("istft: only onesided=True is supported by ember.audio")
     shape = list(spec.shape)
     n_freq, n_frames = shape[-2], shape[-1]
-    if n_freq != n_fft // 2 + 1:
-        raise ValueError(f"istft: expected {n_fft // 2 + 1} frequency bins for n_fft={n_fft}, "
-                         f"got {n_freq}")
+    want = n_fft // 2 + 1 if onesided else n_fft
+    if n_freq != want:
+        raise ValueError(f"istft: expected {want} frequency bins for n_fft={n_fft} "
+                         f"(onesided={onesided}), got {n_freq}")
+    if not onesided:   # a real signal's spectrum is Hermitian: the first half decides it
+        spec = spec[..., :n_fft // 2 + 1, :]
+        n_freq = n_fft // 2 + 1
     spec = spec.reshape([-1, n_freq, n_frames]).transpose(-1, -2)        # [B, frames, freq]
     frames = ember.fft.irfft(spec, n=n_fft, dim=-1)                      # [B, frames, n_fft]
     if normalized:
@@ -192,23 +199,38 @@ def griffinlim(specgram, window, n_fft: int, hop_length: int, win_length: int, p
 
 def _sinc_kernels(orig: int, new: int, lowpass_filter_width: int, rolloff: float,
                   resampling_method: str, beta: float | None):
-    """[new, 1, taps] windowed-sinc interpolation filters, one per output phase."""
+    """[new, taps] windowed-sinc interpolation filters, one per output phase (float64).
+    Written with in-place NumPy ops: for a large reduced ratio (pitch_shift resamples
+    e.g. 8979 -> 8000) the table has tens of millions of entries."""
+    if resampling_method not in ("sinc_interp_hann", "sinc_interp_kaiser"):
+        raise ValueError(f"Invalid resampling method: {resampling_method}")
     base = min(orig, new) * rolloff
     width = int(math.ceil(lowpass_filter_width * orig / base))
-    idx = np.arange(-width, width + orig, dtype=np.float64)[None, :] / orig
-    t = (-np.arange(new, dtype=np.float64)[:, None] / new + idx) * base
-    t = np.clip(t, -lowpass_filter_width, lowpass_filter_width)
+    idx = np.arange(-width, width + orig, dtype=np.float64) / orig
+    t = np.subtract.outer(-np.arange(new, dtype=np.float64) / new, -idx)
+    t *= base
+    np.minimum(t, lowpass_filter_width, out=t)
+    np.maximum(t, -lowpass_filter_width, out=t)
     if resampling_method == "sinc_interp_hann":
-        window = np.cos(t * math.pi / lowpass_filter_width / 2) ** 2
-    elif resampling_method == "sinc_interp_kaiser":
-        beta = 14.769656459379492 if beta is None else beta
-        window = np.i0(beta * np.sqrt(1 - (t / lowpass_filter_width) ** 2)) / np.i0(beta)
+        window = t * (math.pi / lowpass_filter_width / 2)
+        np.cos(window, out=window)
+        window *= window
     else:
-        raise ValueError(f"Invalid resampling method: {resampling_method}")
-    t = t * math.pi
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kernels = np.where(t == 0, 1.0, np.sin(t) / t)
-    return kernels * window * (base / orig), width
+        beta = 14.769656459379492 if beta is None else beta
+        window = t / lowpass_filter_width
+        window *= window
+        np.subtract(1, window, out=window)
+        np.sqrt(window, out=window)
+        window = np.i0(beta * window) / np.i0(beta)
+    t *= math.pi
+    zero = t == 0
+    t[zero] = 1.0                      # sin(t) / t -> 1 at t = 0
+    kernels = np.sin(t)
+    kernels /= t
+    kernels[zero] = 1.0
+    kernels *= window
+    kernels *= base / orig
+    return kernels, width
 
 
 def resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
@@ -218,6 +240,10 @@ def resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width: int 
     torchaudio.functional.resample."""
     if orig_freq <= 0 or new_freq <= 0:
         raise ValueError("Original frequency and desired frequecy should be positive")
+    if int(orig_freq) != orig_freq or int(new_freq) != new_freq:
+        raise ValueError(f"resample: frequencies must be whole numbers (got orig_freq="
+                         f"{orig_freq}, new_freq={new_freq}): the sinc kernels are built for "
+                         f"the ratio of two integers; multiply both by a common factor")
     if orig_freq == new_freq:
         return waveform
     g = math.gcd(int(orig_freq), int(new_freq))
@@ -329,8 +355,12 @@ def mask_along_axis(specgram, mask_param: int, mask_value: float, axis: int, p: 
     """Mask one random band [start, start + width) along axis (-2 freq, -1 time; also the
     positive dims 1/2 of a 3-D or 2/3 of a 4-D input), the same band for the whole batch."""
     ndim = specgram.ndim
+    if ndim < 2:
+        raise ValueError(f"Spectrogram must have at least two dimensions (time and "
+                         f"frequency) ({ndim} given).")
     axis = axis if axis < 0 else axis - ndim
     _check_axis(axis, ndim, (-2, -1))
+    _check_p(p)
     size = int(specgram.shape[axis])
     if p < 1.0:
         mask_param = min(mask_param, int(size * p))
@@ -342,33 +372,47 @@ def mask_along_axis(specgram, mask_param: int, mask_value: float, axis: int, p: 
     idx = ember.arange(size, device=specgram.device)
     mask = (idx >= lo) & (idx < hi)
     mask = mask.reshape([size, 1]) if axis == -2 else mask.reshape([1, size])
-    return specgram.masked_fill(mask, mask_value)
+    return _fill(specgram, mask, mask_value)
 
 
-def mask_along_axis_iid(specgram, mask_param: int, mask_value: float, axis: int,
+def mask_along_axis_iid(specgram, mask_param: int, mask_value, axis: int,
                         p: float = 1.0, generator=None):
-    """One independent band per example and channel of a (batch, channel, freq, time)
-    input; axis is 2 (freq) or 3 (time)."""
-    if axis not in (2, 3):
-        raise ValueError("Only Frequency and Time masking are supported")
-    if specgram.ndim != 4:
-        raise ValueError(f"mask_along_axis_iid expects a 4-D (batch, channel, freq, time) "
-                         f"input, got {specgram.ndim}-D")
+    """One independent band per leading index (example, channel, ...) of a (..., freq,
+    time) input of at least 3 dims; axis is ndim - 2 (freq) or ndim - 1 (time), or -2 /
+    -1. mask_value may be a number or a 0-d tensor (SpecAugment masks with the mean)."""
+    ndim = specgram.ndim
+    if ndim < 3:
+        raise ValueError(f"Spectrogram must have at least three dimensions ({ndim} given).")
+    axis = axis if axis < 0 else axis - ndim
+    if axis not in (-2, -1):
+        raise ValueError(f"Only Frequency and Time masking are supported (axis {ndim - 2} "
+                         f"and axis {ndim - 1} supported; {axis + ndim} given).")
+    _check_p(p)
     size = int(specgram.shape[axis])
     if p < 1.0:
         mask_param = min(mask_param, int(size * p))
     if mask_param < 1:
         return specgram
-    batch, channels = int(specgram.shape[0]), int(specgram.shape[1])
+    lead = [int(d) for d in specgram.shape[:-2]]
     # drawn from the (CPU) generator, then moved: the same bands on every device
-    value = ember.rand(batch, channels, generator=generator).to(specgram.device) * mask_param
-    start = ember.rand(batch, channels, generator=generator).to(specgram.device) * \
-        (size - value)
+    value = ember.rand(*lead, generator=generator).to(specgram.device) * mask_param
+    start = ember.rand(*lead, generator=generator).to(specgram.device) * (size - value)
     lo = ember.trunc(start)
     hi = lo + ember.trunc(value)
     idx = ember.arange(size, dtype=lo.dtype, device=specgram.device)
-    mask = (idx >= lo[..., None]) & (idx < hi[..., None])              # [B, C, size]
-    mask = mask.unsqueeze(-1) if axis == 2 else mask.unsqueeze(-2)
+    mask = (idx >= lo[..., None]) & (idx < hi[..., None])              # [..., size]
+    mask = mask.unsqueeze(-1) if axis == -2 else mask.unsqueeze(-2)
+    return _fill(specgram, mask, mask_value)
+
+
+def _check_p(p):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"The value of p must be between 0.0 and 1.0 ({p} given).")
+
+
+def _fill(specgram, mask, mask_value):
+    if isinstance(mask_value, ember.Tensor):
+        return ember.where(mask, mask_value.to(specgram.dtype), specgram)
     return specgram.masked_fill(mask, mask_value)
 
 

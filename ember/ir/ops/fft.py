@@ -74,6 +74,8 @@ def plan_1d(x, n, dim: int, kind: str) -> Plan:
     if x.ndim == 0:
         raise EmberIndexError(f"Dimension specified as {dim} but tensor has no dimensions")
     d = wrap_dim(dim, x.ndim)
+    if n is not None:
+        _check_sizes((n,))      # -1 means "the input's size" only inside s, never as n
     return _finish_plan(x, (d,), (-1 if n is None else n,), kind)
 
 
