@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from porting import assert_same, plain, torch_as_ember  # noqa: E402
 
 PROGRAMS = ["user_probe_training", "user_probe_models", "user_probe_data", "user_probe_fx",
-            "user_probe_quant", "user_probe_misc"]
+            "user_probe_quant", "user_probe_misc", "user_probe_extra"]
 
 _reference = {name: importlib.import_module(name) for name in PROGRAMS}
 with torch_as_ember(*PROGRAMS) as _ported:
