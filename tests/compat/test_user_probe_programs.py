@@ -1,7 +1,9 @@
 """The user-program probe: short programs written the way PyTorch users write them
 (user_probe_training, user_probe_models, user_probe_data, user_probe_fx, user_probe_quant,
-user_probe_misc) run with torch and with `torch` imported as ember; every case_* function
+user_probe_misc, user_probe_extra, user_probe_compile) run with torch and with `torch` imported as ember; every case_* function
 must return the same values (tensors to 1e-4, dtypes by name, everything else exactly).
+On torch's side torch.compile is left out (the program runs eagerly): compiling must not
+change results, and inductor's compile time would cost the suite minutes.
 Cases named *_messages return error messages: ember's must contain torch's (ember adds
 the op's name and the user's line)."""
 from __future__ import annotations
@@ -15,7 +17,8 @@ torch = pytest.importorskip("torch")
 from porting import assert_same, plain, torch_as_ember  # noqa: E402
 
 PROGRAMS = ["user_probe_training", "user_probe_models", "user_probe_data", "user_probe_fx",
-            "user_probe_quant", "user_probe_misc", "user_probe_extra"]
+            "user_probe_quant", "user_probe_misc", "user_probe_extra",
+            "user_probe_compile"]
 
 _reference = {name: importlib.import_module(name) for name in PROGRAMS}
 with torch_as_ember(*PROGRAMS) as _ported:
@@ -23,6 +26,11 @@ with torch_as_ember(*PROGRAMS) as _ported:
 
 CASES = [(program, case) for program in PROGRAMS
          for case in sorted(vars(_reference[program])) if case.startswith("case_")]
+
+
+def _eager_compile(model=None, **options):
+    """torch.compile's call forms (`compile(f)`, `@compile(mode=...)`) without compiling."""
+    return (lambda fn: fn) if model is None else model
 
 
 def _assert_messages_contain(got, want):
@@ -37,8 +45,10 @@ def _assert_messages_contain(got, want):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.mark.parametrize("program,case", CASES, ids=[f"{p}.{c}" for p, c in CASES])
-def test_user_probe_case_matches_torch(program, case):
-    want = plain(getattr(_reference[program], case)())
+def test_user_probe_case_matches_torch(program, case, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "compile", _eager_compile)
+        want = plain(getattr(_reference[program], case)())
     got = plain(getattr(ported[program], case)())
     if case.endswith("_messages"):
         _assert_messages_contain(got, want)
