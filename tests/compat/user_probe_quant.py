@@ -3,6 +3,7 @@ static flow (get_default_qconfig_mapping, prepare_fx, calibrate, convert_fx) on 
 CNN, and quantize_dynamic on an LSTM + Linear model, with the quantized modules' reprs
 and state_dict keys; ember's int8 results are compared with torch.ao's."""
 import copy
+import re
 
 import numpy as np
 import torch
@@ -10,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.ao.quantization import (QConfigMapping, get_default_qconfig,
                                    get_default_qconfig_mapping, quantize_dynamic)
-from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
 
 def t(*shape, seed=0, scale=1.0):
@@ -122,3 +123,54 @@ def case_quantize_per_tensor_basics():
                                     torch.tensor([0, 1]), axis=0, dtype=torch.qint8)
     return (q.int_repr(), q.dequantize(), q.q_zero_point(), q.dtype, qc.int_repr(),
             qc.q_per_channel_scales(), qc.dequantize(), repr(q), repr(qc))
+
+
+class EagerNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = torch.ao.quantization.QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x):
+        x = self.relu(self.bn(self.conv(self.quant(x))))
+        # (x.mean((2, 3)) on the quantized value can land one step apart from torch at
+        # exact .5 ties: docs/compat.md, known differences)
+        x = self.fc(torch.flatten(self.pool(x), 1))
+        return self.dequant(x)
+
+
+def case_eager_static_quant_tutorial():
+    model = load_(EagerNet()).eval()
+    model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    fused = torch.ao.quantization.fuse_modules(model, [["conv", "bn", "relu"]])
+    prepared = torch.ao.quantization.prepare(fused)
+    for i in range(3):
+        prepared(t(2, 3, 6, 6, seed=30 + i))
+    quantized = torch.ao.quantization.convert(prepared)
+    x = t(2, 3, 6, 6, seed=40)
+    # observed scales can differ in float32's last bit (calibration sums in another order)
+    lines = [re.sub(r"scale=([0-9.e-]+)", lambda m: f"scale={float(m.group(1)):.6g}", line)
+             for line in str(quantized).splitlines()]
+    return (quantized(x), lines, type(fused.bn).__name__,
+            # (ember's Quantize keeps scale / zero_point as Python numbers, torch.ao as
+            # [1]-shaped buffers: float() reads both; docs/compat.md, known differences)
+            float(quantized.quant.scale), quantized.conv.zero_point)
+
+
+def case_qat_fx_flow():
+    model = load_(SmallCNN()).train()
+    mapping = torch.ao.quantization.get_default_qat_qconfig_mapping("x86")
+    prepared = prepare_qat_fx(model, mapping, (t(1, 3, 8, 8, seed=50),))
+    opt = torch.optim.SGD(prepared.parameters(), lr=0.01)
+    for i in range(2):
+        opt.zero_grad()
+        prepared(t(2, 3, 8, 8, seed=51 + i)).pow(2).mean().backward()
+        opt.step()
+    prepared.eval()
+    quantized = convert_fx(prepared)
+    return quantized(t(2, 3, 8, 8, seed=60))

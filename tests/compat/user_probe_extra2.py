@@ -1,0 +1,113 @@
+"""Printing and bookkeeping users do around their models, and losses with options."""
+import collections
+import copy
+import io
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def t(*shape, seed=0, scale=1.0):
+    return torch.from_numpy((np.random.default_rng(seed).standard_normal(shape) * scale)
+                            .astype(np.float32))
+
+
+class Scale(nn.Module):
+    def __init__(self, s=2.0):
+        super().__init__()
+        self.s = s
+        self.register_buffer("running", torch.zeros(2))
+        self.register_buffer("tmp", torch.ones(1), persistent=False)
+
+    def extra_repr(self):
+        return f"s={self.s}"
+
+    def forward(self, x):
+        return x * self.s
+
+
+def case_module_reprs():
+    blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)] + [nn.ReLU()])
+    seq = nn.Sequential(collections.OrderedDict([("scale", Scale()), ("act", nn.Tanh()),
+                                                 ("blocks", blocks)]))
+    return (str(seq).splitlines(), repr(nn.ParameterList([nn.Parameter(torch.ones(2))])),
+            repr(nn.ParameterDict({"a": nn.Parameter(torch.ones(1))})).splitlines(),
+            str(nn.Sequential()), repr(Scale(3.0)),
+            list(seq.state_dict()), [n for n, _ in seq.named_buffers()],
+            [n for n, _ in seq.named_modules()][:4], repr(torch.Size([2, 3])),
+            repr(seq.state_dict()["scale.running"]))
+
+
+def case_state_dict_and_parameter_bookkeeping():
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    n_unique = sum(p.numel() for p in model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    all_names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    vec = nn.utils.parameters_to_vector(model.parameters())
+    nn.utils.vector_to_parameters(torch.arange(float(vec.numel())), model.parameters())
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    whole = torch.load(buf, weights_only=False)
+    counts = collections.Counter(type(m).__name__ for m in model.modules())
+    return (n_unique, names, all_names, vec.shape, shared.bias, type(whole).__name__,
+            whole[2] is whole[0], dict(counts), list(model.state_dict().keys()))
+
+
+def case_losses_with_options():
+    logits = t(4, 5, seed=1)
+    target = torch.tensor([1, 0, 4, -100])
+    probs = F.softmax(t(4, 5, seed=2), -1)
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.0, 1.0])
+    seq_logits = t(2, 5, 3, seed=3)
+    seq_target = torch.tensor([[0, 1, 2], [4, -100, 3]])
+    return (F.cross_entropy(logits, target, weight=weight, ignore_index=-100),
+            F.cross_entropy(logits, probs, label_smoothing=0.2),
+            F.cross_entropy(seq_logits, seq_target, reduction="none"),
+            F.nll_loss(F.log_softmax(logits, 1), target.clamp(min=0), reduction="sum"),
+            F.kl_div(F.log_softmax(logits, -1), F.log_softmax(t(4, 5, seed=4), -1),
+                     reduction="batchmean", log_target=True),
+            F.smooth_l1_loss(logits, probs, beta=0.5), F.huber_loss(logits, probs, delta=0.3),
+            F.binary_cross_entropy_with_logits(logits, probs, reduction="none").mean(0),
+            F.margin_ranking_loss(logits[:, 0], logits[:, 1], torch.tensor([1.0, -1, 1, -1])),
+            F.triplet_margin_loss(logits, probs, t(4, 5, seed=5)),
+            F.cosine_embedding_loss(logits, probs, torch.tensor([1, -1, 1, -1])),
+            F.multilabel_soft_margin_loss(logits, (probs > 0.2).float()),
+            F.poisson_nll_loss(logits, probs.mul(3)), F.gaussian_nll_loss(logits, probs,
+                                                                          probs + 0.1))
+
+
+def case_interpolate_grid_sample_embedding_bag():
+    img = t(1, 2, 6, 6, seed=6)
+    theta = torch.tensor([[[0.9, 0.1, 0.05], [-0.1, 0.8, 0.0]]])
+    grid = F.affine_grid(theta, (1, 2, 4, 4), align_corners=False)
+    bag = nn.EmbeddingBag(6, 3, mode="mean")
+    with torch.no_grad():
+        bag.weight.copy_(t(6, 3, seed=7))
+    return (F.interpolate(img, size=(3, 3), mode="bilinear", antialias=True),
+            F.interpolate(img, scale_factor=0.5, mode="area"),
+            F.interpolate(img, size=(9, 9), mode="bicubic", align_corners=False),
+            F.grid_sample(img, grid, mode="bilinear", padding_mode="border",
+                          align_corners=False),
+            bag(torch.tensor([1, 2, 4, 5, 4]), torch.tensor([0, 2])),
+            F.pad(img, (1, 1, 2, 0), mode="reflect").shape,
+            F.unfold(img, kernel_size=3, stride=2).shape)
+
+
+def case_deepcopy_optimizer_and_lr_in_loop():
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.5, -0.5]]))
+        model.bias.fill_(0.1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    x = t(4, 2, seed=8)
+    model(x).sum().backward()
+    opt.step()
+    twin = copy.deepcopy(opt)
+    for g in opt.param_groups:
+        g["lr"] = 0.05
+    return (twin.param_groups[0]["lr"], opt.param_groups[0]["lr"],
+            twin.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["step"])
