@@ -1,6 +1,7 @@
 """Data-pipeline code as PyTorch users write it: map-style and iterable datasets, a
 DataLoader with collate_fn, samplers, num_workers=0 and 2, pin_memory on the CPU,
 random_split with a seeded generator, Subset / ConcatDataset / TensorDataset."""
+import collections
 import math
 
 import numpy as np
@@ -107,3 +108,36 @@ def case_shuffled_epochs_with_generator():
     loader = DataLoader(list(range(8)), batch_size=3, shuffle=True, generator=g)
     epochs = [sorted(torch.cat(list(loader)).tolist()) for _ in range(2)]
     return epochs, [len(b) for b in loader]
+
+
+Sample = collections.namedtuple("Sample", ["image", "label"])
+
+
+class NumpyDataset(Dataset):
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        image = np.full((2, 2), i, dtype=np.float64)
+        return Sample(image, np.int64(i % 2)), {"id": i, "name": f"s{i}", "mask": i > 2}
+
+
+def seed_worker(worker_id):
+    np.random.seed(worker_id)
+
+
+def case_numpy_items_namedtuples_and_worker_options():
+    g = torch.Generator().manual_seed(3)
+    loader = DataLoader(NumpyDataset(), batch_size=2, num_workers=2, worker_init_fn=seed_worker,
+                        prefetch_factor=2, persistent_workers=True, generator=g)
+    out = []
+    for epoch in range(2):
+        for sample, meta in loader:
+            out.append((type(sample).__name__, sample.image.dtype, sample.image,
+                        sample.label, meta["id"], meta["name"], meta["mask"]))
+    try:
+        TensorDataset(torch.ones(3), torch.ones(4))
+        err = None
+    except AssertionError as e:
+        err = str(e)
+    return out, err, len(loader)

@@ -197,3 +197,22 @@ def case_broadcasting_error_messages():
             broadcast_message(lambda: a.add_(torch.ones(2, 2, 3))),
             broadcast_message(lambda: torch.ones(2, 3).view(5)),
             broadcast_message(lambda: F.linear(torch.ones(2, 3), torch.ones(4, 5)))]
+
+
+def case_print_options():
+    x = torch.tensor([[1.23456789, 1e-5, 123456.0], [0.5, -2.0, 3.25]])
+    texts = []
+    for opts in [dict(precision=2), dict(sci_mode=False), dict(precision=6, sci_mode=True),
+                 dict(linewidth=30), dict(threshold=5, edgeitems=1), dict(profile="short")]:
+        torch.set_printoptions(**opts)
+        texts.append(repr(x))
+        texts.append(repr(torch.arange(12).view(3, 4)))
+        torch.set_printoptions(profile="default")
+        torch.set_printoptions(sci_mode=None)
+    texts.append(repr(torch.tensor([1e-3, 1e3])))
+    texts.append(repr(torch.tensor([1.0, 1e8])))
+    texts.append(repr(torch.tensor([-1, 2**40])))
+    texts.append(repr(torch.tensor([0.0001, 0.1], dtype=torch.float64)))
+    texts.append(repr(torch.tensor([[1.5, float("nan")], [2.0, 3.0]])))
+    texts.append(str(torch.tensor([1.0, 2.0]).unsqueeze(0).expand(3, 2)))
+    return texts
