@@ -145,3 +145,49 @@ def case_manual_graph_construction():
     graph.output(out)
     gm = torch.fx.GraphModule(nn.Module(), graph)
     return gm(t(2, 3, seed=11), t(3, 2, seed=12)), [n.op for n in graph.nodes]
+
+
+@torch.fx.wrap
+def clamp_to_range(x, lo):
+    return x.clamp(min=lo) if lo is not None else x
+
+
+class Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        with torch.no_grad():
+            self.fc.weight.copy_(t(3, 3, seed=20))
+            self.fc.bias.copy_(t(3, seed=21))
+
+    def forward(self, x, use_gate=True):
+        y = self.fc(x)
+        if use_gate:
+            y = y * torch.sigmoid(y)
+        return clamp_to_range(y, 0.0)
+
+
+def case_wrap_concrete_args_and_trace_errors():
+    gm = symbolic_trace(Gated(), concrete_args={"use_gate": False})
+    x = t(2, 3, seed=22)
+    wrapped_calls = [n.target.__name__ for n in gm.graph.nodes if n.op == "call_function"]
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:
+                return x
+            return -x
+    try:
+        symbolic_trace(Branchy())
+        message = None
+    except torch.fx.proxy.TraceError as e:
+        # (ember's message goes on to name the value: "... (bool() of gt)")
+        message = str(e).startswith("symbolically traced variables cannot be used as "
+                                    "inputs to control flow")
+    return gm(x, False), wrapped_calls, message, [n.op for n in gm.graph.nodes]
+
+
+def case_graph_module_code_text():
+    gm = symbolic_trace(Net().eval())
+    lines = [line.strip() for line in gm.code.strip().splitlines() if line.strip()]
+    return len(lines), lines[0], [n.format_node() is not None for n in gm.graph.nodes]
