@@ -1,10 +1,9 @@
 """The user-program probe: short programs written the way PyTorch users write them
-(user_probe_training, user_probe_models, user_probe_data, user_probe_fx, user_probe_quant,
-user_probe_misc, user_probe_extra, user_probe_extra2, user_probe_extra3, user_probe_extra4,
-user_probe_compile) run with torch and with `torch` imported as ember; every case_* function
-must return the same values (tensors to 1e-4, dtypes by name, everything else exactly).
-On torch's side torch.compile is left out (the program runs eagerly): compiling must not
-change results, and inductor's compile time would cost the suite minutes.
+(the user_probe_*.py modules in PROGRAMS) run with torch and with `torch` imported as
+ember; every case_* function must return the same values (tensors to 1e-4, dtypes by
+name, everything else exactly). On torch's side torch.compile is left out (the program
+runs eagerly): compiling must not change results, and inductor's compile time would cost
+the suite minutes.
 Cases named *_messages return error messages: ember's must contain torch's (ember adds
 the op's name and the user's line)."""
 from __future__ import annotations
@@ -20,7 +19,7 @@ from porting import assert_same, plain, torch_as_ember  # noqa: E402
 PROGRAMS = ["user_probe_training", "user_probe_models", "user_probe_data", "user_probe_fx",
             "user_probe_quant", "user_probe_misc", "user_probe_extra",
             "user_probe_extra2", "user_probe_extra3", "user_probe_extra4",
-            "user_probe_compile"]
+            "user_probe_autograd", "user_probe_compile"]
 
 _reference = {name: importlib.import_module(name) for name in PROGRAMS}
 with torch_as_ember(*PROGRAMS) as _ported:
