@@ -111,3 +111,26 @@ def case_deepcopy_optimizer_and_lr_in_loop():
         g["lr"] = 0.05
     return (twin.param_groups[0]["lr"], opt.param_groups[0]["lr"],
             twin.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["step"])
+
+
+def case_module_api_corners():
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    model.add_module("head", nn.Linear(3, 1))
+    model.register_module("tail", nn.Identity())
+    half = copy.deepcopy(model).half()
+    dtypes = {k: v.dtype for k, v in half.state_dict().items()}
+    model.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    model.train(False)
+    sd = model.state_dict(prefix="net.", keep_vars=True)
+    with torch.device("meta"):
+        meta_model = nn.Linear(2, 3)
+    empty = meta_model.to_empty(device="cpu")
+    fresh = nn.Linear(2, 3)
+    result = fresh.load_state_dict(model[0].state_dict(), assign=True)
+    model.zero_grad()
+    return (dtypes, flags, model.training, model[1].training, sorted(sd),
+            type(sd["net.0.weight"]).__name__, model.get_submodule("head").out_features,
+            model.get_parameter("0.bias").shape, meta_model.weight.device.type,
+            empty.weight.shape, fresh.weight is model[0].weight, repr(result),
+            [n for n, _ in model.named_parameters(prefix="m")], model[0].weight.grad)
