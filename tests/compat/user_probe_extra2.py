@@ -134,3 +134,26 @@ def case_module_api_corners():
             model.get_parameter("0.bias").shape, meta_model.weight.device.type,
             empty.weight.shape, fresh.weight is model[0].weight, repr(result),
             [n for n, _ in model.named_parameters(prefix="m")], model[0].weight.grad)
+
+
+def case_conv_and_pool_options():
+    x1 = t(1, 2, 9, seed=20)
+    x2 = t(1, 2, 7, 7, seed=21)
+    x3 = t(1, 1, 4, 4, 4, seed=22)
+    torch.manual_seed(0)
+    c_same = nn.Conv1d(2, 3, 3, padding="same", dilation=2)
+    c_circ = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")
+    c_refl = nn.Conv2d(2, 2, 3, padding=2, padding_mode="reflect", stride=2)
+    ct = nn.ConvTranspose1d(2, 2, 3, stride=2, padding=1, output_padding=1)
+    for i, m in enumerate((c_same, c_circ, c_refl, ct)):
+        with torch.no_grad():
+            for j, p in enumerate(m.parameters()):
+                p.copy_(t(*p.shape, seed=30 + 10 * i + j))
+    pooled, idx = F.max_pool2d(x2, 2, stride=2, return_indices=True, ceil_mode=True)
+    return (c_same(x1), c_circ(x2), c_refl(x2), ct(x1),
+            F.avg_pool2d(x2, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+            pooled, idx, F.max_unpool2d(pooled, idx, 2, stride=2, output_size=x2.shape[-2:]),
+            F.interpolate(x1, scale_factor=1.5, mode="linear", align_corners=False),
+            F.interpolate(x3, size=(2, 3, 5), mode="trilinear"),
+            F.adaptive_avg_pool2d(x2, (3, 2)), F.adaptive_max_pool1d(x1, 4),
+            F.lp_pool2d(x2.abs(), 2, 3), nn.PixelShuffle(2)(t(1, 8, 2, 2, seed=23)))
