@@ -152,3 +152,30 @@ def case_compile_module_method():
     with torch.inference_mode():
         out = model(t(1, 3, 6, 6, seed=6))
     return out, type(model).__name__
+
+
+class Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.gru = nn.GRU(8, 8, batch_first=True)
+        self.norm = nn.RMSNorm(8) if hasattr(nn, "RMSNorm") else nn.LayerNorm(8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, tokens):
+        h, _ = self.gru(self.emb(tokens))
+        with torch.autocast("cpu", enabled=False):
+            h = self.norm(h.float())
+        logits = self.head(h)
+        return F.log_softmax(logits, -1), torch.logsumexp(logits, -1), logits.float().var(-1)
+
+
+def case_compile_nested_autocast_recurrent():
+    model = load_(Mixed()).eval()
+    tokens = torch.from_numpy(np.random.default_rng(7).integers(0, 10, (2, 5)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eager = model(tokens)
+        compiled = torch.compile(model)(tokens)
+    return ([o.dtype for o in compiled], [o.dtype for o in eager],
+            [torch.allclose(a.float(), b.float(), atol=5e-2, rtol=5e-2)
+             for a, b in zip(compiled, eager)])
