@@ -22,7 +22,7 @@ from ..ir.meta import (TensorMeta, channels_last, channels_last_3d, contiguous_f
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
 from ..ir.ops.rules import cast_scalar, opmath, promote_dtypes
 from .autograd import grad_mode
-from .autograd.engine import OpNode, edge_of, output_tensors
+from .autograd.engine import OpNode, SavedTensor, edge_of, output_tensors
 from ..ir.ops.shape import flat_storage
 from ..ir.quantized import QuantizedArray
 from . import eager_kernels
@@ -558,8 +558,20 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
             np.copyto(target._array, result._array, casting="unsafe")
     target._bump_version()
     if recording and result.requires_grad:
+        _result_saved_as_target(result, target)
         _rebase_history(target, result)
     return target
+
+
+def _result_saved_as_target(result: Tensor, target: Tensor) -> None:
+    """An in-place op whose derivative reads its result saves the written tensor itself,
+    as torch does: writing it again before backward is then refused (ReLU(inplace=True)
+    followed by LeakyReLU(inplace=True); `y.sigmoid_().mul_(2)`), not silently
+    differentiated through the values the first op wrote."""
+    saved = result.grad_fn.__dict__.get("_out") if result.grad_fn is not None else None
+    if type(saved) is SavedTensor and saved.tensor is result and saved.unpack_hook is None \
+            and target.dtype == result.dtype and target.shape == result.shape:
+        saved.tensor, saved.version = target, target._version
 
 
 # in-place ops torch lets write an expanded tensor (each element gets the same value),

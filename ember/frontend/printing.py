@@ -154,7 +154,9 @@ def tensor_str(arr: np.ndarray, indent: int) -> str:
     return _nested(arr, indent, summarize, f1, None)
 
 
-def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
+def add_suffixes(text: str, suffixes: list, indent: int) -> str:
+    """`text` + ", suffix" for each suffix and the closing parenthesis; a suffix that
+    would pass the print width starts a new line at `indent`."""
     parts = [text]
     last_line_len = len(text) - text.rfind("\n") + 1
     for suffix in suffixes:
@@ -194,7 +196,7 @@ def tensor_repr(t) -> str:
             suffixes.append(f"dtype=ember.{t.dtype.name}")
         body = tensor_str(arr, indent)
     _autograd_suffix(t, suffixes)
-    return _add_suffixes(prefix + body, suffixes, indent)
+    return add_suffixes(prefix + body, suffixes, indent)
 
 
 def _autograd_suffix(t, suffixes: list) -> None:

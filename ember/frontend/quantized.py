@@ -153,17 +153,20 @@ class QuantizedTensor(Tensor):
         return self
 
     def __repr__(self) -> str:
-        from .printing import tensor_repr
-        values = tensor_repr(Tensor._from_array(self._qarray().dequantize()))
-        body = values[:-1] if values.endswith(")") else values
-        body = body.split(", dtype=")[0]
+        # torch's layout: the dequantized values, then size / dtype / qscheme / qparams
+        # as suffixes that wrap at the print width like any tensor's
+        from .printing import add_suffixes, tensor_str
+        values = self._qarray().dequantize()
+        body = "[]" if values.size == 0 else tensor_str(values, len("tensor("))
         if self._qaxis is None:
-            q = f"scale={float(self._qscale)}, zero_point={int(self._qzero_point)}"
+            qparams = [f"scale={float(self._qscale)}", f"zero_point={int(self._qzero_point)}"]
         else:
-            q = (f"scale={repr(self.q_per_channel_scales())}, zero_point="
-                 f"{repr(self.q_per_channel_zero_points())}, axis={self._qaxis}")
-        return (f"{body}, size={tuple(self.shape)}, dtype={self.dtype},\n"
-                f"       quantization_scheme={self.qscheme()!r}, {q})")
+            qparams = [f"scale={self.q_per_channel_scales()!r}",
+                       f"zero_point={self.q_per_channel_zero_points()!r}",
+                       f"axis={self._qaxis}"]
+        suffixes = [f"size={tuple(self.shape)}", f"dtype={self.dtype}",
+                    f"quantization_scheme={self.qscheme()!r}", *qparams]
+        return add_suffixes("tensor(" + body, suffixes, len("tensor("))
 
     def __deepcopy__(self, memo):
         return QuantizedTensor._wrap(QuantizedArray(

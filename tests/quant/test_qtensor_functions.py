@@ -60,3 +60,19 @@ def test_errors_name_the_function():
         ember.q_scale(ember.ones(2))
     with pytest.raises(ember.EmberError, match="qint32 is not supported|not supported"):
         ember.quantize_per_tensor_dynamic(ember.ones(2), ember.qint32, False)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("make", [
+    lambda lib: lib.quantize_per_channel(lib.tensor([[0.1, 0.2], [0.3, 0.4]]),
+                                         lib.tensor([0.1, 0.02]), lib.tensor([0, 1]), 1,
+                                         lib.quint8),
+    lambda lib: lib.quantize_per_tensor(lib.ones(2), lib.tensor(0.1), lib.tensor(2),
+                                        lib.qint8),
+    lambda lib: lib.quantize_per_tensor(lib.tensor(0.1), 0.1, 2, lib.qint8),
+    lambda lib: lib.quantize_per_tensor(lib.ones(0), 0.1, 2, lib.qint32),
+], ids=["per_channel", "float32_scale", "scalar", "empty"])
+def test_quantized_tensor_repr_wraps_like_torch(make):
+    # the qparams are suffixes that wrap at the print width (per-channel scales used to
+    # stay on one long line)
+    assert repr(make(ember)).replace("ember.", "torch.") == repr(make(torch))

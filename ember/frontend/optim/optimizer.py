@@ -410,6 +410,8 @@ class Optimizer:
     def __repr__(self) -> str:
         lines = [type(self).__name__ + " ("]
         for i, group in enumerate(self.param_groups):
+            if i:
+                lines.append("")      # torch separates the groups by a blank line
             lines.append(f"Parameter Group {i}")
             for key in sorted(group):
                 if key != "params":

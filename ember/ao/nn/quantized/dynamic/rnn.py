@@ -2,6 +2,8 @@
 recurrent layers with qint8 weights. Every gate matmul is the dynamic int8 linear
 (`quantized_linear_dynamic`: the input or hidden state quantized per call from its own
 range to 0..127, as torch's fbgemm path with reduce_range does), bias added in float;
+as torch's CPU kernel does, LSTM / GRU project a layer's whole input sequence in one such
+call (one range over all steps), then quantize the hidden state step by step;
 the gate nonlinearities and the cell update stay float, as in torch.
 
 The modules reuse ember.nn's RNN machinery (layers, directions, batch_first, packed
@@ -15,7 +17,7 @@ still read the quantized tensors.
 from __future__ import annotations
 
 from .....frontend import nn
-from .....frontend.nn.modules.rnn import RNNBase, RNNCellBase
+from .....frontend.nn.modules.rnn import RNNBase, RNNCellBase, _stack, _where
 from .._state import QParamsState
 
 _SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -59,16 +61,18 @@ def _linear(x, w, b):
     return dynamic_linear(x, w, b)
 
 
-def _lstm_step(x, state, w_ih, w_hh, b_ih, b_hh):
+def _lstm_step(x_proj, state, w_hh, b_hh):
+    """One LSTM step from the input's projection `x_proj` (x W_ih^T + b_ih)."""
     h, c = state
-    gates = _linear(x, w_ih, b_ih) + _linear(h, w_hh, b_hh)
+    gates = x_proj + _linear(h, w_hh, b_hh)
     i, f, g, o = gates.chunk(4, -1)
     c_next = f.sigmoid() * c + i.sigmoid() * g.tanh()
     return [o.sigmoid() * c_next.tanh(), c_next]
 
 
-def _gru_step(x, h, w_ih, w_hh, b_ih, b_hh):
-    i_r, i_z, i_n = _linear(x, w_ih, b_ih).chunk(3, -1)
+def _gru_step(x_proj, h, w_hh, b_hh):
+    """One GRU step from the input's projection `x_proj` (x W_ih^T + b_ih)."""
+    i_r, i_z, i_n = x_proj.chunk(3, -1)
     h_r, h_z, h_n = _linear(h, w_hh, b_hh).chunk(3, -1)
     r = (i_r + h_r).sigmoid()
     z = (i_z + h_z).sigmoid()
@@ -125,10 +129,35 @@ class _DynamicRNN(RNNBase):
         # torch.ao's repr leaves the packed weights out
         return f"{self._get_name()}({self.extra_repr()})"
 
-    def _cell(self, x, state, w_ih, w_hh, b_ih, b_hh, w_hr):
+    def _run_direction(self, x, state: list, weights: list, reverse: bool, mask):
+        # torch's CPU kernel projects the whole sequence through W_ih in one dynamic linear
+        # (one activation range for all steps and the batch), then steps only the hidden
+        # matmuls: quantizing each step's input on its own range gives other numbers
+        w_ih, w_hh, b_ih, b_hh, w_hr = weights
+        x_proj = _linear(x, w_ih, b_ih)
+        if mask is None:
+            return super()._run_direction(x_proj, state, [None, w_hh, None, b_hh, w_hr],
+                                          reverse, mask)
+        return self._run_packed(x_proj, state, w_hh, b_hh, reverse, mask)
+
+    def _run_packed(self, x_proj, state: list, w_hh, b_hh, reverse: bool, mask):
+        """A packed batch's steps: torch steps only the sequences still running, so the
+        hidden state's quantization range leaves finished rows out (zeroed here: zero is
+        always inside the range); their state is carried over unchanged."""
+        steps = range(x_proj.shape[0] - 1, -1, -1) if reverse else range(x_proj.shape[0])
+        outputs = [None] * x_proj.shape[0]
+        for t in steps:
+            keep = mask[t]
+            running = [state[0] * keep.to(state[0].dtype), *state[1:]]
+            new = self._cell(x_proj[t], running, None, w_hh, None, b_hh, None)
+            state = [_where(keep, n, s) for n, s in zip(new, state)]
+            outputs[t] = state[0] * keep.to(state[0].dtype)
+        return _stack(outputs), state
+
+    def _cell(self, x_proj, state, w_ih, w_hh, b_ih, b_hh, w_hr):
         if self.mode == "LSTM":
-            return _lstm_step(x, state, w_ih, w_hh, b_ih, b_hh)
-        return _gru_step(x, state[0], w_ih, w_hh, b_ih, b_hh)
+            return _lstm_step(x_proj, state, w_hh, b_hh)
+        return _gru_step(x_proj, state[0], w_hh, b_hh)
 
     def _get_name(self):
         return f"DynamicQuantized{type(self).__name__}"
@@ -208,7 +237,8 @@ class LSTMCell(_DynamicCell):
 
     def forward(self, input, hx=None):
         x, state, batched = self._batched(input, hx, 2)
-        h, c = _lstm_step(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h, c = _lstm_step(_linear(x, self.weight_ih, self.bias_ih), state, self.weight_hh,
+                          self.bias_hh)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
 
 
@@ -217,7 +247,8 @@ class GRUCell(_DynamicCell):
 
     def forward(self, input, hx=None):
         x, (h,), batched = self._batched(input, hx, 1)
-        (out,) = _gru_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        (out,) = _gru_step(_linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh,
+                           self.bias_hh)
         return out if batched else out.squeeze(0)
 
 
