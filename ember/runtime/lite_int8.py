@@ -736,10 +736,13 @@ class QDepthwiseCall:
 # once and walked over every weight panel (0: a block per tile; amx_row_blocks); the
 # thread's scratch holds the largest block's packed rows, then the C tiles (the last
 # AMX_C_BYTES of its scratch_stride)
+# direct, k_offs: A tiles read in place (amx_in_place): where direct is 1, a 16-row half
+# tile on one output row, inside the image, loads its k step kt from the rows' windows
+# + k_offs[kt] (int64, one per 64-byte step), rows col_stride apart
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
                                         "n_valid", "other") + QGEMM_PAD_FIELDS + \
-    ("row_blocks",)
+    ("row_blocks", "direct", "k_offs")
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 # a weight of more bytes than this is run in row blocks of up to AMX_BLOCK_TILES row tiles
 # (smaller ones stay in L2 across row tiles anyway, and one tile's packed rows in L1)
@@ -756,6 +759,20 @@ def amx_row_blocks(m_tiles: int, kq_pad: int, n_pad: int, runners: int) -> int:
         return m_tiles
     blocks = -(-m_tiles // AMX_BLOCK_TILES)
     return min(m_tiles, -(-blocks // runners) * runners)
+
+
+def amx_in_place(gather: Gather, kq_pad: int) -> tuple[int, np.ndarray]:
+    """(direct, k_offs) of an AMX GEMM's block: whether its A tiles may be read in place
+    (a row's k bytes are whole segments of whole 64-byte steps, none padded: then k step
+    kt of a row lies at its window + k_offs[kt], and consecutive output pixels' windows
+    col_stride apart), and each 64-byte k step's offset in a row's window (kt * 64,
+    unused, where not)."""
+    steps = kq_pad // 16
+    seg_len, segs = gather.seg_len, gather.seg_offs
+    if seg_len % 64 or len(segs) * seg_len != kq_pad * 4 or gather.ohw == 1:
+        return 0, np.arange(steps, dtype=np.int64) * 64
+    at = np.arange(steps, dtype=np.int64) * 64
+    return 1, segs[at // seg_len] + at % seg_len
 
 
 def amx_scratch_stride(m_tiles: int, row_blocks: int, kq_pad: int) -> int:
@@ -813,6 +830,8 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
               "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len,
               "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD,
               "row_blocks": m_tiles}
+    values["direct"], k_offs = amx_in_place(gather, kq_pad)
+    values["k_offs"] = k_offs.ctypes.data
     params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
     pool.parallel_for(fn, m_tiles, params.ctypes.data, max_threads=threads)
     return out[:gather.m, :n]
@@ -861,13 +880,15 @@ class QAmxCall:
                   "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
                   "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
                   "other": 0, **_NO_PAD, "row_blocks": row_blocks}
+        values["direct"], k_offs = amx_in_place(gather, kq_pad)
+        values["k_offs"] = k_offs.ctypes.data
         zp_row = None
         if gather.pad is not None:      # the padding read in the kernel
             values.update(gather.pad)
             zp_row = gather.pad["zp_row"]
             values["zp_row"] = zp_row.ctypes.data
         self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
-        self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row)
+        self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row, k_offs)
         self._block = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))()
         self._block_address = ctypes.addressof(self._block)
         self._block_free = threading.Lock()

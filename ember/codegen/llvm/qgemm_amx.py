@@ -99,8 +99,8 @@ def _copy_bytes(b, src, dst, length):
                 ir.Constant(u.I32, 1), mask)
 
 
-def _pack_a(b, p, m0, apack, kpad):
-    """The 32 A rows from m0, gathered into apack (row r at r * kpad bytes) as whole
+def _pack_a(b, p, m0, apack, kpad, rows: int = AMX.mr):
+    """The `rows` A rows from m0, gathered into apack (row r at r * kpad bytes) as whole
     segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
     groups to kq_pad; rows past the last re-read the last. A convolution whose padding
     the kernel reads (lite.conv_gather_unpadded's block) copies the runs of a row whose
@@ -112,7 +112,7 @@ def _pack_a(b, p, m0, apack, kpad):
     coords = [_entry_alloca(b, u.I64) for _ in range(3)]
     for slot, value in zip(coords, Q._row_base(b, p, u.imin(b, m0, last))):
         b.store(value, slot)
-    with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
+    with u.counted_loop(b, u.i64(0), u.i64(rows), 1, "r") as r:
         img, oy, ox = (b.load(slot, typ=u.I64) for slot in coords)
         base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                      b.mul(ox, p["col_stride"]))
@@ -215,16 +215,66 @@ def _copy_window(b, src, dst, length, lo, hi, zp_row):
                 ir.Constant(u.I32, 1), b.bitcast(Q._bytes_below(b, b.sub(length, at)), mask_t))
 
 
-def _block(b, p, apack, cbuf, kpad, nb):
-    """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes)."""
+_HALF = 16      # rows of an A tile
+
+
+def _half_in_place(b, p, m0):
+    """(in place, byte offset of its first row's window) of the 16 rows from m0: their A
+    tile is read from the input itself, rows col_stride apart, where the block allows it
+    (lite.amx_in_place: whole 64-byte k steps within segments, no k padding), all 16
+    rows lie in the GEMM and on one output row, and their windows inside the image (every
+    row where the host padded). Such a half packs nothing: resnet18's stride-1 3x3
+    convs read most of their tiles so (the packing copied each input byte ~9 times)."""
+    last = b.sub(p["m"], u.i64(1))
+    img, oy, ox = Q._row_base(b, p, u.imin(b, m0, last))
+    end_x = b.add(ox, u.i64(_HALF - 1))
+    ok = b.and_(b.icmp_signed("!=", p["direct"], u.i64(0)),
+                b.icmp_signed("<=", b.add(m0, u.i64(_HALF - 1)), last))
+    ok = b.and_(ok, b.icmp_signed("<", end_x, p["ow"]))
+    ok = b.and_(ok, b.and_(b.icmp_signed(">=", oy, p["oy_lo"]), b.icmp_signed("<", oy, p["oy_hi"])))
+    ok = b.and_(ok, b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                           b.icmp_signed("<", end_x, p["ox_hi"])))
+    base = b.add(b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                       b.mul(ox, p["col_stride"])), p["origin"])
+    return ok, base
+
+
+def _pack_tile(b, p, m0, apack, kpad) -> None:
+    """The row tile's A rows into apack (rows kpad bytes apart), the halves read in place
+    left out."""
+    for h in range(AMX.mr // _HALF):
+        in_place, _ = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
+        with b.if_then(b.not_(in_place)):
+            _pack_a(b, p, b.add(m0, u.i64(h * _HALF)),
+                    b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8), kpad,
+                    _HALF)
+
+
+def _a_halves(b, p, m0, apack, kpad):
+    """Each half's (in place, its k step 0's address, row stride): the input's window
+    (k steps at k_offs) or the packed rows (64 bytes a step)."""
+    halves = []
+    for h in range(AMX.mr // _HALF):
+        in_place, base = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
+        packed = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
+        halves.append((in_place, b.select(in_place, b.gep(p["a"], [base], source_etype=I8),
+                                          packed),
+                       b.select(in_place, p["col_stride"], kpad)))
+    return halves
+
+
+def _block(b, p, halves, cbuf, nb):
+    """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes);
+    halves: _a_halves' A tiles."""
     for t in range(4):
         _amx(b, "tilezero", _tile(t))
     panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
     with u.counted_loop(b, u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), 1, "kt") as kt:
-        a_off = b.mul(kt, u.i64(64))
-        _amx(b, "tileloadd64", _tile(4), b.gep(apack, [a_off], source_etype=I8), kpad)
-        _amx(b, "tileloadd64", _tile(5),
-             b.gep(apack, [b.add(a_off, b.mul(kpad, u.i64(16)))], source_etype=I8), kpad)
+        step = b.mul(kt, u.i64(64))
+        window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
+        for t, (in_place, start, stride) in zip((4, 5), halves):
+            _amx(b, "tileloadd64", _tile(t),
+                 b.gep(start, [b.select(in_place, window, step)], source_etype=I8), stride)
         _multiply_panel_k_tile(b, p, panel, kt)
     _store_c_tiles(b, cbuf)
 
@@ -248,7 +298,7 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, worker, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
-            "tilecfg", "seg_offs", "other", "zp_row"}
+            "tilecfg", "seg_offs", "other", "zp_row", "k_offs"}
     p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
          for i, f in enumerate(FIELDS) if f != "counter"}
     p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
@@ -278,10 +328,11 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
         def tile_rows(mt):
             return b.gep(apack, [b.mul(b.sub(mt, first), tile_bytes)], source_etype=I8)
         with u.counted_loop(b, first, stop, 1, "pt") as mt:
-            _pack_a(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad)
+            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad)
         with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
             with u.counted_loop(b, first, stop, 1, "mt") as mt:
-                _block(b, p, tile_rows(mt), cbuf, kpad, nb)
+                m0 = b.mul(mt, u.i64(AMX.mr))
+                _block(b, p, _a_halves(b, p, m0, tile_rows(mt), kpad), cbuf, nb)
                 Q._epilogue(b, AMX, p, acc_at, b.mul(mt, u.i64(AMX.mr)), nb, u8_out,
                             residual=residual)
     b.branch(claim_head)
