@@ -78,20 +78,28 @@ def _masked(b, name: str, ty, *args):
     return b.call(fn, list(args))
 
 
-def _copy_bytes(b, src, dst, length):
-    """dst[:length] = src[:length]: 64-byte vectors, the tail masked (no byte outside
-    either range is touched)."""
+def _segment_copy(b, length):
+    """_copy_bytes' loop-invariant parts for segments of `length` bytes (made once, in
+    the kernel's entry: the stem's 24-byte runs made the tail mask per run, seven a row)."""
     v64 = u.vec(I8, 64)
     full = b.sdiv(length, u.i64(64))
+    left = b.sub(length, b.mul(full, u.i64(64)))
+    iota = ir.Constant(v64, list(range(64)))
+    mask = b.icmp_unsigned("<", iota, u.splat(b, b.trunc(left, I8), 64))
+    return length, full, b.icmp_signed("!=", left, u.i64(0)), mask
+
+
+def _copy_bytes(b, src, dst, segment):
+    """dst[:length] = src[:length] (segment: _segment_copy's for that length): 64-byte
+    vectors, the tail masked (no byte outside either range is touched)."""
+    v64 = u.vec(I8, 64)
+    _, full, tail, mask = segment
     with u.counted_loop(b, u.i64(0), full, 1, "c") as c:
         off = b.mul(c, u.i64(64))
         value = b.load(b.gep(src, [off], source_etype=I8), typ=v64, align=1)
         b.store(value, b.gep(dst, [off], source_etype=I8), align=1)
-    left = b.sub(length, b.mul(full, u.i64(64)))
     # no masked pair where the length is whole vectors (resnet's runs of 64 * c bytes)
-    with b.if_then(b.icmp_signed("!=", left, u.i64(0))):
-        iota = ir.Constant(v64, list(range(64)))
-        mask = b.icmp_unsigned("<", iota, u.splat(b, b.trunc(left, I8), 64))
+    with b.if_then(tail):
         off = b.mul(full, u.i64(64))
         value = _masked(b, "load", v64, b.gep(src, [off], source_etype=I8),
                         ir.Constant(u.I32, 1), mask, ir.Constant(v64, None))
@@ -131,7 +139,7 @@ def _pack_a(b, p, m0, apack, kpad, rows: int = AMX.mr):
                     src = b.gep(p["a"], [b.add(origin, off)], source_etype=I8)
                     dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))],
                                 source_etype=I8)
-                    _copy_bytes(b, src, dst, p["seg_len"])
+                    _copy_bytes(b, src, dst, p["segment"])
             with edge:
                 _pack_padded_row(b, p, apack, row, base, oy, ox)
         with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
@@ -191,7 +199,7 @@ def _pack_padded_row(b, p, apack, row, base, oy, ox):
         dst = b.gep(apack, [b.add(row, b.mul(ky, p["seg_len"]))], source_etype=I8)
         with b.if_else(b.and_(inside, whole_x)) as (whole, edge):
             with whole:
-                _copy_bytes(b, src, dst, p["seg_len"])
+                _copy_bytes(b, src, dst, p["segment"])
             with edge:
                 zero = u.i64(0)
                 _copy_window(b, src, dst, p["seg_len"], b.select(inside, lo, zero),
@@ -304,6 +312,7 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
     if not residual:        # plain stores, as before the residual kernel existed
         del p["n_valid"], p["other"]
+    p["segment"] = _segment_copy(b, p["seg_len"])
     _amx(b, "ldtilecfg", p["tilecfg"])
     kpad = b.mul(p["kq_pad"], u.i64(4))
     tile_bytes = b.mul(kpad, u.i64(AMX.mr))
