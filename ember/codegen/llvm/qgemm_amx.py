@@ -4,13 +4,17 @@ results as qgemm.py, with `tdpbusd` doing the dot products.
 An AMX tile multiply C[16 x 16 int32] += A[16 x 64 uint8] . B[16 groups of 4 k x 16
 columns] does 16K multiply-adds in one instruction, several times what `vpdpbusd` on zmm
 registers does (oneDNN's brgemm, which torch.ao's x86 backend runs here, uses it). Tiles
-load rows at a fixed stride, so a task first copies its 32 A rows through the gather
-(`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a tap's
-channels, a whole linear row; 64-byte vectors, the tail masked) into a per-thread
-buffer, zero filling k up to a multiple of 64 bytes, then walks every column block of 32:
+load rows at a fixed stride. A convolution's task is a row block of whole 32-row tiles
+(lite.amx_row_blocks); each 16-row half of a tile whose rows lie on one output row,
+their windows inside the image, is read in place (rows col_stride apart, the k steps at
+k_offs within the window: lite.amx_in_place); the other halves are first copied through
+the gather (`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a
+tap's channels, a whole linear row; 64-byte vectors, the tail's load masked) into a
+per-thread buffer (k bytes past the weight's meet its zero padding). Then, for every
+column block of 32, each tile of the block in turn:
 
     tiles 0..3  C: rows 0-15 / 16-31 x columns 0-15 / 16-31      (tilezero)
-    tiles 4, 5  A: rows 0-15 and 16-31 of the packed rows (64 k bytes each step)
+    tiles 4, 5  A: rows 0-15 and 16-31, packed or in place (64 k bytes each step)
     tiles 6, 7  B: columns 0-15 and 16-31 of the packed weight (qgemm.PackedWeight with
                 NR = 32 and k groups padded to 16: 16 rows of 128 bytes, stride 128)
 
@@ -91,26 +95,32 @@ def _segment_copy(b, length):
 
 def _copy_bytes(b, src, dst, segment):
     """dst[:length] = src[:length] (segment: _segment_copy's for that length): 64-byte
-    vectors, the tail masked (no byte outside either range is touched)."""
+    vectors, the tail's load masked (no byte of src past length is read); up to 63
+    bytes of dst past length are overwritten (with zeros), so segments and rows are
+    packed in order, each over the previous one's spill, and a packed block has at
+    least 64 bytes after it (the C tiles' buffer)."""
     v64 = u.vec(I8, 64)
     _, full, tail, mask = segment
     with u.counted_loop(b, u.i64(0), full, 1, "c") as c:
         off = b.mul(c, u.i64(64))
         value = b.load(b.gep(src, [off], source_etype=I8), typ=v64, align=1)
         b.store(value, b.gep(dst, [off], source_etype=I8), align=1)
-    # no masked pair where the length is whole vectors (resnet's runs of 64 * c bytes)
+    # no masked load where the length is whole vectors (resnet's runs of 64 * c bytes);
+    # the tail's vector is stored whole: the bytes past the length are the next
+    # segment's or row's (packed after it) or past the row's k (meeting zero weights)
     with b.if_then(tail):
         off = b.mul(full, u.i64(64))
         value = _masked(b, "load", v64, b.gep(src, [off], source_etype=I8),
                         ir.Constant(u.I32, 1), mask, ir.Constant(v64, None))
-        _masked(b, "store", v64, value, b.gep(dst, [off], source_etype=I8),
-                ir.Constant(u.I32, 1), mask)
+        b.store(value, b.gep(dst, [off], source_etype=I8), align=1)
 
 
 def _pack_a(b, p, m0, apack, kpad, rows: int = AMX.mr):
     """The `rows` A rows from m0, gathered into apack (row r at r * kpad bytes) as whole
-    segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
-    groups to kq_pad; rows past the last re-read the last. A convolution whose padding
+    segments (a kernel row's run, a tap's channels, a linear row); the bytes from kq
+    groups to kq_pad are left as they are (they meet the weight's zero padding: any
+    byte times zero adds nothing; the stem's zero fill was 6 stores a row); rows past
+    the last re-read the last. A convolution whose padding
     the kernel reads (lite.conv_gather_unpadded's block) copies the runs of a row whose
     window leaves the image with the zero point outside it (_pack_padded_row): the bytes
     a padded copy of the input would have given. The rows' (image, output row, output
@@ -142,9 +152,6 @@ def _pack_a(b, p, m0, apack, kpad, rows: int = AMX.mr):
                     _copy_bytes(b, src, dst, p["segment"])
             with edge:
                 _pack_padded_row(b, p, apack, row, base, oy, ox)
-        with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
-            dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
-            b.store(ir.Constant(u.I32, 0), dst, align=4)
         _next_row(b, p, coords, b.icmp_signed("<", b.add(m0, r), last))
 
 
