@@ -775,10 +775,17 @@ def amx_in_place(gather: Gather, kq_pad: int) -> tuple[int, np.ndarray]:
     return 1, segs[at // seg_len] + at % seg_len
 
 
+# bytes past a block's packed rows its packing may overwrite (a segment's last vector);
+# bytes of a tile's halves table (two halves: in place, window offset, as int64)
+AMX_PACK_SPILL, AMX_HALVES_BYTES = 64, 32
+
+
 def amx_scratch_stride(m_tiles: int, row_blocks: int, kq_pad: int) -> int:
-    """Bytes of a thread's AMX scratch: the largest row block's packed rows, the C tiles."""
+    """Bytes of a thread's AMX scratch: the largest row block's packed rows, their spill,
+    its tiles' halves tables, the C tiles (the last AMX_C_BYTES)."""
     tiles = -(-m_tiles // max(row_blocks, 1))
-    return -(-(tiles * AMX_ROWS * kq_pad * 4 + AMX_C_BYTES) // 64) * 64
+    used = tiles * (AMX_ROWS * kq_pad * 4 + AMX_HALVES_BYTES) + AMX_PACK_SPILL + AMX_C_BYTES
+    return -(-used // 64) * 64
 _AMX_STATE: list = []
 
 

@@ -254,23 +254,29 @@ def _half_in_place(b, p, m0):
     return ok, base
 
 
-def _pack_tile(b, p, m0, apack, kpad) -> None:
+def _pack_tile(b, p, m0, apack, kpad, table) -> None:
     """The row tile's A rows into apack (rows kpad bytes apart), the halves read in place
-    left out."""
+    left out; each half's (in place, window offset) into table (four int64: the tiles'
+    geometry is worked out once a block, not once per column block: its divisions were
+    ~5% of a 56x56 conv's)."""
     for h in range(AMX.mr // _HALF):
-        in_place, _ = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
+        in_place, base = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
+        b.store(b.zext(in_place, u.I64), b.gep(table, [u.i64(2 * h)], source_etype=u.I64))
+        b.store(base, b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64))
         with b.if_then(b.not_(in_place)):
             _pack_a(b, p, b.add(m0, u.i64(h * _HALF)),
                     b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8), kpad,
                     _HALF)
 
 
-def _a_halves(b, p, m0, apack, kpad):
-    """Each half's (in place, its k step 0's address, row stride): the input's window
-    (k steps at k_offs) or the packed rows (64 bytes a step)."""
+def _a_halves(b, p, table, apack, kpad):
+    """Each half's (in place, its k step 0's address, row stride) from _pack_tile's
+    table: the input's window (k steps at k_offs) or the packed rows (64 bytes a step)."""
     halves = []
     for h in range(AMX.mr // _HALF):
-        in_place, base = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
+        flag = b.load(b.gep(table, [u.i64(2 * h)], source_etype=u.I64), typ=u.I64)
+        in_place = b.icmp_signed("!=", flag, u.i64(0))
+        base = b.load(b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64), typ=u.I64)
         packed = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
         halves.append((in_place, b.select(in_place, b.gep(p["a"], [base], source_etype=I8),
                                           packed),
@@ -334,6 +340,11 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
                       align=64)
     m_tiles = p["m_tiles"]
     blocks = b.select(b.icmp_signed(">", p["row_blocks"], u.i64(0)), p["row_blocks"], m_tiles)
+    # the halves' table after the largest block's packed rows and their spill
+    # (lite.amx_scratch_stride's layout)
+    most = b.sdiv(b.add(m_tiles, b.sub(blocks, u.i64(1))), blocks)
+    tables = b.gep(apack, [b.add(b.mul(most, tile_bytes), u.i64(lite.AMX_PACK_SPILL))],
+                   source_etype=I8)
     shared = b.gep(params, [u.i64(FIELDS.index("counter"))], source_etype=u.I64)
     begin, end, claim_head, claims_done = Q.claim_loop(b, shared, p["chunk"], t_begin, t_end,
                                                        blocks)
@@ -343,12 +354,15 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
 
         def tile_rows(mt):
             return b.gep(apack, [b.mul(b.sub(mt, first), tile_bytes)], source_etype=I8)
+
+        def table(mt):
+            return b.gep(tables, [b.mul(b.sub(mt, first), u.i64(lite.AMX_HALVES_BYTES))],
+                         source_etype=I8)
         with u.counted_loop(b, first, stop, 1, "pt") as mt:
-            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad)
+            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad, table(mt))
         with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
             with u.counted_loop(b, first, stop, 1, "mt") as mt:
-                m0 = b.mul(mt, u.i64(AMX.mr))
-                _block(b, p, _a_halves(b, p, m0, tile_rows(mt), kpad), cbuf, nb)
+                _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad), cbuf, nb)
                 Q._epilogue(b, AMX, p, acc_at, b.mul(mt, u.i64(AMX.mr)), nb, u8_out,
                             residual=residual)
     b.branch(claim_head)
