@@ -246,7 +246,8 @@ def _half_in_place(b, p, m0):
     ok = b.and_(b.icmp_signed("!=", p["direct"], u.i64(0)),
                 b.icmp_signed("<=", b.add(m0, u.i64(_HALF - 1)), last))
     ok = b.and_(ok, b.icmp_signed("<", end_x, p["ow"]))
-    ok = b.and_(ok, b.and_(b.icmp_signed(">=", oy, p["oy_lo"]), b.icmp_signed("<", oy, p["oy_hi"])))
+    ok = b.and_(ok, b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
+                           b.icmp_signed("<", oy, p["oy_hi"])))
     ok = b.and_(ok, b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
                            b.icmp_signed("<", end_x, p["ox_hi"])))
     base = b.add(b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
