@@ -10,6 +10,14 @@ channels-last quantized input. The peak is measured: a loop of independent vpdpb
 zmm registers (64 multiply-adds each) on this thread.
 
     python -m benchmarks.qconv_shapes [--batch 8] [--rounds 7]
+
+--amx: ember's AMX tile kernel instead (where the CPU has AMX-INT8), as a converted model
+runs each conv (codegen/quantized.conv_runner: the padding read in the kernel where it
+does so, the host's padded copy elsewhere, copy included), against torch.ao's op, on
+--threads threads (both libraries), process CPU and wall time per call, medians.
+The script imports whichever ember PYTHONPATH names, so two trees can be compared:
+
+    PYTHONPATH=/path/to/tree python3 benchmarks/qconv_shapes.py --amx --threads 1
 """
 from __future__ import annotations
 
@@ -148,12 +156,77 @@ def vnni_peak_gmacs(reps: int = 3) -> float:
     return iters * 24 * 64 / min(best) / 1e9
 
 
+def ember_amx_runner(cin, cout, k, stride, pad, hw, batch, rng):
+    """A converted model's conv call on this process's int8 GEMM (AMX tiles here):
+    codegen/quantized.conv_runner over a channels-last uint8 input (the stem's NCHW)."""
+    from ember.codegen import quantized as CQ
+    from ember.ir import dtypes
+    from ember.ir.quantized import QuantizedArray
+    xs = rng.integers(0, 256, (batch, hw, hw, cin), dtype=np.uint8).transpose(0, 3, 1, 2)
+    if cin == 3:
+        xs = np.ascontiguousarray(xs)
+    x = QuantizedArray(xs, dtypes.quint8, 0.02, 3)
+    w_int = rng.integers(-127, 128, (cout, cin, k, k), dtype=np.int8)
+    w = QuantizedArray(w_int, dtypes.qint8, np.full(cout, 0.01), np.zeros(cout, np.int64), axis=0)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    args = [x, w, bias, [stride] * 2, [pad] * 2, [1, 1], 1, 0.05, 100, True]
+    runner = CQ.conv_runner(args, {})
+    return lambda: runner(xs, bias)
+
+
+def _times(fn, reps: int):
+    """(process CPU ms, wall ms) per call over reps calls."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return ((time.process_time() - cpu) * 1e3 / reps, (time.perf_counter() - wall) * 1e3 / reps)
+
+
+def main_amx(args) -> None:
+    import torch
+    import ember
+    from ember.codegen import quantized as CQ
+    torch.set_num_threads(args.threads)
+    torch.backends.quantized.engine = "x86"
+    ember.set_num_threads(args.threads)
+    print(f"ember GEMM: {CQ.gemm_config().name}, {args.threads} thread(s), "
+          f"ember from {ember.__file__}")
+    print(f"{'shape':14} {'GMAC':>6} {'ember cpu':>9} {'wall':>7} {'torch cpu':>9} {'wall':>7}"
+          f" {'wall t/e':>8}")
+    rng = np.random.default_rng(0)
+    tot = np.zeros(4)
+    for name, cin, cout, k, s, pad, hw, count in RESNET18:
+        if args.only and args.only not in name:
+            continue
+        e_fn = ember_amx_runner(cin, cout, k, s, pad, hw, args.batch, rng)
+        t_fn = torch_conv(cin, cout, k, s, pad, hw, args.batch, rng)
+        oh = (hw + 2 * pad - k) // s + 1
+        macs = args.batch * oh * oh * cout * cin * k * k / 1e9
+        reps = max(2, int(0.03 / max(macs / 1000, 1e-5)))
+        e_fn(), t_fn()
+        es, ts = [], []
+        for _ in range(args.rounds):
+            es.append(_times(e_fn, reps))
+            ts.append(_times(t_fn, reps))
+        e, t = np.median(es, axis=0), np.median(ts, axis=0)
+        tot += count * np.concatenate([e, t])
+        print(f"{name:14} {macs:6.3f} {e[0]:9.3f} {e[1]:7.3f} {t[0]:9.3f} {t[1]:7.3f}"
+              f" {t[1] / e[1]:7.2f}x")
+    print(f"{'resnet18 sum':14} {'':6} {tot[0]:9.2f} {tot[1]:7.2f} {tot[2]:9.2f} {tot[3]:7.2f}"
+          f" {tot[3] / tot[1]:7.2f}x")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--only", default=None, help="substring of the shape names to run")
+    p.add_argument("--amx", action="store_true", help="ember's AMX kernel as a model runs it")
+    p.add_argument("--threads", type=int, default=1, help="with --amx: threads of both")
     args = p.parse_args(argv)
+    if args.amx:
+        main_amx(args)
+        return
     import torch
     torch.set_num_threads(1)
     torch.backends.quantized.engine = "x86"

@@ -732,10 +732,62 @@ class QDepthwiseCall:
 # n_valid, other: the fused residual add's (qgemm_amx_u8_add: output rows ldo = n_valid wide)
 # origin ... zp_row: a convolution's padding read in the kernel (conv_gather_unpadded's
 # block, as QGEMM_PAD_FIELDS; run_q 0: the host padded, what an older kernel assumes)
+# row_blocks: the row tiles are run in that many blocks of consecutive tiles, each packed
+# once and walked over every weight panel (0: a block per tile; amx_row_blocks); the
+# thread's scratch holds the largest block's packed rows, then the C tiles (the last
+# AMX_C_BYTES of its scratch_stride)
+# direct, k_offs: A tiles read in place (amx_in_place): where direct is 1, a 16-row half
+# tile on one output row, inside the image, loads its k step kt from the rows' windows
+# + k_offs[kt] (int64, one per 64-byte step), rows col_stride apart
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
-                                        "n_valid", "other") + QGEMM_PAD_FIELDS
+                                        "n_valid", "other") + QGEMM_PAD_FIELDS + \
+    ("row_blocks", "direct", "k_offs")
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
+# a weight of more bytes than this is run in row blocks of up to AMX_BLOCK_TILES row tiles
+# (smaller ones stay in L2 across row tiles anyway, and one tile's packed rows in L1):
+# resnet18's 3x3 x 512 (2.25 MiB) went 1.37 -> 0.98 ms at one thread; its strided
+# 3x3 x 256 -> 512 (1.1 MiB) gained nothing (2 MiB of L2 a core on these hosts)
+AMX_BLOCK_WEIGHT_MIN = 3 << 19
+AMX_BLOCK_TILES = 8
+
+
+def amx_row_blocks(m_tiles: int, kq_pad: int, n_pad: int, runners: int) -> int:
+    """Row blocks of an AMX GEMM of m_tiles row tiles (lite's QGEMM_AMX_FIELDS): one a
+    tile where the weight is small, else about AMX_BLOCK_TILES tiles each, their count a
+    multiple of the threads (so the blocks, sizes differing by at most a tile, share out
+    evenly)."""
+    if kq_pad * 4 * n_pad <= AMX_BLOCK_WEIGHT_MIN or m_tiles <= runners:
+        return m_tiles
+    blocks = -(-m_tiles // AMX_BLOCK_TILES)
+    return min(m_tiles, -(-blocks // runners) * runners)
+
+
+def amx_in_place(gather: Gather, kq_pad: int) -> tuple[int, np.ndarray]:
+    """(direct, k_offs) of an AMX GEMM's block: whether its A tiles may be read in place
+    (a row's k bytes are whole segments of whole 64-byte steps, none padded: then k step
+    kt of a row lies at its window + k_offs[kt], and consecutive output pixels' windows
+    col_stride apart), and each 64-byte k step's offset in a row's window (kt * 64,
+    unused, where not)."""
+    steps = kq_pad // 16
+    seg_len, segs = gather.seg_len, gather.seg_offs
+    if seg_len % 64 or len(segs) * seg_len != kq_pad * 4 or gather.ohw == 1:
+        return 0, np.arange(steps, dtype=np.int64) * 64
+    at = np.arange(steps, dtype=np.int64) * 64
+    return 1, segs[at // seg_len] + at % seg_len
+
+
+# bytes past a block's packed rows its packing may overwrite (a segment's last vector);
+# bytes of a tile's halves table (two halves: in place, window offset, as int64)
+AMX_PACK_SPILL, AMX_HALVES_BYTES = 64, 32
+
+
+def amx_scratch_stride(m_tiles: int, row_blocks: int, kq_pad: int) -> int:
+    """Bytes of a thread's AMX scratch: the largest row block's packed rows, their spill,
+    its tiles' halves tables, the C tiles (the last AMX_C_BYTES)."""
+    tiles = -(-m_tiles // max(row_blocks, 1))
+    used = tiles * (AMX_ROWS * kq_pad * 4 + AMX_HALVES_BYTES) + AMX_PACK_SPILL + AMX_C_BYTES
+    return -(-used // 64) * 64
 _AMX_STATE: list = []
 
 
@@ -772,7 +824,7 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
     n_pad = len(corr)
     m_tiles = -(-gather.m // AMX_ROWS)
     out = _empty((m_tiles * AMX_ROWS, n_pad), np.uint8 if u8_out else np.float32)
-    stride = -(-(AMX_ROWS * kq_pad * 4 + AMX_C_BYTES) // 64) * 64
+    stride = amx_scratch_stride(m_tiles, m_tiles, kq_pad)
     scratch = aligned_empty(stride * pool.n_threads, np.uint8)
     qp = np.asarray(qparams, np.float64)
     values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
@@ -785,7 +837,10 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
               "kq_pad": kq_pad, "scratch": scratch.ctypes.data, "scratch_stride": stride,
               "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
               "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len,
-              "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD}
+              "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD,
+              "row_blocks": m_tiles}
+    values["direct"], k_offs = amx_in_place(gather, kq_pad)
+    values["k_offs"] = k_offs.ctypes.data
     params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
     pool.parallel_for(fn, m_tiles, params.ctypes.data, max_threads=threads)
     return out[:gather.m, :n]
@@ -817,7 +872,9 @@ class QAmxCall:
         ldo = n if residual else n_pad
         self._new_out = _OutMaker((self.m_tiles * AMX_ROWS, ldo),
                                   np.uint8 if u8_out else np.float32)
-        self.scratch_stride = -(-(AMX_ROWS * kq_pad * 4 + AMX_C_BYTES) // 64) * 64
+        row_blocks = amx_row_blocks(self.m_tiles, kq_pad, n_pad, cpu_count())
+        self.scratch_stride = amx_scratch_stride(self.m_tiles, row_blocks, kq_pad)
+        self.row_blocks = row_blocks
         self._scratch = aligned_empty(0, np.uint8)
         qp = np.asarray(qparams, np.float64)
         values = {"a": 0, "m": gather.m, "ohw": gather.ohw, "ow": gather.ow,
@@ -831,14 +888,16 @@ class QAmxCall:
                   "tilecfg": _AMX_TILECFG.ctypes.data,
                   "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
                   "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
-                  "other": 0, **_NO_PAD}
+                  "other": 0, **_NO_PAD, "row_blocks": row_blocks}
+        values["direct"], k_offs = amx_in_place(gather, kq_pad)
+        values["k_offs"] = k_offs.ctypes.data
         zp_row = None
         if gather.pad is not None:      # the padding read in the kernel
             values.update(gather.pad)
             zp_row = gather.pad["zp_row"]
             values["zp_row"] = zp_row.ctypes.data
         self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
-        self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row)
+        self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row, k_offs)
         self._block = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))()
         self._block_address = ctypes.addressof(self._block)
         self._block_free = threading.Lock()

@@ -73,3 +73,77 @@ def test_amx_runners_and_the_fused_residual_add_equal_the_reference(rng, threads
             assert runner(x.int_repr, args[2] + 1) is None      # another bias: full path
     finally:
         ember.set_num_threads(before)
+
+
+# the AMX conv kernel's blocking (qgemm_amx._emit): 16-row halves read in place from the
+# input where they lie on one output row inside the image (whole 64-byte k steps), the
+# others packed; row blocks of several row tiles walked over each weight panel
+BLOCKING = [  # batch, in channels, out channels, kernel, stride, padding, image
+    (2, 64, 40, 3, 1, 1, 37),      # halves in place and at the edges, ragged column block
+    (1, 128, 72, 3, 2, 1, 35),     # stride 2 (rows 2 * c apart), odd row count
+    (3, 64, 96, 1, 2, 0, 34),      # a 1x1 downsample (one 64-byte segment)
+    (1, 64, 64, 3, 1, 0, 20),      # no padding: every half on one row in place
+    (2, 3, 64, 7, 2, 3, 40),       # the stem: 24-byte runs, packed
+    (1, 100, 48, 3, 1, 1, 18),     # runs of 300 bytes: k steps across runs, packed
+    (2, 256, 80, 3, 1, 1, 9),      # large k, rows of 9 (no half on one row)
+]
+
+
+def _conv_args(rng, batch, cin, cout, k, stride, pad, hw):
+    x = _activation(rng, (batch, cin, hw, hw), 117, cin != 3)
+    return [x, _weight(rng, cout, cin, k, k), rng.standard_normal(cout).astype(np.float32),
+            [stride] * 2, [pad] * 2, [1, 1], 1, 0.06, 70, True]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("block_tiles", [0, 3])      # 0: a block per row tile
+@pytest.mark.parametrize("geometry", BLOCKING)
+def test_amx_conv_blocking_equals_the_reference(rng, monkeypatch, threads, block_tiles,
+                                                geometry):
+    if CQ.gemm_config() is not QA.AMX:
+        pytest.skip("eager mode's GEMM here is not AMX (EMBER_QGEMM / EMBER_ISA)")
+    if block_tiles:      # row blocks whatever the weight's size
+        monkeypatch.setattr(lite, "AMX_BLOCK_WEIGHT_MIN", 0)
+        monkeypatch.setattr(lite, "AMX_BLOCK_TILES", block_tiles)
+    args = _conv_args(rng, *geometry)
+    before = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    try:
+        runner = CQ.conv_runner(args, {})
+        got = runner(args[0].int_repr, args[2]).int_repr
+    finally:
+        ember.set_num_threads(before)
+    np.testing.assert_array_equal(got, OPS["quantized_conv2d"].reference(*args).int_repr)
+
+
+def test_amx_in_place_halves_are_chosen_where_they_apply():
+    """amx_in_place: whole 64-byte steps within runs (offsets along the window), else
+    packed rows (the stem's 24-byte runs, runs of 300 bytes, linear rows)."""
+    x = np.zeros((1, 10, 10, 64), np.uint8)
+    gather = lite.conv_gather(x, (3, 3), (1, 1), (1, 1), (8, 8), 192)
+    direct, offs = lite.amx_in_place(gather, 3 * 192 // 4)
+    assert direct == 1
+    np.testing.assert_array_equal(offs, [0, 64, 128, 640, 704, 768, 1280, 1344, 1408])
+    stem = lite.conv_gather(np.zeros((1, 10, 10, 3), np.uint8), (7, 7), (2, 2), (1, 1),
+                            (2, 2), 24)
+    assert lite.amx_in_place(stem, 48)[0] == 0
+    assert lite.amx_in_place(lite.linear_gather(np.zeros((4, 64), np.uint8), 16), 16)[0] == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_amx_blocked_residual_add_equals_the_reference(rng, monkeypatch, threads):
+    if CQ.gemm_config() is not QA.AMX:
+        pytest.skip("eager mode's GEMM here is not AMX (EMBER_QGEMM / EMBER_ISA)")
+    monkeypatch.setattr(lite, "AMX_BLOCK_WEIGHT_MIN", 0)
+    monkeypatch.setattr(lite, "AMX_BLOCK_TILES", 2)
+    args = _conv_args(rng, 2, 64, 48, 3, 1, 1, 19)
+    other = _activation(rng, (2, 48, 19, 19), 33, True)
+    before = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    try:
+        fused = CQ.conv_runner(args, {}, residual=(other, 0.08, 50, False))
+        got = fused(args[0].int_repr, args[2], other.int_repr).int_repr
+    finally:
+        ember.set_num_threads(before)
+    want = OPS["quantized_conv2d_add"].reference(*args, other, 0.08, 50, False).int_repr
+    np.testing.assert_array_equal(got, want)

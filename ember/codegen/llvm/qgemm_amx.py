@@ -4,13 +4,17 @@ results as qgemm.py, with `tdpbusd` doing the dot products.
 An AMX tile multiply C[16 x 16 int32] += A[16 x 64 uint8] . B[16 groups of 4 k x 16
 columns] does 16K multiply-adds in one instruction, several times what `vpdpbusd` on zmm
 registers does (oneDNN's brgemm, which torch.ao's x86 backend runs here, uses it). Tiles
-load rows at a fixed stride, so a task first copies its 32 A rows through the gather
-(`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a tap's
-channels, a whole linear row; 64-byte vectors, the tail masked) into a per-thread
-buffer, zero filling k up to a multiple of 64 bytes, then walks every column block of 32:
+load rows at a fixed stride. A convolution's task is a row block of whole 32-row tiles
+(lite.amx_row_blocks); each 16-row half of a tile whose rows lie on one output row,
+their windows inside the image, is read in place (rows col_stride apart, the k steps at
+k_offs within the window: lite.amx_in_place); the other halves are first copied through
+the gather (`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a
+tap's channels, a whole linear row; 64-byte vectors, the tail's load masked) into a
+per-thread buffer (k bytes past the weight's meet its zero padding). Then, for every
+column block of 32, each tile of the block in turn:
 
     tiles 0..3  C: rows 0-15 / 16-31 x columns 0-15 / 16-31      (tilezero)
-    tiles 4, 5  A: rows 0-15 and 16-31 of the packed rows (64 k bytes each step)
+    tiles 4, 5  A: rows 0-15 and 16-31, packed or in place (64 k bytes each step)
     tiles 6, 7  B: columns 0-15 and 16-31 of the packed weight (qgemm.PackedWeight with
                 NR = 32 and k groups padded to 16: 16 rows of 128 bytes, stride 128)
 
@@ -78,35 +82,56 @@ def _masked(b, name: str, ty, *args):
     return b.call(fn, list(args))
 
 
-def _copy_bytes(b, src, dst, length):
-    """dst[:length] = src[:length]: 64-byte vectors, the tail masked (no byte outside
-    either range is touched)."""
+def _segment_copy(b, length):
+    """_copy_bytes' loop-invariant parts for segments of `length` bytes (made once, in
+    the kernel's entry: the stem's 24-byte runs made the tail mask per run, seven a row)."""
     v64 = u.vec(I8, 64)
     full = b.sdiv(length, u.i64(64))
+    left = b.sub(length, b.mul(full, u.i64(64)))
+    iota = ir.Constant(v64, list(range(64)))
+    mask = b.icmp_unsigned("<", iota, u.splat(b, b.trunc(left, I8), 64))
+    return length, full, b.icmp_signed("!=", left, u.i64(0)), mask
+
+
+def _copy_bytes(b, src, dst, segment):
+    """dst[:length] = src[:length] (segment: _segment_copy's for that length): 64-byte
+    vectors, the tail's load masked (no byte of src past length is read); up to 63
+    bytes of dst past length are overwritten (with zeros), so segments and rows are
+    packed in order, each over the previous one's spill, and a packed block has at
+    least 64 bytes after it (the C tiles' buffer)."""
+    v64 = u.vec(I8, 64)
+    _, full, tail, mask = segment
     with u.counted_loop(b, u.i64(0), full, 1, "c") as c:
         off = b.mul(c, u.i64(64))
         value = b.load(b.gep(src, [off], source_etype=I8), typ=v64, align=1)
         b.store(value, b.gep(dst, [off], source_etype=I8), align=1)
-    rem = b.trunc(b.sub(length, b.mul(full, u.i64(64))), I8)
-    iota = ir.Constant(v64, list(range(64)))
-    mask = b.icmp_unsigned("<", iota, u.splat(b, rem, 64))
-    off = b.mul(full, u.i64(64))
-    value = _masked(b, "load", v64, b.gep(src, [off], source_etype=I8),
-                    ir.Constant(u.I32, 1), mask, ir.Constant(v64, None))
-    _masked(b, "store", v64, value, b.gep(dst, [off], source_etype=I8),
-            ir.Constant(u.I32, 1), mask)
+    # no masked load where the length is whole vectors (resnet's runs of 64 * c bytes);
+    # the tail's vector is stored whole: the bytes past the length are the next
+    # segment's or row's (packed after it) or past the row's k (meeting zero weights)
+    with b.if_then(tail):
+        off = b.mul(full, u.i64(64))
+        value = _masked(b, "load", v64, b.gep(src, [off], source_etype=I8),
+                        ir.Constant(u.I32, 1), mask, ir.Constant(v64, None))
+        b.store(value, b.gep(dst, [off], source_etype=I8), align=1)
 
 
-def _pack_a(b, p, m0, apack, kpad):
-    """The task's 32 A rows, gathered into apack (row r at r * kpad bytes) as whole
-    segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
-    groups to kq_pad; rows past the last re-read the last. A convolution whose padding
+def _pack_a(b, p, m0, apack, kpad, rows: int = AMX.mr):
+    """The `rows` A rows from m0, gathered into apack (row r at r * kpad bytes) as whole
+    segments (a kernel row's run, a tap's channels, a linear row); the bytes from kq
+    groups to kq_pad are left as they are (they meet the weight's zero padding: any
+    byte times zero adds nothing; the stem's zero fill was 6 stores a row); rows past
+    the last re-read the last. A convolution whose padding
     the kernel reads (lite.conv_gather_unpadded's block) copies the runs of a row whose
     window leaves the image with the zero point outside it (_pack_padded_row): the bytes
-    a padded copy of the input would have given."""
+    a padded copy of the input would have given. The rows' (image, output row, output
+    column) step from m0's (two divisions a tile, not a row: they were about a third of
+    the packing's time on resnet18's 56x56 convs)."""
     last = b.sub(p["m"], u.i64(1))
-    with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
-        img, oy, ox = Q._row_base(b, p, u.imin(b, b.add(m0, r), last))
+    coords = [_entry_alloca(b, u.I64) for _ in range(3)]
+    for slot, value in zip(coords, Q._row_base(b, p, u.imin(b, m0, last))):
+        b.store(value, slot)
+    with u.counted_loop(b, u.i64(0), u.i64(rows), 1, "r") as r:
+        img, oy, ox = (b.load(slot, typ=u.I64) for slot in coords)
         base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                      b.mul(ox, p["col_stride"]))
         row = b.mul(r, kpad)
@@ -124,12 +149,40 @@ def _pack_a(b, p, m0, apack, kpad):
                     src = b.gep(p["a"], [b.add(origin, off)], source_etype=I8)
                     dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))],
                                 source_etype=I8)
-                    _copy_bytes(b, src, dst, p["seg_len"])
+                    _copy_bytes(b, src, dst, p["segment"])
             with edge:
                 _pack_padded_row(b, p, apack, row, base, oy, ox)
-        with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
-            dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
-            b.store(ir.Constant(u.I32, 0), dst, align=4)
+        _next_row(b, p, coords, b.icmp_signed("<", b.add(m0, r), last))
+
+
+def _entry_alloca(b, ty):
+    """A stack slot made in the function's entry block (where LLVM promotes slots to
+    registers; one made inside a loop would be a fresh stack allocation each trip)."""
+    here = b.block
+    entry = b.function.entry_basic_block
+    if entry.terminator is not None:
+        b.position_before(entry.terminator)
+    else:
+        b.position_at_end(entry)
+    slot = b.alloca(ty)
+    b.position_at_end(here)
+    return slot
+
+
+def _next_row(b, p, coords, step) -> None:
+    """(image, output row, output column) in their slots moved one row on where `step`
+    (along the output row, wrapping to the next row and image); kept where not (the
+    rows past the last re-read it)."""
+    img, oy, ox = (b.load(slot, typ=u.I64) for slot in coords)
+    one, zero = u.i64(1), u.i64(0)
+    nx = b.add(ox, one)
+    wrap_x = b.icmp_signed("==", nx, p["ow"])
+    ny = b.select(wrap_x, b.add(oy, one), oy)
+    wrap_y = b.icmp_signed("==", b.mul(ny, p["ow"]), p["ohw"])
+    values = (b.select(wrap_y, b.add(img, one), img), b.select(wrap_y, zero, ny),
+              b.select(wrap_x, zero, nx))
+    for slot, old, new in zip(coords, (img, oy, ox), values):
+        b.store(b.select(step, new, old), slot)
 
 
 def _pack_padded_row(b, p, apack, row, base, oy, ox):
@@ -153,7 +206,7 @@ def _pack_padded_row(b, p, apack, row, base, oy, ox):
         dst = b.gep(apack, [b.add(row, b.mul(ky, p["seg_len"]))], source_etype=I8)
         with b.if_else(b.and_(inside, whole_x)) as (whole, edge):
             with whole:
-                _copy_bytes(b, src, dst, p["seg_len"])
+                _copy_bytes(b, src, dst, p["segment"])
             with edge:
                 zero = u.i64(0)
                 _copy_window(b, src, dst, p["seg_len"], b.select(inside, lo, zero),
@@ -177,25 +230,87 @@ def _copy_window(b, src, dst, length, lo, hi, zp_row):
                 ir.Constant(u.I32, 1), b.bitcast(Q._bytes_below(b, b.sub(length, at)), mask_t))
 
 
-def _block(b, p, apack, cbuf, kpad, nb):
-    """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes)."""
+_HALF = 16      # rows of an A tile
+
+
+def _half_in_place(b, p, m0):
+    """(in place, byte offset of its first row's window) of the 16 rows from m0: their A
+    tile is read from the input itself, rows col_stride apart, where the block allows it
+    (lite.amx_in_place: whole 64-byte k steps within segments, no k padding), all 16
+    rows lie in the GEMM and on one output row, and their windows inside the image (every
+    row where the host padded). Such a half packs nothing: resnet18's stride-1 3x3
+    convs read most of their tiles so (the packing copied each input byte ~9 times)."""
+    last = b.sub(p["m"], u.i64(1))
+    img, oy, ox = Q._row_base(b, p, u.imin(b, m0, last))
+    end_x = b.add(ox, u.i64(_HALF - 1))
+    ok = b.and_(b.icmp_signed("!=", p["direct"], u.i64(0)),
+                b.icmp_signed("<=", b.add(m0, u.i64(_HALF - 1)), last))
+    ok = b.and_(ok, b.icmp_signed("<", end_x, p["ow"]))
+    ok = b.and_(ok, b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
+                           b.icmp_signed("<", oy, p["oy_hi"])))
+    ok = b.and_(ok, b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                           b.icmp_signed("<", end_x, p["ox_hi"])))
+    base = b.add(b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                       b.mul(ox, p["col_stride"])), p["origin"])
+    return ok, base
+
+
+def _pack_tile(b, p, m0, apack, kpad, table) -> None:
+    """The row tile's A rows into apack (rows kpad bytes apart), the halves read in place
+    left out; each half's (in place, window offset) into table (four int64: the tiles'
+    geometry is worked out once a block, not once per column block: its divisions were
+    ~5% of a 56x56 conv's)."""
+    for h in range(AMX.mr // _HALF):
+        in_place, base = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
+        b.store(b.zext(in_place, u.I64), b.gep(table, [u.i64(2 * h)], source_etype=u.I64))
+        b.store(base, b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64))
+        with b.if_then(b.not_(in_place)):
+            _pack_a(b, p, b.add(m0, u.i64(h * _HALF)),
+                    b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8), kpad,
+                    _HALF)
+
+
+def _a_halves(b, p, table, apack, kpad):
+    """Each half's (in place, its k step 0's address, row stride) from _pack_tile's
+    table: the input's window (k steps at k_offs) or the packed rows (64 bytes a step)."""
+    halves = []
+    for h in range(AMX.mr // _HALF):
+        flag = b.load(b.gep(table, [u.i64(2 * h)], source_etype=u.I64), typ=u.I64)
+        in_place = b.icmp_signed("!=", flag, u.i64(0))
+        base = b.load(b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64), typ=u.I64)
+        packed = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
+        halves.append((in_place, b.select(in_place, b.gep(p["a"], [base], source_etype=I8),
+                                          packed),
+                       b.select(in_place, p["col_stride"], kpad)))
+    return halves
+
+
+def _block(b, p, halves, cbuf, nb):
+    """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes);
+    halves: _a_halves' A tiles."""
     for t in range(4):
         _amx(b, "tilezero", _tile(t))
     panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
     with u.counted_loop(b, u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), 1, "kt") as kt:
-        a_off = b.mul(kt, u.i64(64))
-        _amx(b, "tileloadd64", _tile(4), b.gep(apack, [a_off], source_etype=I8), kpad)
-        _amx(b, "tileloadd64", _tile(5),
-             b.gep(apack, [b.add(a_off, b.mul(kpad, u.i64(16)))], source_etype=I8), kpad)
+        step = b.mul(kt, u.i64(64))
+        window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
+        for t, (in_place, start, stride) in zip((4, 5), halves):
+            _amx(b, "tileloadd64", _tile(t),
+                 b.gep(start, [b.select(in_place, window, step)], source_etype=I8), stride)
         _multiply_panel_k_tile(b, p, panel, kt)
     _store_c_tiles(b, cbuf)
 
 
 def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
-    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row tiles of 32 rows, every
-    column block each; the row tiles run are [t_begin, t_end) (chunk 0) or claimed from
-    the block's counter (qgemm.claim_loop: chunk > 0 fixed claims, < 0 guided ones for
-    -chunk threads), so a thread that starts late leaves its tiles to the other.
+    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row blocks of whole row tiles
+    (32 rows), block j the tiles [j * m_tiles // row_blocks, (j + 1) * m_tiles //
+    row_blocks) (row_blocks 0: one tile a block); a task packs its block's A rows once,
+    then walks every column block, running each of its row tiles on that weight panel in
+    turn (so a weight larger than L2 streams from memory once per block, not once per
+    tile: resnet18's 3x3 x 512 convs took ~40% longer so). The blocks run are
+    [t_begin, t_end) (chunk 0) or claimed from the block's counter (qgemm.claim_loop:
+    chunk > 0 fixed claims, < 0 guided ones for -chunk threads), so a thread that
+    starts late leaves its blocks to the other.
     residual: qgemm_amx_u8_add, the uint8 result added to the block's "other" operand in
     the epilogue (qgemm._residual_add: the conv + quantized_add pair's integers); its
     output rows are ldo = n_valid wide (the operand's pitch), the columns past n_valid
@@ -205,30 +320,52 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, worker, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
-            "tilecfg", "seg_offs", "other", "zp_row"}
+            "tilecfg", "seg_offs", "other", "zp_row", "k_offs"}
     p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
          for i, f in enumerate(FIELDS) if f != "counter"}
     p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
     if not residual:        # plain stores, as before the residual kernel existed
         del p["n_valid"], p["other"]
+    p["segment"] = _segment_copy(b, p["seg_len"])
     _amx(b, "ldtilecfg", p["tilecfg"])
     kpad = b.mul(p["kq_pad"], u.i64(4))
+    tile_bytes = b.mul(kpad, u.i64(AMX.mr))
     apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
-    cbuf = b.gep(apack, [b.mul(kpad, u.i64(AMX.mr))], source_etype=I8)
+    # the C tiles after the packed rows of the largest block (the thread's last 4 KiB)
+    cbuf = b.gep(apack, [b.sub(p["scratch_stride"], u.i64(lite.AMX_C_BYTES))],
+                 source_etype=I8)
     v32 = u.vec(u.I32, AMX.lanes)
 
     def acc_at(r, v):
         return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
                       align=64)
+    m_tiles = p["m_tiles"]
+    blocks = b.select(b.icmp_signed(">", p["row_blocks"], u.i64(0)), p["row_blocks"], m_tiles)
+    # the halves' table after the largest block's packed rows and their spill
+    # (lite.amx_scratch_stride's layout)
+    most = b.sdiv(b.add(m_tiles, b.sub(blocks, u.i64(1))), blocks)
+    tables = b.gep(apack, [b.add(b.mul(most, tile_bytes), u.i64(lite.AMX_PACK_SPILL))],
+                   source_etype=I8)
     shared = b.gep(params, [u.i64(FIELDS.index("counter"))], source_etype=u.I64)
     begin, end, claim_head, claims_done = Q.claim_loop(b, shared, p["chunk"], t_begin, t_end,
-                                                       p["m_tiles"])
-    with u.counted_loop(b, begin, end, 1, "mt") as mt:
-        m0 = b.mul(mt, u.i64(AMX.mr))
-        _pack_a(b, p, m0, apack, kpad)
+                                                       blocks)
+    with u.counted_loop(b, begin, end, 1, "rb") as rb:
+        first = b.sdiv(b.mul(rb, m_tiles), blocks)
+        stop = b.sdiv(b.mul(b.add(rb, u.i64(1)), m_tiles), blocks)
+
+        def tile_rows(mt):
+            return b.gep(apack, [b.mul(b.sub(mt, first), tile_bytes)], source_etype=I8)
+
+        def table(mt):
+            return b.gep(tables, [b.mul(b.sub(mt, first), u.i64(lite.AMX_HALVES_BYTES))],
+                         source_etype=I8)
+        with u.counted_loop(b, first, stop, 1, "pt") as mt:
+            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad, table(mt))
         with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
-            _block(b, p, apack, cbuf, kpad, nb)
-            Q._epilogue(b, AMX, p, acc_at, m0, nb, u8_out, residual=residual)
+            with u.counted_loop(b, first, stop, 1, "mt") as mt:
+                _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad), cbuf, nb)
+                Q._epilogue(b, AMX, p, acc_at, b.mul(mt, u.i64(AMX.mr)), nb, u8_out,
+                            residual=residual)
     b.branch(claim_head)
     b.position_at_end(claims_done)
     _amx(b, "tilerelease")
