@@ -118,9 +118,9 @@ def test_lbfgs_matches_torch(kwargs, rng):
 
 def test_lbfgs_direction_keeps_its_coefficients_on_tensors(monkeypatch, rng):
     """The two-loop recursion over stored curvature pairs reads no coefficient back to
-    the host (one .item() a pair was a GPU sync each, and a new Python alpha each call
-    missed the eager call cache: OptimInfo's LBFGS records spent most of their time
-    there) and computes torch's recursion, q - a*y then r + (a - b)*s, in the same order."""
+    the host (one .item() a pair was a GPU sync each, and a new Python alpha on every
+    call missed the eager call cache) and computes torch's recursion, q - a*y then
+    r + (a - b)*s, in the same order."""
     from ember.frontend.optim.lbfgs import LBFGS
     n, pairs = 6, 4
     g = rng.standard_normal(n)
