@@ -116,6 +116,35 @@ def test_lbfgs_matches_torch(kwargs, rng):
     assert ours[2:] == ref[2:]
 
 
+def test_lbfgs_direction_keeps_its_coefficients_on_tensors(monkeypatch, rng):
+    """The two-loop recursion over stored curvature pairs reads no coefficient back to
+    the host (one .item() a pair was a GPU sync each, and a new Python alpha on every
+    call missed the eager call cache) and computes torch's recursion, q - a*y then
+    r + (a - b)*s, in the same order."""
+    from ember.frontend.optim.lbfgs import LBFGS
+    n, pairs = 6, 4
+    g = rng.standard_normal(n)
+    ys = [rng.standard_normal(n) for _ in range(pairs)]
+    ss = [y * 0.5 + 0.1 * rng.standard_normal(n) for y in ys]
+    ro = [1.0 / float(y @ s) for y, s in zip(ys, ss)]
+    reads = []
+    real_item = ember.Tensor.item
+    monkeypatch.setattr(ember.Tensor, "item", lambda t: reads.append(t) or real_item(t))
+    ro_t = [ember.tensor(r, dtype=ember.float64) for r in ro]    # as 1.0 / y.dot(s) is
+    with ember.no_grad():
+        d = LBFGS._direction({}, ember.tensor(g), [ember.tensor(y) for y in ys],
+                             [ember.tensor(s) for s in ss], ro_t, 0.7, history_size=10)
+    assert not reads, f"{len(reads)} coefficients read back to the host"
+    q, al = -g, [0.0] * pairs
+    for i in reversed(range(pairs)):
+        al[i] = (ss[i] @ q) * ro[i]
+        q = q - al[i] * ys[i]
+    r = q * 0.7
+    for i in range(pairs):
+        r = r + (al[i] - (ys[i] @ r) * ro[i]) * ss[i]
+    np.testing.assert_allclose(d.numpy(), r, rtol=1e-12, atol=1e-14)
+
+
 def test_lbfgs_refuses_unknown_line_search_and_groups():
     p = ember.nn.Parameter(ember.ones(2))
     for lib in (torch, ember):        # refused when the line search would run, as torch

@@ -284,14 +284,17 @@ class LBFGS(Optimizer):
         if "al" not in state:
             state["al"] = [None] * history_size
         al = state["al"]
+        # the coefficients stay 0-dim tensors: y * a then one add is what add_(y, alpha=a)
+        # computes, bit for bit, without reading each back to the host (a sync on a GPU),
+        # and a different Python alpha on every call would miss the eager call cache
         q = flat_grad.neg()
         for i in range(len(old_dirs) - 1, -1, -1):
             al[i] = old_stps[i].dot(q) * ro[i]
-            q.add_(old_dirs[i], alpha=-_as_float(al[i]))
+            q.sub_(old_dirs[i].mul(al[i]))
         r = q.mul(H_diag)
         for i in range(len(old_dirs)):
             beta = old_dirs[i].dot(r) * ro[i]
-            r.add_(old_stps[i], alpha=_as_float(al[i] - beta))
+            r.add_(old_stps[i].mul(al[i] - beta))
         return r
 
 
