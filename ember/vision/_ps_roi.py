@@ -28,20 +28,10 @@ def _checked(input, name, out_h, out_w):
 
 
 def _ps_align_weights(rois, out_h, out_w, scale, sampling_ratio, height, width):
-    """ps_roi_align's sampling: box corners shifted by half a pixel, no minimum size."""
-    from .ops import _axis_weights
-    wy = np.zeros((len(rois), out_h, height))
-    wx = np.zeros((len(rois), out_w, width))
-    for k, (_, x1, y1, x2, y2) in enumerate(rois):
-        x0, y0 = x1 * scale - 0.5, y1 * scale - 0.5
-        roi_w, roi_h = x2 * scale - 0.5 - x0, y2 * scale - 0.5 - y0
-        grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_h / out_h)
-        grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_w / out_w)
-        if grid_h > 0:
-            wy[k] = _axis_weights(y0, roi_h, out_h, grid_h, height)
-        if grid_w > 0:
-            wx[k] = _axis_weights(x0, roi_w, out_w, grid_w, width)
-    return wy, wx
+    """ps_roi_align's sampling: roi_align's with aligned=True (box corners shifted by half
+    a pixel, no minimum size)."""
+    from .ops import _roi_align_weights
+    return _roi_align_weights(rois, out_h, out_w, scale, sampling_ratio, True, height, width)
 
 
 def _box_bins(start, length, bins, size):
