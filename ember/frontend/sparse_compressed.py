@@ -15,7 +15,7 @@ from ..ir import dispatch, dtypes
 from ..ir.meta import sparse_bsc, sparse_bsr, sparse_coo, sparse_csc, sparse_csr
 from ..ir.registry import OPS
 from .factories import as_tensor, zeros
-from .sparse_coo import SparseAttributeError, SparseCOOTensor, SparseUnsupportedError
+from .sparse_coo import SparseAttributeError, SparseCOOTensor, SparseMetadata, SparseUnsupportedError
 from .tensor import Size, Tensor
 
 _COLUMN_MAJOR = (sparse_csc, sparse_bsc)
@@ -26,7 +26,7 @@ _NAMES = {sparse_csr: ("crow_indices", "col_indices"),
           sparse_bsc: ("ccol_indices", "row_indices")}
 
 
-class SparseCompressedTensor:
+class SparseCompressedTensor(SparseMetadata):
     """What sparse_csr_tensor / sparse_csc_tensor / sparse_bsr_tensor / sparse_bsc_tensor
     return (`is_sparse` False and `is_sparse_csr` True for CSR, as in torch)."""
     _ember_tensor_like = True       # ember.is_tensor says True, as torch.is_tensor
@@ -44,31 +44,6 @@ class SparseCompressedTensor:
     def is_sparse_csr(self) -> bool:
         return self.layout is sparse_csr
 
-    # --- metadata ----------------------------------------------------------------------
-    @property
-    def shape(self) -> Size:
-        return self._size
-
-    def size(self, dim: int | None = None):
-        return self._size if dim is None else self._size[dim]
-
-    def dim(self) -> int:
-        return len(self._size)
-
-    ndim = property(dim)
-
-    @property
-    def dtype(self):
-        return self._values_.dtype
-
-    @property
-    def device(self):
-        return self._values_.device
-
-    @property
-    def is_cuda(self) -> bool:
-        return self._values_.is_cuda
-
     def sparse_dim(self) -> int:
         return 2
 
@@ -77,9 +52,6 @@ class SparseCompressedTensor:
 
     def _nnz(self) -> int:
         return self._plain.shape[0]
-
-    def numel(self) -> int:
-        return self._size.numel()
 
     @property
     def requires_grad(self) -> bool:

@@ -35,36 +35,10 @@ class SparseAttributeError(SparseUnsupportedError, AttributeError):
     and an AttributeError, so that hasattr() answers False."""
 
 
-class SparseCOOTensor:
-    """What sparse_coo_tensor returns (`is_sparse` True, layout sparse_coo).
+class SparseMetadata:
+    """The metadata every sparse layout reads the same way, from its `_size` and its stored
+    values `_values_` (COO here; CSR/CSC/BSR/BSC in sparse_compressed.py)."""
 
-    Its state (indices, values, size, coalesced flag) is replaced wholesale by in-place
-    ops (`mul_`, `zero_`, `sparse_resize_`, ...); the values tensor carries autograd."""
-    _ember_tensor_like = True       # ember.is_tensor says True, as torch.is_tensor
-    is_sparse = True
-    is_sparse_csr = False
-    is_mkldnn = False
-    is_nested = False
-    is_quantized = False
-    is_meta = False
-    layout = sparse_coo
-
-    def __init__(self, indices: Tensor, values: Tensor, size, coalesced: bool = False):
-        self._indices_, self._values_ = indices, values
-        self._size = Size(size)
-        self._coalesced = coalesced
-
-    def _assign(self, other: "SparseCOOTensor") -> "SparseCOOTensor":
-        """In-place ops: take `other`'s state (this object stays the user's tensor)."""
-        self._indices_, self._values_ = other._indices_, other._values_
-        self._size, self._coalesced = other._size, other._coalesced
-        return self
-
-    def _with_values(self, values: Tensor, coalesced=None) -> "SparseCOOTensor":
-        return SparseCOOTensor(self._indices_, values, self._size,
-                               self._coalesced if coalesced is None else coalesced)
-
-    # --- metadata ------------------------------------------------------------------
     @property
     def shape(self) -> Size:
         return self._size
@@ -108,6 +82,41 @@ class SparseCOOTensor:
     def element_size(self) -> int:
         return self._values_.element_size()
 
+    def numel(self) -> int:
+        return self._size.numel()
+
+    nelement = numel
+
+
+class SparseCOOTensor(SparseMetadata):
+    """What sparse_coo_tensor returns (`is_sparse` True, layout sparse_coo).
+
+    Its state (indices, values, size, coalesced flag) is replaced wholesale by in-place
+    ops (`mul_`, `zero_`, `sparse_resize_`, ...); the values tensor carries autograd."""
+    _ember_tensor_like = True       # ember.is_tensor says True, as torch.is_tensor
+    is_sparse = True
+    is_sparse_csr = False
+    is_mkldnn = False
+    is_nested = False
+    is_quantized = False
+    is_meta = False
+    layout = sparse_coo
+
+    def __init__(self, indices: Tensor, values: Tensor, size, coalesced: bool = False):
+        self._indices_, self._values_ = indices, values
+        self._size = Size(size)
+        self._coalesced = coalesced
+
+    def _assign(self, other: "SparseCOOTensor") -> "SparseCOOTensor":
+        """In-place ops: take `other`'s state (this object stays the user's tensor)."""
+        self._indices_, self._values_ = other._indices_, other._values_
+        self._size, self._coalesced = other._size, other._coalesced
+        return self
+
+    def _with_values(self, values: Tensor, coalesced=None) -> "SparseCOOTensor":
+        return SparseCOOTensor(self._indices_, values, self._size,
+                               self._coalesced if coalesced is None else coalesced)
+
     def type(self, dtype=None):
         if dtype is None:
             return "torch.sparse." + _type_name(self.dtype)
@@ -121,11 +130,6 @@ class SparseCOOTensor:
 
     def _nnz(self) -> int:
         return self._values_.shape[0]
-
-    def numel(self) -> int:
-        return self._size.numel()
-
-    nelement = numel
 
     # --- autograd ------------------------------------------------------------------
     @property
