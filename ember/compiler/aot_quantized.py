@@ -41,6 +41,8 @@ refused by name, as every step without a native kernel is.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..codegen import quantized as CQ
@@ -96,7 +98,7 @@ def quantized_step(node: Node) -> dict | None:
     elif name == "quantized_add":
         desc = {"kind": "qadd", "scale": float(args["scale"]),
                 "zero_point": int(args["zero_point"]), "relu": bool(args["relu"]),
-                "symbol": "qadd", "_module": ("qadd", str(QE.module()), ("qadd",))}
+                "symbol": "qadd", "_module": ("qadd", _llvm_text(QE.module), ("qadd",))}
     elif name == "max_pool2d":
         geometry = CQ.pool_geometry(tuple(args.values())[1:])
         if geometry is not None:
@@ -147,14 +149,22 @@ def _clamp_bounds_q(desc: dict) -> None:
         for b in desc["bounds"]]
 
 
+@functools.cache
+def _llvm_text(emit, *args) -> str:
+    """The LLVM text of a kernel module, emitted once per process: each int8 step of an
+    artifact names its module, and re-emitting it per step made packaging a model with
+    a dynamic batch (6 builds) emit the AMX GEMM's module 19 times, ~10 s."""
+    return str(emit(*args))
+
+
 def _kernel_desc(cfg, u8_out: bool) -> dict:
     """The config, tile and LLVM module of the int8 GEMM an artifact uses (the one eager
     mode uses on this machine: AMX tiles, VNNI or AVX2)."""
     if cfg is QA.AMX:
-        module = ("qgemm_amx", str(QA.module_for()), ("qgemm_amx_u8", "qgemm_amx_f32"))
+        module = ("qgemm_amx", _llvm_text(QA.module_for), ("qgemm_amx_u8", "qgemm_amx_f32"))
         symbol = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
     else:
-        module = ("qgemm", str(Q.module_for(cfg)), Q.KERNEL_NAMES)
+        module = ("qgemm", _llvm_text(Q.module_for, cfg), Q.KERNEL_NAMES)
         symbol = f"qgemm_{'u8' if u8_out else 'f32'}"
     # "claim": the vector kernels claim their tasks from a shared counter (lite_int8)
     schedule = "ranges" if cfg is QA.AMX else "claim"
@@ -175,7 +185,7 @@ def _depthwise_desc(args: dict) -> dict | None:
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
     return {"kind": "qgemm", "gemm": "depthwise", "config": "depthwise",
             "symbol": "qdepthwise_u8", "schedule": "claim", "pad": "kernel",
-            "_module": ("qdepthwise", str(QD.module(isa)), ("qdepthwise_u8",)),
+            "_module": ("qdepthwise", _llvm_text(QD.module, isa), ("qdepthwise_u8",)),
             "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
             "relu": bool(args["relu"]), "kernel": list(w_shape[2:]),
             "stride": list(args["stride"]), "padding": list(args["padding"]),
