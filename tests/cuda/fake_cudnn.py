@@ -180,3 +180,22 @@ def _fprop(pack: dict) -> None:
             return args[0] + args[1]
         return torch.relu(args[0])
     _view(out, pack[out])[...] = value(out).numpy()
+
+
+def install(monkeypatch) -> None:
+    """Make ember's cuDNN runtime load this stand-in (its module state, one handle, empty
+    plan caches) with workspaces in host memory, for the duration of `monkeypatch`."""
+    import sys
+    from ember.runtime.cuda import cudnn as runtime_cudnn
+    monkeypatch.setitem(sys.modules, "cudnn", sys.modules[__name__])
+    monkeypatch.setattr(runtime_cudnn, "_state", {"module": sys.modules[__name__],
+                                                  "tried": True, "why": None})
+    monkeypatch.setattr(runtime_cudnn, "_handles", {0: create_handle()})
+    monkeypatch.setattr(runtime_cudnn, "_plans", {})
+    monkeypatch.setattr(runtime_cudnn, "_failed", {})
+    workspaces: list = []          # kept alive while the plans may use them
+
+    def host_workspace(nbytes, index):
+        workspaces.append(np.zeros(nbytes, np.uint8))
+        return workspaces[-1].ctypes.data
+    monkeypatch.setattr(runtime_cudnn, "_workspace", host_workspace)

@@ -29,7 +29,6 @@ from ember.compiler.compile_cuda import CudaBackend, CudnnConvStep  # noqa: E402
 from ember.frontend import cudnn_conv  # noqa: E402
 from ember.ir.errors import ArtifactError  # noqa: E402
 from ember.runtime import lite, lite_cuda  # noqa: E402
-from ember.runtime.cuda import cudnn as runtime_cudnn  # noqa: E402
 
 import fake_cudnn  # noqa: E402
 from test_aot_cuda_emulated import ConvNet, InterpretingDriver, _package  # noqa: E402
@@ -48,18 +47,7 @@ def cudnn_wins(device):  # noqa: F811
     # is set up after `device` and so restored after it, which left the emulation's
     # never-cuDNN `usable` in place for every later test of the process
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setitem(sys.modules, "cudnn", fake_cudnn)
-        monkeypatch.setattr(runtime_cudnn, "_state", {"module": fake_cudnn, "tried": True,
-                                                      "why": None})
-        monkeypatch.setattr(runtime_cudnn, "_handles", {0: fake_cudnn.create_handle()})
-        monkeypatch.setattr(runtime_cudnn, "_plans", {})
-        monkeypatch.setattr(runtime_cudnn, "_failed", {})
-        keep = []
-
-        def host_workspace(nbytes, index):
-            keep.append(np.zeros(nbytes, np.uint8))
-            return keep[-1].ctypes.data
-        monkeypatch.setattr(runtime_cudnn, "_workspace", host_workspace)
+        fake_cudnn.install(monkeypatch)
         monkeypatch.setattr(cudnn_conv, "usable", lambda: True)
         monkeypatch.setattr(cudnn_conv, "timings", lambda spec, index: (1.0, 0.5))
         monkeypatch.setattr(cudnn_conv, "_capturing", lambda index: False)

@@ -23,18 +23,7 @@ import fake_cudnn  # noqa: E402
 def fake(monkeypatch, tmp_path):
     monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("EMBER_CUDNN_PLAN_CACHE", raising=False)
-    monkeypatch.setitem(sys.modules, "cudnn", fake_cudnn)
-    monkeypatch.setattr(runtime_cudnn, "_state", {"module": fake_cudnn, "tried": True,
-                                                  "why": None})
-    monkeypatch.setattr(runtime_cudnn, "_handles", {0: fake_cudnn.create_handle()})
-    monkeypatch.setattr(runtime_cudnn, "_plans", {})
-    monkeypatch.setattr(runtime_cudnn, "_failed", {})
-    keep = []
-
-    def host_workspace(nbytes, index):
-        keep.append(np.zeros(nbytes, np.uint8))
-        return keep[-1].ctypes.data
-    monkeypatch.setattr(runtime_cudnn, "_workspace", host_workspace)
+    fake_cudnn.install(monkeypatch)
     monkeypatch.setattr(driver, "device_name", lambda index=0: "Fake GPU")
     monkeypatch.setattr(driver, "capability", lambda index=0: (9, 0))
     for name, value in (("serializable", True), ("serialized", []), ("deserialized", []),
