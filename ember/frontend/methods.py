@@ -40,7 +40,13 @@ def _method(op):
 METHOD_CODES: set = set()
 
 
-def _binary(op_name, reflected=False):
+def _reciprocal_times(self, other):
+    """torch's eager `number / x` is `x.reciprocal() * number` (two roundings, not one):
+    ember's eager results match torch's bit for bit. Traced values record the division."""
+    return OPS["mul"](OPS["reciprocal"](self), other)
+
+
+def _binary(op_name, reflected=False, compute=None):
     if reflected:
         def method(self, other):
             if _TF_STATE.on and _TF_STATE.level:     # __torch_function__ (ir/torch_function.py)
@@ -53,7 +59,7 @@ def _binary(op_name, reflected=False):
             other = operator_operand(other)
             if other is NotImplemented:
                 return NotImplemented
-            return OPS[op_name](other, self)
+            return compute(self, other) if compute else OPS[op_name](other, self)
     else:
         # seen CPU calls skip schema binding and dispatch (eager_fast.py)
         return operator_method(op_name)
@@ -155,7 +161,8 @@ def install(cls=Tensor) -> None:
             setattr(cls, op.python_name, _method(op))
     for dunder, (name, reflected) in OPERATORS.items():
         if name in OPS:
-            setattr(cls, dunder, _binary(name, reflected))
+            eager_rdiv = cls is Tensor and name == "div" and reflected
+            setattr(cls, dunder, _binary(name, reflected, _reciprocal_times if eager_rdiv else None))
             # torch's names: `Tensor.__eq__.__name__ == "__eq__"` (a few differ)
             getattr(cls, dunder).__name__ = _TORCH_NAMES.get(dunder, dunder)
     for dunder, name in UNARY_OPERATORS.items():

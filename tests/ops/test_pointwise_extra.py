@@ -119,3 +119,20 @@ def test_activation_namespaces():
                  "hardsigmoid", "hardswish", "mish", "softsign", "tanhshrink"]:
         assert OPS[name].namespace == "nn.functional" and not OPS[name].method
     assert OPS["log_sigmoid"].python_name == "logsigmoid"
+
+
+@pytest.mark.parametrize("number", [3.7, 3, True])
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_number_divided_by_tensor_matches_torch_bitwise(number, dtype):
+    # torch's eager `number / x` is x.reciprocal() * number: two roundings, not one
+    values = np.random.RandomState(0).rand(4096) * 50 + 1
+    values = values.astype(dtype)
+    ours = (number / ember.tensor(values)).numpy()
+    theirs = (number / torch.tensor(values)).numpy()
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+    grad_ours = ember.tensor(values[:8].astype("float32"), requires_grad=True)
+    grad_theirs = torch.tensor(values[:8].astype("float32"), requires_grad=True)
+    (number / grad_ours).sum().backward()
+    (number / grad_theirs).sum().backward()
+    np.testing.assert_array_equal(grad_ours.grad.numpy(), grad_theirs.grad.numpy())
