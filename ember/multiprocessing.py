@@ -1,6 +1,13 @@
 """torch.multiprocessing: Python's multiprocessing with PyTorch's `spawn` helper. Tensors
 passed between processes are pickled (copied); ember does not share tensor memory between
-processes, so `share_memory_()` is accepted and leaves the tensor as it is."""
+processes, so `share_memory_()` is accepted and leaves the tensor as it is.
+
+`spawn` (start method "spawn", torch's default) starts its processes as one MPI job where
+mpi4py and mpirun are installed (ember[distributed]), so that they can call
+`ember.distributed.init_process_group(rank=i, world_size=nprocs)` as torch's spawned
+processes do: ember.distributed.spawn_job says why and how. Arguments that do not pickle
+on their own (a multiprocessing Queue) and EMBER_SPAWN_LAUNCHER=multiprocessing start the
+processes with Python's multiprocessing instead, as before."""
 from __future__ import annotations
 
 import multiprocessing as _mp
@@ -80,6 +87,27 @@ class ProcessContext:
 
 
 def start_processes(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
+    context = _start_mpi_job(fn, args, nprocs) if start_method == "spawn" else None
+    if context is None:
+        context = _start_python_processes(fn, args, nprocs, daemon, start_method)
+    if not join:
+        return context
+    while not context.join():
+        pass
+    return None
+
+
+def _start_mpi_job(fn, args, nprocs):
+    """The processes as one MPI job (they can form a process group), or None where that
+    cannot be done here."""
+    from .distributed import spawn_job
+    if not spawn_job.mpi_job_possible():
+        return None
+    payload = spawn_job.payload_bytes(fn, args)
+    return None if payload is None else spawn_job.start_mpi_job(payload, nprocs)
+
+
+def _start_python_processes(fn, args, nprocs, daemon, start_method) -> ProcessContext:
     ctx = _mp.get_context(start_method)
     errors = ctx.SimpleQueue()
     processes = []
@@ -87,12 +115,7 @@ def start_processes(fn, args=(), nprocs=1, join=True, daemon=False, start_method
         p = ctx.Process(target=_wrap, args=(fn, index, args, errors), daemon=daemon)
         p.start()
         processes.append(p)
-    context = ProcessContext(processes, errors)
-    if not join:
-        return context
-    while not context.join():
-        pass
-    return None
+    return ProcessContext(processes, errors)
 
 
 def spawn(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
