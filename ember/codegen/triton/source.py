@@ -221,14 +221,29 @@ def function_name(name: str) -> str:
 
 
 # --- shape-generic kernels: sizes as runtime arguments -----------------------------------------
-def literal_sizes_default() -> bool:
+def literal_sizes_default(family: str | None = None) -> bool:
     """Sizes, strides and constants are baked into the source (one kernel body per shape)
     unless EMBER_TRITON_LITERAL_SIZES=0 asks for shape-generic kernels. Measured on an H100
     (resnet18 training step, batch 64, TF32): shape-generic kernels ran 5% slower (10.16
     against 9.62 ms a step; the transformer layer 1.24 against 1.07) and did not make the
     cold first call faster there (10.1 against 8.9 s: 16 compile workers hide the count of
-    cubins, 95 against 141), so they are opt-in: they pay where few cores compile."""
-    return os.environ.get("EMBER_TRITON_LITERAL_SIZES", "1") not in ("", "0")
+    cubins, 95 against 141), so they are opt-in: they pay where few cores compile.
+
+    The kernel families of GENERIC_FAMILIES are the exception: with the variable unset
+    they are generated shape-generic (one body per structure), because their generic text
+    divides by nothing at runtime and keeps every vector access (docs/cuda.md, "Split
+    reductions compile once per structure"). EMBER_TRITON_LITERAL_SIZES=1 makes them
+    literal too, =0 makes every family generic."""
+    setting = os.environ.get("EMBER_TRITON_LITERAL_SIZES")
+    if setting is None:
+        return family not in GENERIC_FAMILIES
+    return setting not in ("", "0")
+
+
+# Families generated shape-generic by default: "split", the phases of split reductions
+# (BatchNorm's statistics and gradients, split_reduce.py), where a resnet18 training step
+# compiled 51 per-shape cubins for ~10 structures.
+GENERIC_FAMILIES = frozenset({"split"})
 
 
 _LITERAL: list[bool] = []
@@ -245,8 +260,10 @@ def literal_sizes(on: bool = True):
         _LITERAL.pop()
 
 
-def literal_mode() -> bool:
-    return _LITERAL[-1] if _LITERAL else literal_sizes_default()
+def literal_mode(family: str | None = None) -> bool:
+    """Whether a kernel of `family` (None: any other) bakes its sizes in: literal_sizes()
+    where one is active (ahead-of-time packages, autotune keys), else the default above."""
+    return _LITERAL[-1] if _LITERAL else literal_sizes_default(family)
 
 
 class Sizes:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 from ...ir.dtypes import float32
@@ -121,9 +122,24 @@ def generate_split(kernel: K.Kernel, split: SplitPlan | None = None) -> SplitRed
     levels = _levels(kernel)
     slots = {name: i for i, name in enumerate(levels)}
     last = max(levels.values())
-    kernels = [_phase(kernel, split, levels, slots, phase) for phase in range(last + 2)]
+    literal = source.literal_mode("split")
+    kernels = [_phase(kernel, split, levels, slots, phase, literal) for phase in range(last + 2)]
+    if not literal and any(_divides_at_runtime(k) for k in kernels):
+        kernels = [_phase(kernel, split, levels, slots, phase, True) for phase in range(last + 2)]
     workspace = len(slots) * split.splits * math.prod(kernel.outer)
     return SplitReduction(kernels, workspace, split, kernel)
+
+
+_RUNTIME_DIVISOR = re.compile(r"(//|%)\s*ks\d+|tl\.umulhi")
+
+
+def _divides_at_runtime(generated: GeneratedKernel) -> bool:
+    """True where the shape-generic text divides by a runtime size (an inner space that
+    does not collapse to one dimension, such as NCHW BatchNorm's (N, H*W) rows): a
+    division per element that the literal form makes a multiply and a shift, so such
+    splits keep their sizes literal. resnet18's channels-last BatchNorms divide by
+    nothing either way."""
+    return bool(_RUNTIME_DIVISOR.search(source._without_comments(generated.source).decode()))
 
 
 def _levels(kernel: K.Kernel) -> dict[str, int]:
@@ -136,13 +152,16 @@ def _levels(kernel: K.Kernel) -> dict[str, int]:
 
 
 def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
-           phase: int) -> GeneratedKernel:
+           phase: int, literal: bool) -> GeneratedKernel:
     final = phase > max(levels.values())
     wide = source.needs_int64(kernel)
-    sizes = source.Sizes(literal=source.literal_mode(), wide=wide)
+    sizes = source.Sizes(literal=literal, wide=wide)
+    # the split count only bounds loops and masks and scales the workspace's rows: its
+    # divisibility by 16 would only make another cubin (resnet18: 256 splits for the stem,
+    # 33-251 for the rest)
     size_lines = [f"X = {sizes.int(math.prod(kernel.outer), 'X')}",
                   f"R = {sizes.int(math.prod(kernel.inner), 'R')}",
-                  f"S = {sizes.int(split.splits, 'S')}",
+                  f"S = {sizes.int(split.splits, 'S', specialize=False)}",
                   f"CHUNK = {sizes.int(split.chunk, 'CHUNK')}"]
     em = Emitter(kernel, wide=wide, sizes=sizes)
     backward = final and not final_walks_forward()
