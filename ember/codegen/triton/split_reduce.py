@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 
 from ...ir.dtypes import float32
@@ -122,24 +121,10 @@ def generate_split(kernel: K.Kernel, split: SplitPlan | None = None) -> SplitRed
     levels = _levels(kernel)
     slots = {name: i for i, name in enumerate(levels)}
     last = max(levels.values())
-    literal = source.literal_mode("split")
-    kernels = [_phase(kernel, split, levels, slots, phase, literal) for phase in range(last + 2)]
-    if not literal and any(_divides_at_runtime(k) for k in kernels):
-        kernels = [_phase(kernel, split, levels, slots, phase, True) for phase in range(last + 2)]
+    kernels = source.generic_or_literal("split", lambda literal: [
+        _phase(kernel, split, levels, slots, phase, literal) for phase in range(last + 2)])
     workspace = len(slots) * split.splits * math.prod(kernel.outer)
     return SplitReduction(kernels, workspace, split, kernel)
-
-
-_RUNTIME_DIVISOR = re.compile(r"(//|%)\s*ks\d+|tl\.umulhi")
-
-
-def _divides_at_runtime(generated: GeneratedKernel) -> bool:
-    """True where the shape-generic text divides by a runtime size (an inner space that
-    does not collapse to one dimension, such as NCHW BatchNorm's (N, H*W) rows): a
-    division per element that the literal form makes a multiply and a shift, so such
-    splits keep their sizes literal. resnet18's channels-last BatchNorms divide by
-    nothing either way."""
-    return bool(_RUNTIME_DIVISOR.search(source._without_comments(generated.source).decode()))
 
 
 def _levels(kernel: K.Kernel) -> dict[str, int]:
@@ -183,7 +168,12 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
     def inner_header() -> Scope:
         body = [f"rindex = {row_start} + tl.arange(0, RBLOCK){em._widen()}[None, :]",
                 "rmask = rindex < R"]
-        em.unravel(body, "rindex", em.n_outer, kernel.inner)
+        # a column reduction's vector accesses walk the kept (channel) points: its rows'
+        # indices may divide by runtime magic numbers (a BatchNorm that also stores an
+        # NCHW copy for a weight gradient walks (N, H*W) rows)
+        em.unravel(body, "rindex", em.n_outer, kernel.inner, magic=source.DIVISIBILITY if
+                   source.is_column_reduction(kernel) and split.blocks.rblock % source.DIVISIBILITY
+                   == 0 else 0)
         body.append("rxmask = xmask & rmask")
         return Scope(body, "rxmask", inner=True)
 
