@@ -295,3 +295,21 @@ def test_generic_split_phases_share_one_key_across_shapes_and_keep_odd_sizes_lit
     assert keys((2, 32, 8, 8)) == keys((4, 64, 4, 4))
     assert keys((2, 32, 7, 7)) != keys((2, 32, 8, 8))
     assert keys((2, 32, 8, 8), True) != keys((4, 64, 4, 4), True)
+
+
+def test_split_that_would_divide_at_runtime_stays_literal():
+    """An NCHW row split unravels its rows (N, H*W) along the contiguous dimension: the
+    generic text would divide by a runtime H*W per element, so the phases are generated
+    with literal sizes (source.runs_as_literal), and still compute torch's values."""
+    values = np.random.default_rng(5).standard_normal((4, 16, 8, 8)).astype(np.float32)
+    x, tx = ember.tensor(values), torch.tensor(values)
+
+    def fn(t):
+        return t - t.mean((0, 2, 3), keepdim=True)
+
+    pairs, split = run_split(fn, x, xblock=1, rblock=16, splits=4)
+    np.testing.assert_allclose(pairs[0][1].reshape(values.shape),
+                               (tx - tx.mean((0, 2, 3), keepdim=True)).numpy(), rtol=1e-5,
+                               atol=1e-5)
+    assert all(not k.launch.sizes for k in split.kernels)
+    assert all(source.runs_as_literal(k) for k in split.kernels)
