@@ -13,13 +13,15 @@ share (tile autotuning, cuDNN vs Triton timings, module loads, the launches) is 
 
     python benchmarks/cuda_compile_host.py [--model resnet18|resnet50|transformer|mlp]
         [--batch 64] [--only step|infer] [--rounds 1] [--workers N] [--cache DIR] [--times]
-        [--literal-sizes] [--json out.json]
+        [--literal-sizes | --generic-sizes] [--json out.json]
 
 `--model transformer` is benchmarks/cuda.py's encoder layer (512 wide, 8 heads, 2048 feed
 forward, 128 tokens a sample: use --batch 32; MSELoss, AdamW), `--model mlp` its MLP
-(784-256-128-10, CrossEntropyLoss, Adam); both with --only step. Rows use shape-generic
-kernels (EMBER_TRITON_LITERAL_SIZES=0, opt-in in ember); `--literal-sizes` bakes sizes into
-every generated kernel (one body per shape, ember's default), on the same code.
+(784-256-128-10, CrossEntropyLoss, Adam); both with --only step. Rows use ember's default
+kernels (sizes baked in but in the shape-generic families of codegen/triton/source.py's
+GENERIC_FAMILIES: the split reductions); `--literal-sizes` bakes sizes into every
+generated kernel (EMBER_TRITON_LITERAL_SIZES=1, one body per shape), `--generic-sizes`
+makes every family shape-generic (EMBER_TRITON_LITERAL_SIZES=0), on the same code.
 
 With EMBER_COMPILE_TIMES=<file>.json in the environment the children also append each
 call's figures to that file, every compile's schedule included: benchmarks/
@@ -287,18 +289,24 @@ def main() -> None:
                         help="make each compiled conv's cuDNN-or-Triton choice as a GPU "
                              "without a cached one does (Triton compiled and 'timed'; it "
                              "always wins), to count the compiles that choice costs")
-    parser.add_argument("--literal-sizes", action="store_true",
-                        help="EMBER_TRITON_LITERAL_SIZES=1 in the children: sizes baked into "
-                             "every kernel (one body per shape), the before of shape-generic "
-                             "kernels on the same code")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--literal-sizes", action="store_true",
+                       help="EMBER_TRITON_LITERAL_SIZES=1 in the children: sizes baked into "
+                            "every kernel (one body per shape), the before of shape-generic "
+                            "kernels on the same code")
+    sizes.add_argument("--generic-sizes", action="store_true",
+                       help="EMBER_TRITON_LITERAL_SIZES=0 in the children: every kernel "
+                            "family shape-generic (opt-in in ember)")
     parser.add_argument("--times", action="store_true",
                         help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
     if args.times and not os.environ.get("EMBER_COMPILE_TIMES", "").endswith(".json"):
         os.environ["EMBER_COMPILE_TIMES"] = "1"      # a .json file given prints tables too
-    # shape-generic kernels are opt-in (EMBER_TRITON_LITERAL_SIZES=0); this benchmark
-    # measures them unless --literal-sizes asks for the default per-shape kernels
-    os.environ["EMBER_TRITON_LITERAL_SIZES"] = "1" if args.literal_sizes else "0"
+    # neither flag: ember's default (sizes literal but in the families of
+    # codegen/triton/source.py's GENERIC_FAMILIES)
+    os.environ.pop("EMBER_TRITON_LITERAL_SIZES", None)
+    if args.literal_sizes or args.generic_sizes:
+        os.environ["EMBER_TRITON_LITERAL_SIZES"] = "1" if args.literal_sizes else "0"
     if args.conv_choice:
         os.environ["HOST_COMPILE_CONV_CHOICE"] = "1"
     whats = [args.only] if args.only else ["step", "infer"]

@@ -293,22 +293,22 @@ def _input_gradient_by_phase(g, weight, size, ks, stride, padding, dilation, gro
     spent (stride_h*stride_w - 1)/(stride_h*stride_w) of its convolution's products on
     the inserted zeros; positions that no tap reaches (a 1x1 stride-2 kernel's odd rows)
     are the only ones filled."""
-    from ..ir.meta import contiguous_format
     per_dim = [_phases(size[d], ks[d], stride[d], padding[d], dilation[d], g.shape[2 + d])
                for d in range(2)]
     if any(p is None for p in per_dim[0] + per_dim[1]):
         out = eager_cuda._fill(out_meta, 0, index)
     else:
         out = _fresh(out_meta, index)
-    layout = _layout_of(weight) or contiguous_format
     for ph in per_dim[0]:
         for pw in per_dim[1]:
             if ph is None or pw is None:
                 continue
             (rh, nh, fh, sh, th, dh, padh, starth), (rw, nw, fw, sw, tw, dw, padw, startw) = \
                 ph, pw
-            taps = weight[:, :, fh::sh, fw::sw][:, :, :th, :tw].contiguous(
-                memory_format=layout)
+            # the taps as a strided view: ember's conv reads weights in any strides (the
+            # same products in the same order), where a dense copy of each phase's taps
+            # was a kernel of its own to compile and launch (a resnet18 training step: 13)
+            taps = weight[:, :, fh::sh, fw::sw][:, :, :th, :tw]
             part = OPS["conv2d"](g, taps, None, [1, 1], [padh, padw], [dh, dw], groups)
             part = part[:, :, starth:starth + nh, startw:startw + nw]
             eager_cuda.copy_into(out[:, :, rh::stride[0], rw::stride[1]], part)

@@ -516,11 +516,27 @@ def _warm_worker(arch: int) -> None:
     ~0.05 s for a small kernel after it). Nothing is stored in ember's cubin cache."""
     global _READY
     began = time.monotonic()
+    _binaries_only()
     try:
         compile_one(CompileJob(_WARM_UP, (True, True), arch))
     except Exception:  # noqa: BLE001 - the real compiles report what is wrong
         pass
     _READY = (began, time.monotonic())
+
+
+def _binaries_only() -> None:
+    """In a worker, Triton's own cache keeps each compile's cubin and metadata only, not
+    its source, TTIR, TTGIR, LLVM IR and PTX (TRITON_STORE_BINARY_ONLY): ember keeps the
+    cubins in its own cache, and each file Triton stores is a temporary directory made,
+    written, renamed and removed (~2 ms of system CPU a compile here, more wall time on a
+    slow file system). A worker's compiles return the cubin only, so nothing else reads
+    them; TRITON_STORE_BINARY_ONLY=0 in the environment keeps them all."""
+    if os.environ.get("TRITON_STORE_BINARY_ONLY") is None:
+        try:
+            from triton import knobs
+            knobs.compilation.store_binary_only = True
+        except (ImportError, AttributeError):
+            pass                        # another Triton: its own default
 
 
 def _warm_up_kernel() -> GeneratedKernel:

@@ -221,14 +221,62 @@ def function_name(name: str) -> str:
 
 
 # --- shape-generic kernels: sizes as runtime arguments -----------------------------------------
-def literal_sizes_default() -> bool:
+def literal_sizes_default(family: str | None = None) -> bool:
     """Sizes, strides and constants are baked into the source (one kernel body per shape)
     unless EMBER_TRITON_LITERAL_SIZES=0 asks for shape-generic kernels. Measured on an H100
     (resnet18 training step, batch 64, TF32): shape-generic kernels ran 5% slower (10.16
     against 9.62 ms a step; the transformer layer 1.24 against 1.07) and did not make the
     cold first call faster there (10.1 against 8.9 s: 16 compile workers hide the count of
-    cubins, 95 against 141), so they are opt-in: they pay where few cores compile."""
-    return os.environ.get("EMBER_TRITON_LITERAL_SIZES", "1") not in ("", "0")
+    cubins, 95 against 141), so they are opt-in: they pay where few cores compile.
+
+    The kernel families of GENERIC_FAMILIES are the exception: with the variable unset
+    they are generated shape-generic (one body per structure), because their generic text
+    divides by nothing at runtime and keeps every vector access (docs/cuda.md, "Split
+    reductions compile once per structure"). EMBER_TRITON_LITERAL_SIZES=1 makes them
+    literal too, =0 makes every family generic."""
+    setting = os.environ.get("EMBER_TRITON_LITERAL_SIZES")
+    if setting is None:
+        return family not in GENERIC_FAMILIES
+    return setting not in ("", "0")
+
+
+# Families generated shape-generic by default: "split", the phases of split reductions
+# (BatchNorm's statistics and gradients, split_reduce.py): a resnet18 training step
+# compiled 52 of them, 44 now. "fused" (source.generate's pointwise and reduction kernels)
+# is literal by default: its generic text divides by runtime sizes in most kernels of the
+# step (multi-dimensional copies and layout changes), so nothing would be shared.
+GENERIC_FAMILIES = frozenset({"split"})
+
+
+_RUNTIME_DIVISOR = re.compile(r"(//|%)\s*ks\d+")
+
+
+def runs_as_literal(generated: GeneratedKernel) -> bool:
+    """Whether a shape-generic kernel computes what its literal form would, as fast as
+    far as the text tells: it divides by no runtime size (a literal divisor is a
+    multiply and a shift, a runtime one an integer division of ~20 instructions, per
+    element where it unravels an index; Sizes.div's multiply-high by a runtime magic
+    number is the literal's division), and every size Triton specializes is a multiple
+    of 16 (a literal's own divisibility is what vector accesses need; a runtime 8 or 3
+    would be compiled as divisible by nothing). The families of GENERIC_FAMILIES keep a
+    kernel literal where this says no."""
+    if _RUNTIME_DIVISOR.search(_without_comments(generated.source).decode()):
+        return False
+    return all(t.startswith("fp") or n in generated.launch.plain or int(v) % DIVISIBILITY == 0
+               for n, t, v in generated.launch.sizes)
+
+
+def generic_or_literal(family: str, make):
+    """`make(literal)` (Sizes' `literal` argument) in the mode of `family`: literal,
+    shape-generic where asked (literal_sizes(False), EMBER_TRITON_LITERAL_SIZES=0), or by
+    default for GENERIC_FAMILIES, ALIGNED sizes, made again with literal sizes where the
+    result would not run as its literal form does (runs_as_literal)."""
+    literal = literal_mode(family)
+    if literal or _LITERAL or os.environ.get("EMBER_TRITON_LITERAL_SIZES") is not None:
+        return make(literal)         # literal, or generic by request (all of it)
+    made = make(ALIGNED)
+    kernels = made if isinstance(made, list) else [made]
+    return made if all(runs_as_literal(k) for k in kernels) else make(True)
 
 
 _LITERAL: list[bool] = []
@@ -245,8 +293,10 @@ def literal_sizes(on: bool = True):
         _LITERAL.pop()
 
 
-def literal_mode() -> bool:
-    return _LITERAL[-1] if _LITERAL else literal_sizes_default()
+def literal_mode(family: str | None = None) -> bool:
+    """Whether a kernel of `family` (None: any other) bakes its sizes in: literal_sizes()
+    where one is active (ahead-of-time packages, autotune keys), else the default above."""
+    return _LITERAL[-1] if _LITERAL else literal_sizes_default(family)
 
 
 class Sizes:
@@ -263,8 +313,11 @@ class Sizes:
     shape's text differ from the others'. No role: a parameter of its own. With `literal`
     every value is a literal (the per-shape kernels of literal_sizes())."""
 
-    def __init__(self, literal: bool = True, wide: bool = False):
-        self.literal = literal
+    def __init__(self, literal: bool | str = True, wide: bool = False):
+        # ALIGNED: arguments where Triton's specialization keeps what the literal tells
+        # (multiples of 16), literals elsewhere (a literal 196 still tells divisibility by 4)
+        self.aligned_only = literal == ALIGNED
+        self.literal = literal != ALIGNED and bool(literal)
         self.itype = "i64" if wide else "i32"
         self._names: dict = {}
         self.args: list[tuple[str, str, object]] = []
@@ -275,7 +328,8 @@ class Sizes:
         bound compared against, a conv's stride or padding): the kernel is then compiled
         once whatever the value, where each divisibility pattern is another cubin."""
         value = int(value)
-        if self.literal or value in (0, 1, -1):
+        if self.literal or value in (0, 1, -1) or \
+                self.aligned_only and specialize and value % DIVISIBILITY:
             return str(value)
         name = self._arg(self.itype if -2 ** 31 <= value < 2 ** 31 else "i64", value, role)
         if not specialize and name not in self.plain:
@@ -323,6 +377,8 @@ class Sizes:
             self.args.append((name, sig, value))
         return name
 
+
+ALIGNED = "aligned"          # Sizes(literal=ALIGNED): see Sizes.__init__
 
 _CONST_SIGS = {"tl.float32": "fp32", "tl.float64": "fp64", "tl.int32": "i32",
                "tl.int64": "i64"}
@@ -453,9 +509,17 @@ class Emitter:
         return f"{prefix}{self.count}"
 
     # -- index variables ------------------------------------------------------------------
-    def unravel(self, lines: list, flat: str, first_var: int, sizes) -> None:
-        """v_d = (flat // stride_d) % size_d for row-major `sizes` (one var per dim)."""
+    def unravel(self, lines: list, flat: str, first_var: int, sizes,
+                magic: int = 0) -> None:
+        """v_d = (flat // stride_d) % size_d for row-major `sizes` (one var per dim).
+        `magic` (a shape-generic kernel's [1, RBLOCK] index, below 2**31, running
+        contiguously in groups of `magic` elements that start at multiples of it): runtime
+        divisors as Sizes.div's multiply-high and shift, the division a literal divisor
+        compiles to, where `//` by a runtime value is an integer division."""
         strides = [math.prod(sizes[d + 1:]) for d in range(len(sizes))]
+        if magic and not self.sizes.literal and not self.wide and \
+                all(v % magic == 0 for v in strides[:-1] + list(sizes[1:]) if v != 1):
+            return self._unravel_magic(lines, flat, first_var, sizes, strides, magic)
         for d, (size, stride) in enumerate(zip(sizes, strides)):
             var = first_var + d
             value = flat if stride == 1 else f"({flat} // {self.sizes.int(stride, ('div', var))})"
@@ -464,6 +528,34 @@ class Emitter:
             elif size == 1:
                 value = f"{flat} * 0"
             lines.append(f"v{first_var + d} = {value}")
+
+    def _unravel_magic(self, lines: list, flat: str, first_var: int, sizes, strides,
+                       run: int) -> None:
+        """q_d = flat // stride_d by Sizes.div, and v_d = q_d - q_(d-1) * size_d (as
+        q_(d-1) = q_d // size_d): one multiply-high a dimension, no modulo. Every size and
+        stride is a multiple of `run` (unravel checks), so each run of `flat` has one
+        q_d for d above the last and walks the last dimension contiguously from a
+        multiple of `run`. Triton sees both through a literal divisor (`flat // 3136` is
+        constant, `flat % 3136` contiguous, over runs of 32), not through a multiply-high:
+        the text says so (tl.max_constancy, tl.max_contiguous, tl.multiple_of), which an
+        access walking the last dimension needs for vector loads and stores (a
+        BatchNorm's NCHW copy of its output for a weight gradient)."""
+        previous, hint = None, f"[1, {run}]"
+        for d, (size, stride) in enumerate(zip(sizes, strides)):
+            var = first_var + d
+            if size == 1:
+                lines.append(f"v{var} = {flat} * 0")
+                continue
+            quotient = flat if stride == 1 else f"q{var}"
+            if stride != 1:
+                lines.append(f"q{var} = tl.max_constancy("
+                             f"{self.sizes.div(flat, stride, ('div', var))}, {hint})")
+            value = quotient if previous is None else \
+                f"({quotient} - {previous} * {self.sizes.int(size, ('size', var), False)})"
+            if stride == 1 and previous is not None:
+                value = f"tl.max_contiguous(tl.multiple_of({value}, {hint}), {hint})"
+            lines.append(f"v{var} = {value}")
+            previous = quotient
 
     def unravel_dense(self, lines: list, flat: str, index: K.Affine) -> None:
         """Inverse of a dense permutation index: loop vars from a memory offset."""
@@ -717,8 +809,12 @@ def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
     if kernel.inner and not blocks.persistent:
         from .reduce_levels import flatten_levels
         kernel = flatten_levels(kernel)     # sums of earlier sums: fewer walks of the input
+    return generic_or_literal("fused", lambda literal: _generate(kernel, blocks, literal))
+
+
+def _generate(kernel: K.Kernel, blocks: Blocks, literal: bool) -> GeneratedKernel:
     wide = needs_int64(kernel)
-    sizes = Sizes(literal=literal_mode(), wide=wide)
+    sizes = Sizes(literal=literal, wide=wide)
     name = function_name(kernel.name)
     x, r = math.prod(kernel.outer), math.prod(kernel.inner)
     size_lines = [f"X = {sizes.int(x, 'X')}"] + \

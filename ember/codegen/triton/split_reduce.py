@@ -121,7 +121,8 @@ def generate_split(kernel: K.Kernel, split: SplitPlan | None = None) -> SplitRed
     levels = _levels(kernel)
     slots = {name: i for i, name in enumerate(levels)}
     last = max(levels.values())
-    kernels = [_phase(kernel, split, levels, slots, phase) for phase in range(last + 2)]
+    kernels = source.generic_or_literal("split", lambda literal: [
+        _phase(kernel, split, levels, slots, phase, literal) for phase in range(last + 2)])
     workspace = len(slots) * split.splits * math.prod(kernel.outer)
     return SplitReduction(kernels, workspace, split, kernel)
 
@@ -136,13 +137,16 @@ def _levels(kernel: K.Kernel) -> dict[str, int]:
 
 
 def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
-           phase: int) -> GeneratedKernel:
+           phase: int, literal: bool) -> GeneratedKernel:
     final = phase > max(levels.values())
     wide = source.needs_int64(kernel)
-    sizes = source.Sizes(literal=source.literal_mode(), wide=wide)
+    sizes = source.Sizes(literal=literal, wide=wide)
+    # the split count only bounds loops and masks and scales the workspace's rows: its
+    # divisibility by 16 would only make another cubin (resnet18: 256 splits for the stem,
+    # 33-251 for the rest)
     size_lines = [f"X = {sizes.int(math.prod(kernel.outer), 'X')}",
                   f"R = {sizes.int(math.prod(kernel.inner), 'R')}",
-                  f"S = {sizes.int(split.splits, 'S')}",
+                  f"S = {sizes.int(split.splits, 'S', specialize=False)}",
                   f"CHUNK = {sizes.int(split.chunk, 'CHUNK')}"]
     em = Emitter(kernel, wide=wide, sizes=sizes)
     backward = final and not final_walks_forward()
@@ -164,7 +168,12 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
     def inner_header() -> Scope:
         body = [f"rindex = {row_start} + tl.arange(0, RBLOCK){em._widen()}[None, :]",
                 "rmask = rindex < R"]
-        em.unravel(body, "rindex", em.n_outer, kernel.inner)
+        # a column reduction's vector accesses walk the kept (channel) points: its rows'
+        # indices may divide by runtime magic numbers (a BatchNorm that also stores an
+        # NCHW copy for a weight gradient walks (N, H*W) rows)
+        em.unravel(body, "rindex", em.n_outer, kernel.inner, magic=source.DIVISIBILITY if
+                   source.is_column_reduction(kernel) and split.blocks.rblock % source.DIVISIBILITY
+                   == 0 else 0)
         body.append("rxmask = xmask & rmask")
         return Scope(body, "rxmask", inner=True)
 

@@ -64,3 +64,18 @@ def test_workers_capped_by_quota(monkeypatch, quota, expected):
         assert device_compile.default_workers() == 5       # the variable wins
     finally:
         device_compile.usable_cpus.cache_clear()
+
+
+def test_workers_keep_only_binaries_in_tritons_cache():
+    """A compile worker sets Triton's store_binary_only (ember keeps the cubins itself),
+    unless TRITON_STORE_BINARY_ONLY is in the environment."""
+    knobs = pytest.importorskip("triton").knobs
+    with knobs.compilation.scope():             # restores the knobs and their variables
+        os.environ.pop("TRITON_STORE_BINARY_ONLY", None)
+        knobs.compilation.__dict__.pop("store_binary_only", None)
+        device_compile._binaries_only()
+        assert knobs.compilation.store_binary_only is True
+        os.environ["TRITON_STORE_BINARY_ONLY"] = "0"
+        knobs.compilation.__dict__.pop("store_binary_only", None)
+        device_compile._binaries_only()
+        assert knobs.compilation.store_binary_only is False

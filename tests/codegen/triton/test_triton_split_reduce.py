@@ -4,6 +4,7 @@ the partials in split order and stores its chunk. Each phase runs in Triton's in
 (TRITON_INTERPRET=1, or the GPU with TRITON_INTERPRET=0) and the outputs are compared with
 torch and the description's NumPy semantics, at sizes that leave partial tiles and a
 partial last chunk; outputs and workspace start poisoned (NaN) so unwritten elements show."""
+import re
 import sys
 from pathlib import Path
 
@@ -248,3 +249,67 @@ def test_column_split_warps_knob(monkeypatch):
     assert plan.chunk % 64 == 0 and plan.splits * plan.chunk >= 64 * 56 * 56
     monkeypatch.setenv("EMBER_SPLIT_COLUMN_WARPS", "5")
     assert split_reduce.plan(kernel).blocks.num_warps == 4
+
+
+# --- shape-generic split phases (source.GENERIC_FAMILIES) --------------------------------------
+def _bn_relu_and_nchw_copy(t, w, b):
+    """A BatchNorm that also stores its output NCHW (a weight gradient's operand, as the
+    training step's wgrad-nchw pass fuses it): its rows walk (N, H*W), not one dim."""
+    y = _bn_relu(t, w, b)
+    return y, y.contiguous()
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 8, 8), (2, 16, 16, 4)])
+def test_split_batch_norm_with_nchw_copy_is_shape_generic_and_exact(shape):
+    """By default the split phases take their sizes as arguments where they are multiples
+    of 16 (one cubin for every such shape of a structure); rows are unravelled by a
+    multiply-high with constancy/contiguity hints, no runtime division; both outputs
+    equal the description's NumPy semantics and torch's."""
+    x, tx = _cl(shape)
+    w = ember.ones(shape[1])
+    pairs, split = run_split(_bn_relu_and_nchw_copy, x, w, ember.zeros(shape[1]),
+                             xblock=16, rblock=16)
+    for ref, got in pairs:
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    want = torch.relu(torch.nn.functional.batch_norm(tx, None, None, training=True, eps=1e-5))
+    np.testing.assert_allclose(pairs[1][1].reshape(shape), want.numpy(), rtol=1e-4, atol=1e-4)
+    final = split.kernels[-1]
+    assert final.launch.sizes and "tl.umulhi" in final.source and "max_contiguous" in final.source
+    assert not re.search(r"(//|%)\s*ks\d", final.source)
+    assert all(source.runs_as_literal(k) for k in split.kernels)
+
+
+def test_generic_split_phases_share_one_key_across_shapes_and_keep_odd_sizes_literal():
+    """Two shapes whose sizes are multiples of 16 share every phase's key (one compile);
+    H*W = 49 keeps its literal (Triton sees what 49 divides) and gets keys of its own;
+    EMBER_TRITON_LITERAL_SIZES=1 bakes every size in again."""
+    def keys(shape, literal=None):
+        x = ember.empty(*shape, memory_format=CL)
+        kernel, _ = _lowered(_bn_relu_and_nchw_copy, x, ember.empty(shape[1]),
+                             ember.empty(shape[1]))
+        plan = split_reduce.SplitPlan(source.Blocks(16, 16, False, 4), 4, 32)
+        if literal is None:
+            return [k.key() for k in split_reduce.generate_split(kernel, plan).kernels]
+        with source.literal_sizes(literal):
+            return [k.key() for k in split_reduce.generate_split(kernel, plan).kernels]
+    assert keys((2, 32, 8, 8)) == keys((4, 64, 4, 4))
+    assert keys((2, 32, 7, 7)) != keys((2, 32, 8, 8))
+    assert keys((2, 32, 8, 8), True) != keys((4, 64, 4, 4), True)
+
+
+def test_split_that_would_divide_at_runtime_stays_literal():
+    """An NCHW row split unravels its rows (N, H*W) along the contiguous dimension: the
+    generic text would divide by a runtime H*W per element, so the phases are generated
+    with literal sizes (source.runs_as_literal), and still compute torch's values."""
+    values = np.random.default_rng(5).standard_normal((4, 16, 8, 8)).astype(np.float32)
+    x, tx = ember.tensor(values), torch.tensor(values)
+
+    def fn(t):
+        return t - t.mean((0, 2, 3), keepdim=True)
+
+    pairs, split = run_split(fn, x, xblock=1, rblock=16, splits=4)
+    np.testing.assert_allclose(pairs[0][1].reshape(values.shape),
+                               (tx - tx.mean((0, 2, 3), keepdim=True)).numpy(), rtol=1e-5,
+                               atol=1e-5)
+    assert all(not k.launch.sizes for k in split.kernels)
+    assert all(source.runs_as_literal(k) for k in split.kernels)
