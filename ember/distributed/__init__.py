@@ -28,6 +28,7 @@ from .object_collectives import (  # noqa: F401
     scatter_object_list, send_object_list,
 )
 from .reduce_op import ReduceOp  # noqa: F401
+from .rendezvous import register_rendezvous_handler, rendezvous  # noqa: F401
 from .sampler import DistributedSampler  # noqa: F401
 from .store import FileStore, HashStore, PrefixStore, Store, TCPStore  # noqa: F401
 from .reducer import GradBucket  # noqa: F401

@@ -357,3 +357,43 @@ def test_init_process_group_takes_a_store():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:5] == ["refused True"] * 3 + ["mismatch True",
                                                                   "0 1 ['0//k']"]
+
+
+def _free_port() -> int:
+    sock = __import__("socket").create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_rendezvous_hands_out_stores_like_torch(monkeypatch, tmp_path):
+    def outcomes(d, tag):
+        def attempt(make):
+            try:
+                store, rank, world_size = next(make())
+                return type(store).__name__, rank, world_size, store.timeout, store.num_keys()
+            except Exception as err:        # noqa: BLE001
+                return type(err).__name__
+        for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE"):
+            monkeypatch.delenv(name, raising=False)
+        out = [attempt(lambda: d.rendezvous("env://"))]
+        monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("WORLD_SIZE", "1")
+        gen = d.rendezvous("env://", timeout=T(seconds=3))
+        out += [attempt(lambda: gen), attempt(lambda: gen)]      # no second rendezvous
+        file_url = f"file://{tmp_path}/{tag}"
+        for make in (lambda: d.rendezvous("tcp://127.0.0.1:0", rank=0, world_size=1),
+                     lambda: d.rendezvous("tcp://127.0.0.1:0?rank=0"),
+                     lambda: d.rendezvous("tcp://127.0.0.1?rank=0&world_size=1"),
+                     lambda: d.rendezvous(file_url + "?rank=0&world_size=1"),
+                     lambda: d.rendezvous(file_url + "b"),
+                     lambda: d.rendezvous("foo://x"),
+                     lambda: d.rendezvous(5),
+                     lambda: d.rendezvous("tcp://127.0.0.1:0", rank="0", world_size=1)):
+            out.append(attempt(make))
+        return out
+    assert outcomes(edist, "e") == outcomes(tdist, "t")
+    with pytest.raises(RuntimeError):
+        edist.register_rendezvous_handler("env", None)
