@@ -9,6 +9,7 @@ serves scripts that use stores for their own rendezvous (and init_process_group(
 """
 from __future__ import annotations
 
+import datetime
 import numbers
 import os
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
@@ -54,9 +55,9 @@ def _int_param(query: dict, name: str, scheme: str, missing: str) -> int:
     return int(query[name])
 
 
-def _timeout_s(kwargs: dict, default: float) -> float:
+def _timeout(kwargs: dict) -> datetime.timedelta:
     timeout = kwargs.get("timeout")
-    return default if timeout is None else timeout.total_seconds()
+    return datetime.timedelta(seconds=_DEFAULT_TIMEOUT_S) if timeout is None else timeout
 
 
 def _once(scheme: str, store, rank: int, world_size: int):
@@ -72,7 +73,7 @@ def _tcp_handler(url: str, **kwargs):
     rank = _int_param(query, "rank", "tcp", "rank parameter missing")
     world_size = _int_param(query, "world_size", "tcp", "world size parameter missing")
     store = TCPStore(parts.hostname, parts.port, world_size, rank == 0,
-                     _as_timedelta(_timeout_s(kwargs, _DEFAULT_TIMEOUT_S)), multi_tenant=True)
+                     _timeout(kwargs), multi_tenant=True)
     return _once("tcp", store, rank, world_size)
 
 
@@ -88,7 +89,7 @@ def _env_handler(url: str, **kwargs):
     rank, world_size = int(setting("RANK", "rank")), int(setting("WORLD_SIZE", "world_size"))
     addr, port = setting("MASTER_ADDR"), int(setting("MASTER_PORT"))
     store = TCPStore(addr, port, world_size, rank == 0,
-                     _as_timedelta(_timeout_s(kwargs, _DEFAULT_TIMEOUT_S)), multi_tenant=True)
+                     _timeout(kwargs), multi_tenant=True)
     return _once("env", store, rank, world_size)
 
 
@@ -102,11 +103,6 @@ def _file_handler(url: str, **kwargs):
     if kwargs.get("timeout") is not None:
         store.set_timeout(kwargs["timeout"])
     return _once("file", store, rank, world_size)
-
-
-def _as_timedelta(seconds: float):
-    import datetime
-    return datetime.timedelta(seconds=seconds)
 
 
 register_rendezvous_handler("tcp", _tcp_handler)

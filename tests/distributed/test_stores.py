@@ -18,7 +18,6 @@ import time
 import pytest
 
 import ember.distributed as edist
-from ember.distributed import c10d
 
 tdist = pytest.importorskip("torch.distributed")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 
 from ._base import compare_set_result, counter_value, wrap_int64
 
@@ -120,6 +119,3 @@ class Table:
             self.cond.wait_for(lambda: value() >= target, timeout_s)
             return value()
 
-
-def deadline_after(timeout_s: float) -> float:
-    return time.monotonic() + timeout_s
