@@ -396,3 +396,30 @@ def test_rendezvous_hands_out_stores_like_torch(monkeypatch, tmp_path):
     assert outcomes(edist, "e") == outcomes(tdist, "t")
     with pytest.raises(RuntimeError):
         edist.register_rendezvous_handler("env", None)
+
+
+FILE_PEER = """
+import sys, ember.distributed as dist
+store = dist.FileStore(sys.argv[1], 2)
+store.add("arrived", 1)
+print(store.get("from_parent").decode(), flush=True)       # waits for the parent
+store.set("from_child", "child")
+"""
+
+
+def test_file_store_between_processes_and_removed_at_exit(tmp_path):
+    path = str(tmp_path / "two_processes")
+    store = edist.FileStore(path, 2)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-c", FILE_PEER, path], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    store.set_timeout(T(seconds=60))
+    store.wait(["arrived"])
+    store.set("from_parent", "parent")
+    assert store.get("from_child") == b"child"
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0 and out.strip() == "parent", err[-2000:]
+    assert store.num_keys() == 5          # 3 keys, the users' count and the leavers' count
+    assert os.path.exists(path)           # the child left; this store still uses it
+    del store
+    assert not os.path.exists(path)
