@@ -20,7 +20,6 @@ from ._table import Table
 
 _U32 = struct.Struct("!I")
 INIT_KEY = "init/"                  # how many store users with a world_size joined
-_ERRORS = ("ValueError", "TypeError", "DistStoreError")
 
 
 def pack(fields) -> bytes:
@@ -137,10 +136,11 @@ def serve(table: Table, fields: list[bytes]) -> list[bytes]:
     """One request's reply; a refused request (add on a non-integer) becomes an error
     reply and the connection stays usable."""
     op = _s(fields[0])
-    try:
-        return OPS[op](table, fields[1:])
-    except KeyError:
+    handler = OPS.get(op)
+    if handler is None:
         return [b"error", b"ValueError", _b(f"TCPStore server: unknown operation {op!r}")]
+    try:
+        return handler(table, fields[1:])
     except (ValueError, TypeError) as err:
         return [b"error", _b(type(err).__name__), _b(err)]
 

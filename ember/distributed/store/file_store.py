@@ -53,13 +53,8 @@ class _Log:
             return
         data = os.pread(self.fd, size - self.offset, self.offset)
         pos = 0
-        while pos + 4 <= len(data):
-            (klen,) = _U32.unpack_from(data, pos)
-            key = data[pos + 4: pos + 4 + klen].decode("utf-8", "surrogateescape")
-            pos += 4 + klen
-            (vlen,) = _U32.unpack_from(data, pos)
-            value = data[pos + 4: pos + 4 + vlen]
-            pos += 4 + vlen
+        while (record := _record_at(data, pos)) is not None:
+            key, value, pos = record
             if key.startswith("-"):
                 self.cache.pop(key[1:], None)
             else:
@@ -81,6 +76,22 @@ class _Log:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def _record_at(data: bytes, pos: int):
+    """(key, value, next position) of the record at `pos`; None where no whole record is
+    (the end, or the tail of a write a crashed process left unfinished)."""
+    if pos + 4 > len(data):
+        return None
+    (klen,) = _U32.unpack_from(data, pos)
+    vpos = pos + 4 + klen
+    if vpos + 4 > len(data):
+        return None
+    (vlen,) = _U32.unpack_from(data, vpos)
+    end = vpos + 4 + vlen
+    if end > len(data):
+        return None
+    return data[pos + 4: vpos].decode("utf-8", "surrogateescape"), data[vpos + 4: end], end
 
 
 def _release(log: _Log, world_size: int) -> None:
