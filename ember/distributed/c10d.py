@@ -22,6 +22,7 @@ from .errors import DistArgumentError, DistError
 from . import nccl_lists
 from .mpi_engine import MPIEngine, mpi
 from .reduce_op import ReduceOp
+from .store import PrefixStore
 
 default_pg_timeout = datetime.timedelta(minutes=30)
 _CPU_BACKENDS = ("mpi", "gloo")
@@ -167,7 +168,6 @@ def _backend_label(backend) -> str:
 def _set_default(engine, backend: str, group_name: str, init_method, store=None) -> None:
     pg = ProcessGroup(engine, backend, group_name or "default_pg")
     if store is not None:
-        from .store import PrefixStore
         store = PrefixStore("0/", store)        # torch's default group's key space
     _State.default = pg
     _State.direct = engine if isinstance(engine, MPIEngine) else None

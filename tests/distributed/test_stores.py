@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -193,9 +194,7 @@ def test_tcp_store_world_size_and_connection_errors_match_torch():
 
 
 def test_tcp_store_wait_for_workers_and_multi_tenant():
-    sock = __import__("socket").create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = _free_port()
     made = {}
     master = threading.Thread(target=lambda: made.setdefault(
         "m", edist.TCPStore("127.0.0.1", port, 3, True, T(seconds=10))))
@@ -359,7 +358,7 @@ def test_init_process_group_takes_a_store():
 
 
 def _free_port() -> int:
-    sock = __import__("socket").create_server(("127.0.0.1", 0))
+    sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     return port
