@@ -36,24 +36,15 @@ def unpack(body: bytes) -> list[bytes]:
     return fields
 
 
-def recv_message(sock: socket.socket) -> list[bytes] | None:
-    """One message's fields; None when the peer closed the connection."""
-    head = _recv_exact(sock, 4)
-    if head is None:
+def recv_message(reader) -> list[bytes] | None:
+    """One message's fields from a socket's buffered reader (`sock.makefile("rb")`: one
+    recv call usually brings a whole small message); None when the peer closed."""
+    head = reader.read(4)
+    if len(head) < 4:
         return None
-    body = _recv_exact(sock, _U32.unpack(head)[0])
-    return None if body is None else unpack(body)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    chunks, left = [], n
-    while left:
-        chunk = sock.recv(min(left, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+    n = _U32.unpack(head)[0]
+    body = reader.read(n)
+    return None if len(body) < n else unpack(body)
 
 
 def _s(field: bytes) -> str:
@@ -176,7 +167,8 @@ class Server:
 
     def _client(self, conn: socket.socket) -> None:
         try:
-            while (request := recv_message(conn)) is not None:
+            reader = conn.makefile("rb")
+            while (request := recv_message(reader)) is not None:
                 conn.sendall(pack(serve(self.table, request)))
         except OSError:
             pass

@@ -50,6 +50,7 @@ class _Remote:
     def __init__(self, host: str, port: int, timeout_s: float):
         self.where = f"({host}, {port})"
         self.sock = _connect(host, port, timeout_s)
+        self.reader = self.sock.makefile("rb")
         self.lock = threading.Lock()
         weakref.finalize(self, self.sock.close)
 
@@ -58,7 +59,7 @@ class _Remote:
             try:
                 self.sock.settimeout(wait_s + _SLACK_S)
                 self.sock.sendall(wire.pack(fields))
-                reply = wire.recv_message(self.sock)
+                reply = wire.recv_message(self.reader)
             except OSError as err:
                 raise DistNetworkError(f"TCPStore: the connection to the server {self.where} "
                                        f"failed: {err}") from None
