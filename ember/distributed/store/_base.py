@@ -95,6 +95,8 @@ class Store:
     base gives barrier, multi_get/multi_set (one key at a time) and the timeout.
     """
 
+    _timeout_s = DEFAULT_TIMEOUT.total_seconds()   # also for subclasses that skip __init__
+
     def __init__(self):
         self._timeout_s = DEFAULT_TIMEOUT.total_seconds()
 
