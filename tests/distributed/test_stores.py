@@ -187,8 +187,13 @@ def test_tcp_store_world_size_and_connection_errors_match_torch():
                 out.append("made")
             except Exception as err:        # noqa: BLE001
                 out.append(type(err).__name__)
-        del master
-        out += run_ops(client, [("get", "x")])                  # the master is gone
+        blocked = d.TCPStore("127.0.0.1", master.port, None, False, T(seconds=30))
+        waiter = threading.Thread(target=lambda: out.extend(run_ops(blocked, [("get", "x")])))
+        waiter.start()
+        time.sleep(0.2)
+        del master                          # the master goes while a get waits in it
+        waiter.join(10)
+        out += run_ops(client, [("get", "x")])
         return out
     assert outcomes(edist) == outcomes(tdist)
 

@@ -18,6 +18,16 @@ class Table:
         self.queues: dict[str, collections.deque] = {}
         self.internal: dict[str, int] = {}      # TCPStore's client counter
         self.cond = threading.Condition()
+        self.closed = False                     # the TCPStore server stopped: waits end
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def _wait_for(self, ready, timeout_s: float) -> bool:
+        """Sleep on the condition until `ready()`, the deadline or close (lock held)."""
+        return self.cond.wait_for(lambda: ready() or self.closed, timeout_s) and ready()
 
     # --- writers ---------------------------------------------------------------------------
     def set(self, key: str, value: bytes) -> None:
@@ -72,15 +82,13 @@ class Table:
     def wait(self, keys: list[str], timeout_s: float, queues: bool = True) -> bool:
         """True once every key exists; False at the deadline."""
         with self.cond:
-            return self.cond.wait_for(lambda: all(self.has(k, queues) for k in keys),
-                                      timeout_s)
+            return self._wait_for(lambda: all(self.has(k, queues) for k in keys), timeout_s)
 
     def wait_value(self, keys: list[str], timeout_s: float, queues: bool):
         """The keys' values once all exist (b"" for a key that is only a queue), or None
         at the deadline."""
         with self.cond:
-            if not self.cond.wait_for(lambda: all(self.has(k, queues) for k in keys),
-                                      timeout_s):
+            if not self._wait_for(lambda: all(self.has(k, queues) for k in keys), timeout_s):
                 return None
             return [self.data.get(k, b"") for k in keys]
 
@@ -104,7 +112,7 @@ class Table:
         """The queue's first value; None when it stays empty (at once unless `block`)."""
         with self.cond:
             if block:
-                self.cond.wait_for(lambda: bool(self.queues.get(key)), timeout_s)
+                self._wait_for(lambda: bool(self.queues.get(key)), timeout_s)
             queue = self.queues.get(key)
             return queue.popleft() if queue else None
 
@@ -116,6 +124,6 @@ class Table:
                 return self.internal.get(key, 0)
             return counter_value(self.data.get(key), key)
         with self.cond:
-            self.cond.wait_for(lambda: value() >= target, timeout_s)
+            self._wait_for(lambda: value() >= target, timeout_s)
             return value()
 

@@ -166,8 +166,8 @@ class Server:
                              name=f"ember-tcpstore-{self.port}-client").start()
 
     def _client(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
         try:
-            reader = conn.makefile("rb")
             while (request := recv_message(reader)) is not None:
                 conn.sendall(pack(serve(self.table, request)))
         except OSError:
@@ -175,6 +175,7 @@ class Server:
         finally:
             with self.lock:
                 self.conns.discard(conn)
+            reader.close()
             conn.close()
 
     def close(self) -> None:
@@ -187,6 +188,7 @@ class Server:
             except OSError:
                 pass
             s.close()
+        self.table.close()      # then the requests waiting in it, whose replies now fail
 
 
 def _listening_socket(port: int, listen_fd: int | None) -> socket.socket:

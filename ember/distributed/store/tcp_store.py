@@ -52,7 +52,7 @@ class _Remote:
         self.sock = _connect(host, port, timeout_s)
         self.reader = self.sock.makefile("rb")
         self.lock = threading.Lock()
-        weakref.finalize(self, self.sock.close)
+        weakref.finalize(self, _close, self.reader, self.sock)
 
     def call(self, fields, wait_s: float) -> list[bytes]:
         with self.lock:
@@ -67,6 +67,11 @@ class _Remote:
             raise DistNetworkError(f"TCPStore: the server {self.where} closed the connection "
                                    "(did the master store's process end or drop its store?)")
         return reply
+
+
+def _close(*files) -> None:
+    for f in files:
+        f.close()
 
 
 def _connect(host: str, port: int, timeout_s: float) -> socket.socket:
