@@ -47,11 +47,11 @@ def recv_message(reader) -> list[bytes] | None:
     return None if len(body) < n else unpack(body)
 
 
-def _s(field: bytes) -> str:
+def dec(field: bytes) -> str:
     return field.decode("utf-8", "surrogateescape")
 
 
-def _b(text) -> bytes:
+def enc(text) -> bytes:
     return str(text).encode("utf-8", "surrogateescape")
 
 
@@ -61,35 +61,35 @@ def _seconds(field: bytes) -> float:
 
 # --- the operations, on the table ------------------------------------------------------------
 def _get(t: Table, f):
-    values = t.wait_value([_s(f[1])], _seconds(f[0]), queues=True)
+    values = t.wait_value([dec(f[1])], _seconds(f[0]), queues=True)
     return [b"timeout"] if values is None else [b"ok", values[0]]
 
 
 def _wait(t: Table, f):
-    return [b"ok"] if t.wait([_s(k) for k in f[1:]], _seconds(f[0])) else [b"timeout"]
+    return [b"ok"] if t.wait([dec(k) for k in f[1:]], _seconds(f[0])) else [b"timeout"]
 
 
 def _multi_get(t: Table, f):
-    values = t.wait_value([_s(k) for k in f[1:]], _seconds(f[0]), queues=True)
+    values = t.wait_value([dec(k) for k in f[1:]], _seconds(f[0]), queues=True)
     return [b"timeout"] if values is None else [b"ok", *values]
 
 
 def _multi_set(t: Table, f):
     n = (len(f)) // 2
-    t.multi_set([_s(k) for k in f[:n]], f[n:])
+    t.multi_set([dec(k) for k in f[:n]], f[n:])
     return [b"ok"]
 
 
 def _queue_pop(t: Table, f):
     block = f[1] == b"1"
-    value = t.queue_pop(_s(f[2]), block, _seconds(f[0]))
+    value = t.queue_pop(dec(f[2]), block, _seconds(f[0]))
     if value is None:
         return [b"timeout" if block else b"empty"]
     return [b"ok", value]
 
 
 def _barrier(t: Table, f):
-    key, world_size = _s(f[2]), int(f[1])
+    key, world_size = dec(f[2]), int(f[1])
     t.add(key, 1)
     reached = t.wait_counter(key, world_size, _seconds(f[0]), internal=False)
     return [b"ok"] if reached >= world_size else [b"timeout"]
@@ -98,26 +98,26 @@ def _barrier(t: Table, f):
 def _wait_workers(t: Table, f):
     world_size = int(f[1])
     joined = t.wait_counter(INIT_KEY, world_size, _seconds(f[0]), internal=True)
-    return [b"ok" if joined >= world_size else b"timeout", _b(joined)]
+    return [b"ok" if joined >= world_size else b"timeout", enc(joined)]
 
 
 OPS = {
-    "set": lambda t, f: (t.set(_s(f[0]), f[1]), [b"ok"])[1],
+    "set": lambda t, f: (t.set(dec(f[0]), f[1]), [b"ok"])[1],
     "get": _get,
-    "add": lambda t, f: [b"ok", _b(t.add(_s(f[0]), int(f[1])))],
-    "compare_set": lambda t, f: [b"ok", t.compare_set(_s(f[0]), f[1], f[2])],
+    "add": lambda t, f: [b"ok", enc(t.add(dec(f[0]), int(f[1])))],
+    "compare_set": lambda t, f: [b"ok", t.compare_set(dec(f[0]), f[1], f[2])],
     "wait": _wait,
-    "check": lambda t, f: [b"ok", b"1" if t.check([_s(k) for k in f]) else b"0"],
-    "delete_key": lambda t, f: [b"ok", b"1" if t.delete(_s(f[0])) else b"0"],
-    "num_keys": lambda t, f: [b"ok", _b(t.num_keys())],
-    "list_keys": lambda t, f: [b"ok", *(_b(k) for k in t.list_keys())],
-    "append": lambda t, f: (t.append(_s(f[0]), f[1]), [b"ok"])[1],
+    "check": lambda t, f: [b"ok", b"1" if t.check([dec(k) for k in f]) else b"0"],
+    "delete_key": lambda t, f: [b"ok", b"1" if t.delete(dec(f[0])) else b"0"],
+    "num_keys": lambda t, f: [b"ok", enc(t.num_keys())],
+    "list_keys": lambda t, f: [b"ok", *(enc(k) for k in t.list_keys())],
+    "append": lambda t, f: (t.append(dec(f[0]), f[1]), [b"ok"])[1],
     "multi_get": _multi_get,
     "multi_set": _multi_set,
-    "queue_push": lambda t, f: (t.queue_push(_s(f[0]), f[1]), [b"ok"])[1],
+    "queue_push": lambda t, f: (t.queue_push(dec(f[0]), f[1]), [b"ok"])[1],
     "queue_pop": _queue_pop,
-    "queue_len": lambda t, f: [b"ok", _b(t.queue_len(_s(f[0])))],
-    "join": lambda t, f: [b"ok", _b(t.add_internal(INIT_KEY, 1))],
+    "queue_len": lambda t, f: [b"ok", enc(t.queue_len(dec(f[0])))],
+    "join": lambda t, f: [b"ok", enc(t.add_internal(INIT_KEY, 1))],
     "wait_workers": _wait_workers,
     "barrier": _barrier,
 }
@@ -126,14 +126,14 @@ OPS = {
 def serve(table: Table, fields: list[bytes]) -> list[bytes]:
     """One request's reply; a refused request (add on a non-integer) becomes an error
     reply and the connection stays usable."""
-    op = _s(fields[0])
+    op = dec(fields[0])
     handler = OPS.get(op)
     if handler is None:
-        return [b"error", b"ValueError", _b(f"TCPStore server: unknown operation {op!r}")]
+        return [b"error", b"ValueError", enc(f"TCPStore server: unknown operation {op!r}")]
     try:
         return handler(table, fields[1:])
     except (ValueError, TypeError) as err:
-        return [b"error", _b(type(err).__name__), _b(err)]
+        return [b"error", enc(type(err).__name__), enc(err)]
 
 
 class Server:

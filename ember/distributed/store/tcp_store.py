@@ -128,8 +128,8 @@ class TCPStore(Store):
 
     def _wait_for_workers(self, world_size: int) -> None:
         start = time.monotonic()
-        reply = self._link.call([b"wait_workers", wire._b(timeout_ms(self._timeout_s)),
-                                 wire._b(world_size)], self._timeout_s)
+        reply = self._link.call([b"wait_workers", wire.enc(timeout_ms(self._timeout_s)),
+                                 wire.enc(world_size)], self._timeout_s)
         if reply[0] != b"ok":
             took = math.ceil(time.monotonic() - start)
             raise DistStoreError(f"TCPStore: Timed out after {took} seconds waiting for "
@@ -152,31 +152,31 @@ class TCPStore(Store):
     def _call(self, op: str, *fields, wait_s: float = 0.0) -> list[bytes]:
         reply = self._link.call([op.encode(), *fields], wait_s)
         if reply[0] == b"error":
-            kind = wire._s(reply[1])
+            kind = wire.dec(reply[1])
             raise {"ValueError": ValueError, "TypeError": TypeError}.get(
-                kind, DistStoreError)(wire._s(reply[2]))
+                kind, DistStoreError)(wire.dec(reply[2]))
         return reply
 
     def _waiting(self, op: str, keys: list[str], seconds: float, *extra) -> list[bytes]:
-        reply = self._call(op, wire._b(timeout_ms(seconds)), *extra,
-                           *(wire._b(k) for k in keys), wait_s=seconds)
+        reply = self._call(op, wire.enc(timeout_ms(seconds)), *extra,
+                           *(wire.enc(k) for k in keys), wait_s=seconds)
         if reply[0] == b"timeout":
             raise DistStoreError(f"TCPStore.{op}: wait timeout after {timeout_ms(seconds)}ms, "
                                  f"keys: {_shown(keys)}")
         return reply
 
     def set(self, key, value, /) -> None:
-        self._call("set", wire._b(as_key(key, "set")), as_value(value, "set"))
+        self._call("set", wire.enc(as_key(key, "set")), as_value(value, "set"))
 
     def get(self, key, /) -> bytes:
         return self._waiting("get", [as_key(key, "get")], self._timeout_s)[1]
 
     def add(self, key, amount, /) -> int:
-        reply = self._call("add", wire._b(as_key(key, "add")), wire._b(as_amount(amount, "add")))
+        reply = self._call("add", wire.enc(as_key(key, "add")), wire.enc(as_amount(amount, "add")))
         return int(reply[1])
 
     def compare_set(self, key, expected_value, desired_value, /) -> bytes:
-        return self._call("compare_set", wire._b(as_key(key, "compare_set")),
+        return self._call("compare_set", wire.enc(as_key(key, "compare_set")),
                           as_value(expected_value, "compare_set"),
                           as_value(desired_value, "compare_set"))[1]
 
@@ -186,19 +186,19 @@ class TCPStore(Store):
                       self._timeout_s if timeout is None else as_seconds(timeout, "wait"))
 
     def check(self, keys, /) -> bool:
-        return self._call("check", *(wire._b(k) for k in as_keys(keys, "check")))[1] == b"1"
+        return self._call("check", *(wire.enc(k) for k in as_keys(keys, "check")))[1] == b"1"
 
     def delete_key(self, key, /) -> bool:
-        return self._call("delete_key", wire._b(as_key(key, "delete_key")))[1] == b"1"
+        return self._call("delete_key", wire.enc(as_key(key, "delete_key")))[1] == b"1"
 
     def num_keys(self) -> int:
         return int(self._call("num_keys")[1])
 
     def list_keys(self) -> list[str]:
-        return [wire._s(k) for k in self._call("list_keys")[1:]]
+        return [wire.dec(k) for k in self._call("list_keys")[1:]]
 
     def append(self, key, value, /) -> None:
-        self._call("append", wire._b(as_key(key, "append")), as_value(value, "append"))
+        self._call("append", wire.enc(as_key(key, "append")), as_value(value, "append"))
 
     def multi_get(self, keys, /) -> list[bytes]:
         return self._waiting("multi_get", as_keys(keys, "multi_get"), self._timeout_s)[1:]
@@ -207,19 +207,19 @@ class TCPStore(Store):
         keys = as_keys(keys, "multi_set")
         values = [as_value(v, "multi_set") for v in values]
         check_same_length(keys, values)
-        self._call("multi_set", *(wire._b(k) for k in keys), *values)
+        self._call("multi_set", *(wire.enc(k) for k in keys), *values)
 
     def has_extended_api(self) -> bool:
         return True
 
     def queue_push(self, key, value, /) -> None:
-        self._call("queue_push", wire._b(as_key(key, "queue_push")),
+        self._call("queue_push", wire.enc(as_key(key, "queue_push")),
                    as_value(value, "queue_push"))
 
     def queue_pop(self, key, block: bool = True) -> bytes:
         key = as_key(key, "queue_pop")
-        reply = self._call("queue_pop", wire._b(timeout_ms(self._timeout_s)),
-                           b"1" if block else b"0", wire._b(key), wait_s=self._timeout_s)
+        reply = self._call("queue_pop", wire.enc(timeout_ms(self._timeout_s)),
+                           b"1" if block else b"0", wire.enc(key), wait_s=self._timeout_s)
         if reply[0] == b"empty":
             raise QueueEmptyError(f"TCPStore.queue_pop({key!r}): queue is empty")
         if reply[0] == b"timeout":
@@ -228,14 +228,14 @@ class TCPStore(Store):
         return reply[1]
 
     def queue_len(self, key, /) -> int:
-        return int(self._call("queue_len", wire._b(as_key(key, "queue_len")))[1])
+        return int(self._call("queue_len", wire.enc(as_key(key, "queue_len")))[1])
 
     def barrier(self, key, world_size, timeout=None) -> None:
         """Count this caller in at `key` and wait until `world_size` callers did."""
         key = as_key(key, "barrier")
         seconds = self._timeout_s if timeout is None else as_seconds(timeout, "barrier")
-        reply = self._call("barrier", wire._b(timeout_ms(seconds)), wire._b(int(world_size)),
-                           wire._b(key), wait_s=seconds)
+        reply = self._call("barrier", wire.enc(timeout_ms(seconds)), wire.enc(int(world_size)),
+                           wire.enc(key), wait_s=seconds)
         if reply[0] == b"timeout":
             raise DistStoreError(f"TCPStore.barrier: barrier timeout after "
                                  f"{timeout_ms(seconds)}ms, key: {key}")
