@@ -19,14 +19,18 @@ from .c10d_helpers import (  # noqa: F401
     get_node_local_rank, is_backend_available, is_torchelastic_launched, new_subgroups,
     new_subgroups_by_enumeration, supports_complex,
 )
-from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
+from .errors import (  # noqa: F401
+    DistBackendError, DistError, DistNetworkError, DistStoreError, QueueEmptyError,
+)
 from .monitored_barrier import monitored_barrier  # noqa: F401
 from .object_collectives import (  # noqa: F401
     all_gather_object, broadcast_object_list, gather_object, recv_object_list,
     scatter_object_list, send_object_list,
 )
 from .reduce_op import ReduceOp  # noqa: F401
+from .rendezvous import register_rendezvous_handler, rendezvous  # noqa: F401
 from .sampler import DistributedSampler  # noqa: F401
+from .store import FileStore, HashStore, PrefixStore, Store, TCPStore  # noqa: F401
 from .reducer import GradBucket  # noqa: F401
 from .work import Work  # noqa: F401
 from . import autograd, nn, rpc  # noqa: F401,E402 - torch.distributed.{autograd,nn,rpc}

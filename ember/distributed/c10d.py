@@ -22,6 +22,7 @@ from .errors import DistArgumentError, DistError
 from . import nccl_lists
 from .mpi_engine import MPIEngine, mpi
 from .reduce_op import ReduceOp
+from .store import PrefixStore
 
 default_pg_timeout = datetime.timedelta(minutes=30)
 _CPU_BACKENDS = ("mpi", "gloo")
@@ -78,6 +79,7 @@ class _State:
     groups: list[ProcessGroup] = []
     init_method: str | None = None
     shrunk = False            # this process survived a rank's death (shrink_group ran)
+    store = None              # the store given to init_process_group, under prefix "0/"
 
 
 # --- initialization ----------------------------------------------------------------------
@@ -111,16 +113,21 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
                        timeout: datetime.timedelta | None = None, world_size: int = -1,
                        rank: int = -1, store=None, group_name: str = "", pg_options=None,
                        device_id=None) -> None:
-    """Join the job's default process group (the processes mpirun started)."""
+    """Join the job's default process group (the processes mpirun started).
+
+    With `store=` (and then `rank` and `world_size`), MPI still finds the peers: the
+    ranks are checked against the job, and the store is kept as the group's store
+    (nccl outside the launcher exchanges its unique id through it)."""
     if _State.default is not None:
         raise ValueError("trying to initialize the default process group twice!")
     shown = _backend_label(backend)
     backend = _check_backend(backend)
     _check_init_method(init_method, store)
+    _check_store_ranks(store, rank, world_size)
     timeout_s = (timeout or default_pg_timeout).total_seconds()
     if backend == "nccl":
-        _set_default(_init_nccl(rank, world_size, init_method, timeout_s), "nccl", group_name,
-                     init_method)
+        _set_default(_init_nccl(rank, world_size, init_method, timeout_s, store), "nccl",
+                     group_name, init_method, store)
         return
     MPI = mpi()
     if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
@@ -137,7 +144,19 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
             f"job this process belongs to (rank {world.Get_rank()} of {world.Get_size()}); "
             "start the processes with `python -m ember.distributed.run --nproc-per-node N "
             "script.py` (or mpirun)")
-    _set_default(_world_mpi_engine(timeout_s), shown, group_name, init_method)
+    _set_default(_world_mpi_engine(timeout_s), shown, group_name, init_method, store)
+
+
+def _check_store_ranks(store, rank: int, world_size: int) -> None:
+    """A store does not tell who is who: torch requires rank and world_size with it."""
+    if store is None:
+        return
+    if world_size is None or world_size <= 0:
+        raise ValueError("init_process_group(store=...): world_size must be positive if "
+                         f"using store, got world_size={world_size}")
+    if rank is None or rank < 0:
+        raise ValueError("init_process_group(store=...): rank must be non-negative if using "
+                         f"store, got rank={rank}")
 
 
 def _backend_label(backend) -> str:
@@ -146,12 +165,15 @@ def _backend_label(backend) -> str:
     return "gloo" if str(backend).lower() == "gloo" else _check_backend(backend)
 
 
-def _set_default(engine, backend: str, group_name: str, init_method) -> None:
+def _set_default(engine, backend: str, group_name: str, init_method, store=None) -> None:
     pg = ProcessGroup(engine, backend, group_name or "default_pg")
+    if store is not None:
+        store = PrefixStore("0/", store)        # torch's default group's key space
     _State.default = pg
     _State.direct = engine if isinstance(engine, MPIEngine) else None
     _State.groups = [pg]
     _State.init_method = init_method or "env://"
+    _State.store = store
     group.WORLD = GroupMember.WORLD = pg
 
 
@@ -166,7 +188,7 @@ def _under_mpi_launcher() -> bool:
     return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
 
 
-def _init_nccl(rank: int, world_size: int, init_method, timeout_s: float):
+def _init_nccl(rank: int, world_size: int, init_method, timeout_s: float, store=None):
     """The NCCL engine of the default group; its unique id goes over MPI or a file."""
     from .nccl_engine import create_engine
     if _under_mpi_launcher() and is_mpi_available():
@@ -179,7 +201,7 @@ def _init_nccl(rank: int, world_size: int, init_method, timeout_s: float):
                          "and world_size (arguments, or the RANK and WORLD_SIZE environment "
                          f"variables) with 0 <= rank < world_size; got rank={rank}, "
                          f"world_size={world_size}")
-    return create_engine(rank, world_size, timeout_s, init_method=init_method)
+    return create_engine(rank, world_size, timeout_s, init_method=init_method, store=store)
 
 
 def _check_against_mpi(rank: int, world_size: int, init_method, cpu: MPIEngine):
@@ -224,6 +246,14 @@ def _rank_and_size(rank: int, world_size: int, init_method) -> tuple[int, int]:
     return rank, world_size
 
 
+def _get_default_store():
+    """The default group's store (torch's private helper, which libraries call): the store
+    given to init_process_group under the prefix "0/"; None when the group was made
+    without one (MPI found the peers)."""
+    _require_init("_get_default_store")
+    return _State.store
+
+
 def destroy_process_group(group: ProcessGroup | None = None) -> None:
     """Free a group's communicator; with no argument, every group and the default one."""
     if group is None or group is _State.default:
@@ -231,6 +261,7 @@ def destroy_process_group(group: ProcessGroup | None = None) -> None:
         for pg in _State.groups:
             pg._engine.free()
         _State.default, _State.direct, _State.groups = None, None, []
+        _State.store = None
         globals()["group"].WORLD = GroupMember.WORLD = None
         return
     if group is GroupMember.NON_GROUP_MEMBER:

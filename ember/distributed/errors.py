@@ -21,3 +21,11 @@ class DistArgumentError(DistError, ValueError):
     dtypes or list lengths that do not match). PyTorch raises these from its C++
     backends as RuntimeError and from its Python checks as ValueError; this is both, so
     either `except` catches it."""
+
+
+class DistStoreError(DistError):
+    """torch.distributed.DistStoreError: a store operation timed out or was refused."""
+
+
+class QueueEmptyError(DistStoreError):
+    """torch.distributed.QueueEmptyError: `queue_pop(key, block=False)` on an empty queue."""

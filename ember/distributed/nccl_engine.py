@@ -107,7 +107,8 @@ def check_cuda_tensor(tensor, op_name: str, device_index: int) -> None:
 
 # --- the unique id's rendezvous ----------------------------------------------------------
 def exchange_unique_id(rank: int, world_size: int, make, *, mpi_comm=None,
-                       init_method: str | None = None, timeout_s: float = 1800.0) -> bytes:
+                       init_method: str | None = None, timeout_s: float = 1800.0,
+                       store=None) -> bytes:
     """Rank 0's `make()` (ncclGetUniqueId's bytes), given to every rank.
 
     Through MPI when the launcher started the job, else through a file named by
@@ -117,10 +118,15 @@ def exchange_unique_id(rank: int, world_size: int, make, *, mpi_comm=None,
         return make()
     if mpi_comm is not None:
         return mpi_comm.bcast(make() if rank == 0 else None, root=0)
+    if store is not None:                 # init_process_group(store=...): rank 0 sets it
+        if rank == 0:
+            store.set("nccl_unique_id", make())
+        return store.get("nccl_unique_id")
     if init_method is None or not init_method.startswith("file://"):
         raise DistError("init_process_group(backend='nccl'): with world_size > 1 the NCCL "
                         "unique id is exchanged over MPI (start the job with `python -m "
-                        "ember.distributed.run`) or through init_method='file:///path'")
+                        "ember.distributed.run`), through init_method='file:///path' or through "
+                        "init_process_group(store=...)")
     path = init_method[len("file://"):] + ".nccl_unique_id"
     if rank == 0:
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -162,7 +168,7 @@ def split_color_key(group_ranks: list[int], my_rank: int) -> tuple[int, int]:
 
 
 def create_engine(rank: int, world_size: int, timeout_s: float, *, mpi_comm=None,
-                  init_method: str | None = None, cpu_engine=None,
+                  init_method: str | None = None, cpu_engine=None, store=None,
                   global_ranks: list[int] | None = None,
                   global_rank: int | None = None) -> "NCCLEngine":
     """Initialize this rank's NCCL communicator (collective over the group's ranks).
@@ -174,7 +180,8 @@ def create_engine(rank: int, world_size: int, timeout_s: float, *, mpi_comm=None
     device = local_device(rank)
     driver.context(device)           # the primary context, which NCCL's runtime calls use
     uid = exchange_unique_id(rank, world_size, lambda: bytes(bindings.get_unique_id()),
-                             mpi_comm=mpi_comm, init_method=init_method, timeout_s=timeout_s)
+                             mpi_comm=mpi_comm, init_method=init_method, timeout_s=timeout_s,
+                             store=store)
     try:
         comm = bindings.comm_init_rank_scalable(world_size, rank, 1, bytearray(uid), 0)
     except Exception as err:      # noqa: BLE001 - NCCLError: name what failed

@@ -834,6 +834,42 @@ def _next_port():
     return _PORT[0]
 
 
+# --- stores -------------------------------------------------------------------------------------
+_KEEP = []      # stores live for the whole job: rank 0's serves the others until the end
+
+
+def _tcp_store(x):
+    store = x.dist.TCPStore("127.0.0.1", _next_port(), x.W, x.R == 0,
+                            datetime.timedelta(seconds=30))
+    _KEEP.append(store)
+    return store
+
+
+@case("stores: TCPStore and PrefixStore exchange between ranks")
+def _(x):
+    store = _tcp_store(x)
+    view = x.dist.PrefixStore("suite", store)
+    view.set(f"r{x.R}", f"rank {x.R}")
+    view.add("total", x.R + 1)
+    values = view.multi_get([f"r{i}" for i in range(x.W)])
+    store.barrier("after_writes", x.W)
+    view.barrier("prefixed", x.W)
+    return values, view.get("total"), store.num_keys(), sorted(view.list_keys())
+
+
+@case("init_process_group store=TCPStore with rank and world_size")
+def _(x):
+    return _reinit(x, store=_tcp_store(x), rank=x.R, world_size=x.W)
+
+
+@case("init_process_group store=FileStore with rank and world_size")
+def _(x):
+    path = f"/tmp/ember_suite_store_{os.environ.get('MASTER_PORT')}_{_next_port()}_{x.name}"
+    store = x.dist.FileStore(path, x.W)
+    _KEEP.append(store)
+    return _reinit(x, store=store, rank=x.R, world_size=x.W)
+
+
 def _reinit(x, **kwargs):
     x.dist.destroy_process_group()
     before = x.dist.is_initialized()
