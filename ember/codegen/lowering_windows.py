@@ -20,7 +20,8 @@ from ..ir.ops.joining import _pad_index
 from ..ir.ops.pooling import PoolParams
 from ..ir.ops.pooling_adaptive import adaptive_out as _adaptive_out
 from . import kernel as K
-from .lowering import LoweringContext, Value, c, cast, constant, linear, opmath
+from .lowering import (LoweringContext, Value, broadcast_index, c, cast, constant, linear,
+                       opmath)
 
 
 def _buffer_load(ctx: LoweringContext, x: Value, index: tuple, mask: K.Expr | None,
@@ -289,7 +290,40 @@ def _slice_scatter(ctx, node, args: dict) -> Value:
     return Value(tuple(out.shape), out.dtype, load)
 
 
+def _select_scatter(ctx, node, args: dict) -> Value:
+    """select_scatter(self, src, dim, index): src at `index` along `dim`, self elsewhere;
+    what functionalization writes for `y[i] = v` and `y[:, i] += v`, so such updates
+    compile (and package) as one kernel instead of an eager in-place step."""
+    base: Value = args["self"]
+    src: Value = args["src"]
+    out: TensorMeta = node.meta["val"]
+    dim = args["dim"] % len(out.shape)
+    at = args["index"] % out.shape[dim]
+
+    def load(index):
+        mask = _within(ctx, index[dim], at, at + 1)
+        piece = cast(_buffer_load(ctx, src, index[:dim] + index[dim + 1:], mask, 0),
+                     out.dtype)
+        if base.strided is not None:            # a buffer: read only off the index
+            kept = _buffer_load(ctx, base, index, c("logical_not", mask), 0)
+        else:
+            kept = base.load(index)
+        return c("where", mask, piece, cast(kept, out.dtype))
+    return Value(tuple(out.shape), out.dtype, load)
+
+
+def _copy(ctx, node, args: dict) -> Value:
+    """copy(self, src): src broadcast to self's shape in self's dtype (the functional
+    form of `copy_`; self's values are not read)."""
+    src: Value = args["src"]
+    out: TensorMeta = node.meta["val"]
+    shape = tuple(out.shape)
+    return Value(shape, out.dtype, lambda index: cast(
+        src.load(broadcast_index(index, src.shape, shape, ctx.n_vars)), out.dtype))
+
+
 ARG_RULES = {
+    "select_scatter": _select_scatter, "copy": _copy,
     "max_pool2d": _max_pool, "avg_pool2d": _avg_pool, "adaptive_avg_pool2d": _adaptive_avg_pool,
     "pad": _pad, "cat": _cat, "stack": _stack, "slice_scatter": _slice_scatter,
 }

@@ -306,6 +306,7 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
         from .aot_cuda import package_cuda
         return package_cuda(exported, package_path, options, pipeline)
+    exported, state = _functional_program(exported)
     options = dict(options or {})
     wino_mode = options.pop(WINOGRAD_OPTION, "stored")
     if wino_mode not in ("stored", "derived"):
@@ -314,7 +315,7 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     backend = PackagingBackend()
     if exported.symbolic_graph is not None and not exported.dim_exprs:
         return _package_dynamic(exported, package_path, backend, options, pipeline,
-                                wino_mode)
+                                wino_mode, state)
     one = _build(exported, exported.graph, None, backend, options, pipeline, ([], {}))
     one.memory.update(layout=one.layout)
     several = bool(exported.dim_exprs)
@@ -330,7 +331,7 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
         # several dynamic sizes: a native program at the example sizes, the exported
         # program for the others (ember.aot.load_package compiles those)
         members[FALLBACK_MEMBER] = _exported_bytes(exported)
-    manifest = _manifest(exported, backend.isa, members)
+    manifest = _manifest(exported, backend.isa, members, state)
     if several:
         manifest["dynamic_sizes"] = {str(k): repr(v) for k, v in
                                      exported.range_constraints.items()}
@@ -424,7 +425,7 @@ def _native_sizes(exported, options: dict) -> list[int]:
 
 
 def _package_dynamic(exported, package_path, backend, options, pipeline,
-                     wino_mode: str = "stored") -> str:
+                     wino_mode: str = "stored", state: "_State | None" = None) -> str:
     """A dynamic dimension: one straight-line program per native size (`_native_sizes`),
     all in one library (entries `ember_b<n>_run`, kernels shared where their code is
     equal, weights shared and required equal), the runtime picking the entry by the
@@ -475,13 +476,128 @@ def _package_dynamic(exported, package_path, backend, options, pipeline,
                                     [b.entry_ir for b in built.values()]),
     }
     if not covered:
+        if state is not None and state.entries:
+            raise LoweringError(
+                "ember.aot.compile_and_package: the model updates a buffer or an input in "
+                f"place, and its dynamic range [{lo}, {'inf' if hi == float('inf') else hi}]"
+                f" is longer than its native programs ({len(in_range)} sizes); the other "
+                "sizes would run apart from the artifact's buffers: give the Dim a max at "
+                f"most {lo + MAX_DYNAMIC_SIZES - 1} or options={{'native_sizes': [...]}} "
+                "covering the range")
         members[FALLBACK_MEMBER] = _exported_bytes(exported)
-    manifest = _manifest(exported, backend.isa, members)
+    manifest = _manifest(exported, backend.isa, members, state)
     for b in built.values():
         _require_int8_features(manifest, b.table)
     manifest["dynamic"] = dynamic
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+class _State:
+    """What a program's in-place updates need of the runtime: `entries`, one per buffer
+    or user input the model updates ({"kind": "buffer", "name", "input", "output"} or
+    {"kind": "input", "input", "output"}: the native program's input it is read from and
+    the extra result holding its new value), and `initial` (buffer name -> its value
+    at packaging, the artifact's starting state)."""
+
+    def __init__(self):
+        self.entries, self.initial = [], {}
+
+
+def _mutates(graph: Graph) -> bool:
+    from ..frontend.fx.functionalize_graph import _is_inplace
+    return any(_is_inplace(n) for n in graph.nodes)
+
+
+def _functional_program(exported: ExportedProgram):
+    """`exported` with its in-place ops made functional (AOTInductor packages torch's
+    functionalized program the same way): `y.mul_(2)`, `y[0] = v` become out-of-place ops
+    (`mul`, `select_scatter`) native kernels compute; a buffer the model updates
+    (`self.count.add_(1)`) becomes an extra input the runtime feeds from the state it
+    keeps, its new value an extra result written back after each call; an updated user
+    input gets its new value written back into the caller's array. Returns (program,
+    _State), the program unchanged when nothing is updated in place."""
+    import dataclasses
+    from ..frontend.fx.functionalize_graph import CannotFunctionalize, functionalize_graph
+    from .export import TensorSpec
+    state = _State()
+    if not _mutates(exported.graph):
+        return exported, state
+    if exported.dim_exprs:
+        raise LoweringError("ember.aot.compile_and_package: the model updates a tensor in "
+                            "place and has several independent dynamic sizes; artifacts "
+                            "keep such updates with one Dim (or static shapes)")
+    graphs = []
+    for source in (exported.graph, exported.symbolic_graph):
+        if source is None:
+            graphs.append(None)
+            continue
+        graph = _copy_graph(source)
+        try:
+            functionalize_graph(graph)
+        except CannotFunctionalize as err:
+            raise LoweringError(f"ember.aot.compile_and_package: an in-place update cannot "
+                                f"be packaged: {err}") from None
+        state = _State()            # the same entries from either graph
+        _state_io(graph, exported, state)
+        graphs.append(graph)
+    specs = list(exported.input_specs)
+    n_user = len(exported.user_inputs)
+    for entry in state.entries:
+        if entry["kind"] == "buffer":
+            value = state.initial[entry["name"]]
+            specs.append(TensorSpec(entry["name"], "user_input", value.dtype.name,
+                                    tuple(value.shape)))
+    assert len([s for s in specs if s.kind == "user_input"]) == n_user + len(state.initial)
+    return dataclasses.replace(exported, graph=graphs[0], symbolic_graph=graphs[1],
+                               input_specs=specs), state
+
+
+def _result_nodes(value) -> list:
+    """The graph's result nodes in the plan's flat order (constants left out)."""
+    if isinstance(value, Node):
+        return [value]
+    items = value.values() if isinstance(value, dict) else \
+        value if isinstance(value, (tuple, list)) else ()
+    return [n for v in items for n in _result_nodes(v)]
+
+
+def _state_io(graph: Graph, exported: ExportedProgram, state: _State) -> None:
+    """The functionalized graph's closing `copy_(buffer or input, new value)` nodes as
+    extra results (and a buffer's get_attr as an extra input), recorded in `state`."""
+    from ..ir.graph import OpKind
+    output = graph.output_node
+    results = output.args[0]
+    results = list(results) if isinstance(results, (tuple, list)) else [results]
+    n_results = len(_result_nodes(results))
+    placeholders = list(graph.placeholders)
+    copies = [n for n in graph.nodes if n.op == OpKind.call_function and
+              getattr(n.target, "name", "") == "copy_" and
+              getattr(n.args[0], "op", None) in (OpKind.get_attr, OpKind.placeholder)]
+    last = placeholders[-1] if placeholders else None
+    for node in copies:
+        target, value = node.args[0], node.args[1]
+        graph.erase_node(node)
+        if target.op == OpKind.get_attr:
+            name = str(target.target)
+            with graph.inserting_after(last) if last is not None else \
+                    graph.inserting_before(graph.nodes[0]):
+                last = graph.placeholder(name.replace(".", "_"))
+            last.meta["val"] = target.meta["val"]
+            target.replace_all_uses_with(last)
+            graph.erase_node(target)
+            value = last if value is target else value
+            array = exported.state_dict[name]
+            state.initial[name] = np.array(array._values() if isinstance(array, Tensor)
+                                           else array)
+            entry = {"kind": "buffer", "name": name, "input": len(placeholders) +
+                     len(state.initial) - 1}
+        else:
+            entry = {"kind": "input", "input": placeholders.index(target)}
+        entry["output"] = n_results + len(state.entries)
+        state.entries.append(entry)
+        results.append(value)
+    output.args = (tuple(results),)
 
 
 FALLBACK_MEMBER = "exported.ep"     # the exported program, for sizes without a native one
@@ -955,10 +1071,14 @@ def _runtime_object(cc: str, tmp: str, tgt) -> bytes:
     return obj
 
 
-def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
+def _manifest(exported: ExportedProgram, isa, members: dict,
+              state: "_State | None" = None) -> dict:
     from .. import __version__ as ember_version
     tgt = target_for(isa)
-    return {
+    n_state = len(state.entries) if state is not None else 0
+    if n_state and state.initial:
+        members[lite.STATE_MEMBER] = _safetensors(state.initial)
+    manifest = {
         "format": lite.FORMAT_NAME, "format_version": lite.FORMAT_VERSION,
         "ember_version": ember_version, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                  time.gmtime()),
@@ -976,6 +1096,9 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
         "chunked": {name: lite.chunk_digests(data) for name, data in members.items()
                     if len(data) > lite.CHUNK_BYTES and name != lite.WINOGRAD_MEMBER},
     }
+    if n_state:
+        manifest["state"] = state.entries
+    return manifest
 
 
 def _spec_json_of(spec):

@@ -68,6 +68,8 @@ CUDA_MEMBERS = MEMBERS[:-1]
 # of CPU time to recompute and compare, 50-80 ms to hash). Its digest stays in the
 # manifest for tools that check a file without loading it.
 WINOGRAD_MEMBER = "winograd.safetensors"
+# the starting values of the buffers a model updates in place (manifest "state")
+STATE_MEMBER = "state.safetensors"
 ALIGN = 64
 
 try:                       # inside the ember package: ember's own error class
@@ -389,6 +391,7 @@ class LiteModel:
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ArtifactError(f"{path}: unreadable plan ({err})") from None
         self.manifest, self.graph_text = manifest, bytes(members["graph.ir"]).decode()
+        self._load_state(members)
         # a dynamic range wider than its native programs: the exported program (bytes)
         self.exported_program = members.get("exported.ep")
         lap("plan_s")
@@ -434,6 +437,54 @@ class LiteModel:
         self._arena_views: dict = {}
         self._last_program = None         # the entry that ran last (_enter)
         lap("arena_and_weights_s")
+
+    def _load_state(self, members: dict) -> None:
+        """The in-place updates the model makes (manifest "state"): the buffers it
+        updates, owned by this model from their packaged values (a copy: the file's
+        mapping is read-only), and which extra results carry the new values."""
+        try:
+            self.state_entries = list(self.manifest.get("state") or [])
+            initial = _safetensors_in_place(members[STATE_MEMBER], self.path, STATE_MEMBER) \
+                if STATE_MEMBER in members else {}
+            self.state = {e["name"]: np.array(initial[e["name"]])
+                          for e in self.state_entries if e["kind"] == "buffer"}
+            self._state_inputs = sorted((e["input"], e["name"]) for e in self.state_entries
+                                        if e["kind"] == "buffer")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ArtifactError(f"{self.path}: unreadable state ({err})") from None
+
+    @property
+    def user_inputs(self) -> list:
+        """The inputs a caller passes (the updated buffers' inputs are fed by the model)."""
+        return self.manifest["inputs"][:len(self.manifest["inputs"]) - len(self.state)]
+
+    def _with_state(self, arrays: list) -> list:
+        if not self.state:
+            return arrays
+        users = self.user_inputs
+        if len(arrays) != len(users):
+            raise ArtifactError(f"{self.path}: takes {len(users)} input(s) "
+                                f"({', '.join(s['name'] for s in users)}), got {len(arrays)}")
+        return arrays + [self.state[name] for _, name in self._state_inputs]
+
+    def _write_back(self, arrays: list, results: list) -> list:
+        """Each updated buffer's and input's new value into its place; the user's
+        results (the extra ones dropped)."""
+        if not self.state_entries:
+            return results
+        for entry in self.state_entries:
+            new = results[entry["output"]]
+            if entry["kind"] == "buffer":
+                np.copyto(self.state[entry["name"]], new)
+            else:
+                target = arrays[entry["input"]]
+                if not target.flags.writeable:
+                    raise ArtifactError(
+                        f"{self.path}: the model updates input "
+                        f"'{self.inputs[entry['input']]['name']}' in place, but the array "
+                        "passed for it is read-only")
+                np.copyto(target, new)
+        return results[:len(results) - len(self.state_entries)]
 
     def _example_size(self) -> int:
         i, d = self.dynamic["dims"][0]
@@ -543,7 +594,7 @@ class LiteModel:
     def run(self, arrays, times: np.ndarray | None = None) -> list:
         """The outputs for `arrays` (numpy, one per input); `times` (int64, one per
         plan step) receives the clock after each step."""
-        arrays = [np.asarray(a) for a in arrays]
+        arrays = self._with_state([np.asarray(a) for a in arrays])
         program = self._program_for(arrays)
         if program is not self._last_program:
             self._enter(program)
@@ -567,8 +618,8 @@ class LiteModel:
             step = program.steps[status - 1]
             raise IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index "
                              "out of range in self")
-        return [self._result(g, keep, fresh, program, j)
-                for j, g in enumerate(program.results)]
+        return self._write_back(arrays, [self._result(g, keep, fresh, program, j)
+                                         for j, g in enumerate(program.results)])
 
     def _run_segments(self, program: "_Program", inputs: list, fresh: list, stamps,
                       times) -> int:
