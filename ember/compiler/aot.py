@@ -368,6 +368,8 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     in `shared` (modules, index by text), so equal kernels of several plans are one."""
     b = _Built()
     b.graph = _copy_graph(source_graph)
+    _pieces_as_views(b.graph)
+    _copy_before_reshape(b.graph)
     ctx = PassContext(constants=dict(exported.state_dict),
                       options=cpu_pass_options(dict(options or {})), inference=True)
     run_passes(b.graph, _with_fusion(pipeline), ctx)
@@ -661,14 +663,18 @@ class PackagedModel:
     def manifest(self) -> dict:
         return self.lite.manifest
 
-    def __call__(self, *args):
-        """Tensors (or arrays) in, one per exported input; the exported result's
-        structure out (a Tensor, a tuple, a dict ... of Tensors). A size of the dynamic
-        dimension without a native program runs the exported program the artifact
-        carries through ember.compile (compiled once per size, as ember.compile does)."""
+    def __call__(self, *args, **kwargs):
+        """The exported call's arguments (Tensors or arrays, in the tuples, lists and
+        dicts they were exported in, keywords too); the exported result's structure out
+        (a Tensor, a tuple, a dict ... of Tensors). Numbers, strings and None were
+        specialized at export and are passed over, as AOTInductor's loaded package does.
+        A size of the dynamic dimension without a native program runs the exported
+        program the artifact carries through ember.compile (compiled once per size, as
+        ember.compile does)."""
         from .compile_guards import LEAF, unflatten
         from .export import _spec_from_json
-        arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a) for a in args]
+        arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a)
+                  for a in self._tensor_leaves(args, kwargs)]
         if "dynamic_sizes" in self.lite.manifest and any(
                 list(a.shape) != spec["shape"] for a, spec in
                 zip(arrays, self.lite.manifest["inputs"])):
@@ -684,6 +690,25 @@ class PackagedModel:
         return unflatten(_spec_from_json(structure, LEAF), outs)
 
 
+    def _tensor_leaves(self, args: tuple, kwargs: dict) -> list:
+        """The tensors of (args, kwargs) in the exported inputs' order: positional
+        arguments' first, then keywords' in the order forward takes them (the manifest's
+        input names: `x`, or `xs_0` for a container's tensors)."""
+        leaves = _leaves(args)
+        if not kwargs:
+            return leaves
+        names = [spec["name"] for spec in self.lite.user_inputs]
+
+        def position(key):
+            found = [i for i, n in enumerate(names) if n == key or n.startswith(key + "_")]
+            if not found:
+                raise TypeError(f"{self.lite.path}: unexpected keyword argument {key!r} "
+                                f"(the exported inputs: {', '.join(names)})")
+            return found[0]
+        for key in sorted(kwargs, key=position):
+            leaves += _leaves(kwargs[key])
+        return leaves
+
     def _compiled_fallback(self):
         fallback = self.__dict__.get("_fallback")
         if fallback is None:
@@ -693,6 +718,18 @@ class PackagedModel:
             program = load(io.BytesIO(self.lite.exported_program))
             fallback = self._fallback = ember_compile(program.module())
         return fallback
+
+
+def _leaves(value) -> list:
+    """Tensors and arrays of a call's argument structure, in order; numbers, strings and
+    None (specialized at export) are left out."""
+    if isinstance(value, (Tensor, np.ndarray)):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _leaves(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _leaves(v)]
+    return []
 
 
 class _Input:
@@ -734,6 +771,74 @@ def _custom_op_results(node: Node) -> list | None:
         return None
     return [{"shape": list(v.shape), "strides": list(v.strides),
              "dtype": np.dtype(v.dtype.np_dtype).str} for v in values]
+
+
+_PIECES = ("split", "chunk", "unbind", "split_with_sizes", "tensor_split")
+
+
+def _pieces_as_views(graph: Graph) -> None:
+    """`split`/`chunk`/`unbind` (one op, a list of views) as one `slice`/`select` per
+    piece read: the artifact's view steps are one strided view each, and `x.chunk(4)`
+    in an LSTM cell, `torch.split` of a packed projection would be refused otherwise."""
+    import operator
+    from ..ir.graph import OpKind
+    from ..ir.registry import OPS
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or getattr(node.target, "name", "") not in _PIECES:
+            continue
+        pieces = node.meta.get("val")
+        if not isinstance(pieces, (tuple, list)) or not all(
+                u.op == OpKind.call_function and u.target is operator.getitem and
+                isinstance(u.args[1], int) for u in node.users):
+            continue
+        bound = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
+        source = node.args[0]
+        dim = bound.get("dim", 0) % len(source.meta["val"].shape)
+        starts = [0]
+        for piece in pieces:
+            starts.append(starts[-1] + (1 if node.target.name == "unbind"
+                                        else piece.shape[dim]))
+        for user in list(node.users):
+            i = user.args[1] % len(pieces)
+            with graph.inserting_before(user):
+                if node.target.name == "unbind":
+                    view = graph.call_function(OPS["select"], (source, dim, i))
+                else:
+                    view = graph.call_function(OPS["slice"], (source, dim, starts[i],
+                                                              starts[i + 1]))
+            view.meta["val"] = user.meta["val"]
+            user.replace_all_uses_with(view)
+            graph.erase_node(user)
+        graph.erase_node(node)
+
+
+_RESHAPES = ("reshape", "view", "flatten", "_unsafe_view", "unflatten")
+
+
+def _copy_before_reshape(graph: Graph) -> None:
+    """A reshape of an expanded tensor (`repeat_interleave`, a GQA attention's
+    `k[:, :, None].expand(...).reshape(...)`) is a copy, not a view: NumPy's reshape
+    copies there, and an artifact's view step cannot. A `clone` before it makes the copy
+    a kernel (fused with what produces the values)."""
+    from ..ir.graph import OpKind
+    from ..ir.registry import OPS
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or \
+                getattr(node.target, "name", "") not in _RESHAPES:
+            continue
+        source, walk = node.args[0], node.args[0]
+        expanded = False
+        while isinstance(walk, Node) and walk.op == OpKind.call_function and \
+                getattr(walk.target, "name", "") in ("expand", "expand_as", "unsqueeze",
+                                                     "squeeze", *_RESHAPES):
+            expanded = expanded or walk.target.name in ("expand", "expand_as")
+            walk = walk.args[0]
+        if not expanded:
+            continue
+        with graph.inserting_before(node):
+            copy = graph.call_function(OPS["clone"], (source,))
+        copy.meta["val"] = source.meta["val"]
+        node.replace_input_with(source, copy)
 
 
 def _copy_graph(graph: Graph) -> Graph:
