@@ -153,8 +153,17 @@ class _Writer:
             return self.names[value]
         return self.const(value, like_meta.dtype.np_dtype)
 
+    def add_many(self, op_type: str, inputs: list, hint: str, n: int, **attrs) -> list:
+        outs = [self.fresh(hint) for _ in range(n)]
+        self.nodes.append(self.helper.make_node(op_type, inputs, outs, **attrs))
+        return outs
+
     def emit(self, node) -> None:
+        import operator
         from ..ir.registry import is_op
+        if node.target is operator.getitem:       # one piece of split/chunk/unbind/topk
+            self.names[node] = self.names[node.args[0]][node.args[1]]
+            return
         name = node.target.name if is_op(node.target) else None
         emitter = _EMITTERS.get(name)
         if emitter is None:
@@ -167,7 +176,8 @@ class _Writer:
 
 
 def _pair(v, n=2):
-    return list(v) * n if len(v) == 1 else list(v)
+    v = [v] if isinstance(v, int) else list(v)
+    return v * n if len(v) == 1 else v
 
 
 def _unary(op_type):
@@ -187,7 +197,12 @@ def _binary(op_type):
 
 
 def _conv(w, node, a):
-    stride, padding, dilation = _pair(a["stride"]), _pair(a["padding"]), _pair(a["dilation"])
+    n = a["weight"].meta["val"].ndim - 2            # spatial dims: conv1d 1, conv2d 2
+    if isinstance(a["padding"], str):
+        raise OnnxExportError(f"ember.onnx.export: conv padding={a['padding']!r} (at "
+                              f"{node.meta.get('loc', node.name)}); give the padding as "
+                              "numbers")
+    stride, padding, dilation = (_pair(a[k], n) for k in ("stride", "padding", "dilation"))
     inputs = [w.names[a["input"]], w.names[a["weight"]]]
     if a["bias"] is not None:
         inputs.append(w.names[a["bias"]])
@@ -237,8 +252,25 @@ def _layer_norm(w, node, a):
         w.const(np.ones(shape), meta.dtype.np_dtype)
     bias = w.names[a["bias"]] if a["bias"] is not None else \
         w.const(np.zeros(shape), meta.dtype.np_dtype)
-    return w.add("LayerNormalization", [w.names[a["input"]], weight, bias], node.name,
-                 axis=-len(shape), epsilon=float(a["eps"]))
+    if w.opset >= 17:
+        return w.add("LayerNormalization", [w.names[a["input"]], weight, bias], node.name,
+                     axis=-len(shape), epsilon=float(a["eps"]))
+    # LayerNormalization is opset 17's: before it, the mean / variance arithmetic
+    dtype = meta.dtype.np_dtype
+    x = w.names[a["input"]]
+    axes = list(range(meta.ndim - len(shape), meta.ndim))
+    mean = _reduce_axes(w, "ReduceMean", x, axes)
+    centred = w.add("Sub", [x, mean], "centred")
+    var = _reduce_axes(w, "ReduceMean", w.add("Mul", [centred, centred], "sq"), axes)
+    std = w.add("Sqrt", [w.add("Add", [var, w.const(float(a["eps"]), dtype)], "v")], "std")
+    normed = w.add("Div", [centred, std], "normed")
+    return w.add("Add", [w.add("Mul", [normed, weight], "scaled"), bias], node.name)
+
+
+def _reduce_axes(w, op_type: str, x: str, axes: list, keep: int = 1) -> str:
+    if w.opset < (13 if op_type == "ReduceSum" else 18):
+        return w.add(op_type, [x], op_type.lower(), axes=axes, keepdims=keep)
+    return w.add(op_type, [x, w.ints(axes)], op_type.lower(), keepdims=keep)
 
 
 def _batch_norm(w, node, a):
@@ -279,7 +311,17 @@ def _silu(w, node, a):
 
 def _softmax(op_type):
     def emit(w, node, a):
-        return w.add(op_type, [w.names[a["self"]]], node.name, axis=int(a["dim"]))
+        ndim = max(1, node.meta["val"].ndim)
+        axis = int(a["dim"]) % ndim
+        if w.opset >= 13 or axis == ndim - 1:
+            return w.add(op_type, [w.names[a["self"]]], node.name, axis=axis)
+        # before opset 13 Softmax normalizes over every dim from `axis` on (the input
+        # coerced to 2-D): move the dim last, normalize it alone, move it back
+        perm = list(range(ndim))
+        perm[axis], perm[-1] = perm[-1], perm[axis]
+        moved = w.add("Transpose", [w.names[a["self"]]], "moved", perm=perm)
+        done = w.add(op_type, [moved], node.name, axis=ndim - 1)
+        return w.add("Transpose", [done], node.name, perm=perm)
     return emit
 
 
@@ -318,7 +360,8 @@ def _reduce(op_type):
         dims = list(range(ndim)) if dims is None or dims == [] else \
             [d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
         keep = int(a.get("keepdim", False))
-        if op_type == "ReduceMean" and w.opset < 18:
+        # axes became an input in opset 13 for ReduceSum, in 18 for the others
+        if w.opset < (13 if op_type == "ReduceSum" else 18):
             return w.add(op_type, [w.names[source]], node.name, axes=dims, keepdims=keep)
         return w.add(op_type, [w.names[source], w.ints(dims)], node.name, keepdims=keep)
     return emit
@@ -336,7 +379,7 @@ def _embedding(w, node, a):
 
 def _clamp(w, node, a):
     meta = node.meta["val"]
-    low, high = a.get("min"), a.get("max")
+    low, high = a.get("min", a.get("min_val")), a.get("max", a.get("max_val"))
     inputs = [w.names[a["self"]], w.operand(low, meta) if low is not None else "",
               w.operand(high, meta) if high is not None else ""]
     return w.add("Clip", inputs, node.name)
@@ -382,6 +425,243 @@ def _masked_fill(w, node, a):
                            w.names[a["self"]]], node.name)
 
 
+def _compare(op_type, negate=False):
+    def emit(w, node, a):
+        left, right = a["self"], a["other"]
+        like = (left if not isinstance(left, (int, float, bool)) else right).meta["val"]
+        out = w.add(op_type, [w.operand(left, like), w.operand(right, like)], node.name)
+        return w.add("Not", [out], node.name) if negate else out
+    return emit
+
+
+def _logical(op_type):
+    def emit(w, node, a):
+        ins = [w.names[a["self"]]] + ([w.names[a["other"]]] if "other" in a else [])
+        ins = [w.add("Cast", [x], "as_bool", to=_onnx_type("bool")) for x in ins]
+        return w.add(op_type, ins, node.name)
+    return emit
+
+
+def _onnx_type(dtype_name: str) -> int:
+    from onnx import TensorProto
+    return getattr(TensorProto, _ONNX_TYPES[dtype_name])
+
+
+def _cast(w, node, a):
+    return w.add("Cast", [w.names[a["self"]]], node.name,
+                 to=_onnx_type(node.meta["val"].dtype.name))
+
+
+def _leaky_relu(w, node, a):
+    return w.add("LeakyRelu", [w.names[a["self"]]], node.name,
+                 alpha=float(a["negative_slope"]))
+
+
+def _elu(w, node, a):
+    if a["scale"] != 1 or a["input_scale"] != 1:
+        raise OnnxExportError("ember.onnx.export: elu with scale/input_scale other than 1 "
+                              f"(at {node.meta.get('loc', node.name)}) has no ONNX form")
+    return w.add("Elu", [w.names[a["self"]]], node.name, alpha=float(a["alpha"]))
+
+
+def _softplus(w, node, a):
+    x = w.names[a["self"]]
+    dtype = node.meta["val"].dtype.np_dtype
+    beta, threshold = float(a["beta"]), float(a["threshold"])
+    scaled = w.add("Mul", [x, w.const(beta, dtype)], "bx") if beta != 1 else x
+    soft = w.add("Softplus", [scaled], "softplus")
+    soft = w.add("Div", [soft, w.const(beta, dtype)], "sp") if beta != 1 else soft
+    # torch returns x itself where beta * x > threshold
+    return w.add("Where", [w.add("Greater", [scaled, w.const(threshold, dtype)], "big"),
+                           x, soft], node.name)
+
+
+def _hardsigmoid(w, node, a):
+    return w.add("HardSigmoid", [w.names[a["self"]]], node.name, alpha=1 / 6, beta=0.5)
+
+
+def _hardswish(w, node, a):
+    x = w.names[a["self"]]
+    return w.add("Mul", [x, w.add("HardSigmoid", [x], "hs", alpha=1 / 6, beta=0.5)],
+                 node.name)
+
+
+def _relu6(w, node, a):
+    dtype = node.meta["val"].dtype.np_dtype
+    return w.add("Clip", [w.names[a["self"]], w.const(0, dtype), w.const(6, dtype)],
+                 node.name)
+
+
+def _narrow(w, node, a):
+    ndim = a["self"].meta["val"].ndim
+    start = a["start"]
+    return w.add("Slice", [w.names[a["self"]], w.ints([start]),
+                           w.ints([start + a["length"]]), w.ints([a["dim"] % ndim])],
+                 node.name)
+
+
+def _arg_reduce(op_type):
+    def emit(w, node, a):
+        x = w.names[a["self"]]
+        if a["dim"] is None:            # over the flattened tensor
+            x = w.add("Reshape", [x, w.ints([-1])], "flat")
+            dim = 0
+        else:
+            dim = a["dim"] % max(1, a["self"].meta["val"].ndim)
+        return w.add(op_type, [x], node.name, axis=dim, keepdims=int(a["keepdim"]))
+    return emit
+
+
+def _topk(w, node, a):
+    ndim = a["self"].meta["val"].ndim
+    return w.add_many("TopK", [w.names[a["self"]], w.ints([a["k"]])], node.name, 2,
+                      axis=a["dim"] % ndim, largest=int(a["largest"]),
+                      sorted=int(a["sorted"]))
+
+
+def _pieces(w, node, a):
+    """split / chunk / unbind: one Slice (Gather for unbind) per piece."""
+    source = a["self"]
+    ndim = source.meta["val"].ndim
+    dim = a.get("dim", 0) % ndim
+    pieces = node.meta["val"]
+    if node.target.name == "unbind":
+        return [w.add("Gather", [w.names[source], w.const(i, np.int64)], node.name, axis=dim)
+                for i in range(len(pieces))]
+    names, start = [], 0
+    for piece in pieces:
+        end = start + piece.shape[dim]
+        names.append(w.add("Slice", [w.names[source], w.ints([start]), w.ints([end]),
+                                     w.ints([dim])], node.name))
+        start = end
+    return names
+
+
+def _pad(w, node, a):
+    if a["mode"] != "constant":
+        raise OnnxExportError(f"ember.onnx.export: pad mode {a['mode']!r} (at "
+                              f"{node.meta.get('loc', node.name)}) is written for 'constant' "
+                              "only")
+    ndim = node.meta["val"].ndim
+    pairs = list(a["pad"])                 # (last dim's begin, end, the one before's, ...)
+    begins, ends = [0] * ndim, [0] * ndim
+    for i in range(len(pairs) // 2):
+        begins[ndim - 1 - i], ends[ndim - 1 - i] = pairs[2 * i], pairs[2 * i + 1]
+    value = w.const(a["value"] or 0, node.meta["val"].dtype.np_dtype)
+    return w.add("Pad", [w.names[a["self"]], w.ints(begins + ends), value], node.name,
+                 mode="constant")
+
+
+def _full(w, node, a):
+    meta = node.meta["val"]
+    if any(not isinstance(d, int) for d in meta.shape):
+        raise OnnxExportError(f"ember.onnx.export: {node.target.name} (at "
+                              f"{node.meta.get('loc', node.name)}) has a dynamic size")
+    return w.const(np.full(tuple(meta.shape), a["fill_value"]), meta.dtype.np_dtype)
+
+
+def _like(fill):
+    def emit(w, node, a):
+        meta = node.meta["val"]
+        value = a.get("fill_value", fill)
+        shape = w.add("Shape", [w.names[a["self"]]], "shape")
+        return w.add("ConstantOfShape", [shape], node.name, value=w.numpy_helper.from_array(
+            np.asarray([value], dtype=meta.dtype.np_dtype)))
+    return emit
+
+
+def _sdpa(w, node, a):
+    """softmax(q k^T * scale + mask) v, written out (ONNX has no attention op in the
+    default domain before opset 23)."""
+    q, k, v = a["query"], a["key"], a["value"]
+    meta = q.meta["val"]
+    dtype = meta.dtype.np_dtype
+    if a["enable_gqa"] or a["dropout_p"]:
+        raise OnnxExportError("ember.onnx.export: scaled_dot_product_attention with "
+                              "enable_gqa or dropout has no ONNX form here (at "
+                              f"{node.meta.get('loc', node.name)})")
+    ndim = meta.ndim
+    perm = list(range(ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    scale = a["scale"] if a["scale"] is not None else 1 / math.sqrt(meta.shape[-1])
+    scores = w.add("MatMul", [w.names[q], w.add("Transpose", [w.names[k]], "kt", perm=perm)],
+                   "scores")
+    scores = w.add("Mul", [scores, w.const(scale, dtype)], "scaled")
+    mask = a["attn_mask"]
+    if a["is_causal"]:
+        length, source = meta.shape[-2], k.meta["val"].shape[-2]
+        if not isinstance(length, int) or not isinstance(source, int):
+            raise OnnxExportError("ember.onnx.export: a causal attention's mask with a "
+                                  "dynamic sequence length has no ONNX form here")
+        causal = np.tril(np.ones((length, source), dtype=bool))
+        scores = w.add("Where", [w.const(causal, np.bool_), scores,
+                                 w.const(-np.inf, dtype)], "causal")
+    if mask is not None:
+        if mask.meta["val"].dtype.name == "bool":
+            scores = w.add("Where", [w.names[mask], scores, w.const(-np.inf, dtype)], "masked")
+        else:
+            scores = w.add("Add", [scores, w.names[mask]], "masked")
+    probs = w.add("Softmax", [scores], "probs", axis=ndim - 1)
+    return w.add("MatMul", [probs, w.names[v]], node.name)
+
+
+def _upsample_nearest(w, node, a):
+    in_shape, out_shape = a["self"].meta["val"].shape, node.meta["val"].shape
+    if any(not isinstance(d, int) for d in list(in_shape[2:]) + list(out_shape[2:])):
+        raise OnnxExportError("ember.onnx.export: upsample_nearest2d over dynamic spatial "
+                              "sizes has no ONNX form here")
+    scales = [1.0, 1.0] + [o / i for o, i in zip(out_shape[2:], in_shape[2:])]
+    return w.add("Resize", [w.names[a["self"]], "", w.const(scales, np.float32)], node.name,
+                 mode="nearest", coordinate_transformation_mode="asymmetric",
+                 nearest_mode="floor")
+
+
+def _conv_transpose(w, node, a):
+    n = a["weight"].meta["val"].ndim - 2
+    inputs = [w.names[a["input"]], w.names[a["weight"]]]
+    if a["bias"] is not None:
+        inputs.append(w.names[a["bias"]])
+    padding = _pair(a["padding"], n)
+    return w.add("ConvTranspose", inputs, node.name, strides=_pair(a["stride"], n),
+                 pads=padding + padding, dilations=_pair(a["dilation"], n),
+                 output_padding=_pair(a["output_padding"], n), group=a["groups"])
+
+
+def _minmax_reduce(op_type):
+    def emit(w, node, a):
+        source = a["self"]
+        ndim = source.meta["val"].ndim
+        dims = a.get("dim")
+        dims = list(range(ndim)) if dims is None or dims == [] else \
+            [d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+        keep = int(a.get("keepdim", False))
+        return _reduce_axes(w, op_type, w.names[source], dims, keep)
+    return emit
+
+
+def _unsqueeze_name(w, x: str, axis: int) -> str:
+    if w.opset < 13:
+        return w.add("Unsqueeze", [x], "unsq", axes=[axis])
+    return w.add("Unsqueeze", [x, w.ints([axis])], "unsq")
+
+
+def _stack(w, node, a):
+    ndim = node.meta["val"].ndim
+    dim = a["dim"] % ndim
+    parts = [_unsqueeze_name(w, w.names[t], dim) for t in a["tensors"]]
+    return w.add("Concat", parts, node.name, axis=dim)
+
+
+def _max_min_dim(reduce_type, arg_type):
+    def emit(w, node, a):
+        ndim = max(1, a["self"].meta["val"].ndim)
+        dim, keep = a["dim"] % ndim, int(a["keepdim"])
+        x = w.names[a["self"]]
+        return [_reduce_axes(w, reduce_type, x, [dim], keep),
+                w.add(arg_type, [x], node.name, axis=dim, keepdims=keep)]
+    return emit
+
+
 _EMITTERS = {
     "select": _select, "slice": _slice, "where": _where, "masked_fill": _masked_fill,
     "conv2d": _conv, "conv1d": _conv, "linear": _linear,
@@ -402,5 +682,24 @@ _EMITTERS = {
     "expand": _expand,
     "contiguous": _identity, "clone": _identity, "alias": _identity, "detach": _identity,
     "dropout": _identity,
+    "gt": _compare("Greater"), "lt": _compare("Less"), "eq": _compare("Equal"),
+    "ne": _compare("Equal", negate=True), "ge": _compare("GreaterOrEqual"),
+    "le": _compare("LessOrEqual"),
+    "logical_not": _logical("Not"), "logical_and": _logical("And"),
+    "logical_or": _logical("Or"), "logical_xor": _logical("Xor"),
+    "convert_element_type": _cast,
+    "leaky_relu": _leaky_relu, "elu": _elu, "softplus": _softplus,
+    "hardsigmoid": _hardsigmoid, "hardswish": _hardswish, "relu6": _relu6,
+    "sin": _unary("Sin"), "cos": _unary("Cos"), "reciprocal": _unary("Reciprocal"),
+    "floor": _unary("Floor"), "ceil": _unary("Ceil"), "sign": _unary("Sign"),
+    "maximum": _binary("Max"), "minimum": _binary("Min"),
+    "narrow": _narrow, "argmax": _arg_reduce("ArgMax"), "argmin": _arg_reduce("ArgMin"),
+    "amax": _minmax_reduce("ReduceMax"), "amin": _minmax_reduce("ReduceMin"),
+    "topk": _topk, "stack": _stack, "max_dim": _max_min_dim("ReduceMax", "ArgMax"),
+    "min_dim": _max_min_dim("ReduceMin", "ArgMin"), "split": _pieces, "chunk": _pieces, "unbind": _pieces,
+    "pad": _pad, "full": _full, "zeros_like": _like(0), "ones_like": _like(1),
+    "full_like": _like(None),
+    "scaled_dot_product_attention": _sdpa, "upsample_nearest2d": _upsample_nearest,
+    "conv_transpose2d": _conv_transpose, "conv_transpose1d": _conv_transpose,
     **{name: _reshape_to_result for name in _SHAPE_OPS - {"expand", "expand_as"}},
 }
