@@ -9,11 +9,12 @@ layers, matmul, pooling, batch/layer norm, softmax, embedding, elementwise and
 activation ops, reductions, concatenation and the shape ops. Parameters and buffers
 are initializers. An op outside that set is refused, naming the op and the user's line.
 
-Sizes are those of the example inputs: shape ops (view, reshape, flatten, expand,
-...) are written with the traced result's shape. `dynamic_axes` names input/output
-dimensions symbolically (`dim_param`) only where no shape op fixes them: a graph with
-such an op refuses dynamic axes rather than writing a file that computes wrong
-results at other sizes.
+Sizes are those of the example inputs, except the dims `dynamic_axes` (or
+`dynamic_shapes`, torch's dynamo exporter's argument) names: the model is then
+exported with one ember.export Dim per axis name, the graph with symbolic sizes is
+written, inputs and outputs get the axis names as `dim_param`, and shape ops write a
+dynamic size as Reshape's 0 (copied from the input) or -1 (inferred), Expand's 1; a
+shape they cannot express that way is refused naming the op and the user's line.
 """
 from __future__ import annotations
 
@@ -55,25 +56,27 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
     if hasattr(model, "eval") and training is None:
         pass        # torch exports in the module's current mode too (TrainingMode.EVAL
                     # only flips it for the export); ember traces as the module is
-    ep = capture(model, args, kwargs or {})
+    in_names_given = list(input_names or [])
+    shapes = _dynamic_shapes(args, in_names_given + _parameter_names(model)[
+        len(in_names_given):], dynamic_axes, _options.pop(
+        "dynamic_shapes", None))
+    ep = capture(model, args, kwargs or {}, dynamic_shapes=shapes)
     opset = opset_version or 17
     writer = _Writer(helper, numpy_helper, opset)
-    graph = ep.graph
+    # with dynamic sizes: the graph whose types hold them (s0, 2*s0, ...)
+    graph = ep.symbolic_graph if ep.symbolic_graph is not None else ep.graph
     placeholders = [n for n in graph.nodes if n.op == OpKind.placeholder]
-    in_names = list(input_names or []) + [n.name for n in placeholders[len(input_names or []):]]
+    # unnamed inputs take forward's parameter names (torch's dynamo exporter's names)
+    in_names = in_names_given + [s.name for s in ep.user_inputs[len(in_names_given):]]
     outputs = graph.output_node.args[0]
     outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
     out_names = list(output_names or []) + [f"output{i}" if len(outputs) > 1 else "output"
                                             for i in range(len(output_names or []),
                                                            len(outputs))]
-    if dynamic_axes and any(_is_op(n) in _SHAPE_OPS for n in graph.nodes):
-        ops = sorted({_is_op(n) for n in graph.nodes if _is_op(n) in _SHAPE_OPS})
-        raise OnnxExportError(f"ember.onnx.export: dynamic_axes with a model whose shape "
-                              f"ops ({', '.join(ops)}) fix the example's sizes; export "
-                              "without dynamic_axes (one size per file)")
+    symbols = _symbol_names(placeholders, in_names, dynamic_axes, shapes)
     for node, name in zip(placeholders, in_names):
         writer.names[node] = name
-        writer.inputs.append(_value_info(helper, name, node.meta["val"],
+        writer.inputs.append(_value_info(helper, name, node.meta["val"], symbols,
                                          (dynamic_axes or {}).get(name)))
     for node in graph.nodes:
         if node.op == OpKind.get_attr:
@@ -85,7 +88,7 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
             writer.emit(node)
     for value, name in zip(outputs, out_names):
         writer.nodes.append(helper.make_node("Identity", [writer.names[value]], [name]))
-        writer.outputs.append(_value_info(helper, name, value.meta["val"],
+        writer.outputs.append(_value_info(helper, name, value.meta["val"], symbols,
                                           (dynamic_axes or {}).get(name)))
     onnx_graph = helper.make_graph(writer.nodes, type(model).__name__, writer.inputs,
                                    writer.outputs, writer.initializers)
@@ -107,11 +110,71 @@ def _is_op(node) -> str | None:
         else None
 
 
-def _value_info(helper, name: str, meta, dynamic: dict | list | None):
+def _dynamic_shapes(args: tuple, names: list, dynamic_axes, dynamic_shapes):
+    """ember.export's dynamic_shapes for torch.onnx.export's `dynamic_axes` ({input name:
+    {dim: axis name} or [dims]}: one Dim per axis name, shared by the inputs naming it)
+    or its own `dynamic_shapes` (passed through); None when every size is static."""
+    if dynamic_shapes is not None:
+        return dynamic_shapes
+    if not dynamic_axes:
+        return None
+    from ..compiler.export_dynamic import Dim
+    dims: dict = {}
+    spec = []
+    for i, arg in enumerate(args):
+        name = names[i] if i < len(names) else None
+        axes = dynamic_axes.get(name) if name is not None else None
+        if axes is None:
+            spec.append(None)
+            continue
+        if not hasattr(arg, "shape"):
+            raise OnnxExportError(f"ember.onnx.export: dynamic_axes names input {name!r}, "
+                                  "which is not a tensor")
+        axes = axes if isinstance(axes, dict) else \
+            {d: f"{name}_dynamic_axes_{k + 1}" for k, d in enumerate(axes)}
+        spec.append({d % len(arg.shape): dims.setdefault(str(axis), Dim(_dim_name(axis)))
+                     for d, axis in axes.items()})
+    return tuple(spec) if any(s is not None for s in spec) else None
+
+
+def _parameter_names(model) -> list:
+    """forward's positional parameter names (an input's default name)."""
+    import inspect
+    fn = getattr(model, "forward", model)
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _dim_name(axis) -> str:
+    """A Dim's name from an axis name ('batch size' is not an identifier)."""
+    text = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(axis))
+    return text if text and not text[0].isdigit() else f"d_{text}"
+
+
+def _symbol_names(placeholders, names, dynamic_axes, shapes) -> dict:
+    """{symbol text: the axis name the user gave it} read off the inputs' types."""
+    found = {}
+    for node, name in zip(placeholders, names):
+        axes = (dynamic_axes or {}).get(name)
+        axes = axes if isinstance(axes, dict) else \
+            {d: f"{name}_dynamic_axes_{k + 1}" for k, d in enumerate(axes or [])}
+        for d, size in enumerate(node.meta["val"].shape):
+            if not isinstance(size, int):
+                given = axes.get(d, axes.get(d - len(node.meta["val"].shape)))
+                found.setdefault(str(size), str(given) if given is not None else str(size))
+    return found
+
+
+def _value_info(helper, name: str, meta, symbols: dict, dynamic: dict | list | None):
     from onnx import TensorProto
     names = dynamic if isinstance(dynamic, dict) else \
         {d: f"{name}_dynamic_axes_{i + 1}" for i, d in enumerate(dynamic or [])}
-    shape = [names.get(d, size) for d, size in enumerate(meta.shape)]
+    shape = [size if isinstance(size, int) else
+             str(names.get(d, symbols.get(str(size), str(size))))
+             for d, size in enumerate(meta.shape)]
     elem = getattr(TensorProto, _ONNX_TYPES.get(meta.dtype.name, "UNDEFINED"))
     return helper.make_tensor_value_info(name, elem, shape)
 
@@ -326,12 +389,47 @@ def _softmax(op_type):
 
 
 def _reshape_to_result(w, node, a):
+    """Reshape to the traced result's shape; a dynamic size is written as ONNX's 0 (the
+    input's size at that index) where the input has it there, else as the one -1."""
     source = a.get("self", a.get("input"))
-    return w.add("Reshape", [w.names[source], w.ints(node.meta["val"].shape)], node.name)
+    target = list(node.meta["val"].shape)
+    have = list(source.meta["val"].shape)
+    sizes = []
+    for i, size in enumerate(target):
+        if isinstance(size, int):
+            sizes.append(size)
+        elif i < len(have) and str(have[i]) == str(size):
+            sizes.append(0)
+        else:
+            sizes.append(-1)
+    if sizes.count(-1) > 1 or (sizes.count(-1) and 0 in target):
+        raise OnnxExportError(f"ember.onnx.export: {node.target.name} (at "
+                              f"{node.meta.get('loc', node.name)}) to {_shape_text(target)} "
+                              "has dynamic sizes ONNX's Reshape cannot express")
+    return w.add("Reshape", [w.names[source], w.ints(sizes)], node.name)
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
 
 
 def _expand(w, node, a):
-    return w.add("Expand", [w.names[a["self"]], w.ints(node.meta["val"].shape)], node.name)
+    """Expand to the result's shape; a dynamic size the input has there is written 1
+    (Expand broadcasts both ways, so the input's size stays)."""
+    target = list(node.meta["val"].shape)
+    have = list(a["self"].meta["val"].shape)
+    lead = len(target) - len(have)
+    sizes = []
+    for i, size in enumerate(target):
+        if isinstance(size, int):
+            sizes.append(size)
+        elif i >= lead and str(have[i - lead]) == str(size):
+            sizes.append(1)
+        else:
+            raise OnnxExportError(f"ember.onnx.export: expand (at "
+                                  f"{node.meta.get('loc', node.name)}) to a dynamic size "
+                                  "its input does not have")
+    return w.add("Expand", [w.names[a["self"]], w.ints(sizes)], node.name)
 
 
 def _permute(w, node, a):
@@ -530,6 +628,9 @@ def _pieces(w, node, a):
                 for i in range(len(pieces))]
     names, start = [], 0
     for piece in pieces:
+        if not isinstance(piece.shape[dim], int):
+            raise OnnxExportError(f"ember.onnx.export: {node.target.name} (at "
+                                  f"{node.meta.get('loc', node.name)}) along a dynamic dim")
         end = start + piece.shape[dim]
         names.append(w.add("Slice", [w.names[source], w.ints([start]), w.ints([end]),
                                      w.ints([dim])], node.name))
