@@ -172,13 +172,103 @@ def _pad_input(x, pads, n, value=0.0):
 def _conv(node, ins, attrs, m):
     x, w = ins[0].tensor(), ins[1].tensor()
     kernel = ins[1].shape[2:]
-    if len(kernel) != 2:
-        raise OnnxError(f"Conv with {len(kernel)} spatial dims is not supported (2-D only)")
+    n = len(kernel)
+    if n not in (1, 2):
+        raise OnnxError(f"Conv with {n} spatial dims is not supported (1-D and 2-D)")
     strides, padding, pads, dilations = _spatial(attrs, ins, kernel)
     if padding is None:
-        x, padding = _pad_input(x, pads, 2), [0, 0]
+        x, padding = _pad_input(x, pads, n), [0] * n
     bias = ins[2].tensor() if len(ins) > 2 and ins[2].present else None
-    return _f().conv2d(x, w, bias, strides, padding, dilations, attrs.get("group", 1))
+    conv = _f().conv2d if n == 2 else _f().conv1d
+    return conv(x, w, bias, strides, padding, dilations, attrs.get("group", 1))
+
+
+def _conv_transpose(node, ins, attrs, m):
+    x, w = ins[0].tensor(), ins[1].tensor()
+    kernel = ins[1].shape[2:]
+    n = len(kernel)
+    if n not in (1, 2) or "output_shape" in attrs:
+        raise OnnxError(f"ConvTranspose (node {node.name!r}) is supported for 1-D and 2-D "
+                        "inputs without output_shape")
+    strides, padding, pads, dilations = _spatial(attrs, ins, kernel)
+    if padding is None:
+        raise OnnxError(f"ConvTranspose (node {node.name!r}) with asymmetric pads is not "
+                        "supported")
+    bias = ins[2].tensor() if len(ins) > 2 and ins[2].present else None
+    conv = _f().conv_transpose2d if n == 2 else _f().conv_transpose1d
+    return conv(x, w, bias, strides, padding, list(attrs.get("output_padding", [0] * n)),
+                attrs.get("group", 1), dilations)
+
+
+def _compare(fn):
+    def handler(node, ins, attrs, m):
+        return fn(ins[0].tensor(), ins[1].tensor())
+    return handler
+
+
+def _elu(node, ins, attrs, m):
+    return _f().elu(ins[0].tensor(), attrs.get("alpha", 1.0))
+
+
+def _selu(node, ins, attrs, m):
+    alpha, gamma = attrs.get("alpha", 1.67326319217681884765625), \
+        attrs.get("gamma", 1.05070102214813232421875)
+    x = ins[0].tensor()
+    return gamma * _e().where(x > 0, x, alpha * (_e().exp(x) - 1))
+
+
+def _hard_sigmoid(node, ins, attrs, m):
+    x = ins[0].tensor()
+    return _e().clamp(x * attrs.get("alpha", 0.2) + attrs.get("beta", 0.5), 0.0, 1.0)
+
+
+def _hard_swish(node, ins, attrs, m):
+    return _f().hardswish(ins[0].tensor())
+
+
+def _softplus(node, ins, attrs, m):
+    x = ins[0].tensor()
+    return _e().log(_e().exp(x) + 1)        # ONNX's definition (no threshold)
+
+
+def _arg(name):
+    def handler(node, ins, attrs, m):
+        if attrs.get("select_last_index", 0):
+            raise OnnxError(f"{node.op_type} (node {node.name!r}) with select_last_index=1 "
+                            "is not supported")
+        fn = getattr(_e(), name)
+        return fn(ins[0].tensor(), dim=attrs.get("axis", 0),
+                  keepdim=bool(attrs.get("keepdims", 1)))
+    return handler
+
+
+def _pad(node, ins, attrs, m):
+    mode = _s(attrs.get("mode", "constant"))
+    if mode != "constant":
+        raise OnnxError(f"Pad (node {node.name!r}) mode {mode!r} is not supported "
+                        "('constant' only)")
+    ndim = len(ins[0].shape)
+    pads = list(ins[1].ints("Pad's pads")) if m.opset >= 11 else list(attrs["pads"])
+    value = 0.0
+    if m.opset >= 11 and len(ins) > 2 and ins[2].present:
+        value = float(ins[2].const("Pad's constant_value"))
+    elif m.opset < 11:
+        value = attrs.get("value", 0.0)
+    axes = list(range(ndim))
+    if len(ins) > 3 and ins[3].present:
+        axes = [a % ndim for a in ins[3].ints("Pad's axes")]
+    full = [0] * (2 * ndim)
+    for k, a in enumerate(axes):
+        full[a], full[a + ndim] = pads[k], pads[k + len(axes)]
+    return _pad_input(ins[0].tensor(), full, ndim, value=value)
+
+
+def _topk(node, ins, attrs, m):
+    k = int(ins[1].ints("TopK's K")[0]) if m.opset >= 10 else attrs["k"]
+    values, indices = _e().topk(ins[0].tensor(), k, dim=attrs.get("axis", -1),
+                                largest=bool(attrs.get("largest", 1)),
+                                sorted=bool(attrs.get("sorted", 1)))
+    return values, indices
 
 
 def _batch_norm(node, ins, attrs, m):
@@ -376,6 +466,19 @@ HANDLERS = {
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice, "Gather": _gather,
     "Expand": _expand, "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"),
     "ReduceMax": _reduce("max"), "ReduceMin": _reduce("min"),
+    "ConvTranspose": _conv_transpose,
+    "Greater": _compare(lambda a, b: a > b), "Less": _compare(lambda a, b: a < b),
+    "GreaterOrEqual": _compare(lambda a, b: a >= b),
+    "LessOrEqual": _compare(lambda a, b: a <= b),
+    "Equal": _compare(lambda a, b: _e().eq(a, b)),
+    "And": _compare(lambda a, b: _e().logical_and(a, b)),
+    "Or": _compare(lambda a, b: _e().logical_or(a, b)),
+    "Xor": _compare(lambda a, b: _e().logical_xor(a, b)),
+    "Not": _unary("logical_not"), "Sin": _unary("sin"), "Cos": _unary("cos"),
+    "Floor": _unary("floor"), "Ceil": _unary("ceil"), "Sign": _unary("sign"),
+    "Elu": _elu, "Selu": _selu, "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish,
+    "Softplus": _softplus, "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"),
+    "Pad": _pad, "TopK": _topk,
 }
 
 
@@ -459,4 +562,6 @@ STATIC = {
     "Where": lambda v, a: [np.where(v[0], v[1], v[2])],
     "Transpose": lambda v, a: [np.transpose(v[0], a.get("perm"))],
     "Sqrt": lambda v, a: [np.sqrt(v[0])],
+    # Mod of integers: fmod=0 takes the divisor's sign (Python's %), fmod=1 C's
+    "Mod": lambda v, a: [np.fmod(v[0], v[1]) if a.get("fmod", 0) else np.mod(v[0], v[1])],
 }
