@@ -813,13 +813,17 @@ def _pieces_as_views(graph: Graph) -> None:
 
 
 _RESHAPES = ("reshape", "view", "flatten", "_unsafe_view", "unflatten")
+# views after which a reshape may need a copy
+_STRIDED = ("expand", "expand_as", "permute", "transpose", "t", "swapaxes", "swapdims",
+            "movedim", "slice", "narrow")
 
 
 def _copy_before_reshape(graph: Graph) -> None:
-    """A reshape of an expanded tensor (`repeat_interleave`, a GQA attention's
-    `k[:, :, None].expand(...).reshape(...)`) is a copy, not a view: NumPy's reshape
-    copies there, and an artifact's view step cannot. A `clone` before it makes the copy
-    a kernel (fused with what produces the values)."""
+    """A reshape of an expanded, transposed or sliced tensor (`repeat_interleave`, a GQA
+    attention's `k[:, :, None].expand(...).reshape(...)`, heads merged back with
+    `.transpose(1, 2).reshape(b, t, c)`) may be a copy, not a view: NumPy's reshape copies
+    there, and an artifact's view step cannot. A `clone` before it makes the copy a
+    kernel (fused with what produces the values)."""
     from ..ir.graph import OpKind
     from ..ir.registry import OPS
     for node in list(graph.nodes):
@@ -829,9 +833,9 @@ def _copy_before_reshape(graph: Graph) -> None:
         source, walk = node.args[0], node.args[0]
         expanded = False
         while isinstance(walk, Node) and walk.op == OpKind.call_function and \
-                getattr(walk.target, "name", "") in ("expand", "expand_as", "unsqueeze",
-                                                     "squeeze", *_RESHAPES):
-            expanded = expanded or walk.target.name in ("expand", "expand_as")
+                getattr(walk.target, "name", "") in ("unsqueeze", "squeeze", *_RESHAPES,
+                                                     *_STRIDED):
+            expanded = expanded or walk.target.name in _STRIDED
             walk = walk.args[0]
         if not expanded:
             continue

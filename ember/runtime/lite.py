@@ -446,8 +446,10 @@ class LiteModel:
             self.state_entries = list(self.manifest.get("state") or [])
             initial = _safetensors_in_place(members[STATE_MEMBER], self.path, STATE_MEMBER) \
                 if STATE_MEMBER in members else {}
-            self.state = {e["name"]: np.array(initial[e["name"]])
-                          for e in self.state_entries if e["kind"] == "buffer"}
+            specs = self.manifest["inputs"]
+            self.state = {e["name"]: np.array(initial[e["name"]]).reshape(
+                specs[e["input"]]["shape"]) for e in self.state_entries
+                if e["kind"] == "buffer"}
             self._state_inputs = sorted((e["input"], e["name"]) for e in self.state_entries
                                         if e["kind"] == "buffer")
         except (KeyError, TypeError, ValueError) as err:
@@ -573,10 +575,10 @@ class LiteModel:
             if not in_range:
                 where = ", ".join(f"dim {d} of '{specs[i]['name']}'" for i, d in dims)
                 got = sorted({arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim})
+                lower = 1 if self.dynamic.get("size_one") else self.dynamic["min"]
                 raise ArtifactError(
                     f"{self.path}: the dynamic dimension s0 ({where}) takes one size in "
-                    f"[{self.dynamic['min']}, {'inf' if upper is None else upper}], "
-                    f"got {got}")
+                    f"[{lower}, {'inf' if upper is None else upper}], got {got}")
         for i, (spec, a) in enumerate(zip(specs, arrays)):
             shape = [n if (i, d) in dims else s for d, s in enumerate(spec["shape"])]
             if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != shape:
