@@ -369,6 +369,7 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     b = _Built()
     b.graph = _copy_graph(source_graph)
     _pieces_as_views(b.graph)
+    _conv1d_as_conv2d(b.graph)
     _copy_before_reshape(b.graph)
     ctx = PassContext(constants=dict(exported.state_dict),
                       options=cpu_pass_options(dict(options or {})), inference=True)
@@ -809,6 +810,34 @@ def _pieces_as_views(graph: Graph) -> None:
             view.meta["val"] = user.meta["val"]
             user.replace_all_uses_with(view)
             graph.erase_node(user)
+        graph.erase_node(node)
+
+
+def _conv1d_as_conv2d(graph: Graph) -> None:
+    """conv1d as a conv2d over a height of 1 (the artifact's native conv is 2-D): the
+    input and weight get a unit dim 2, the result loses it; the same sums in the same
+    order per output element."""
+    from ..ir.graph import OpKind
+    from ..ir.registry import OPS
+
+    def call(name, *args):
+        node = graph.call_function(OPS[name], args)
+        node.meta["val"] = OPS[name].meta(*[a.meta["val"] if isinstance(a, Node) else a
+                                            for a in OPS[name].schema.bind(args, {})])
+        return node
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or getattr(node.target, "name", "") != "conv1d":
+            continue
+        a = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
+        if isinstance(a["padding"], str):
+            continue
+        one = lambda v: list(v)[0] if isinstance(v, (list, tuple)) else v  # noqa: E731
+        with graph.inserting_before(node):
+            x, w = call("unsqueeze", a["input"], 2), call("unsqueeze", a["weight"], 2)
+            conv = call("conv2d", x, w, a["bias"], [1, one(a["stride"])],
+                        [0, one(a["padding"])], [1, one(a["dilation"])], a["groups"])
+            out = call("squeeze", conv, [2])
+        node.replace_all_uses_with(out)
         graph.erase_node(node)
 
 

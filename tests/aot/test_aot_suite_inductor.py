@@ -340,9 +340,14 @@ def _lstm(lib):
     return Model()
 
 
+def _conv1d(lib):
+    return lib.nn.Sequential(lib.nn.Conv1d(3, 16, 3, padding=2, dilation=2), lib.nn.GELU(),
+                             lib.nn.Conv1d(16, 16, 1, stride=2))
+
+
 @pytest.mark.parametrize("build,shape", [
-    (_cnn, (2, 3, 8, 8)), (_attention, (2, 5, 16)), (_lstm, (2, 5, 4))],
-    ids=["conv_bn_pool", "layernorm_attention", "lstm"])
+    (_cnn, (2, 3, 8, 8)), (_attention, (2, 5, 16)), (_lstm, (2, 5, 4)),
+    (_conv1d, (2, 3, 9))], ids=["conv_bn_pool", "layernorm_attention", "lstm", "conv1d"])
 def test_layers(build, shape, tmp_path):
     check(build, (torch.randn(*shape),), tmp_path)
 
