@@ -370,6 +370,7 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     b.graph = _copy_graph(source_graph)
     _pieces_as_views(b.graph)
     _conv1d_as_conv2d(b.graph)
+    _inference_forms(b.graph)
     _copy_before_reshape(b.graph)
     ctx = PassContext(constants=dict(exported.state_dict),
                       options=cpu_pass_options(dict(options or {})), inference=True)
@@ -813,18 +814,81 @@ def _pieces_as_views(graph: Graph) -> None:
         graph.erase_node(node)
 
 
+def _insert(graph: Graph, name: str, *args, **kwargs) -> Node:
+    """A node of op `name` at the graph's insertion point, its type from the op's meta."""
+    from ..ir.registry import OPS
+    op = OPS[name]
+    node = graph.call_function(op, args, kwargs or None)
+    node.meta["val"] = op.meta(*[a.meta["val"] if isinstance(a, Node) else a
+                                 for a in op.schema.bind(args, kwargs)])
+    return node
+
+
+def _inference_forms(graph: Graph) -> None:
+    """Ops without a native kernel written as ones that have: vector norms as their
+    reductions (`F.normalize`, `x.norm()`), `repeat` as a broadcast copy. Here, not in
+    the registry's decompositions, since a norm's own derivative at zero differs from
+    its decomposition's (training graphs keep the op)."""
+    from ..ir.graph import OpKind
+    for node in list(graph.nodes):
+        name = getattr(node.target, "name", "") if node.op == OpKind.call_function else ""
+        rewrite = {"linalg_vector_norm": _norm_form, "norm": _norm_form,
+                   "repeat": _repeat_form}.get(name)
+        if rewrite is None:
+            continue
+        a = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
+        with graph.inserting_before(node):
+            out = rewrite(graph, a)
+        if out is None:
+            continue
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+
+
+def _norm_form(graph: Graph, a: dict) -> Node | None:
+    x = a.get("x", a.get("self"))
+    p = a.get("ord", a.get("p", 2))
+    p = 2 if p in (None, "fro") else p
+    if a.get("dtype") is not None or isinstance(p, str) or \
+            not x.meta["val"].dtype.is_floating_point:
+        return None
+    dim, keep = a.get("dim"), bool(a.get("keepdim", False))
+    dim = [dim] if isinstance(dim, int) else dim
+    if p == 2:
+        return _insert(graph, "sqrt", _insert(graph, "sum", _insert(graph, "mul", x, x),
+                                              dim, keep))
+    magnitude = _insert(graph, "abs", x)
+    if p == 1:
+        return _insert(graph, "sum", magnitude, dim, keep)
+    if p in (float("inf"), float("-inf")):
+        dims = list(range(x.meta["val"].ndim)) if dim is None else dim
+        return _insert(graph, "amax" if p > 0 else "amin", magnitude, dims, keep)
+    if p == 0:
+        return None
+    powered = _insert(graph, "pow", magnitude, float(p))
+    return _insert(graph, "pow", _insert(graph, "sum", powered, dim, keep), 1.0 / p)
+
+
+def _repeat_form(graph: Graph, a: dict) -> Node:
+    """x.repeat(r): x viewed as (1, s0, 1, s1, ...), broadcast to (r0, s0, r1, s1, ...),
+    then (r0*s0, r1*s1, ...); _copy_before_reshape makes the broadcast a kernel."""
+    x, repeats = a["self"], list(a["repeats"])
+    shape = [1] * (len(repeats) - x.meta["val"].ndim) + list(x.meta["val"].shape)
+    spread = [v for size in shape for v in (1, size)]
+    wide = [v for r, size in zip(repeats, shape) for v in (r, size)]
+    view = _insert(graph, "reshape", x, spread)
+    return _insert(graph, "reshape", _insert(graph, "expand", view, wide),
+                   [r * size for r, size in zip(repeats, shape)])
+
+
 def _conv1d_as_conv2d(graph: Graph) -> None:
     """conv1d as a conv2d over a height of 1 (the artifact's native conv is 2-D): the
     input and weight get a unit dim 2, the result loses it; the same sums in the same
     order per output element."""
     from ..ir.graph import OpKind
-    from ..ir.registry import OPS
 
     def call(name, *args):
-        node = graph.call_function(OPS[name], args)
-        node.meta["val"] = OPS[name].meta(*[a.meta["val"] if isinstance(a, Node) else a
-                                            for a in OPS[name].schema.bind(args, {})])
-        return node
+        return _insert(graph, name, *args)
     for node in list(graph.nodes):
         if node.op != OpKind.call_function or getattr(node.target, "name", "") != "conv1d":
             continue

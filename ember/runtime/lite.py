@@ -575,10 +575,10 @@ class LiteModel:
             if not in_range:
                 where = ", ".join(f"dim {d} of '{specs[i]['name']}'" for i, d in dims)
                 got = sorted({arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim})
-                lower = 1 if self.dynamic.get("size_one") else self.dynamic["min"]
                 raise ArtifactError(
                     f"{self.path}: the dynamic dimension s0 ({where}) takes one size in "
-                    f"[{lower}, {'inf' if upper is None else upper}], got {got}")
+                    f"[{self.dynamic['min']}, {'inf' if upper is None else upper}], "
+                    f"got {got}")
         for i, (spec, a) in enumerate(zip(specs, arrays)):
             shape = [n if (i, d) in dims else s for d, s in enumerate(spec["shape"])]
             if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != shape:
