@@ -289,6 +289,8 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if target not in ("cpu", "cuda"):
         raise LoweringError(f"ember.aot.compile_and_package: target {target!r} is not "
                             "supported ('cpu' or 'cuda')")
+    if isinstance(exported, dict):
+        return _package_several(exported, package_path, target, options, pipeline)
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
@@ -338,6 +340,45 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     _require_int8_features(manifest, one.table)
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+def _package_several(programs: dict, package_path, target, options, pipeline) -> str:
+    """Several models in one file (AOTInductor's package of several models): each one's
+    artifact members under "<name>/", and package.json listing the names;
+    load_package(path, model_name=name) loads one."""
+    if not programs or not all(isinstance(k, str) and k and "/" not in k and
+                               isinstance(v, ExportedProgram) for k, v in programs.items()):
+        raise TypeError("ember.aot.compile_and_package: a package of several models takes "
+                        "a dict {name: ExportedProgram} with names without '/'")
+    tmp = tempfile.mkdtemp(prefix="ember-package-")
+    try:
+        parts = {}
+        for name, program in programs.items():
+            part = os.path.join(tmp, f"{name}.ember")
+            compile_and_package(program, part, target, options, pipeline)
+            parts[name] = part
+        _merge_artifacts(package_path, parts)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(package_path)
+
+
+def _merge_artifacts(path, parts: dict) -> None:
+    path = os.fspath(path)
+    out = f"{path}.tmp{os.getpid()}"
+    try:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+            z.writestr(lite.PACKAGE_INDEX, json.dumps({"models": list(parts)}))
+            for name, part in parts.items():
+                with zipfile.ZipFile(part) as source:
+                    for info in source.infolist():
+                        entry = _aligned_entry(f"{name}/{info.filename}", z.fp.tell())
+                        z.writestr(entry, source.read(info))
+        os.replace(out, path)
+    except OSError as err:
+        if os.path.exists(out):
+            os.unlink(out)
+        raise ArtifactError(f"ember.aot: cannot write {path}: {err}") from None
 
 
 def _require_int8_features(manifest: dict, table: list) -> None:
@@ -648,11 +689,11 @@ def _entry_json(emitter, builder, calls, layout, outputs) -> dict:
     return entry
 
 
-def load_package(path, check_features: bool = True):
+def load_package(path, check_features: bool = True, model_name: str | None = None):
     """The artifact at `path` as a callable (AOTInductor's aoti_load_package): takes
     ember Tensors or numpy arrays, one per exported input; returns Tensors in the
-    exported result's structure."""
-    return PackagedModel(lite.load_package(path, check_features))
+    exported result's structure. `model_name` picks one model of a package of several."""
+    return PackagedModel(lite.load_package(path, check_features, model_name))
 
 
 class PackagedModel:

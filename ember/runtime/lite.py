@@ -89,13 +89,14 @@ CHUNK_BYTES = 4 << 20        # members bigger than this carry per-chunk SHA-256s
 LOCAL_HEADER = 30            # a zip local file header before its name and extra field
 
 
-def read_members(path) -> tuple[dict, dict]:
+def read_members(path, prefix: str = "") -> tuple[dict, dict]:
     """(manifest, {member: bytes-like}) with every check done; raises ArtifactError.
 
     The file is memory-mapped and members are slices of the mapping (stored members:
     no decompression, no copy); each is checked against the manifest's SHA-256, big
     members chunk by chunk on several threads (hashlib releases the GIL). The zip's
-    own CRC-32 is not recomputed: the SHA-256s cover every byte it would."""
+    own CRC-32 is not recomputed: the SHA-256s cover every byte it would. `prefix`:
+    one model of a package holding several (its members are "<name>/...")."""
     import mmap
     try:
         with open(path, "rb") as f:
@@ -104,15 +105,19 @@ def read_members(path) -> tuple[dict, dict]:
                 if size else memoryview(b"")
         with zipfile.ZipFile(path) as z:
             infos = {i.filename: i for i in z.infolist()}
-        if "manifest.json" not in infos:
-            raise ArtifactError(f"{path}: missing member manifest.json")
-        manifest = json.loads(bytes(_member(data, infos["manifest.json"], path)))
+        if prefix + "manifest.json" not in infos:
+            if not prefix and PACKAGE_INDEX in infos:
+                raise ArtifactError(f"{path}: a package of several models "
+                                    f"({', '.join(package_models(path) or [])}); load one "
+                                    "with model_name=")
+            raise ArtifactError(f"{path}: missing member {prefix}manifest.json")
+        manifest = json.loads(bytes(_member(data, infos[prefix + "manifest.json"], path)))
         check_format(manifest, path)
         members = {}
         for name in manifest["members"]:
-            if name not in infos:
-                raise ArtifactError(f"{path}: missing member {name}")
-            members[name] = _member(data, infos[name], path)
+            if prefix + name not in infos:
+                raise ArtifactError(f"{path}: missing member {prefix}{name}")
+            members[name] = _member(data, infos[prefix + name], path)
     except ArtifactError:
         raise
     except Exception as err:    # noqa: BLE001
@@ -366,7 +371,7 @@ def _strided(buf: np.ndarray, offset: int, shape, strides, dtype) -> np.ndarray:
 class LiteModel:
     """A loaded artifact: call with numpy arrays (one per input), get a list of arrays."""
 
-    def __init__(self, path, check_features: bool = True):
+    def __init__(self, path, check_features: bool = True, model_name: str | None = None):
         import time
         clock = [time.perf_counter()]
 
@@ -375,7 +380,7 @@ class LiteModel:
             self.load_times[name] = now - clock[0]
             clock[0] = now
         self.path, self.load_times = str(path), {}
-        manifest, members = read_members(path)
+        manifest, members = read_members(path, model_prefix(path, model_name))
         lap("read_and_verify_s")
         if check_features:
             check_cpu(manifest, path)
@@ -957,21 +962,54 @@ def target_kind(manifest: dict) -> str:
     return target.get("kind", "cpu") if isinstance(target, dict) else "cpu"
 
 
-def load_package(path, check_features: bool = True) -> LiteModel:
+def load_package(path, check_features: bool = True, model_name: str | None = None) -> LiteModel:
     """Load an artifact written by ember.aot.compile_and_package (see module doc); a
-    target="cuda" artifact loads through runtime/lite_cuda.py (CudaLiteModel)."""
-    if _peek_target(path) == "cuda":
-        manifest, members = read_members(path)
+    target="cuda" artifact loads through runtime/lite_cuda.py (CudaLiteModel).
+    `model_name`: which model of a package holding several (AOTInductor's model_name)."""
+    if _peek_target(path, model_name) == "cuda":
+        manifest, members = read_members(path, model_prefix(path, model_name))
         return _lite_sibling("lite_cuda", "CUDA runtime").CudaLiteModel(path, manifest, members)
-    return LiteModel(path, check_features)
+    return LiteModel(path, check_features, model_name)
 
 
-def _peek_target(path) -> str:
+PACKAGE_INDEX = "package.json"     # a package of several models: {"models": [names]}
+
+
+def package_models(path) -> list | None:
+    """The model names of a package holding several, None for a one-model artifact."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if PACKAGE_INDEX not in z.namelist():
+                return None
+            models = json.loads(z.read(PACKAGE_INDEX))["models"]
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError):
+        return None
+    return list(models) if isinstance(models, list) else None
+
+
+def model_prefix(path, model_name: str | None) -> str:
+    """Where `model_name`'s members sit in the file ("" for a one-model artifact)."""
+    models = package_models(path)
+    if models is None:
+        if model_name not in (None, "model"):
+            raise ArtifactError(f"{path}: holds one model; model_name={model_name!r} names "
+                                "none (leave it out)")
+        return ""
+    if model_name is None and len(models) == 1:
+        model_name = models[0]
+    if model_name not in models:
+        raise ArtifactError(f"{path}: holds the models {', '.join(models)}; pass "
+                            f"model_name= one of them (got {model_name!r})")
+    return f"{model_name}/"
+
+
+def _peek_target(path, model_name: str | None = None) -> str:
     """The manifest's target kind, or "cpu" when it cannot be read (LiteModel then says
     what is wrong)."""
     try:
+        prefix = model_prefix(path, model_name)
         with zipfile.ZipFile(path) as z:
-            return target_kind(json.loads(z.read("manifest.json")))
+            return target_kind(json.loads(z.read(prefix + "manifest.json")))
     except Exception:   # noqa: BLE001 - reported by the full check
         return "cpu"
 

@@ -366,6 +366,23 @@ def test_layers(build, shape, tmp_path):
     check(build, (torch.randn(*shape),), tmp_path)
 
 
+def test_a_package_of_several_models(tmp_path):
+    """compile_and_package({name: program}) writes one file; load_package(path,
+    model_name=) loads each (AOTInductor's model_name); a missing name is refused."""
+    ref_mlp, mlp = _pair(_mlp)
+    ref_two, two = _pair(_simple)
+    x, y = torch.randn(3, 8), torch.randn(10, 10)
+    path = ember.aot.compile_and_package(
+        {"mlp": ember.export(mlp, (_to_ember(x),)),
+         "simple": ember.export(two, (_to_ember(y), _to_ember(y)))}, tmp_path / "both.pt2")
+    with torch.no_grad():
+        _assert_same(ember.aot.load_package(path, model_name="mlp")(_to_ember(x)), ref_mlp(x))
+        _assert_same(ember._inductor.aoti_load_package(path, model_name="simple")(
+            _to_ember(y), _to_ember(y)), ref_two(y, y))
+    with pytest.raises(ember.aot.ArtifactError, match="holds the models mlp, simple"):
+        ember.aot.load_package(path, model_name="decoder")
+
+
 # --- dynamic batch -------------------------------------------------------------------------
 def _mlp(lib):
     return lib.nn.Sequential(lib.nn.Linear(8, 16), lib.nn.ReLU(), lib.nn.Linear(16, 3))
