@@ -366,6 +366,43 @@ def test_layers(build, shape, tmp_path):
     check(build, (torch.randn(*shape),), tmp_path)
 
 
+@pytest.fixture
+def custom_ops():
+    """The same custom op in both libraries (torch.library / ember.library), removed
+    from ember's registry afterwards."""
+    from ember.ir.registry import OPS
+    before = set(OPS)
+
+    @torch.library.custom_op("aotsuite::scaled_gelu", mutates_args=())
+    def torch_op(x: torch.Tensor, w: torch.Tensor, scale: float) -> torch.Tensor:
+        return torch.nn.functional.gelu(x) * w * scale
+
+    @ember.library.custom_op("aotsuite::scaled_gelu", mutates_args=())
+    def ember_op(x: ember.Tensor, w: ember.Tensor, scale: float) -> ember.Tensor:
+        return ember.nn.functional.gelu(x) * w * scale
+
+    torch_op.register_fake(lambda x, w, scale: torch.empty_like(x))
+    ember_op.register_fake(lambda x, w, scale: ember.empty_like(x))
+    try:
+        yield {torch: torch_op, ember: ember_op}
+    finally:
+        for name in set(OPS) - before:
+            del OPS[name]
+
+
+def test_a_custom_op_between_layers(custom_ops, tmp_path):
+    def build(lib):
+        class Model(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a, self.b = lib.nn.Linear(6, 6), lib.nn.Linear(6, 3)
+
+            def forward(self, x, w):
+                return self.b(custom_ops[lib](self.a(x), w, 2.0))
+        return Model()
+    check(build, (torch.randn(4, 6), torch.rand(6)), tmp_path)
+
+
 def test_a_package_of_several_models(tmp_path):
     """compile_and_package({name: program}) writes one file; load_package(path,
     model_name=) loads each (AOTInductor's model_name); a missing name is refused."""
