@@ -200,6 +200,102 @@ def _conv_transpose(node, ins, attrs, m):
                 attrs.get("group", 1), dilations)
 
 
+# --- recurrent layers ----------------------------------------------------------------------
+def _recurrent_inputs(node, ins, attrs, gates: int):
+    """X as (seq, batch, input), per direction its W, R, bias (Wb + Rb kept apart) and
+    initial states, the directions' order and hidden size; refusals named."""
+    e = _e()
+    direction = _s(attrs.get("direction", "forward"))
+    if attrs.get("layout", 0):
+        raise OnnxError(f"{node.op_type} (node {node.name!r}) with layout=1 is not supported")
+    if "activations" in attrs or "clip" in attrs:
+        raise OnnxError(f"{node.op_type} (node {node.name!r}) with custom activations or "
+                        "clip is not supported")
+    if len(ins) > 4 and ins[4].present:
+        lengths = ins[4].const("sequence_lens")
+        if np.any(lengths != ins[0].shape[0]):
+            raise OnnxError(f"{node.op_type} (node {node.name!r}): sequence_lens shorter "
+                            "than the sequence are not supported")
+    hidden = int(attrs["hidden_size"])
+    x, w, r = ins[0].tensor(), ins[1].tensor(), ins[2].tensor()
+    dirs = 2 if direction == "bidirectional" else 1
+    batch = ins[0].shape[1]
+    bias = ins[3].tensor() if len(ins) > 3 and ins[3].present else \
+        e.zeros(dirs, 2 * gates * hidden)
+    h0 = ins[5].tensor() if len(ins) > 5 and ins[5].present else e.zeros(dirs, batch, hidden)
+    return x, w, r, bias, h0, dirs, direction, hidden
+
+
+def _run_direction(x, step, reverse: bool) -> tuple[list, object]:
+    """`step(x_t)` over the sequence (backwards when `reverse`), outputs in time order."""
+    seq = x.shape[0]
+    order = range(seq - 1, -1, -1) if reverse else range(seq)
+    outs = [None] * seq
+    for t in order:
+        outs[t] = step(x[t])
+    return outs
+
+
+def _lstm(node, ins, attrs, m):
+    """ONNX LSTM (gate order i, o, f, c; default activations sigmoid/tanh/tanh; no
+    peepholes): Y (seq, dirs, batch, hidden), Y_h and Y_c (dirs, batch, hidden)."""
+    e = _e()
+    if len(ins) > 7 and ins[7].present:
+        raise OnnxError(f"LSTM (node {node.name!r}) with peepholes is not supported")
+    if attrs.get("input_forget", 0):
+        raise OnnxError(f"LSTM (node {node.name!r}) with input_forget=1 is not supported")
+    x, w, r, bias, h0, dirs, direction, hidden = _recurrent_inputs(node, ins, attrs, 4)
+    c0 = ins[6].tensor() if len(ins) > 6 and ins[6].present else e.zeros_like(h0)
+    ys, hs, cs = [], [], []
+    for d in range(dirs):
+        state = {"h": h0[d], "c": c0[d]}
+        b = bias[d][:4 * hidden] + bias[d][4 * hidden:]
+
+        def step(xt, d=d, state=state, b=b):
+            g = e.matmul(xt, w[d].t()) + e.matmul(state["h"], r[d].t()) + b
+            i, o, f, c = (g[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            state["c"] = e.sigmoid(f) * state["c"] + e.sigmoid(i) * e.tanh(c)
+            state["h"] = e.sigmoid(o) * e.tanh(state["c"])
+            return state["h"]
+        reverse = direction == "reverse" or d == 1
+        ys.append(e.stack(_run_direction(x, step, reverse), 0))
+        hs.append(state["h"])
+        cs.append(state["c"])
+    return e.stack(ys, 1), e.stack(hs, 0), e.stack(cs, 0)
+
+
+def _gru(node, ins, attrs, m):
+    """ONNX GRU (gate order z, r, h; linear_before_reset as torch writes it, 1, or 0):
+    Y (seq, dirs, batch, hidden) and Y_h (dirs, batch, hidden)."""
+    e = _e()
+    x, w, r, bias, h0, dirs, direction, hidden = _recurrent_inputs(node, ins, attrs, 3)
+    before_reset = attrs.get("linear_before_reset", 0)
+    ys, hs = [], []
+    for d in range(dirs):
+        state = {"h": h0[d]}
+        wb, rb = bias[d][:3 * hidden], bias[d][3 * hidden:]
+
+        def step(xt, d=d, state=state, wb=wb, rb=rb):
+            gx = e.matmul(xt, w[d].t()) + wb
+            h = state["h"]
+            rw = r[d]
+            gh = e.matmul(h, rw[:2 * hidden].t()) + rb[:2 * hidden]
+            z = e.sigmoid(gx[:, :hidden] + gh[:, :hidden])
+            reset = e.sigmoid(gx[:, hidden:2 * hidden] + gh[:, hidden:])
+            if before_reset:
+                cand = gx[:, 2 * hidden:] + reset * (e.matmul(h, rw[2 * hidden:].t()) +
+                                                     rb[2 * hidden:])
+            else:
+                cand = gx[:, 2 * hidden:] + e.matmul(reset * h, rw[2 * hidden:].t()) + \
+                    rb[2 * hidden:]
+            state["h"] = (1 - z) * e.tanh(cand) + z * h
+            return state["h"]
+        reverse = direction == "reverse" or d == 1
+        ys.append(e.stack(_run_direction(x, step, reverse), 0))
+        hs.append(state["h"])
+    return e.stack(ys, 1), e.stack(hs, 0)
+
+
 def _compare(fn):
     def handler(node, ins, attrs, m):
         return fn(ins[0].tensor(), ins[1].tensor())
@@ -478,7 +574,7 @@ HANDLERS = {
     "Floor": _unary("floor"), "Ceil": _unary("ceil"), "Sign": _unary("sign"),
     "Elu": _elu, "Selu": _selu, "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish,
     "Softplus": _softplus, "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"),
-    "Pad": _pad, "TopK": _topk,
+    "Pad": _pad, "TopK": _topk, "LSTM": _lstm, "GRU": _gru,
 }
 
 

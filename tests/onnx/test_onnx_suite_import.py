@@ -3,7 +3,8 @@ dynamo one needs onnxscript) at several opsets, read by ember.onnx.load: the imp
 module's results must equal torch's eager model. The ops PyTorch's ONNX suites export
 for common layers: comparisons and logic, activations written as their own ONNX ops
 (Elu, Selu, HardSigmoid, HardSwish, Softplus), ArgMax/TopK, Pad, 1-D Conv,
-ConvTranspose, and the Mod that attention's shape arithmetic folds. An imported model
+ConvTranspose, LSTM and GRU (bidirectional, stacked), and the Mod that attention's
+shape arithmetic folds. An imported model
 also packages with ember.aot."""
 from __future__ import annotations
 
@@ -79,6 +80,21 @@ def test_ops(name):
     fn, shapes, *layers = CASES[name]
     torch.manual_seed(0)
     check(Lambda(fn, *layers), tuple(torch.randn(*s) for s in shapes))
+
+
+@pytest.mark.parametrize("kind,options", [
+    ("LSTM", dict(num_layers=2, bidirectional=True)), ("GRU", dict(batch_first=True)),
+    ("GRU", dict(bidirectional=True))], ids=["lstm_2layer_bidir", "gru_batch_first",
+                                             "gru_bidir"])
+def test_recurrent_layers(kind, options):
+    """torch writes nn.LSTM / nn.GRU as ONNX's LSTM / GRU ops (one per layer)."""
+    torch.manual_seed(0)
+    layer = getattr(torch.nn, kind)(4, 5, **options)
+    shape = (2, 3, 4)
+    def run(m, x):
+        out, state = m[0](x)
+        return (out, *state) if isinstance(state, tuple) else (out, state)
+    check(Lambda(run, layer), (torch.randn(*shape),))
 
 
 @pytest.mark.parametrize("opset", [11, 13, 17])
