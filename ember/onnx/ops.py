@@ -296,6 +296,41 @@ def _gru(node, ins, attrs, m):
     return e.stack(ys, 1), e.stack(hs, 0)
 
 
+def _resize(node, ins, attrs, m):
+    """Resize as torch's exporter writes F.interpolate: nearest with asymmetric
+    coordinates and floor (mode="nearest"), linear with half_pixel / pytorch_half_pixel
+    (align_corners=False) or align_corners, over the spatial dims (N and C kept)."""
+    mode = _s(attrs.get("mode", "nearest"))
+    coords = _s(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    shape = ins[0].shape
+    if m.opset < 11:
+        scales = ins[1].const("Resize's scales")
+        sizes = None
+    else:
+        scales = ins[2].const("Resize's scales") if len(ins) > 2 and ins[2].present and \
+            ins[2].const().size else None
+        sizes = ins[3].ints("Resize's sizes") if len(ins) > 3 and ins[3].present else None
+    if sizes is None:
+        sizes = [int(math.floor(d * float(f))) for d, f in zip(shape, scales)]
+    if list(sizes[:2]) != list(shape[:2]) or len(shape) not in (3, 4, 5):
+        raise OnnxError(f"Resize (node {node.name!r}) over the batch or channel dims is not "
+                        "supported")
+    out = list(sizes[2:])
+    x = ins[0].tensor()
+    if mode == "nearest":
+        if coords != "asymmetric" or _s(attrs.get("nearest_mode", "round_prefer_floor")) \
+                != "floor":
+            raise OnnxError(f"Resize (node {node.name!r}): nearest with {coords!r} "
+                            "coordinates is not supported (asymmetric, floor)")
+        return _f().interpolate(x, size=out, mode="nearest")
+    if mode == "linear" and len(shape) == 4 and coords in ("half_pixel", "pytorch_half_pixel",
+                                                            "align_corners"):
+        return _f().interpolate(x, size=out, mode="bilinear",
+                                align_corners=coords == "align_corners")
+    raise OnnxError(f"Resize (node {node.name!r}) mode {mode!r} with {coords!r} coordinates "
+                    "is not supported")
+
+
 def _compare(fn):
     def handler(node, ins, attrs, m):
         return fn(ins[0].tensor(), ins[1].tensor())
@@ -575,6 +610,7 @@ HANDLERS = {
     "Elu": _elu, "Selu": _selu, "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish,
     "Softplus": _softplus, "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"),
     "Pad": _pad, "TopK": _topk, "LSTM": _lstm, "GRU": _gru,
+    "Resize": _resize,
 }
 
 

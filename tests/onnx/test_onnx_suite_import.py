@@ -70,6 +70,10 @@ CASES = {
     "conv_transpose": (lambda m, x: m[0](x), [(1, 3, 4, 4)],
                        torch.nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1,
                                                 output_padding=1)),
+    "resize": (lambda m, x: F.interpolate(x, scale_factor=2, mode="nearest") +
+               F.interpolate(x, size=(6, 6), mode="bilinear", align_corners=False) +
+               F.interpolate(x, size=(6, 6), mode="bilinear", align_corners=True),
+               [(1, 2, 3, 3)]),
     "attention": (lambda m, x: m[0](x, x, x, need_weights=False)[0], [(2, 5, 8)],
                   torch.nn.MultiheadAttention(8, 2, batch_first=True)),
 }
