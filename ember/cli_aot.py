@@ -267,9 +267,12 @@ def _io_table(manifest: dict):
     io = Table(title="inputs and outputs")
     for col in ("", "name", "dtype", "shape"):
         io.add_column(col)
+    # a buffer the model updates in place is an input the runtime feeds from its state
+    state = {e["input"] for e in manifest.get("state", []) if e.get("kind") == "buffer"}
     for kind in ("inputs", "outputs"):
-        for s in manifest[kind]:
-            io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
+        for i, s in enumerate(manifest[kind]):
+            role = "state" if kind == "inputs" and i in state else kind[:-1]
+            io.add_row(role, s["name"], s["dtype"], "x".join(map(str, s["shape"])))
     return io
 
 

@@ -431,14 +431,14 @@ class LiteModel:
             next(iter(self._programs.values()))
         self.layout, self.result_geometry = example.layout, example.results
         self.fresh = example.fresh
-        n_in = len(self.inputs)
+        n_in = len(self.manifest["inputs"])
         self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
         for j, w in enumerate(self.weights):
             self._ins[n_in + j] = w.ctypes.data
         self._arena_address = self.arena.ctypes.data
         # (dtype, shape) per input of a static artifact: the common case's quick check
         self._static_inputs = None if self.dynamic else [
-            (np.dtype(spec["dtype"]), tuple(spec["shape"])) for spec in self.inputs]
+            (np.dtype(spec["dtype"]), tuple(spec["shape"])) for spec in self.manifest["inputs"]]
         self._arena_views: dict = {}
         self._last_program = None         # the entry that ran last (_enter)
         lap("arena_and_weights_s")
@@ -486,10 +486,9 @@ class LiteModel:
             else:
                 target = arrays[entry["input"]]
                 if not target.flags.writeable:
-                    raise ArtifactError(
-                        f"{self.path}: the model updates input "
-                        f"'{self.inputs[entry['input']]['name']}' in place, but the array "
-                        "passed for it is read-only")
+                    name = self.manifest["inputs"][entry["input"]]["name"]
+                    raise ArtifactError(f"{self.path}: the model updates input '{name}' in "
+                                        "place, but the array passed for it is read-only")
                 np.copyto(target, new)
         return results[:len(results) - len(self.state_entries)]
 
@@ -509,7 +508,8 @@ class LiteModel:
 
     @property
     def inputs(self) -> list:
-        return self.manifest["inputs"]
+        """The inputs a caller passes (a buffer the model updates is fed from its state)."""
+        return self.user_inputs
 
     @property
     def outputs(self) -> list:
@@ -565,7 +565,7 @@ class LiteModel:
                 a.dtype == dtype and a.shape == shape for a, (dtype, shape) in
                 zip(arrays, static)):
             return self._programs[None]
-        specs = self.inputs
+        specs = self.manifest["inputs"]
         if len(arrays) != len(specs):
             raise ArtifactError(f"{self.path}: takes {len(specs)} input(s) "
                                 f"({', '.join(s['name'] for s in specs)}), got {len(arrays)}")

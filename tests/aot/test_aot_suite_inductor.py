@@ -213,6 +213,29 @@ def test_buffer_updates_in_a_fresh_process(counter_package, tmp_path):
     np.testing.assert_allclose(np.load(out), want.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_the_cli_runs_an_updating_model(counter_package, tmp_path):
+    """`ember run` takes the caller's inputs only; `ember inspect` lists the updated
+    buffers as the artifact's state."""
+    from click.testing import CliRunner
+    from ember.cli import main
+    ref, path = counter_package
+    x = np.ones((2, 5), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = CliRunner().invoke(main, ["run", str(path), "--input", str(tmp_path / "x.npy"),
+                                       "-o", str(tmp_path / "out.npz")])
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "out.npz") as out:
+        got = out[out.files[0]]
+    np.testing.assert_allclose(got, ref.linear(torch.tensor(x)).detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[2].strip(): line.split("│")[1].strip()
+            for line in result.output.splitlines() if line.count("│") == 5}
+    assert rows["x"] == "input" and rows["total"] == "state" and \
+        rows["steps"] == "state", rows
+
+
 def _in_place(lib):
     class Model(lib.nn.Module):
         def forward(self, x):
