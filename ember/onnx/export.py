@@ -64,7 +64,7 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
     opset = opset_version or 17
     writer = _Writer(helper, numpy_helper, opset)
     # with dynamic sizes: the graph whose types hold them (s0, 2*s0, ...)
-    graph = ep.symbolic_graph if ep.symbolic_graph is not None else ep.graph
+    graph = _functional(ep.symbolic_graph if ep.symbolic_graph is not None else ep.graph)
     placeholders = [n for n in graph.nodes if n.op == OpKind.placeholder]
     # unnamed inputs take forward's parameter names (torch's dynamo exporter's names)
     in_names = in_names_given + [s.name for s in ep.user_inputs[len(in_names_given):]]
@@ -135,6 +135,29 @@ def _dynamic_shapes(args: tuple, names: list, dynamic_axes, dynamic_shapes):
         spec.append({d % len(arg.shape): dims.setdefault(str(axis), Dim(_dim_name(axis)))
                      for d, axis in axes.items()})
     return tuple(spec) if any(s is not None for s in spec) else None
+
+
+def _functional(graph):
+    """The graph with in-place ops made functional (ONNX has none): `y[0] = v` becomes a
+    select_scatter, `x.add_(1)` an add. An input or buffer updated in place keeps its new
+    value inside the graph only: an ONNX model has no state, as torch's exported file
+    has none."""
+    from ..compiler.aot import _copy_graph
+    from ..frontend.fx.functionalize_graph import (CannotFunctionalize, _is_inplace,
+                                                   functionalize_graph)
+    if not any(_is_inplace(n) for n in graph.nodes):
+        return graph
+    graph = _copy_graph(graph)
+    try:
+        functionalize_graph(graph)
+    except CannotFunctionalize as err:
+        raise OnnxExportError(f"ember.onnx.export: an in-place update has no ONNX form: "
+                              f"{err}") from None
+    for node in list(graph.nodes):
+        if _is_op(node) == "copy_" and getattr(node.args[0], "op", None) in (
+                OpKind.placeholder, OpKind.get_attr):
+            graph.erase_node(node)          # the write-back of an updated input/buffer
+    return graph
 
 
 def _parameter_names(model) -> list:
@@ -740,6 +763,50 @@ def _minmax_reduce(op_type):
     return emit
 
 
+def _dim_mask(w, shape, dim: int, start: int, end: int) -> str:
+    """A bool constant broadcasting along `dim`: True for positions start .. end - 1."""
+    size = shape[dim]
+    if not isinstance(size, int):
+        raise OnnxExportError("ember.onnx.export: an update along a dynamic dim has no "
+                              "ONNX form here")
+    mask = np.zeros([size if d == dim else 1 for d in range(len(shape))], dtype=bool)
+    index = [slice(None)] * len(shape)
+    index[dim] = slice(start, end)
+    mask[tuple(index)] = True
+    return w.const(mask, np.bool_)
+
+
+def _select_scatter(w, node, a):
+    shape = node.meta["val"].shape
+    dim = a["dim"] % len(shape)
+    at = a["index"] % shape[dim]
+    piece = _unsqueeze_name(w, w.names[a["src"]], dim)
+    return w.add("Where", [_dim_mask(w, shape, dim, at, at + 1), piece,
+                           w.names[a["self"]]], node.name)
+
+
+def _slice_scatter(w, node, a):
+    shape = node.meta["val"].shape
+    dim = a["dim"] % len(shape)
+    if a["step"] not in (None, 1):
+        raise OnnxExportError("ember.onnx.export: slice_scatter with a step has no ONNX "
+                              "form here")
+    start, end, _ = slice(a["start"], a["end"]).indices(shape[dim])
+    # src padded with zeros to self's size along dim, then chosen inside the slice
+    begins, ends = [0] * len(shape), [0] * len(shape)
+    begins[dim], ends[dim] = start, shape[dim] - max(start, end)
+    padded = w.add("Pad", [w.names[a["src"]], w.ints(begins + ends)], "padded")
+    return w.add("Where", [_dim_mask(w, shape, dim, start, end), padded,
+                           w.names[a["self"]]], node.name)
+
+
+def _copy(w, node, a):
+    meta = node.meta["val"]
+    src = w.add("Cast", [w.names[a["src"]]], "cast", to=_onnx_type(meta.dtype.name))
+    shape = w.add("Shape", [w.names[a["self"]]], "shape")
+    return w.add("Expand", [src, shape], node.name)
+
+
 def _unsqueeze_name(w, x: str, axis: int) -> str:
     if w.opset < 13:
         return w.add("Unsqueeze", [x], "unsq", axes=[axis])
@@ -799,6 +866,7 @@ _EMITTERS = {
     "topk": _topk, "stack": _stack, "max_dim": _max_min_dim("ReduceMax", "ArgMax"),
     "min_dim": _max_min_dim("ReduceMin", "ArgMin"),
     "split": _pieces, "chunk": _pieces, "unbind": _pieces,
+    "select_scatter": _select_scatter, "slice_scatter": _slice_scatter, "copy": _copy,
     "pad": _pad, "full": _full, "zeros_like": _like(0), "ones_like": _like(1),
     "full_like": _like(None),
     "scaled_dot_product_attention": _sdpa, "upsample_nearest2d": _upsample_nearest,

@@ -249,6 +249,22 @@ def test_modules(name):
     check(build, tuple(torch.randn(*s) for s in shapes))
 
 
+def test_in_place_updates():
+    """In-place ops are written functionally (torch's exporter does the same): updates
+    of a local through an index and a slice, an in-place activation, an updated input."""
+    def build(lib):
+        class Model(lib.nn.Module):
+            def forward(self, x):
+                y = x.clone()
+                y[0] = 5.0
+                y[:, 1:3] *= 2
+                y.relu_()
+                x.add_(1)
+                return y + x
+        return Model()
+    check(build, (torch.randn(3, 4),))       # onnxruntime runs before torch updates x
+
+
 def test_int_and_bool_inputs():
     def build(lib):
         class Model(lib.nn.Module):
