@@ -346,6 +346,24 @@ def test_index_put_and_scatter_add(tmp_path):
     check(_scatters, args, tmp_path)
 
 
+def _rows_bmm_upsample(lib):
+    class Model(lib.nn.Module):
+        def forward(self, x, idx, cube, a, b, image):
+            return (lib.index_select(x, 0, idx.abs()), x[idx] * 2, cube[idx], lib.bmm(a, b),
+                    lib.nn.functional.interpolate(image, scale_factor=2, mode="nearest"))
+    return Model()
+
+
+def test_index_select_bmm_and_nearest_upsample(tmp_path):
+    args = (torch.randn(4, 5), torch.tensor([3, -1, 0]), torch.randn(4, 2, 3),
+            torch.randn(2, 3, 4), torch.randn(2, 4, 5), torch.randn(1, 2, 3, 4))
+    run = check(_rows_bmm_upsample, args, tmp_path)
+    bad = list(_to_ember(args))
+    bad[1] = ember.tensor([0, 9, 1])
+    with pytest.raises(IndexError, match="index out of range"):
+        run(*bad)
+
+
 def test_norms_and_repeat(tmp_path):
     check(_norms, (torch.randn(3, 4),), tmp_path)
 
