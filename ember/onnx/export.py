@@ -13,8 +13,9 @@ Sizes are those of the example inputs, except the dims `dynamic_axes` (or
 `dynamic_shapes`, torch's dynamo exporter's argument) names: the model is then
 exported with one ember.export Dim per axis name, the graph with symbolic sizes is
 written, inputs and outputs get the axis names as `dim_param`, and shape ops write a
-dynamic size as Reshape's 0 (copied from the input) or -1 (inferred), Expand's 1; a
-shape they cannot express that way is refused naming the op and the user's line.
+dynamic size as Reshape's 0 (copied from the input) or -1 (inferred), Expand's 1, or
+else compute it from the inputs' shapes (Shape, Gather and the size's arithmetic); a
+size no input's dim holds is refused naming the op and the user's line.
 """
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
     symbols = _symbol_names(placeholders, in_names, dynamic_axes, shapes)
     for node, name in zip(placeholders, in_names):
         writer.names[node] = name
+        for d, size in enumerate(node.meta["val"].shape):
+            if not isinstance(size, int) and str(size).isidentifier():
+                writer.symbol_sources.setdefault(str(size), (name, d))
         writer.inputs.append(_value_info(helper, name, node.meta["val"], symbols,
                                          (dynamic_axes or {}).get(name)))
     for node in graph.nodes:
@@ -213,6 +217,48 @@ class _Writer:
         self.names: dict = {}
         self.nodes, self.inputs, self.outputs, self.initializers = [], [], [], []
         self.count = 0
+        self.symbol_sources: dict = {}       # symbol -> (input name, dim)
+        self.sizes: dict = {}                # size text -> its tensor's name
+
+    def size(self, dim) -> str:
+        """A dynamic size as a 1-element int64 tensor of the file, computed from the
+        inputs' shapes (`symbols`: symbol -> (input name, dim)), through Shape, Gather
+        and the expression's Add/Sub/Mul."""
+        import ast
+        key = str(dim)
+        if key in self.sizes:
+            return self.sizes[key]
+        try:
+            tree = ast.parse(key.replace("^", "**"), mode="eval").body
+        except SyntaxError:
+            raise OnnxExportError(f"ember.onnx.export: the size {key} has no ONNX form") \
+                from None
+        self.sizes[key] = self._size_of(tree, key)
+        return self.sizes[key]
+
+    def _size_of(self, tree, text: str) -> str:
+        import ast
+        if isinstance(tree, ast.Constant) and isinstance(tree.value, int):
+            return self.ints([tree.value])
+        if isinstance(tree, ast.Name):
+            if tree.id not in self.symbol_sources:
+                raise OnnxExportError(f"ember.onnx.export: the size {text} uses {tree.id}, "
+                                      "which no input's dim holds alone")
+            name, d = self.symbol_sources[tree.id]
+            shape = self.add("Shape", [name], "shape")
+            return self.add("Gather", [shape, self.ints([d])], tree.id)
+        ops = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul"}
+        if isinstance(tree, ast.BinOp) and type(tree.op) in ops:
+            return self.add(ops[type(tree.op)], [self._size_of(tree.left, text),
+                                                 self._size_of(tree.right, text)], "size")
+        if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.USub):
+            return self.add("Neg", [self._size_of(tree.operand, text)], "size")
+        raise OnnxExportError(f"ember.onnx.export: the size {text} has no ONNX form")
+
+    def shape_of(self, shape) -> str:
+        """A shape with dynamic sizes as an int64 tensor computed in the file."""
+        parts = [self.ints([d]) if isinstance(d, int) else self.size(d) for d in shape]
+        return self.add("Concat", parts, "shape", axis=0)
 
     def fresh(self, hint: str) -> str:
         self.count += 1
@@ -426,9 +472,8 @@ def _reshape_to_result(w, node, a):
         else:
             sizes.append(-1)
     if sizes.count(-1) > 1 or (sizes.count(-1) and 0 in target):
-        raise OnnxExportError(f"ember.onnx.export: {node.target.name} (at "
-                              f"{node.meta.get('loc', node.name)}) to {_shape_text(target)} "
-                              "has dynamic sizes ONNX's Reshape cannot express")
+        # the target computed from the inputs' shapes at run time
+        return w.add("Reshape", [w.names[source], w.shape_of(target)], node.name)
     return w.add("Reshape", [w.names[source], w.ints(sizes)], node.name)
 
 
@@ -448,10 +493,8 @@ def _expand(w, node, a):
             sizes.append(size)
         elif i >= lead and str(have[i - lead]) == str(size):
             sizes.append(1)
-        else:
-            raise OnnxExportError(f"ember.onnx.export: expand (at "
-                                  f"{node.meta.get('loc', node.name)}) to a dynamic size "
-                                  "its input does not have")
+        else:               # a size the input lacks: computed from the inputs' shapes
+            return w.add("Expand", [w.names[a["self"]], w.shape_of(target)], node.name)
     return w.add("Expand", [w.names[a["self"]], w.ints(sizes)], node.name)
 
 
@@ -679,8 +722,9 @@ def _pad(w, node, a):
 def _full(w, node, a):
     meta = node.meta["val"]
     if any(not isinstance(d, int) for d in meta.shape):
-        raise OnnxExportError(f"ember.onnx.export: {node.target.name} (at "
-                              f"{node.meta.get('loc', node.name)}) has a dynamic size")
+        return w.add("ConstantOfShape", [w.shape_of(meta.shape)], node.name,
+                     value=w.numpy_helper.from_array(np.asarray(
+                         [a["fill_value"]], dtype=meta.dtype.np_dtype)))
     return w.const(np.full(tuple(meta.shape), a["fill_value"]), meta.dtype.np_dtype)
 
 

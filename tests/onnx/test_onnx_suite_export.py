@@ -182,11 +182,30 @@ def _mlp_rows(lib):
     return Model()
 
 
-def test_a_size_onnx_shape_ops_cannot_take_is_refused():
-    with pytest.raises(ember.onnx.OnnxExportError, match=r"expand \(at .*\) to a dynamic"):
-        ember.onnx.export(lambda x: x + ember.ones(1, 4).expand(x.shape[0], 4),
-                          ember.randn(2, 4), io.BytesIO(), input_names=["x"],
-                          dynamic_axes={"x": {0: "batch"}})
+def test_sizes_computed_from_the_inputs_shapes():
+    """A dynamic size no Reshape 0/-1 or Expand 1 can carry is computed in the file
+    from the inputs' shapes: nn.TransformerEncoderLayer with a dynamic batch and
+    sequence (reshape to (seq, batch, d) from (seq*batch, d)), an expand of a constant."""
+    def layer(lib):
+        return lib.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    check(layer, (torch.randn(2, 5, 16),), calls=[(torch.randn(3, 7, 16),),
+                                                  (torch.randn(1, 2, 16),)],
+          input_names=["src"], dynamic_axes={"src": {0: "batch", 1: "seq"}})
+    buffer = io.BytesIO()
+    ember.onnx.export(lambda x: x + ember.ones(1, 4).expand(x.shape[0], 4),
+                      ember.randn(2, 4), buffer, input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}})
+    (got,), _ = _run(buffer.getvalue(), (torch.zeros(5, 4),))
+    np.testing.assert_array_equal(got, np.ones((5, 4), np.float32))
+
+
+def test_what_onnx_cannot_write_is_refused():
+    q = ember.randn(1, 2, 4, 8)
+    with pytest.raises(ember.onnx.OnnxExportError, match="causal attention's mask with a "
+                       "dynamic sequence length"):
+        ember.onnx.export(lambda q: ember.nn.functional.scaled_dot_product_attention(
+            q, q, q, is_causal=True), q, io.BytesIO(), input_names=["q"],
+            dynamic_axes={"q": {2: "seq"}})
 
 
 def _recurrent(kind):
