@@ -110,6 +110,36 @@ def test_opsets_of_a_padded_cnn(opset):
     check(model, (torch.randn(2, 3, 6, 6),), opset=opset)
 
 
+def test_a_file_with_dynamic_axes_imports_at_given_sizes(tmp_path):
+    """A file exported with dynamic_axes has no static input sizes: ember.onnx.load
+    refuses it saying how to give them; with input_shapes (or `ember compile --input`)
+    the module is traced at those sizes."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 4 * 4, 2))
+    path = tmp_path / "dynamic.onnx"
+    torch.onnx.export(model.eval(), (torch.randn(2, 3, 6, 6),), str(path), dynamo=False,
+                      input_names=["image"], dynamic_axes={"image": {0: "batch"}})
+    with pytest.raises(ember.onnx.OnnxError, match="input_shapes"):
+        ember.onnx.load(str(path))
+    with pytest.raises(ember.onnx.OnnxError, match="dim 1 of input 'image' is 3"):
+        ember.onnx.load(str(path), input_shapes={"image": (5, 4, 6, 6)})
+    x = torch.randn(5, 3, 6, 6)
+    module = ember.onnx.load(str(path), input_shapes={"image": (5, 3, 6, 6)})
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(module(ember.tensor(x.numpy())).numpy(), want, rtol=1e-4,
+                               atol=1e-5)
+    from click.testing import CliRunner
+    from ember.cli import main
+    out = tmp_path / "dynamic.pt2"
+    result = CliRunner().invoke(main, ["compile", str(path), "--input", "image:5x3x6x6",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(ember.aot.load_package(out)(x.numpy()).numpy(), want,
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_imported_model_packages(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.SELU(),
