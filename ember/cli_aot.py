@@ -181,16 +181,17 @@ def dynamic_shapes_of(items: tuple, shapes: list) -> tuple:
 
 
 def _export_onnx(path: str, inputs: tuple):
-    """An .onnx file through ember.onnx.load, exported at its own static input shapes."""
+    """An .onnx file through ember.onnx.load, exported at its static input shapes (the
+    dynamic ones as --input gives them)."""
     import ember
     import ember.onnx
     if not os.path.exists(path):
         raise OSError(f"MODEL {path!r}: no such file")
-    if inputs:
-        raise ValueError("--input: an ONNX model has its input shapes already")
-    specs = ember.onnx.input_specs(path)
+    # --input fixes the sizes the file leaves dynamic (a model exported with dynamic_axes)
+    given = {name: dims for name, dims, _ in (parse_input_shape(t) for t in inputs)}
+    specs = ember.onnx.input_specs(path, given)
     args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype)) for _, shape, dtype in specs)
-    exported = ember.export(ember.onnx.load(path), args)
+    exported = ember.export(ember.onnx.load(path, input_shapes=given), args)
     _rename_inputs(exported, [name for name, _, _ in specs])
     return exported
 
@@ -267,9 +268,12 @@ def _io_table(manifest: dict):
     io = Table(title="inputs and outputs")
     for col in ("", "name", "dtype", "shape"):
         io.add_column(col)
+    # a buffer the model updates in place is an input the runtime feeds from its state
+    state = {e["input"] for e in manifest.get("state", []) if e.get("kind") == "buffer"}
     for kind in ("inputs", "outputs"):
-        for s in manifest[kind]:
-            io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
+        for i, s in enumerate(manifest[kind]):
+            role = "state" if kind == "inputs" and i in state else kind[:-1]
+            io.add_row(role, s["name"], s["dtype"], "x".join(map(str, s["shape"])))
     return io
 
 

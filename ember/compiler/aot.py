@@ -34,6 +34,7 @@ table instead of the shared library (compiler/aot_cuda.py).
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import shutil
@@ -289,6 +290,8 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if target not in ("cpu", "cuda"):
         raise LoweringError(f"ember.aot.compile_and_package: target {target!r} is not "
                             "supported ('cpu' or 'cuda')")
+    if isinstance(exported, dict):
+        return _package_several(exported, package_path, target, options, pipeline)
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
@@ -306,6 +309,7 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
         from .aot_cuda import package_cuda
         return package_cuda(exported, package_path, options, pipeline)
+    exported, state = _functional_program(exported)
     options = dict(options or {})
     wino_mode = options.pop(WINOGRAD_OPTION, "stored")
     if wino_mode not in ("stored", "derived"):
@@ -314,7 +318,7 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     backend = PackagingBackend()
     if exported.symbolic_graph is not None and not exported.dim_exprs:
         return _package_dynamic(exported, package_path, backend, options, pipeline,
-                                wino_mode)
+                                wino_mode, state)
     one = _build(exported, exported.graph, None, backend, options, pipeline, ([], {}))
     one.memory.update(layout=one.layout)
     several = bool(exported.dim_exprs)
@@ -330,13 +334,52 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
         # several dynamic sizes: a native program at the example sizes, the exported
         # program for the others (ember.aot.load_package compiles those)
         members[FALLBACK_MEMBER] = _exported_bytes(exported)
-    manifest = _manifest(exported, backend.isa, members)
+    manifest = _manifest(exported, backend.isa, members, state)
     if several:
         manifest["dynamic_sizes"] = {str(k): repr(v) for k, v in
                                      exported.range_constraints.items()}
     _require_int8_features(manifest, one.table)
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+def _package_several(programs: dict, package_path, target, options, pipeline) -> str:
+    """Several models in one file (AOTInductor's package of several models): each one's
+    artifact members under "<name>/", and package.json listing the names;
+    load_package(path, model_name=name) loads one."""
+    if not programs or not all(isinstance(k, str) and k and "/" not in k and
+                               isinstance(v, ExportedProgram) for k, v in programs.items()):
+        raise TypeError("ember.aot.compile_and_package: a package of several models takes "
+                        "a dict {name: ExportedProgram} with names without '/'")
+    tmp = tempfile.mkdtemp(prefix="ember-package-")
+    try:
+        parts = {}
+        for name, program in programs.items():
+            part = os.path.join(tmp, f"{name}.ember")
+            compile_and_package(program, part, target, options, pipeline)
+            parts[name] = part
+        _merge_artifacts(package_path, parts)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(package_path)
+
+
+def _merge_artifacts(path, parts: dict) -> None:
+    path = os.fspath(path)
+    out = f"{path}.tmp{os.getpid()}"
+    try:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+            z.writestr(lite.PACKAGE_INDEX, json.dumps({"models": list(parts)}))
+            for name, part in parts.items():
+                with zipfile.ZipFile(part) as source:
+                    for info in source.infolist():
+                        entry = _aligned_entry(f"{name}/{info.filename}", z.fp.tell())
+                        z.writestr(entry, source.read(info))
+        os.replace(out, path)
+    except OSError as err:
+        if os.path.exists(out):
+            os.unlink(out)
+        raise ArtifactError(f"ember.aot: cannot write {path}: {err}") from None
 
 
 def _require_int8_features(manifest: dict, table: list) -> None:
@@ -367,6 +410,10 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     in `shared` (modules, index by text), so equal kernels of several plans are one."""
     b = _Built()
     b.graph = _copy_graph(source_graph)
+    _pieces_as_views(b.graph)
+    _conv1d_as_conv2d(b.graph)
+    _inference_forms(b.graph)
+    _copy_before_reshape(b.graph)
     ctx = PassContext(constants=dict(exported.state_dict),
                       options=cpu_pass_options(dict(options or {})), inference=True)
     run_passes(b.graph, _with_fusion(pipeline), ctx)
@@ -424,7 +471,7 @@ def _native_sizes(exported, options: dict) -> list[int]:
 
 
 def _package_dynamic(exported, package_path, backend, options, pipeline,
-                     wino_mode: str = "stored") -> str:
+                     wino_mode: str = "stored", state: "_State | None" = None) -> str:
     """A dynamic dimension: one straight-line program per native size (`_native_sizes`),
     all in one library (entries `ember_b<n>_run`, kernels shared where their code is
     equal, weights shared and required equal), the runtime picking the entry by the
@@ -475,13 +522,128 @@ def _package_dynamic(exported, package_path, backend, options, pipeline,
                                     [b.entry_ir for b in built.values()]),
     }
     if not covered:
+        if state is not None and state.entries:
+            raise LoweringError(
+                "ember.aot.compile_and_package: the model updates a buffer or an input in "
+                f"place, and its dynamic range [{lo}, {'inf' if hi == float('inf') else hi}]"
+                f" is longer than its native programs ({len(in_range)} sizes); the other "
+                "sizes would run apart from the artifact's buffers: give the Dim a max at "
+                f"most {lo + MAX_DYNAMIC_SIZES - 1} or options={{'native_sizes': [...]}} "
+                "covering the range")
         members[FALLBACK_MEMBER] = _exported_bytes(exported)
-    manifest = _manifest(exported, backend.isa, members)
+    manifest = _manifest(exported, backend.isa, members, state)
     for b in built.values():
         _require_int8_features(manifest, b.table)
     manifest["dynamic"] = dynamic
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+class _State:
+    """What a program's in-place updates need of the runtime: `entries`, one per buffer
+    or user input the model updates ({"kind": "buffer", "name", "input", "output"} or
+    {"kind": "input", "input", "output"}: the native program's input it is read from and
+    the extra result holding its new value), and `initial` (buffer name -> its value
+    at packaging, the artifact's starting state)."""
+
+    def __init__(self):
+        self.entries, self.initial = [], {}
+
+
+def _mutates(graph: Graph) -> bool:
+    from ..frontend.fx.functionalize_graph import _is_inplace
+    return any(_is_inplace(n) for n in graph.nodes)
+
+
+def _functional_program(exported: ExportedProgram):
+    """`exported` with its in-place ops made functional (AOTInductor packages torch's
+    functionalized program the same way): `y.mul_(2)`, `y[0] = v` become out-of-place ops
+    (`mul`, `select_scatter`) native kernels compute; a buffer the model updates
+    (`self.count.add_(1)`) becomes an extra input the runtime feeds from the state it
+    keeps, its new value an extra result written back after each call; an updated user
+    input gets its new value written back into the caller's array. Returns (program,
+    _State), the program unchanged when nothing is updated in place."""
+    import dataclasses
+    from ..frontend.fx.functionalize_graph import CannotFunctionalize, functionalize_graph
+    from .export import TensorSpec
+    state = _State()
+    if not _mutates(exported.graph):
+        return exported, state
+    if exported.dim_exprs:
+        raise LoweringError("ember.aot.compile_and_package: the model updates a tensor in "
+                            "place and has several independent dynamic sizes; artifacts "
+                            "keep such updates with one Dim (or static shapes)")
+    graphs = []
+    for source in (exported.graph, exported.symbolic_graph):
+        if source is None:
+            graphs.append(None)
+            continue
+        graph = _copy_graph(source)
+        try:
+            functionalize_graph(graph)
+        except CannotFunctionalize as err:
+            raise LoweringError(f"ember.aot.compile_and_package: an in-place update cannot "
+                                f"be packaged: {err}") from None
+        state = _State()            # the same entries from either graph
+        _state_io(graph, exported, state)
+        graphs.append(graph)
+    specs = list(exported.input_specs)
+    n_user = len(exported.user_inputs)
+    for entry in state.entries:
+        if entry["kind"] == "buffer":
+            value = state.initial[entry["name"]]
+            specs.append(TensorSpec(entry["name"], "user_input", value.dtype.name,
+                                    tuple(value.shape)))
+    assert len([s for s in specs if s.kind == "user_input"]) == n_user + len(state.initial)
+    return dataclasses.replace(exported, graph=graphs[0], symbolic_graph=graphs[1],
+                               input_specs=specs), state
+
+
+def _result_nodes(value) -> list:
+    """The graph's result nodes in the plan's flat order (constants left out)."""
+    if isinstance(value, Node):
+        return [value]
+    items = value.values() if isinstance(value, dict) else \
+        value if isinstance(value, (tuple, list)) else ()
+    return [n for v in items for n in _result_nodes(v)]
+
+
+def _state_io(graph: Graph, exported: ExportedProgram, state: _State) -> None:
+    """The functionalized graph's closing `copy_(buffer or input, new value)` nodes as
+    extra results (and a buffer's get_attr as an extra input), recorded in `state`."""
+    from ..ir.graph import OpKind
+    output = graph.output_node
+    results = output.args[0]
+    results = list(results) if isinstance(results, (tuple, list)) else [results]
+    n_results = len(_result_nodes(results))
+    placeholders = list(graph.placeholders)
+    copies = [n for n in graph.nodes if n.op == OpKind.call_function and
+              getattr(n.target, "name", "") == "copy_" and
+              getattr(n.args[0], "op", None) in (OpKind.get_attr, OpKind.placeholder)]
+    last = placeholders[-1] if placeholders else None
+    for node in copies:
+        target, value = node.args[0], node.args[1]
+        graph.erase_node(node)
+        if target.op == OpKind.get_attr:
+            name = str(target.target)
+            with graph.inserting_after(last) if last is not None else \
+                    graph.inserting_before(graph.nodes[0]):
+                last = graph.placeholder(name.replace(".", "_"))
+            last.meta["val"] = target.meta["val"]
+            target.replace_all_uses_with(last)
+            graph.erase_node(target)
+            value = last if value is target else value
+            array = exported.state_dict[name]
+            state.initial[name] = np.array(array._values() if isinstance(array, Tensor)
+                                           else array)
+            entry = {"kind": "buffer", "name": name, "input": len(placeholders) +
+                     len(state.initial) - 1}
+        else:
+            entry = {"kind": "input", "input": placeholders.index(target)}
+        entry["output"] = n_results + len(state.entries)
+        state.entries.append(entry)
+        results.append(value)
+    output.args = (tuple(results),)
 
 
 FALLBACK_MEMBER = "exported.ep"     # the exported program, for sizes without a native one
@@ -528,11 +690,11 @@ def _entry_json(emitter, builder, calls, layout, outputs) -> dict:
     return entry
 
 
-def load_package(path, check_features: bool = True):
+def load_package(path, check_features: bool = True, model_name: str | None = None):
     """The artifact at `path` as a callable (AOTInductor's aoti_load_package): takes
     ember Tensors or numpy arrays, one per exported input; returns Tensors in the
-    exported result's structure."""
-    return PackagedModel(lite.load_package(path, check_features))
+    exported result's structure. `model_name` picks one model of a package of several."""
+    return PackagedModel(lite.load_package(path, check_features, model_name))
 
 
 class PackagedModel:
@@ -545,14 +707,18 @@ class PackagedModel:
     def manifest(self) -> dict:
         return self.lite.manifest
 
-    def __call__(self, *args):
-        """Tensors (or arrays) in, one per exported input; the exported result's
-        structure out (a Tensor, a tuple, a dict ... of Tensors). A size of the dynamic
-        dimension without a native program runs the exported program the artifact
-        carries through ember.compile (compiled once per size, as ember.compile does)."""
+    def __call__(self, *args, **kwargs):
+        """The exported call's arguments (Tensors or arrays, in the tuples, lists and
+        dicts they were exported in, keywords too); the exported result's structure out
+        (a Tensor, a tuple, a dict ... of Tensors). Numbers, strings and None were
+        specialized at export and are passed over, as AOTInductor's loaded package does.
+        A size of the dynamic dimension without a native program runs the exported
+        program the artifact carries through ember.compile (compiled once per size, as
+        ember.compile does)."""
         from .compile_guards import LEAF, unflatten
         from .export import _spec_from_json
-        arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a) for a in args]
+        arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a)
+                  for a in self._tensor_leaves(args, kwargs)]
         if "dynamic_sizes" in self.lite.manifest and any(
                 list(a.shape) != spec["shape"] for a, spec in
                 zip(arrays, self.lite.manifest["inputs"])):
@@ -568,6 +734,25 @@ class PackagedModel:
         return unflatten(_spec_from_json(structure, LEAF), outs)
 
 
+    def _tensor_leaves(self, args: tuple, kwargs: dict) -> list:
+        """The tensors of (args, kwargs) in the exported inputs' order: positional
+        arguments' first, then keywords' in the order forward takes them (the manifest's
+        input names: `x`, or `xs_0` for a container's tensors)."""
+        leaves = _leaves(args)
+        if not kwargs:
+            return leaves
+        names = [spec["name"] for spec in self.lite.user_inputs]
+
+        def position(key):
+            found = [i for i, n in enumerate(names) if n == key or n.startswith(key + "_")]
+            if not found:
+                raise TypeError(f"{self.lite.path}: unexpected keyword argument {key!r} "
+                                f"(the exported inputs: {', '.join(names)})")
+            return found[0]
+        for key in sorted(kwargs, key=position):
+            leaves += _leaves(kwargs[key])
+        return leaves
+
     def _compiled_fallback(self):
         fallback = self.__dict__.get("_fallback")
         if fallback is None:
@@ -577,6 +762,18 @@ class PackagedModel:
             program = load(io.BytesIO(self.lite.exported_program))
             fallback = self._fallback = ember_compile(program.module())
         return fallback
+
+
+def _leaves(value) -> list:
+    """Tensors and arrays of a call's argument structure, in order; numbers, strings and
+    None (specialized at export) are left out."""
+    if isinstance(value, (Tensor, np.ndarray)):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _leaves(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _leaves(v)]
+    return []
 
 
 class _Input:
@@ -618,6 +815,221 @@ def _custom_op_results(node: Node) -> list | None:
         return None
     return [{"shape": list(v.shape), "strides": list(v.strides),
              "dtype": np.dtype(v.dtype.np_dtype).str} for v in values]
+
+
+_PIECES = ("split", "chunk", "unbind", "split_with_sizes", "tensor_split")
+
+
+def _pieces_as_views(graph: Graph) -> None:
+    """`split`/`chunk`/`unbind` (one op, a list of views) as one `slice`/`select` per
+    piece read: the artifact's view steps are one strided view each, and `x.chunk(4)`
+    in an LSTM cell, `torch.split` of a packed projection would be refused otherwise."""
+    import operator
+    from ..ir.graph import OpKind
+    from ..ir.registry import OPS
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or getattr(node.target, "name", "") not in _PIECES:
+            continue
+        pieces = node.meta.get("val")
+        if not isinstance(pieces, (tuple, list)) or not all(
+                u.op == OpKind.call_function and u.target is operator.getitem and
+                isinstance(u.args[1], int) for u in node.users):
+            continue
+        bound = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
+        source = node.args[0]
+        dim = bound.get("dim", 0) % len(source.meta["val"].shape)
+        starts = [0]
+        for piece in pieces:
+            starts.append(starts[-1] + (1 if node.target.name == "unbind"
+                                        else piece.shape[dim]))
+        for user in list(node.users):
+            i = user.args[1] % len(pieces)
+            with graph.inserting_before(user):
+                if node.target.name == "unbind":
+                    view = graph.call_function(OPS["select"], (source, dim, i))
+                else:
+                    view = graph.call_function(OPS["slice"], (source, dim, starts[i],
+                                                              starts[i + 1]))
+            view.meta["val"] = user.meta["val"]
+            user.replace_all_uses_with(view)
+            graph.erase_node(user)
+        graph.erase_node(node)
+
+
+def _insert(graph: Graph, name: str, *args, **kwargs) -> Node:
+    """A node of op `name` at the graph's insertion point, its type from the op's meta."""
+    from ..ir.registry import OPS
+    op = OPS[name]
+    node = graph.call_function(op, args, kwargs or None)
+    node.meta["val"] = op.meta(*[a.meta["val"] if isinstance(a, Node) else a
+                                 for a in op.schema.bind(args, kwargs)])
+    return node
+
+
+def _inference_forms(graph: Graph) -> None:
+    """Ops without a native kernel written as ones that have: vector norms as their
+    reductions (`F.normalize`, `x.norm()`), `repeat` as a broadcast copy. Here, not in
+    the registry's decompositions, since a norm's own derivative at zero differs from
+    its decomposition's (training graphs keep the op)."""
+    from ..ir.graph import OpKind
+    for node in list(graph.nodes):
+        name = getattr(node.target, "name", "") if node.op == OpKind.call_function else ""
+        rewrite = {"linalg_vector_norm": _norm_form, "norm": _norm_form,
+                   "repeat": _repeat_form, "bmm": _bmm_form,
+                   "index_select": _rows_form, "index": _rows_form,
+                   "upsample_nearest2d": _upsample_form}.get(name)
+        if rewrite is None:
+            continue
+        a = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
+        with graph.inserting_before(node):
+            out = rewrite(graph, a)
+        if out is None:
+            continue
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+
+
+def _norm_form(graph: Graph, a: dict) -> Node | None:
+    x = a.get("x", a.get("self"))
+    p = a.get("ord", a.get("p", 2))
+    p = 2 if p in (None, "fro") else p
+    if a.get("dtype") is not None or isinstance(p, str) or \
+            not x.meta["val"].dtype.is_floating_point:
+        return None
+    dim, keep = a.get("dim"), bool(a.get("keepdim", False))
+    dim = [dim] if isinstance(dim, int) else dim
+    if p == 2:
+        return _insert(graph, "sqrt", _insert(graph, "sum", _insert(graph, "mul", x, x),
+                                              dim, keep))
+    magnitude = _insert(graph, "abs", x)
+    if p == 1:
+        return _insert(graph, "sum", magnitude, dim, keep)
+    if p in (float("inf"), float("-inf")):
+        dims = list(range(x.meta["val"].ndim)) if dim is None else dim
+        return _insert(graph, "amax" if p > 0 else "amin", magnitude, dims, keep)
+    if p == 0:
+        return None
+    powered = _insert(graph, "pow", magnitude, float(p))
+    return _insert(graph, "pow", _insert(graph, "sum", powered, dim, keep), 1.0 / p)
+
+
+def _bmm_form(graph: Graph, a: dict) -> Node:
+    """bmm as matmul with a batch dim (the batched GEMM step)."""
+    return _insert(graph, "matmul", a["self"], a["mat2"])
+
+
+def _rows_form(graph: Graph, a: dict) -> Node | None:
+    """x.index_select(0, idx) / x[idx] with one index vector on dim 0: rows picked as an
+    embedding picks them (the artifact's embedding step, which refuses an index out of
+    range as torch does), x viewed as (rows, -1) and the result viewed back."""
+    x = a["self"]
+    if "indices" in a:
+        indices = list(a["indices"])
+        if len(indices) != 1 or indices[0] is None:
+            return None
+        index = indices[0]
+    else:
+        if a["dim"] % max(1, x.meta["val"].ndim) != 0:
+            return None
+        index = a["index"]
+    meta, shape = index.meta["val"], list(x.meta["val"].shape)
+    if meta.ndim != 1 or meta.dtype.name not in ("int64", "int32") or len(shape) < 1 or \
+            not x.meta["val"].dtype.is_floating_point:
+        return None
+    rows = _insert(graph, "reshape", x, [shape[0], math.prod(shape[1:])]) \
+        if len(shape) != 2 else x
+    if len(shape) == 1:
+        rows = _insert(graph, "reshape", x, [shape[0], 1])
+    if "indices" in a:
+        # x[idx]: a negative index counts from the end (index_select, like embedding,
+        # refuses one, as torch's does)
+        index = _insert(graph, "where", _insert(graph, "lt", index, 0),
+                        _insert(graph, "add", index, shape[0]), index)
+    picked = _insert(graph, "embedding", rows, index)
+    return _insert(graph, "reshape", picked, [meta.shape[0], *shape[1:]]) \
+        if len(shape) != 2 else picked
+
+
+def _upsample_form(graph: Graph, a: dict) -> Node | None:
+    """Nearest upsampling by whole factors: each pixel broadcast over a (fh, fw) block."""
+    x = a["self"]
+    n, c, h, w = x.meta["val"].shape
+    oh, ow = a["output_size"]
+    if oh % h or ow % w:
+        return None
+    fh, fw = oh // h, ow // w
+    spread = _insert(graph, "reshape", x, [n, c, h, 1, w, 1])
+    return _insert(graph, "reshape", _insert(graph, "expand", spread, [n, c, h, fh, w, fw]),
+                   [n, c, oh, ow])
+
+
+def _repeat_form(graph: Graph, a: dict) -> Node:
+    """x.repeat(r): x viewed as (1, s0, 1, s1, ...), broadcast to (r0, s0, r1, s1, ...),
+    then (r0*s0, r1*s1, ...); _copy_before_reshape makes the broadcast a kernel."""
+    x, repeats = a["self"], list(a["repeats"])
+    shape = [1] * (len(repeats) - x.meta["val"].ndim) + list(x.meta["val"].shape)
+    spread = [v for size in shape for v in (1, size)]
+    wide = [v for r, size in zip(repeats, shape) for v in (r, size)]
+    view = _insert(graph, "reshape", x, spread)
+    return _insert(graph, "reshape", _insert(graph, "expand", view, wide),
+                   [r * size for r, size in zip(repeats, shape)])
+
+
+def _conv1d_as_conv2d(graph: Graph) -> None:
+    """conv1d as a conv2d over a height of 1 (the artifact's native conv is 2-D): the
+    input and weight get a unit dim 2, the result loses it; the same sums in the same
+    order per output element."""
+    from ..ir.graph import OpKind
+
+    def call(name, *args):
+        return _insert(graph, name, *args)
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or getattr(node.target, "name", "") != "conv1d":
+            continue
+        a = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
+        if isinstance(a["padding"], str):
+            continue
+        one = lambda v: list(v)[0] if isinstance(v, (list, tuple)) else v  # noqa: E731
+        with graph.inserting_before(node):
+            x, w = call("unsqueeze", a["input"], 2), call("unsqueeze", a["weight"], 2)
+            conv = call("conv2d", x, w, a["bias"], [1, one(a["stride"])],
+                        [0, one(a["padding"])], [1, one(a["dilation"])], a["groups"])
+            out = call("squeeze", conv, [2])
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+
+
+_RESHAPES = ("reshape", "view", "flatten", "_unsafe_view", "unflatten")
+# views after which a reshape may need a copy
+_STRIDED = ("expand", "expand_as", "permute", "transpose", "t", "swapaxes", "swapdims",
+            "movedim", "slice", "narrow")
+
+
+def _copy_before_reshape(graph: Graph) -> None:
+    """A reshape of an expanded, transposed or sliced tensor (`repeat_interleave`, a GQA
+    attention's `k[:, :, None].expand(...).reshape(...)`, heads merged back with
+    `.transpose(1, 2).reshape(b, t, c)`) may be a copy, not a view: NumPy's reshape copies
+    there, and an artifact's view step cannot. A `clone` before it makes the copy a
+    kernel (fused with what produces the values)."""
+    from ..ir.graph import OpKind
+    from ..ir.registry import OPS
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or \
+                getattr(node.target, "name", "") not in _RESHAPES:
+            continue
+        source, walk = node.args[0], node.args[0]
+        expanded = False
+        while isinstance(walk, Node) and walk.op == OpKind.call_function and \
+                getattr(walk.target, "name", "") in ("unsqueeze", "squeeze", *_RESHAPES,
+                                                     *_STRIDED):
+            expanded = expanded or walk.target.name in _STRIDED
+            walk = walk.args[0]
+        if not expanded:
+            continue
+        with graph.inserting_before(node):
+            copy = graph.call_function(OPS["clone"], (source,))
+        copy.meta["val"] = source.meta["val"]
+        node.replace_input_with(source, copy)
 
 
 def _copy_graph(graph: Graph) -> Graph:
@@ -955,10 +1367,14 @@ def _runtime_object(cc: str, tmp: str, tgt) -> bytes:
     return obj
 
 
-def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
+def _manifest(exported: ExportedProgram, isa, members: dict,
+              state: "_State | None" = None) -> dict:
     from .. import __version__ as ember_version
     tgt = target_for(isa)
-    return {
+    n_state = len(state.entries) if state is not None else 0
+    if n_state and state.initial:
+        members[lite.STATE_MEMBER] = _safetensors(state.initial)
+    manifest = {
         "format": lite.FORMAT_NAME, "format_version": lite.FORMAT_VERSION,
         "ember_version": ember_version, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                  time.gmtime()),
@@ -976,6 +1392,9 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
         "chunked": {name: lite.chunk_digests(data) for name, data in members.items()
                     if len(data) > lite.CHUNK_BYTES and name != lite.WINOGRAD_MEMBER},
     }
+    if n_state:
+        manifest["state"] = state.entries
+    return manifest
 
 
 def _spec_json_of(spec):

@@ -18,6 +18,7 @@ def aoti_compile_and_package(exported_program, _deprecated_unused_args=None,
     return str(compile_and_package(exported_program, package_path))
 
 
-def aoti_load_package(path, run_single_threaded: bool = False, device_index: int = -1):
+def aoti_load_package(path, run_single_threaded: bool = False, device_index: int = -1,
+                      model_name: str | None = None):
     from .aot import load_package
-    return load_package(path)
+    return load_package(path, model_name=model_name)

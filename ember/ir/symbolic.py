@@ -194,7 +194,10 @@ class GraphBuilder:
             frame = user_frame()
             if frame is not None:
                 node.meta["loc"] = format_frame(frame).split("\n")[0]
-        return _wrap_node(node, metas, self.graph)
+        result = _wrap_node(node, metas, self.graph)
+        # a Tensor[] result (split, chunk, unbind) is a tuple, as eager ops return it
+        # (torch's too): an exported program's result structure follows what it returns
+        return tuple(result) if type(result) is list else result
 
 
 def _wrap_node(node: Node, metas, graph: Graph):

@@ -35,8 +35,10 @@ from .export import OnnxExportError, export  # noqa: E402
 __all__ = ["load", "export", "input_specs", "OnnxModule", "OnnxError", "OnnxExportError"]
 
 
-def load(source):
-    """An ONNX model (path, file object, bytes or onnx.ModelProto) as a GraphModule."""
+def load(source, input_shapes: dict | None = None):
+    """An ONNX model (path, file object, bytes or onnx.ModelProto) as a GraphModule.
+    `input_shapes` ({input name: shape}) fixes the sizes of inputs whose dims the file
+    leaves dynamic (a model exported with dynamic_axes): the module is traced at them."""
     try:
         import onnx
     except ImportError:
@@ -45,7 +47,7 @@ def load(source):
     from ..compiler.export import export
     from ..frontend.fx.graph_module import GraphModule
     from ..frontend import factories
-    model = _read(onnx, source)
+    model = _with_input_shapes(onnx, _read(onnx, source), input_shapes)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as err:     # noqa: BLE001 - onnx raises several kinds here
@@ -69,10 +71,35 @@ def _dtype(name: str):
     return getattr(dtypes, {"bool": "bool_"}.get(name, name))
 
 
-def input_specs(source) -> list[tuple[str, tuple, str]]:
+def _with_input_shapes(onnx, model, input_shapes: dict | None):
+    """A copy of `model` whose graph inputs have the sizes `input_shapes` gives (dynamic
+    dims fixed; a static dim must agree)."""
+    if not input_shapes:
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    inputs = {i.name: i for i in fixed.graph.input}
+    for name, shape in input_shapes.items():
+        if name not in inputs:
+            raise OnnxError(f"ember.onnx.load: input_shapes names {name!r}, which is not an "
+                            f"input (inputs: {', '.join(inputs)})")
+        dims = inputs[name].type.tensor_type.shape.dim
+        shape = tuple(int(d) for d in shape)
+        if len(dims) != len(shape):
+            raise OnnxError(f"ember.onnx.load: input {name!r} has {len(dims)} dims, "
+                            f"input_shapes gives {len(shape)} ({list(shape)})")
+        for d, (dim, size) in enumerate(zip(dims, shape)):
+            if dim.HasField("dim_value") and dim.dim_value != size:
+                raise OnnxError(f"ember.onnx.load: dim {d} of input {name!r} is "
+                                f"{dim.dim_value} in the file, input_shapes gives {size}")
+            dim.dim_value = size
+    return fixed
+
+
+def input_specs(source, input_shapes: dict | None = None) -> list[tuple[str, tuple, str]]:
     """(name, static shape, dtype name) of each graph input that is not an initializer."""
     import onnx
-    model = _read(onnx, source)
+    model = _with_input_shapes(onnx, _read(onnx, source), input_shapes)
     initializers = {i.name for i in model.graph.initializer}
     shapes = _static_shapes(model.graph)
     specs = []
@@ -80,7 +107,8 @@ def input_specs(source) -> list[tuple[str, tuple, str]]:
         if info.name in initializers:
             continue
         if shapes.get(info.name) is None:
-            raise OnnxError(f"ember.onnx: input {info.name!r} has no static shape")
+            raise OnnxError(f"ember.onnx: input {info.name!r} has no static shape; give "
+                            "its sizes (input_shapes=, or --input NAME:DIMS)")
         specs.append((info.name, shapes[info.name],
                       onnx_dtype(info.type.tensor_type.elem_type)))
     return specs
@@ -129,7 +157,8 @@ class OnnxModule(Module):
         for name in self.input_names:
             if self.shapes.get(name) is None:
                 raise OnnxError(f"ember.onnx.load: input {name!r} has no static shape; "
-                                "export with fixed shapes")
+                                "give its sizes: ember.onnx.load(f, input_shapes={"
+                                f"{name!r}: (...)}})")
         self._fold()
         taken = set(self.__dict__) | {"forward"}
         self._tensor_names = {}

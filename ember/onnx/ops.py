@@ -172,13 +172,234 @@ def _pad_input(x, pads, n, value=0.0):
 def _conv(node, ins, attrs, m):
     x, w = ins[0].tensor(), ins[1].tensor()
     kernel = ins[1].shape[2:]
-    if len(kernel) != 2:
-        raise OnnxError(f"Conv with {len(kernel)} spatial dims is not supported (2-D only)")
+    n = len(kernel)
+    if n not in (1, 2):
+        raise OnnxError(f"Conv with {n} spatial dims is not supported (1-D and 2-D)")
     strides, padding, pads, dilations = _spatial(attrs, ins, kernel)
     if padding is None:
-        x, padding = _pad_input(x, pads, 2), [0, 0]
+        x, padding = _pad_input(x, pads, n), [0] * n
     bias = ins[2].tensor() if len(ins) > 2 and ins[2].present else None
-    return _f().conv2d(x, w, bias, strides, padding, dilations, attrs.get("group", 1))
+    conv = _f().conv2d if n == 2 else _f().conv1d
+    return conv(x, w, bias, strides, padding, dilations, attrs.get("group", 1))
+
+
+def _conv_transpose(node, ins, attrs, m):
+    x, w = ins[0].tensor(), ins[1].tensor()
+    kernel = ins[1].shape[2:]
+    n = len(kernel)
+    if n not in (1, 2) or "output_shape" in attrs:
+        raise OnnxError(f"ConvTranspose (node {node.name!r}) is supported for 1-D and 2-D "
+                        "inputs without output_shape")
+    strides, padding, pads, dilations = _spatial(attrs, ins, kernel)
+    if padding is None:
+        raise OnnxError(f"ConvTranspose (node {node.name!r}) with asymmetric pads is not "
+                        "supported")
+    bias = ins[2].tensor() if len(ins) > 2 and ins[2].present else None
+    conv = _f().conv_transpose2d if n == 2 else _f().conv_transpose1d
+    return conv(x, w, bias, strides, padding, list(attrs.get("output_padding", [0] * n)),
+                attrs.get("group", 1), dilations)
+
+
+# --- recurrent layers ----------------------------------------------------------------------
+def _recurrent_inputs(node, ins, attrs, gates: int):
+    """X as (seq, batch, input), per direction its W, R, bias (Wb + Rb kept apart) and
+    initial states, the directions' order and hidden size; refusals named."""
+    e = _e()
+    direction = _s(attrs.get("direction", "forward"))
+    if attrs.get("layout", 0):
+        raise OnnxError(f"{node.op_type} (node {node.name!r}) with layout=1 is not supported")
+    if "activations" in attrs or "clip" in attrs:
+        raise OnnxError(f"{node.op_type} (node {node.name!r}) with custom activations or "
+                        "clip is not supported")
+    if len(ins) > 4 and ins[4].present:
+        lengths = ins[4].const("sequence_lens")
+        if np.any(lengths != ins[0].shape[0]):
+            raise OnnxError(f"{node.op_type} (node {node.name!r}): sequence_lens shorter "
+                            "than the sequence are not supported")
+    hidden = int(attrs["hidden_size"])
+    x, w, r = ins[0].tensor(), ins[1].tensor(), ins[2].tensor()
+    dirs = 2 if direction == "bidirectional" else 1
+    batch = ins[0].shape[1]
+    bias = ins[3].tensor() if len(ins) > 3 and ins[3].present else \
+        e.zeros(dirs, 2 * gates * hidden)
+    h0 = ins[5].tensor() if len(ins) > 5 and ins[5].present else e.zeros(dirs, batch, hidden)
+    return x, w, r, bias, h0, dirs, direction, hidden
+
+
+def _run_direction(x, step, reverse: bool) -> tuple[list, object]:
+    """`step(x_t)` over the sequence (backwards when `reverse`), outputs in time order."""
+    seq = x.shape[0]
+    order = range(seq - 1, -1, -1) if reverse else range(seq)
+    outs = [None] * seq
+    for t in order:
+        outs[t] = step(x[t])
+    return outs
+
+
+def _lstm(node, ins, attrs, m):
+    """ONNX LSTM (gate order i, o, f, c; default activations sigmoid/tanh/tanh; no
+    peepholes): Y (seq, dirs, batch, hidden), Y_h and Y_c (dirs, batch, hidden)."""
+    e = _e()
+    if len(ins) > 7 and ins[7].present:
+        raise OnnxError(f"LSTM (node {node.name!r}) with peepholes is not supported")
+    if attrs.get("input_forget", 0):
+        raise OnnxError(f"LSTM (node {node.name!r}) with input_forget=1 is not supported")
+    x, w, r, bias, h0, dirs, direction, hidden = _recurrent_inputs(node, ins, attrs, 4)
+    c0 = ins[6].tensor() if len(ins) > 6 and ins[6].present else e.zeros_like(h0)
+    ys, hs, cs = [], [], []
+    for d in range(dirs):
+        state = {"h": h0[d], "c": c0[d]}
+        b = bias[d][:4 * hidden] + bias[d][4 * hidden:]
+
+        def step(xt, d=d, state=state, b=b):
+            g = e.matmul(xt, w[d].t()) + e.matmul(state["h"], r[d].t()) + b
+            i, o, f, c = (g[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            state["c"] = e.sigmoid(f) * state["c"] + e.sigmoid(i) * e.tanh(c)
+            state["h"] = e.sigmoid(o) * e.tanh(state["c"])
+            return state["h"]
+        reverse = direction == "reverse" or d == 1
+        ys.append(e.stack(_run_direction(x, step, reverse), 0))
+        hs.append(state["h"])
+        cs.append(state["c"])
+    return e.stack(ys, 1), e.stack(hs, 0), e.stack(cs, 0)
+
+
+def _gru(node, ins, attrs, m):
+    """ONNX GRU (gate order z, r, h; linear_before_reset as torch writes it, 1, or 0):
+    Y (seq, dirs, batch, hidden) and Y_h (dirs, batch, hidden)."""
+    e = _e()
+    x, w, r, bias, h0, dirs, direction, hidden = _recurrent_inputs(node, ins, attrs, 3)
+    before_reset = attrs.get("linear_before_reset", 0)
+    ys, hs = [], []
+    for d in range(dirs):
+        state = {"h": h0[d]}
+        wb, rb = bias[d][:3 * hidden], bias[d][3 * hidden:]
+
+        def step(xt, d=d, state=state, wb=wb, rb=rb):
+            gx = e.matmul(xt, w[d].t()) + wb
+            h = state["h"]
+            rw = r[d]
+            gh = e.matmul(h, rw[:2 * hidden].t()) + rb[:2 * hidden]
+            z = e.sigmoid(gx[:, :hidden] + gh[:, :hidden])
+            reset = e.sigmoid(gx[:, hidden:2 * hidden] + gh[:, hidden:])
+            if before_reset:
+                cand = gx[:, 2 * hidden:] + reset * (e.matmul(h, rw[2 * hidden:].t()) +
+                                                     rb[2 * hidden:])
+            else:
+                cand = gx[:, 2 * hidden:] + e.matmul(reset * h, rw[2 * hidden:].t()) + \
+                    rb[2 * hidden:]
+            state["h"] = (1 - z) * e.tanh(cand) + z * h
+            return state["h"]
+        reverse = direction == "reverse" or d == 1
+        ys.append(e.stack(_run_direction(x, step, reverse), 0))
+        hs.append(state["h"])
+    return e.stack(ys, 1), e.stack(hs, 0)
+
+
+def _resize(node, ins, attrs, m):
+    """Resize as torch's exporter writes F.interpolate: nearest with asymmetric
+    coordinates and floor (mode="nearest"), linear with half_pixel / pytorch_half_pixel
+    (align_corners=False) or align_corners, over the spatial dims (N and C kept)."""
+    mode = _s(attrs.get("mode", "nearest"))
+    coords = _s(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    shape = ins[0].shape
+    if m.opset < 11:
+        scales = ins[1].const("Resize's scales")
+        sizes = None
+    else:
+        scales = ins[2].const("Resize's scales") if len(ins) > 2 and ins[2].present and \
+            ins[2].const().size else None
+        sizes = ins[3].ints("Resize's sizes") if len(ins) > 3 and ins[3].present else None
+    if sizes is None:
+        sizes = [int(math.floor(d * float(f))) for d, f in zip(shape, scales)]
+    if list(sizes[:2]) != list(shape[:2]) or len(shape) not in (3, 4, 5):
+        raise OnnxError(f"Resize (node {node.name!r}) over the batch or channel dims is not "
+                        "supported")
+    out = list(sizes[2:])
+    x = ins[0].tensor()
+    if mode == "nearest":
+        if coords != "asymmetric" or _s(attrs.get("nearest_mode", "round_prefer_floor")) \
+                != "floor":
+            raise OnnxError(f"Resize (node {node.name!r}): nearest with {coords!r} "
+                            "coordinates is not supported (asymmetric, floor)")
+        return _f().interpolate(x, size=out, mode="nearest")
+    if mode == "linear" and len(shape) == 4 and coords in ("half_pixel", "pytorch_half_pixel",
+                                                            "align_corners"):
+        return _f().interpolate(x, size=out, mode="bilinear",
+                                align_corners=coords == "align_corners")
+    raise OnnxError(f"Resize (node {node.name!r}) mode {mode!r} with {coords!r} coordinates "
+                    "is not supported")
+
+
+def _compare(fn):
+    def handler(node, ins, attrs, m):
+        return fn(ins[0].tensor(), ins[1].tensor())
+    return handler
+
+
+def _elu(node, ins, attrs, m):
+    return _f().elu(ins[0].tensor(), attrs.get("alpha", 1.0))
+
+
+def _selu(node, ins, attrs, m):
+    alpha, gamma = attrs.get("alpha", 1.67326319217681884765625), \
+        attrs.get("gamma", 1.05070102214813232421875)
+    x = ins[0].tensor()
+    return gamma * _e().where(x > 0, x, alpha * (_e().exp(x) - 1))
+
+
+def _hard_sigmoid(node, ins, attrs, m):
+    x = ins[0].tensor()
+    return _e().clamp(x * attrs.get("alpha", 0.2) + attrs.get("beta", 0.5), 0.0, 1.0)
+
+
+def _hard_swish(node, ins, attrs, m):
+    return _f().hardswish(ins[0].tensor())
+
+
+def _softplus(node, ins, attrs, m):
+    x = ins[0].tensor()
+    return _e().log(_e().exp(x) + 1)        # ONNX's definition (no threshold)
+
+
+def _arg(name):
+    def handler(node, ins, attrs, m):
+        if attrs.get("select_last_index", 0):
+            raise OnnxError(f"{node.op_type} (node {node.name!r}) with select_last_index=1 "
+                            "is not supported")
+        fn = getattr(_e(), name)
+        return fn(ins[0].tensor(), dim=attrs.get("axis", 0),
+                  keepdim=bool(attrs.get("keepdims", 1)))
+    return handler
+
+
+def _pad(node, ins, attrs, m):
+    mode = _s(attrs.get("mode", "constant"))
+    if mode != "constant":
+        raise OnnxError(f"Pad (node {node.name!r}) mode {mode!r} is not supported "
+                        "('constant' only)")
+    ndim = len(ins[0].shape)
+    pads = list(ins[1].ints("Pad's pads")) if m.opset >= 11 else list(attrs["pads"])
+    value = 0.0
+    if m.opset >= 11 and len(ins) > 2 and ins[2].present:
+        value = float(ins[2].const("Pad's constant_value"))
+    elif m.opset < 11:
+        value = attrs.get("value", 0.0)
+    axes = list(range(ndim))
+    if len(ins) > 3 and ins[3].present:
+        axes = [a % ndim for a in ins[3].ints("Pad's axes")]
+    full = [0] * (2 * ndim)
+    for k, a in enumerate(axes):
+        full[a], full[a + ndim] = pads[k], pads[k + len(axes)]
+    return _pad_input(ins[0].tensor(), full, ndim, value=value)
+
+
+def _topk(node, ins, attrs, m):
+    k = int(ins[1].ints("TopK's K")[0]) if m.opset >= 10 else attrs["k"]
+    values, indices = _e().topk(ins[0].tensor(), k, dim=attrs.get("axis", -1),
+                                largest=bool(attrs.get("largest", 1)),
+                                sorted=bool(attrs.get("sorted", 1)))
+    return values, indices
 
 
 def _batch_norm(node, ins, attrs, m):
@@ -376,6 +597,20 @@ HANDLERS = {
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice, "Gather": _gather,
     "Expand": _expand, "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"),
     "ReduceMax": _reduce("max"), "ReduceMin": _reduce("min"),
+    "ConvTranspose": _conv_transpose,
+    "Greater": _compare(lambda a, b: a > b), "Less": _compare(lambda a, b: a < b),
+    "GreaterOrEqual": _compare(lambda a, b: a >= b),
+    "LessOrEqual": _compare(lambda a, b: a <= b),
+    "Equal": _compare(lambda a, b: _e().eq(a, b)),
+    "And": _compare(lambda a, b: _e().logical_and(a, b)),
+    "Or": _compare(lambda a, b: _e().logical_or(a, b)),
+    "Xor": _compare(lambda a, b: _e().logical_xor(a, b)),
+    "Not": _unary("logical_not"), "Sin": _unary("sin"), "Cos": _unary("cos"),
+    "Floor": _unary("floor"), "Ceil": _unary("ceil"), "Sign": _unary("sign"),
+    "Elu": _elu, "Selu": _selu, "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish,
+    "Softplus": _softplus, "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"),
+    "Pad": _pad, "TopK": _topk, "LSTM": _lstm, "GRU": _gru,
+    "Resize": _resize,
 }
 
 
@@ -459,4 +694,6 @@ STATIC = {
     "Where": lambda v, a: [np.where(v[0], v[1], v[2])],
     "Transpose": lambda v, a: [np.transpose(v[0], a.get("perm"))],
     "Sqrt": lambda v, a: [np.sqrt(v[0])],
+    # Mod of integers: fmod=0 takes the divisor's sign (Python's %), fmod=1 C's
+    "Mod": lambda v, a: [np.fmod(v[0], v[1]) if a.get("fmod", 0) else np.mod(v[0], v[1])],
 }

@@ -68,6 +68,8 @@ CUDA_MEMBERS = MEMBERS[:-1]
 # of CPU time to recompute and compare, 50-80 ms to hash). Its digest stays in the
 # manifest for tools that check a file without loading it.
 WINOGRAD_MEMBER = "winograd.safetensors"
+# the starting values of the buffers a model updates in place (manifest "state")
+STATE_MEMBER = "state.safetensors"
 ALIGN = 64
 
 try:                       # inside the ember package: ember's own error class
@@ -87,13 +89,14 @@ CHUNK_BYTES = 4 << 20        # members bigger than this carry per-chunk SHA-256s
 LOCAL_HEADER = 30            # a zip local file header before its name and extra field
 
 
-def read_members(path) -> tuple[dict, dict]:
+def read_members(path, prefix: str = "") -> tuple[dict, dict]:
     """(manifest, {member: bytes-like}) with every check done; raises ArtifactError.
 
     The file is memory-mapped and members are slices of the mapping (stored members:
     no decompression, no copy); each is checked against the manifest's SHA-256, big
     members chunk by chunk on several threads (hashlib releases the GIL). The zip's
-    own CRC-32 is not recomputed: the SHA-256s cover every byte it would."""
+    own CRC-32 is not recomputed: the SHA-256s cover every byte it would. `prefix`:
+    one model of a package holding several (its members are "<name>/...")."""
     import mmap
     try:
         with open(path, "rb") as f:
@@ -102,15 +105,19 @@ def read_members(path) -> tuple[dict, dict]:
                 if size else memoryview(b"")
         with zipfile.ZipFile(path) as z:
             infos = {i.filename: i for i in z.infolist()}
-        if "manifest.json" not in infos:
-            raise ArtifactError(f"{path}: missing member manifest.json")
-        manifest = json.loads(bytes(_member(data, infos["manifest.json"], path)))
+        if prefix + "manifest.json" not in infos:
+            if not prefix and PACKAGE_INDEX in infos:
+                raise ArtifactError(f"{path}: a package of several models "
+                                    f"({', '.join(package_models(path) or [])}); load one "
+                                    "with model_name=")
+            raise ArtifactError(f"{path}: missing member {prefix}manifest.json")
+        manifest = json.loads(bytes(_member(data, infos[prefix + "manifest.json"], path)))
         check_format(manifest, path)
         members = {}
         for name in manifest["members"]:
-            if name not in infos:
-                raise ArtifactError(f"{path}: missing member {name}")
-            members[name] = _member(data, infos[name], path)
+            if prefix + name not in infos:
+                raise ArtifactError(f"{path}: missing member {prefix}{name}")
+            members[name] = _member(data, infos[prefix + name], path)
     except ArtifactError:
         raise
     except Exception as err:    # noqa: BLE001
@@ -364,7 +371,7 @@ def _strided(buf: np.ndarray, offset: int, shape, strides, dtype) -> np.ndarray:
 class LiteModel:
     """A loaded artifact: call with numpy arrays (one per input), get a list of arrays."""
 
-    def __init__(self, path, check_features: bool = True):
+    def __init__(self, path, check_features: bool = True, model_name: str | None = None):
         import time
         clock = [time.perf_counter()]
 
@@ -373,7 +380,7 @@ class LiteModel:
             self.load_times[name] = now - clock[0]
             clock[0] = now
         self.path, self.load_times = str(path), {}
-        manifest, members = read_members(path)
+        manifest, members = read_members(path, model_prefix(path, model_name))
         lap("read_and_verify_s")
         if check_features:
             check_cpu(manifest, path)
@@ -389,6 +396,7 @@ class LiteModel:
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ArtifactError(f"{path}: unreadable plan ({err})") from None
         self.manifest, self.graph_text = manifest, bytes(members["graph.ir"]).decode()
+        self._load_state(members)
         # a dynamic range wider than its native programs: the exported program (bytes)
         self.exported_program = members.get("exported.ep")
         lap("plan_s")
@@ -423,17 +431,66 @@ class LiteModel:
             next(iter(self._programs.values()))
         self.layout, self.result_geometry = example.layout, example.results
         self.fresh = example.fresh
-        n_in = len(self.inputs)
+        n_in = len(self.manifest["inputs"])
         self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
         for j, w in enumerate(self.weights):
             self._ins[n_in + j] = w.ctypes.data
         self._arena_address = self.arena.ctypes.data
         # (dtype, shape) per input of a static artifact: the common case's quick check
         self._static_inputs = None if self.dynamic else [
-            (np.dtype(spec["dtype"]), tuple(spec["shape"])) for spec in self.inputs]
+            (np.dtype(spec["dtype"]), tuple(spec["shape"])) for spec in self.manifest["inputs"]]
         self._arena_views: dict = {}
         self._last_program = None         # the entry that ran last (_enter)
         lap("arena_and_weights_s")
+
+    def _load_state(self, members: dict) -> None:
+        """The in-place updates the model makes (manifest "state"): the buffers it
+        updates, owned by this model from their packaged values (a copy: the file's
+        mapping is read-only), and which extra results carry the new values."""
+        try:
+            self.state_entries = list(self.manifest.get("state") or [])
+            initial = _safetensors_in_place(members[STATE_MEMBER], self.path, STATE_MEMBER) \
+                if STATE_MEMBER in members else {}
+            specs = self.manifest["inputs"]
+            self.state = {e["name"]: np.array(initial[e["name"]]).reshape(
+                specs[e["input"]]["shape"]) for e in self.state_entries
+                if e["kind"] == "buffer"}
+            self._state_inputs = sorted((e["input"], e["name"]) for e in self.state_entries
+                                        if e["kind"] == "buffer")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ArtifactError(f"{self.path}: unreadable state ({err})") from None
+
+    @property
+    def user_inputs(self) -> list:
+        """The inputs a caller passes (the updated buffers' inputs are fed by the model)."""
+        return self.manifest["inputs"][:len(self.manifest["inputs"]) - len(self.state)]
+
+    def _with_state(self, arrays: list) -> list:
+        if not self.state:
+            return arrays
+        users = self.user_inputs
+        if len(arrays) != len(users):
+            raise ArtifactError(f"{self.path}: takes {len(users)} input(s) "
+                                f"({', '.join(s['name'] for s in users)}), got {len(arrays)}")
+        return arrays + [self.state[name] for _, name in self._state_inputs]
+
+    def _write_back(self, arrays: list, results: list) -> list:
+        """Each updated buffer's and input's new value into its place; the user's
+        results (the extra ones dropped)."""
+        if not self.state_entries:
+            return results
+        for entry in self.state_entries:
+            new = results[entry["output"]]
+            if entry["kind"] == "buffer":
+                np.copyto(self.state[entry["name"]], new)
+            else:
+                target = arrays[entry["input"]]
+                if not target.flags.writeable:
+                    name = self.manifest["inputs"][entry["input"]]["name"]
+                    raise ArtifactError(f"{self.path}: the model updates input '{name}' in "
+                                        "place, but the array passed for it is read-only")
+                np.copyto(target, new)
+        return results[:len(results) - len(self.state_entries)]
 
     def _example_size(self) -> int:
         i, d = self.dynamic["dims"][0]
@@ -451,7 +508,8 @@ class LiteModel:
 
     @property
     def inputs(self) -> list:
-        return self.manifest["inputs"]
+        """The inputs a caller passes (a buffer the model updates is fed from its state)."""
+        return self.user_inputs
 
     @property
     def outputs(self) -> list:
@@ -507,7 +565,7 @@ class LiteModel:
                 a.dtype == dtype and a.shape == shape for a, (dtype, shape) in
                 zip(arrays, static)):
             return self._programs[None]
-        specs = self.inputs
+        specs = self.manifest["inputs"]
         if len(arrays) != len(specs):
             raise ArtifactError(f"{self.path}: takes {len(specs)} input(s) "
                                 f"({', '.join(s['name'] for s in specs)}), got {len(arrays)}")
@@ -543,7 +601,7 @@ class LiteModel:
     def run(self, arrays, times: np.ndarray | None = None) -> list:
         """The outputs for `arrays` (numpy, one per input); `times` (int64, one per
         plan step) receives the clock after each step."""
-        arrays = [np.asarray(a) for a in arrays]
+        arrays = self._with_state([np.asarray(a) for a in arrays])
         program = self._program_for(arrays)
         if program is not self._last_program:
             self._enter(program)
@@ -567,8 +625,8 @@ class LiteModel:
             step = program.steps[status - 1]
             raise IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index "
                              "out of range in self")
-        return [self._result(g, keep, fresh, program, j)
-                for j, g in enumerate(program.results)]
+        return self._write_back(arrays, [self._result(g, keep, fresh, program, j)
+                                         for j, g in enumerate(program.results)])
 
     def _run_segments(self, program: "_Program", inputs: list, fresh: list, stamps,
                       times) -> int:
@@ -904,21 +962,54 @@ def target_kind(manifest: dict) -> str:
     return target.get("kind", "cpu") if isinstance(target, dict) else "cpu"
 
 
-def load_package(path, check_features: bool = True) -> LiteModel:
+def load_package(path, check_features: bool = True, model_name: str | None = None) -> LiteModel:
     """Load an artifact written by ember.aot.compile_and_package (see module doc); a
-    target="cuda" artifact loads through runtime/lite_cuda.py (CudaLiteModel)."""
-    if _peek_target(path) == "cuda":
-        manifest, members = read_members(path)
+    target="cuda" artifact loads through runtime/lite_cuda.py (CudaLiteModel).
+    `model_name`: which model of a package holding several (AOTInductor's model_name)."""
+    if _peek_target(path, model_name) == "cuda":
+        manifest, members = read_members(path, model_prefix(path, model_name))
         return _lite_sibling("lite_cuda", "CUDA runtime").CudaLiteModel(path, manifest, members)
-    return LiteModel(path, check_features)
+    return LiteModel(path, check_features, model_name)
 
 
-def _peek_target(path) -> str:
+PACKAGE_INDEX = "package.json"     # a package of several models: {"models": [names]}
+
+
+def package_models(path) -> list | None:
+    """The model names of a package holding several, None for a one-model artifact."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if PACKAGE_INDEX not in z.namelist():
+                return None
+            models = json.loads(z.read(PACKAGE_INDEX))["models"]
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError):
+        return None
+    return list(models) if isinstance(models, list) else None
+
+
+def model_prefix(path, model_name: str | None) -> str:
+    """Where `model_name`'s members sit in the file ("" for a one-model artifact)."""
+    models = package_models(path)
+    if models is None:
+        if model_name not in (None, "model"):
+            raise ArtifactError(f"{path}: holds one model; model_name={model_name!r} names "
+                                "none (leave it out)")
+        return ""
+    if model_name is None and len(models) == 1:
+        model_name = models[0]
+    if model_name not in models:
+        raise ArtifactError(f"{path}: holds the models {', '.join(models)}; pass "
+                            f"model_name= one of them (got {model_name!r})")
+    return f"{model_name}/"
+
+
+def _peek_target(path, model_name: str | None = None) -> str:
     """The manifest's target kind, or "cpu" when it cannot be read (LiteModel then says
     what is wrong)."""
     try:
+        prefix = model_prefix(path, model_name)
         with zipfile.ZipFile(path) as z:
-            return target_kind(json.loads(z.read("manifest.json")))
+            return target_kind(json.loads(z.read(prefix + "manifest.json")))
     except Exception:   # noqa: BLE001 - reported by the full check
         return "cpu"
 

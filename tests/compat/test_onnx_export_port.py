@@ -95,10 +95,21 @@ def test_dynamic_axes_and_their_refusal(tmp_path):
     (got,) = _run_onnx(path.read_bytes(), {"x": x})
     with torch.no_grad():
         np.testing.assert_allclose(got, ref(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
-    _, encoder = _pair(_encoder)
-    with pytest.raises(ember.onnx.OnnxExportError, match="dynamic_axes"):
-        ember.onnx.export(encoder, ember.tensor(np.zeros((2, 5), dtype=np.int64)),
-                          io.BytesIO(), dynamic_axes={"ids": {0: "batch"}})
+    # shape ops write the dynamic batch as Reshape's 0 (the encoder's views)
+    ref, encoder = _pair(_encoder)
+    buffer = io.BytesIO()
+    ember.onnx.export(encoder, ember.tensor(np.zeros((2, 5), dtype=np.int64)), buffer,
+                      dynamic_axes={"ids": {0: "batch"}})
+    ids = np.random.default_rng(2).integers(0, 20, (3, 5))
+    (got,) = _run_onnx(buffer.getvalue(), {"ids": ids})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, ref(torch.tensor(ids)).numpy(), rtol=1e-4, atol=1e-5)
+    # a shape ONNX cannot write is refused, naming the op
+    with pytest.raises(ember.onnx.OnnxExportError, match="causal attention"):
+        q = ember.randn(1, 2, 4, 8)
+        ember.onnx.export(lambda q: ember.nn.functional.scaled_dot_product_attention(
+            q, q, q, is_causal=True), q, io.BytesIO(), input_names=["q"],
+            dynamic_axes={"q": {2: "seq"}})
 
 
 def test_an_op_without_onnx_form_is_named():

@@ -150,6 +150,23 @@ def _build_on_given_device(cls) -> None:
     cls.__init__ = __init__
 
 
+def _traced_update_of(value, buffer) -> bool:
+    """True for a traced in-place op's result on `buffer` (what `self.steps += 1` assigns
+    back while export or compile traces the module): in eager mode that value is the
+    buffer itself, so the assignment changes nothing. The op's operand must be the
+    recording builder's constant for this very tensor."""
+    from ....ir import dispatch
+    from ....ir.registry import Tag
+    node = getattr(value, "node", None)
+    target = getattr(node, "target", None)
+    first = node.args[0] if node is not None and node.args else None
+    if buffer is None or Tag.INPLACE not in getattr(target, "tags", ()) or \
+            getattr(first, "op", None) != "get_attr":
+        return False
+    return any(getattr(mode, "_constant_nodes", {}).get(id(buffer)) is first
+               for mode in dispatch.active_modes())
+
+
 class Module:
     """Base class of every layer. Subclasses call `super().__init__()` first."""
 
@@ -333,6 +350,8 @@ class Module:
         elif isinstance(value, Buffer) or (self.__dict__.get("_buffers") is not None
                                            and name in self._buffers):
             if value is not None and not isinstance(value, Tensor):
+                if _traced_update_of(value, self._buffers.get(name)):
+                    return      # `self.steps += 1` under a trace: the graph holds the update
                 raise TypeError(f"cannot assign '{_typename(value)}' as buffer '{name}' "
                                 "(ember Tensor or None expected)")
             if isinstance(value, Buffer):
