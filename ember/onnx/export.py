@@ -10,9 +10,12 @@ activation ops, reductions, concatenation and the shape ops. Parameters and buff
 are initializers. An op outside that set is refused, naming the op and the user's line.
 
 Sizes are those of the example inputs: shape ops (view, reshape, flatten, expand,
-...) are written with the traced result's shape. `dynamic_axes` names input/output
-dimensions symbolically (`dim_param`) only where no shape op fixes them: a graph with
-such an op refuses dynamic axes rather than writing a file that computes wrong
+...) are written with the traced result's shape. With `dynamic_axes` the model is
+captured with those input dimensions dynamic (ember.export's `dynamic_shapes`, one
+`Dim` per axis name), so each shape op's target says which sizes follow the input:
+a dynamic size kept in place is written 0 (ONNX Reshape's "copy the input's
+dimension"), one other dynamic size -1, and an expand broadcasts over it; a shape op
+that needs more than that is refused rather than writing a file that computes wrong
 results at other sizes.
 """
 from __future__ import annotations
@@ -55,22 +58,18 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
     if hasattr(model, "eval") and training is None:
         pass        # torch exports in the module's current mode too (TrainingMode.EVAL
                     # only flips it for the export); ember traces as the module is
-    ep = capture(model, args, kwargs or {})
+    ep, graph = _capture(capture, model, args, kwargs or {}, input_names, dynamic_axes)
     opset = opset_version or 17
     writer = _Writer(helper, numpy_helper, opset)
-    graph = ep.graph
     placeholders = [n for n in graph.nodes if n.op == OpKind.placeholder]
-    in_names = list(input_names or []) + [n.name for n in placeholders[len(input_names or []):]]
+    # torch names unnamed inputs after forward's parameters, as its graph does
+    in_names = list(input_names or []) + _parameter_names(model)[len(input_names or []):]
+    in_names += [n.name for n in placeholders[len(in_names):]]
     outputs = graph.output_node.args[0]
     outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
     out_names = list(output_names or []) + [f"output{i}" if len(outputs) > 1 else "output"
                                             for i in range(len(output_names or []),
                                                            len(outputs))]
-    if dynamic_axes and any(_is_op(n) in _SHAPE_OPS for n in graph.nodes):
-        ops = sorted({_is_op(n) for n in graph.nodes if _is_op(n) in _SHAPE_OPS})
-        raise OnnxExportError(f"ember.onnx.export: dynamic_axes with a model whose shape "
-                              f"ops ({', '.join(ops)}) fix the example's sizes; export "
-                              "without dynamic_axes (one size per file)")
     for node, name in zip(placeholders, in_names):
         writer.names[node] = name
         writer.inputs.append(_value_info(helper, name, node.meta["val"],
@@ -101,6 +100,45 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
     return None
 
 
+def _capture(capture, model, args: tuple, kwargs: dict, input_names, dynamic_axes):
+    """The ExportedProgram and the graph to write: with dynamic axes on the inputs, the
+    graph with those sizes symbolic (one Dim per axis name, shared between inputs)."""
+    from ..frontend.tensor import Tensor
+    names = list(input_names or []) + _parameter_names(model)[len(input_names or []):]
+    on_inputs = {name: axes for name, axes in (dynamic_axes or {}).items() if name in names}
+    if not on_inputs or kwargs or not all(isinstance(a, Tensor) for a in args):
+        ep = capture(model, args, kwargs)
+        return ep, ep.graph
+    from ..compiler.export_dynamic import Dim
+    dims: dict = {}
+
+    def spec(name):
+        axes = on_inputs.get(name)
+        if not axes:
+            return None
+        axes = axes if isinstance(axes, dict) else \
+            {d: f"{name}_dynamic_axes_{i + 1}" for i, d in enumerate(axes)}
+        return {d: dims.setdefault(label, Dim(label)) for d, label in axes.items()}
+    specs = tuple(spec(names[i]) if i < len(names) else None for i in range(len(args)))
+    try:
+        ep = capture(model, args, kwargs, dynamic_shapes=specs)
+    except Exception as error:  # noqa: BLE001 - re-raised with the ONNX context
+        raise OnnxExportError(f"ember.onnx.export: the model cannot run with the dynamic_axes "
+                              f"{dict(on_inputs)}: {error}") from error
+    return ep, ep.symbolic_graph
+
+
+def _parameter_names(model) -> list:
+    """forward's parameter names: the inputs' names where input_names gives none."""
+    import inspect
+    try:
+        signature = inspect.signature(getattr(model, "forward", model))
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
 def _is_op(node) -> str | None:
     from ..ir.registry import is_op
     return node.target.name if node.op == OpKind.call_function and is_op(node.target) \
@@ -111,7 +149,8 @@ def _value_info(helper, name: str, meta, dynamic: dict | list | None):
     from onnx import TensorProto
     names = dynamic if isinstance(dynamic, dict) else \
         {d: f"{name}_dynamic_axes_{i + 1}" for i, d in enumerate(dynamic or [])}
-    shape = [names.get(d, size) for d, size in enumerate(meta.shape)]
+    shape = [names.get(d, size if isinstance(size, int) else str(size))
+             for d, size in enumerate(meta.shape)]
     elem = getattr(TensorProto, _ONNX_TYPES.get(meta.dtype.name, "UNDEFINED"))
     return helper.make_tensor_value_info(name, elem, shape)
 
@@ -285,11 +324,35 @@ def _softmax(op_type):
 
 def _reshape_to_result(w, node, a):
     source = a.get("self", a.get("input"))
-    return w.add("Reshape", [w.names[source], w.ints(node.meta["val"].shape)], node.name)
+    return w.add("Reshape", [w.names[source], w.ints(_reshape_target(node, source))],
+                 node.name)
+
+
+def _reshape_target(node, source) -> list:
+    """The result's sizes as ONNX Reshape reads them: a dynamic size at the input's
+    position is 0 (copied from the input), one other dynamic size -1 (inferred)."""
+    out, inp = node.meta["val"].shape, source.meta["val"].shape
+    target = [size if isinstance(size, int) else
+              0 if i < len(inp) and inp[i] == size else -1 for i, size in enumerate(out)]
+    if target.count(-1) > 1:
+        raise _dynamic_refusal(node, "reshape to several sizes that move with the dynamic axes")
+    return target
 
 
 def _expand(w, node, a):
-    return w.add("Expand", [w.names[a["self"]], w.ints(node.meta["val"].shape)], node.name)
+    out, inp = node.meta["val"].shape, a["self"].meta["val"].shape
+    aligned = [None] * (len(out) - len(inp)) + list(inp)
+    if any(not isinstance(size, int) and aligned[i] != size for i, size in enumerate(out)):
+        raise _dynamic_refusal(node, "expand a size to a dynamic axis")
+    # a dynamic size is the input's own there: 1 broadcasts over it
+    target = [size if isinstance(size, int) else 1 for size in out]
+    return w.add("Expand", [w.names[a["self"]], w.ints(target)], node.name)
+
+
+def _dynamic_refusal(node, what: str) -> OnnxExportError:
+    where = f" (at {node.meta['loc']})" if node.meta.get("loc") else ""
+    return OnnxExportError(f"ember.onnx.export: '{node.target.name}'{where} would {what}; "
+                           "export without those dynamic_axes (one size per file)")
 
 
 def _permute(w, node, a):

@@ -95,10 +95,26 @@ def test_dynamic_axes_and_their_refusal(tmp_path):
     (got,) = _run_onnx(path.read_bytes(), {"x": x})
     with torch.no_grad():
         np.testing.assert_allclose(got, ref(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
-    _, encoder = _pair(_encoder)
-    with pytest.raises(ember.onnx.OnnxExportError, match="dynamic_axes"):
-        ember.onnx.export(encoder, ember.tensor(np.zeros((2, 5), dtype=np.int64)),
-                          io.BytesIO(), dynamic_axes={"ids": {0: "batch"}})
+    # the encoder's view / reshape keep the batch in place: written as 0, it follows
+    # the input (dynamic_axes keys default to forward's parameter names)
+    ref, encoder = _pair(_encoder)
+    buffer = io.BytesIO()
+    ember.onnx.export(encoder, ember.tensor(np.zeros((2, 5), dtype=np.int64)), buffer,
+                      dynamic_axes={"ids": {0: "batch"}})
+    ids = np.random.default_rng(2).integers(0, 20, (3, 5))
+    (got,) = _run_onnx(buffer.getvalue(), {"ids": ids})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, ref(torch.tensor(ids)).numpy(), rtol=1e-4, atol=1e-5)
+    class Expanding(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = ember.nn.Parameter(ember.ones(1, 4))
+
+        def forward(self, x):
+            return x + self.bias.expand(x.shape[0], 4)
+    with pytest.raises(ember.onnx.OnnxExportError, match="'expand' .* dynamic axis"):
+        ember.onnx.export(Expanding(), (ember.ones(2, 4),), io.BytesIO(),
+                          dynamic_axes={"x": {0: "batch"}})
 
 
 def test_an_op_without_onnx_form_is_named():
