@@ -99,7 +99,7 @@ def case_export_kwargs_and_call_errors():
 def case_dynamic_batch_dim():
     model = load_(MLP()).eval()
     batch = Dim("batch", min=2, max=32)
-    ep = export(model, (t(4, 6, seed=8),), dynamic_shapes={"x": {0: batch}, "bias": None})
+    ep = export(model, (t(4, 6, seed=8),), dynamic_shapes={"x": {0: batch}})
     m = ep.module()
     outs = [m(t(n, 6, seed=9 + n)) for n in (2, 7, 32)]
     try:

@@ -150,10 +150,28 @@ def _build_on_given_device(cls) -> None:
     cls.__init__ = __init__
 
 
+class _ScriptModuleSave:
+    """`m.save(f, _extra_files=None)` on a module that ember.jit's script, trace, freeze
+    or load returned (torch's ScriptModule.save: `torch.jit.script(model).save(path)`);
+    any other module has no `save`, as torch's nn.Module has none."""
+
+    def __get__(self, module, owner=None):
+        if module is None:
+            return self
+        if module.__dict__.get("_ember_jit_kind") != "module":
+            raise AttributeError("save")        # Module.__getattr__ words the error
+        from ...jit_api import save            # jit_api imports this module
+
+        def save_module(f, _extra_files=None):
+            save(module, f, _extra_files)
+        return save_module
+
+
 class Module:
     """Base class of every layer. Subclasses call `super().__init__()` first."""
 
     training: bool
+    save = _ScriptModuleSave()
     _version: int = 1
     dump_patches: bool = False
     call_super_init: bool = False
