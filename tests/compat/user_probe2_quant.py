@@ -1,1 +1,268 @@
+"""Quantization as the torch.ao tutorials and user repos write it: observers and their
+calculate_qparams, per-channel against per-tensor qconfigs, QConfigMapping tweaks
+(set_module_name, set_object_type, set_module_name_regex), eager static quantization
+with QuantStub / DeQuantStub / FloatFunctional and fuse_modules, eager QAT, saving and
+loading a quantized state_dict, fake-quantize ops, and the numeric suite's
+compare_weights / compare_model_outputs."""
+import copy
+import io
+import operator
 
+import numpy as np
+import torch
+import torch.ao.ns._numeric_suite as ns
+import torch.ao.quantization as tq
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.ao.nn.quantized import FloatFunctional
+from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserver,
+                                   MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
+                                   QConfig, QConfigMapping, QuantStub, default_observer,
+                                   default_per_channel_weight_observer, default_weight_observer)
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+
+def t(*shape, seed=0, scale=1.0):
+    return torch.from_numpy((np.random.default_rng(seed).standard_normal(shape) * scale)
+                            .astype(np.float32))
+
+
+def load_(model, scale=0.3):
+    with torch.no_grad():
+        for i, (name, p) in enumerate(sorted(model.named_parameters())):
+            p.copy_(t(*p.shape, seed=400 + i, scale=scale))
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.from_numpy(np.linspace(0.5, 1.5, b.numel()).astype(np.float32)))
+            elif name.endswith("running_mean"):
+                b.copy_(torch.from_numpy(np.linspace(-0.2, 0.2, b.numel()).astype(np.float32)))
+    return model
+
+
+def case_observers_calculate_qparams():
+    x = t(4, 6, seed=1) * 3
+    y = t(4, 6, seed=2)
+    out = []
+    for obs in (MinMaxObserver(), MinMaxObserver(dtype=torch.qint8,
+                                                 qscheme=torch.per_tensor_symmetric),
+                MovingAverageMinMaxObserver(averaging_constant=0.5),
+                MinMaxObserver(quant_min=0, quant_max=127, reduce_range=False),
+                PerChannelMinMaxObserver(ch_axis=1, dtype=torch.qint8,
+                                         qscheme=torch.per_channel_symmetric),
+                PerChannelMinMaxObserver(ch_axis=0)):
+        obs(x)
+        obs(y)
+        scale, zp = obs.calculate_qparams()
+        out.append((scale, zp, zp.dtype, obs.min_val, obs.max_val))
+    return out
+
+
+def case_histogram_observer():
+    obs = HistogramObserver(bins=64)
+    obs(t(200, seed=3))
+    obs(t(200, seed=4) * 2)
+    scale, zp = obs.calculate_qparams()
+    return scale, zp, obs.min_val, obs.max_val
+
+
+def case_default_observers_and_repr():
+    w = default_weight_observer()
+    a = default_observer()
+    pc = default_per_channel_weight_observer()
+    w(t(3, 4, seed=5))
+    pc(t(3, 4, seed=5))
+    return (w.calculate_qparams(), pc.calculate_qparams(), repr(a), str(w.dtype),
+            str(pc.qscheme), w.quant_min, w.quant_max)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 6, 1)
+        self.fc1 = nn.Linear(6, 8)
+        self.fc2 = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        x = self.conv2(x) + x
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+def _calibrate(prepared, n=3):
+    with torch.no_grad():
+        for i in range(n):
+            prepared(t(2, 3, 6, 6, seed=10 + i))
+
+
+def case_per_tensor_vs_per_channel_fx():
+    model = load_(Net()).eval()
+    per_tensor = QConfig(activation=MinMaxObserver.with_args(reduce_range=True),
+                         weight=default_weight_observer)
+    per_channel = QConfig(activation=MinMaxObserver.with_args(reduce_range=True),
+                          weight=default_per_channel_weight_observer)
+    x = t(2, 3, 6, 6, seed=20)
+    outs, schemes = [], []
+    for qconfig in (per_tensor, per_channel):
+        prepared = prepare_fx(copy.deepcopy(model), QConfigMapping().set_global(qconfig),
+                              (x,))
+        _calibrate(prepared)
+        q = convert_fx(prepared)
+        outs.append(q(x))
+        schemes.append(str(q.fc1.weight().qscheme()))
+    return outs, schemes
+
+
+def case_qconfig_mapping_tweaks():
+    model = load_(Net()).eval()
+    qconfig = tq.get_default_qconfig("x86")
+    mapping = (QConfigMapping().set_global(qconfig)
+               .set_module_name("fc2", None)
+               .set_object_type(operator.add, None)
+               .set_module_name_regex("conv2", None))
+    x = t(2, 3, 6, 6, seed=21)
+    prepared = prepare_fx(copy.deepcopy(model), mapping, (x,))
+    _calibrate(prepared)
+    q = convert_fx(prepared)
+    kinds = {name: type(m).__name__ for name, m in q.named_children()}
+    return q(x), kinds, sorted(mapping.to_dict())
+
+
+def case_fusion_with_mismatched_qconfigs_messages():
+    # fc1 + F.relu fuse, but the mapping gives them different qconfigs
+    model = load_(Net()).eval()
+    mapping = (QConfigMapping().set_global(tq.get_default_qconfig("x86"))
+               .set_object_type(nn.Linear, QConfig(
+                   activation=MinMaxObserver.with_args(reduce_range=True),
+                   weight=default_weight_observer)))
+    try:
+        prepare_fx(model, mapping, (t(2, 3, 6, 6, seed=22),))
+        return [None]
+    except LookupError as e:
+        text = str(e)
+        return [text.split(" in <class")[0], text.split("offending type: ")[1].split("'")[1]
+                .rsplit(".", 1)[-1]]
+
+
+class EagerNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.skip_add = FloatFunctional()
+        self.cat = FloatFunctional()
+        self.fc = nn.Linear(8, 3)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        y = self.relu1(self.bn1(self.conv1(x)))
+        z = self.relu2(self.conv2(y))
+        s = self.skip_add.add(y, z)
+        s = self.cat.cat([s, z], dim=1)
+        s = F.adaptive_avg_pool2d(s, 1).flatten(1)
+        return self.dequant(self.fc(s))
+
+    def fuse_model(self):
+        tq.fuse_modules(self, [["conv1", "bn1", "relu1"], ["conv2", "relu2"]], inplace=True)
+
+
+def case_eager_static_float_functional():
+    model = load_(EagerNet()).eval()
+    model.fuse_model()
+    model.qconfig = tq.get_default_qconfig("x86")
+    prepared = tq.prepare(model, inplace=False)
+    for i in range(3):
+        prepared(t(2, 3, 5, 5, seed=30 + i))
+    q = tq.convert(prepared, inplace=False)
+    x = t(2, 3, 5, 5, seed=40)
+    return (q(x), type(q.conv1).__name__, type(q.skip_add).__name__,
+            float(q.skip_add.scale), int(q.skip_add.zero_point),
+            float(q.cat.scale), [type(m).__name__ for m in (q.bn1, q.relu1, q.relu2)])
+
+
+def case_eager_qat_flow():
+    model = load_(EagerNet()).train()
+    model.fuse_modules_qat = None
+    tq.fuse_modules_qat(model, [["conv1", "bn1", "relu1"], ["conv2", "relu2"]], inplace=True)
+    model.qconfig = tq.get_default_qat_qconfig("x86")
+    prepared = tq.prepare_qat(model)
+    opt = torch.optim.SGD(prepared.parameters(), lr=0.05)
+    for i in range(2):
+        opt.zero_grad()
+        prepared(t(2, 3, 5, 5, seed=50 + i)).pow(2).mean().backward()
+        opt.step()
+    prepared.eval()
+    q = tq.convert(prepared)
+    return q(t(2, 3, 5, 5, seed=60)), type(prepared.conv1).__name__, type(q.conv1).__name__
+
+
+def case_quantized_state_dict_save_load():
+    model = load_(EagerNet()).eval()
+    model.fuse_model()
+    model.qconfig = tq.get_default_qconfig("x86")
+    prepared = tq.prepare(model)
+    for i in range(2):
+        prepared(t(2, 3, 5, 5, seed=70 + i))
+    q = tq.convert(prepared)
+    buf = io.BytesIO()
+    torch.save(q.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf)
+    # the usual reload: build the float model, fuse, prepare, convert, then load
+    fresh = EagerNet().eval()
+    fresh.fuse_model()
+    fresh.qconfig = tq.get_default_qconfig("x86")
+    fresh = tq.convert(tq.prepare(fresh))
+    fresh.load_state_dict(state)
+    x = t(2, 3, 5, 5, seed=80)
+    keys = sorted(k for k in state if "_packed_params" not in k)
+    return fresh(x), q(x), keys, state["conv1.weight"].q_per_channel_scales()
+
+
+def case_compare_weights_and_outputs():
+    model = load_(EagerNet()).eval()
+    float_model = copy.deepcopy(model)
+    model.fuse_model()
+    model.qconfig = tq.get_default_qconfig("x86")
+    prepared = tq.prepare(model)
+    for i in range(2):
+        prepared(t(2, 3, 5, 5, seed=90 + i))
+    q = tq.convert(prepared)
+    wdict = ns.compare_weights(float_model.state_dict(), q.state_dict())
+    keys = sorted(wdict)
+    errors = {}
+    for key in keys:
+        f, qw = wdict[key]["float"], wdict[key]["quantized"].dequantize()
+        errors[key] = (f.shape, bool((f - qw).abs().max() < 0.05))
+    return keys, errors
+
+
+def case_fake_quantize_ops():
+    x = t(3, 5, seed=100) * 2
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 3, 0, 255)
+    b = torch.fake_quantize_per_channel_affine(x, torch.tensor([0.1, 0.02, 0.05]),
+                                               torch.tensor([0, 1, -2], dtype=torch.int32),
+                                               0, -128, 127)
+    fq = tq.FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255)
+    fq(x)
+    c = fq(x * 0.5)
+    fq.disable_fake_quant()
+    d = fq(x)
+    return a, b, c, d, fq.scale, fq.zero_point, fq.calculate_qparams()
+
+
+def case_quantize_dynamic_qconfig_dict_and_float16():
+    model = load_(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))).eval()
+    q8 = tq.quantize_dynamic(copy.deepcopy(model), {"0": tq.default_dynamic_qconfig},
+                             dtype=torch.qint8)
+    q16 = tq.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.float16)
+    x = t(4, 6, seed=110)
+    return q8(x), q16(x), [type(m).__name__ for m in q8], [type(m).__name__ for m in q16], \
+        str(q16[0]).split("(")[0]

@@ -51,6 +51,10 @@ class QuantizationError(EmberError):
     """Bad input to the quantization flow (what was wrong, and which node)."""
 
 
+class FusionQConfigError(QuantizationError, LookupError):
+    """Modules fused into one were given different qconfigs: torch.ao's LookupError."""
+
+
 # --- custom configs --------------------------------------------------------------------------
 def _prepare_config(custom) -> PrepareCustomConfig:
     if custom is None:
@@ -431,10 +435,10 @@ def _fused_object_type(mapping: QConfigMapping, module):
     first = table.get(parts[0])
     for part in parts[1:]:
         if table.get(part) != first:
-            raise QuantizationError(
-                f"prepare_fx: during fusion, every module type in {type(module).__name__} "
-                f"needs the same qconfig in the object_type entries; {parts[0].__name__} "
-                f"and {part.__name__} differ")
+            raise FusionQConfigError(
+                f"During fusion, we need to specify the same qconfigs for all module types "
+                f"in {type(module)} offending type: {part} (prepare_fx: the object_type "
+                f"entries of {parts[0].__name__} and {part.__name__} differ)")
     if type(module) not in table and first is not None:
         return parts[0]
     return type(module)
