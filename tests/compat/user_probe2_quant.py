@@ -266,3 +266,40 @@ def case_quantize_dynamic_qconfig_dict_and_float16():
     x = t(4, 6, seed=110)
     return q8(x), q16(x), [type(m).__name__ for m in q8], [type(m).__name__ for m in q16], \
         str(q16[0]).split("(")[0]
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+        self.add = FloatFunctional()
+        self.fc = nn.Linear(4, 2)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        y = self.relu(self.conv(x))
+        y = self.add.add(y, y)
+        return self.dequant(self.fc(y.mean((2, 3))))
+
+
+def case_numeric_suite_compare_model_outputs():
+    model = load_(Tiny()).eval()
+    float_model = copy.deepcopy(model)
+    model.qconfig = tq.get_default_qconfig("x86")
+    tq.fuse_modules(model, [["conv", "relu"]], inplace=True)
+    prepared = tq.prepare(model)
+    for i in range(2):
+        prepared(t(2, 3, 5, 5, seed=120 + i))
+    q = tq.convert(prepared)
+    x = t(2, 3, 5, 5, seed=130)
+    act = ns.compare_model_outputs(float_model, q, x)
+    out = {}
+    for key, pair in act.items():
+        f, qv = pair["float"][0], pair["quantized"][0]
+        out[key] = (len(pair["float"]), f.shape, str(qv.dtype),
+                    bool((f - qv.dequantize()).abs().max() < 0.5))
+    return list(act), out, str(float_model).splitlines(), \
+        sorted(ns.get_logger_dict(q)), type(q.conv.activation_post_process).__name__

@@ -1,0 +1,65 @@
+"""Regression tests for what the second user-program probe found (each also covered
+against torch by a case of test_user_probe2_programs.py)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import ember
+import ember.ao.quantization as eq
+from ember.ao.quantization.quantize_fx import prepare_fx
+
+
+def _small_cnn():
+    nn = ember.nn
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 2)).eval()
+
+
+def test_scripted_and_traced_modules_save_and_load():
+    model = _small_cnn()
+    x = ember.randn(2, 3, 6, 6)
+    for made in (ember.jit.script(model), ember.jit.trace(model, x),
+                 ember.jit.freeze(ember.jit.script(model))):
+        buf = io.BytesIO()
+        made.save(buf)
+        buf.seek(0)
+        np.testing.assert_allclose(ember.jit.load(buf)(x).detach().numpy(),
+                                   model(x).detach().numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(AttributeError, match="has no attribute 'save'"):
+        ember.nn.Linear(2, 2).save     # a module nobody scripted has none, as in torch
+
+
+def test_traced_module_keeps_state_the_run_never_read():
+    model = _small_cnn()
+    traced = ember.jit.trace(model, ember.randn(2, 3, 6, 6))
+    assert list(traced.state_dict()) == list(model.state_dict())   # num_batches_tracked too
+
+
+def test_calling_an_exported_program_is_a_plain_runtime_error():
+    ep = ember.export.export(ember.nn.Linear(2, 2), (ember.randn(1, 2),))
+    with pytest.raises(RuntimeError, match="use `exported_program.module\\(\\)`") as info:
+        ep(ember.randn(1, 2))
+    assert type(info.value) is RuntimeError
+
+
+def test_fused_modules_with_different_qconfigs_raise_lookup_error():
+    model = ember.nn.Sequential(ember.nn.Linear(4, 4), ember.nn.ReLU()).eval()
+    mapping = eq.QConfigMapping().set_global(eq.get_default_qconfig("x86")) \
+        .set_object_type(ember.nn.Linear, eq.default_qconfig)
+    with pytest.raises(LookupError, match="During fusion, we need to specify the same "
+                                          "qconfigs for all module types in .*LinearReLU"):
+        prepare_fx(model, mapping, (ember.randn(2, 4),))
+
+
+def test_numeric_suite_module_path_and_qfunctional_logging():
+    import ember.ao.ns._numeric_suite as ns
+    from ember.ao.nn.quantized import QFunctional
+    qf = QFunctional()
+    qf.activation_post_process = ns.OutputLogger()
+    a = ember.quantize_per_tensor(ember.ones(3), 0.1, 0, ember.quint8)
+    out = qf.add(a, a)
+    assert qf.activation_post_process.stats["tensor_val"] == [out]
