@@ -3,6 +3,7 @@ against torch by a case of test_user_probe2_programs.py)."""
 from __future__ import annotations
 
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -63,3 +64,49 @@ def test_numeric_suite_module_path_and_qfunctional_logging():
     a = ember.quantize_per_tensor(ember.ones(3), 0.1, 0, ember.quint8)
     out = qf.add(a, a)
     assert qf.activation_post_process.stats["tensor_val"] == [out]
+
+
+def _torch_file(obj):
+    torch = pytest.importorskip("torch")
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_load_reads_a_torch_saved_checkpoint():
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    base = torch.arange(6.0).view(2, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3,
+                  "base": base, "view": base.t(), "param": torch.nn.Parameter(torch.ones(2)),
+                  "half": torch.ones(3, dtype=torch.float16),
+                  "bf16": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}
+    got = ember.load(_torch_file(checkpoint))
+    ported = ember.nn.Sequential(ember.nn.Linear(3, 2), ember.nn.BatchNorm1d(2))
+    ported.load_state_dict(got["model"])
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(ported.state_dict()[key].numpy(), value.numpy())
+    assert got["epoch"] == 3 and got["optimizer"]["param_groups"][0]["momentum"] == 0.9
+    np.testing.assert_array_equal(got["optimizer"]["state"][0]["momentum_buffer"].numpy(),
+                                  opt.state_dict()["state"][0]["momentum_buffer"].numpy())
+    assert got["view"].stride() == (1, 3)
+    got["base"][0, 1] = 10.0         # views saved together share their storage again
+    assert float(got["view"][1, 0]) == 10.0
+    assert isinstance(got["param"], ember.nn.Parameter) and got["param"].requires_grad
+    assert got["half"].dtype == ember.float16 and got["bf16"].dtype == ember.bfloat16
+    assert got["bf16"].float().tolist() == [1.5, -2.0]
+
+
+def test_load_of_a_torch_file_keeps_the_weights_only_rules():
+    import argparse
+    torch = pytest.importorskip("torch")
+    args = argparse.Namespace(lr=0.1)
+    with pytest.raises(pickle.UnpicklingError, match="add_safe_globals"):
+        ember.load(_torch_file({"args": args}))
+    assert ember.load(_torch_file({"args": args}), weights_only=False)["args"] == args
+    with pytest.raises(pickle.UnpicklingError, match="only torch can rebuild"):
+        ember.load(_torch_file(torch.nn.Linear(2, 2)), weights_only=False)
