@@ -110,3 +110,17 @@ def test_load_of_a_torch_file_keeps_the_weights_only_rules():
     assert ember.load(_torch_file({"args": args}), weights_only=False)["args"] == args
     with pytest.raises(pickle.UnpicklingError, match="only torch can rebuild"):
         ember.load(_torch_file(torch.nn.Linear(2, 2)), weights_only=False)
+
+
+def test_jit_trace_takes_torchs_keywords_and_gives_extra_files_as_bytes():
+    model = ember.nn.Linear(3, 2)
+    x = ember.randn(2, 3)
+    traced = ember.jit.trace(model, example_kwarg_inputs={"input": x}, strict=False,
+                             check_trace=True, check_tolerance=1e-4)
+    np.testing.assert_allclose(traced(x).detach().numpy(), model(x).detach().numpy())
+    buf = io.BytesIO()
+    ember.jit.save(traced, buf, _extra_files={"cfg": "a=1"})
+    buf.seek(0)
+    files = {"cfg": ""}
+    ember.jit.load(buf, _extra_files=files)
+    assert files == {"cfg": b"a=1"}

@@ -236,3 +236,91 @@ def case_onnx_export_to_file_mlp():
         x = t(2, 6, seed=39)
         got = sess.run(["probs"], {"x": x.numpy()})[0]
     return got, model(x), sess.get_inputs()[0].shape
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.GELU())
+        self.cls = nn.Linear(8, 3)
+        self.reg = nn.Linear(8, 1)
+
+    def forward(self, x, mask):
+        h = self.trunk(x) * mask.unsqueeze(-1)
+        return {"logits": self.cls(h), "score": self.reg(h).squeeze(-1)}
+
+
+def case_export_dict_outputs_and_unflatten():
+    model = load_(TwoHeads()).eval()
+    x, mask = t(2, 5, 6, seed=40), (t(2, 5, seed=41) > 0).float()
+    ep = export(model, (x, mask))
+    out = ep.module()(x, mask)
+    unflat = torch.export.unflatten(ep)
+    out2 = unflat(x, mask)
+    return out, out2, sorted(ep.module().state_dict()), \
+        [s.kind.name for s in ep.graph_signature.output_specs]
+
+
+def case_export_derived_and_shared_dims():
+    class Pair(nn.Module):
+        def forward(self, a, b):
+            return torch.cat([a, a], dim=0) + b
+
+    n = Dim("n", min=1, max=16)
+    ep = export(Pair(), (t(3, 4, seed=42), t(6, 4, seed=43)),
+                dynamic_shapes={"a": {0: n}, "b": {0: 2 * n}})
+    m = ep.module()
+    return m(t(5, 4, seed=44), t(10, 4, seed=45)).shape, m(t(1, 4, seed=46), t(2, 4, seed=47))
+
+
+def case_export_save_with_extra_files_and_load_state():
+    model = load_(MLP()).eval()
+    ep = export(model, (t(3, 6, seed=48),))
+    buf = io.BytesIO()
+    torch.export.save(ep, buf, extra_files={"meta.txt": "v1"})
+    buf.seek(0)
+    extra = {"meta.txt": ""}
+    loaded = torch.export.load(buf, extra_files=extra)
+    m = loaded.module()
+    fresh = load_(MLP(), scale=0.1)
+    m.load_state_dict(fresh.state_dict())
+    x = t(3, 6, seed=49)
+    return extra, m(x), fresh(x)
+
+
+def case_jit_trace_module_and_extra_files():
+    model = load_(MLP()).eval()
+    x = t(2, 6, seed=50)
+    traced = torch.jit.trace_module(model, {"forward": (x,)})
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf, _extra_files={"config.json": '{"a": 1}'})
+    buf.seek(0)
+    files = {"config.json": ""}
+    loaded = torch.jit.load(buf, _extra_files=files)
+    return loaded(x), model(x), files
+
+
+def case_jit_trace_dict_output_strict_false():
+    model = load_(TwoHeads()).eval()
+    x, mask = t(2, 5, 6, seed=51), torch.ones(2, 5)
+    traced = torch.jit.trace(model, (x, mask), strict=False)
+    out = traced(x, mask)
+    return out, sorted(out)
+
+
+def case_onnx_two_inputs_dynamic():
+    model = load_(TwoHeads()).eval()
+    x, mask = t(2, 5, 6, seed=52), torch.ones(2, 5)
+    f = io.BytesIO()
+    torch.onnx.export(model, (x, mask), f, input_names=["x", "mask"],
+                      output_names=["logits", "score"],
+                      dynamic_axes={"x": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"},
+                                    "logits": {0: "batch", 1: "seq"},
+                                    "score": {0: "batch", 1: "seq"}},
+                      opset_version=17, do_constant_folding=True, dynamo=False)
+    sess = ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+    x2, mask2 = t(3, 7, 6, seed=53), (t(3, 7, seed=54) > 0).float()
+    logits, score = sess.run(None, {"x": x2.numpy(), "mask": mask2.numpy()})
+    want = model(x2, mask2)
+    return logits, score, want["logits"], want["score"], \
+        [i.shape for i in sess.get_inputs()], [o.shape for o in sess.get_outputs()]

@@ -631,3 +631,97 @@ def case_make_fx_trace():
     x, y = t(3, 4, seed=32), t(4, 2, seed=33)
     gm = make_fx(f)(x, y)
     return gm(x, y), f(x, y), sum(n.op == "placeholder" for n in gm.graph.nodes)
+
+
+# --- more of what fx users call ---------------------------------------------------------------
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.block(x)
+        return self.head(y + x).softmax(dim=-1)
+
+
+def case_nn_module_stack_meta():
+    gm = symbolic_trace(load_(Small()))
+    stacks = []
+    for node in gm.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        stacks.append((node.name, None if stack is None else
+                       [(k, v[0] if isinstance(v, tuple) else v) for k, v in stack.items()]))
+    return stacks
+
+
+def case_node_editing_helpers():
+    gm = symbolic_trace(load_(Small()))
+    graph = gm.graph
+    x = next(n for n in graph.nodes if n.op == "placeholder")
+    add = next(n for n in graph.nodes if n.target is operator.add)
+    with graph.inserting_before(add):
+        doubled = graph.call_function(torch.mul, (x, 2.0))
+    add.replace_input_with(x, doubled)
+    softmax = next(n for n in graph.nodes if n.op == "call_method")
+    softmax.update_kwarg("dim", 0)
+    head = next(n for n in graph.nodes if n.target == "head")
+    copied = None
+    with graph.inserting_after(head):
+        copied = graph.node_copy(head, lambda n: n)
+    found = [n.name for n in graph.find_nodes(op="call_module", target="head")]
+    graph.erase_node(copied)
+    graph.lint()
+    gm.recompile()
+    return gm(t(3, 4, seed=40)), add.args[0].name, softmax.kwargs, found, \
+        [n.name for n in graph.nodes]
+
+
+def case_create_node_and_print_readable():
+    graph = torch.fx.Graph()
+    a = graph.create_node("placeholder", "a")
+    b = graph.create_node("call_function", torch.tanh, (a,), name="squash")
+    c = graph.create_node("call_method", "sum", (b,), {"dim": 1})
+    graph.create_node("output", "output", (c,))
+    gm = GraphModule(nn.Module(), graph, "Squasher")
+    text = gm.print_readable(print_output=False)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return gm(t(2, 3, seed=41)), lines[0], [n.name for n in graph.nodes], type(gm).__name__
+
+
+def case_tracer_autowrap_functions():
+    def scaled_norm(x):
+        return x / x.norm(dim=-1, keepdim=True)
+
+    class M(nn.Module):
+        def forward(self, x):
+            return scaled_norm(x) * 2
+
+    tracer = Tracer(autowrap_functions=(scaled_norm,))
+    graph = tracer.trace(M())
+    gm = GraphModule(tracer.root, graph)
+    return gm(t(2, 3, seed=42)), [(n.op, getattr(n.target, "__name__", n.target))
+                                  for n in graph.nodes]
+
+
+def case_interpreter_run_node_override_and_transformer_placeholder():
+    class Recorder(Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, torch.Tensor):
+                self.shapes.append((n.name, tuple(out.shape)))
+            return out
+
+    gm = symbolic_trace(load_(Small()))
+    rec = Recorder(gm)
+    rec.shapes = []
+    out = rec.run(t(2, 4, seed=43))
+
+    class Renamer(torch.fx.Transformer):
+        def placeholder(self, target, args, kwargs):
+            proxy = super().placeholder(target, args, kwargs)
+            proxy.node.name = "inp"
+            return proxy
+
+    renamed = Renamer(gm).transform()
+    return out, rec.shapes, [n.name for n in renamed.graph.nodes][:2], renamed(t(2, 4, seed=43))
