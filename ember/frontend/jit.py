@@ -215,9 +215,11 @@ def _keep_unread_state(root: Module, gm) -> None:
     never read too (an eval BatchNorm's num_batches_tracked), so a traced module's
     state_dict loads into the model and back."""
     from .fx.graph_module import _copy_attr
-    have = gm.state_dict(keep_vars=True)
-    for name in root.state_dict(keep_vars=True):
-        if name not in have:
+    have = {name for name, _ in gm.named_parameters()} | \
+        {name for name, _ in gm.named_buffers()}
+    persistent = set(root.state_dict(keep_vars=True))
+    for name, _ in [*root.named_parameters(), *root.named_buffers()]:
+        if name not in have and name in persistent:
             _copy_attr(root, gm, name)
 
 

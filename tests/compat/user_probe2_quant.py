@@ -19,6 +19,7 @@ from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserve
                                    MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
                                    QConfig, QConfigMapping, QuantStub, default_observer,
                                    default_per_channel_weight_observer, default_weight_observer)
+import torch.ao.quantization.quantize_fx as from_fx
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 
@@ -303,3 +304,117 @@ def case_numeric_suite_compare_model_outputs():
                     bool((f - qv.dequantize()).abs().max() < 0.5))
     return list(act), out, str(float_model).splitlines(), \
         sorted(ns.get_logger_dict(q)), type(q.conv.activation_post_process).__name__
+
+
+def case_fuse_fx_and_reference_convert():
+    model = load_(Net()).eval()
+    fused = from_fx.fuse_fx(copy.deepcopy(model))
+    x = t(2, 3, 6, 6, seed=140)
+    kinds = [type(m).__name__ for _, m in fused.named_children()]
+    prepared = prepare_fx(copy.deepcopy(model), tq.get_default_qconfig_mapping("x86"), (x,))
+    _calibrate(prepared)
+    ref = from_fx.convert_to_reference_fx(prepared)
+    return fused(x), model(x), kinds, ref(x)
+
+
+def case_qnnpack_engine_mapping():
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "qnnpack"
+    try:
+        model = load_(Net()).eval()
+        x = t(2, 3, 6, 6, seed=141)
+        mapping = tq.get_default_qconfig_mapping("qnnpack")
+        prepared = prepare_fx(model, mapping, (x,))
+        _calibrate(prepared)
+        q = convert_fx(prepared)
+        return q(x), torch.backends.quantized.engine, \
+            str(q.fc1.weight().qscheme())
+    finally:
+        torch.backends.quantized.engine = old
+
+
+class EmbedNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 6)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, ids):
+        return self.fc(self.emb(ids).mean(1))
+
+
+def case_embedding_weight_only_and_dynamic_linear():
+    model = load_(EmbedNet()).eval()
+    ids = torch.from_numpy(np.random.default_rng(142).integers(0, 10, (3, 4)))
+    mapping = (QConfigMapping().set_object_type(nn.Embedding,
+                                                tq.float_qparams_weight_only_qconfig)
+               .set_object_type(nn.Linear, tq.default_dynamic_qconfig))
+    prepared = prepare_fx(copy.deepcopy(model), mapping, (ids,))
+    q = convert_fx(prepared)
+    w = q.emb.weight()
+    return q(ids), model(ids), type(q.emb).__name__, str(w.qscheme()), str(w.dtype)
+
+
+def case_quantize_one_call_and_skipped_submodule():
+    model = load_(EagerNet()).eval()
+    model.fuse_model()
+    model.qconfig = tq.get_default_qconfig("x86")
+    model.fc.qconfig = None          # keep the classifier in float
+
+    class Wrap(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    def run_fn(m, batches):
+        for b in batches:
+            m(b)
+    q = tq.quantize(model, run_fn, [[t(2, 3, 5, 5, seed=150 + i) for i in range(2)]])
+    return type(q.fc).__name__, type(q.conv1).__name__, type(Wrap(q).inner).__name__
+
+
+def case_jit_trace_quantized_model_save_load():
+    model = load_(EagerNet()).eval()
+    model.fuse_model()
+    model.qconfig = tq.get_default_qconfig("x86")
+    prepared = tq.prepare(model)
+    for i in range(2):
+        prepared(t(2, 3, 5, 5, seed=160 + i))
+    q = tq.convert(prepared)
+    x = t(2, 3, 5, 5, seed=170)
+    traced = torch.jit.trace(q, x)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    buf.seek(0)
+    loaded = torch.jit.load(buf)
+    return loaded(x), q(x)
+
+
+def case_fx_quantized_state_dict_round_trip():
+    model = load_(Net()).eval()
+    x = t(2, 3, 6, 6, seed=180)
+    mapping = tq.get_default_qconfig_mapping("x86")
+    prepared = prepare_fx(copy.deepcopy(model), mapping, (x,))
+    _calibrate(prepared)
+    q = convert_fx(prepared)
+    buf = io.BytesIO()
+    torch.save(q.state_dict(), buf)
+    buf.seek(0)
+    other = prepare_fx(load_(Net(), scale=0.1).eval(), mapping, (x,))
+    _calibrate(other, n=1)
+    q2 = convert_fx(other)
+    q2.load_state_dict(torch.load(buf))
+    return q2(x), q(x)
+
+
+def case_observer_reset_and_repr():
+    obs = MinMaxObserver(dtype=torch.quint8)
+    obs(t(5, seed=190) * 4)
+    first = obs.calculate_qparams()
+    obs.reset_min_max_vals()
+    obs(t(5, seed=191))
+    fq = tq.default_fake_quant()
+    return first, obs.calculate_qparams(), repr(obs), type(fq.activation_post_process).__name__
