@@ -324,3 +324,19 @@ def case_onnx_two_inputs_dynamic():
     want = model(x2, mask2)
     return logits, score, want["logits"], want["score"], \
         [i.shape for i in sess.get_inputs()], [o.shape for o in sess.get_outputs()]
+
+
+def case_compile_exported_module_and_default_package_path():
+    model = load_(SmallCNN()).eval()
+    x = t(2, 3, 6, 6, seed=60)
+    ep = export(model, (x,))
+    compiled = torch.compile(ep.module())
+    with torch.no_grad():
+        out = compiled(t(2, 3, 6, 6, seed=61))
+    ep2 = export(load_(MLP()).eval(), (t(3, 6, seed=62),), strict=False)
+    with tempfile.TemporaryDirectory() as d:
+        path = torch._inductor.aoti_compile_and_package(
+            ep2, package_path=os.path.join(d, "mlp.pt2"))
+        runner = torch._inductor.aoti_load_package(path)
+        out2 = runner(t(3, 6, seed=63))
+    return out, model(t(2, 3, 6, 6, seed=61)), out2

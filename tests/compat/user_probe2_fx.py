@@ -725,3 +725,42 @@ def case_interpreter_run_node_override_and_transformer_placeholder():
 
     renamed = Renamer(gm).transform()
     return out, rec.shapes, [n.name for n in renamed.graph.nodes][:2], renamed(t(2, 4, seed=43))
+
+
+def case_compile_a_transformed_graph_module():
+    fused = fuse(load_(ConvBNNet()).eval())
+    compiled = torch.compile(fused)
+    x = t(2, 3, 6, 6, seed=44)
+    with torch.no_grad():
+        return compiled(x), fused(x)
+
+
+# --- the torch.fx docs' decomposition by retracing with Proxies -----------------------------
+def relu_decomposition(x):
+    return (x > 0) * x
+
+
+decomposition_rules = {F.relu: relu_decomposition, torch.relu: relu_decomposition}
+
+
+def decompose(model, tracer_class=Tracer):
+    graph = tracer_class().trace(model)
+    new_graph = torch.fx.Graph()
+    env = {}
+    tracer = torch.fx.proxy.GraphAppendingTracer(new_graph)
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in decomposition_rules:
+            proxy_args = map_arg(node.args, lambda n: torch.fx.Proxy(env[n.name], tracer))
+            output_proxy = decomposition_rules[node.target](*proxy_args)
+            env[node.name] = output_proxy.node
+        else:
+            env[node.name] = new_graph.node_copy(node, lambda x: env[x.name])
+    return GraphModule(model, new_graph)
+
+
+def case_decompose_by_retracing():
+    model = load_(ConvBNNet()).eval()
+    gm = decompose(model)
+    x = t(2, 3, 6, 6, seed=45)
+    return gm(x), model(x), [getattr(n.target, "__name__", n.target) for n in gm.graph.nodes]
+

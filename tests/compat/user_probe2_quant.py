@@ -418,3 +418,14 @@ def case_observer_reset_and_repr():
     obs(t(5, seed=191))
     fq = tq.default_fake_quant()
     return first, obs.calculate_qparams(), repr(obs), type(fq.activation_post_process).__name__
+
+
+def case_compile_fx_quantized_model():
+    model = load_(Net()).eval()
+    x = t(2, 3, 6, 6, seed=200)
+    prepared = prepare_fx(model, tq.get_default_qconfig_mapping("x86"), (x,))
+    _calibrate(prepared)
+    q = convert_fx(prepared)
+    compiled = torch.compile(q)
+    with torch.no_grad():
+        return compiled(x), q(x)
