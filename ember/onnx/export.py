@@ -182,6 +182,13 @@ class _Writer:
                                                               name))
         return name
 
+    def reduce(self, op_type: str, source: str, dims: list, keep: bool, hint: str) -> str:
+        """A Reduce* node: axes an input from opset 13 (ReduceSum) / 18 (the others),
+        an attribute before."""
+        if self.opset < (13 if op_type == "ReduceSum" else 18):
+            return self.add(op_type, [source], hint, axes=dims, keepdims=int(keep))
+        return self.add(op_type, [source, self.ints(dims)], hint, keepdims=int(keep))
+
     def ints(self, values) -> str:
         return self.const(list(values), np.int64)
 
@@ -276,8 +283,24 @@ def _layer_norm(w, node, a):
         w.const(np.ones(shape), meta.dtype.np_dtype)
     bias = w.names[a["bias"]] if a["bias"] is not None else \
         w.const(np.zeros(shape), meta.dtype.np_dtype)
+    if w.opset < 17:        # LayerNormalization is opset 17's: normalize by hand
+        return _layer_norm_by_hand(w, node, a, weight, bias, len(shape))
     return w.add("LayerNormalization", [w.names[a["input"]], weight, bias], node.name,
                  axis=-len(shape), epsilon=float(a["eps"]))
+
+
+def _layer_norm_by_hand(w, node, a, weight: str, bias: str, count: int) -> str:
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last `count` dims."""
+    x = w.names[a["input"]]
+    ndim = node.meta["val"].ndim
+    dims = list(range(ndim - count, ndim))
+    dtype = node.meta["val"].dtype.np_dtype
+    centered = w.add("Sub", [x, w.reduce("ReduceMean", x, dims, True, "mean")], "centered")
+    var = w.reduce("ReduceMean", w.add("Mul", [centered, centered], "sq"), dims, True, "var")
+    std = w.add("Sqrt", [w.add("Add", [var, w.const(float(a["eps"]), dtype)], "var_eps")],
+                "std")
+    normed = w.add("Div", [centered, std], "normed")
+    return w.add("Add", [w.add("Mul", [normed, weight], "scaled"), bias], node.name)
 
 
 def _batch_norm(w, node, a):
@@ -318,7 +341,16 @@ def _silu(w, node, a):
 
 def _softmax(op_type):
     def emit(w, node, a):
-        return w.add(op_type, [w.names[a["self"]]], node.name, axis=int(a["dim"]))
+        ndim = node.meta["val"].ndim
+        axis = int(a["dim"]) % max(ndim, 1)
+        if w.opset < 13 and axis != ndim - 1:
+            # before opset 13 Softmax flattens from `axis` on: move the axis last
+            perm = [d for d in range(ndim) if d != axis] + [axis]
+            inverse = [perm.index(d) for d in range(ndim)]
+            moved = w.add("Transpose", [w.names[a["self"]]], "moved", perm=perm)
+            out = w.add(op_type, [moved], "soft", axis=ndim - 1)
+            return w.add("Transpose", [out], node.name, perm=inverse)
+        return w.add(op_type, [w.names[a["self"]]], node.name, axis=axis)
     return emit
 
 
@@ -380,10 +412,8 @@ def _reduce(op_type):
         dims = a.get("dim")
         dims = list(range(ndim)) if dims is None or dims == [] else \
             [d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
-        keep = int(a.get("keepdim", False))
-        if op_type == "ReduceMean" and w.opset < 18:
-            return w.add(op_type, [w.names[source]], node.name, axes=dims, keepdims=keep)
-        return w.add(op_type, [w.names[source], w.ints(dims)], node.name, keepdims=keep)
+        return w.reduce(op_type, w.names[source], dims, bool(a.get("keepdim", False)),
+                        node.name)
     return emit
 
 

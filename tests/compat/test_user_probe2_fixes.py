@@ -124,3 +124,27 @@ def test_jit_trace_takes_torchs_keywords_and_gives_extra_files_as_bytes():
     files = {"cfg": ""}
     ember.jit.load(buf, _extra_files=files)
     assert files == {"cfg": b"a=1"}
+
+
+@pytest.mark.parametrize("opset", [11, 13, 17, 18])
+def test_onnx_export_at_older_opsets(opset):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+
+    class Block(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = ember.nn.LayerNorm(6)
+            self.fc = ember.nn.Linear(6, 6)
+
+        def forward(self, x):
+            h = self.fc(self.norm(x))
+            return h.softmax(dim=1) + h.sum(dim=-1, keepdim=True) + h.mean(dim=0)
+
+    model = Block().eval()
+    x = ember.randn(2, 4, 6)
+    buf = io.BytesIO()
+    ember.onnx.export(model, (x,), buf, input_names=["x"], opset_version=opset)
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-5)

@@ -340,3 +340,17 @@ def case_compile_exported_module_and_default_package_path():
         runner = torch._inductor.aoti_load_package(path)
         out2 = runner(t(3, 6, seed=63))
     return out, model(t(2, 3, 6, 6, seed=61)), out2
+
+
+def case_onnx_older_opsets():
+    outs = []
+    for opset in (11, 13, 17):
+        for model in (load_(SmallCNN()).eval(), load_(TwoHeads()).eval()):
+            args = (t(2, 3, 6, 6, seed=64),) if isinstance(model, SmallCNN) else \
+                (t(2, 5, 6, seed=65), torch.ones(2, 5))
+            f = io.BytesIO()
+            torch.onnx.export(model, args, f, opset_version=opset, dynamo=False)
+            sess = ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+            feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
+            outs.append((opset, sess.run(None, feeds)))
+    return outs

@@ -429,3 +429,28 @@ def case_compile_fx_quantized_model():
     compiled = torch.compile(q)
     with torch.no_grad():
         return compiled(x), q(x)
+
+
+def case_script_save_load_fx_quantized():
+    model = load_(Net()).eval()
+    x = t(2, 3, 6, 6, seed=210)
+    prepared = prepare_fx(model, tq.get_default_qconfig_mapping("x86"), (x,))
+    _calibrate(prepared)
+    q = convert_fx(prepared)
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(q), buf)
+    buf.seek(0)
+    loaded = torch.jit.load(buf)
+    return loaded(x), q(x)
+
+
+def case_prepared_model_observers_listing():
+    model = load_(Net()).eval()
+    x = t(2, 3, 6, 6, seed=211)
+    prepared = prepare_fx(model, tq.get_default_qconfig_mapping("x86"), (x,))
+    _calibrate(prepared)
+    observers = [(name, type(m).__name__) for name, m in prepared.named_modules()
+                 if "activation_post_process" in name]
+    scales = [float(m.calculate_qparams()[0]) for name, m in prepared.named_modules()
+              if "activation_post_process" in name and hasattr(m, "calculate_qparams")]
+    return observers, scales
