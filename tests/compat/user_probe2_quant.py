@@ -20,6 +20,8 @@ from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserve
                                    QConfig, QConfigMapping, QuantStub, default_observer,
                                    default_per_channel_weight_observer, default_weight_observer)
 import torch.ao.quantization.quantize_fx as from_fx
+from torch.ao.quantization.backend_config import get_native_backend_config
+from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 
@@ -454,3 +456,51 @@ def case_prepared_model_observers_listing():
     scales = [float(m.calculate_qparams()[0]) for name, m in prepared.named_modules()
               if "activation_post_process" in name and hasattr(m, "calculate_qparams")]
     return observers, scales
+
+
+class Branchy(nn.Module):
+    """A submodule with data-dependent control flow: FX cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+class WithBranchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.branchy = Branchy()
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(self.branchy(F.relu(self.fc1(x))))
+
+
+def case_prepare_custom_config_non_traceable():
+    model = load_(WithBranchy()).eval()
+    x = t(4, 6, seed=220)
+    config = PrepareCustomConfig().set_non_traceable_module_names(["branchy"])
+    mapping = QConfigMapping().set_global(tq.get_default_qconfig("x86")) \
+        .set_module_name("branchy", None)
+    prepared = prepare_fx(model, mapping, (x,), prepare_custom_config=config)
+    with torch.no_grad():
+        for i in range(2):
+            prepared(t(4, 6, seed=221 + i))
+    q = convert_fx(prepared)
+    return q(x), model(x), type(q.branchy).__name__, type(q.fc1).__name__
+
+
+def case_backend_config_and_convert_custom_config():
+    model = load_(Net()).eval()
+    x = t(2, 3, 6, 6, seed=230)
+    prepared = prepare_fx(model, tq.get_default_qconfig_mapping("x86"), (x,),
+                          backend_config=get_native_backend_config())
+    _calibrate(prepared)
+    q = convert_fx(prepared, backend_config=get_native_backend_config())
+    return q(x)

@@ -20,6 +20,7 @@ from ....ir.meta import MemoryFormat, preserve_format
 from ...tensor import Tensor
 from ...autograd import no_grad
 from ..parameter import Parameter, Buffer
+from .jit_save import ScriptModuleSave
 
 __all__ = ["Module", "RemovableHandle", "StateDictError", "register_module_forward_pre_hook",
            "register_module_forward_hook", "register_module_buffer_registration_hook",
@@ -150,28 +151,11 @@ def _build_on_given_device(cls) -> None:
     cls.__init__ = __init__
 
 
-class _ScriptModuleSave:
-    """`m.save(f, _extra_files=None)` on a module that ember.jit's script, trace, freeze
-    or load returned (torch's ScriptModule.save: `torch.jit.script(model).save(path)`);
-    any other module has no `save`, as torch's nn.Module has none."""
-
-    def __get__(self, module, owner=None):
-        if module is None:
-            return self
-        if module.__dict__.get("_ember_jit_kind") != "module":
-            raise AttributeError("save")        # Module.__getattr__ words the error
-        from ...jit_api import save            # jit_api imports this module
-
-        def save_module(f, _extra_files=None):
-            save(module, f, _extra_files)
-        return save_module
-
-
 class Module:
     """Base class of every layer. Subclasses call `super().__init__()` first."""
 
     training: bool
-    save = _ScriptModuleSave()
+    save = ScriptModuleSave()       # only on what ember.jit returns (jit_save.py)
     _version: int = 1
     dump_patches: bool = False
     call_super_init: bool = False
