@@ -111,3 +111,19 @@ def test_compile_a_torch_onnx_export(user_files):
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(_run(tmp, artifact, x, "onnx"), _torch(model, x),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_compile_a_saved_exported_program(user_files):
+    """The AOT user's other route: export in the ported script, save the .pt2, compile."""
+    import ember
+    tmp, model = user_files
+    namespace = {}
+    exec((tmp / "model.py").read_text(), namespace)
+    x = np.random.default_rng(3).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    ep = ember.export.export(namespace["make"](), (ember.tensor(x),))
+    ember.export.save(ep, str(tmp / "net.pt2"))
+    artifact = tmp / "net_pt2.ember"
+    result = invoke("compile", tmp / "net.pt2", "-o", artifact)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(_run(tmp, artifact, x, "pt2"), _torch(model, x),
+                               rtol=1e-4, atol=1e-5)

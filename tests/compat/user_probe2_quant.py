@@ -10,6 +10,7 @@ import operator
 
 import numpy as np
 import torch
+import torch.ao.nn.intrinsic.qat as nniqat
 import torch.ao.ns._numeric_suite as ns
 import torch.ao.quantization as tq
 import torch.nn as nn
@@ -504,3 +505,26 @@ def case_backend_config_and_convert_custom_config():
     _calibrate(prepared)
     q = convert_fx(prepared, backend_config=get_native_backend_config())
     return q(x)
+
+
+def case_eager_qat_tutorial_epochs():
+    model = load_(EagerNet()).train()
+    tq.fuse_modules_qat(model, [["conv1", "bn1", "relu1"], ["conv2", "relu2"]], inplace=True)
+    model.qconfig = tq.get_default_qat_qconfig("x86")
+    tq.prepare_qat(model, inplace=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for epoch in range(4):
+        model.train()
+        if epoch > 1:
+            model.apply(tq.disable_observer)
+        if epoch > 0:
+            model.apply(nniqat.freeze_bn_stats)
+        opt.zero_grad()
+        loss = model(t(2, 3, 5, 5, seed=240 + epoch)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss)
+        q = tq.convert(copy.deepcopy(model).eval(), inplace=False)
+    return losses, q(t(2, 3, 5, 5, seed=250)), model.conv1.bn.running_mean, \
+        float(model.conv1.weight_fake_quant.scale[0])
