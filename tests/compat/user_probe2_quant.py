@@ -528,3 +528,34 @@ def case_eager_qat_tutorial_epochs():
         q = tq.convert(copy.deepcopy(model).eval(), inplace=False)
     return losses, q(t(2, 3, 5, 5, seed=250)), model.conv1.bn.running_mean, \
         float(model.conv1.weight_fake_quant.scale[0])
+
+
+class Stub(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+        self.fc2 = nn.Linear(3, 2)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        y = self.relu(self.conv(self.quant(x))).mean((2, 3))
+        return self.dequant(self.fc2(self.fc(y)))
+
+
+def case_numeric_suite_compare_model_stub():
+    model = load_(Stub()).eval()
+    float_model = copy.deepcopy(model)
+    model.qconfig = tq.get_default_qconfig("x86")
+    prepared = tq.prepare(model)
+    for i in range(2):
+        prepared(t(2, 3, 5, 5, seed=260 + i))
+    q = tq.convert(prepared)
+    x = t(2, 3, 5, 5, seed=270)
+    stats = ns.compare_model_stub(float_model, q, [nn.Linear, nn.Conv2d], x)
+    out = {key: (value["float"][0], value["quantized"][0].dequantize(),
+                 str(value["quantized"][0].dtype)) for key, value in stats.items()}
+    return sorted(stats), out, [type(m).__name__ for m in q.children()], \
+        [name for name, _ in q.fc.named_children()], q(x)

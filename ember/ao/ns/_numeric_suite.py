@@ -10,12 +10,19 @@ torch.ao.ns._numeric_suite as ns`) for a float model and its eager convert() res
   logged in both (quantized outputs stay quantized tensors), as torch does. Both models
   keep their loggers (printing them shows `(activation_post_process): OutputLogger()`).
 - prepare_model_outputs, get_logger_dict, get_matching_activations: its steps.
+- compare_model_stub(float_model, q_model, module_swap_list, *data): each submodule of
+  the quantized model whose float counterpart's type is listed becomes a Shadow (the
+  quantized module, the float one run on dequantized inputs, a ShadowLogger), in place;
+  returns {"<module>.stats": {"float": [...], "quantized": [...]}}. As torch's
+  ShadowLogger, a result with more than one row keeps its first (`x[0]`).
 """
 from __future__ import annotations
 
 from ...frontend.nn.modules.module import Module
+from ...frontend.tensor import Tensor
 from ..nn.intrinsic import _FusedModule
 from ..nn.quantized.functional_modules import FloatFunctional, QFunctional
+from ..nn.quantized.modules import DeQuantize
 from ..quantization import quantization_mappings as mappings
 from ..quantization.stubs import DeQuantStub
 from .numeric_suite import compare_weights  # noqa: F401
@@ -43,6 +50,96 @@ class OutputLogger(Logger):
     def forward(self, x):
         self.stats["tensor_val"].append(x)
         return x
+
+
+class ShadowLogger(Logger):
+    """Records a Shadow's quantized output and its float shadow's output: of a result
+    with more than one element along its first dim, torch keeps the first (`x[0]`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stats["float"] = []
+        self.stats["quantized"] = []
+
+    def forward(self, x, y):
+        self.stats["quantized"].append(_first(_detached(x)))
+        self.stats["float"].append(_first(_detached(y)))
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, Tensor) else value
+
+
+def _first(value):
+    return value[0] if len(value) > 1 else value
+
+
+def _dequantized(values: list) -> list:
+    return [v.dequantize() if isinstance(v, Tensor) and v.is_quantized else
+            _dequantized(v) if isinstance(v, (list, tuple)) else v for v in values]
+
+
+class Shadow(Module):
+    """A quantized module with its float module beside it: the quantized one's result is
+    returned; the float one runs on the dequantized inputs, and the logger gets both."""
+
+    def __init__(self, q_module, float_module, logger_cls):
+        super().__init__()
+        self.orig_module = q_module
+        self.shadow_module = float_module
+        self.dequant = DeQuantize()
+        self.logger = logger_cls()
+
+    def forward(self, *x):
+        output = self.orig_module(*x)
+        self.logger(output, self.shadow_module(*_dequantized(list(x))))
+        return output
+
+    def _both(self, method: str, *args):
+        output = getattr(self.orig_module, method)(*args)
+        self.logger(output, getattr(self.shadow_module, method)(*_dequantized(list(args))))
+        return output
+
+    def add(self, x, y):
+        return self._both("add", x, y)
+
+    def add_scalar(self, x, y):
+        return self._both("add_scalar", x, y)
+
+    def mul(self, x, y):
+        return self._both("mul", x, y)
+
+    def mul_scalar(self, x, y):
+        return self._both("mul_scalar", x, y)
+
+    def cat(self, x, dim=0):
+        return self._both("cat", x, dim)
+
+    def add_relu(self, x, y):
+        return self._both("add_relu", x, y)
+
+
+def prepare_model_with_stubs(float_module, q_module, module_swap_list, logger_cls) -> None:
+    """In `q_module`, each submodule whose float counterpart (same name in
+    `float_module`) has a type in `module_swap_list` becomes a Shadow of the two."""
+    float_children = dict(float_module.named_children())
+    for name, child in list(q_module.named_children()):
+        float_child = float_children.get(name)
+        if float_child is None:
+            continue
+        if type(float_child) in tuple(module_swap_list):
+            setattr(q_module, name, Shadow(child, float_child, logger_cls))
+        else:
+            prepare_model_with_stubs(float_child, child, module_swap_list, logger_cls)
+
+
+def compare_model_stub(float_model, q_model, module_swap_list, *data,
+                       logger_cls=ShadowLogger) -> dict:
+    """Shadow the quantized model's modules of the listed float types with their float
+    modules, run `data` and return {"<module>.stats": {"float", "quantized"}}."""
+    prepare_model_with_stubs(float_model, q_model, module_swap_list, logger_cls)
+    q_model(*data)
+    return get_logger_dict(q_model)
 
 
 def get_default_compare_output_module_list() -> set:
@@ -95,16 +192,15 @@ def prepare_model_outputs(float_module, q_module, logger_cls=OutputLogger, allow
 
 
 def get_logger_dict(mod, prefix: str = "") -> dict:
-    """{"<module>.stats": stats} for every logger in `mod` (a module's logger is keyed by
-    that module's name)."""
+    """{"<module>.stats": stats} for every module holding a logger (its first Logger
+    child: an `activation_post_process`, a Shadow's `logger`), keyed by that module's
+    name, as torch keys them."""
     found = {}
     for name, module in mod.named_modules(prefix=prefix.rstrip(".")):
-        logger = module if isinstance(module, Logger) else None
-        if logger is None:
-            continue
-        owner = name.rsplit(".", 1)[0] if name.endswith("activation_post_process") else name
-        owner = "" if owner == "activation_post_process" else owner
-        found[(owner + "." if owner else "") + "stats"] = logger.stats
+        logger = next((child for child in module.children() if isinstance(child, Logger)),
+                      None)
+        if logger is not None:
+            found[(name + "." if name else "") + "stats"] = logger.stats
     return found
 
 
@@ -128,4 +224,5 @@ def compare_model_outputs(float_model, q_model, *data, logger_cls=OutputLogger,
 
 __all__ = ["compare_weights", "compare_model_outputs", "prepare_model_outputs",
            "get_logger_dict", "get_matching_activations", "get_default_compare_output_module_list",
-           "Logger", "OutputLogger"]
+           "Logger", "OutputLogger", "ShadowLogger", "Shadow", "prepare_model_with_stubs",
+           "compare_model_stub"]
