@@ -24,7 +24,10 @@ from torch.fx import subgraph_rewriter
 from torch.fx.experimental import const_fold
 from torch.fx.experimental.optimization import fuse as fx_fuse
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
+from torch.fx.passes.operator_support import OperatorSupport
+from torch.fx.passes.split_utils import split_by_tags
 from torch.fx.passes.infra.pass_manager import PassManager
 from torch.fx.passes.utils.matcher_utils import SubgraphMatcher
 from torch.nn.utils.fusion import fuse_conv_bn_eval as torch_fuse, fuse_linear_bn_eval
@@ -764,3 +767,41 @@ def case_decompose_by_retracing():
     x = t(2, 3, 6, 6, seed=45)
     return gm(x), model(x), [getattr(n.target, "__name__", n.target) for n in gm.graph.nodes]
 
+
+
+class AddMulSupport(OperatorSupport):
+    def is_node_supported(self, submodules, node):
+        return node.op == "call_function" and node.target in (operator.add, operator.mul,
+                                                               torch.relu)
+
+
+def case_capability_partitioner():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            a = torch.relu(x + 1) * 2
+            b = self.fc(a)
+            return torch.relu(b * 3 + a)
+
+    gm = symbolic_trace(load_(M()))
+    partitioner = CapabilityBasedPartitioner(gm, AddMulSupport(),
+                                             allows_single_node_partition=True)
+    partitions = partitioner.propose_partitions()
+    fused = partitioner.fuse_partitions(partitions)
+    x = t(3, 4, seed=46)
+    return (sorted(sorted(n.name for n in p.nodes) for p in partitions), fused(x), gm(x),
+            [n.op for n in fused.graph.nodes])
+
+
+def case_split_by_tags():
+    gm = symbolic_trace(load_(MLP()))
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        node.tag = "front" if node.name in ("l1", "relu") else "back"
+    split = split_by_tags(gm, ["front", "back"])
+    x, y = t(2, 4, seed=47), t(2, 6, seed=48)
+    return split(x, y), gm(x, y), [name for name, _ in split.named_children()]
