@@ -559,3 +559,26 @@ def case_numeric_suite_compare_model_stub():
                  str(value["quantized"][0].dtype)) for key, value in stats.items()}
     return sorted(stats), out, [type(m).__name__ for m in q.children()], \
         [name for name, _ in q.fc.named_children()], q(x)
+
+
+def case_observer_edge_cases():
+    out = []
+    zeros = torch.zeros(3, 4)
+    const = torch.full((3, 4), 2.5)
+    for make in (lambda: MinMaxObserver(),
+                 lambda: MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric),
+                 lambda: tq.MovingAveragePerChannelMinMaxObserver(ch_axis=1),
+                 lambda: PerChannelMinMaxObserver(ch_axis=1, dtype=torch.qint8,
+                                                  qscheme=torch.per_channel_affine),
+                 lambda: HistogramObserver(bins=32),
+                 lambda: tq.FixedQParamsObserver(scale=1.0 / 256, zero_point=0),
+                 lambda: tq.PlaceholderObserver(dtype=torch.float16)):
+        for data in (zeros, const, t(3, 4, seed=280)):
+            obs = make()
+            obs(data)
+            try:
+                qparams = obs.calculate_qparams()
+            except Exception as e:      # noqa: BLE001
+                qparams = type(e).__name__
+            out.append((type(obs).__name__, qparams))
+    return out
