@@ -6,11 +6,12 @@ torch.save's format is a zip: `<archive>/data.pkl`, a pickle whose tensors refer
 storages by key (pickle persistent ids), each storage's bytes in `<archive>/data/<key>`,
 and `<archive>/byteorder`. The unpickler here runs no code from the file: it finds only
 the globals a checkpoint of tensors needs (torch's tensor / parameter rebuild
-functions, the storage types, dtypes, devices), as torch.load's weights-only unpickler allows them;
-other globals follow ember.load's weights-only rules (safe builtins, the
+functions, the storage types, dtypes, devices), as torch.load's weights-only unpickler
+allows them; other globals follow ember.load's weights-only rules (safe builtins, the
 `add_safe_globals` allowlist, everything with weights_only=False). Any other torch
-global (a whole pickled torch nn.Module, a quantized tensor) is refused, naming it. Each storage is read once and tensors
-are views of it, so tensors that shared a storage share it again (ember.save's rule).
+global (a whole pickled torch nn.Module, a quantized tensor) is refused, naming it.
+Each storage is read once and tensors are views of it, so tensors that shared a
+storage share it again (ember.save's rule).
 """
 from __future__ import annotations
 
