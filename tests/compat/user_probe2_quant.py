@@ -582,3 +582,23 @@ def case_observer_edge_cases():
                 qparams = type(e).__name__
             out.append((type(obs).__name__, qparams))
     return out
+
+
+def case_fx_qat_tutorial_with_freeze_bn():
+    model = load_(Net()).train()
+    x = t(2, 3, 6, 6, seed=290)
+    prepared = from_fx.prepare_qat_fx(model, tq.get_default_qat_qconfig_mapping("x86"), (x,))
+    opt = torch.optim.SGD(prepared.parameters(), lr=0.02)
+    for epoch in range(3):
+        prepared.train()
+        if epoch > 0:
+            prepared.apply(nniqat.freeze_bn_stats)
+        if epoch > 1:
+            prepared.apply(tq.disable_observer)
+        opt.zero_grad()
+        prepared(t(2, 3, 6, 6, seed=291 + epoch)).pow(2).mean().backward()
+        opt.step()
+    prepared.eval()
+    q = convert_fx(copy.deepcopy(prepared))
+    kinds = sorted({type(m).__name__ for m in prepared.modules()} - {"GraphModule"})
+    return q(x), prepared(x), kinds

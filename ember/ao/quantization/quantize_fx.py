@@ -132,9 +132,9 @@ _OWN_OBSERVER_MODULES = {nn.Hardswish: "hardswish", nn.ELU: "elu", nn.LeakyReLU:
 
 
 def _module_kind(module) -> str | None:
-    if isinstance(module, LinearReLU):
+    if isinstance(module, (LinearReLU, nniqat.LinearReLU)):
         return "linear_relu"
-    if isinstance(module, (ConvReLU2d, ConvBnReLU2d, nniqat.ConvBnReLU2d)):
+    if isinstance(module, (ConvReLU2d, ConvBnReLU2d, nniqat.ConvBnReLU2d, nniqat.ConvReLU2d)):
         return "conv2d_relu"
     if isinstance(module, (ConvBn2d, nniqat.ConvBn2d)):
         return "conv2d"
@@ -878,10 +878,12 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             continue
         target = str(node.target)
         module = modules[target]
+        # simulated BN folding, and torch.ao's one-module QAT forms of linear / conv + relu
         qat_cls = {ConvBn2d: nniqat.ConvBn2d, ConvBnReLU2d: nniqat.ConvBnReLU2d,
                    ConvBn3d: nniqat.ConvBn3d, ConvBnReLU3d: nniqat.ConvBnReLU3d,
-                   LinearBn1d: nniqat.LinearBn1d}.get(type(module))
-        if qat_cls is not None:                                     # simulated BN folding
+                   LinearBn1d: nniqat.LinearBn1d, LinearReLU: nniqat.LinearReLU,
+                   ConvReLU2d: nniqat.ConvReLU2d}.get(type(module))
+        if qat_cls is not None:
             _set_module(gm, target, qat_cls.from_float(module, qconfigs[node].weight()))
             continue
         inner = module[0] if isinstance(module, _FusedModule) else module
