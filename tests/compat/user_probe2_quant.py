@@ -203,8 +203,11 @@ def case_eager_qat_flow():
         prepared(t(2, 3, 5, 5, seed=50 + i)).pow(2).mean().backward()
         opt.step()
     prepared.eval()
+    kinds = [(name, type(m).__name__) for name, m in prepared.named_modules()
+             if "post_process" not in name and "fake_quant" not in name]
     q = tq.convert(prepared)
-    return q(t(2, 3, 5, 5, seed=60)), type(prepared.conv1).__name__, type(q.conv1).__name__
+    return q(t(2, 3, 5, 5, seed=60)), kinds, type(q.conv1).__name__, \
+        sorted(k for k in prepared.state_dict() if "post_process" not in k)
 
 
 def case_quantized_state_dict_save_load():
