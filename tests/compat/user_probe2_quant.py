@@ -604,4 +604,6 @@ def case_fx_qat_tutorial_with_freeze_bn():
     prepared.eval()
     q = convert_fx(copy.deepcopy(prepared))
     kinds = sorted({type(m).__name__ for m in prepared.modules()} - {"GraphModule"})
-    return q(x), prepared(x), kinds
+    converted = [(name, type(m).__name__) for name, m in q.named_children()
+                 if not name.endswith("_packed_params")]
+    return q(x), prepared(x), kinds, converted
