@@ -352,7 +352,7 @@ class ExportedProgram:
         return _ExportedCallable(self)
 
     def __call__(self, *args, **kwargs):
-        raise UserError("Unable to call ExportedProgram directly. You should use "
+        raise RuntimeError("Unable to call ExportedProgram directly. You should use "
                          "`exported_program.module()` instead.")
 
     def __str__(self) -> str:

@@ -203,9 +203,24 @@ def trace(fn_or_module, example_inputs, *, check_trace: bool = False):
                      _class_name(fn_or_module))
     for name, value in recorder.constants.items():
         gm.register_buffer(name, value)
+    if root is not None:
+        _keep_unread_state(root, gm)
     if check_trace:
         _check(gm, fn_or_module, inputs)
     return gm
+
+
+def _keep_unread_state(root: Module, gm) -> None:
+    """torch.jit.trace keeps the whole module: its state_dict has the entries the run
+    never read too (an eval BatchNorm's num_batches_tracked), so a traced module's
+    state_dict loads into the model and back."""
+    from .fx.graph_module import _copy_attr
+    have = {name for name, _ in gm.named_parameters()} | \
+        {name for name, _ in gm.named_buffers()}
+    persistent = set(root.state_dict(keep_vars=True))
+    for name, _ in [*root.named_parameters(), *root.named_buffers()]:
+        if name not in have and name in persistent:
+            _copy_attr(root, gm, name)
 
 
 def _input_names(fn, count: int) -> list[str]:
@@ -265,7 +280,11 @@ def _flatten(value) -> list:
 def script(obj, *args, **kwargs):
     """Returns `obj` (a Module or function) unchanged: ember runs it as the Python it is.
     torch.jit.script's result runs the same computation; for a graph, use
-    ember.jit.trace or ember.fx.symbolic_trace, and ember.compile to compile it."""
+    ember.jit.trace or ember.fx.symbolic_trace, and ember.compile to compile it.
+    A module is marked as a ScriptModule (isinstance, and `.save(path)` as torch's
+    scripted modules have it)."""
+    if isinstance(obj, Module):
+        obj._ember_jit_kind = "module"      # jit_api's mark
     return obj
 
 

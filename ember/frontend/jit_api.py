@@ -37,12 +37,32 @@ class ScriptFunction(metaclass=_ScriptType):
 RecursiveScriptModule = TopLevelTracedModule = TracedModule = ScriptModule
 
 
-def trace(fn_or_module, example_inputs, **kwargs):
-    """ember.jit.trace (frontend/jit.py), its result marked as torch marks its
-    ScriptModule/ScriptFunction."""
-    out = _trace(fn_or_module, example_inputs, **kwargs)
+def trace(fn_or_module, example_inputs=None, optimize=None, check_trace: bool = False,
+          check_inputs=None, check_tolerance: float = 1e-5, strict: bool = True,
+          _force_outplace: bool = False, _module_class=None, _compilation_unit=None,
+          example_kwarg_inputs: dict | None = None, _store_inputs: bool = True):
+    """ember.jit.trace (frontend/jit.py) with torch.jit.trace's signature, its result
+    marked as torch marks its ScriptModule/ScriptFunction. `example_kwarg_inputs` are
+    passed by forward's parameter order; `strict`, `optimize` and the TorchScript
+    options change nothing (ember's trace accepts dict and list outputs either way)."""
+    if example_inputs is None and example_kwarg_inputs is not None:
+        example_inputs = _by_parameter_order(fn_or_module, example_kwarg_inputs)
+    if example_inputs is None:
+        raise ValueError("ember.jit.trace: give example_inputs or example_kwarg_inputs")
+    out = _trace(fn_or_module, example_inputs, check_trace=check_trace)
     setattr(out, _MARK, "module" if isinstance(fn_or_module, Module) else "function")
     return out
+
+
+def _by_parameter_order(fn, kwargs: dict) -> tuple:
+    import inspect
+    target = fn.forward if isinstance(fn, Module) else fn
+    names = [name for name in inspect.signature(target).parameters if name in kwargs]
+    if len(names) != len(kwargs):
+        unknown = sorted(set(kwargs) - set(names))
+        raise TypeError(f"ember.jit.trace: example_kwarg_inputs {unknown} are not "
+                        "parameters of the traced function")
+    return tuple(kwargs[name] for name in names)
 
 
 def trace_module(mod, inputs: dict, **kwargs):
@@ -55,7 +75,9 @@ def trace_module(mod, inputs: dict, **kwargs):
         setattr(out, _MARK, "module")
     for name, example in inputs.items():
         if name != "forward":
-            object.__setattr__(out, name, _trace(getattr(mod, name), example, **kwargs))
+            traced = _trace(getattr(mod, name), example,
+                            check_trace=kwargs.get("check_trace", False))
+            object.__setattr__(out, name, traced)
     return out
 
 
@@ -81,7 +103,8 @@ def load(f, map_location=None, _extra_files=None):
         raise ValueError("ember.jit.load: the file was not written by ember.jit.save")
     if _extra_files is not None:
         for name in _extra_files:
-            _extra_files[name] = record["extra_files"].get(name, "")
+            value = record["extra_files"].get(name, "")     # bytes, as torch gives them
+            _extra_files[name] = value.encode() if isinstance(value, str) else value
     module = record[_FORMAT_KEY]
     if isinstance(module, Module) and getattr(module, _MARK, None) is None:
         setattr(module, _MARK, "module")

@@ -38,6 +38,7 @@ tensors return to the device they were saved from.
 from __future__ import annotations
 
 import collections
+import importlib
 import json
 import os
 import pickle
@@ -243,6 +244,9 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
     if not data:
         raise EmptyFileError(f"{name}: ember.load found nothing to read (an empty file, or a "
                              "stream already read to its end)")
+    from .torch_checkpoint import is_torch_zip, load_torch_zip
+    if is_torch_zip(data):          # a checkpoint torch.save wrote
+        return load_torch_zip(data, name, _placement(map_location), weights_only is False)
     try:
         record = json.loads(_metadata(data)["ember"])
         arrays = from_bytes(data)
@@ -513,16 +517,21 @@ class _WeightsOnlyUnpickler(pickle.Unpickler):
     def __init__(self, file, name: str):
         super().__init__(file)
         self.name = name
-        self.allowed = {_global_name(g): (g[0] if isinstance(g, tuple) else g)
-                        for g in _SAFE_GLOBALS}
 
     def find_class(self, module: str, name: str):
-        if (module, name) in self.allowed:
-            return self.allowed[(module, name)]
-        if (module, name) in _BUILTIN_SAFE:
-            return super().find_class(module, name)
-        raise WeightsOnlyError(
-            f"{self.name}: Weights only load failed: Unsupported global: GLOBAL {module}.{name} "
+        return weights_only_global(module, name, self.name)
+
+
+def weights_only_global(module: str, name: str, file_name: str):
+    """The global a weights-only load may use (allowlisted, or a safe builtin); any
+    other is refused with torch's message."""
+    allowed = {_global_name(g): (g[0] if isinstance(g, tuple) else g) for g in _SAFE_GLOBALS}
+    if (module, name) in allowed:
+        return allowed[(module, name)]
+    if (module, name) in _BUILTIN_SAFE:
+        return getattr(importlib.import_module(module), name)
+    raise WeightsOnlyError(
+            f"{file_name}: Weights only load failed: Unsupported global: GLOBAL {module}.{name} "
             f"was not an allowed global by default. If you trust the file's source, allow it "
             f"with `ember.serialization.add_safe_globals([{name}])` or the "
             f"`ember.serialization.safe_globals([{name}])` context manager, or load with "

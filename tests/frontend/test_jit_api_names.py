@@ -49,7 +49,7 @@ def test_save_load_round_trip_with_extra_files():
     buffer.seek(0)
     extra = {"config.txt": ""}
     loaded = ember.jit.load(buffer, _extra_files=extra)
-    assert extra["config.txt"] == "lr=0.1"
+    assert extra["config.txt"] == b"lr=0.1"     # bytes, as torch.jit.load gives them
     assert isinstance(loaded, ember.jit.ScriptModule)
     np.testing.assert_array_equal(loaded(x).detach().numpy(), m(x).detach().numpy())
     with pytest.raises(ValueError, match="ember.jit.save"):

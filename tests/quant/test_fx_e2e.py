@@ -188,8 +188,10 @@ def test_prepare_qat_fx_trains_and_converts(rng):
     e_model.train()
     prepared = eqfx.prepare_qat_fx(e_model, eq.get_default_qat_qconfig_mapping("x86"),
                                    (ember.randn(2, 32),))
-    assert type(prepared.fc1[0]).__name__ == "Linear" and hasattr(prepared.fc1[0],
-                                                                  "weight_fake_quant")
+    # torch.ao's QAT form of linear + relu: one nniqat.LinearReLU with weight_fake_quant
+    from ember.ao.nn.intrinsic import qat as nniqat
+    assert type(prepared.fc1) is nniqat.LinearReLU and hasattr(prepared.fc1,
+                                                              "weight_fake_quant")
     opt = ember.optim.SGD(prepared.parameters(), lr=0.05)
     x = ember.tensor(rng.standard_normal((64, 32)).astype(np.float32))
     y = ember.tensor(rng.integers(0, 10, 64))

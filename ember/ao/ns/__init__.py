@@ -18,7 +18,7 @@ layer by layer, and which layers to leave in float.
 from .numeric_suite import (compare_weights, compute_cosine_similarity,  # noqa: F401
                             compute_normalized_l2_error, compute_sqnr, layer_sensitivity,
                             report, sensitivity)
-from . import _numeric_suite_fx  # noqa: F401,E402
+from . import _numeric_suite, _numeric_suite_fx  # noqa: F401,E402
 
 __all__ = ["compare_weights", "report", "sensitivity", "layer_sensitivity", "compute_sqnr",
            "compute_normalized_l2_error", "compute_cosine_similarity"]

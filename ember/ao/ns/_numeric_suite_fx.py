@@ -80,7 +80,7 @@ def extract_weights(model_name_a: str, model_a, model_name_b: str, model_b,
     (f_name, f_model), (q_name, q_model) = _float_and_quantized(
         model_name_a, model_a, model_name_b, model_b, "extract_weights")
     results = {}
-    for key, pair in nsu.compare_weights(f_model.state_dict(), q_model.state_dict()).items():
+    for key, pair in nsu.weights_by_float_key(f_model.state_dict(), q_model.state_dict()).items():
         layer = key[:-len(".weight")] if key.endswith(".weight") else key
         results[layer] = {"weight": {
             f_name: [_entry("weight", [pair["float"]], layer, "float")],

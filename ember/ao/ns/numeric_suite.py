@@ -99,11 +99,25 @@ _PACKED = "._packed_params._packed_params"
 
 
 def compare_weights(float_dict: dict, quantized_dict: dict) -> dict:
-    """{float weight key: {'float': float weight, 'quantized': quantized weight}} for every
-    quantized weight of `quantized_dict` (a state_dict of a convert_fx or quantize_dynamic
-    model) whose float weight is in `float_dict`. A conv folded with its BatchNorm is
-    compared with the unfolded float weight, as torch.ao does."""
-    out = {}
+    """{key: {'float': float weight, 'quantized': quantized weight}} for every quantized
+    weight of `quantized_dict` (a state_dict of a convert, convert_fx or quantize_dynamic
+    model) whose float weight is in `float_dict`. Keys are torch.ao's: the quantized
+    state_dict's (`conv.weight`, a Linear's `fc._packed_params._packed_params`); for
+    convert_fx's packed constants, the key torch's swapped module would have. A conv
+    folded with its BatchNorm is compared with the unfolded float weight, as torch.ao
+    does."""
+    return {_torch_key(fkey, float_dict[fkey], qkey): pair
+            for fkey, qkey, pair in _matched_weights(float_dict, quantized_dict)}
+
+
+def weights_by_float_key(float_dict: dict, quantized_dict: dict) -> dict:
+    """compare_weights' pairs keyed by the float state_dict's weight key (`fc.weight`)."""
+    return {fkey: pair for fkey, _, pair in _matched_weights(float_dict, quantized_dict)}
+
+
+def _matched_weights(float_dict: dict, quantized_dict: dict) -> list:
+    """(float key, quantized key, {'float', 'quantized'}) for each quantized weight."""
+    out = []
     for qkey, qvalue in quantized_dict.items():
         if qkey.endswith(_PACKED) and isinstance(qvalue, tuple):  # a quantized Linear's
             qkey, qvalue = qkey[:-len(_PACKED)] + ".weight", qvalue[0]   # (weight, bias)
@@ -111,8 +125,17 @@ def compare_weights(float_dict: dict, quantized_dict: dict) -> dict:
             continue
         fkey = _float_weight_key(qkey, float_dict)
         if fkey is not None:
-            out[fkey] = {"float": float_dict[fkey], "quantized": qvalue}
+            out.append((fkey, qkey, {"float": float_dict[fkey], "quantized": qvalue}))
     return out
+
+
+def _torch_key(fkey: str, float_weight, qkey: str) -> str:
+    """torch.ao keys a Linear's weight (2-D, packed) by its packed entry,
+    `fc._packed_params._packed_params`; other weights by `<module>.weight`."""
+    embedding = qkey.endswith("._packed_weight")
+    if float_weight.dim() == 2 and fkey.endswith(".weight") and not embedding:
+        return fkey[:-len(".weight")] + _PACKED
+    return fkey
 
 
 # --- matching layers -------------------------------------------------------------------------

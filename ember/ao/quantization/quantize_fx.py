@@ -51,6 +51,10 @@ class QuantizationError(EmberError):
     """Bad input to the quantization flow (what was wrong, and which node)."""
 
 
+class FusionQConfigError(QuantizationError, LookupError):
+    """Modules fused into one were given different qconfigs: torch.ao's LookupError."""
+
+
 # --- custom configs --------------------------------------------------------------------------
 def _prepare_config(custom) -> PrepareCustomConfig:
     if custom is None:
@@ -128,9 +132,9 @@ _OWN_OBSERVER_MODULES = {nn.Hardswish: "hardswish", nn.ELU: "elu", nn.LeakyReLU:
 
 
 def _module_kind(module) -> str | None:
-    if isinstance(module, LinearReLU):
+    if isinstance(module, (LinearReLU, nniqat.LinearReLU)):
         return "linear_relu"
-    if isinstance(module, (ConvReLU2d, ConvBnReLU2d, nniqat.ConvBnReLU2d)):
+    if isinstance(module, (ConvReLU2d, ConvBnReLU2d, nniqat.ConvBnReLU2d, nniqat.ConvReLU2d)):
         return "conv2d_relu"
     if isinstance(module, (ConvBn2d, nniqat.ConvBn2d)):
         return "conv2d"
@@ -431,10 +435,10 @@ def _fused_object_type(mapping: QConfigMapping, module):
     first = table.get(parts[0])
     for part in parts[1:]:
         if table.get(part) != first:
-            raise QuantizationError(
-                f"prepare_fx: during fusion, every module type in {type(module).__name__} "
-                f"needs the same qconfig in the object_type entries; {parts[0].__name__} "
-                f"and {part.__name__} differ")
+            raise FusionQConfigError(
+                f"During fusion, we need to specify the same qconfigs for all module types "
+                f"in {type(module)} offending type: {part} (prepare_fx: the object_type "
+                f"entries of {parts[0].__name__} and {part.__name__} differ)")
     if type(module) not in table and first is not None:
         return parts[0]
     return type(module)
@@ -874,10 +878,12 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             continue
         target = str(node.target)
         module = modules[target]
+        # simulated BN folding, and torch.ao's one-module QAT forms of linear / conv + relu
         qat_cls = {ConvBn2d: nniqat.ConvBn2d, ConvBnReLU2d: nniqat.ConvBnReLU2d,
                    ConvBn3d: nniqat.ConvBn3d, ConvBnReLU3d: nniqat.ConvBnReLU3d,
-                   LinearBn1d: nniqat.LinearBn1d}.get(type(module))
-        if qat_cls is not None:                                     # simulated BN folding
+                   LinearBn1d: nniqat.LinearBn1d, LinearReLU: nniqat.LinearReLU,
+                   ConvReLU2d: nniqat.ConvReLU2d}.get(type(module))
+        if qat_cls is not None:
             _set_module(gm, target, qat_cls.from_float(module, qconfigs[node].weight()))
             continue
         inner = module[0] if isinstance(module, _FusedModule) else module

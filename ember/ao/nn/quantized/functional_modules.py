@@ -82,7 +82,9 @@ class FXFloatFunctional(Module):
 class QFunctional(QParamsState, Module):
     """FloatFunctional's converted form: the same methods on quantized tensors, each
     result quantized with the `scale` and `zero_point` calibrated on FloatFunctional's
-    `activation_post_process`. add / add_relu / mul run the registry's quantized_add /
+    `activation_post_process`; each result passes through this module's own
+    `activation_post_process` (an Identity, or the numeric suite's logger), as torch's
+    does. add / add_relu / mul run the registry's quantized_add /
     quantized_mul (the native int8 add where codegen has one); cat is computed on the
     dequantized values."""
 
@@ -97,35 +99,39 @@ class QFunctional(QParamsState, Module):
 
     def add(self, x, y):
         from ....ir.ops.quantized import quantized_add
-        return quantized_add(x, y, self.scale, self.zero_point, False)
+        return self.activation_post_process(
+            quantized_add(x, y, self.scale, self.zero_point, False))
 
     def add_relu(self, x, y):
         from ....ir.ops.quantized import quantized_add
-        return quantized_add(x, y, self.scale, self.zero_point, True)
+        return self.activation_post_process(
+            quantized_add(x, y, self.scale, self.zero_point, True))
 
     def mul(self, x, y):
         from ....ir.ops.quantized import quantized_mul
-        return quantized_mul(x, y, self.scale, self.zero_point, False)
+        return self.activation_post_process(
+            quantized_mul(x, y, self.scale, self.zero_point, False))
 
     def cat(self, x, dim: int = 0):
         from .... import cat
         from ....ir.ops.quantize import quantize_per_tensor
-        return quantize_per_tensor(cat([t.dequantize() for t in x], dim=dim), self.scale,
-                                   self.zero_point, x[0].dtype)
+        return self.activation_post_process(quantize_per_tensor(
+            cat([t.dequantize() for t in x], dim=dim), self.scale, self.zero_point,
+            x[0].dtype))
 
     def matmul(self, x, y):
         from ....ir.ops.quantize import quantize_per_tensor
-        return quantize_per_tensor(x.dequantize() @ y.dequantize(), self.scale,
-                                   self.zero_point, x.dtype)
+        return self.activation_post_process(quantize_per_tensor(
+            x.dequantize() @ y.dequantize(), self.scale, self.zero_point, x.dtype))
 
     def add_scalar(self, x, y: float):
         """x + y with the output qparams derived from x's (not observed, as in torch)."""
         from ....ir.ops.quantized import quantized_add_scalar
-        return quantized_add_scalar(x, float(y))
+        return self.activation_post_process(quantized_add_scalar(x, float(y)))
 
     def mul_scalar(self, x, y: float):
         from ....ir.ops.quantized import quantized_mul_scalar
-        return quantized_mul_scalar(x, float(y))
+        return self.activation_post_process(quantized_mul_scalar(x, float(y)))
 
     def extra_repr(self):
         return f"scale={self.scale}, zero_point={self.zero_point}"

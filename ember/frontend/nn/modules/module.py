@@ -20,6 +20,7 @@ from ....ir.meta import MemoryFormat, preserve_format
 from ...tensor import Tensor
 from ...autograd import no_grad
 from ..parameter import Parameter, Buffer
+from .jit_save import ScriptModuleSave
 
 __all__ = ["Module", "RemovableHandle", "StateDictError", "register_module_forward_pre_hook",
            "register_module_forward_hook", "register_module_buffer_registration_hook",
@@ -171,6 +172,7 @@ class Module:
     """Base class of every layer. Subclasses call `super().__init__()` first."""
 
     training: bool
+    save = ScriptModuleSave()       # only on what ember.jit returns (jit_save.py)
     _version: int = 1
     dump_patches: bool = False
     call_super_init: bool = False
