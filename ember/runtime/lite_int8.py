@@ -738,7 +738,12 @@ class QDepthwiseCall:
 # AMX_C_BYTES of its scratch_stride)
 # direct, k_offs: A tiles read in place (amx_in_place): where direct is 1, a 16-row half
 # tile on one output row, inside the image, loads its k step kt from the rows' windows
-# + k_offs[kt] (int64, one per 64-byte step), rows col_stride apart
+# + k_offs[kt] (int64, one per 64-byte step), rows col_stride apart; where direct is 2
+# (AMX_LINEAR: a stride-1 "same" convolution reading its padding, whose windows are
+# col_stride apart across output rows and images too), any 16 rows load each k step in
+# place unless a row's window leaves the image there, and k_offs holds three more int64
+# per step after the offsets: the step's row offset (ky * dil_h - pad_top) and its first
+# and last pixel's column offset (- pad_left), to tell which rows' windows leave it
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
                                         "n_valid", "other") + QGEMM_PAD_FIELDS + \
@@ -763,30 +768,70 @@ def amx_row_blocks(m_tiles: int, kq_pad: int, n_pad: int, runners: int) -> int:
     return min(m_tiles, -(-blocks // runners) * runners)
 
 
-def amx_in_place(gather: Gather, kq_pad: int) -> tuple[int, np.ndarray]:
+def amx_in_place(gather: Gather, kq_pad: int, pads_read: bool = False
+                 ) -> tuple[int, np.ndarray]:
     """(direct, k_offs) of an AMX GEMM's block: whether its A tiles may be read in place
     (a row's k bytes are whole segments of whole 64-byte steps, none padded: then k step
     kt of a row lies at its window + k_offs[kt], and consecutive output pixels' windows
     col_stride apart), and each 64-byte k step's offset in a row's window (kt * 64,
-    unused, where not)."""
+    unused, where not). pads_read: the block holds gather.pad's fields (the kernel reads
+    the padding); then a stride-1 conv whose output has the input's size, its windows
+    col_stride apart across rows and images, is direct 2 (amx_linear_steps)."""
     steps = kq_pad // 16
     seg_len, segs = gather.seg_len, gather.seg_offs
     if seg_len % 64 or len(segs) * seg_len != kq_pad * 4 or gather.ohw == 1:
         return 0, np.arange(steps, dtype=np.int64) * 64
     at = np.arange(steps, dtype=np.int64) * 64
-    return 1, segs[at // seg_len] + at % seg_len
+    k_offs = segs[at // seg_len] + at % seg_len
+    if pads_read and AMX_LINEAR and _linear_windows(gather):
+        return 2, np.concatenate([k_offs, amx_linear_steps(gather, at)])
+    return 1, k_offs
 
 
-# bytes past a block's packed rows its packing may overwrite (a segment's last vector);
-# bytes of a tile's halves table (two halves: in place, window offset, as int64)
-AMX_PACK_SPILL, AMX_HALVES_BYTES = 64, 32
+# direct 2 (qgemm_amx._pack_linear_half) on; off: halves in place only on one output row
+AMX_LINEAR = True
+
+
+def _linear_windows(gather: Gather) -> bool:
+    """Whether output row m's window lies at m * col_stride (plus the origin) for every m:
+    a stride-1 conv whose output has the input's height and width, over an unpadded
+    input (gather.pad's)."""
+    pad = gather.pad
+    return pad is not None and pad["stride_h"] == 1 and gather.col_stride == pad["pix"] \
+        and gather.row_stride == gather.ow * gather.col_stride \
+        and gather.img_stride == gather.ohw * gather.col_stride
+
+
+def amx_linear_steps(gather: Gather, at: np.ndarray) -> np.ndarray:
+    """Per 64-byte k step at byte `at` of a row (run layout: a kernel row's run of
+    span_w pixels per segment), the input row and the first and last input column it
+    reads, relative to the output pixel: (ky * dil_h - pad_top) for every step, then the
+    first pixels', then the last's (- pad_left)."""
+    pad = gather.pad
+    ky, within = at // gather.seg_len, at % gather.seg_len
+    dy = ky * pad["dil_h"] - pad["pad_top"]
+    first = within // pad["pix"] - pad["pad_left"]
+    last = np.minimum((within + 63) // pad["pix"], pad["span_w"] - 1) - pad["pad_left"]
+    return np.concatenate([dy, first, last]).astype(np.int64)
+
+
+# bytes past a block's packed rows its packing may overwrite (a segment's last vector)
+AMX_PACK_SPILL = 64
+
+
+def amx_halves_bytes(kq_pad: int) -> int:
+    """Bytes of a tile's halves table: each half's window offset (two int64), then a
+    byte per half and k step (half h's step kt at 16 + h * steps + kt; 1: that step's
+    A tile is read from the packed rows, 0: in place), to a multiple of 16."""
+    return 16 + -(-2 * (kq_pad // 16) // 16) * 16
 
 
 def amx_scratch_stride(m_tiles: int, row_blocks: int, kq_pad: int) -> int:
     """Bytes of a thread's AMX scratch: the largest row block's packed rows, their spill,
     its tiles' halves tables, the C tiles (the last AMX_C_BYTES)."""
     tiles = -(-m_tiles // max(row_blocks, 1))
-    used = tiles * (AMX_ROWS * kq_pad * 4 + AMX_HALVES_BYTES) + AMX_PACK_SPILL + AMX_C_BYTES
+    used = tiles * (AMX_ROWS * kq_pad * 4 + amx_halves_bytes(kq_pad)) + AMX_PACK_SPILL + \
+        AMX_C_BYTES
     return -(-used // 64) * 64
 _AMX_STATE: list = []
 
@@ -889,7 +934,7 @@ class QAmxCall:
                   "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
                   "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
                   "other": 0, **_NO_PAD, "row_blocks": row_blocks}
-        values["direct"], k_offs = amx_in_place(gather, kq_pad)
+        values["direct"], k_offs = amx_in_place(gather, kq_pad, gather.pad is not None)
         values["k_offs"] = k_offs.ctypes.data
         zp_row = None
         if gather.pad is not None:      # the padding read in the kernel

@@ -255,48 +255,140 @@ def _half_in_place(b, p, m0):
     return ok, base
 
 
-def _pack_tile(b, p, m0, apack, kpad, table) -> None:
-    """The row tile's A rows into apack (rows kpad bytes apart), the halves read in place
-    left out; each half's (in place, window offset) into table (four int64: the tiles'
-    geometry is worked out once a block, not once per column block: its divisions were
-    ~5% of a 56x56 conv's)."""
+def _pack_tile(b, p, m0, apack, kpad, table, steps) -> None:
+    """The row tile's A rows into apack (rows kpad bytes apart), the halves and k steps
+    read in place left out; each half's window offset and a byte per k step (1: packed,
+    0: in place) into table (lite.amx_halves_bytes' layout: the tiles' geometry is
+    worked out once a block, not once per column block: its divisions were ~5% of a
+    56x56 conv's). direct 2 (lite.amx_in_place: windows col_stride apart across rows):
+    per k step (_pack_linear_half); else per half (_half_in_place)."""
+    linear = b.icmp_signed("==", p["direct"], u.i64(2))
     for h in range(AMX.mr // _HALF):
-        in_place, base = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
-        b.store(b.zext(in_place, u.I64), b.gep(table, [u.i64(2 * h)], source_etype=u.I64))
-        b.store(base, b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64))
-        with b.if_then(b.not_(in_place)):
-            _pack_a(b, p, b.add(m0, u.i64(h * _HALF)),
-                    b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8), kpad,
-                    _HALF)
+        m_h = b.add(m0, u.i64(h * _HALF))
+        rows = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
+        flags = b.gep(table, [b.add(u.i64(16), b.mul(steps, u.i64(h)))], source_etype=I8)
+        base_slot = b.gep(table, [u.i64(8 * h)], source_etype=I8)
+        with b.if_else(linear) as (by_step, by_half):
+            with by_step:
+                base = b.add(b.mul(m_h, p["col_stride"]), p["origin"])
+                b.store(base, base_slot)
+                _pack_linear_half(b, p, m_h, rows, kpad, flags, steps, base)
+            with by_half:
+                in_place, base = _half_in_place(b, p, m_h)
+                b.store(base, base_slot)
+                _memset(b, flags, steps, b.zext(b.not_(in_place), I8))
+                with b.if_then(b.not_(in_place)):
+                    _pack_a(b, p, m_h, rows, kpad, _HALF)
 
 
-def _a_halves(b, p, table, apack, kpad):
-    """Each half's (in place, its k step 0's address, row stride) from _pack_tile's
-    table: the input's window (k steps at k_offs) or the packed rows (64 bytes a step)."""
+_IOTA16 = ir.Constant(u.vec(u.I32, _HALF), list(range(_HALF)))
+
+
+def _linear_coords(b, p, m0):
+    """The 16 rows from m0's output (row, column) as <16 x i32> vectors, stepped from
+    m0's (two divisions a half): columns past the row's end wrap to the next row (as
+    many times as 16 rows span), rows past the image's last to the next image's first."""
+    v16 = u.vec(u.I32, _HALF)
+    _, oy, ox = Q._row_base(b, p, u.imin(b, m0, b.sub(p["m"], u.i64(1))))
+    xs, ys = _entry_alloca(b, v16), _entry_alloca(b, v16)
+    b.store(b.add(u.splat(b, b.trunc(ox, u.I32), _HALF), _IOTA16), xs)
+    b.store(u.splat(b, b.trunc(oy, u.I32), _HALF), ys)
+    ow = u.splat(b, b.trunc(p["ow"], u.I32), _HALF)
+    oh = u.splat(b, b.trunc(p["in_h"], u.I32), _HALF)     # the output's (direct 2)
+    one = u.splat(b, ir.Constant(u.I32, 1), _HALF)
+    wraps = b.sdiv(b.add(ox, u.i64(_HALF - 1)), p["ow"])
+    with u.counted_loop(b, u.i64(0), wraps, 1, "wrap"):
+        x, y = b.load(xs, typ=v16), b.load(ys, typ=v16)
+        over = b.icmp_signed(">=", x, ow)
+        y = b.select(over, b.add(y, one), y)
+        b.store(b.select(over, b.sub(x, ow), x), xs)
+        b.store(b.select(b.icmp_signed(">=", y, oh), b.sub(y, oh), y), ys)
+    return b.load(ys, typ=v16), b.load(xs, typ=v16)
+
+
+def _pack_linear_half(b, p, m0, rows, kpad, flags, steps, base):
+    """direct 2: the 16 rows from m0 have their windows at base + r * col_stride; k step
+    kt is read in place (flags[kt] = 0) where every row's window lies inside the image
+    there (lite.amx_linear_steps: the step's input row and first and last column, per
+    output pixel) and inside the GEMM; else it is copied into the packed rows, the zero
+    point for the rows it leaves the image in (or past the last row). Of a 56x56 3x3
+    conv's half-steps ~1/5 are copied so (the edge columns' taps; per half, ~3/7 of
+    its halves were packed whole), of a 28x28 one's ~2/5 (5/7)."""
+    v16 = u.vec(u.I32, _HALF)
+    v64 = u.vec(I8, 64)
+    oy, ox = _linear_coords(b, p, m0)
+    zero = ir.Constant(v16, None)
+    in_h = u.splat(b, b.trunc(p["in_h"], u.I32), _HALF)
+    in_w = u.splat(b, b.trunc(p["in_w"], u.I32), _HALF)
+    left = b.sub(p["m"], m0)          # rows of the GEMM from m0 (may be under 16)
+    in_gemm = b.icmp_signed("<", _IOTA16,
+                            u.splat(b, b.trunc(u.imin(b, left, u.i64(_HALF)), u.I32), _HALF))
+    src0 = b.gep(p["a"], [base], source_etype=I8)
+
+    def step_table(kt, part):
+        at = b.add(b.mul(steps, u.i64(part)), kt)
+        value = b.load(b.gep(p["k_offs"], [at], source_etype=u.I64), typ=u.I64)
+        return value if part == 0 else u.splat(b, b.trunc(value, u.I32), _HALF)
+    with u.counted_loop(b, u.i64(0), steps, 1, "ks") as kt:
+        y = b.add(oy, step_table(kt, 1))
+        first, last = b.add(ox, step_table(kt, 2)), b.add(ox, step_table(kt, 3))
+        valid = b.and_(b.and_(in_gemm, b.and_(b.icmp_signed(">=", y, zero),
+                                              b.icmp_signed("<", y, in_h))),
+                       b.and_(b.icmp_signed(">=", first, zero),
+                              b.icmp_signed("<", last, in_w)))
+        packed = b.icmp_signed("!=", b.bitcast(valid, ir.IntType(_HALF)),
+                               ir.Constant(ir.IntType(_HALF), -1))
+        b.store(b.zext(packed, I8), b.gep(flags, [kt], source_etype=I8))
+        with b.if_then(packed):
+            src = b.gep(src0, [step_table(kt, 0)], source_etype=I8)
+            dst = b.gep(rows, [b.mul(kt, u.i64(64))], source_etype=I8)
+            for r in range(_HALF):
+                # the row's bytes, or the zero point's where its window leaves the image
+                # (its address is never loaded from: it may lie outside the input)
+                at = b.select(b.extract_element(valid, ir.Constant(u.I32, r)),
+                              b.gep(src, [b.mul(p["col_stride"], u.i64(r))], source_etype=I8),
+                              p["zp_row"])
+                b.store(b.load(at, typ=v64, align=1),
+                        b.gep(dst, [b.mul(kpad, u.i64(r))], source_etype=I8), align=1)
+
+
+def _memset(b, ptr, length, value=None) -> None:
+    fn = b.module.globals.get("llvm.memset.p0.i64") or \
+        b.module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
+    b.call(fn, [ptr, value if value is not None else ir.Constant(I8, 0), length,
+                ir.Constant(u.I1, 0)])
+
+
+def _a_halves(b, p, table, apack, kpad, steps):
+    """Each half's (window offset's address in the input, its packed rows, its per-step
+    flags) from _pack_tile's table."""
     halves = []
     for h in range(AMX.mr // _HALF):
-        flag = b.load(b.gep(table, [u.i64(2 * h)], source_etype=u.I64), typ=u.I64)
-        in_place = b.icmp_signed("!=", flag, u.i64(0))
-        base = b.load(b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64), typ=u.I64)
-        packed = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
-        halves.append((in_place, b.select(in_place, b.gep(p["a"], [base], source_etype=I8),
-                                          packed),
-                       b.select(in_place, p["col_stride"], kpad)))
+        base = b.load(b.gep(table, [u.i64(8 * h)], source_etype=I8), typ=u.I64)
+        halves.append((b.gep(p["a"], [base], source_etype=I8),
+                       b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8),
+                       b.gep(table, [b.add(u.i64(16), b.mul(steps, u.i64(h)))],
+                             source_etype=I8)))
     return halves
 
 
-def _block(b, p, halves, cbuf, nb):
+def _block(b, p, halves, cbuf, nb, kpad):
     """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes);
-    halves: _a_halves' A tiles."""
+    halves: _a_halves' A tiles, each k step's read in place (the window + k_offs[kt],
+    rows col_stride apart) or from the packed rows (kpad apart) as its flag says."""
     for t in range(4):
         _amx(b, "tilezero", _tile(t))
     panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
     with u.counted_loop(b, u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), 1, "kt") as kt:
         step = b.mul(kt, u.i64(64))
         window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
-        for t, (in_place, start, stride) in zip((4, 5), halves):
+        for t, (origin, rows, flags) in zip((4, 5), halves):
+            packed = b.icmp_signed("!=", b.load(b.gep(flags, [kt], source_etype=I8), typ=I8),
+                                   ir.Constant(I8, 0))
             _amx(b, "tileloadd64", _tile(t),
-                 b.gep(start, [b.select(in_place, window, step)], source_etype=I8), stride)
+                 b.select(packed, b.gep(rows, [step], source_etype=I8),
+                          b.gep(origin, [window], source_etype=I8)),
+                 b.select(packed, kpad, p["col_stride"]))
         _multiply_panel_k_tile(b, p, panel, kt)
     _store_c_tiles(b, cbuf)
 
@@ -330,6 +422,10 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     _amx(b, "ldtilecfg", p["tilecfg"])
     kpad = b.mul(p["kq_pad"], u.i64(4))
     tile_bytes = b.mul(kpad, u.i64(AMX.mr))
+    steps = b.sdiv(p["kq_pad"], u.i64(16))
+    # lite.amx_halves_bytes
+    halves_bytes = b.add(u.i64(16), b.mul(b.sdiv(b.add(b.mul(steps, u.i64(2)), u.i64(15)),
+                                                 u.i64(16)), u.i64(16)))
     apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
     # the C tiles after the packed rows of the largest block (the thread's last 4 KiB)
     cbuf = b.gep(apack, [b.sub(p["scratch_stride"], u.i64(lite.AMX_C_BYTES))],
@@ -357,13 +453,13 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
             return b.gep(apack, [b.mul(b.sub(mt, first), tile_bytes)], source_etype=I8)
 
         def table(mt):
-            return b.gep(tables, [b.mul(b.sub(mt, first), u.i64(lite.AMX_HALVES_BYTES))],
-                         source_etype=I8)
+            return b.gep(tables, [b.mul(b.sub(mt, first), halves_bytes)], source_etype=I8)
         with u.counted_loop(b, first, stop, 1, "pt") as mt:
-            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad, table(mt))
+            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad, table(mt), steps)
         with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
             with u.counted_loop(b, first, stop, 1, "mt") as mt:
-                _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad), cbuf, nb)
+                _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps), cbuf, nb,
+                       kpad)
                 Q._epilogue(b, AMX, p, acc_at, b.mul(mt, u.i64(AMX.mr)), nb, u8_out,
                             residual=residual)
     b.branch(claim_head)
@@ -418,12 +514,6 @@ def _linear_block(b, p, a_tiles, cbuf, nb):
         _amx(b, "tileloadd64", _tile(5), b.gep(lower, [a_off], source_etype=I8), stride)
         _multiply_panel_k_tile(b, p, panel, kt)
     _store_c_tiles(b, cbuf)
-
-
-def _memset(b, ptr, length) -> None:
-    fn = b.module.globals.get("llvm.memset.p0.i64") or \
-        b.module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
-    b.call(fn, [ptr, ir.Constant(I8, 0), length, ir.Constant(u.I1, 0)])
 
 
 def _pack_rows(b, p, lda, steps):
