@@ -324,6 +324,7 @@ def _pack_linear_half(b, p, m0, rows, kpad, flags, steps, base):
     in_gemm = b.icmp_signed("<", _IOTA16,
                             u.splat(b, b.trunc(u.imin(b, left, u.i64(_HALF)), u.I32), _HALF))
     src0 = b.gep(p["a"], [base], source_etype=I8)
+    size = b.mul(p["m"], p["col_stride"])     # the input's bytes (direct 2)
 
     def step_table(kt, part):
         at = b.add(b.mul(steps, u.i64(part)), kt)
@@ -340,16 +341,65 @@ def _pack_linear_half(b, p, m0, rows, kpad, flags, steps, base):
                                ir.Constant(ir.IntType(_HALF), -1))
         b.store(b.zext(packed, I8), b.gep(flags, [kt], source_etype=I8))
         with b.if_then(packed):
-            src = b.gep(src0, [step_table(kt, 0)], source_etype=I8)
+            window = step_table(kt, 0)
             dst = b.gep(rows, [b.mul(kt, u.i64(64))], source_etype=I8)
+            _copy_step(b, p, b.gep(src0, [window], source_etype=I8), dst, kpad, valid,
+                       b.add(base, window), size)
+
+
+def _copy_step(b, p, src, dst, kpad, valid, first, size) -> None:
+    """A k step's 16 rows (src, col_stride apart) to dst (kpad apart), the zero point in
+    the rows `valid` leaves out. Where every row's 64 bytes lie in the input (first:
+    row 0's byte offset; size: the input's bytes) all are copied, then the left-out
+    rows (mostly one: an edge column's) overwritten; else (the batch's first and last
+    rows) each row's source is chosen, the left-out rows' never read."""
+    v64 = u.vec(I8, 64)
+    stride = p["col_stride"]
+    last = b.add(b.add(first, b.mul(stride, u.i64(_HALF - 1))), u.i64(64))
+    inside = b.and_(b.icmp_signed(">=", first, u.i64(0)), b.icmp_signed("<=", last, size))
+
+    def row_src(r):
+        return b.gep(src, [b.mul(stride, u.i64(r))], source_etype=I8)
+
+    def row_dst(r):
+        return b.gep(dst, [b.mul(kpad, r if isinstance(r, ir.Value) else u.i64(r))],
+                     source_etype=I8)
+    with b.if_else(inside) as (whole, edge):
+        with whole:
+            for r in range(_HALF):
+                b.store(b.load(row_src(r), typ=v64, align=1), row_dst(r), align=1)
+            zp = b.load(p["zp_row"], typ=v64, align=64)
+            i16 = ir.IntType(_HALF)
+            left = _entry_alloca(b, i16)
+            b.store(b.not_(b.bitcast(valid, i16)), left)
+            head = b.append_basic_block("zp_rows.head")
+            body = b.append_basic_block("zp_rows.body")
+            done = b.append_basic_block("zp_rows.done")
+            b.branch(head)
+            b.position_at_end(head)
+            bits = b.load(left, typ=i16)
+            b.cbranch(b.icmp_unsigned("!=", bits, ir.Constant(i16, 0)), body, done)
+            b.position_at_end(body)
+            r = b.call(_cttz(b, i16), [bits, ir.Constant(u.I1, 1)])
+            b.store(zp, row_dst(b.zext(r, u.I64)), align=1)
+            b.store(b.and_(bits, b.sub(bits, ir.Constant(i16, 1))), left)
+            b.branch(head)
+            b.position_at_end(done)
+        with edge:
             for r in range(_HALF):
                 # the row's bytes, or the zero point's where its window leaves the image
                 # (its address is never loaded from: it may lie outside the input)
-                at = b.select(b.extract_element(valid, ir.Constant(u.I32, r)),
-                              b.gep(src, [b.mul(p["col_stride"], u.i64(r))], source_etype=I8),
+                at = b.select(b.extract_element(valid, ir.Constant(u.I32, r)), row_src(r),
                               p["zp_row"])
-                b.store(b.load(at, typ=v64, align=1),
-                        b.gep(dst, [b.mul(kpad, u.i64(r))], source_etype=I8), align=1)
+                b.store(b.load(at, typ=v64, align=1), row_dst(r), align=1)
+
+
+def _cttz(b, ty):
+    name = f"llvm.cttz.i{ty.width}"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ty, [ty, u.I1]), name=name)
+    return fn
 
 
 def _memset(b, ptr, length, value=None) -> None:
