@@ -422,14 +422,27 @@ def _a_halves(b, p, table, apack, kpad, steps):
     return halves
 
 
-def _block(b, p, halves, cbuf, nb, kpad):
+def _block(b, p, halves, cbuf, nb, kpad, k_range=None):
     """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes);
     halves: _a_halves' A tiles, each k step's read in place (the window + k_offs[kt],
-    rows col_stride apart) or from the packed rows (kpad apart) as its flag says."""
-    for t in range(4):
-        _amx(b, "tilezero", _tile(t))
+    rows col_stride apart) or from the packed rows (kpad apart) as its flag says.
+    k_range = (first step, end step, whether to start from cbuf's tiles): the steps of
+    one k block, the C tiles carried over in cbuf (_k_blocked_tile)."""
+    if k_range is None:
+        k_range = (u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), None)
+    k_first, k_end, carried = k_range
+    if carried is None:
+        for t in range(4):
+            _amx(b, "tilezero", _tile(t))
+    else:
+        with b.if_else(carried) as (load, zero):
+            with load:
+                _load_c_tiles(b, cbuf)
+            with zero:
+                for t in range(4):
+                    _amx(b, "tilezero", _tile(t))
     panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
-    with u.counted_loop(b, u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), 1, "kt") as kt:
+    with u.counted_loop(b, k_first, k_end, 1, "kt") as kt:
         step = b.mul(kt, u.i64(64))
         window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
         for t, (origin, rows, flags) in zip((4, 5), halves):
@@ -477,14 +490,13 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     halves_bytes = b.add(u.i64(16), b.mul(b.sdiv(b.add(b.mul(steps, u.i64(2)), u.i64(15)),
                                                  u.i64(16)), u.i64(16)))
     apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
-    # the C tiles after the packed rows of the largest block (the thread's last 4 KiB)
+    # the C tiles after the packed rows of the largest block (the thread's last 4 KiB);
+    # k blocks: a column block's each (lite.amx_scratch_stride)
     cbuf = b.gep(apack, [b.sub(p["scratch_stride"], u.i64(lite.AMX_C_BYTES))],
                  source_etype=I8)
-    v32 = u.vec(u.I32, AMX.lanes)
-
-    def acc_at(r, v):
-        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
-                      align=64)
+    cbufs = b.gep(apack, [b.sub(p["scratch_stride"],
+                                b.mul(p["n_blocks"], u.i64(lite.AMX_C_BYTES)))],
+                  source_etype=I8)
     m_tiles = p["m_tiles"]
     blocks = b.select(b.icmp_signed(">", p["row_blocks"], u.i64(0)), p["row_blocks"], m_tiles)
     # the halves' table after the largest block's packed rows and their spill
@@ -506,12 +518,23 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
             return b.gep(tables, [b.mul(b.sub(mt, first), halves_bytes)], source_etype=I8)
         with u.counted_loop(b, first, stop, 1, "pt") as mt:
             _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad, table(mt), steps)
-        with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
-            with u.counted_loop(b, first, stop, 1, "mt") as mt:
-                _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps), cbuf, nb,
-                       kpad)
-                Q._epilogue(b, AMX, p, acc_at, b.mul(mt, u.i64(AMX.mr)), nb, u8_out,
-                            residual=residual)
+        with b.if_else(b.icmp_signed(">", p["k_block"], u.i64(0))) as (k_blocked, whole_k):
+            with k_blocked:
+                with u.counted_loop(b, first, stop, 1, "kmt") as mt:
+                    halves = _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps)
+                    _k_blocked_tile(b, p, halves, cbufs, kpad, steps)
+                    with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "knb") as nb:
+                        c_nb = b.gep(cbufs, [b.mul(nb, u.i64(lite.AMX_C_BYTES))],
+                                     source_etype=I8)
+                        Q._epilogue(b, AMX, p, _acc_from(b, c_nb), b.mul(mt, u.i64(AMX.mr)),
+                                    nb, u8_out, residual=residual)
+            with whole_k:
+                with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
+                    with u.counted_loop(b, first, stop, 1, "mt") as mt:
+                        _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps),
+                               cbuf, nb, kpad)
+                        Q._epilogue(b, AMX, p, _acc_from(b, cbuf), b.mul(mt, u.i64(AMX.mr)),
+                                    nb, u8_out, residual=residual)
     b.branch(claim_head)
     b.position_at_end(claims_done)
     _amx(b, "tilerelease")
@@ -667,6 +690,40 @@ def _multiply_panel_k_tile(b, p, panel, kt):
              u.i64(AMX.nr * 4))
     for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
         _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
+
+
+def _acc_from(b, cbuf):
+    """The epilogue's acc(r, v): row r's int32 vector v of a 32 x 32 C buffer."""
+    v32 = u.vec(u.I32, AMX.lanes)
+
+    def acc_at(r, v):
+        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
+                      align=64)
+    return acc_at
+
+
+def _k_blocked_tile(b, p, halves, cbufs, kpad, steps):
+    """A row tile's C tiles for every column block (column block nb's in cbufs + nb *
+    4 KiB), k_block steps at a time: each k block of A (in place or packed) is walked
+    over every weight panel's k block before the next, so it stays in L1 while the
+    weight streams from L2 (a 14x14 x 256 conv's 2304 k bytes: 72 KiB of A and 72 KiB
+    of each panel per tile, both from L2 with whole-k blocks)."""
+    k_block = p["k_block"]
+    blocks = b.sdiv(b.add(steps, b.sub(k_block, u.i64(1))), k_block)
+    with u.counted_loop(b, u.i64(0), blocks, 1, "kb") as kb:
+        k_first = b.mul(kb, k_block)
+        k_end = u.imin(b, b.add(k_first, k_block), steps)
+        carried = b.icmp_signed(">", kb, u.i64(0))
+        with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "kbn") as nb:
+            c_nb = b.gep(cbufs, [b.mul(nb, u.i64(lite.AMX_C_BYTES))], source_etype=I8)
+            _block(b, p, halves, c_nb, nb, kpad, (k_first, k_end, carried))
+
+
+def _load_c_tiles(b, cbuf):
+    """C tiles 0-3 from a 32 x 32 int32 buffer (_store_c_tiles' layout)."""
+    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
+        _amx(b, "tileloadd64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
+             u.i64(128))
 
 
 def _store_c_tiles(b, cbuf):
