@@ -820,10 +820,12 @@ AMX_PACK_SPILL = 64
 
 
 def amx_halves_bytes(kq_pad: int) -> int:
-    """Bytes of a tile's halves table: each half's window offset (two int64), then a
-    byte per half and k step (half h's step kt at 16 + h * steps + kt; 1: that step's
-    A tile is read from the packed rows, 0: in place), to a multiple of 16."""
-    return 16 + -(-2 * (kq_pad // 16) // 16) * 16
+    """Bytes of a tile's halves table: each half's window offset (two int64), each
+    half's kind (a byte: every k step in place, every step packed, or some of each),
+    then from byte 32 a byte per half and k step (half h's step kt at 32 + h * steps +
+    kt; 1: that step's A tile is read from the packed rows, 0: in place), to a multiple
+    of 16."""
+    return 32 + -(-2 * (kq_pad // 16) // 16) * 16
 
 
 def amx_scratch_stride(m_tiles: int, row_blocks: int, kq_pad: int, c_blocks: int = 1) -> int:

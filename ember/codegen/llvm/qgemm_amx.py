@@ -266,21 +266,28 @@ def _pack_tile(b, p, m0, apack, kpad, table, steps) -> None:
     for h in range(AMX.mr // _HALF):
         m_h = b.add(m0, u.i64(h * _HALF))
         rows = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
-        flags = b.gep(table, [b.add(u.i64(16), b.mul(steps, u.i64(h)))], source_etype=I8)
+        flags = b.gep(table, [b.add(u.i64(_FLAGS_AT), b.mul(steps, u.i64(h)))],
+                      source_etype=I8)
         base_slot = b.gep(table, [u.i64(8 * h)], source_etype=I8)
+        kind_slot = b.gep(table, [u.i64(16 + h)], source_etype=I8)
         with b.if_else(linear) as (by_step, by_half):
             with by_step:
                 base = b.add(b.mul(m_h, p["col_stride"]), p["origin"])
                 b.store(base, base_slot)
-                _pack_linear_half(b, p, m_h, rows, kpad, flags, steps, base)
+                b.store(_pack_linear_half(b, p, m_h, rows, kpad, flags, steps, base), kind_slot)
             with by_half:
                 in_place, base = _half_in_place(b, p, m_h)
                 b.store(base, base_slot)
+                b.store(b.zext(b.not_(in_place), I8), kind_slot)
                 _memset(b, flags, steps, b.zext(b.not_(in_place), I8))
                 with b.if_then(b.not_(in_place)):
                     _pack_a(b, p, m_h, rows, kpad, _HALF)
 
 
+# a tile's halves table (lite.amx_halves_bytes): the halves' window offsets (int64), their
+# kinds (a byte each: 0 every k step in place, 1 every step packed, 2 some of each), the
+# per-step flags from _FLAGS_AT
+_FLAGS_AT = 32
 _IOTA16 = ir.Constant(u.vec(u.I32, _HALF), list(range(_HALF)))
 
 
@@ -317,6 +324,8 @@ def _pack_linear_half(b, p, m0, rows, kpad, flags, steps, base):
     v16 = u.vec(u.I32, _HALF)
     v64 = u.vec(I8, 64)
     oy, ox = _linear_coords(b, p, m0)
+    count = _entry_alloca(b, u.I64)
+    b.store(u.i64(0), count)
     zero = ir.Constant(v16, None)
     in_h = u.splat(b, b.trunc(p["in_h"], u.I32), _HALF)
     in_w = u.splat(b, b.trunc(p["in_w"], u.I32), _HALF)
@@ -340,11 +349,16 @@ def _pack_linear_half(b, p, m0, rows, kpad, flags, steps, base):
         packed = b.icmp_signed("!=", b.bitcast(valid, ir.IntType(_HALF)),
                                ir.Constant(ir.IntType(_HALF), -1))
         b.store(b.zext(packed, I8), b.gep(flags, [kt], source_etype=I8))
+        b.store(b.add(b.load(count, typ=u.I64), b.zext(packed, u.I64)), count)
         with b.if_then(packed):
             window = step_table(kt, 0)
             dst = b.gep(rows, [b.mul(kt, u.i64(64))], source_etype=I8)
             _copy_step(b, p, b.gep(src0, [window], source_etype=I8), dst, kpad, valid,
                        b.add(base, window), size)
+    packed_steps = b.load(count, typ=u.I64)
+    return b.select(b.icmp_signed("==", packed_steps, u.i64(0)), ir.Constant(I8, 0),
+                    b.select(b.icmp_signed("==", packed_steps, steps), ir.Constant(I8, 1),
+                             ir.Constant(I8, 2)))
 
 
 def _copy_step(b, p, src, dst, kpad, valid, first, size) -> None:
@@ -411,14 +425,15 @@ def _memset(b, ptr, length, value=None) -> None:
 
 def _a_halves(b, p, table, apack, kpad, steps):
     """Each half's (window offset's address in the input, its packed rows, its per-step
-    flags) from _pack_tile's table."""
+    flags, its kind) from _pack_tile's table."""
     halves = []
     for h in range(AMX.mr // _HALF):
         base = b.load(b.gep(table, [u.i64(8 * h)], source_etype=I8), typ=u.I64)
         halves.append((b.gep(p["a"], [base], source_etype=I8),
                        b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8),
-                       b.gep(table, [b.add(u.i64(16), b.mul(steps, u.i64(h)))],
-                             source_etype=I8)))
+                       b.gep(table, [b.add(u.i64(_FLAGS_AT), b.mul(steps, u.i64(h)))],
+                             source_etype=I8),
+                       b.load(b.gep(table, [u.i64(16 + h)], source_etype=I8), typ=I8)))
     return halves
 
 
@@ -442,17 +457,36 @@ def _block(b, p, halves, cbuf, nb, kpad, k_range=None):
                 for t in range(4):
                     _amx(b, "tilezero", _tile(t))
     panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
-    with u.counted_loop(b, k_first, k_end, 1, "kt") as kt:
-        step = b.mul(kt, u.i64(64))
-        window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
-        for t, (origin, rows, flags) in zip((4, 5), halves):
-            packed = b.icmp_signed("!=", b.load(b.gep(flags, [kt], source_etype=I8), typ=I8),
-                                   ir.Constant(I8, 0))
-            _amx(b, "tileloadd64", _tile(t),
-                 b.select(packed, b.gep(rows, [step], source_etype=I8),
-                          b.gep(origin, [window], source_etype=I8)),
-                 b.select(packed, kpad, p["col_stride"]))
-        _multiply_panel_k_tile(b, p, panel, kt)
+    # both halves whole (every step in place or every step packed: all but the halves
+    # holding an edge pixel), each half's source and stride chosen once, not per step
+    mixed = b.or_(*(b.icmp_unsigned(">", kind, ir.Constant(I8, 1)) for *_, kind in halves))
+    with b.if_else(mixed) as (per_step, whole):
+        with per_step:
+            with u.counted_loop(b, k_first, k_end, 1, "kt") as kt:
+                step = b.mul(kt, u.i64(64))
+                window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
+                for t, (origin, rows, flags, _) in zip((4, 5), halves):
+                    packed = b.icmp_signed("!=", b.load(b.gep(flags, [kt], source_etype=I8),
+                                                        typ=I8), ir.Constant(I8, 0))
+                    _amx(b, "tileloadd64", _tile(t),
+                         b.select(packed, b.gep(rows, [step], source_etype=I8),
+                                  b.gep(origin, [window], source_etype=I8)),
+                         b.select(packed, kpad, p["col_stride"]))
+                _multiply_panel_k_tile(b, p, panel, kt)
+        with whole:
+            sources = []
+            for origin, rows, _, kind in halves:
+                packed = b.icmp_signed("!=", kind, ir.Constant(I8, 0))
+                sources.append((packed, b.select(packed, rows, origin),
+                                b.select(packed, kpad, p["col_stride"])))
+            with u.counted_loop(b, k_first, k_end, 1, "kw") as kt:
+                step = b.mul(kt, u.i64(64))
+                window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
+                for t, (packed, start, stride) in zip((4, 5), sources):
+                    _amx(b, "tileloadd64", _tile(t),
+                         b.gep(start, [b.select(packed, step, window)], source_etype=I8),
+                         stride)
+                _multiply_panel_k_tile(b, p, panel, kt)
     _store_c_tiles(b, cbuf)
 
 
@@ -487,7 +521,7 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     tile_bytes = b.mul(kpad, u.i64(AMX.mr))
     steps = b.sdiv(p["kq_pad"], u.i64(16))
     # lite.amx_halves_bytes
-    halves_bytes = b.add(u.i64(16), b.mul(b.sdiv(b.add(b.mul(steps, u.i64(2)), u.i64(15)),
+    halves_bytes = b.add(u.i64(_FLAGS_AT), b.mul(b.sdiv(b.add(b.mul(steps, u.i64(2)), u.i64(15)),
                                                  u.i64(16)), u.i64(16)))
     apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
     # the C tiles after the packed rows of the largest block (the thread's last 4 KiB);
