@@ -88,8 +88,8 @@ BLOCKING = [  # batch, in channels, out channels, kernel, stride, padding, image
     (2, 256, 80, 3, 1, 1, 9),      # large k, rows of 9 (no half on one row)
     # stride-1 "same" convs reading their padding (direct 2: k steps in place per row)
     (3, 64, 40, 3, 1, 1, 13),      # odd batch, rows of 13: halves across rows and images
-    (1, 128, 96, 3, 1, 1, 11),     # 18 k steps: two k blocks, three column blocks
-    (2, 256, 40, 3, 1, 1, 5),      # 36 k steps, images of 25 pixels, a ragged column block
+    (1, 128, 96, 3, 1, 1, 12),     # 18 k steps: two k blocks, three column blocks
+    (2, 256, 40, 3, 1, 1, 5),      # 36 k steps, rows of 5: per half, k blocks
     (1, 64, 32, 5, 1, 2, 12),      # two pixels of padding: steps two rows / columns out
     (1, 64, 64, 3, 1, 2, 9),       # output larger than the input: per half (direct 1)
     (1, 64, 48, 3, 2, 1, 16),      # stride 2 with padding: per half
@@ -166,6 +166,7 @@ def test_amx_steps_in_place_and_k_blocks_equal_the_reference(rng, monkeypatch, t
     if CQ.gemm_config() is not QA.AMX:
         pytest.skip("eager mode's GEMM here is not AMX (EMBER_QGEMM / EMBER_ISA)")
     monkeypatch.setattr(lite, "AMX_LINEAR", linear)
+    monkeypatch.setattr(lite, "AMX_LINEAR_MIN_WIDTH", 1)     # rows of 7 too
     monkeypatch.setattr(lite, "AMX_K_BLOCK", k_block or 4)
     monkeypatch.setattr(lite, "AMX_K_BLOCK_MIN", 4 if k_block else 1 << 30)
     args = _conv_args(rng, *geometry)
@@ -195,23 +196,25 @@ def test_amx_dilated_rows_read_in_place_equal_the_reference(rng):
     np.testing.assert_array_equal(got, OPS["quantized_conv2d"].reference(*args).int_repr)
 
 
-def test_amx_steps_read_in_place_where_windows_follow_rows():
+def test_amx_steps_read_in_place_where_windows_follow_rows(monkeypatch):
     """amx_in_place's direct 2 (stride 1, the output the input's size, the padding read
     in the kernel): each step's input row and first / last column after the offsets;
     direct 1 where the host padded or the stride is 2; k blocks only past 9 steps and
     a tile a row block."""
-    x = np.zeros((2, 10, 10, 128), np.uint8)
-    gather = lite.conv_gather_unpadded(x, (3, 3), (1, 1), (1, 1), (10, 10), 384, (1, 1), 9)
+    x = np.zeros((2, 12, 12, 128), np.uint8)
+    gather = lite.conv_gather_unpadded(x, (3, 3), (1, 1), (1, 1), (12, 12), 384, (1, 1), 9)
     direct, table = lite.amx_in_place(gather, 3 * 384 // 4, pads_read=True)
     assert direct == 2 and len(table) == 4 * 18
     offs, dy, first, last = table.reshape(4, 18)
-    np.testing.assert_array_equal(offs[:7], [0, 64, 128, 192, 256, 320, 1280])
+    np.testing.assert_array_equal(offs[:7], [0, 64, 128, 192, 256, 320, 1536])
     np.testing.assert_array_equal(dy, np.repeat([-1, 0, 1], 6))
     np.testing.assert_array_equal(first, np.tile([-1, -1, 0, 0, 1, 1], 3))
     np.testing.assert_array_equal(last, first)
     assert lite.amx_in_place(gather, 3 * 384 // 4)[0] == 1        # pads not in the block
-    strided = lite.conv_gather_unpadded(x, (3, 3), (2, 2), (1, 1), (5, 5), 384, (1, 1), 9)
+    strided = lite.conv_gather_unpadded(x, (3, 3), (2, 2), (1, 1), (6, 6), 384, (1, 1), 9)
     assert lite.amx_in_place(strided, 3 * 384 // 4, pads_read=True)[0] == 1
+    monkeypatch.setattr(lite, "AMX_LINEAR_MIN_WIDTH", 13)         # rows of 12: per half
+    assert lite.amx_in_place(gather, 3 * 384 // 4, pads_read=True)[0] == 1
     assert lite.amx_k_block(3 * 384 // 4, 7, 7) == lite.AMX_K_BLOCK
     assert lite.amx_k_block(3 * 192 // 4, 7, 7) == 0           # 9 steps
     assert lite.amx_k_block(3 * 384 // 4, 7, 2) == 0           # row blocks

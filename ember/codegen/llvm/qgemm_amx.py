@@ -10,8 +10,14 @@ their windows inside the image, is read in place (rows col_stride apart, the k s
 k_offs within the window: lite.amx_in_place); the other halves are first copied through
 the gather (`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a
 tap's channels, a whole linear row; 64-byte vectors, the tail's load masked) into a
-per-thread buffer (k bytes past the weight's meet its zero padding). Then, for every
-column block of 32, each tile of the block in turn:
+per-thread buffer (k bytes past the weight's meet its zero padding). A stride-1
+convolution whose output has its input's size and which reads its padding here has
+its windows col_stride apart across rows and images (lite.amx_in_place's direct 2):
+any 16 rows then read each 64-byte k step in place, only the steps where a row's
+window leaves the image copied (_pack_linear_half). Then, for every column block of
+32, each tile of the block in turn (or, where k has more than lite.AMX_K_BLOCK_MIN
+steps and a tile is a block, each k block of the tile over every column block, the C
+tiles kept in the scratch between them: _k_blocked_tile):
 
     tiles 0..3  C: rows 0-15 / 16-31 x columns 0-15 / 16-31      (tilezero)
     tiles 4, 5  A: rows 0-15 and 16-31, packed or in place (64 k bytes each step)
@@ -320,9 +326,9 @@ def _pack_linear_half(b, p, m0, rows, kpad, flags, steps, base):
     output pixel) and inside the GEMM; else it is copied into the packed rows, the zero
     point for the rows it leaves the image in (or past the last row). Of a 56x56 3x3
     conv's half-steps ~1/5 are copied so (the edge columns' taps; per half, ~3/7 of
-    its halves were packed whole), of a 28x28 one's ~2/5 (5/7)."""
+    its halves were packed whole), of a 28x28 one's ~2/5 (5/7). Returns the half's kind
+    (_FLAGS_AT's comment)."""
     v16 = u.vec(u.I32, _HALF)
-    v64 = u.vec(I8, 64)
     oy, ox = _linear_coords(b, p, m0)
     count = _entry_alloca(b, u.I64)
     b.store(u.i64(0), count)
