@@ -828,8 +828,8 @@ def amx_halves_bytes(kq_pad: int) -> int:
     """Bytes of a tile's halves table: each half's window offset (two int64), each
     half's kind (a byte: every k step in place, every step packed, or some of each),
     then from byte 32 a byte per half and k step (half h's step kt at 32 + h * steps +
-    kt; 1: that step's A tile is read from the packed rows, 0: in place), to a multiple
-    of 16."""
+    kt; 1: that step's A tile is read from the packed rows, 0: in place; written for
+    halves of some of each only), to a multiple of 16."""
     return 32 + -(-2 * (kq_pad // 16) // 16) * 16
 
 

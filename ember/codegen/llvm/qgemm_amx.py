@@ -261,38 +261,37 @@ def _half_in_place(b, p, m0):
     return ok, base
 
 
-def _pack_tile(b, p, m0, apack, kpad, table, steps) -> None:
+def _pack_tile(b, p, m0, apack, kpad, table, steps, linear: bool) -> None:
     """The row tile's A rows into apack (rows kpad bytes apart), the halves and k steps
-    read in place left out; each half's window offset and a byte per k step (1: packed,
-    0: in place) into table (lite.amx_halves_bytes' layout: the tiles' geometry is
-    worked out once a block, not once per column block: its divisions were ~5% of a
-    56x56 conv's). direct 2 (lite.amx_in_place: windows col_stride apart across rows):
-    per k step (_pack_linear_half); else per half (_half_in_place)."""
-    linear = b.icmp_signed("==", p["direct"], u.i64(2))
+    read in place left out; each half's window offset, kind and (kind 2) a byte per k
+    step (1: packed, 0: in place) into table (lite.amx_halves_bytes' layout: the tiles'
+    geometry is worked out once a block, not once per column block: its divisions were
+    ~5% of a 56x56 conv's). linear (direct 2, lite.amx_in_place: windows col_stride
+    apart across rows): per k step (_pack_linear_half); else per half (_half_in_place).
+    The caller runs one or the other over its block's tiles (the choice made once a
+    block)."""
     for h in range(AMX.mr // _HALF):
         m_h = b.add(m0, u.i64(h * _HALF))
         rows = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
-        flags = b.gep(table, [b.add(u.i64(_FLAGS_AT), b.mul(steps, u.i64(h)))],
-                      source_etype=I8)
         base_slot = b.gep(table, [u.i64(8 * h)], source_etype=I8)
         kind_slot = b.gep(table, [u.i64(16 + h)], source_etype=I8)
-        with b.if_else(linear) as (by_step, by_half):
-            with by_step:
-                base = b.add(b.mul(m_h, p["col_stride"]), p["origin"])
-                b.store(base, base_slot)
-                b.store(_pack_linear_half(b, p, m_h, rows, kpad, flags, steps, base), kind_slot)
-            with by_half:
-                in_place, base = _half_in_place(b, p, m_h)
-                b.store(base, base_slot)
-                b.store(b.zext(b.not_(in_place), I8), kind_slot)
-                _memset(b, flags, steps, b.zext(b.not_(in_place), I8))
-                with b.if_then(b.not_(in_place)):
-                    _pack_a(b, p, m_h, rows, kpad, _HALF)
+        if linear:
+            flags = b.gep(table, [b.add(u.i64(_FLAGS_AT), b.mul(steps, u.i64(h)))],
+                          source_etype=I8)
+            base = b.add(b.mul(m_h, p["col_stride"]), p["origin"])
+            b.store(base, base_slot)
+            b.store(_pack_linear_half(b, p, m_h, rows, kpad, flags, steps, base), kind_slot)
+        else:
+            in_place, base = _half_in_place(b, p, m_h)
+            b.store(base, base_slot)
+            b.store(b.zext(b.not_(in_place), I8), kind_slot)     # no per-step flags
+            with b.if_then(b.not_(in_place)):
+                _pack_a(b, p, m_h, rows, kpad, _HALF)
 
 
 # a tile's halves table (lite.amx_halves_bytes): the halves' window offsets (int64), their
 # kinds (a byte each: 0 every k step in place, 1 every step packed, 2 some of each), the
-# per-step flags from _FLAGS_AT
+# per-step flags from _FLAGS_AT (written for kind 2 only)
 _FLAGS_AT = 32
 _IOTA16 = ir.Constant(u.vec(u.I32, _HALF), list(range(_HALF)))
 
@@ -422,11 +421,10 @@ def _cttz(b, ty):
     return fn
 
 
-def _memset(b, ptr, length, value=None) -> None:
+def _memset(b, ptr, length) -> None:
     fn = b.module.globals.get("llvm.memset.p0.i64") or \
         b.module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
-    b.call(fn, [ptr, value if value is not None else ir.Constant(I8, 0), length,
-                ir.Constant(u.I1, 0)])
+    b.call(fn, [ptr, ir.Constant(I8, 0), length, ir.Constant(u.I1, 0)])
 
 
 def _a_halves(b, p, table, apack, kpad, steps):
@@ -471,9 +469,11 @@ def _block(b, p, halves, cbuf, nb, kpad, k_range=None):
             with u.counted_loop(b, k_first, k_end, 1, "kt") as kt:
                 step = b.mul(kt, u.i64(64))
                 window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
-                for t, (origin, rows, flags, _) in zip((4, 5), halves):
-                    packed = b.icmp_signed("!=", b.load(b.gep(flags, [kt], source_etype=I8),
-                                                        typ=I8), ir.Constant(I8, 0))
+                for t, (origin, rows, flags, kind) in zip((4, 5), halves):
+                    # a whole half's kind is its every step's flag (its flags unwritten)
+                    flag = b.select(b.icmp_unsigned(">", kind, ir.Constant(I8, 1)),
+                                    b.load(b.gep(flags, [kt], source_etype=I8), typ=I8), kind)
+                    packed = b.icmp_signed("!=", flag, ir.Constant(I8, 0))
                     _amx(b, "tileloadd64", _tile(t),
                          b.select(packed, b.gep(rows, [step], source_etype=I8),
                                   b.gep(origin, [window], source_etype=I8)),
@@ -556,8 +556,12 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
 
         def table(mt):
             return b.gep(tables, [b.mul(b.sub(mt, first), halves_bytes)], source_etype=I8)
-        with u.counted_loop(b, first, stop, 1, "pt") as mt:
-            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad, table(mt), steps)
+        with b.if_else(b.icmp_signed("==", p["direct"], u.i64(2))) as (by_step, by_half):
+            for linear, branch in ((True, by_step), (False, by_half)):
+                with branch:
+                    with u.counted_loop(b, first, stop, 1, "pt") as mt:
+                        _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad,
+                                   table(mt), steps, linear)
         with b.if_else(b.icmp_signed(">", p["k_block"], u.i64(0))) as (k_blocked, whole_k):
             with k_blocked:
                 with u.counted_loop(b, first, stop, 1, "kmt") as mt:
