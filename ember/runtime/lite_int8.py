@@ -738,11 +738,16 @@ class QDepthwiseCall:
 # AMX_C_BYTES of its scratch_stride)
 # direct, k_offs: A tiles read in place (amx_in_place): where direct is 1, a 16-row half
 # tile on one output row, inside the image, loads its k step kt from the rows' windows
-# + k_offs[kt] (int64, one per 64-byte step), rows col_stride apart
+# + k_offs[kt] (int64, one per 64-byte step), rows col_stride apart; where direct is 2
+# (AMX_LINEAR: a stride-1 "same" convolution reading its padding, whose windows are
+# col_stride apart across output rows and images too), any 16 rows load each k step in
+# place unless a row's window leaves the image there, and k_offs holds three more int64
+# per step after the offsets: the step's row offset (ky * dil_h - pad_top) and its first
+# and last pixel's column offset (- pad_left), to tell which rows' windows leave it
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
                                         "n_valid", "other") + QGEMM_PAD_FIELDS + \
-    ("row_blocks", "direct", "k_offs")
+    ("row_blocks", "direct", "k_offs", "k_block")
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 # a weight of more bytes than this is run in row blocks of up to AMX_BLOCK_TILES row tiles
 # (smaller ones stay in L2 across row tiles anyway, and one tile's packed rows in L1):
@@ -763,31 +768,93 @@ def amx_row_blocks(m_tiles: int, kq_pad: int, n_pad: int, runners: int) -> int:
     return min(m_tiles, -(-blocks // runners) * runners)
 
 
-def amx_in_place(gather: Gather, kq_pad: int) -> tuple[int, np.ndarray]:
+def amx_in_place(gather: Gather, kq_pad: int, pads_read: bool = False
+                 ) -> tuple[int, np.ndarray]:
     """(direct, k_offs) of an AMX GEMM's block: whether its A tiles may be read in place
     (a row's k bytes are whole segments of whole 64-byte steps, none padded: then k step
     kt of a row lies at its window + k_offs[kt], and consecutive output pixels' windows
     col_stride apart), and each 64-byte k step's offset in a row's window (kt * 64,
-    unused, where not)."""
+    unused, where not). pads_read: the block holds gather.pad's fields (the kernel reads
+    the padding); then a stride-1 conv whose output has the input's size, its windows
+    col_stride apart across rows and images, is direct 2 (amx_linear_steps)."""
     steps = kq_pad // 16
     seg_len, segs = gather.seg_len, gather.seg_offs
     if seg_len % 64 or len(segs) * seg_len != kq_pad * 4 or gather.ohw == 1:
         return 0, np.arange(steps, dtype=np.int64) * 64
     at = np.arange(steps, dtype=np.int64) * 64
-    return 1, segs[at // seg_len] + at % seg_len
+    k_offs = segs[at // seg_len] + at % seg_len
+    if pads_read and AMX_LINEAR and _linear_windows(gather):
+        return 2, np.concatenate([k_offs, amx_linear_steps(gather, at)])
+    return 1, k_offs
 
 
-# bytes past a block's packed rows its packing may overwrite (a segment's last vector);
-# bytes of a tile's halves table (two halves: in place, window offset, as int64)
-AMX_PACK_SPILL, AMX_HALVES_BYTES = 64, 32
+# direct 2 (qgemm_amx._pack_linear_half) on; off: halves in place only on one output row.
+# Not for output rows under AMX_LINEAR_MIN_WIDTH pixels: in rows of 7 (resnet18's 7x7 x
+# 512 3x3 conv) most of a half's steps hold an edge column, and packing its halves
+# whole was ~5% faster (1.00-1.08 against 1.05-1.13 ms, one thread)
+AMX_LINEAR = True
+AMX_LINEAR_MIN_WIDTH = 12
 
 
-def amx_scratch_stride(m_tiles: int, row_blocks: int, kq_pad: int) -> int:
+def _linear_windows(gather: Gather) -> bool:
+    """Whether output row m's window lies at m * col_stride (plus the origin) for every m:
+    a stride-1 conv whose output has the input's height and width, over an unpadded
+    input (gather.pad's); and its output rows are AMX_LINEAR_MIN_WIDTH wide."""
+    pad = gather.pad
+    return pad is not None and gather.ow >= AMX_LINEAR_MIN_WIDTH and pad["stride_h"] == 1 \
+        and gather.col_stride == pad["pix"] \
+        and gather.row_stride == gather.ow * gather.col_stride \
+        and gather.img_stride == gather.ohw * gather.col_stride
+
+
+def amx_linear_steps(gather: Gather, at: np.ndarray) -> np.ndarray:
+    """Per 64-byte k step at byte `at` of a row (run layout: a kernel row's run of
+    span_w pixels per segment), the input row and the first and last input column it
+    reads, relative to the output pixel: (ky * dil_h - pad_top) for every step, then the
+    first pixels', then the last's (- pad_left)."""
+    pad = gather.pad
+    ky, within = at // gather.seg_len, at % gather.seg_len
+    dy = ky * pad["dil_h"] - pad["pad_top"]
+    first = within // pad["pix"] - pad["pad_left"]
+    last = np.minimum((within + 63) // pad["pix"], pad["span_w"] - 1) - pad["pad_left"]
+    return np.concatenate([dy, first, last]).astype(np.int64)
+
+
+# bytes past a block's packed rows its packing may overwrite (a segment's last vector)
+AMX_PACK_SPILL = 64
+
+
+def amx_halves_bytes(kq_pad: int) -> int:
+    """Bytes of a tile's halves table: each half's window offset (two int64), each
+    half's kind (a byte: every k step in place, every step packed, or some of each),
+    then from byte 32 a byte per half and k step (half h's step kt at 32 + h * steps +
+    kt; 1: that step's A tile is read from the packed rows, 0: in place; written for
+    halves of some of each only), to a multiple of 16."""
+    return 32 + -(-2 * (kq_pad // 16) // 16) * 16
+
+
+def amx_scratch_stride(m_tiles: int, row_blocks: int, kq_pad: int, c_blocks: int = 1) -> int:
     """Bytes of a thread's AMX scratch: the largest row block's packed rows, their spill,
-    its tiles' halves tables, the C tiles (the last AMX_C_BYTES)."""
+    its tiles' halves tables, the C tiles (the last c_blocks * AMX_C_BYTES: one column
+    block's, or with k blocks every column block's)."""
     tiles = -(-m_tiles // max(row_blocks, 1))
-    used = tiles * (AMX_ROWS * kq_pad * 4 + AMX_HALVES_BYTES) + AMX_PACK_SPILL + AMX_C_BYTES
+    used = tiles * (AMX_ROWS * kq_pad * 4 + amx_halves_bytes(kq_pad)) + AMX_PACK_SPILL + \
+        c_blocks * AMX_C_BYTES
     return -(-used // 64) * 64
+
+
+# k blocks (qgemm_amx._k_blocked_tile): a GEMM of a tile a row block whose k has more
+# than AMX_K_BLOCK_MIN 64-byte steps runs them AMX_K_BLOCK at a time over every column
+# block, the C tiles kept in the scratch between them (one thread, load 9, fastest of
+# 9 / 12 / 18 / whole k: resnet18's 14x14 x 256 3x3 conv 0.88 -> 0.79-0.81 ms, its
+# 28x28 x 128 one 1.03-1.05 -> 0.94-0.96)
+AMX_K_BLOCK, AMX_K_BLOCK_MIN = 9, 9
+
+
+def amx_k_block(kq_pad: int, m_tiles: int, row_blocks: int) -> int:
+    """The block's k_block: steps per k block, 0 for none."""
+    steps = kq_pad // 16
+    return AMX_K_BLOCK if steps > AMX_K_BLOCK_MIN and row_blocks == m_tiles else 0
 _AMX_STATE: list = []
 
 
@@ -838,7 +905,7 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
               "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
               "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len,
               "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD,
-              "row_blocks": m_tiles}
+              "row_blocks": m_tiles, "k_block": 0}
     values["direct"], k_offs = amx_in_place(gather, kq_pad)
     values["k_offs"] = k_offs.ctypes.data
     params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
@@ -873,7 +940,9 @@ class QAmxCall:
         self._new_out = _OutMaker((self.m_tiles * AMX_ROWS, ldo),
                                   np.uint8 if u8_out else np.float32)
         row_blocks = amx_row_blocks(self.m_tiles, kq_pad, n_pad, cpu_count())
-        self.scratch_stride = amx_scratch_stride(self.m_tiles, row_blocks, kq_pad)
+        k_block = amx_k_block(kq_pad, self.m_tiles, row_blocks)
+        self.scratch_stride = amx_scratch_stride(self.m_tiles, row_blocks, kq_pad,
+                                                 n_pad // AMX_COLS if k_block else 1)
         self.row_blocks = row_blocks
         self._scratch = aligned_empty(0, np.uint8)
         qp = np.asarray(qparams, np.float64)
@@ -888,8 +957,8 @@ class QAmxCall:
                   "tilecfg": _AMX_TILECFG.ctypes.data,
                   "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
                   "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
-                  "other": 0, **_NO_PAD, "row_blocks": row_blocks}
-        values["direct"], k_offs = amx_in_place(gather, kq_pad)
+                  "other": 0, **_NO_PAD, "row_blocks": row_blocks, "k_block": k_block}
+        values["direct"], k_offs = amx_in_place(gather, kq_pad, gather.pad is not None)
         values["k_offs"] = k_offs.ctypes.data
         zp_row = None
         if gather.pad is not None:      # the padding read in the kernel

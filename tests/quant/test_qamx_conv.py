@@ -86,6 +86,13 @@ BLOCKING = [  # batch, in channels, out channels, kernel, stride, padding, image
     (2, 3, 64, 7, 2, 3, 40),       # the stem: 24-byte runs, packed
     (1, 100, 48, 3, 1, 1, 18),     # runs of 300 bytes: k steps across runs, packed
     (2, 256, 80, 3, 1, 1, 9),      # large k, rows of 9 (no half on one row)
+    # stride-1 "same" convs reading their padding (direct 2: k steps in place per row)
+    (3, 64, 40, 3, 1, 1, 13),      # odd batch, rows of 13: halves across rows and images
+    (1, 128, 96, 3, 1, 1, 12),     # 18 k steps: two k blocks, three column blocks
+    (2, 256, 40, 3, 1, 1, 5),      # 36 k steps, rows of 5: per half, k blocks
+    (1, 64, 32, 5, 1, 2, 12),      # two pixels of padding: steps two rows / columns out
+    (1, 64, 64, 3, 1, 2, 9),       # output larger than the input: per half (direct 1)
+    (1, 64, 48, 3, 2, 1, 16),      # stride 2 with padding: per half
 ]
 
 
@@ -147,3 +154,67 @@ def test_amx_blocked_residual_add_equals_the_reference(rng, monkeypatch, threads
         ember.set_num_threads(before)
     want = OPS["quantized_conv2d_add"].reference(*args, other, 0.08, 50, False).int_repr
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("linear, k_block", [(False, 0), (True, 0), (True, 4)])
+@pytest.mark.parametrize("geometry", [(3, 64, 40, 3, 1, 1, 13), (2, 128, 96, 3, 1, 1, 7)])
+def test_amx_steps_in_place_and_k_blocks_equal_the_reference(rng, monkeypatch, threads,
+                                                             linear, k_block, geometry):
+    """direct 2 against halves packed whole (direct 1), k blocks of 4 steps (a ragged
+    last one) against whole k, the fused residual add through each."""
+    if CQ.gemm_config() is not QA.AMX:
+        pytest.skip("eager mode's GEMM here is not AMX (EMBER_QGEMM / EMBER_ISA)")
+    monkeypatch.setattr(lite, "AMX_LINEAR", linear)
+    monkeypatch.setattr(lite, "AMX_LINEAR_MIN_WIDTH", 1)     # rows of 7 too
+    monkeypatch.setattr(lite, "AMX_K_BLOCK", k_block or 4)
+    monkeypatch.setattr(lite, "AMX_K_BLOCK_MIN", 4 if k_block else 1 << 30)
+    args = _conv_args(rng, *geometry)
+    batch, _, cout, _, _, _, hw = geometry
+    other = _activation(rng, (batch, cout, hw, hw), 33, True)
+    before = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    try:
+        got = CQ.conv_runner(args, {})(args[0].int_repr, args[2]).int_repr
+        fused = CQ.conv_runner(args, {}, residual=(other, 0.08, 50, True))
+        got_add = fused(args[0].int_repr, args[2], other.int_repr).int_repr
+    finally:
+        ember.set_num_threads(before)
+    np.testing.assert_array_equal(got, OPS["quantized_conv2d"].reference(*args).int_repr)
+    want = OPS["quantized_conv2d_add"].reference(*args, other, 0.08, 50, True).int_repr
+    np.testing.assert_array_equal(got_add, want)
+
+
+def test_amx_dilated_rows_read_in_place_equal_the_reference(rng):
+    """direct 2 with dilation along H (the step's input row ky * 2 - 2 from the output's)."""
+    if CQ.gemm_config() is not QA.AMX:
+        pytest.skip("eager mode's GEMM here is not AMX (EMBER_QGEMM / EMBER_ISA)")
+    x = _activation(rng, (2, 64, 10, 12), 140, True)
+    args = [x, _weight(rng, 40, 64, 3, 3), rng.standard_normal(40).astype(np.float32),
+            [1, 1], [2, 1], [2, 1], 1, 0.06, 70, True]
+    got = CQ.conv_runner(args, {})(x.int_repr, args[2]).int_repr
+    np.testing.assert_array_equal(got, OPS["quantized_conv2d"].reference(*args).int_repr)
+
+
+def test_amx_steps_read_in_place_where_windows_follow_rows(monkeypatch):
+    """amx_in_place's direct 2 (stride 1, the output the input's size, the padding read
+    in the kernel): each step's input row and first / last column after the offsets;
+    direct 1 where the host padded or the stride is 2; k blocks only past 9 steps and
+    a tile a row block."""
+    x = np.zeros((2, 12, 12, 128), np.uint8)
+    gather = lite.conv_gather_unpadded(x, (3, 3), (1, 1), (1, 1), (12, 12), 384, (1, 1), 9)
+    direct, table = lite.amx_in_place(gather, 3 * 384 // 4, pads_read=True)
+    assert direct == 2 and len(table) == 4 * 18
+    offs, dy, first, last = table.reshape(4, 18)
+    np.testing.assert_array_equal(offs[:7], [0, 64, 128, 192, 256, 320, 1536])
+    np.testing.assert_array_equal(dy, np.repeat([-1, 0, 1], 6))
+    np.testing.assert_array_equal(first, np.tile([-1, -1, 0, 0, 1, 1], 3))
+    np.testing.assert_array_equal(last, first)
+    assert lite.amx_in_place(gather, 3 * 384 // 4)[0] == 1        # pads not in the block
+    strided = lite.conv_gather_unpadded(x, (3, 3), (2, 2), (1, 1), (6, 6), 384, (1, 1), 9)
+    assert lite.amx_in_place(strided, 3 * 384 // 4, pads_read=True)[0] == 1
+    monkeypatch.setattr(lite, "AMX_LINEAR_MIN_WIDTH", 13)         # rows of 12: per half
+    assert lite.amx_in_place(gather, 3 * 384 // 4, pads_read=True)[0] == 1
+    assert lite.amx_k_block(3 * 384 // 4, 7, 7) == lite.AMX_K_BLOCK
+    assert lite.amx_k_block(3 * 192 // 4, 7, 7) == 0           # 9 steps
+    assert lite.amx_k_block(3 * 384 // 4, 7, 2) == 0           # row blocks

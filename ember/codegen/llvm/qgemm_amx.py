@@ -10,8 +10,14 @@ their windows inside the image, is read in place (rows col_stride apart, the k s
 k_offs within the window: lite.amx_in_place); the other halves are first copied through
 the gather (`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a
 tap's channels, a whole linear row; 64-byte vectors, the tail's load masked) into a
-per-thread buffer (k bytes past the weight's meet its zero padding). Then, for every
-column block of 32, each tile of the block in turn:
+per-thread buffer (k bytes past the weight's meet its zero padding). A stride-1
+convolution whose output has its input's size and which reads its padding here has
+its windows col_stride apart across rows and images (lite.amx_in_place's direct 2):
+any 16 rows then read each 64-byte k step in place, only the steps where a row's
+window leaves the image copied (_pack_linear_half). Then, for every column block of
+32, each tile of the block in turn (or, where k has more than lite.AMX_K_BLOCK_MIN
+steps and a tile is a block, each k block of the tile over every column block, the C
+tiles kept in the scratch between them: _k_blocked_tile):
 
     tiles 0..3  C: rows 0-15 / 16-31 x columns 0-15 / 16-31      (tilezero)
     tiles 4, 5  A: rows 0-15 and 16-31, packed or in place (64 k bytes each step)
@@ -255,49 +261,238 @@ def _half_in_place(b, p, m0):
     return ok, base
 
 
-def _pack_tile(b, p, m0, apack, kpad, table) -> None:
-    """The row tile's A rows into apack (rows kpad bytes apart), the halves read in place
-    left out; each half's (in place, window offset) into table (four int64: the tiles'
+def _pack_tile(b, p, m0, apack, kpad, table, steps, linear: bool) -> None:
+    """The row tile's A rows into apack (rows kpad bytes apart), the halves and k steps
+    read in place left out; each half's window offset, kind and (kind 2) a byte per k
+    step (1: packed, 0: in place) into table (lite.amx_halves_bytes' layout: the tiles'
     geometry is worked out once a block, not once per column block: its divisions were
-    ~5% of a 56x56 conv's)."""
+    ~5% of a 56x56 conv's). linear (direct 2, lite.amx_in_place: windows col_stride
+    apart across rows): per k step (_pack_linear_half); else per half (_half_in_place).
+    The caller runs one or the other over its block's tiles (the choice made once a
+    block)."""
     for h in range(AMX.mr // _HALF):
-        in_place, base = _half_in_place(b, p, b.add(m0, u.i64(h * _HALF)))
-        b.store(b.zext(in_place, u.I64), b.gep(table, [u.i64(2 * h)], source_etype=u.I64))
-        b.store(base, b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64))
-        with b.if_then(b.not_(in_place)):
-            _pack_a(b, p, b.add(m0, u.i64(h * _HALF)),
-                    b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8), kpad,
-                    _HALF)
+        m_h = b.add(m0, u.i64(h * _HALF))
+        rows = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
+        base_slot = b.gep(table, [u.i64(8 * h)], source_etype=I8)
+        kind_slot = b.gep(table, [u.i64(16 + h)], source_etype=I8)
+        if linear:
+            flags = b.gep(table, [b.add(u.i64(_FLAGS_AT), b.mul(steps, u.i64(h)))],
+                          source_etype=I8)
+            base = b.add(b.mul(m_h, p["col_stride"]), p["origin"])
+            b.store(base, base_slot)
+            b.store(_pack_linear_half(b, p, m_h, rows, kpad, flags, steps, base), kind_slot)
+        else:
+            in_place, base = _half_in_place(b, p, m_h)
+            b.store(base, base_slot)
+            b.store(b.zext(b.not_(in_place), I8), kind_slot)     # no per-step flags
+            with b.if_then(b.not_(in_place)):
+                _pack_a(b, p, m_h, rows, kpad, _HALF)
 
 
-def _a_halves(b, p, table, apack, kpad):
-    """Each half's (in place, its k step 0's address, row stride) from _pack_tile's
-    table: the input's window (k steps at k_offs) or the packed rows (64 bytes a step)."""
+# a tile's halves table (lite.amx_halves_bytes): the halves' window offsets (int64), their
+# kinds (a byte each: 0 every k step in place, 1 every step packed, 2 some of each), the
+# per-step flags from _FLAGS_AT (written for kind 2 only)
+_FLAGS_AT = 32
+_IOTA16 = ir.Constant(u.vec(u.I32, _HALF), list(range(_HALF)))
+
+
+def _linear_coords(b, p, m0):
+    """The 16 rows from m0's output (row, column) as <16 x i32> vectors, stepped from
+    m0's (two divisions a half): columns past the row's end wrap to the next row (as
+    many times as 16 rows span), rows past the image's last to the next image's first."""
+    v16 = u.vec(u.I32, _HALF)
+    _, oy, ox = Q._row_base(b, p, u.imin(b, m0, b.sub(p["m"], u.i64(1))))
+    xs, ys = _entry_alloca(b, v16), _entry_alloca(b, v16)
+    b.store(b.add(u.splat(b, b.trunc(ox, u.I32), _HALF), _IOTA16), xs)
+    b.store(u.splat(b, b.trunc(oy, u.I32), _HALF), ys)
+    ow = u.splat(b, b.trunc(p["ow"], u.I32), _HALF)
+    oh = u.splat(b, b.trunc(p["in_h"], u.I32), _HALF)     # the output's (direct 2)
+    one = u.splat(b, ir.Constant(u.I32, 1), _HALF)
+    wraps = b.sdiv(b.add(ox, u.i64(_HALF - 1)), p["ow"])
+    with u.counted_loop(b, u.i64(0), wraps, 1, "wrap"):
+        x, y = b.load(xs, typ=v16), b.load(ys, typ=v16)
+        over = b.icmp_signed(">=", x, ow)
+        y = b.select(over, b.add(y, one), y)
+        b.store(b.select(over, b.sub(x, ow), x), xs)
+        b.store(b.select(b.icmp_signed(">=", y, oh), b.sub(y, oh), y), ys)
+    return b.load(ys, typ=v16), b.load(xs, typ=v16)
+
+
+def _pack_linear_half(b, p, m0, rows, kpad, flags, steps, base):
+    """direct 2: the 16 rows from m0 have their windows at base + r * col_stride; k step
+    kt is read in place (flags[kt] = 0) where every row's window lies inside the image
+    there (lite.amx_linear_steps: the step's input row and first and last column, per
+    output pixel) and inside the GEMM; else it is copied into the packed rows, the zero
+    point for the rows it leaves the image in (or past the last row). Of a 56x56 3x3
+    conv's half-steps ~1/5 are copied so (the edge columns' taps; per half, ~3/7 of
+    its halves were packed whole), of a 28x28 one's ~2/5 (5/7). Returns the half's kind
+    (_FLAGS_AT's comment)."""
+    v16 = u.vec(u.I32, _HALF)
+    oy, ox = _linear_coords(b, p, m0)
+    count = _entry_alloca(b, u.I64)
+    b.store(u.i64(0), count)
+    zero = ir.Constant(v16, None)
+    in_h = u.splat(b, b.trunc(p["in_h"], u.I32), _HALF)
+    in_w = u.splat(b, b.trunc(p["in_w"], u.I32), _HALF)
+    left = b.sub(p["m"], m0)          # rows of the GEMM from m0 (may be under 16)
+    in_gemm = b.icmp_signed("<", _IOTA16,
+                            u.splat(b, b.trunc(u.imin(b, left, u.i64(_HALF)), u.I32), _HALF))
+    src0 = b.gep(p["a"], [base], source_etype=I8)
+    size = b.mul(p["m"], p["col_stride"])     # the input's bytes (direct 2)
+
+    def step_table(kt, part):
+        at = b.add(b.mul(steps, u.i64(part)), kt)
+        value = b.load(b.gep(p["k_offs"], [at], source_etype=u.I64), typ=u.I64)
+        return value if part == 0 else u.splat(b, b.trunc(value, u.I32), _HALF)
+    with u.counted_loop(b, u.i64(0), steps, 1, "ks") as kt:
+        y = b.add(oy, step_table(kt, 1))
+        first, last = b.add(ox, step_table(kt, 2)), b.add(ox, step_table(kt, 3))
+        valid = b.and_(b.and_(in_gemm, b.and_(b.icmp_signed(">=", y, zero),
+                                              b.icmp_signed("<", y, in_h))),
+                       b.and_(b.icmp_signed(">=", first, zero),
+                              b.icmp_signed("<", last, in_w)))
+        packed = b.icmp_signed("!=", b.bitcast(valid, ir.IntType(_HALF)),
+                               ir.Constant(ir.IntType(_HALF), -1))
+        b.store(b.zext(packed, I8), b.gep(flags, [kt], source_etype=I8))
+        b.store(b.add(b.load(count, typ=u.I64), b.zext(packed, u.I64)), count)
+        with b.if_then(packed):
+            window = step_table(kt, 0)
+            dst = b.gep(rows, [b.mul(kt, u.i64(64))], source_etype=I8)
+            _copy_step(b, p, b.gep(src0, [window], source_etype=I8), dst, kpad, valid,
+                       b.add(base, window), size)
+    packed_steps = b.load(count, typ=u.I64)
+    return b.select(b.icmp_signed("==", packed_steps, u.i64(0)), ir.Constant(I8, 0),
+                    b.select(b.icmp_signed("==", packed_steps, steps), ir.Constant(I8, 1),
+                             ir.Constant(I8, 2)))
+
+
+def _copy_step(b, p, src, dst, kpad, valid, first, size) -> None:
+    """A k step's 16 rows (src, col_stride apart) to dst (kpad apart), the zero point in
+    the rows `valid` leaves out. Where every row's 64 bytes lie in the input (first:
+    row 0's byte offset; size: the input's bytes) all are copied, then the left-out
+    rows (mostly one: an edge column's) overwritten; else (the batch's first and last
+    rows) each row's source is chosen, the left-out rows' never read."""
+    v64 = u.vec(I8, 64)
+    stride = p["col_stride"]
+    last = b.add(b.add(first, b.mul(stride, u.i64(_HALF - 1))), u.i64(64))
+    inside = b.and_(b.icmp_signed(">=", first, u.i64(0)), b.icmp_signed("<=", last, size))
+
+    def row_src(r):
+        return b.gep(src, [b.mul(stride, u.i64(r))], source_etype=I8)
+
+    def row_dst(r):
+        return b.gep(dst, [b.mul(kpad, r if isinstance(r, ir.Value) else u.i64(r))],
+                     source_etype=I8)
+    with b.if_else(inside) as (whole, edge):
+        with whole:
+            for r in range(_HALF):
+                b.store(b.load(row_src(r), typ=v64, align=1), row_dst(r), align=1)
+            zp = b.load(p["zp_row"], typ=v64, align=64)
+            i16 = ir.IntType(_HALF)
+            left = _entry_alloca(b, i16)
+            b.store(b.not_(b.bitcast(valid, i16)), left)
+            head = b.append_basic_block("zp_rows.head")
+            body = b.append_basic_block("zp_rows.body")
+            done = b.append_basic_block("zp_rows.done")
+            b.branch(head)
+            b.position_at_end(head)
+            bits = b.load(left, typ=i16)
+            b.cbranch(b.icmp_unsigned("!=", bits, ir.Constant(i16, 0)), body, done)
+            b.position_at_end(body)
+            r = b.call(_cttz(b, i16), [bits, ir.Constant(u.I1, 1)])
+            b.store(zp, row_dst(b.zext(r, u.I64)), align=1)
+            b.store(b.and_(bits, b.sub(bits, ir.Constant(i16, 1))), left)
+            b.branch(head)
+            b.position_at_end(done)
+        with edge:
+            for r in range(_HALF):
+                # the row's bytes, or the zero point's where its window leaves the image
+                # (its address is never loaded from: it may lie outside the input)
+                at = b.select(b.extract_element(valid, ir.Constant(u.I32, r)), row_src(r),
+                              p["zp_row"])
+                b.store(b.load(at, typ=v64, align=1), row_dst(r), align=1)
+
+
+def _cttz(b, ty):
+    name = f"llvm.cttz.i{ty.width}"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ty, [ty, u.I1]), name=name)
+    return fn
+
+
+def _memset(b, ptr, length) -> None:
+    fn = b.module.globals.get("llvm.memset.p0.i64") or \
+        b.module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
+    b.call(fn, [ptr, ir.Constant(I8, 0), length, ir.Constant(u.I1, 0)])
+
+
+def _a_halves(b, p, table, apack, kpad, steps):
+    """Each half's (window offset's address in the input, its packed rows, its per-step
+    flags, its kind) from _pack_tile's table."""
     halves = []
     for h in range(AMX.mr // _HALF):
-        flag = b.load(b.gep(table, [u.i64(2 * h)], source_etype=u.I64), typ=u.I64)
-        in_place = b.icmp_signed("!=", flag, u.i64(0))
-        base = b.load(b.gep(table, [u.i64(2 * h + 1)], source_etype=u.I64), typ=u.I64)
-        packed = b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8)
-        halves.append((in_place, b.select(in_place, b.gep(p["a"], [base], source_etype=I8),
-                                          packed),
-                       b.select(in_place, p["col_stride"], kpad)))
+        base = b.load(b.gep(table, [u.i64(8 * h)], source_etype=I8), typ=u.I64)
+        halves.append((b.gep(p["a"], [base], source_etype=I8),
+                       b.gep(apack, [b.mul(kpad, u.i64(h * _HALF))], source_etype=I8),
+                       b.gep(table, [b.add(u.i64(_FLAGS_AT), b.mul(steps, u.i64(h)))],
+                             source_etype=I8),
+                       b.load(b.gep(table, [u.i64(16 + h)], source_etype=I8), typ=I8)))
     return halves
 
 
-def _block(b, p, halves, cbuf, nb):
+def _block(b, p, halves, cbuf, nb, kpad, k_range=None):
     """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes);
-    halves: _a_halves' A tiles."""
-    for t in range(4):
-        _amx(b, "tilezero", _tile(t))
+    halves: _a_halves' A tiles, each k step's read in place (the window + k_offs[kt],
+    rows col_stride apart) or from the packed rows (kpad apart) as its flag says.
+    k_range = (first step, end step, whether to start from cbuf's tiles): the steps of
+    one k block, the C tiles carried over in cbuf (_k_blocked_tile)."""
+    if k_range is None:
+        k_range = (u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), None)
+    k_first, k_end, carried = k_range
+    if carried is None:
+        for t in range(4):
+            _amx(b, "tilezero", _tile(t))
+    else:
+        with b.if_else(carried) as (load, zero):
+            with load:
+                _load_c_tiles(b, cbuf)
+            with zero:
+                for t in range(4):
+                    _amx(b, "tilezero", _tile(t))
     panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
-    with u.counted_loop(b, u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), 1, "kt") as kt:
-        step = b.mul(kt, u.i64(64))
-        window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
-        for t, (in_place, start, stride) in zip((4, 5), halves):
-            _amx(b, "tileloadd64", _tile(t),
-                 b.gep(start, [b.select(in_place, window, step)], source_etype=I8), stride)
-        _multiply_panel_k_tile(b, p, panel, kt)
+    # both halves whole (every step in place or every step packed: all but the halves
+    # holding an edge pixel), each half's source and stride chosen once, not per step
+    mixed = b.or_(*(b.icmp_unsigned(">", kind, ir.Constant(I8, 1)) for *_, kind in halves))
+    with b.if_else(mixed) as (per_step, whole):
+        with per_step:
+            with u.counted_loop(b, k_first, k_end, 1, "kt") as kt:
+                step = b.mul(kt, u.i64(64))
+                window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
+                for t, (origin, rows, flags, kind) in zip((4, 5), halves):
+                    # a whole half's kind is its every step's flag (its flags unwritten)
+                    flag = b.select(b.icmp_unsigned(">", kind, ir.Constant(I8, 1)),
+                                    b.load(b.gep(flags, [kt], source_etype=I8), typ=I8), kind)
+                    packed = b.icmp_signed("!=", flag, ir.Constant(I8, 0))
+                    _amx(b, "tileloadd64", _tile(t),
+                         b.select(packed, b.gep(rows, [step], source_etype=I8),
+                                  b.gep(origin, [window], source_etype=I8)),
+                         b.select(packed, kpad, p["col_stride"]))
+                _multiply_panel_k_tile(b, p, panel, kt)
+        with whole:
+            sources = []
+            for origin, rows, _, kind in halves:
+                packed = b.icmp_signed("!=", kind, ir.Constant(I8, 0))
+                sources.append((packed, b.select(packed, rows, origin),
+                                b.select(packed, kpad, p["col_stride"])))
+            with u.counted_loop(b, k_first, k_end, 1, "kw") as kt:
+                step = b.mul(kt, u.i64(64))
+                window = b.load(b.gep(p["k_offs"], [kt], source_etype=u.I64), typ=u.I64)
+                for t, (packed, start, stride) in zip((4, 5), sources):
+                    _amx(b, "tileloadd64", _tile(t),
+                         b.gep(start, [b.select(packed, step, window)], source_etype=I8),
+                         stride)
+                _multiply_panel_k_tile(b, p, panel, kt)
     _store_c_tiles(b, cbuf)
 
 
@@ -330,15 +525,18 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     _amx(b, "ldtilecfg", p["tilecfg"])
     kpad = b.mul(p["kq_pad"], u.i64(4))
     tile_bytes = b.mul(kpad, u.i64(AMX.mr))
+    steps = b.sdiv(p["kq_pad"], u.i64(16))
+    # lite.amx_halves_bytes
+    halves_bytes = b.add(u.i64(_FLAGS_AT), b.mul(b.sdiv(b.add(b.mul(steps, u.i64(2)), u.i64(15)),
+                                                 u.i64(16)), u.i64(16)))
     apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
-    # the C tiles after the packed rows of the largest block (the thread's last 4 KiB)
+    # the C tiles after the packed rows of the largest block (the thread's last 4 KiB);
+    # k blocks: a column block's each (lite.amx_scratch_stride)
     cbuf = b.gep(apack, [b.sub(p["scratch_stride"], u.i64(lite.AMX_C_BYTES))],
                  source_etype=I8)
-    v32 = u.vec(u.I32, AMX.lanes)
-
-    def acc_at(r, v):
-        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
-                      align=64)
+    cbufs = b.gep(apack, [b.sub(p["scratch_stride"],
+                                b.mul(p["n_blocks"], u.i64(lite.AMX_C_BYTES)))],
+                  source_etype=I8)
     m_tiles = p["m_tiles"]
     blocks = b.select(b.icmp_signed(">", p["row_blocks"], u.i64(0)), p["row_blocks"], m_tiles)
     # the halves' table after the largest block's packed rows and their spill
@@ -357,15 +555,30 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
             return b.gep(apack, [b.mul(b.sub(mt, first), tile_bytes)], source_etype=I8)
 
         def table(mt):
-            return b.gep(tables, [b.mul(b.sub(mt, first), u.i64(lite.AMX_HALVES_BYTES))],
-                         source_etype=I8)
-        with u.counted_loop(b, first, stop, 1, "pt") as mt:
-            _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad, table(mt))
-        with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
-            with u.counted_loop(b, first, stop, 1, "mt") as mt:
-                _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad), cbuf, nb)
-                Q._epilogue(b, AMX, p, acc_at, b.mul(mt, u.i64(AMX.mr)), nb, u8_out,
-                            residual=residual)
+            return b.gep(tables, [b.mul(b.sub(mt, first), halves_bytes)], source_etype=I8)
+        with b.if_else(b.icmp_signed("==", p["direct"], u.i64(2))) as (by_step, by_half):
+            for linear, branch in ((True, by_step), (False, by_half)):
+                with branch:
+                    with u.counted_loop(b, first, stop, 1, "pt") as mt:
+                        _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad,
+                                   table(mt), steps, linear)
+        with b.if_else(b.icmp_signed(">", p["k_block"], u.i64(0))) as (k_blocked, whole_k):
+            with k_blocked:
+                with u.counted_loop(b, first, stop, 1, "kmt") as mt:
+                    halves = _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps)
+                    _k_blocked_tile(b, p, halves, cbufs, kpad, steps)
+                    with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "knb") as nb:
+                        c_nb = b.gep(cbufs, [b.mul(nb, u.i64(lite.AMX_C_BYTES))],
+                                     source_etype=I8)
+                        Q._epilogue(b, AMX, p, _acc_from(b, c_nb), b.mul(mt, u.i64(AMX.mr)),
+                                    nb, u8_out, residual=residual)
+            with whole_k:
+                with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
+                    with u.counted_loop(b, first, stop, 1, "mt") as mt:
+                        _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps),
+                               cbuf, nb, kpad)
+                        Q._epilogue(b, AMX, p, _acc_from(b, cbuf), b.mul(mt, u.i64(AMX.mr)),
+                                    nb, u8_out, residual=residual)
     b.branch(claim_head)
     b.position_at_end(claims_done)
     _amx(b, "tilerelease")
@@ -418,12 +631,6 @@ def _linear_block(b, p, a_tiles, cbuf, nb):
         _amx(b, "tileloadd64", _tile(5), b.gep(lower, [a_off], source_etype=I8), stride)
         _multiply_panel_k_tile(b, p, panel, kt)
     _store_c_tiles(b, cbuf)
-
-
-def _memset(b, ptr, length) -> None:
-    fn = b.module.globals.get("llvm.memset.p0.i64") or \
-        b.module.declare_intrinsic("llvm.memset", [u.PTR, u.I64])
-    b.call(fn, [ptr, ir.Constant(I8, 0), length, ir.Constant(u.I1, 0)])
 
 
 def _pack_rows(b, p, lda, steps):
@@ -527,6 +734,40 @@ def _multiply_panel_k_tile(b, p, panel, kt):
              u.i64(AMX.nr * 4))
     for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
         _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
+
+
+def _acc_from(b, cbuf):
+    """The epilogue's acc(r, v): row r's int32 vector v of a 32 x 32 C buffer."""
+    v32 = u.vec(u.I32, AMX.lanes)
+
+    def acc_at(r, v):
+        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
+                      align=64)
+    return acc_at
+
+
+def _k_blocked_tile(b, p, halves, cbufs, kpad, steps):
+    """A row tile's C tiles for every column block (column block nb's in cbufs + nb *
+    4 KiB), k_block steps at a time: each k block of A (in place or packed) is walked
+    over every weight panel's k block before the next, so it stays in L1 while the
+    weight streams from L2 (a 14x14 x 256 conv's 2304 k bytes: 72 KiB of A and 72 KiB
+    of each panel per tile, both from L2 with whole-k blocks)."""
+    k_block = p["k_block"]
+    blocks = b.sdiv(b.add(steps, b.sub(k_block, u.i64(1))), k_block)
+    with u.counted_loop(b, u.i64(0), blocks, 1, "kb") as kb:
+        k_first = b.mul(kb, k_block)
+        k_end = u.imin(b, b.add(k_first, k_block), steps)
+        carried = b.icmp_signed(">", kb, u.i64(0))
+        with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "kbn") as nb:
+            c_nb = b.gep(cbufs, [b.mul(nb, u.i64(lite.AMX_C_BYTES))], source_etype=I8)
+            _block(b, p, halves, c_nb, nb, kpad, (k_first, k_end, carried))
+
+
+def _load_c_tiles(b, cbuf):
+    """C tiles 0-3 from a 32 x 32 int32 buffer (_store_c_tiles' layout)."""
+    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
+        _amx(b, "tileloadd64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
+             u.i64(128))
 
 
 def _store_c_tiles(b, cbuf):
