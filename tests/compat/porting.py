@@ -77,14 +77,19 @@ def _owned(name: str, roots: tuple[str, ...]) -> bool:
 
 
 @contextlib.contextmanager
-def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = None):
+def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = None,
+                   hidden: tuple[str, ...] = ()):
     """Within the block, `torch` is ember and `packages` are imported against it.
 
     shims: extra modules to place in sys.modules while the block runs (for a
     dependency that has no ember port, e.g. a stand-in `torchvision.ops.misc`).
+    hidden: installed packages the block's imports must not find (extensions compiled
+    against torch, such as torchao, which a package imports only where it finds them:
+    an environment with ember in place of torch has none of them).
     Yields a dict of the imported packages by name.
     """
     shims = shims or {}
+    shims = {**{name: None for name in hidden}, **shims}
     roots = (_ALIASED_ROOT, *packages, *{name.split(".")[0] for name in shims})
     saved = {name: module for name, module in sys.modules.items() if _owned(name, roots)}
     for name in saved:
@@ -96,7 +101,7 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
     ember_aliases = {"ember" + name[len(_ALIASED_ROOT):]: module for name, module in
                      shims.items() if _is_under(name, _ALIASED_ROOT)}
     ember_aliases = {name: module for name, module in ember_aliases.items()
-                     if name not in sys.modules}
+                     if name not in sys.modules and module is not None}
     try:
         sys.modules.update(ember_aliases)
         sys.modules.update(shims)
