@@ -15,11 +15,13 @@ compute with the same numbers.
 """
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import copy
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -50,21 +52,67 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self.original_spec
 
 
+def _ember_counterpart(fullname: str) -> types.ModuleType:
+    """ember's module for torch's module `fullname` (imported if need be)."""
+    ember_name = "ember" + fullname[len(_ALIASED_ROOT):]
+    try:
+        return importlib.import_module(ember_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and not _is_under(error.name, "ember"):
+            raise      # a real third-party dependency of ember is missing
+        raise ModuleNotFoundError(
+            f"ember has no counterpart of module '{fullname}' (looked for "
+            f"'{ember_name}')", name=fullname) from None
+
+
+def _aliasing_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """__import__ for a ported package's modules: `import torch...` run inside one of its
+    functions, after the `torch_as_ember` block ended, still gives ember."""
+    if level == 0 and _is_under(name, _ALIASED_ROOT):
+        module = _ember_counterpart(name)
+        return module if fromlist else sys.modules["ember"]
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+#: the builtins a ported package's modules run with (their own __import__)
+_PORTED_BUILTINS = {**builtins.__dict__, "__import__": _aliasing_import}
+
+
+class _PortedLoader(importlib.abc.Loader):
+    """Runs a ported package's module with _PORTED_BUILTINS: functions keep the builtins
+    of the globals they were created in, so imports inside them resolve as at import."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        module.__dict__["__builtins__"] = _PORTED_BUILTINS
+        self.inner.exec_module(module)
+
+    def __getattr__(self, name):        # get_source, get_code, is_package, ...
+        return getattr(self.inner, name)
+
+
 class _TorchToEmberFinder(importlib.abc.MetaPathFinder):
-    """Resolves `torch` and `torch.<sub>` to `ember` and `ember.<sub>`."""
+    """Resolves `torch` and `torch.<sub>` to `ember` and `ember.<sub>`, and loads the
+    modules of the packages being ported with _PortedLoader."""
+
+    def __init__(self, packages: tuple[str, ...] = ()):
+        self.packages = packages
 
     def find_spec(self, fullname, path=None, target=None):
+        if _owned(fullname, self.packages):
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is not None and spec.loader is not None and \
+                    hasattr(spec.loader, "exec_module"):
+                spec.loader = _PortedLoader(spec.loader)
+            return spec
         if not _is_under(fullname, _ALIASED_ROOT):
             return None
-        ember_name = "ember" + fullname[len(_ALIASED_ROOT):]
-        try:
-            module = importlib.import_module(ember_name)
-        except ModuleNotFoundError as error:
-            if error.name is not None and not _is_under(error.name, "ember"):
-                raise      # a real third-party dependency of ember is missing
-            raise ModuleNotFoundError(
-                f"ember has no counterpart of module '{fullname}' (looked for "
-                f"'{ember_name}')", name=fullname) from None
+        module = _ember_counterpart(fullname)
         return importlib.util.spec_from_loader(fullname, _AliasLoader(module))
 
 
@@ -94,7 +142,7 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
     saved = {name: module for name, module in sys.modules.items() if _owned(name, roots)}
     for name in saved:
         del sys.modules[name]
-    finder = _TorchToEmberFinder()
+    finder = _TorchToEmberFinder(packages)
     sys.meta_path.insert(0, finder)
     # `from torch import x` falls back to sys.modules["<torch's __name__>.x"], and
     # torch's __name__ is "ember": a shim for torch.x is also seen as ember.x

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...frontend.nn import Module
+
 
 @dataclass(frozen=True)
 class OffloadPolicy:
@@ -26,11 +28,21 @@ class MixedPrecisionPolicy:
     cast_forward_inputs: bool = True
 
 
+_NO_FSDP = ("ember.distributed has no fully sharded data parallelism; use "
+            "DistributedDataParallel, with ZeroRedundancyOptimizer to shard the optimizer "
+            "state")
+
+
 def fully_shard(module, **kwargs):
-    raise NotImplementedError(
-        "fully_shard (FSDP2): ember.distributed has no fully sharded data parallelism; "
-        "use DistributedDataParallel, with ZeroRedundancyOptimizer to shard the "
-        "optimizer state")
+    raise NotImplementedError(f"fully_shard (FSDP2): {_NO_FSDP}")
 
 
-__all__ = ["CPUOffloadPolicy", "MixedPrecisionPolicy", "OffloadPolicy", "fully_shard"]
+class FullyShardedDataParallel(Module):
+    """FSDP1's wrapper type, which libraries test modules against (isinstance); ember
+    makes no such modules, and constructing one says so."""
+
+    def __init__(self, module, *args, **kwargs):
+        raise NotImplementedError(f"FullyShardedDataParallel: {_NO_FSDP}")
+
+
+__all__ = ["FullyShardedDataParallel", "CPUOffloadPolicy", "MixedPrecisionPolicy", "OffloadPolicy", "fully_shard"]
