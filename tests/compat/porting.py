@@ -65,10 +65,15 @@ def _ember_counterpart(fullname: str) -> types.ModuleType:
             f"'{ember_name}')", name=fullname) from None
 
 
+#: how many torch_as_ember blocks are running (their finder aliases torch's modules)
+_ACTIVE_BLOCKS = [0]
+
+
 def _aliasing_import(name, globals=None, locals=None, fromlist=(), level=0):
     """__import__ for a ported package's modules: `import torch...` run inside one of its
-    functions, after the `torch_as_ember` block ended, still gives ember."""
-    if level == 0 and _is_under(name, _ALIASED_ROOT):
+    functions, after the `torch_as_ember` block ended, still gives ember (within a block
+    the import system's own aliasing serves it)."""
+    if level == 0 and _is_under(name, _ALIASED_ROOT) and not _ACTIVE_BLOCKS[0]:
         module = _ember_counterpart(name)
         return module if fromlist else sys.modules["ember"]
     return builtins.__import__(name, globals, locals, fromlist, level)
@@ -150,6 +155,7 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
                      shims.items() if _is_under(name, _ALIASED_ROOT)}
     ember_aliases = {name: module for name, module in ember_aliases.items()
                      if name not in sys.modules and module is not None}
+    _ACTIVE_BLOCKS[0] += 1
     try:
         sys.modules.update(ember_aliases)
         sys.modules.update(shims)
@@ -160,6 +166,7 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
                             if _owned(name, packages)})
         yield {package: importlib.import_module(package) for package in packages}
     finally:
+        _ACTIVE_BLOCKS[0] -= 1
         sys.meta_path.remove(finder)
         for name in ember_aliases:
             sys.modules.pop(name, None)

@@ -89,3 +89,22 @@ def test_porting_one_package_leaves_another_ported_package_alone(tmp_path, monke
     finally:
         for name in (first, second):
             sys.modules.pop(name, None)
+
+
+def test_imports_inside_a_ported_function_still_give_ember(tmp_path, monkeypatch):
+    """`import torch` run when a ported function is called (after the block) is ember's,
+    as transformers' torch.compiler.is_compiling() probes are."""
+    (tmp_path / "lazy_torch_for_porting.py").write_text(textwrap.dedent('''
+        def library():
+            import torch
+            import torch.nn.functional as F
+            from torch.compiler import is_compiling
+            return torch, F, is_compiling
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with torch_as_ember("lazy_torch_for_porting") as ported:
+        module = ported["lazy_torch_for_porting"]
+    root, functional, is_compiling = module.library()
+    assert root is ember and functional is ember.nn.functional
+    assert is_compiling is ember.compiler.is_compiling
+    assert sys.modules["torch"] is torch
