@@ -92,7 +92,8 @@ def test_training_step_loss_and_gradients_match_torch(name):
                                    atol=1e-5, err_msg=key)
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral", "qwen2", "t5", "bart"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral", "qwen2", "gemma2", "mixtral",
+                                  "t5", "bart"])
 def test_greedy_generate_matches_torch(name):
     ref, port = H.build(name)
     arrays = H.inputs(name)

@@ -162,3 +162,11 @@ def test_a_node_erased_from_its_graph_still_prints():
     graph.output(x)
     graph.erase_node(doubled)
     assert doubled.format().startswith(f"%{doubled.name} = ")
+
+
+def test_to_with_a_none_device_keeps_the_device_as_torch():
+    """x.to(None) and x.to(None, dtype): rotary-embedding code passes device=None on."""
+    got, want = ember.ones(2), torch.ones(2)
+    assert got.to(None).dtype == ember.float32 and got.to(None).device.type == "cpu"
+    assert str(got.to(None, ember.float64).dtype).split(".")[-1] == \
+        str(want.to(None, torch.float64).dtype).split(".")[-1]

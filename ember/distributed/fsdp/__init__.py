@@ -45,4 +45,5 @@ class FullyShardedDataParallel(Module):
         raise NotImplementedError(f"FullyShardedDataParallel: {_NO_FSDP}")
 
 
-__all__ = ["FullyShardedDataParallel", "CPUOffloadPolicy", "MixedPrecisionPolicy", "OffloadPolicy", "fully_shard"]
+__all__ = ["FullyShardedDataParallel", "CPUOffloadPolicy", "MixedPrecisionPolicy",
+           "OffloadPolicy", "fully_shard"]

@@ -152,4 +152,5 @@ def flex_attention(query, key, value, score_mod: Callable | None = None,
     return out
 
 
-__all__ = ["AuxOutput", "AuxRequest", "BlockMask", "create_block_mask", "create_mask", "flex_attention", "noop_mask"]
+__all__ = ["AuxOutput", "AuxRequest", "BlockMask", "create_block_mask", "create_mask",
+           "flex_attention", "noop_mask"]
