@@ -129,6 +129,19 @@ def _owned(name: str, roots: tuple[str, ...]) -> bool:
     return any(_is_under(name, root) for root in roots)
 
 
+#: packages compiled against torch (their C++ ops register with torch's dispatcher), which
+#: cannot be imported against ember; torchao also imports submodules lazily, so even an
+#: already imported torchao would load pieces against ember inside a block
+_TORCH_EXTENSIONS = ("torchvision", "torchaudio", "torchcodec", "torch_xla", "torch_npu")
+_ALWAYS_HIDDEN = ("torchao",)
+
+
+def _default_hidden() -> tuple[str, ...]:
+    """The extensions a block hides unless asked for: torchao, and the others that are
+    not imported yet (an imported torchvision, with its real torch, serves as it is)."""
+    return (*_ALWAYS_HIDDEN, *(name for name in _TORCH_EXTENSIONS if name not in sys.modules))
+
+
 @contextlib.contextmanager
 def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = None,
                    hidden: tuple[str, ...] = ()):
@@ -136,13 +149,15 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
 
     shims: extra modules to place in sys.modules while the block runs (for a
     dependency that has no ember port, e.g. a stand-in `torchvision.ops.misc`).
-    hidden: installed packages the block's imports must not find (extensions compiled
-    against torch, such as torchao, which a package imports only where it finds them:
-    an environment with ember in place of torch has none of them).
+    hidden: installed packages the block's imports must not find, besides the defaults
+    (`_default_hidden`): extensions compiled against torch, such as torchao, which a
+    package imports only where it finds them (an environment with ember in place of
+    torch has none of them). A package named in `packages` or `shims` is never hidden.
     Yields a dict of the imported packages by name.
     """
     shims = shims or {}
-    shims = {**{name: None for name in hidden}, **shims}
+    hidden = {*hidden, *_default_hidden()} - {root for root in packages}
+    shims = {**{name: None for name in hidden if name not in shims}, **shims}
     roots = (_ALIASED_ROOT, *packages, *{name.split(".")[0] for name in shims})
     saved = {name: module for name, module in sys.modules.items() if _owned(name, roots)}
     for name in saved:
