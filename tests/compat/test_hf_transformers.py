@@ -126,3 +126,63 @@ def test_attention_implementations_match_torch(name, implementation):
     copy_state_dict(ref, port)
     got, want = _forward(ref, port, H.inputs(name))
     H.assert_outputs_match(got, want)
+
+
+def test_beam_search_generate_matches_torch():
+    ref, port = H.build("llama")
+    ids = H.inputs("llama")["input_ids"]
+    options = dict(max_new_tokens=5, num_beams=3, do_sample=False)
+    want = ref.generate(torch.tensor(ids), **options)
+    got = port.generate(ember.tensor(ids), **options)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_attention_weights_and_hidden_states_outputs_match_torch():
+    case = H.CASES["bert"]
+    torch.manual_seed(0)
+    ref = H.reference.BertModel(H.reference.BertConfig(
+        **case.kwargs, attn_implementation="eager")).eval()
+    with torch_as_ember("transformers", hidden=H.HIDDEN):
+        port = H.ported.BertModel(H.ported.BertConfig(
+            **case.kwargs, attn_implementation="eager")).eval()
+    copy_state_dict(ref, port)
+    arrays = H.inputs("bert")
+    flags = dict(output_hidden_states=True, output_attentions=True)
+    with torch.no_grad():
+        want = ref(**H.as_torch(arrays), **flags)
+    with ember.no_grad():
+        got = port(**H.as_ember(arrays), **flags)
+    assert len(got.attentions) == len(want.attentions) == 2
+    H.assert_outputs_match(got, want)
+
+
+def test_gradient_checkpointing_training_step_matches_torch():
+    """gradient_checkpointing_enable(): checkpointed layers and the hook that makes the
+    input embeddings' output require grad."""
+    ref, port = H.build("llama")
+    ids = H.inputs("llama")["input_ids"]
+    for model in (ref, port):
+        model.train()
+        model.gradient_checkpointing_enable()
+    want = ref(input_ids=torch.tensor(ids), labels=torch.tensor(ids)).loss
+    got = port(input_ids=ember.tensor(ids), labels=ember.tensor(ids)).loss
+    want.backward()
+    got.backward()
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    grads = dict(port.named_parameters())
+    for key, p in ref.named_parameters():
+        np.testing.assert_allclose(grads[key].grad.numpy(), p.grad.numpy(), rtol=1e-3,
+                                   atol=1e-5, err_msg=key)
+
+
+def test_auto_classes_build_ember_models_from_configs():
+    with torch_as_ember("transformers", hidden=H.HIDDEN):
+        causal = H.ported.AutoModelForCausalLM.from_config(
+            H.ported.LlamaConfig(**H.CASES["llama"].kwargs))
+        encoder = H.ported.AutoModel.from_config(H.ported.BertConfig(**H.CASES["bert"].kwargs))
+    assert type(causal).__name__ == "LlamaForCausalLM" and isinstance(causal, ember.nn.Module)
+    assert type(encoder).__name__ == "BertModel"
+    torch.manual_seed(0)
+    reference = H.reference.AutoModelForCausalLM.from_config(
+        H.reference.LlamaConfig(**H.CASES["llama"].kwargs))
+    assert causal.num_parameters() == reference.num_parameters()

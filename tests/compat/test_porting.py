@@ -3,6 +3,7 @@ real torch is back afterwards (the oracle stays usable in the same test)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import textwrap
 
@@ -108,3 +109,15 @@ def test_imports_inside_a_ported_function_still_give_ember(tmp_path, monkeypatch
     assert root is ember and functional is ember.nn.functional
     assert is_compiling is ember.compiler.is_compiling
     assert sys.modules["torch"] is torch
+
+
+def test_torch_extension_packages_are_hidden_inside_a_block(tiny_package):
+    """torchao (compiled against torch) is never found by a block's imports, so a
+    package that imports it where available takes its path without it; afterwards the
+    installed one is found again."""
+    installed = importlib.util.find_spec("torchao") is not None
+    with torch_as_ember(tiny_package):
+        assert importlib.util.find_spec("torchao") is None
+        with pytest.raises(ImportError):
+            importlib.import_module("torchao")
+    assert (importlib.util.find_spec("torchao") is not None) == installed

@@ -170,3 +170,15 @@ def test_to_with_a_none_device_keeps_the_device_as_torch():
     assert got.to(None).dtype == ember.float32 and got.to(None).device.type == "cpu"
     assert str(got.to(None, ember.float64).dtype).split(".")[-1] == \
         str(want.to(None, torch.float64).dtype).split(".")[-1]
+
+
+def test_requires_grad_true_on_a_computed_tensor_is_a_no_op_as_torch():
+    """transformers' gradient checkpointing hook calls requires_grad_(True) on the input
+    embeddings' output; only turning it off is refused."""
+    weight = ember.ones(2, requires_grad=True)
+    computed = weight * 2
+    assert computed.requires_grad_(True) is computed and computed.grad_fn is not None
+    with pytest.raises(Exception, match="leaf variables"):
+        computed.requires_grad_(False)
+    want = torch.ones(2, requires_grad=True) * 2
+    assert want.requires_grad_(True).grad_fn is not None
