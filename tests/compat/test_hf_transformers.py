@@ -93,7 +93,7 @@ def test_training_step_loss_and_gradients_match_torch(name):
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "mistral", "qwen2", "gemma2", "mixtral",
-                                  "t5", "bart"])
+                                  "bloom", "mamba", "t5", "bart"])
 def test_greedy_generate_matches_torch(name):
     ref, port = H.build(name)
     arrays = H.inputs(name)

@@ -182,3 +182,40 @@ def test_requires_grad_true_on_a_computed_tensor_is_a_no_op_as_torch():
         computed.requires_grad_(False)
     want = torch.ones(2, requires_grad=True) * 2
     assert want.requires_grad_(True).grad_fn is not None
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_associative_scan_matches_torch(reverse):
+    """Mamba's selective scan imports torch._higher_order_ops.associative_scan: a pytree
+    of tensors with a first-order recurrence as the combine (a, b) -> a * a' , a' b + b'."""
+    from torch._higher_order_ops.associative_scan import associative_scan as torch_scan
+    from ember._higher_order_ops.associative_scan import associative_scan
+    rng = np.random.default_rng(2)
+    decay = rng.uniform(0.5, 1.0, (2, 7, 3)).astype(np.float32)
+    drive = rng.standard_normal((2, 7, 3)).astype(np.float32)
+
+    def combine(left, right):
+        return left[0] * right[0], right[0] * left[1] + right[1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = torch_scan(combine, (torch.tensor(decay), torch.tensor(drive)), dim=1,
+                          reverse=reverse, combine_mode="generic")
+    got = associative_scan(combine, (ember.tensor(decay), ember.tensor(drive)), dim=1,
+                           reverse=reverse)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="same size"):
+        associative_scan(combine, (ember.ones(3), ember.ones(4)), dim=0)
+
+
+def test_mark_static_address_marks_the_tensor_as_torch():
+    got, want = ember.ones(2), torch.ones(2)
+    ember._dynamo.mark_static_address(got)
+    torch._dynamo.mark_static_address(want)
+    assert got._dynamo_static_input_type == want._dynamo_static_input_type
+    ember._dynamo.mark_static_address(got, guard=True)
+    torch._dynamo.mark_static_address(want, guard=True)
+    assert got._dynamo_static_input_type == want._dynamo_static_input_type == "guarded"
+    with pytest.raises(TypeError):
+        ember._dynamo.mark_static_address([1.0])
