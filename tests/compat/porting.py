@@ -69,14 +69,60 @@ def _ember_counterpart(fullname: str) -> types.ModuleType:
 _ACTIVE_BLOCKS = [0]
 
 
+#: the arguments (shims, hidden) of the block that ported each package, to enter it again
+_PORT_BLOCKS: dict[str, tuple] = {}
+
+
+def _ported_package_of(absolute: str) -> str | None:
+    return next((package for package in _PORT_BLOCKS if _is_under(absolute, package)), None)
+
+
+def _reentered(package: str):
+    """A torch_as_ember block for `package` as it was ported (its copy reinstalled)."""
+    shims, hidden = _PORT_BLOCKS[package]
+    return torch_as_ember(package, shims=shims, hidden=hidden)
+
+
 def _aliasing_import(name, globals=None, locals=None, fromlist=(), level=0):
-    """__import__ for a ported package's modules: `import torch...` run inside one of its
-    functions, after the `torch_as_ember` block ended, still gives ember (within a block
-    the import system's own aliasing serves it)."""
-    if level == 0 and _is_under(name, _ALIASED_ROOT) and not _ACTIVE_BLOCKS[0]:
-        module = _ember_counterpart(name)
-        return module if fromlist else sys.modules["ember"]
+    """__import__ for a ported package's modules. Run inside one of its functions after
+    the `torch_as_ember` block ended: `import torch...` still gives ember, and imports of
+    the package's own modules (`from .integrations import x`) give its ember-bound copy,
+    importing any not loaded yet in a block again. Within a block the import system's
+    own aliasing serves both."""
+    if not _ACTIVE_BLOCKS[0]:
+        if level == 0 and _is_under(name, _ALIASED_ROOT):
+            module = _ember_counterpart(name)
+            return module if fromlist else sys.modules["ember"]
+        absolute = importlib.util.resolve_name("." * level + name, (globals or {}).get(
+            "__package__")) if level else name
+        package = _ported_package_of(absolute)
+        if package is not None:
+            with _reentered(package):
+                return builtins.__import__(name, globals, locals, fromlist, level)
     return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+class _PortedView(types.ModuleType):
+    """What a block yields for a ported package: the ember-bound module, whose lazily
+    loaded attributes (transformers' `transformers.BertModel`) are loaded in a block
+    again when first read after the block ended, so they are the ember-bound ones too."""
+
+    def __init__(self, module: types.ModuleType, package: str):
+        super().__init__(module.__name__, module.__doc__)
+        object.__setattr__(self, "_ported", (module, package))
+
+    def __getattr__(self, name):
+        module, package = object.__getattribute__(self, "_ported")
+        if _ACTIVE_BLOCKS[0] or name in module.__dict__:
+            return getattr(module, name)
+        with _reentered(package):
+            return getattr(module, name)
+
+    def __setattr__(self, name, value):
+        setattr(object.__getattribute__(self, "_ported")[0], name, value)
+
+    def __dir__(self):
+        return dir(object.__getattribute__(self, "_ported")[0])
 
 
 #: the builtins a ported package's modules run with (their own __import__)
@@ -156,6 +202,7 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
     Yields a dict of the imported packages by name.
     """
     shims = shims or {}
+    asked = (dict(shims), tuple(hidden))     # to enter the block again (_reentered)
     hidden = {*hidden, *_default_hidden()} - {root for root in packages}
     shims = {**{name: None for name in hidden if name not in shims}, **shims}
     roots = (_ALIASED_ROOT, *packages, *{name.split(".")[0] for name in shims})
@@ -179,7 +226,10 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
         # place of the real one
         sys.modules.update({name: module for name, module in _PORTED_MODULES.items()
                             if _owned(name, packages)})
-        yield {package: importlib.import_module(package) for package in packages}
+        for package in packages:
+            _PORT_BLOCKS.setdefault(package, asked)
+        yield {package: _PortedView(importlib.import_module(package), package)
+               for package in packages}
     finally:
         _ACTIVE_BLOCKS[0] -= 1
         sys.meta_path.remove(finder)

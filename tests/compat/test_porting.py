@@ -60,7 +60,7 @@ def test_ported_package_uses_ember_and_torch_comes_back(tiny_package, rng):
                                reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-5,
                                atol=1e-6)   # float32 GEMMs may sum in another order
     with torch_as_ember(tiny_package) as again:      # the ember-bound copy is reused
-        assert again[tiny_package] is sys.modules[tiny_package]
+        assert again[tiny_package].TinyNet is sys.modules[tiny_package].TinyNet
         assert type(port) is again[tiny_package].TinyNet
 
 
@@ -121,3 +121,37 @@ def test_torch_extension_packages_are_hidden_inside_a_block(tiny_package):
         with pytest.raises(ImportError):
             importlib.import_module("torchao")
     assert (importlib.util.find_spec("torchao") is not None) == installed
+
+
+def test_lazy_attributes_read_after_the_block_are_ember_bound(tmp_path, monkeypatch):
+    """A package that loads submodules on attribute access (transformers' lazy module)
+    gives its ember-bound ones when the attribute is first read after the block."""
+    package = tmp_path / "lazy_pkg_for_porting"
+    package.mkdir()
+    (package / "__init__.py").write_text(textwrap.dedent('''
+        import importlib
+
+        def __getattr__(name):
+            if name == "Net":
+                return importlib.import_module(".models", __name__).Net
+            raise AttributeError(name)
+    '''))
+    (package / "models.py").write_text(textwrap.dedent('''
+        from torch import nn
+
+        class Net(nn.Module):
+            def helper(self):
+                from . import helpers       # a package-relative import at call time
+                return helpers.library()
+    '''))
+    (package / "helpers.py").write_text("import torch\n\n\ndef library():\n    return torch\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lazy_pkg_for_porting as reference_package
+    assert issubclass(reference_package.Net, torch.nn.Module)
+    with torch_as_ember("lazy_pkg_for_porting") as ported:
+        view = ported["lazy_pkg_for_porting"]
+    net = view.Net()
+    assert isinstance(net, ember.nn.Module)
+    assert net.helper() is ember
+    for name in [n for n in sys.modules if n.startswith("lazy_pkg_for_porting")]:
+        sys.modules.pop(name)
