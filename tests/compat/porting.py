@@ -182,6 +182,17 @@ _TORCH_EXTENSIONS = ("torchvision", "torchaudio", "torchcodec", "torch_xla", "to
 _ALWAYS_HIDDEN = ("torchao",)
 
 
+#: pure-Python modules that bind a format library to torch (safetensors.torch: a state
+#: dict to and from files): ported along with every package, so that a ported library
+#: saves and loads ember tensors (transformers' save_pretrained / from_pretrained)
+_TORCH_BINDINGS = ("safetensors.torch",)
+
+
+def _bindings_to_port(packages) -> tuple[str, ...]:
+    return tuple(name for name in _TORCH_BINDINGS if name not in packages
+                 and importlib.util.find_spec(name.split(".")[0]) is not None)
+
+
 def _default_hidden() -> tuple[str, ...]:
     """The extensions a block hides unless asked for: torchao, and the others that are
     not imported yet (an imported torchvision, with its real torch, serves as it is)."""
@@ -203,6 +214,7 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
     """
     shims = shims or {}
     asked = (dict(shims), tuple(hidden))     # to enter the block again (_reentered)
+    packages = (*packages, *_bindings_to_port(packages))
     hidden = {*hidden, *_default_hidden()} - {root for root in packages}
     shims = {**{name: None for name in hidden if name not in shims}, **shims}
     roots = (_ALIASED_ROOT, *packages, *{name.split(".")[0] for name in shims})

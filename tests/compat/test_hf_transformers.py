@@ -186,3 +186,20 @@ def test_auto_classes_build_ember_models_from_configs():
     reference = H.reference.AutoModelForCausalLM.from_config(
         H.reference.LlamaConfig(**H.CASES["llama"].kwargs))
     assert causal.num_parameters() == reference.num_parameters()
+
+
+def test_save_pretrained_and_from_pretrained_round_trip(tmp_path):
+    """An ember model saved with save_pretrained (safetensors) loads back equal, and a
+    checkpoint torch's model saved loads into the ember class."""
+    ref, port = H.build("llama")
+    ids = H.inputs("llama")["input_ids"]
+    port.save_pretrained(tmp_path / "ember")
+    ref.save_pretrained(tmp_path / "torch")
+    with torch_as_ember("transformers", hidden=H.HIDDEN):
+        again = H.ported.LlamaForCausalLM.from_pretrained(tmp_path / "ember").eval()
+        from_torch = H.ported.LlamaForCausalLM.from_pretrained(tmp_path / "torch").eval()
+    with ember.no_grad():
+        want = port(input_ids=ember.tensor(ids)).logits.numpy()
+        np.testing.assert_array_equal(again(input_ids=ember.tensor(ids)).logits.numpy(), want)
+        np.testing.assert_allclose(from_torch(input_ids=ember.tensor(ids)).logits.numpy(),
+                                   want, rtol=1e-5, atol=1e-6)

@@ -219,3 +219,16 @@ def test_mark_static_address_marks_the_tensor_as_torch():
     assert got._dynamo_static_input_type == want._dynamo_static_input_type == "guarded"
     with pytest.raises(TypeError):
         ember._dynamo.mark_static_address([1.0])
+
+
+def test_like_factories_of_a_meta_tensor_on_another_device_as_torch():
+    """from_pretrained materializes meta buffers with empty_like(buffer, device="cpu")."""
+    meta = ember.empty(2, 3, device="meta")
+    for got, want in ((ember.zeros_like(meta, device="cpu"), torch.zeros(2, 3)),
+                      (ember.ones_like(meta, device="cpu"), torch.ones(2, 3)),
+                      (ember.full_like(meta, 7.0, device="cpu"), torch.full((2, 3), 7.0))):
+        assert got.device.type == "cpu"
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert ember.empty_like(meta, device="cpu").shape == (2, 3)
+    assert ember.nn.modules.module._EXTRA_STATE_KEY_SUFFIX == \
+        torch.nn.modules.module._EXTRA_STATE_KEY_SUFFIX
