@@ -12,5 +12,6 @@ from . import exc, testing, utils  # noqa: F401
 from ..compiler import is_compiling  # noqa: F401 - torch._dynamo.is_compiling (older name)
 from ..compiler.dynamo_names import (allow_in_graph, assume_constant_result,  # noqa: F401
                                      config, disable, explain, graph_break, list_backends,
-                                     mark_dynamic, mark_static, maybe_mark_dynamic,
+                                     mark_dynamic, mark_static, mark_static_address,
+                                     maybe_mark_dynamic,
                                      optimize, register_backend, reset)

@@ -30,6 +30,7 @@ from typing import Any, Callable
 from ..ir import autocast
 from ..ir.symbolic import SymbolicTensor
 from ..frontend.autograd import grad_mode
+from ..frontend.func.pytree import CUSTOM_NODES
 from ..frontend.tensor import Tensor
 
 log = logging.getLogger("ember.compile")
@@ -49,11 +50,13 @@ def _is_leaf(value) -> bool:
     return isinstance(value, (Tensor, SymbolicTensor))
 
 
-def flatten(value) -> tuple[list, Any]:
+def flatten(value, objects: bool = False) -> tuple[list, Any]:
     """(tensor leaves in order, spec): the spec is `value` with each leaf replaced by a
-    marker, so `unflatten(spec, leaves)` rebuilds it with other leaves."""
+    marker, so `unflatten(spec, leaves)` rebuilds it with other leaves. objects=True
+    (a compiled function's results) also opens other objects that hold tensors in their
+    attributes (a key/value cache a model returns), rebuilding copies of them."""
     leaves: list = []
-    return leaves, _spec_of(value, leaves)
+    return leaves, _spec_of(value, leaves, objects)
 
 
 class _Leaf:
@@ -89,23 +92,72 @@ class _DataclassSpec:
         return out
 
 
+class _NodeSpec:
+    """A value of a type registered with torch.utils._pytree.register_pytree_node: its
+    children's specs and the context its flatten function gave, to rebuild it with."""
+    __slots__ = ("node", "context", "children")
+
+    def __init__(self, node, context, children: list):
+        self.node, self.context, self.children = node, context, children
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(child) for child in self.children)
+        return f"{self.node.type.__qualname__}({self.context!r}: {inner})"
+
+    def rebuild(self, items: list):
+        return self.node.unflatten_fn(items, self.context)
+
+
 def _is_dataclass_instance(value) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def _spec_of(value, leaves: list):
+class _ObjectSpec(_DataclassSpec):
+    """A plain object among a compiled function's results whose attributes hold tensors:
+    a copy of it whose attributes are their specs."""
+    __slots__ = ()
+
+
+def _object_spec(value, leaves: list, seen: set):
+    """An _ObjectSpec of `value` where its attributes hold tensors (through lists, dicts
+    and other such objects), else None. Modules, classes and functions are kept whole."""
+    from ..frontend.nn.modules.module import Module
+    attributes = getattr(value, "__dict__", None)
+    if not attributes or isinstance(value, (Module, type)) or callable(value) or \
+            id(value) in seen:
+        return None
+    seen.add(id(value))
+    start = len(leaves)
+    fields = {name: _spec_of(item, leaves, seen) for name, item in attributes.items()}
+    if len(leaves) == start:
+        return None
+    return _ObjectSpec(value, fields)
+
+
+def _spec_of(value, leaves: list, objects=False):
     if _is_leaf(value):
         leaves.append(value)
         return LEAF
+    if objects is True:
+        objects = set()             # ids of the objects opened so far (cycles)
+    node = CUSTOM_NODES.get(type(value))
+    if node is not None:
+        children, context = node.flatten_fn(value)
+        return _NodeSpec(node, context, [_spec_of(child, leaves, objects)
+                                         for child in children])
     if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_spec_of(v, leaves) for v in value))
+        return type(value)(*(_spec_of(v, leaves, objects) for v in value))
     if isinstance(value, (tuple, list)):
-        return type(value)(_spec_of(v, leaves) for v in value)
+        return type(value)(_spec_of(v, leaves, objects) for v in value)
     if isinstance(value, dict):
-        return {k: _spec_of(v, leaves) for k, v in value.items()}
+        return {k: _spec_of(v, leaves, objects) for k, v in value.items()}
     if _is_dataclass_instance(value):
-        return _DataclassSpec(value, {f.name: _spec_of(getattr(value, f.name), leaves)
+        return _DataclassSpec(value, {f.name: _spec_of(getattr(value, f.name), leaves, objects)
                                       for f in dataclasses.fields(value)})
+    if objects is not False:
+        spec = _object_spec(value, leaves, objects)
+        if spec is not None:
+            return spec
     return value
 
 
@@ -125,6 +177,8 @@ def _rebuild(spec, it):
         return {k: _rebuild(v, it) for k, v in spec.items()}
     if isinstance(spec, _DataclassSpec):
         return spec.rebuild({k: _rebuild(v, it) for k, v in spec.fields.items()})
+    if isinstance(spec, _NodeSpec):
+        return spec.rebuild([_rebuild(child, it) for child in spec.children])
     return spec
 
 

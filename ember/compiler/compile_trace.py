@@ -127,7 +127,7 @@ def _trace(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", seeding) 
                 if getattr(t, "requires_grad", False):
                     value.requires_grad = True      # `if x.requires_grad:` reads eager's answer
             args, kwargs = unflatten(spec, inputs)
-            out_leaves, out_spec = flatten(fn(*args, **kwargs))
+            out_leaves, out_spec = flatten(fn(*args, **kwargs), objects=True)
         finally:
             _EXAMPLES.pop()
         builder.output(tuple(out_leaves))

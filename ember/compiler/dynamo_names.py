@@ -150,6 +150,16 @@ def mark_static(t, index=None) -> None:
         setattr(t, name, marked - drop)
 
 
+def mark_static_address(t, guard: bool = False) -> None:
+    """torch's promise that `t` keeps its storage across calls of a compiled function
+    (so CUDA graphs need no copy of it): recorded on the tensor as torch records it
+    (`_dynamo_static_input_type`); ember's plans read inputs where they are, so the mark
+    changes nothing here. Only tensors can be marked, as in torch."""
+    if not hasattr(t, "data_ptr") or not hasattr(t, "dtype"):
+        raise TypeError(f"mark_static_address expects a tensor but received {type(t)}")
+    t._dynamo_static_input_type = "guarded" if guard else "unguarded"
+
+
 def cudagraph_mark_step_begin() -> None:
     return None
 

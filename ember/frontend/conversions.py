@@ -19,6 +19,8 @@ def _parse_to_args(t, args, kwargs):
     if kwargs:
         raise TypeError(f"to() got unexpected keyword arguments {list(kwargs)}")
     for a in args:
+        if a is None:               # to(None) / to(None, dtype): the device stays
+            continue
         # identity tests: `a in (float, ...)` would compare a tensor argument with ==
         if isinstance(a, DType) or any(a is kind for kind in (float, int, bool, complex)):
             dtype = a

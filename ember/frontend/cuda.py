@@ -24,7 +24,7 @@ __all__ = ["is_available", "device_count", "get_device_name", "get_device_capabi
            "synchronize", "memory_allocated", "memory_reserved", "max_memory_allocated",
            "max_memory_reserved", "reset_peak_memory_stats", "memory_stats", "empty_cache",
            "mem_get_info", "Stream", "Event", "current_stream", "default_stream",
-           "set_stream", "stream", "current_device", "OutOfMemoryError"]
+           "set_stream", "stream", "StreamContext", "current_device", "OutOfMemoryError"]
 
 from ..ir.errors import OutOfMemoryError  # noqa: E402 - torch.cuda.OutOfMemoryError
 
@@ -137,9 +137,14 @@ def set_stream(stream_: _streams.Stream) -> None:
     _streams.set_stream(stream_)
 
 
-def stream(stream_: _streams.Stream | None):
+class StreamContext(_streams.use_stream):
+    """torch.cuda.StreamContext(stream): the context manager `ember.cuda.stream` returns;
+    `s` is the current stream of its device inside the block (None: no change)."""
+
+
+def stream(stream_: _streams.Stream | None) -> StreamContext:
     """`with ember.cuda.stream(s):` — ops queue on `s` inside the block."""
-    return _streams.use_stream(stream_)
+    return StreamContext(stream_)
 
 
 # --- CUDA graphs (torch.cuda.CUDAGraph, torch.cuda.graph) --------------------------------

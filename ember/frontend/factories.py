@@ -259,7 +259,16 @@ def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False,
                  device, requires_grad, memory_format)
 
 
+_LIKE_FILLS = {"zeros_like": 0, "ones_like": 1}
+
+
 def _like(op_name, t, dtype, memory_format, requires_grad, device, **extra):
+    if device is not None and t.device.type == "meta" and Device(device).type != "meta":
+        # a meta tensor has no data to move: the result is made on `device` (as torch's
+        # empty_like(meta_tensor, device="cpu"), which loaders use to materialize buffers)
+        fill = _LIKE_FILLS.get(op_name, extra.get("fill_value"))
+        return _full(list(t.shape), fill, dtype or t.dtype, device, requires_grad,
+                     contiguous_format)
     if dtype is None and memory_format is preserve_format:     # the schema's defaults:
         out = OPS[op_name](t, *extra.values())                  # a shorter seen-call key
     else:

@@ -510,6 +510,8 @@ class Tensor:
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if not self.is_leaf:
+            if requires_grad:       # a computed tensor already requires grad: as torch, a no-op
+                return self
             raise AutogradError("you can only change requires_grad flags of leaf variables. "
                                 "If you want to use a computed variable in a subgraph that "
                                 "doesn't require differentiation use var_no_grad = var.detach().")

@@ -110,8 +110,16 @@ def _loc_text(node: Node) -> str:
     return f" loc({_quote(str(loc))})"
 
 
+class _NodeNames(dict):
+    """Node -> printed name; a node no longer in its graph (a traced value kept past the
+    pass that removed it, shown in an error) prints under its own name."""
+
+    def __missing__(self, node):
+        return node.name
+
+
 def format_node(node: Node, names: dict | None = None, locs: bool = False) -> str:
-    names = names or {n: n.name for n in node.graph.nodes}
+    names = _NodeNames(names or {n: n.name for n in node.graph.nodes})
     if node.op == OpKind.output:
         return f"return {format_value(node.args[0], names)}"
     if node.op == OpKind.placeholder:

@@ -15,11 +15,13 @@ compute with the same numbers.
 """
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import copy
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -50,21 +52,118 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self.original_spec
 
 
+def _ember_counterpart(fullname: str) -> types.ModuleType:
+    """ember's module for torch's module `fullname` (imported if need be)."""
+    ember_name = "ember" + fullname[len(_ALIASED_ROOT):]
+    try:
+        return importlib.import_module(ember_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and not _is_under(error.name, "ember"):
+            raise      # a real third-party dependency of ember is missing
+        raise ModuleNotFoundError(
+            f"ember has no counterpart of module '{fullname}' (looked for "
+            f"'{ember_name}')", name=fullname) from None
+
+
+#: how many torch_as_ember blocks are running (their finder aliases torch's modules)
+_ACTIVE_BLOCKS = [0]
+
+
+#: the arguments (shims, hidden) of the block that ported each package, to enter it again
+_PORT_BLOCKS: dict[str, tuple] = {}
+
+
+def _ported_package_of(absolute: str) -> str | None:
+    return next((package for package in _PORT_BLOCKS if _is_under(absolute, package)), None)
+
+
+def _reentered(package: str):
+    """A torch_as_ember block for `package` as it was ported (its copy reinstalled)."""
+    shims, hidden = _PORT_BLOCKS[package]
+    return torch_as_ember(package, shims=shims, hidden=hidden)
+
+
+def _aliasing_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """__import__ for a ported package's modules. Run inside one of its functions after
+    the `torch_as_ember` block ended: `import torch...` still gives ember, and imports of
+    the package's own modules (`from .integrations import x`) give its ember-bound copy,
+    importing any not loaded yet in a block again. Within a block the import system's
+    own aliasing serves both."""
+    if not _ACTIVE_BLOCKS[0]:
+        if level == 0 and _is_under(name, _ALIASED_ROOT):
+            module = _ember_counterpart(name)
+            return module if fromlist else sys.modules["ember"]
+        absolute = importlib.util.resolve_name("." * level + name, (globals or {}).get(
+            "__package__")) if level else name
+        package = _ported_package_of(absolute)
+        if package is not None:
+            with _reentered(package):
+                return builtins.__import__(name, globals, locals, fromlist, level)
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+class _PortedView(types.ModuleType):
+    """What a block yields for a ported package: the ember-bound module, whose lazily
+    loaded attributes (transformers' `transformers.BertModel`) are loaded in a block
+    again when first read after the block ended, so they are the ember-bound ones too."""
+
+    def __init__(self, module: types.ModuleType, package: str):
+        super().__init__(module.__name__, module.__doc__)
+        object.__setattr__(self, "_ported", (module, package))
+
+    def __getattr__(self, name):
+        module, package = object.__getattribute__(self, "_ported")
+        if _ACTIVE_BLOCKS[0] or name in module.__dict__:
+            return getattr(module, name)
+        with _reentered(package):
+            return getattr(module, name)
+
+    def __setattr__(self, name, value):
+        setattr(object.__getattribute__(self, "_ported")[0], name, value)
+
+    def __dir__(self):
+        return dir(object.__getattribute__(self, "_ported")[0])
+
+
+#: the builtins a ported package's modules run with (their own __import__)
+_PORTED_BUILTINS = {**builtins.__dict__, "__import__": _aliasing_import}
+
+
+class _PortedLoader(importlib.abc.Loader):
+    """Runs a ported package's module with _PORTED_BUILTINS: functions keep the builtins
+    of the globals they were created in, so imports inside them resolve as at import."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        module.__dict__["__builtins__"] = _PORTED_BUILTINS
+        self.inner.exec_module(module)
+
+    def __getattr__(self, name):        # get_source, get_code, is_package, ...
+        return getattr(self.inner, name)
+
+
 class _TorchToEmberFinder(importlib.abc.MetaPathFinder):
-    """Resolves `torch` and `torch.<sub>` to `ember` and `ember.<sub>`."""
+    """Resolves `torch` and `torch.<sub>` to `ember` and `ember.<sub>`, and loads the
+    modules of the packages being ported with _PortedLoader."""
+
+    def __init__(self, packages: tuple[str, ...] = ()):
+        self.packages = packages
 
     def find_spec(self, fullname, path=None, target=None):
+        if _owned(fullname, self.packages):
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is not None and spec.loader is not None and \
+                    hasattr(spec.loader, "exec_module"):
+                spec.loader = _PortedLoader(spec.loader)
+            return spec
         if not _is_under(fullname, _ALIASED_ROOT):
             return None
-        ember_name = "ember" + fullname[len(_ALIASED_ROOT):]
-        try:
-            module = importlib.import_module(ember_name)
-        except ModuleNotFoundError as error:
-            if error.name is not None and not _is_under(error.name, "ember"):
-                raise      # a real third-party dependency of ember is missing
-            raise ModuleNotFoundError(
-                f"ember has no counterpart of module '{fullname}' (looked for "
-                f"'{ember_name}')", name=fullname) from None
+        module = _ember_counterpart(fullname)
         return importlib.util.spec_from_loader(fullname, _AliasLoader(module))
 
 
@@ -76,27 +175,61 @@ def _owned(name: str, roots: tuple[str, ...]) -> bool:
     return any(_is_under(name, root) for root in roots)
 
 
+#: packages compiled against torch (their C++ ops register with torch's dispatcher), which
+#: cannot be imported against ember; torchao also imports submodules lazily, so even an
+#: already imported torchao would load pieces against ember inside a block
+_TORCH_EXTENSIONS = ("torchvision", "torchaudio", "torchcodec", "torch_xla", "torch_npu")
+_ALWAYS_HIDDEN = ("torchao",)
+
+
+#: pure-Python modules that bind a format library to torch (safetensors.torch: a state
+#: dict to and from files): ported along with every package, so that a ported library
+#: saves and loads ember tensors (transformers' save_pretrained / from_pretrained)
+_TORCH_BINDINGS = ("safetensors.torch",)
+
+
+def _bindings_to_port(packages) -> tuple[str, ...]:
+    return tuple(name for name in _TORCH_BINDINGS if name not in packages
+                 and importlib.util.find_spec(name.split(".")[0]) is not None)
+
+
+def _default_hidden() -> tuple[str, ...]:
+    """The extensions a block hides unless asked for: torchao, and the others that are
+    not imported yet (an imported torchvision, with its real torch, serves as it is)."""
+    return (*_ALWAYS_HIDDEN, *(name for name in _TORCH_EXTENSIONS if name not in sys.modules))
+
+
 @contextlib.contextmanager
-def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = None):
+def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = None,
+                   hidden: tuple[str, ...] = ()):
     """Within the block, `torch` is ember and `packages` are imported against it.
 
     shims: extra modules to place in sys.modules while the block runs (for a
     dependency that has no ember port, e.g. a stand-in `torchvision.ops.misc`).
+    hidden: installed packages the block's imports must not find, besides the defaults
+    (`_default_hidden`): extensions compiled against torch, such as torchao, which a
+    package imports only where it finds them (an environment with ember in place of
+    torch has none of them). A package named in `packages` or `shims` is never hidden.
     Yields a dict of the imported packages by name.
     """
     shims = shims or {}
+    asked = (dict(shims), tuple(hidden))     # to enter the block again (_reentered)
+    packages = (*packages, *_bindings_to_port(packages))
+    hidden = {*hidden, *_default_hidden()} - {root for root in packages}
+    shims = {**{name: None for name in hidden if name not in shims}, **shims}
     roots = (_ALIASED_ROOT, *packages, *{name.split(".")[0] for name in shims})
     saved = {name: module for name, module in sys.modules.items() if _owned(name, roots)}
     for name in saved:
         del sys.modules[name]
-    finder = _TorchToEmberFinder()
+    finder = _TorchToEmberFinder(packages)
     sys.meta_path.insert(0, finder)
     # `from torch import x` falls back to sys.modules["<torch's __name__>.x"], and
     # torch's __name__ is "ember": a shim for torch.x is also seen as ember.x
     ember_aliases = {"ember" + name[len(_ALIASED_ROOT):]: module for name, module in
                      shims.items() if _is_under(name, _ALIASED_ROOT)}
     ember_aliases = {name: module for name, module in ember_aliases.items()
-                     if name not in sys.modules}
+                     if name not in sys.modules and module is not None}
+    _ACTIVE_BLOCKS[0] += 1
     try:
         sys.modules.update(ember_aliases)
         sys.modules.update(shims)
@@ -105,8 +238,12 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
         # place of the real one
         sys.modules.update({name: module for name, module in _PORTED_MODULES.items()
                             if _owned(name, packages)})
-        yield {package: importlib.import_module(package) for package in packages}
+        for package in packages:
+            _PORT_BLOCKS.setdefault(package, asked)
+        yield {package: _PortedView(importlib.import_module(package), package)
+               for package in packages}
     finally:
+        _ACTIVE_BLOCKS[0] -= 1
         sys.meta_path.remove(finder)
         for name in ember_aliases:
             sys.modules.pop(name, None)

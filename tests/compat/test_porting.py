@@ -3,6 +3,7 @@ real torch is back afterwards (the oracle stays usable in the same test)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import textwrap
 
@@ -59,7 +60,7 @@ def test_ported_package_uses_ember_and_torch_comes_back(tiny_package, rng):
                                reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-5,
                                atol=1e-6)   # float32 GEMMs may sum in another order
     with torch_as_ember(tiny_package) as again:      # the ember-bound copy is reused
-        assert again[tiny_package] is sys.modules[tiny_package]
+        assert again[tiny_package].TinyNet is sys.modules[tiny_package].TinyNet
         assert type(port) is again[tiny_package].TinyNet
 
 
@@ -89,3 +90,68 @@ def test_porting_one_package_leaves_another_ported_package_alone(tmp_path, monke
     finally:
         for name in (first, second):
             sys.modules.pop(name, None)
+
+
+def test_imports_inside_a_ported_function_still_give_ember(tmp_path, monkeypatch):
+    """`import torch` run when a ported function is called (after the block) is ember's,
+    as transformers' torch.compiler.is_compiling() probes are."""
+    (tmp_path / "lazy_torch_for_porting.py").write_text(textwrap.dedent('''
+        def library():
+            import torch
+            import torch.nn.functional as F
+            from torch.compiler import is_compiling
+            return torch, F, is_compiling
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with torch_as_ember("lazy_torch_for_porting") as ported:
+        module = ported["lazy_torch_for_porting"]
+    root, functional, is_compiling = module.library()
+    assert root is ember and functional is ember.nn.functional
+    assert is_compiling is ember.compiler.is_compiling
+    assert sys.modules["torch"] is torch
+
+
+def test_torch_extension_packages_are_hidden_inside_a_block(tiny_package):
+    """torchao (compiled against torch) is never found by a block's imports, so a
+    package that imports it where available takes its path without it; afterwards the
+    installed one is found again."""
+    installed = importlib.util.find_spec("torchao") is not None
+    with torch_as_ember(tiny_package):
+        assert importlib.util.find_spec("torchao") is None
+        with pytest.raises(ImportError):
+            importlib.import_module("torchao")
+    assert (importlib.util.find_spec("torchao") is not None) == installed
+
+
+def test_lazy_attributes_read_after_the_block_are_ember_bound(tmp_path, monkeypatch):
+    """A package that loads submodules on attribute access (transformers' lazy module)
+    gives its ember-bound ones when the attribute is first read after the block."""
+    package = tmp_path / "lazy_pkg_for_porting"
+    package.mkdir()
+    (package / "__init__.py").write_text(textwrap.dedent('''
+        import importlib
+
+        def __getattr__(name):
+            if name == "Net":
+                return importlib.import_module(".models", __name__).Net
+            raise AttributeError(name)
+    '''))
+    (package / "models.py").write_text(textwrap.dedent('''
+        from torch import nn
+
+        class Net(nn.Module):
+            def helper(self):
+                from . import helpers       # a package-relative import at call time
+                return helpers.library()
+    '''))
+    (package / "helpers.py").write_text("import torch\n\n\ndef library():\n    return torch\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lazy_pkg_for_porting as reference_package
+    assert issubclass(reference_package.Net, torch.nn.Module)
+    with torch_as_ember("lazy_pkg_for_porting") as ported:
+        view = ported["lazy_pkg_for_porting"]
+    net = view.Net()
+    assert isinstance(net, ember.nn.Module)
+    assert net.helper() is ember
+    for name in [n for n in sys.modules if n.startswith("lazy_pkg_for_porting")]:
+        sys.modules.pop(name)

@@ -7,14 +7,14 @@ order and a spec to rebuild the structure; `broadcast_prefix` spreads a prefix t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
 class TreeSpec:
-    kind: str                   # 'leaf', 'tuple', 'list', 'dict', 'namedtuple'
+    kind: str                   # 'leaf', 'tuple', 'list', 'dict', 'namedtuple', 'custom'
     children: tuple = ()
-    context: Any = None         # dict keys or the namedtuple type
+    context: Any = None         # dict keys, the namedtuple type, or (type, its context)
 
     @property
     def num_leaves(self) -> int:
@@ -24,7 +24,29 @@ class TreeSpec:
 LEAF = TreeSpec("leaf")
 
 
+@dataclass(frozen=True)
+class NodeDef:
+    """How a registered container type comes apart: flatten(node) -> (children,
+    context) and unflatten(children, context) -> node."""
+    type: type
+    flatten_fn: Callable
+    unflatten_fn: Callable
+
+
+#: container types registered by users (torch.utils._pytree.register_pytree_node), by
+#: exact type as torch matches them; they take precedence over the built-in kinds
+CUSTOM_NODES: dict[type, NodeDef] = {}
+
+
+def register_node(cls: type, flatten_fn: Callable, unflatten_fn: Callable) -> None:
+    if cls in CUSTOM_NODES:
+        raise ValueError(f"{cls} is already registered as a pytree node.")
+    CUSTOM_NODES[cls] = NodeDef(cls, flatten_fn, unflatten_fn)
+
+
 def _node_kind(tree) -> str:
+    if type(tree) in CUSTOM_NODES:
+        return "custom"
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
         return "namedtuple"
     if isinstance(tree, tuple):
@@ -37,6 +59,9 @@ def _node_kind(tree) -> str:
 
 
 def _children(tree, kind: str):
+    if kind == "custom":
+        children, context = CUSTOM_NODES[type(tree)].flatten_fn(tree)
+        return list(children), (type(tree), context)
     if kind == "dict":
         keys = list(tree)
         return [tree[k] for k in keys], tuple(keys)
@@ -65,6 +90,9 @@ def _build(spec: TreeSpec, leaves):
     if spec.kind == "leaf":
         return next(leaves)
     items = [_build(child, leaves) for child in spec.children]
+    if spec.kind == "custom":
+        node_type, context = spec.context
+        return CUSTOM_NODES[node_type].unflatten_fn(items, context)
     if spec.kind == "dict":
         return dict(zip(spec.context, items))
     if spec.kind == "namedtuple":

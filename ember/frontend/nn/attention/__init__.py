@@ -65,3 +65,5 @@ def sdp_kernel(enable_flash: bool = True, enable_math: bool = True,
 
 
 __all__ = ["SDPBackend", "sdpa_kernel"]
+
+from . import flex_attention  # noqa: E402,F401 - torch.nn.attention.flex_attention

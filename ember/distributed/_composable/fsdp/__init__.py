@@ -1,0 +1,3 @@
+"""torch.distributed._composable.fsdp: the older home of torch.distributed.fsdp's FSDP2
+names."""
+from ...fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard  # noqa: F401
