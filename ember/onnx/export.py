@@ -399,10 +399,12 @@ def _layer_norm(w, node, a):
     return w.add("Add", [w.add("Mul", [normed, weight], "scaled"), bias], node.name)
 
 
-def _reduce_axes(w, op_type: str, x: str, axes: list, keep: int = 1) -> str:
+def _reduce_axes(w, op_type: str, x: str, axes: list, keep: int = 1, name: str = "") -> str:
+    # axes became an input in opset 13 for ReduceSum, in 18 for the others
+    name = name or op_type.lower()
     if w.opset < (13 if op_type == "ReduceSum" else 18):
-        return w.add(op_type, [x], op_type.lower(), axes=axes, keepdims=keep)
-    return w.add(op_type, [x, w.ints(axes)], op_type.lower(), keepdims=keep)
+        return w.add(op_type, [x], name, axes=axes, keepdims=keep)
+    return w.add(op_type, [x, w.ints(axes)], name, keepdims=keep)
 
 
 def _batch_norm(w, node, a):
@@ -517,6 +519,7 @@ def _t(w, node, a):
 
 
 def _reduce(op_type):
+    """sum/mean/amax/amin over `dim` (all dims when None or [])."""
     def emit(w, node, a):
         source = a["self"]
         ndim = source.meta["val"].ndim
@@ -524,10 +527,7 @@ def _reduce(op_type):
         dims = list(range(ndim)) if dims is None or dims == [] else \
             [d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
         keep = int(a.get("keepdim", False))
-        # axes became an input in opset 13 for ReduceSum, in 18 for the others
-        if w.opset < (13 if op_type == "ReduceSum" else 18):
-            return w.add(op_type, [w.names[source]], node.name, axes=dims, keepdims=keep)
-        return w.add(op_type, [w.names[source], w.ints(dims)], node.name, keepdims=keep)
+        return _reduce_axes(w, op_type, w.names[source], dims, keep, node.name)
     return emit
 
 
@@ -795,18 +795,6 @@ def _conv_transpose(w, node, a):
                  output_padding=_pair(a["output_padding"], n), group=a["groups"])
 
 
-def _minmax_reduce(op_type):
-    def emit(w, node, a):
-        source = a["self"]
-        ndim = source.meta["val"].ndim
-        dims = a.get("dim")
-        dims = list(range(ndim)) if dims is None or dims == [] else \
-            [d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
-        keep = int(a.get("keepdim", False))
-        return _reduce_axes(w, op_type, w.names[source], dims, keep)
-    return emit
-
-
 def _dim_mask(w, shape, dim: int, start: int, end: int) -> str:
     """A bool constant broadcasting along `dim`: True for positions start .. end - 1."""
     size = shape[dim]
@@ -906,7 +894,7 @@ _EMITTERS = {
     "floor": _unary("Floor"), "ceil": _unary("Ceil"), "sign": _unary("Sign"),
     "maximum": _binary("Max"), "minimum": _binary("Min"),
     "narrow": _narrow, "argmax": _arg_reduce("ArgMax"), "argmin": _arg_reduce("ArgMin"),
-    "amax": _minmax_reduce("ReduceMax"), "amin": _minmax_reduce("ReduceMin"),
+    "amax": _reduce("ReduceMax"), "amin": _reduce("ReduceMin"),
     "topk": _topk, "stack": _stack, "max_dim": _max_min_dim("ReduceMax", "ArgMax"),
     "min_dim": _max_min_dim("ReduceMin", "ArgMin"),
     "split": _pieces, "chunk": _pieces, "unbind": _pieces,
