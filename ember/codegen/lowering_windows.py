@@ -301,11 +301,14 @@ def _select_scatter(ctx, node, args: dict) -> Value:
     at = args["index"] % out.shape[dim]
 
     def load(index):
-        # both reads stay inside their tensors at every position: no masked loads, so
-        # either operand may be computed in the same kernel
         mask = _within(ctx, index[dim], at, at + 1)
-        piece = cast(src.load(index[:dim] + index[dim + 1:]), out.dtype)
-        return c("where", mask, piece, cast(base.load(index), out.dtype))
+        piece = cast(_buffer_load(ctx, src, index[:dim] + index[dim + 1:], mask, 0),
+                     out.dtype)
+        if base.strided is not None:            # a buffer: read only off the index
+            kept = _buffer_load(ctx, base, index, c("logical_not", mask), 0)
+        else:
+            kept = base.load(index)
+        return c("where", mask, piece, cast(kept, out.dtype))
     return Value(tuple(out.shape), out.dtype, load)
 
 
@@ -325,7 +328,7 @@ MAX_UNROLLED_INDICES = 64     # index_put / scatter_add: one where per index, un
 def _index_at(ctx, index: Value, position: tuple, size: int) -> K.Expr:
     """index[position] as an int64 in [0, size) for valid indices (a negative one counts
     from the end, as torch's indexing does)."""
-    at = cast(index.load(position), int64)
+    at = cast(_buffer_load(ctx, index, position, None, 0), int64)
     return c("where", c("lt", at, constant(0, int64)), c("add", at, constant(size, int64)),
              at)
 
