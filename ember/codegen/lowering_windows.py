@@ -322,86 +322,8 @@ def _copy(ctx, node, args: dict) -> Value:
         src.load(broadcast_index(index, src.shape, shape, ctx.n_vars)), out.dtype))
 
 
-MAX_UNROLLED_INDICES = 64     # index_put / scatter_add: one where per index, unrolled
-
-
-def _index_at(ctx, index: Value, position: tuple, size: int) -> K.Expr:
-    """index[position] as an int64 in [0, size) for valid indices (a negative one counts
-    from the end, as torch's indexing does)."""
-    at = cast(_buffer_load(ctx, index, position, None, 0), int64)
-    return c("where", c("lt", at, constant(0, int64)), c("add", at, constant(size, int64)),
-             at)
-
-
-def _unrolled_count(ctx, what: str, count: int) -> None:
-    if count > MAX_UNROLLED_INDICES:
-        raise LoweringError(f"{ctx.name}: {what} with {count} indices (kernels unroll up to "
-                            f"{MAX_UNROLLED_INDICES})")
-
-
-def _index_put(ctx, node, args: dict) -> Value:
-    """index_put(self, indices, values, accumulate) with one integer index vector at
-    dim p (`y[idx] = v`, `y[:, idx] += v` when accumulating): each output element takes,
-    over the indices k in order, values[.., k, ..] where idx[k] hits it (the last write
-    wins, as torch's CPU kernel; with accumulate, the sum in that order), else self."""
-    base, values = args["self"], args["values"]
-    indices = list(args["indices"])
-    out: TensorMeta = node.meta["val"]
-    shape = tuple(out.shape)
-    present = [i for i, v in enumerate(indices) if v is not None]
-    if len(present) != 1 or len(indices[present[0]].shape) != 1 or \
-            indices[present[0]].dtype.category == Category.BOOL:
-        raise LoweringError(f"{ctx.name}: index_put lowers with one integer index vector")
-    p = present[0]
-    idx = indices[p]
-    count = idx.shape[0]
-    _unrolled_count(ctx, "index_put", count)
-    indexed = shape[:p] + (count,) + shape[p + 1:]
-
-    def load(index):
-        here = K.IndexValue(index[p], int64)
-        value = cast(base.load(index), out.dtype)
-        for k in range(count):
-            at = linear([], k, ctx.n_vars)
-            hit = c("eq", _index_at(ctx, idx, (at,), shape[p]), here)
-            piece = cast(values.load(broadcast_index(index[:p] + (at,) + index[p + 1:],
-                                                     values.shape, indexed, ctx.n_vars)),
-                         out.dtype)
-            value = c("where", hit, c("add", value, piece) if args["accumulate"] else piece,
-                      value)
-        return value
-    return Value(shape, out.dtype, load)
-
-
-def _scatter_add(ctx, node, args: dict) -> Value:
-    """scatter_add(self, dim, index, src) with index as large as self off `dim`: out[o] =
-    self[o] + the sum, over k in order, of src[o with k at dim] where index[o with k at
-    dim] == o[dim]."""
-    base, index, src = args["self"], args["index"], args["src"]
-    out: TensorMeta = node.meta["val"]
-    shape = tuple(out.shape)
-    dim = args["dim"] % len(shape)
-    if any(index.shape[d] != shape[d] for d in range(len(shape)) if d != dim):
-        raise LoweringError(f"{ctx.name}: scatter_add lowers with an index as large as "
-                            "self off its dim")
-    count = index.shape[dim]
-    _unrolled_count(ctx, "scatter_add", count)
-
-    def load(position):
-        here = K.IndexValue(position[dim], int64)
-        value = cast(base.load(position), out.dtype)
-        for k in range(count):
-            at = position[:dim] + (linear([], k, ctx.n_vars),) + position[dim + 1:]
-            hit = c("eq", _index_at(ctx, index, at, shape[dim]), here)
-            piece = cast(src.load(at), out.dtype)
-            value = c("where", hit, c("add", value, piece), value)
-        return value
-    return Value(shape, out.dtype, load)
-
-
 ARG_RULES = {
-    "select_scatter": _select_scatter, "copy": _copy, "index_put": _index_put,
-    "scatter_add": _scatter_add,
+    "select_scatter": _select_scatter, "copy": _copy,
     "max_pool2d": _max_pool, "avg_pool2d": _avg_pool, "adaptive_avg_pool2d": _adaptive_avg_pool,
     "pad": _pad, "cat": _cat, "stack": _stack, "slice_scatter": _slice_scatter,
 }

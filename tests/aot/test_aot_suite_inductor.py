@@ -328,24 +328,6 @@ def _norms(lib):
     return Model()
 
 
-def _scatters(lib):
-    class Model(lib.nn.Module):
-        def forward(self, x, idx, v, index, src):
-            y = x.clone()
-            y[idx] = v                                   # index_put (negative index too)
-            z = x.clone()
-            z[:, idx[:2]] = x[:, 1:]                     # index_put at dim 1
-            w = lib.zeros(3, 5).scatter_add(0, index, src)
-            return y, z, w, x.index_put((idx,), v, accumulate=True)
-    return Model()
-
-
-def test_index_put_and_scatter_add(tmp_path):
-    args = (torch.randn(5, 3), torch.tensor([0, -2, 1]), torch.randn(3, 3),
-            torch.tensor([[0, 1, 2, 0, 0], [2, 0, 0, 1, 2]]), torch.randn(2, 5))
-    check(_scatters, args, tmp_path)
-
-
 def _rows_bmm_upsample(lib):
     class Model(lib.nn.Module):
         def forward(self, x, idx, cube, a, b, image):
