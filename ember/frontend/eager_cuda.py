@@ -76,6 +76,12 @@ def compute(op: OpDef, args: tuple, out_meta):
             moved = _layout_changing_copy(args[0], out_meta, index)
         if moved is not None:
             return moved
+    if op.name == "copy" and isinstance(args[1], Tensor):
+        # copy_'s functional form: copy_into makes a layout change one tiled transpose
+        # (the generic kernel of copy's lowering rule reads one element per sector there)
+        out = empty_cuda(out_meta.shape, out_meta.strides, out_meta.dtype, index)
+        copy_into(out, args[1].expand(list(out_meta.shape)))
+        return out
     key = _plan_key(op, args)
     if key not in _PLANS:
         _PLANS[key] = _make_plan(op, args, out_meta)

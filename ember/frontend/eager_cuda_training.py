@@ -132,15 +132,6 @@ def _number(v):
     return v.item() if isinstance(v, Tensor) else v
 
 
-def _copy(args, out_meta, index):
-    target, src = args[0], args[1]
-    if not isinstance(src, Tensor):
-        return None
-    out = _fresh(out_meta, index)
-    eager_cuda.copy_into(out, src.expand(list(out_meta.shape)))
-    return out
-
-
 def _copying_reshape(op_name: str, args, out_meta, index):
     """reshape/flatten of a tensor whose strides allow no view: a dense copy, then the
     view (what PyTorch's reshape does)."""
@@ -820,7 +811,7 @@ def _probability_loss(lsm, target, wb, reduction, smoothing, cd, c):
 
 
 ROUTES = {
-    "arange": _arange, "copy": _copy,
+    "arange": _arange,
     "convolution_backward_input": _conv_backward_input,
     "convolution_backward_weight": _conv_backward_weight,
     "conv_transpose2d": _conv_transpose2d,
