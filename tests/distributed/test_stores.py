@@ -143,9 +143,11 @@ def test_tcp_store_refuses_non_integers_and_stays_usable():
     assert client.get("blank") == b"2"
 
 
-@pytest.mark.parametrize("which", ["ember", "torch"])
-def test_tcp_store_blocking_calls_wake_from_other_threads(which):
-    d = edist if which == "ember" else tdist
+def test_tcp_store_blocking_calls_wake_from_other_threads():
+    # ember's store only: torch's TCPStore ran this same sequence to the expected values
+    # when written, but its barrier once timed out (10 s) in a full-suite run at load ~8,
+    # and a flaky oracle proves nothing
+    d = edist
     master = d.TCPStore("127.0.0.1", 0, None, True, T(seconds=10))
     clients = [d.TCPStore("127.0.0.1", master.port, None, False, T(seconds=10))
                for _ in range(3)]

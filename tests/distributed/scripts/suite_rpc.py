@@ -140,14 +140,15 @@ def _(x):
     raise RuntimeError("timeout (worker1 makes no call)")
 
 
-@case("remote: RRef owner, to_here, is_owner, confirmed")
+@case("remote: RRef owner, to_here, is_owner")
 def _(x):
     def body(x, rpc):
         rref = rpc.remote("worker1", scaled_sum, args=(x.torch.ones(3), x.torch.ones(3)),
                           kwargs={"scale": 3.0})
         value = rref.to_here()
-        return value, rref.owner().name, rref.owner_name(), rref.is_owner(), \
-            rref.confirmed_by_owner()
+        # confirmed_by_owner() is left out: torch's turns True when the owner's separate
+        # confirmation arrives, which may be before or after to_here() returns (a race)
+        return value, rref.owner().name, rref.owner_name(), rref.is_owner()
     return _on_rank0(body)(x)
 
 
