@@ -21,17 +21,31 @@ Likewise a quantized Linear (or LinearReLU) whose one reader is `dequantize` (an
 a classifier's last layer) is one call of `linear_dequantize`: the GEMM's epilogue
 dequantizes what it rounds (frontend/quantized.py linear_dequantize: the pair's floats),
 so the uint8 result, the dequantize's call and its single-threaded pass are gone.
+
+Every other call of a quantized Conv2d (or ConvReLU2d) is a `conv_step`, and a step
+whose every reader is a conv step or a fused pair (resnet's convolutions but the stem and
+the last) may leave its kernel running when it returns (`overlap`: the thread pool's
+defer, runtime/threads.py): the workers claim its tiles while the calling thread runs
+the Python of the next step, whose kernel, or a Python read of the result, joins it
+first (ThreadPool.join; the prepared calls' copies, the full paths and the plain pair
+settle first). Before any other node, and before the output, the forward joins it.
 """
 from __future__ import annotations
 
 import linecache
 
 from ....frontend.fx.codegen import python_code
-from ....frontend.quantized import QuantizedTensor, conv2d_add, \
+from ....frontend.nn.modules import module as _module
+from ....frontend.quantized import QuantizedTensor, conv2d_add, settle_deferred, \
     linear_dequantize as _linear_dequantize
 from ....ir.graph import Graph, OpKind
 from ....ir.registry import OPS
+from ....runtime.threads import default_pool
 from ...nn.quantized import modules as nnq
+
+# conv steps may leave their kernels running (module docstring); [False]: every step
+# finishes its kernel before it returns (tools/qprofile.py's per-step times, tests)
+OVERLAP = [True]
 
 
 def residual_pairs(gm) -> list:
@@ -104,7 +118,7 @@ def fused_graph(gm) -> Graph | None:
     """A copy of gm's graph with each residual pair one residual_conv_add call and each
     Linear + dequantize pair one linear_dequantize call (None where there is no pair)."""
     pairs, dequantized = residual_pairs(gm), dequantize_pairs(gm)
-    if not pairs and not dequantized:
+    if not pairs and not dequantized and not any(_is_conv_call(gm, n) for n in gm.graph.nodes):
         return None
     graph = Graph()
     values: dict = {}
@@ -132,7 +146,81 @@ def fused_graph(gm) -> Graph | None:
         new_deq.replace_all_uses_with(fused)
         graph.erase_node(new_deq)
         graph.erase_node(new_linear)
+    _conv_steps(gm, graph)
     return graph
+
+
+def _is_conv_call(gm, node) -> bool:
+    return node.op == OpKind.call_module and len(node.args) == 1 and not node.kwargs and \
+        type(gm.get_submodule(str(node.target))) in _CONVS
+
+
+def _conv_steps(gm, graph: Graph) -> None:
+    """Each conv call of graph a conv_step, each conv step and fused pair told whether it
+    may leave its kernel running (every reader a conv step or pair), and a join before
+    the first other node (or the output) after one that may."""
+    for node in list(graph.nodes):
+        if _is_conv_call(gm, node):
+            with graph.inserting_before(node):
+                module = graph.get_attr(str(node.target))
+                step = graph.call_function(conv_step, (module, node.args[0], False))
+            node.replace_all_uses_with(step)
+            graph.erase_node(node)
+    steps = [n for n in graph.nodes if _is_step(n)]
+    for step in steps:
+        if step.users and all(_is_step(user) for user in step.users):
+            if step.target is conv_step:
+                step.args = step.args[:2] + (True,)
+            else:
+                step.kwargs = {"overlap": True}
+    running = False
+    for node in list(graph.nodes):
+        if _is_step(node):
+            running = running or step_overlaps(node)
+        elif running and node.op not in (OpKind.get_attr, OpKind.placeholder):
+            with graph.inserting_before(node):
+                graph.call_function(join_deferred, ())
+            running = False
+
+
+def _is_step(node) -> bool:
+    return node.op == OpKind.call_function and node.target in (conv_step, residual_conv_add)
+
+
+def step_overlaps(node) -> bool:
+    """Whether a conv step or fused pair node may leave its kernel running."""
+    return node.args[2] is True if node.target is conv_step else \
+        node.kwargs.get("overlap") is True
+
+
+def join_deferred() -> None:
+    """Finish the kernel a conv step left running (ThreadPool.join)."""
+    default_pool().join()
+
+
+def _plain(conv) -> bool:
+    """conv(x) is its forward's prepared call: no hooks, no compiled call, no clamp."""
+    return conv._compiled_call_impl is None and not (
+        conv._forward_hooks or conv._forward_pre_hooks or _module._global_forward_hooks or
+        _module._global_forward_pre_hooks or _module._global_backward_hooks or
+        _module._global_backward_pre_hooks) and nnq._graph_clamp_of(conv) is None
+
+
+def conv_step(conv, x, overlap):
+    """conv(x); overlap: its prepared call may leave the kernel running (module
+    docstring). A call the prepared one does not make (hooks, another type) finishes
+    any running kernel first (its Python may read x)."""
+    if type(x) is not QuantizedTensor or type(conv) not in _CONVS or not _plain(conv):
+        settle_deferred()
+        return conv(x)
+    if not (overlap and OVERLAP[0]):
+        return conv(x)
+    pool = default_pool()
+    pool.open_window()
+    try:
+        return conv(x)
+    finally:
+        pool.open_window(False)
 
 
 def linear_dequantize(linear, x):
@@ -148,16 +236,26 @@ def linear_dequantize(linear, x):
     return linear(x).dequantize()
 
 
-def residual_conv_add(conv, x, other, scale, zero_point, relu):
+def residual_conv_add(conv, x, other, scale, zero_point, relu, overlap=False):
     """quantized_add(conv(x), other, scale, zero_point, relu), by one fused GEMM where it
-    applies (module docstring), else by the two calls."""
+    applies (module docstring), else by the two calls. overlap: the fused GEMM may be
+    left running (conv_step)."""
     # a traced value (a Proxy, a symbolic tensor) takes the pair: it records the two calls
     if type(x) is QuantizedTensor and type(other) is QuantizedTensor and \
             type(conv) in _CONVS and not (conv._forward_hooks or conv._forward_pre_hooks) \
             and x._array.ndim == 4:
-        value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
+        if overlap and OVERLAP[0]:
+            pool = default_pool()
+            pool.open_window()
+            try:
+                value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
+            finally:
+                pool.open_window(False)
+        else:
+            value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
         if value is not None:
             return value
+    settle_deferred()       # the pair's Python reads the operands
     return OPS["quantized_add"](conv(x), other, scale, zero_point, relu)
 
 
