@@ -1,0 +1,153 @@
+"""Conv steps that leave their kernel running (ao/quantization/fx/fused_forward.py
+conv_step, runtime/threads.py ThreadPool.defer / join): the converted forward's integers
+are the serial forward's and the graph's run op by op, at one and two threads, first
+calls included; the pool's deferred kernel runs whole and is joined before anything
+reads it; a hook on a conv sees its input complete."""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+import ember
+from ember.ao.quantization.fx import fused_forward as FF
+from ember.codegen.llvm.jit import compile_ir
+from ember.fx import Interpreter
+from ember.ir.graph import OpKind
+from ember.runtime import threads
+from ember.runtime.threads import ThreadPool
+from tests.codegen.test_threads import MARK_IR
+from tests.quant.test_qresidual import converted_twins
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    """Workers spin (and so take deferred chunks) however busy the test host is."""
+    monkeypatch.setattr(threads, "_host_is_quiet", lambda: True)
+
+
+@pytest.fixture
+def overlap():
+    yield FF.OVERLAP
+    FF.OVERLAP[0] = True
+
+
+@pytest.fixture(scope="module")
+def converted():
+    """The resnet-style blocks converted (ember's model only), shared by the tests."""
+    return converted_twins(np.random.default_rng(7), (4, 3, 32, 32))[1]
+
+
+def _runs(model, inputs, repeat=2):
+    with ember.no_grad():
+        return [model(x).numpy().copy() for x in inputs for _ in range(repeat)]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_overlapped_forward_equals_serial_and_graph(rng, quiet, overlap, n_threads,
+                                                    converted):
+    e_q = converted
+    inputs = [ember.tensor(rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
+              for _ in range(3)]
+    pool = threads.default_pool()
+    made, plain_defer = [], pool.defer
+    pool.defer = lambda *a: made.append(plain_defer(*a)) or made[-1]
+    ember.set_num_threads(n_threads)
+    try:
+        overlap[0] = True
+        got = _runs(e_q, inputs)
+        overlap[0] = False
+        want = _runs(e_q, inputs)
+    finally:
+        ember.set_num_threads(threads.cpu_count())
+        del pool.defer
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    with ember.no_grad():
+        graph = Interpreter(e_q).run(inputs[0]).numpy()
+    np.testing.assert_array_equal(got[0], graph)
+    if n_threads == 1:
+        assert not any(made)        # one thread: nothing is left running
+    assert pool._pending is None
+
+
+def test_fused_graph_joins_before_other_nodes(converted):
+    """Convs whose every reader is a conv step overlap; the stem (read by the max pool),
+    the blocks' first convs (their functional relu runs on the dequantized value) and the
+    last block's pair (read by the average pool) do not, and a join precedes the first
+    other node after an overlapping step."""
+    graph = FF.fused_graph(converted)
+    steps = [n for n in graph.nodes if n.op == OpKind.call_function and
+             n.target in (FF.conv_step, FF.residual_conv_add)]
+    flags = [FF.step_overlaps(n) for n in steps]
+    # stem, block 0's c1 and pair, block 1's c1, downsample and pair, block 2's c1, pair
+    assert flags == [False, False, True, False, True, True, False, False]
+    running = False
+    for node in graph.nodes:
+        if node in steps:
+            running = running or FF.step_overlaps(node)
+        elif node.op == OpKind.call_function and node.target is FF.join_deferred:
+            running = False
+        elif node.op not in (OpKind.get_attr, OpKind.placeholder):
+            assert not running, f"{node.name} may read a running kernel's result"
+
+
+def test_hooked_conv_sees_its_input_complete(rng, quiet, overlap, converted):
+    """A forward pre-hook on a conv whose input a deferred step writes: the step settles
+    first, so the hook reads the finished values (those of the serial forward)."""
+    e_q = converted
+    conv = e_q.get_submodule("layers.1.c1")
+    seen = []
+    hook = conv.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].int_repr().numpy().copy()))
+    inputs = [ember.tensor(rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
+              for _ in range(2)]
+    overlap[0] = True
+    got = _runs(e_q, inputs)
+    hooked, seen[:] = list(seen), []
+    overlap[0] = False
+    want = _runs(e_q, inputs)
+    hook.remove()
+    assert len(hooked) == len(seen) == 4
+    for a, b in zip(got + hooked, want + seen):
+        np.testing.assert_array_equal(a, b)
+
+
+def _mark_kernel():
+    return compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_void_p)
+
+
+def test_pool_defer_runs_whole_kernel_at_join(quiet):
+    """defer: only in an open window (one kernel a window); the kernel's chunks all run
+    by join, chunk 0 on the caller, and release is called once; the next parallel_for
+    joins first. Refused (nothing run) where the worker is not spinning."""
+    from ember.codegen.llvm import spin
+    pool = ThreadPool(2)
+    spin.install(pool)
+    kernel = _mark_kernel()
+    out, other = np.zeros(101, np.int64), np.zeros(64, np.int64)
+    released = []
+    assert not pool.defer(kernel, 2, (out.ctypes.data,), (out,), lambda: released.append(1))
+    assert not out.any() and not released          # no window: nothing ran
+    deferred = 0
+    for _ in range(30):
+        out[:] = 0
+        pool.parallel_for(kernel, other.size, other.ctypes.data)    # the worker spins
+        pool.open_window()
+        if pool.defer(kernel, out.size, (out.ctypes.data,), (out,),
+                      lambda: released.append(1)):
+            deferred += 1
+            assert not pool.defer(kernel, out.size, (out.ctypes.data,), (out,), None)
+            pool.parallel_for(kernel, other.size, other.ctypes.data)   # joins first
+            assert pool._pending is None and len(released) == deferred
+            assert set(out[:50].tolist()) <= {1, 2} and set(out[50:].tolist()) <= {1, 2}
+            assert out.all()
+        else:
+            pool.open_window(False)
+            assert not out.any()
+    assert deferred          # the worker spun at least once
+    pool._end_spinning()
