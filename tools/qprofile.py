@@ -2,7 +2,7 @@
 thread's CPU time and the pool workers' CPU time, and the utilisation they give.
 
     python3 tools/qprofile.py [--model resnet18|mobilenet|small_cnn|mlp] [--threads 2] [--calls 12]
-                              [--batch 8] [--hw 224] [--group]
+                              [--batch 8] [--hw 224] [--group] [--no-overlap]
 
 The model is ember's own (random weights, seed 0), converted with prepare_fx /
 calibration / convert_fx (x86 qconfig mapping), run node by node through ember.fx's
@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ember  # noqa: E402
 import ember.ao.quantization as eq  # noqa: E402
 import ember.ao.quantization.quantize_fx as eqfx  # noqa: E402
+from ember.ao.quantization.fx import fused_forward as FF  # noqa: E402
 from ember.ao.quantization.fx.fused_forward import fused_graph  # noqa: E402
 from ember.fx import Interpreter  # noqa: E402
 from ember.runtime.threads import default_pool  # noqa: E402
@@ -160,6 +161,9 @@ def with_fused_clamps(model, fn, *args):
 def describe(node, value) -> str:
     target = node.target if isinstance(node.target, str) else \
         getattr(node.target, "__name__", str(node.target))
+    if node.target in (FF.conv_step, FF.residual_conv_add):     # name the layer
+        target = f"{'pair' if node.target is FF.residual_conv_add else 'conv'}:" \
+                 f"{node.args[0].target}{'*' if FF.step_overlaps(node) else ''}"
     shape = tuple(getattr(value, "shape", ()) or ())
     return f"{node.op.value[:6]}:{target} {'x'.join(map(str, shape))}"
 
@@ -179,7 +183,12 @@ def main(argv=None):
     p.add_argument("--group", action="store_true")
     p.add_argument("--hw", type=int, default=None,
                    help="resnet18's image size (small: the per-op glue alone)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="every conv step finishes its kernel before it returns (by default "
+                        "a step may leave it running: its time then shows in the next "
+                        "step's, fused_forward.OVERLAP)")
     args = p.parse_args(argv)
+    FF.OVERLAP[0] = not args.no_overlap
     batch = args.batch or {"resnet18": 8, "small_cnn": 64, "mlp": 64}.get(args.model, 8)
     ember.set_num_threads(args.threads)
     model, x = converted(args.model, batch, args.hw)
