@@ -161,9 +161,9 @@ def with_fused_clamps(model, fn, *args):
 def describe(node, value) -> str:
     target = node.target if isinstance(node.target, str) else \
         getattr(node.target, "__name__", str(node.target))
-    if node.target in (FF.conv_step, FF.residual_conv_add):     # name the layer
-        target = f"{'pair' if node.target is FF.residual_conv_add else 'conv'}:" \
-                 f"{node.args[0].target}{'*' if FF.step_overlaps(node) else ''}"
+    if node.op.value == "call_function" and node.target in FF.STEPS:    # name the layer
+        kind = {FF.conv_step: "conv", FF.pool_step: "pool"}.get(node.target, "pair")
+        target = f"{kind}:{node.args[0].target}{'*' if FF.step_overlaps(node) else ''}"
     shape = tuple(getattr(value, "shape", ()) or ())
     return f"{node.op.value[:6]}:{target} {'x'.join(map(str, shape))}"
 

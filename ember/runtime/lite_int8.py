@@ -1043,9 +1043,17 @@ def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     out = _empty((n, oh, ow, c), np.uint8)
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
-    pool.parallel_for(fn, n * oh, x.ctypes.data, out.ctypes.data, params.ctypes.data,
-                      max_threads=_elementwise_threads(out.size))
+    args = (x.ctypes.data, out.ctypes.data, params.ctypes.data)
+    threads = _elementwise_threads(out.size)
+    # ember's pool may leave it running (ThreadPool.defer; QAmxCall's reasons)
+    defer = getattr(pool, "defer", None) if threads is None else None
+    if defer is None or not defer(fn, n * oh, args, (x, out, params), _nothing):
+        pool.parallel_for(fn, n * oh, *args, max_threads=threads)
     return out
+
+
+def _nothing() -> None:
+    pass
 
 
 # qpad_nhwc's parameter block (codegen/llvm/qelementwise.py _emit_pad)

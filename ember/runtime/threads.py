@@ -325,7 +325,8 @@ class ThreadPool:
         if not posted:
             self._calls.release()
             return False
-        self._pending = _Deferred(kernel, args, chunks, posted, keep, release,
+        # native's trampoline block too: the pool's lookup cache may drop it meanwhile
+        self._pending = _Deferred(kernel, args, chunks, posted, (keep, native), release,
                                   threading.get_ident())
         return True
 

@@ -75,16 +75,19 @@ def test_overlapped_forward_equals_serial_and_graph(rng, quiet, overlap, n_threa
 
 
 def test_fused_graph_joins_before_other_nodes(converted):
-    """Convs whose every reader is a conv step overlap; the stem (read by the max pool),
-    the blocks' first convs (their functional relu runs on the dequantized value) and the
-    last block's pair (read by the average pool) do not, and a join precedes the first
-    other node after an overlapping step."""
+    """Conv and pool steps whose every reader is a step overlap (the stem, read by the
+    max pool; the max pool; the last pair, read by the average pool); the blocks' first
+    convs (their functional relu runs on the dequantized value) and the average pool
+    (read by flatten) do not, and a join precedes the first other node after an
+    overlapping step."""
     graph = FF.fused_graph(converted)
-    steps = [n for n in graph.nodes if n.op == OpKind.call_function and
-             n.target in (FF.conv_step, FF.residual_conv_add)]
+    steps = [n for n in graph.nodes if n.op == OpKind.call_function and n.target in FF.STEPS]
     flags = [FF.step_overlaps(n) for n in steps]
-    # stem, block 0's c1 and pair, block 1's c1, downsample and pair, block 2's c1, pair
-    assert flags == [False, False, True, False, True, True, False, False]
+    # stem, max pool, block 0's c1 and pair, block 1's c1, downsample and pair, block 2's
+    # c1 and pair, average pool
+    assert [n.target for n in steps[:2]] == [FF.conv_step, FF.pool_step]
+    assert steps[-1].target is FF.pool_step
+    assert flags == [True, True, False, True, False, True, True, False, True, False]
     running = False
     for node in graph.nodes:
         if node in steps:
@@ -151,3 +154,27 @@ def test_pool_defer_runs_whole_kernel_at_join(quiet):
             assert not out.any()
     assert deferred          # the worker spun at least once
     pool._end_spinning()
+
+
+def test_pool_steps_overlap_only_the_native_pools(rng):
+    """pool_step leaves a kernel running beside its Python only where the native max
+    pool or global average pool runs it (channels-last quint8); anything else (ceil
+    mode, a contiguous input, a hook) settles first. The values are pool(x)'s."""
+    x = ember.tensor(rng.standard_normal((2, 32, 8, 8)).astype(np.float32))
+    q = ember.quantize_per_tensor(x, 0.05, 128, ember.quint8)
+    q_cl = ember.quantize_per_tensor(x.contiguous(memory_format=ember.channels_last), 0.05,
+                                     128, ember.quint8)
+    pool, ceil = ember.nn.MaxPool2d(3, 2, 1), ember.nn.MaxPool2d(3, 2, 1, ceil_mode=True)
+    gap = ember.nn.AdaptiveAvgPool2d((1, 1))
+    assert FF._native_pool(pool, q_cl) and FF._native_pool(gap, q_cl)
+    assert not FF._native_pool(ceil, q_cl) and not FF._native_pool(pool, q)
+    hook = gap.register_forward_hook(lambda *a: None)
+    assert not FF._native_pool(gap, q_cl)
+    hook.remove()
+    for module in (pool, ceil, gap):
+        for value in (q, q_cl):
+            got = FF.pool_step(module, value, True)
+            FF.join_deferred()          # as the forward does before a reader
+            np.testing.assert_array_equal(got.int_repr().numpy(),
+                                          module(value).int_repr().numpy())
+    assert threads.default_pool()._pending is None

@@ -511,6 +511,7 @@ def global_avg_pool_nhwc(x: np.ndarray, zero_point: int) -> np.ndarray | None:
     out = np.empty((n, c), np.uint8)
     args = (lite.address(x), lite.address(out), ctypes.addressof(ip), ctypes.addressof(fp))
     if x.nbytes < GAP_PARALLEL_MIN_BYTES or n < 2:
+        default_pool().join()       # a deferred kernel writing x (ThreadPool.defer)
         _gap_kernel()(0, n, 0, *args)
     else:
         default_pool().parallel_for(_gap_kernel(), n, *args)

@@ -35,9 +35,12 @@ from __future__ import annotations
 import linecache
 
 from ....frontend.fx.codegen import python_code
+from ....frontend import nn as _nn
 from ....frontend.nn.modules import module as _module
 from ....frontend.quantized import QuantizedTensor, conv2d_add, settle_deferred, \
-    linear_dequantize as _linear_dequantize
+    linear_dequantize as _linear_dequantize, _qelementwise
+from ....ir import autocast as _autocast, dispatch as _dispatch, dtypes
+from ....ir.torch_function import STATE as _TF_STATE
 from ....ir.graph import Graph, OpKind
 from ....ir.registry import OPS
 from ....runtime.threads import default_pool
@@ -151,8 +154,12 @@ def fused_graph(gm) -> Graph | None:
 
 
 def _is_conv_call(gm, node) -> bool:
+    return _module_call_of(gm, node, _CONVS)
+
+
+def _module_call_of(gm, node, types) -> bool:
     return node.op == OpKind.call_module and len(node.args) == 1 and not node.kwargs and \
-        type(gm.get_submodule(str(node.target))) in _CONVS
+        type(gm.get_submodule(str(node.target))) in types
 
 
 def _conv_steps(gm, graph: Graph) -> None:
@@ -160,16 +167,18 @@ def _conv_steps(gm, graph: Graph) -> None:
     may leave its kernel running (every reader a conv step or pair), and a join before
     the first other node (or the output) after one that may."""
     for node in list(graph.nodes):
-        if _is_conv_call(gm, node):
+        kind = conv_step if _is_conv_call(gm, node) else \
+            pool_step if _module_call_of(gm, node, _POOLS) else None
+        if kind is not None:
             with graph.inserting_before(node):
                 module = graph.get_attr(str(node.target))
-                step = graph.call_function(conv_step, (module, node.args[0], False))
+                step = graph.call_function(kind, (module, node.args[0], False))
             node.replace_all_uses_with(step)
             graph.erase_node(node)
     steps = [n for n in graph.nodes if _is_step(n)]
     for step in steps:
         if step.users and all(_is_step(user) for user in step.users):
-            if step.target is conv_step:
+            if step.target is not residual_conv_add:
                 step.args = step.args[:2] + (True,)
             else:
                 step.kwargs = {"overlap": True}
@@ -184,13 +193,13 @@ def _conv_steps(gm, graph: Graph) -> None:
 
 
 def _is_step(node) -> bool:
-    return node.op == OpKind.call_function and node.target in (conv_step, residual_conv_add)
+    return node.op == OpKind.call_function and node.target in STEPS
 
 
 def step_overlaps(node) -> bool:
-    """Whether a conv step or fused pair node may leave its kernel running."""
-    return node.args[2] is True if node.target is conv_step else \
-        node.kwargs.get("overlap") is True
+    """Whether a step node (conv, pool or fused pair) may leave its kernel running."""
+    return node.kwargs.get("overlap") is True if node.target is residual_conv_add else \
+        node.args[2] is True
 
 
 def join_deferred() -> None:
@@ -198,12 +207,13 @@ def join_deferred() -> None:
     default_pool().join()
 
 
-def _plain(conv) -> bool:
-    """conv(x) is its forward's prepared call: no hooks, no compiled call, no clamp."""
-    return conv._compiled_call_impl is None and not (
-        conv._forward_hooks or conv._forward_pre_hooks or _module._global_forward_hooks or
-        _module._global_forward_pre_hooks or _module._global_backward_hooks or
-        _module._global_backward_pre_hooks) and nnq._graph_clamp_of(conv) is None
+def _plain(module) -> bool:
+    """module(x) is its forward: no hooks, no compiled call, no graph clamp (a conv's)."""
+    return module._compiled_call_impl is None and not (
+        module._forward_hooks or module._forward_pre_hooks or
+        _module._global_forward_hooks or _module._global_forward_pre_hooks or
+        _module._global_backward_hooks or _module._global_backward_pre_hooks) and \
+        nnq._graph_clamp_of(module) is None
 
 
 def conv_step(conv, x, overlap):
@@ -234,6 +244,43 @@ def linear_dequantize(linear, x):
         if value is not None:
             return value
     return linear(x).dequantize()
+
+
+def pool_step(pool, x, overlap):
+    """pool(x) of a MaxPool2d or an AdaptiveAvgPool2d (conv_step's way): where the native
+    max pool or global average pool runs it, whose Python reads no value before its
+    kernel's call (which joins a running kernel), the Python runs beside the previous
+    step's kernel, and with overlap the max pool's kernel may be left running; any other
+    call finishes a running kernel first."""
+    if not _native_pool(pool, x):
+        settle_deferred()
+        return pool(x)
+    if not (overlap and OVERLAP[0]):
+        return pool(x)
+    threads = default_pool()
+    threads.open_window()
+    try:
+        return pool(x)
+    finally:
+        threads.open_window(False)
+
+
+def _native_pool(pool, x) -> bool:
+    """pool(x) runs the native max pool (channels-last, channels a multiple of 16) or
+    global average pool on a per-tensor quint8 CPU value (codegen/quantized.py
+    same_qparams_kernel), through fast_calls (no mode active)."""
+    if type(x) is not QuantizedTensor or x._qaxis is not None or \
+            x._qdtype is not dtypes.quint8 or x._storage.device != "cpu" or \
+            _dispatch._modes or _autocast.ACTIVE or _TF_STATE.modes or not _plain(pool) or \
+            _qelementwise() is None:
+        return False
+    a = x._array
+    if a.ndim != 4 or not a.transpose(0, 2, 3, 1).flags.c_contiguous:
+        return False
+    if type(pool) is _nn.MaxPool2d:
+        return a.shape[1] % 16 == 0 and pool.dilation in (1, (1, 1), [1, 1]) and \
+            not pool.ceil_mode and not pool.return_indices
+    return pool.output_size in (1, (1, 1), [1, 1]) and a.shape[2] * a.shape[3] < 1 << 16
 
 
 def residual_conv_add(conv, x, other, scale, zero_point, relu, overlap=False):
@@ -273,3 +320,7 @@ def _linear_classes() -> tuple:
 
 
 _LINEARS = _linear_classes()
+
+
+_POOLS = (_nn.MaxPool2d, _nn.AdaptiveAvgPool2d)
+STEPS = (conv_step, pool_step, residual_conv_add)
