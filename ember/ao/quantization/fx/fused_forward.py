@@ -101,8 +101,9 @@ def _fusable_conv(gm, node, calls: dict) -> bool:
 
 
 def install_fused_forward(gm) -> None:
-    """Give gm (a converted GraphModule) the forward with its residual pairs fused, where
-    its graph has any; kept across gm.recompile()."""
+    """Give gm (a converted GraphModule) the forward with its residual pairs fused and its
+    conv and pool steps (module docstring), where its graph has any; kept across
+    gm.recompile()."""
     gm.__dict__["_forward_rewrite"] = install_fused_forward
     graph = fused_graph(gm)
     if graph is None:
@@ -118,8 +119,9 @@ def install_fused_forward(gm) -> None:
 
 
 def fused_graph(gm) -> Graph | None:
-    """A copy of gm's graph with each residual pair one residual_conv_add call and each
-    Linear + dequantize pair one linear_dequantize call (None where there is no pair)."""
+    """A copy of gm's graph with each residual pair one residual_conv_add call, each
+    Linear + dequantize pair one linear_dequantize call, each other conv and each pool
+    call a conv_step / pool_step (None where there is no pair and no conv)."""
     pairs, dequantized = residual_pairs(gm), dequantize_pairs(gm)
     if not pairs and not dequantized and not any(_is_conv_call(gm, n) for n in gm.graph.nodes):
         return None
@@ -149,7 +151,7 @@ def fused_graph(gm) -> Graph | None:
         new_deq.replace_all_uses_with(fused)
         graph.erase_node(new_deq)
         graph.erase_node(new_linear)
-    _conv_steps(gm, graph)
+    _steps(gm, graph)
     return graph
 
 
@@ -162,10 +164,10 @@ def _module_call_of(gm, node, types) -> bool:
         type(gm.get_submodule(str(node.target))) in types
 
 
-def _conv_steps(gm, graph: Graph) -> None:
-    """Each conv call of graph a conv_step, each conv step and fused pair told whether it
-    may leave its kernel running (every reader a conv step or pair), and a join before
-    the first other node (or the output) after one that may."""
+def _steps(gm, graph: Graph) -> None:
+    """Each conv and pool call of graph a step, each step and fused pair told whether it
+    may leave its kernel running (every reader a step), and a join before the first
+    other node (or the output) after one that may."""
     for node in list(graph.nodes):
         kind = conv_step if _is_conv_call(gm, node) else \
             pool_step if _module_call_of(gm, node, _POOLS) else None
@@ -175,13 +177,18 @@ def _conv_steps(gm, graph: Graph) -> None:
                 step = graph.call_function(kind, (module, node.args[0], False))
             node.replace_all_uses_with(step)
             graph.erase_node(node)
-    steps = [n for n in graph.nodes if _is_step(n)]
-    for step in steps:
+    for step in [n for n in graph.nodes if _is_step(n)]:
         if step.users and all(_is_step(user) for user in step.users):
-            if step.target is not residual_conv_add:
-                step.args = step.args[:2] + (True,)
-            else:
+            if step.target is residual_conv_add:
                 step.kwargs = {"overlap": True}
+            else:
+                step.args = step.args[:2] + (True,)
+    _insert_joins(graph)
+
+
+def _insert_joins(graph: Graph) -> None:
+    """A join_deferred call before the first node after an overlapping step that is not
+    a step itself (a step's own Python joins where it reads; get_attr reads nothing)."""
     running = False
     for node in list(graph.nodes):
         if _is_step(node):
@@ -203,7 +210,7 @@ def step_overlaps(node) -> bool:
 
 
 def join_deferred() -> None:
-    """Finish the kernel a conv step left running (ThreadPool.join)."""
+    """Finish the kernel a step left running (ThreadPool.join)."""
     default_pool().join()
 
 
