@@ -1047,13 +1047,9 @@ def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray
     threads = _elementwise_threads(out.size)
     # ember's pool may leave it running (ThreadPool.defer; QAmxCall's reasons)
     defer = getattr(pool, "defer", None) if threads is None else None
-    if defer is None or not defer(fn, n * oh, args, (x, out, params), _nothing):
+    if defer is None or not defer(fn, n * oh, args, (x, out, params), None):
         pool.parallel_for(fn, n * oh, *args, max_threads=threads)
     return out
-
-
-def _nothing() -> None:
-    pass
 
 
 # qpad_nhwc's parameter block (codegen/llvm/qelementwise.py _emit_pad)

@@ -285,12 +285,13 @@ class ThreadPool:
         done (fused_forward's conv steps open it around a layer's prepared call)."""
         self._local.window = is_open
 
-    def defer(self, kernel, n: int, args: tuple, keep: tuple, release: Callable) -> bool:
+    def defer(self, kernel, n: int, args: tuple, keep: tuple,
+              release: Callable | None) -> bool:
         """parallel_for(kernel, n, *args) begun and left running: chunks 1.. posted to
         the spinning workers, and this call returns at once; chunk 0 (the caller's share:
         a guided-claims kernel claims what the workers have left) and the wait run at
         join(), which the next parallel_for on this thread makes first, then
-        `release()`. `keep` holds the arrays the kernel reads and writes alive until
+        `release()` where given. `keep` holds the arrays the kernel reads and writes alive until
         then (the caching allocator must not hand them out while it runs). Only where
         this thread's window is open (open_window; one kernel a window), the kernel is
         native, workers spin and at least two threads take part; else False and nothing
@@ -356,7 +357,8 @@ class ThreadPool:
             self._local.inside = False
             if self.profiling:
                 self._python_busy[0] += time.thread_time() - started
-            p.release()
+            if p.release is not None:
+                p.release()
             self._calls.release()
 
     def _native(self, kernel, args):

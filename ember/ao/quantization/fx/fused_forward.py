@@ -230,12 +230,16 @@ def conv_step(conv, x, overlap):
     if type(x) is not QuantizedTensor or type(conv) not in _CONVS or not _plain(conv):
         settle_deferred()
         return conv(x)
-    if not (overlap and OVERLAP[0]):
-        return conv(x)
+    return _overlapped(conv, x) if overlap and OVERLAP[0] else conv(x)
+
+
+def _overlapped(fn, *args):
+    """fn(*args) with this thread's defer window open: its prepared kernel call may
+    return with the kernel still running (ThreadPool.defer)."""
     pool = default_pool()
     pool.open_window()
     try:
-        return conv(x)
+        return fn(*args)
     finally:
         pool.open_window(False)
 
@@ -262,14 +266,7 @@ def pool_step(pool, x, overlap):
     if not _native_pool(pool, x):
         settle_deferred()
         return pool(x)
-    if not (overlap and OVERLAP[0]):
-        return pool(x)
-    threads = default_pool()
-    threads.open_window()
-    try:
-        return pool(x)
-    finally:
-        threads.open_window(False)
+    return _overlapped(pool, x) if overlap and OVERLAP[0] else pool(x)
 
 
 def _native_pool(pool, x) -> bool:
@@ -298,15 +295,9 @@ def residual_conv_add(conv, x, other, scale, zero_point, relu, overlap=False):
     if type(x) is QuantizedTensor and type(other) is QuantizedTensor and \
             type(conv) in _CONVS and not (conv._forward_hooks or conv._forward_pre_hooks) \
             and x._array.ndim == 4:
-        if overlap and OVERLAP[0]:
-            pool = default_pool()
-            pool.open_window()
-            try:
-                value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
-            finally:
-                pool.open_window(False)
-        else:
-            value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
+        args = (conv._call_args(x), other, scale, zero_point, relu)
+        value = _overlapped(conv2d_add, *args) if overlap and OVERLAP[0] else \
+            conv2d_add(*args)
         if value is not None:
             return value
     settle_deferred()       # the pair's Python reads the operands
