@@ -15,7 +15,8 @@ from ember.ao.quantization.fx import fused_forward as FF
 from ember.codegen.llvm.jit import compile_ir
 from ember.fx import Interpreter
 from ember.ir.graph import OpKind
-from ember.runtime import threads
+from ember.codegen.llvm import qgemm_amx as QA
+from ember.runtime import lite_int8 as lite, threads
 from ember.runtime.threads import ThreadPool
 from tests.codegen.test_threads import MARK_IR
 from tests.quant.test_qresidual import converted_twins
@@ -37,8 +38,14 @@ def overlap():
 
 @pytest.fixture(scope="module")
 def converted():
-    """The resnet-style blocks converted (ember's model only), shared by the tests."""
-    return converted_twins(np.random.default_rng(7), (4, 3, 32, 32))[1]
+    """The resnet-style blocks converted (ember's model only), shared by the tests. Its
+    layers are small: AMX tiles everywhere (where the host has them) and two threads
+    from any size, so that its steps take the paths resnet18's do."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMBER_QGEMM", "amx")
+        mp.setattr(lite, "GEMM_PARALLEL_MIN_MACS", 0)
+        mp.setattr(lite, "ELEMENTWISE_PARALLEL_MIN", 1)
+        yield converted_twins(np.random.default_rng(7), (4, 3, 32, 32))[1]
 
 
 def _runs(model, inputs, repeat=2):
@@ -72,6 +79,8 @@ def test_overlapped_forward_equals_serial_and_graph(rng, quiet, overlap, n_threa
     np.testing.assert_array_equal(got[0], graph)
     if n_threads == 1:
         assert not any(made)        # one thread: nothing is left running
+    elif QA.available():
+        assert any(made)            # the AMX convolutions and the max pool were deferred
     assert pool._pending is None
 
 

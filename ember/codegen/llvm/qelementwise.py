@@ -23,6 +23,7 @@ from llvmlite import ir
 from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
+from . import spin
 from .jit import compile_ir
 from .target import Isa, host_isa, supported_isas, target_for
 
@@ -452,6 +453,11 @@ def _kernel():
     # the host's best vector ISA (16-lane vectors split into two on AVX2)
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
     lib = compile_ir(module(), target_for(isa))
+    # the native hand-off, as the GEMMs install it: a converted model whose convolutions
+    # all chose AMX tiles (chosen on disk, never timed against VNNI) compiled no kernel
+    # that installed it, and no float GEMM ran in a process that loaded it, so every
+    # two-thread kernel went through the workers' queues (and nothing could be deferred)
+    spin.install()
     return lib, lib.function("qadd", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3 +
                                               [ctypes.c_int64, ctypes.c_void_p]))
 
