@@ -31,6 +31,12 @@ running a chunk: threads x pool - sum(busy), i.e. load imbalance, hand-off laten
 waiting for a descheduled thread. A well split step has busy0 ~ busy1 and idle near 0;
 a step whose kernel ran on one thread (too small to split) shows busy1 = 0 and idle =
 its pool time. --threads 1 leaves these columns out.
+
+The forward's conv and pool steps may leave their kernel running into the next step
+(fused_forward.OVERLAP, ThreadPool.defer; steps marked `*`): the caller's chunk then
+runs in a join, outside parallel_for, so `pool` / `alone` no longer separate glue from
+kernels and a kernel's time shows in the next row; --no-overlap gives the per-step view
+(the whole call's time is then the serial schedule's).
 """
 from __future__ import annotations
 
