@@ -2,7 +2,7 @@
 thread's CPU time and the pool workers' CPU time, and the utilisation they give.
 
     python3 tools/qprofile.py [--model resnet18|mobilenet|small_cnn|mlp] [--threads 2] [--calls 12]
-                              [--batch 8] [--hw 224] [--group]
+                              [--batch 8] [--hw 224] [--group] [--no-overlap]
 
 The model is ember's own (random weights, seed 0), converted with prepare_fx /
 calibration / convert_fx (x86 qconfig mapping), run node by node through ember.fx's
@@ -31,6 +31,12 @@ running a chunk: threads x pool - sum(busy), i.e. load imbalance, hand-off laten
 waiting for a descheduled thread. A well split step has busy0 ~ busy1 and idle near 0;
 a step whose kernel ran on one thread (too small to split) shows busy1 = 0 and idle =
 its pool time. --threads 1 leaves these columns out.
+
+The forward's conv and pool steps may leave their kernel running into the next step
+(fused_forward.OVERLAP, ThreadPool.defer; steps marked `*`): the caller's chunk then
+runs in a join, outside parallel_for, so `pool` / `alone` no longer separate glue from
+kernels and a kernel's time shows in the next row; --no-overlap gives the per-step view
+(the whole call's time is then the serial schedule's).
 """
 from __future__ import annotations
 
@@ -49,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ember  # noqa: E402
 import ember.ao.quantization as eq  # noqa: E402
 import ember.ao.quantization.quantize_fx as eqfx  # noqa: E402
+from ember.ao.quantization.fx import fused_forward as FF  # noqa: E402
 from ember.ao.quantization.fx.fused_forward import fused_graph  # noqa: E402
 from ember.fx import Interpreter  # noqa: E402
 from ember.runtime.threads import default_pool  # noqa: E402
@@ -160,6 +167,9 @@ def with_fused_clamps(model, fn, *args):
 def describe(node, value) -> str:
     target = node.target if isinstance(node.target, str) else \
         getattr(node.target, "__name__", str(node.target))
+    if node.op.value == "call_function" and node.target in FF.STEPS:    # name the layer
+        kind = {FF.conv_step: "conv", FF.pool_step: "pool"}.get(node.target, "pair")
+        target = f"{kind}:{node.args[0].target}{'*' if FF.step_overlaps(node) else ''}"
     shape = tuple(getattr(value, "shape", ()) or ())
     return f"{node.op.value[:6]}:{target} {'x'.join(map(str, shape))}"
 
@@ -179,7 +189,12 @@ def main(argv=None):
     p.add_argument("--group", action="store_true")
     p.add_argument("--hw", type=int, default=None,
                    help="resnet18's image size (small: the per-op glue alone)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="every conv step finishes its kernel before it returns (by default "
+                        "a step may leave it running: its time then shows in the next "
+                        "step's, fused_forward.OVERLAP)")
     args = p.parse_args(argv)
+    FF.OVERLAP[0] = not args.no_overlap
     batch = args.batch or {"resnet18": 8, "small_cnn": 64, "mlp": 64}.get(args.model, 8)
     ember.set_num_threads(args.threads)
     model, x = converted(args.model, batch, args.hw)

@@ -675,7 +675,16 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
         host_pad = (0, 0) if in_kernel else padding
         host_slack = _host_slack(cfg, in_kernel, slack)
 
+        # AMX tiles reading the padding: the input's channels-last view, no copy
+        view = cfg is QA.AMX and host_pad == (0, 0) and cp == c and not host_slack
+
         def nhwc(xq):
+            if view:
+                t = xq.transpose(0, 2, 3, 1)
+                if t.flags.c_contiguous:
+                    return t
+            # a copy reads xq: a deferred kernel writing it finishes first (ThreadPool.defer)
+            _join_deferred()
             return lite.nhwc_input(xq, x_zp, host_pad, cp, host_slack, pack, pad_copy)
         x_nhwc = nhwc(x.int_repr)
         gather = _conv_gather(x_nhwc, (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation),
@@ -699,6 +708,7 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
         pad = tuple(padding) if in_kernel else (0, 0)
 
         def nhwc(xq):
+            _join_deferred()        # the depthwise kernel may run on this thread alone
             if in_kernel:
                 return xq.transpose(0, 2, 3, 1)
             return lite.nhwc_input(xq, x_zp, padding, oc, lite.depthwise_slack(oc),
@@ -710,6 +720,7 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
             reads_in_place = lite.depthwise_reads_in_place
 
             def nhwc(xq):        # noqa: F811 (the in-place check per call: slack varies)
+                _join_deferred()
                 return xq.transpose(0, 2, 3, 1) if reads_in_place(xq) else None
     else:
         return None
@@ -719,6 +730,8 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
         def runner_add(xq, b, other):
             if not _same_bias(kept, b):
                 return None
+            if not other.transpose(0, 2, 3, 1).flags.c_contiguous:
+                _join_deferred()        # residual_other copies it
             out = gemm(nhwc(xq), other=lite.residual_other(other))
             out = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
             return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
@@ -733,6 +746,12 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
         out = np.ascontiguousarray(gemm(x_nhwc)).reshape(n, oh, ow, oc)
         return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
     return runner
+
+
+def _join_deferred() -> None:
+    """Finish this thread's deferred kernel (runtime/threads.py ThreadPool.defer) before
+    Python or a direct kernel call reads what it writes."""
+    default_pool().join()
 
 
 def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,

@@ -27,6 +27,7 @@ from .tensor import Storage, Tensor
 from .torch_function import _disabled_torch_function_impl
 from ..ir.torch_function import STATE as _TF_STATE
 from ..ir.ops.shape import flat_storage
+from ..runtime import threads as _threads
 
 # ops whose NumPy references take QuantizedArray operands themselves (besides the ops
 # tagged QUANTIZED: ir/ops/quantized.py)
@@ -323,6 +324,7 @@ def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
                             other._array)
         if value is not None:
             return QuantizedTensor._wrap(value)
+    settle_deferred()
     if conv_args[6] != 1 or other._qaxis is not None or \
             other._qdtype is not dtypes.quint8 or other._storage.device != "cpu" or \
             not _channels_last_dense(other._array):
@@ -354,6 +356,17 @@ def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
     ref_args = [_unwrap(v) for v in conv_args] + [other._qarray(), *add]
     kernel = _kernels().kernel_for("quantized_conv2d_add", ref_args, cache)
     return None if kernel is None else QuantizedTensor._wrap(kernel())
+
+
+def settle_deferred() -> None:
+    """No kernel of this thread left running and none to be left (runtime/threads.py
+    ThreadPool.defer, which fused_forward's conv steps allow around a layer's prepared
+    call): every path but a prepared call's reads its operands in Python, makes runners
+    or times kernels."""
+    pool = _threads._DEFAULT
+    if pool is not None:
+        pool.open_window(False)
+        pool.join()
 
 
 def quantized_conv2d_op() -> OpDef:
@@ -545,6 +558,7 @@ def run_checked(op: OpDef, args: tuple):
         value = seen.run(args[0]._array, args[2])
         if value is not None:
             return seen.wrap(op, args, value)
+    settle_deferred()
     key = _checked_key(op, args)
     if key is None:
         return op(*args)

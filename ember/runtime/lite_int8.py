@@ -937,6 +937,7 @@ class QAmxCall:
         # the residual kernel stores only the n valid columns (rows n wide, as the other
         # operand's it reads at the same pitch); the others whole column blocks
         ldo = n if residual else n_pad
+        self.dense_out = ldo == n       # out[:m, :n] is the output itself: no copy reads it
         self._new_out = _OutMaker((self.m_tiles * AMX_ROWS, ldo),
                                   np.uint8 if u8_out else np.float32)
         row_blocks = amx_row_blocks(self.m_tiles, kq_pad, n_pad, cpu_count())
@@ -983,12 +984,15 @@ class QAmxCall:
         out = self._new_out()
         runners = 1 if self.small else min(pool.n_threads, self.m_tiles)
         if self._block_free.acquire(False):
+            deferred = False
             try:        # the kept block, refilled from params (its counter word: 0)
                 ctypes.memmove(self._block_address, self._params_address, self._block_bytes)
-                self._run(fn, pool, self._block, self._block_address, buffer, out, other,
-                          runners, self._scratch_for(pool.n_threads))
+                deferred = self._run(fn, pool, self._block, self._block_address, buffer, out,
+                                     other, runners, self._scratch_for(pool.n_threads),
+                                     self._block_free.release)
             finally:
-                self._block_free.release()
+                if not deferred:    # else the pool's join releases the block
+                    self._block_free.release()
         else:           # a concurrent call: a block and scratch of its own
             params = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))(*self.params.tolist())
             self._run(fn, pool, params, ctypes.addressof(params), buffer, out, other, runners,
@@ -996,7 +1000,7 @@ class QAmxCall:
         return out[:self.m, :self.n]
 
     def _run(self, fn, pool, params, params_address: int, buffer, out, other, runners: int,
-             scratch: np.ndarray) -> None:
+             scratch: np.ndarray, release=None) -> bool:
         params[_AMX_A], params[_AMX_OUT] = address(buffer), address(out)
         params[_AMX_SCRATCH] = address(scratch)
         if other is not None:
@@ -1006,8 +1010,16 @@ class QAmxCall:
                                  f"{self.n} contiguous uint8, got {other.shape} {other.dtype}")
             params[_AMX_OTHER] = address(other)
         params[_AMX_CHUNK] = -runners        # guided claims for `runners` threads
+        # ember's pool may leave the kernel running (ThreadPool.defer: the caller's Python
+        # until the next kernel beside the workers' tiles); True: the join releases
+        defer = getattr(pool, "defer", None) if release is not None and self.dense_out \
+            else None
+        if defer is not None and runners > 1 and \
+                defer(fn, runners, (params_address,), (buffer, out, other, scratch), release):
+            return True
         # one kernel call per thread: [w, w + 1) only names the runner (and its scratch)
         pool.parallel_for(fn, runners, params_address, max_threads=runners)
+        return False
 
 
 def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
@@ -1100,8 +1112,12 @@ def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     out = _empty((n, oh, ow, c), np.uint8)
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
-    pool.parallel_for(fn, n * oh, x.ctypes.data, out.ctypes.data, params.ctypes.data,
-                      max_threads=_elementwise_threads(out.size))
+    args = (x.ctypes.data, out.ctypes.data, params.ctypes.data)
+    threads = _elementwise_threads(out.size)
+    # ember's pool may leave it running (ThreadPool.defer; QAmxCall's reasons)
+    defer = getattr(pool, "defer", None) if threads is None else None
+    if defer is None or not defer(fn, n * oh, args, (x, out, params), None):
+        pool.parallel_for(fn, n * oh, *args, max_threads=threads)
     return out
 
 

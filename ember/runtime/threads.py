@@ -154,6 +154,7 @@ class ThreadPool:
         # with the same kept parameter blocks every step (the lookup cost ~2 us a call)
         self._native_cache: dict = {}
         self._spin_ok, self._next_load_check = True, 0.0
+        self._pending: _Deferred | None = None     # defer()'s kernel, until join()
         self._ticks = None                  # the cycle counter the busy words count in
         self._tick_rate: float | None = None
         # busy seconds of chunks run through Python (queued, or chunk 0 beside posted
@@ -213,6 +214,8 @@ class ThreadPool:
         """At exit, before modules (and the compiled code the workers spin in) are torn
         down: no worker spins again, and the spinning ones are sent back to their
         queues (daemon threads keep running native code during interpreter shutdown)."""
+        if self._pending is not None:      # an exception left a deferred kernel
+            self._join(self._pending)
         spin, self._spin = self._spin, None
         if spin is None:
             return
@@ -246,6 +249,9 @@ class ThreadPool:
         re-raised here. Called from inside a chunk (a Python callable calling back in),
         it runs serially as worker 0 instead of deadlocking, so kernels that use
         per-worker scratch must not be nested."""
+        pending = self._pending
+        if pending is not None and pending.owner == threading.get_ident():
+            self._join(pending)     # the deferred kernel's results may be this one's input
         nested = getattr(self._local, "inside", False)   # a chunk calling back in
         threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads,
                                        _THREAD_LIMIT[0] or self.n_threads)
@@ -272,6 +278,88 @@ class ThreadPool:
         for task in tasks:
             if task.error is not None:
                 raise task.error
+
+    # --- deferred kernels: the caller's Python glue beside the workers' chunks -------
+    def open_window(self, is_open: bool = True) -> None:
+        """Let (or stop letting) this thread's next defer() return before its kernel is
+        done (fused_forward's conv steps open it around a layer's prepared call)."""
+        self._local.window = is_open
+
+    def defer(self, kernel, n: int, args: tuple, keep: tuple,
+              release: Callable | None) -> bool:
+        """parallel_for(kernel, n, *args) begun and left running: chunks 1.. posted to
+        the spinning workers, and this call returns at once; chunk 0 (the caller's share:
+        a guided-claims kernel claims what the workers have left) and the wait run at
+        join(), which the next parallel_for on this thread makes first, then
+        `release()` where given. `keep` holds the arrays the kernel reads and writes alive until
+        then (the caching allocator must not hand them out while it runs). Only where
+        this thread's window is open (open_window; one kernel a window), the kernel is
+        native, workers spin and at least two threads take part; else False and nothing
+        ran. Why: at two threads the Python between two convolutions (~0.1 ms a layer
+        after a convolution has evicted its code and data from the caches) ran on one
+        thread while the other spun; deferred, the worker claims the convolution's
+        tiles meanwhile. The caller must not read the kernel's results, nor write what
+        it reads, before join()."""
+        local = self._local
+        if not getattr(local, "window", False) or getattr(local, "inside", False):
+            return False
+        local.window = False
+        spin = self._spin
+        threads = min(self.n_threads, n, _THREAD_LIMIT[0] or self.n_threads)
+        if spin is None or threads < 2:
+            return False
+        if self._pending is not None:
+            self.join()
+        if time.monotonic() > self._next_load_check:
+            self._spin_ok = _host_is_quiet()
+            self._next_load_check = time.monotonic() + LOAD_CHECK_S
+        native = self._native(kernel, args) if self._spin_ok else None
+        if native is None:
+            return False
+        chunks = _chunks(n, threads, 1)
+        self._calls.acquire()
+        posted = []
+        for w, (begin, end) in enumerate(chunks[1:], start=1):
+            if not spin[1](self._slots[w], native[0], begin, end, w, native[1]):
+                break
+            posted.append(w)
+        if not posted:
+            self._calls.release()
+            return False
+        # native's trampoline block too: the pool's lookup cache may drop it meanwhile
+        self._pending = _Deferred(kernel, args, chunks, posted, (keep, native), release,
+                                  threading.get_ident())
+        return True
+
+    def join(self) -> None:
+        """Finish this thread's deferred kernel, if any (defer)."""
+        pending = self._pending
+        if pending is not None and pending.owner == threading.get_ident():
+            self._join(pending)
+
+    def _join(self, p: _Deferred) -> None:
+        self._pending = None
+        spin, kernel, args = self._spin, p.kernel, p.args
+        started = time.thread_time() if self.profiling else 0.0
+        self._local.inside = True
+        try:
+            for w, (begin, end) in enumerate(p.chunks):
+                if w == 0 or w not in p.posted:
+                    kernel(begin, end, w, *args)
+            for w in p.posted:
+                slot = self._slots[w]
+                if spin[2](slot):           # not started: run here
+                    kernel(*p.chunks[w], w, *args)
+                    continue
+                while not spin[3](slot, WAIT_TICKS):
+                    os.sched_yield()
+        finally:
+            self._local.inside = False
+            if self.profiling:
+                self._python_busy[0] += time.thread_time() - started
+            if p.release is not None:
+                p.release()
+            self._calls.release()
 
     def _native(self, kernel, args):
         """_native_chunk_kernel(kernel, args), kept per (kernel, args) while the same
@@ -337,6 +425,15 @@ class ThreadPool:
         for task in tasks[1:]:
             task.done.wait()
         return tasks
+
+
+class _Deferred:
+    """ThreadPool.defer's kernel between its post and its join."""
+    __slots__ = ("kernel", "args", "chunks", "posted", "keep", "release", "owner")
+
+    def __init__(self, kernel, args, chunks, posted, keep, release, owner):
+        self.kernel, self.args, self.chunks, self.posted = kernel, args, chunks, posted
+        self.keep, self.release, self.owner = keep, release, owner
 
 
 _NATIVE_CACHE_SIZE = 256

@@ -23,6 +23,7 @@ from llvmlite import ir
 from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
+from . import spin
 from .jit import compile_ir
 from .target import Isa, host_isa, supported_isas, target_for
 
@@ -452,6 +453,11 @@ def _kernel():
     # the host's best vector ISA (16-lane vectors split into two on AVX2)
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
     lib = compile_ir(module(), target_for(isa))
+    # the native hand-off, as the GEMMs install it: a converted model whose convolutions
+    # all chose AMX tiles (chosen on disk, never timed against VNNI) compiled no kernel
+    # that installed it, and no float GEMM ran in a process that loaded it, so every
+    # two-thread kernel went through the workers' queues (and nothing could be deferred)
+    spin.install()
     return lib, lib.function("qadd", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3 +
                                               [ctypes.c_int64, ctypes.c_void_p]))
 
@@ -511,6 +517,7 @@ def global_avg_pool_nhwc(x: np.ndarray, zero_point: int) -> np.ndarray | None:
     out = np.empty((n, c), np.uint8)
     args = (lite.address(x), lite.address(out), ctypes.addressof(ip), ctypes.addressof(fp))
     if x.nbytes < GAP_PARALLEL_MIN_BYTES or n < 2:
+        default_pool().join()       # a deferred kernel writing x (ThreadPool.defer)
         _gap_kernel()(0, n, 0, *args)
     else:
         default_pool().parallel_for(_gap_kernel(), n, *args)

@@ -21,17 +21,34 @@ Likewise a quantized Linear (or LinearReLU) whose one reader is `dequantize` (an
 a classifier's last layer) is one call of `linear_dequantize`: the GEMM's epilogue
 dequantizes what it rounds (frontend/quantized.py linear_dequantize: the pair's floats),
 so the uint8 result, the dequantize's call and its single-threaded pass are gone.
+
+Every other call of a quantized Conv2d (or ConvReLU2d) is a `conv_step`, and a step
+whose every reader is a conv step or a fused pair (resnet's convolutions but the stem and
+the last) may leave its kernel running when it returns (`overlap`: the thread pool's
+defer, runtime/threads.py): the workers claim its tiles while the calling thread runs
+the Python of the next step, whose kernel, or a Python read of the result, joins it
+first (ThreadPool.join; the prepared calls' copies, the full paths and the plain pair
+settle first). Before any other node, and before the output, the forward joins it.
 """
 from __future__ import annotations
 
 import linecache
 
 from ....frontend.fx.codegen import python_code
-from ....frontend.quantized import QuantizedTensor, conv2d_add, \
-    linear_dequantize as _linear_dequantize
+from ....frontend import nn as _nn
+from ....frontend.nn.modules import module as _module
+from ....frontend.quantized import QuantizedTensor, conv2d_add, settle_deferred, \
+    linear_dequantize as _linear_dequantize, _qelementwise
+from ....ir import autocast as _autocast, dispatch as _dispatch, dtypes
+from ....ir.torch_function import STATE as _TF_STATE
 from ....ir.graph import Graph, OpKind
 from ....ir.registry import OPS
+from ....runtime.threads import default_pool
 from ...nn.quantized import modules as nnq
+
+# conv steps may leave their kernels running (module docstring); [False]: every step
+# finishes its kernel before it returns (tools/qprofile.py's per-step times, tests)
+OVERLAP = [True]
 
 
 def residual_pairs(gm) -> list:
@@ -84,8 +101,9 @@ def _fusable_conv(gm, node, calls: dict) -> bool:
 
 
 def install_fused_forward(gm) -> None:
-    """Give gm (a converted GraphModule) the forward with its residual pairs fused, where
-    its graph has any; kept across gm.recompile()."""
+    """Give gm (a converted GraphModule) the forward with its residual pairs fused and its
+    conv and pool steps (module docstring), where its graph has any; kept across
+    gm.recompile()."""
     gm.__dict__["_forward_rewrite"] = install_fused_forward
     graph = fused_graph(gm)
     if graph is None:
@@ -101,10 +119,11 @@ def install_fused_forward(gm) -> None:
 
 
 def fused_graph(gm) -> Graph | None:
-    """A copy of gm's graph with each residual pair one residual_conv_add call and each
-    Linear + dequantize pair one linear_dequantize call (None where there is no pair)."""
+    """A copy of gm's graph with each residual pair one residual_conv_add call, each
+    Linear + dequantize pair one linear_dequantize call, each other conv and each pool
+    call a conv_step / pool_step (None where there is no pair and no conv)."""
     pairs, dequantized = residual_pairs(gm), dequantize_pairs(gm)
-    if not pairs and not dequantized:
+    if not pairs and not dequantized and not any(_is_conv_call(gm, n) for n in gm.graph.nodes):
         return None
     graph = Graph()
     values: dict = {}
@@ -132,7 +151,97 @@ def fused_graph(gm) -> Graph | None:
         new_deq.replace_all_uses_with(fused)
         graph.erase_node(new_deq)
         graph.erase_node(new_linear)
+    _steps(gm, graph)
     return graph
+
+
+def _is_conv_call(gm, node) -> bool:
+    return _module_call_of(gm, node, _CONVS)
+
+
+def _module_call_of(gm, node, types) -> bool:
+    return node.op == OpKind.call_module and len(node.args) == 1 and not node.kwargs and \
+        type(gm.get_submodule(str(node.target))) in types
+
+
+def _steps(gm, graph: Graph) -> None:
+    """Each conv and pool call of graph a step, each step and fused pair told whether it
+    may leave its kernel running (every reader a step), and a join before the first
+    other node (or the output) after one that may."""
+    for node in list(graph.nodes):
+        kind = conv_step if _is_conv_call(gm, node) else \
+            pool_step if _module_call_of(gm, node, _POOLS) else None
+        if kind is not None:
+            with graph.inserting_before(node):
+                module = graph.get_attr(str(node.target))
+                step = graph.call_function(kind, (module, node.args[0], False))
+            node.replace_all_uses_with(step)
+            graph.erase_node(node)
+    for step in [n for n in graph.nodes if _is_step(n)]:
+        if step.users and all(_is_step(user) for user in step.users):
+            if step.target is residual_conv_add:
+                step.kwargs = {"overlap": True}
+            else:
+                step.args = step.args[:2] + (True,)
+    _insert_joins(graph)
+
+
+def _insert_joins(graph: Graph) -> None:
+    """A join_deferred call before the first node after an overlapping step that is not
+    a step itself (a step's own Python joins where it reads; get_attr reads nothing)."""
+    running = False
+    for node in list(graph.nodes):
+        if _is_step(node):
+            running = running or step_overlaps(node)
+        elif running and node.op not in (OpKind.get_attr, OpKind.placeholder):
+            with graph.inserting_before(node):
+                graph.call_function(join_deferred, ())
+            running = False
+
+
+def _is_step(node) -> bool:
+    return node.op == OpKind.call_function and node.target in STEPS
+
+
+def step_overlaps(node) -> bool:
+    """Whether a step node (conv, pool or fused pair) may leave its kernel running."""
+    return node.kwargs.get("overlap") is True if node.target is residual_conv_add else \
+        node.args[2] is True
+
+
+def join_deferred() -> None:
+    """Finish the kernel a step left running (ThreadPool.join)."""
+    default_pool().join()
+
+
+def _plain(module) -> bool:
+    """module(x) is its forward: no hooks, no compiled call, no graph clamp (a conv's)."""
+    return module._compiled_call_impl is None and not (
+        module._forward_hooks or module._forward_pre_hooks or
+        _module._global_forward_hooks or _module._global_forward_pre_hooks or
+        _module._global_backward_hooks or _module._global_backward_pre_hooks) and \
+        nnq._graph_clamp_of(module) is None
+
+
+def conv_step(conv, x, overlap):
+    """conv(x); overlap: its prepared call may leave the kernel running (module
+    docstring). A call the prepared one does not make (hooks, another type) finishes
+    any running kernel first (its Python may read x)."""
+    if type(x) is not QuantizedTensor or type(conv) not in _CONVS or not _plain(conv):
+        settle_deferred()
+        return conv(x)
+    return _overlapped(conv, x) if overlap and OVERLAP[0] else conv(x)
+
+
+def _overlapped(fn, *args):
+    """fn(*args) with this thread's defer window open: its prepared kernel call may
+    return with the kernel still running (ThreadPool.defer)."""
+    pool = default_pool()
+    pool.open_window()
+    try:
+        return fn(*args)
+    finally:
+        pool.open_window(False)
 
 
 def linear_dequantize(linear, x):
@@ -148,16 +257,50 @@ def linear_dequantize(linear, x):
     return linear(x).dequantize()
 
 
-def residual_conv_add(conv, x, other, scale, zero_point, relu):
+def pool_step(pool, x, overlap):
+    """pool(x) of a MaxPool2d or an AdaptiveAvgPool2d (conv_step's way): where the native
+    max pool or global average pool runs it, whose Python reads no value before its
+    kernel's call (which joins a running kernel), the Python runs beside the previous
+    step's kernel, and with overlap the max pool's kernel may be left running; any other
+    call finishes a running kernel first."""
+    if not _native_pool(pool, x):
+        settle_deferred()
+        return pool(x)
+    return _overlapped(pool, x) if overlap and OVERLAP[0] else pool(x)
+
+
+def _native_pool(pool, x) -> bool:
+    """pool(x) runs the native max pool (channels-last, channels a multiple of 16) or
+    global average pool on a per-tensor quint8 CPU value (codegen/quantized.py
+    same_qparams_kernel), through fast_calls (no mode active)."""
+    if type(x) is not QuantizedTensor or x._qaxis is not None or \
+            x._qdtype is not dtypes.quint8 or x._storage.device != "cpu" or \
+            _dispatch._modes or _autocast.ACTIVE or _TF_STATE.modes or not _plain(pool) or \
+            _qelementwise() is None:
+        return False
+    a = x._array
+    if a.ndim != 4 or not a.transpose(0, 2, 3, 1).flags.c_contiguous:
+        return False
+    if type(pool) is _nn.MaxPool2d:
+        return a.shape[1] % 16 == 0 and pool.dilation in (1, (1, 1), [1, 1]) and \
+            not pool.ceil_mode and not pool.return_indices
+    return pool.output_size in (1, (1, 1), [1, 1]) and a.shape[2] * a.shape[3] < 1 << 16
+
+
+def residual_conv_add(conv, x, other, scale, zero_point, relu, overlap=False):
     """quantized_add(conv(x), other, scale, zero_point, relu), by one fused GEMM where it
-    applies (module docstring), else by the two calls."""
+    applies (module docstring), else by the two calls. overlap: the fused GEMM may be
+    left running (conv_step)."""
     # a traced value (a Proxy, a symbolic tensor) takes the pair: it records the two calls
     if type(x) is QuantizedTensor and type(other) is QuantizedTensor and \
             type(conv) in _CONVS and not (conv._forward_hooks or conv._forward_pre_hooks) \
             and x._array.ndim == 4:
-        value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
+        args = (conv._call_args(x), other, scale, zero_point, relu)
+        value = _overlapped(conv2d_add, *args) if overlap and OVERLAP[0] else \
+            conv2d_add(*args)
         if value is not None:
             return value
+    settle_deferred()       # the pair's Python reads the operands
     return OPS["quantized_add"](conv(x), other, scale, zero_point, relu)
 
 
@@ -175,3 +318,7 @@ def _linear_classes() -> tuple:
 
 
 _LINEARS = _linear_classes()
+
+
+_POOLS = (_nn.MaxPool2d, _nn.AdaptiveAvgPool2d)
+STEPS = (conv_step, pool_step, residual_conv_add)
