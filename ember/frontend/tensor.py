@@ -123,6 +123,8 @@ def _rebuild_subclass(cls, plain: tuple, state: dict):
     return out
 
 
+_WARNED_FLOAT_OF_GRAD: list = []     # torch says it once per process (TORCH_WARN_ONCE)
+
 class Tensor:
     __slots__ = ("_array", "_storage", "_base", "requires_grad", "_grad", "grad_fn",
                  "_output_nr", "_grad_accumulator", "_hooks", "_retains_grad",
@@ -390,6 +392,12 @@ class Tensor:
         return self.item()
 
     def __float__(self):
+        if self.requires_grad and _GRAD_STATE.enabled and not _WARNED_FLOAT_OF_GRAD:
+            # torch warns once per process (float(loss) where loss.item() was meant)
+            _WARNED_FLOAT_OF_GRAD.append(True)
+            warnings.warn("Converting a tensor with requires_grad=True to a scalar may lead "
+                          "to unexpected behavior.\nConsider using tensor.detach() first.",
+                          UserWarning, stacklevel=2)
         return float(self._python_scalar())
 
     def __int__(self):

@@ -352,3 +352,21 @@ def test_save_load_keeps_storage_sharing_and_strides():
         return [a, w.stride(), w.storage_offset(), w._is_view(), r.stride(), r.is_contiguous(),
                 c.stride(), d["a"].untyped_storage().nbytes(), d["a"].storage_offset()]
     both(f)
+
+
+def test_float_of_a_tensor_requiring_grad_warns_once_as_torch():
+    import subprocess
+    import sys
+    program = ("import warnings, {lib} as t\n"
+               "x = t.ones(2, requires_grad=True)\n"
+               "with warnings.catch_warnings(record=True) as seen:\n"
+               "    warnings.simplefilter('always')\n"
+               "    int(x.sum()); x.sum().item()\n"
+               "    with t.no_grad(): float(x.sum())\n"
+               "    float(x.sum()); float(x[0])\n"
+               "print([str(w.message).splitlines()[0] for w in seen])\n")
+    outputs = [subprocess.run([sys.executable, "-c", program.format(lib=lib)],
+                              capture_output=True, text=True, check=True).stdout
+               for lib in ("torch", "ember")]
+    assert outputs[0] == outputs[1]
+    assert "requires_grad=True to a scalar" in outputs[1]
