@@ -282,3 +282,12 @@ def test_report_and_sensitivity_on_the_digits_cnn(rng):
     expected = [f"call_module {r['layer']}" for r in scores[:2]]
     expected += ["call_module 6"] if "call_module 7" in expected else []
     assert sorted(left_float) == sorted(expected)
+
+
+def test_base_logger_records_nothing_as_torch():
+    from torch.ao.ns._numeric_suite import Logger as TorchLogger
+
+    from ember.ao.ns._numeric_suite import Logger
+    ours, theirs = Logger(), TorchLogger()
+    assert ours(ember.ones(2)) is None and theirs(torch.ones(2)) is None
+    assert ours.stats == theirs.stats == {}

@@ -37,7 +37,9 @@ class Logger(Module):
         self.dtype = None      # torch's loggers carry a dtype slot for observers' API
 
     def forward(self, x):
-        raise NotImplementedError("Logger subclasses record in forward")
+        """The base class records nothing and returns None, as torch's does; OutputLogger
+        and ShadowLogger record."""
+        return None
 
 
 class OutputLogger(Logger):
