@@ -299,10 +299,48 @@ def extern_kernel(node: Node, constant: Constant = None) -> Callable | None:
 
     `constant(input_node)` returns an input's value when it is a constant that stays
     fixed for the kernel's lifetime (inference weights), else None; kernels use it to
-    prepare (pack) such operands once."""
+    prepare (pack) such operands once. Index ops (gather, scatter, index_put, ...) take
+    any dtype their kernel has (index_kernel)."""
     if node.op != OpKind.call_function or not is_op(node.target):
         return None
+    indexed = index_kernel(node)
+    if indexed is not None:
+        return indexed
     make = EXTERNS.get(node.target.name)
     if make is None or not _all_f32(node):
         return None
     return make(node, constant)
+
+
+# --- index ops (codegen/index_plan.py, llvm/index_ops.py) --------------------------------------
+
+def _elements(a: np.ndarray) -> tuple:
+    return tuple(a.shape), tuple(st // a.itemsize for st in a.strides)
+
+
+def index_kernel(node: Node) -> Callable | None:
+    """gather / scatter / index_put / ... as a bounds-checked LLVM kernel, or None.
+    The callable carries `index_desc` (what the native program needs)."""
+    from .index_plan import describe, geometry, kernel_spec
+    from .llvm.index_ops import index_kernel as compiled, run_index
+    desc = describe(node)
+    if desc is None:
+        return None
+    spec = kernel_spec(desc)
+    compiled(spec)                              # compiled while the plan is built
+    desc["name"] = node.name
+
+    def run(arrays):
+        *ins, out = arrays
+        ins = [a if all(st % a.itemsize == 0 for st in a.strides) else
+               np.ascontiguousarray(a) for a in ins]
+        if desc["mode"] == "scatter":
+            np.copyto(out, ins[0])
+        geom, dims = geometry(desc, [_elements(a) for a in ins], _elements(out))
+        data = ins[desc["data_input"]] if desc["data_input"] is not None else None
+        failed = run_index(spec, geom, out, data, [ins[i] for i in desc["index_inputs"]])
+        if failed is not None:
+            from ..runtime.lite import index_error
+            raise index_error({**desc, "dims": dims}, failed)
+    run.index_desc = desc
+    return run

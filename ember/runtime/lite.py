@@ -79,6 +79,39 @@ except ImportError:        # loaded on its own (no package): the same name, stan
         """A corrupt, incomplete or mismatched artifact (refused before anything runs)."""
 
 
+try:                       # ember's: an IndexError that is also PyTorch's RuntimeError
+    from ..ir.ops.joining import IndexBoundsError
+except ImportError:
+    class IndexBoundsError(IndexError, RuntimeError):
+        """An index out of range (PyTorch raises IndexError or RuntimeError by op)."""
+
+
+def index_error(step: dict, record) -> IndexBoundsError:
+    """The error of an index kernel step (`kind` index, codegen/index_plan.py) that
+    stopped on an index out of range; `record` is its error record (index value, size,
+    which index), read from where the kernel wrote it."""
+    value, size, which = (int(v) for v in record)
+    where = f"{step.get('op', step.get('kind'))}, step {step.get('name', '?')}"
+    if step.get("op") == "embedding":
+        return IndexBoundsError(f"index out of range in self (index {value} with "
+                                f"num_embeddings={size}; {where})")
+    dims = step.get("dims") or [0]
+    dim = dims[which] if 0 <= which < len(dims) else dims[0]
+    return IndexBoundsError(f"index {value} is out of bounds for dimension {dim} with size "
+                            f"{size} ({where})")
+
+
+def step_error(step: dict, arena_address: int) -> IndexError:
+    """The error a native program returned for plan step `step` (1 + its number): an
+    index kernel's record sits in the arena at the step's `error_at`; an embedding
+    step (`ember_take`) has none."""
+    if step.get("kind") == "index" and step.get("error_at") is not None:
+        record = (ctypes.c_int64 * 3).from_address(arena_address + int(step["error_at"]))
+        return index_error(step, list(record))
+    return IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index out of "
+                      "range in self")
+
+
 class NoNativeProgram(ArtifactError):
     """A size of a dynamic dimension inside its range that the artifact has no native
     program for (ember.aot.load_package runs it through ember.compile instead)."""
@@ -622,9 +655,7 @@ class LiteModel:
         else:       # the whole plan: one foreign call
             status = program.segments[0](self._arena_address, self._ins, outs, stamps)
         if status:
-            step = program.steps[status - 1]
-            raise IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index "
-                             "out of range in self")
+            raise step_error(program.steps[status - 1], self._arena_address)
         return self._write_back(arrays, [self._result(g, keep, fresh, program, j)
                                          for j, g in enumerate(program.results)])
 
