@@ -20,7 +20,8 @@ where a chunk starts. A call may be guarded by the
 thread count (`when`: a GEMM splits rows or columns depending on it), decided at run
 time from `ember_threads()`. With `times` non-null, the clock (ns) after each plan step
 is stored at times[step]. A nonzero return is 1 + the plan step that failed (an
-embedding index out of range). A plan calling custom ops (Python) is split at each:
+embedding or index kernel's index out of range; an index kernel, llvm/index_ops.py,
+has written the index, the size and which index tensor to its error record). A plan calling custom ops (Python) is split at each:
 `ember_run_0` .. `ember_run_<k>` (same signature), the caller running the op between
 two segments (`EntryEmitter(..., breaks=)`).
 
@@ -323,7 +324,11 @@ SIGNATURES = {
     "copy": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "copy_rows": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "take": ("ptr", "ptr", "i64", "i64", "ptr", "i64", "i64"),
+    # llvm/index_ops.py: (buffers, geometry, error record), returns 1 on a bad index
+    "index": ("buffers", "i64s", "ptr"),
 }
+# calls returning an i32 status (nonzero: an index out of range; the entry stops there)
+STATUS = {"take", "index"}
 CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "conv_cols", "conv_pool", "pad", "copy_rows",
            "wino"}
 _LLVM_TYPE = {"i64": "i64", "i32": "i32", "ptr": "ptr", "i64s": "ptr", "buffers": "ptr"}
@@ -398,7 +403,7 @@ class EntryEmitter:
         for kind, value in zip(kinds, call["args"]):
             args.append(f"{_LLVM_TYPE[kind]} {self._argument(body, kind, value, index)}")
         arg_types = ", ".join(a.split(" ")[0] for a in args)
-        if sig == "take":
+        if sig in STATUS:
             self._declare(call["fn"], "i32", arg_types)
             status = self._tmp()
             body.append(f"  {status} = call i32 @{call['fn']}({', '.join(args)})")
@@ -469,8 +474,8 @@ class EntryEmitter:
             call = self.calls[i]
             out += self._run_call(i, call)
             if last_of_step.get(call["step"]) == i:
-                out += self._after_step(call["step"], call["sig"] == "take" or any(
-                    c["sig"] == "take" for c in self.calls if c["step"] == call["step"]))
+                out += self._after_step(call["step"], call["sig"] in STATUS or any(
+                    c["sig"] in STATUS for c in self.calls if c["step"] == call["step"]))
         out += ["  ret i32 0", "}"]
         self.lines += out
 

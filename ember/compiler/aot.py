@@ -116,6 +116,8 @@ class PackagingBackend(CpuBackend):
         if fn is None:
             return None
         name = node.target.name
+        if getattr(fn, "index_desc", None) is not None:
+            return self._index(fn)
         if name in ("linear", "matmul", "mm"):
             desc = self._gemm(node, constant)
             if desc is not None:
@@ -125,6 +127,19 @@ class PackagingBackend(CpuBackend):
             return self._with_panels(_Described(fn, self._conv(_bound(node), relu=False,
                                                                residual=False)))
         return _Described(fn, {"kind": "unsupported", "op": name})
+
+    def _index(self, fn) -> "_Described":
+        """A gather/scatter kernel (codegen/index_plan.py): its symbol, and the call's
+        description the native program computes the geometry from."""
+        from ..codegen.index_plan import kernel_spec
+        from ..codegen.llvm.index_ops import index_kernel, index_module
+        desc = {k: v for k, v in fn.index_desc.items() if k != "name"}
+        spec = kernel_spec(desc)
+        desc["kind"] = "index"
+        if self.in_process:
+            return _Described(fn, {**desc, "symbol": loaded_symbol(index_kernel(spec))})
+        return _Described(fn, {**desc, "symbol": spec.name,
+                               "_module": ("index", str(index_module(spec)), (spec.name,))})
 
     def _with_panels(self, described: "_Described") -> "_Described":
         """In process: the weights the extern already packed (its closure's PackedB or
@@ -1125,8 +1140,8 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
         elif kind == "view" and views is not None:
             desc.update(views[step.name])
-        elif kind in ("qgemm", "qgemm_dynamic", "qadd"):
-            desc["symbol"] = symbol(fn.desc["_module"], desc["symbol"])
+        elif kind in ("qgemm", "qgemm_dynamic", "qadd", "index"):
+            desc["symbol"] = symbol(fn.desc.get("_module"), desc["symbol"])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)
     return table, modules

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..ir import profiling
 from ..ir.errors import EmberIndexError
-from ..runtime.lite import Spares
+from ..runtime.lite import Spares, step_error
 from ..runtime.threads import cpu_count, get_num_threads
 
 _COUNTER = itertools.count()
@@ -238,6 +238,8 @@ class _NativeEntry:
             status = self.fn(self.arena_address, ins, outs, None)
         if status:
             step = self.table[status - 1]
+            if step["kind"] == "index":
+                raise step_error(step, self.arena_address)
             raise EmberIndexError(f"index out of range in self (step {step['name']}, "
                                   f"{step.get('op', step['kind'])})")
         values = {}

@@ -177,6 +177,7 @@ class ProgramBuilder:
         # host steps (Python code, called between native segments): the step, the call
         # index the segment before it ends at, its operands' and results' Values
         self.host_steps: list[dict] = []
+        self.error_records: list = []           # (index step's desc, scratch offset)
         self.step = 0
         self._scratch_used = 0
 
@@ -227,6 +228,8 @@ class ProgramBuilder:
                     from None
         layout = self.layout()
         self._fix_pointers(layout)
+        for desc, offset in self.error_records:
+            desc["error_at"] = layout["scratch_offset"] + offset
         outputs = []
         for slot in output_slots:
             value = self.slots[slot]
@@ -338,6 +341,25 @@ class ProgramBuilder:
         row_bytes = math.prod(weight.shape[1:]) * weight.dtype.itemsize
         self._call("ember_take", "take", [out.ptr, weight.ptr, weight.shape[0], row_bytes,
                                           indices.ptr, indices.size, indices.dtype.itemsize])
+
+    def _index(self, desc: dict) -> None:
+        """A gather/scatter kernel (llvm/index_ops.py) with the geometry of the operands
+        where they live; a scatter first copies self into its result. The kernel's
+        error record (3 int64: index, size, which index) is in this step's scratch,
+        read by the runtime only when the entry stops at this step (`error_at`)."""
+        from ..codegen.index_plan import geometry
+        ins = [self._input(desc, i) for i in range(len(desc["inputs"]))]
+        out = self._output(desc, 0)
+        if desc["mode"] == "scatter":
+            self._copy(out, ins[0])
+        geom, dims = geometry(desc, [(v.shape, v.strides) for v in ins],
+                              (out.shape, out.strides))
+        desc["dims"] = dims
+        data = ins[desc["data_input"]] if desc["data_input"] is not None else out
+        err = self._scratch([3], [1], np.int64)
+        self.error_records.append((desc, err.offset))
+        buffers = [out.ptr, data.ptr] + [ins[i].ptr for i in desc["index_inputs"]]
+        self._call(desc["symbol"], "index", [buffers, geom, err.ptr])
 
     def _custom_op(self, desc: dict) -> None:
         """A custom op (ember.library.custom_op): Python, called by the runtime between
