@@ -891,7 +891,6 @@ def _inference_forms(graph: Graph) -> None:
         name = getattr(node.target, "name", "") if node.op == OpKind.call_function else ""
         rewrite = {"linalg_vector_norm": _norm_form, "norm": _norm_form,
                    "repeat": _repeat_form, "bmm": _bmm_form,
-                   "index_select": _rows_form, "index": _rows_form,
                    "upsample_nearest2d": _upsample_form}.get(name)
         if rewrite is None:
             continue
@@ -931,38 +930,6 @@ def _norm_form(graph: Graph, a: dict) -> Node | None:
 def _bmm_form(graph: Graph, a: dict) -> Node:
     """bmm as matmul with a batch dim (the batched GEMM step)."""
     return _insert(graph, "matmul", a["self"], a["mat2"])
-
-
-def _rows_form(graph: Graph, a: dict) -> Node | None:
-    """x.index_select(0, idx) / x[idx] with one index vector on dim 0: rows picked as an
-    embedding picks them (the artifact's embedding step, which refuses an index out of
-    range as torch does), x viewed as (rows, -1) and the result viewed back."""
-    x = a["self"]
-    if "indices" in a:
-        indices = list(a["indices"])
-        if len(indices) != 1 or indices[0] is None:
-            return None
-        index = indices[0]
-    else:
-        if a["dim"] % max(1, x.meta["val"].ndim) != 0:
-            return None
-        index = a["index"]
-    meta, shape = index.meta["val"], list(x.meta["val"].shape)
-    if meta.ndim != 1 or meta.dtype.name not in ("int64", "int32") or len(shape) < 1 or \
-            not x.meta["val"].dtype.is_floating_point:
-        return None
-    rows = _insert(graph, "reshape", x, [shape[0], math.prod(shape[1:])]) \
-        if len(shape) != 2 else x
-    if len(shape) == 1:
-        rows = _insert(graph, "reshape", x, [shape[0], 1])
-    if "indices" in a:
-        # x[idx]: a negative index counts from the end (index_select, like embedding,
-        # refuses one, as torch's does)
-        index = _insert(graph, "where", _insert(graph, "lt", index, 0),
-                        _insert(graph, "add", index, shape[0]), index)
-    picked = _insert(graph, "embedding", rows, index)
-    return _insert(graph, "reshape", picked, [meta.shape[0], *shape[1:]]) \
-        if len(shape) != 2 else picked
 
 
 def _upsample_form(graph: Graph, a: dict) -> Node | None:

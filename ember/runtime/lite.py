@@ -92,11 +92,14 @@ def index_error(step: dict, record) -> IndexBoundsError:
     which index), read from where the kernel wrote it."""
     value, size, which = (int(v) for v in record)
     where = f"{step.get('op', step.get('kind'))}, step {step.get('name', '?')}"
-    if step.get("op") == "embedding":
-        return IndexBoundsError(f"index out of range in self (index {value} with "
-                                f"num_embeddings={size}; {where})")
     dims = step.get("dims") or [0]
     dim = dims[which] if 0 <= which < len(dims) else dims[0]
+    if step.get("op") == "embedding":        # PyTorch's own words for these two
+        return IndexBoundsError(f"index out of range in self (index {value} with "
+                                f"num_embeddings={size}; {where})")
+    if step.get("op") == "index_select":
+        return IndexBoundsError(f"index out of range in self (index {value} for dimension "
+                                f"{dim} with size {size}; {where})")
     return IndexBoundsError(f"index {value} is out of bounds for dimension {dim} with size "
                             f"{size} ({where})")
 
