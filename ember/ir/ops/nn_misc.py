@@ -105,6 +105,15 @@ def _mm(a, b):
 def _embedding_derivative(g, weight, indices, padding_idx, scale_grad_by_freq, sparse):
     v, d = weight.shape
     flat = SH.reshape(indices, [-1])
+    if not scale_grad_by_freq:
+        # each row's gradient added to its weight row in index order, as PyTorch's CPU
+        # backward adds (an index_put that compiled plans run as a scatter kernel; the
+        # padding row's gradients are zeroed, so it stays zero)
+        rows = SH.reshape(g, [-1, d])
+        if padding_idx is not None and padding_idx >= 0:
+            rows = rows * SH.unsqueeze(PW.convert_element_type(PW.ne(flat, padding_idx),
+                                                               g.dtype), -1)
+        return J.index_put(CR.full([v, d], 0, dtype=g.dtype), [flat], rows, True), None
     oh = PW.convert_element_type(PW.eq(SH.unsqueeze(flat, -1), CR.arange(0, v, dtype=flat.dtype)),
                                  g.dtype)                               # [n, V]
     if padding_idx is not None and padding_idx >= 0:
@@ -306,3 +315,4 @@ scaled_dot_product_attention = defop(
 from ..registry import OPS  # noqa: E402
 from . import creation as CR, normalization as NORM, pointwise as PW  # noqa: E402,N812
 from . import reduction as R, shape as SH  # noqa: E402,N812
+from . import joining as J  # noqa: E402,N812
