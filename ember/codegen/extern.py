@@ -11,6 +11,7 @@ choice), as do shapes these do not cover.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Callable
 
@@ -300,10 +301,12 @@ def extern_kernel(node: Node, constant: Constant = None) -> Callable | None:
     `constant(input_node)` returns an input's value when it is a constant that stays
     fixed for the kernel's lifetime (inference weights), else None; kernels use it to
     prepare (pack) such operands once. Index ops (gather, scatter, index_put, ...) take
-    any dtype their kernel has (index_kernel)."""
+    any dtype their kernel has (index_kernel; EMBER_INDEX_KERNELS=0 runs them eagerly,
+    the NumPy reference, as before the kernels existed)."""
     if node.op != OpKind.call_function or not is_op(node.target):
         return None
-    indexed = index_kernel(node)
+    indexed = index_kernel(node) if os.environ.get("EMBER_INDEX_KERNELS", "1") != "0" \
+        else None
     if indexed is not None:
         return indexed
     make = EXTERNS.get(node.target.name)
