@@ -61,6 +61,7 @@ def describe(node: Node) -> dict | None:
     if desc["data_input"] is not None and metas[desc["data_input"]].dtype != out.dtype:
         return None
     desc.update(op=op.name, dtype=np.dtype(out.dtype.np_dtype).name,
+                in_ndims=[len(m.shape) for m in metas],
                 index_dtypes=[np.dtype(m.dtype.np_dtype).name for m in indices],
                 ndim=max(1, _iteration_ndim(desc, metas, out)))
     return desc

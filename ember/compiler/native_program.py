@@ -349,6 +349,9 @@ class ProgramBuilder:
         read by the runtime only when the entry stops at this step (`error_at`)."""
         from ..codegen.index_plan import geometry
         ins = [self._input(desc, i) for i in range(len(desc["inputs"]))]
+        # a 0-d constant is stored as one element of shape [1]: back to 0-d
+        ins = [v.view([], []) if nd == 0 and v.shape == [1] else v
+               for v, nd in zip(ins, desc.get("in_ndims") or [None] * len(ins))]
         out = self._output(desc, 0)
         if desc["mode"] == "scatter":
             self._copy(out, ins[0])

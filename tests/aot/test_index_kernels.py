@@ -48,6 +48,14 @@ CASES = {
                                                       accumulate=True),
     "masked_row_update": lambda m, x, i, s: x.index_put((i[1, :1],), m.zeros(4)),
     "embedding": lambda m, x, i, s: m.nn.functional.embedding(i, x),
+    # layouts: a transposed and a flipped self, an empty index, 0-d operands (a 0-d
+    # constant index is stored as one element), indexed dims apart (result dims first)
+    "gather_transposed": lambda m, x, i, s: m.gather(x.t(), 1, i.t()),
+    "scatter_add_flipped": lambda m, x, i, s: x.flip(0).scatter_add(0, i, s.flip(1)),
+    "empty_index": lambda m, x, i, s: x.index_put((i[0, :0],), s[0], accumulate=True),
+    "embedding_0d_constant": lambda m, x, i, s: m.nn.functional.embedding(m.tensor(3), x),
+    "gather_0d": lambda m, x, i, s: m.gather(x[1, 2], 0, i[0, 0] * 0),
+    "getitem_apart": lambda m, x, i, s: x.reshape(5, 2, 2)[i[0, :2], :, i[1, :2] % 2],
 }
 
 
