@@ -108,11 +108,10 @@ def _embedding_derivative(g, weight, indices, padding_idx, scale_grad_by_freq, s
     if not scale_grad_by_freq:
         # each row's gradient added to its weight row in index order, as PyTorch's CPU
         # backward adds (an index_put that compiled plans run as a scatter kernel; the
-        # padding row's gradients are zeroed, so it stays zero)
+        # gradients of padding positions are replaced by zeros, so that row stays zero)
         rows = SH.reshape(g, [-1, d])
-        if padding_idx is not None and padding_idx >= 0:
-            rows = rows * SH.unsqueeze(PW.convert_element_type(PW.ne(flat, padding_idx),
-                                                               g.dtype), -1)
+        if padding_idx is not None and padding_idx >= 0:     # (a NaN there too)
+            rows = PW.where(SH.unsqueeze(PW.ne(flat, padding_idx), -1), rows, 0)
         return J.index_put(CR.full([v, d], 0, dtype=g.dtype), [flat], rows, True), None
     oh = PW.convert_element_type(PW.eq(SH.unsqueeze(flat, -1), CR.arange(0, v, dtype=flat.dtype)),
                                  g.dtype)                               # [n, V]
