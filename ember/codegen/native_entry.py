@@ -330,7 +330,7 @@ SIGNATURES = {
 # calls returning an i32 status (nonzero: an index out of range; the entry stops there)
 STATUS = {"take", "index"}
 CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "conv_cols", "conv_pool", "pad", "copy_rows",
-           "wino"}
+           "wino", "index"}
 _LLVM_TYPE = {"i64": "i64", "i32": "i32", "ptr": "ptr", "i64s": "ptr", "buffers": "ptr"}
 
 
@@ -410,7 +410,9 @@ class EntryEmitter:
             flag, where = self._tmp(), self._tmp()
             body.append(f"  {where} = getelementptr ptr, ptr %ctx, i64 3")
             body.append(f"  {flag} = load ptr, ptr {where}")
-            body.append(f"  store i32 {status}, ptr {flag}")
+            # or-ed in: chunks of one parallel call run on several threads, and one
+            # that succeeds must not clear another's failure
+            body.append(f"  {self._tmp()} = atomicrmw or ptr {flag}, i32 {status} monotonic")
         else:
             self._declare(call["fn"], "void", arg_types)
             body.append(f"  call void @{call['fn']}({', '.join(args)})")

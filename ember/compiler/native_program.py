@@ -228,8 +228,8 @@ class ProgramBuilder:
                     from None
         layout = self.layout()
         self._fix_pointers(layout)
-        for desc, offset in self.error_records:
-            desc["error_at"] = layout["scratch_offset"] + offset
+        for desc, offset in self.error_records:      # the record after its claimed flag
+            desc["error_at"] = layout["scratch_offset"] + offset + 8
         outputs = []
         for slot in output_slots:
             value = self.slots[slot]
@@ -347,7 +347,8 @@ class ProgramBuilder:
         where they live; a scatter first copies self into its result. The kernel's
         error record (3 int64: index, size, which index) is in this step's scratch,
         read by the runtime only when the entry stops at this step (`error_at`)."""
-        from ..codegen.index_plan import geometry
+        from ..codegen.index_plan import geometry, kernel_spec
+        from ..codegen.llvm.index_ops import parallel
         ins = [self._input(desc, i) for i in range(len(desc["inputs"]))]
         # a 0-d constant is stored as one element of shape [1]: back to 0-d
         ins = [v.view([], []) if nd == 0 and v.shape == [1] else v
@@ -359,10 +360,12 @@ class ProgramBuilder:
                               (out.shape, out.strides))
         desc["dims"] = dims
         data = ins[desc["data_input"]] if desc["data_input"] is not None else out
-        err = self._scratch([3], [1], np.int64)
+        err = self._scratch([4], [1], np.int64)
         self.error_records.append((desc, err.offset))
+        self._copy(err.view([1], [1]), Value(self._zeros(2)[0], 0, [1], [1], np.int64))
         buffers = [out.ptr, data.ptr] + [ins[i].ptr for i in desc["index_inputs"]]
-        self._call(desc["symbol"], "index", [buffers, geom, err.ptr])
+        self._call(desc["symbol"], "index", [buffers, geom, err.ptr], extent=geom[0],
+                   parallel=parallel(kernel_spec(desc), geom))
 
     def _custom_op(self, desc: dict) -> None:
         """A custom op (ember.library.custom_op): Python, called by the runtime between

@@ -297,3 +297,26 @@ def test_cli_compiles_and_runs_index_ops(tmp_path):
     assert result.exit_code != 0
     text = result.output + str(result.exception)
     assert "index 6 is out of bounds for dimension 0 with size 6" in text, text
+
+
+def test_large_gather_splits_across_threads_and_still_reports_one_index():
+    """A gather of 2**18 elements or more runs in chunks on the pool (the Python loop's
+    and the native entry's); results equal torch's, and a bad index in one chunk is
+    reported whole (value and size of that index)."""
+    rng = np.random.default_rng(5)
+    table = rng.standard_normal((1000, 64)).astype(np.float32)
+    ids = rng.integers(0, 1000, 4096)
+    compiled = ember.compile(lambda w, i: w[i] * 2)
+    want = (torch.tensor(table)[torch.tensor(ids)] * 2).numpy()
+    plan = None
+    for _ in range(2):
+        np.testing.assert_array_equal(compiled(*_ember(table, ids)).numpy(), want)
+        plan = compiled.last[0]
+    calls = [c for c in plan.run.native.calls if c["sig"] == "index"]
+    assert calls and calls[0]["parallel"], calls
+    bad = ids.copy()
+    bad[3000] = 1000
+    for _ in range(2):
+        with pytest.raises(IndexError, match="index 1000 is out of bounds for dimension 0 "
+                                             "with size 1000"):
+            compiled(*_ember(table, bad))

@@ -15,9 +15,15 @@ of range stops the kernel: it writes (index value, size, k) to its error record 
 returns 1, which the plan's Python step, the in-process entry point and an artifact's
 runtime turn into PyTorch's IndexError naming the op, the value and the size.
 
-    i32 <name>(ptr buffers, ptr geometry, ptr err)
+    i32 <name>(i64 begin, i64 end, i64 worker, ptr buffers, ptr geometry, ptr err)
     buffers  = [dst, data, idx_0, ..., idx_{k-1}]
     geometry = shape[n], dst_st[n], data_st[n], then per index: idx_st[n], target_st, size
+    err      = [claimed, index value, size, which index] (claimed 0 before the call)
+
+[begin, end) is a range of the iteration's first dim: a gather (each output element
+written once) splits across threads there (`parallel`); a scatter runs whole, on one
+thread. The first chunk to fail claims the record (compare-and-swap on `claimed`), so
+the record is one index's, whichever chunk found it.
 
 Strides are elements and arrive at run time, so one compiled kernel serves every shape
 of a (mode, reduce, dtypes, n, k) kind. The nest runs serially in row-major order of p:
@@ -39,10 +45,14 @@ import numpy as np
 from llvmlite import ir
 
 from . import irutil as u
+from ...runtime.threads import default_pool
 from .jit import compile_ir
 from .target import host_isa, target_for
 
 REDUCES = ("none", "add", "mul", "amax", "amin")
+# a gather of this many elements or more splits across threads (as generated kernels
+# do: compiler/native_program.py, PARALLEL_KERNEL_WORK)
+PARALLEL_WORK = 1 << 18
 _FLOATS = {"float32": u.F32, "float64": u.F64}
 _INTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
@@ -132,10 +142,11 @@ class _Emitter:
     def __init__(self, spec: IndexKernel):
         self.spec = spec
         self.module = ir.Module(name=spec.name)
+        names = ("begin", "end", "worker", "buffers", "geom", "err")
         fn, self.b = u.define(self.module, spec.name, u.I32,
-                              [("buffers", u.PTR), ("geom", u.PTR), ("err", u.PTR)],
+                              list(zip(names, (u.I64,) * 3 + (u.PTR,) * 3)),
                               noalias_ptrs=False)
-        self.args = dict(zip(("buffers", "geom", "err"), fn.args))
+        self.args = dict(zip(names, fn.args))
         self.elem = _elem_type(spec)
         b, n, k = self.b, spec.ndim, len(spec.index_dtypes)
         ptrs = [b.load(b.gep(self.args["buffers"], [u.i64(i)], source_etype=u.PTR), typ=u.PTR)
@@ -185,7 +196,9 @@ class _Emitter:
                 self._body(offsets, first_pass, row)
                 return
             strides = [self.dst_st[d], self.data_st[d]] + [st[d] for st in self.idx_st]
-            with u.counted_loop(self.b, zero, self.shape[d], 1, f"d{d}") as i:
+            start, stop = (self.args["begin"], self.args["end"]) if d == 0 else \
+                (zero, self.shape[d])
+            with u.counted_loop(self.b, start, stop, 1, f"d{d}") as i:
                 level(d + 1, [self.b.add(o, self.b.mul(i, s)) for o, s in zip(offsets, strides)])
         level(0, offsets)
 
@@ -206,8 +219,12 @@ class _Emitter:
                                    value)
             bad = b.icmp_unsigned(">=", wrapped, size)  # negative -> huge unsigned
             with b.if_then(bad, likely=False):
-                for slot, item in enumerate((value, size, u.i64(j))):
-                    b.store(item, b.gep(self.args["err"], [u.i64(slot)], source_etype=u.I64))
+                won = b.extract_value(b.cmpxchg(self.args["err"], u.i64(0), u.i64(1),
+                                                "monotonic", "monotonic"), 1)
+                with b.if_then(won):
+                    for slot, item in enumerate((value, size, u.i64(j))):
+                        b.store(item, b.gep(self.args["err"], [u.i64(slot + 1)],
+                                            source_etype=u.I64))
                 b.ret(ir.Constant(u.I32, 1))
             total = b.add(total, b.mul(wrapped, self.target_st[j]))
         return total
@@ -250,16 +267,27 @@ def index_kernel(spec: IndexKernel):
     """The loaded kernel (a ctypes function) for `spec`, compiled once per process (and
     through the LLVM disk cache)."""
     lib = compile_ir(index_module(spec), target_for(host_isa()))
-    return lib.function(spec.name, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
-                        ctypes.c_void_p)
+    return lib.function(spec.name, ctypes.c_int32, *[ctypes.c_int64] * 3,
+                        *[ctypes.c_void_p] * 3)
+
+
+def parallel(spec: IndexKernel, geometry) -> bool:
+    """Whether a call splits across threads: a gather large enough to repay it."""
+    n = spec.ndim
+    return spec.mode == "gather" and geometry[0] >= 2 and \
+        int(np.prod(geometry[:n])) >= PARALLEL_WORK
 
 
 def run_index(spec: IndexKernel, geometry, dst: np.ndarray, data, indices) -> tuple | None:
     """Run the kernel on arrays (data None for a constant fill); None on success, else
     the error record (index value, size, which index)."""
     geom = np.ascontiguousarray(geometry, dtype=np.int64)
-    err = np.zeros(3, np.int64)
+    err = np.zeros(4, np.int64)
     arrays = [dst, dst if data is None else data, *indices]
     buffers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-    status = index_kernel(spec)(ctypes.addressof(buffers), geom.ctypes.data, err.ctypes.data)
-    return None if status == 0 else tuple(int(v) for v in err)
+    args = (ctypes.addressof(buffers), geom.ctypes.data, err.ctypes.data)
+    if parallel(spec, geometry):
+        default_pool().parallel_for(index_kernel(spec), int(geom[0]), *args)
+    else:
+        index_kernel(spec)(0, int(geom[0]), 0, *args)
+    return None if err[0] == 0 else tuple(int(v) for v in err[1:])
