@@ -10,7 +10,7 @@ built for:
 - an embedding bag: rows of a (V, D) table gathered for (B, L) token ids, summed per bag
   (`embedding(ids, table).sum(1)`), and the same rows through `gather` / `x[ids]`.
 
-    python -m benchmarks.index_ops [--quick] [--no-compile] [--save]
+    python -m benchmarks.index_ops [--quick] [--no-compile] [--torch-threads N] [--save]
 
 Columns: ember = ember.compile (the native entry point, index kernels); reference =
 ember.compile with EMBER_INDEX_KERNELS=0 (the NumPy kernel called from the plan, what
@@ -113,7 +113,14 @@ def _numpy(value):
 
 
 def main(argv=None):
-    args = bench_args("index_ops", argv)
+    import argparse
+    parser = argparse.ArgumentParser(description="benchmark: index_ops")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's own; on a loaded "
+                             "2-core host one thread is often faster)")
+    args = bench_args("index_ops", argv, parser)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     b = Bench("index_ops", args)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as where:
