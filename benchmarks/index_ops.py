@@ -4,9 +4,8 @@ built for:
 
 - a GNN layer's message sum: messages (E, F) scatter-added onto (N, F) node rows by a
   destination index expanded over the features (`h.scatter_add(0, dst[:, None]
-  .expand(-1, F), msgs)`), and the same sum as `h.index_add(0, dst, msgs)` (h an
-  input: a large `zeros(N, F)` made inside is a `full` step, which has no native
-  kernel yet, so the plan would keep its Python loop and the artifact refuse it);
+  .expand(-1, F), msgs)`), and the same sum as `h.index_add(0, dst, msgs)` (h, the
+  node state, an input);
 - an embedding bag: rows of a (V, D) table gathered for (B, L) token ids, summed per bag
   (`embedding(ids, table).sum(1)`), and the same rows through `gather` / `x[ids]`.
 

@@ -324,6 +324,8 @@ SIGNATURES = {
     "copy": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "copy_rows": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "take": ("ptr", "ptr", "i64", "i64", "ptr", "i64", "i64"),
+    # ember_copy from a constant: a fill (full), the value's bytes an i64s of the call
+    "fill": ("ptr", "i64s", "i64s", "i64s", "i64s", "i64", "i64"),
     # llvm/index_ops.py: (buffers, geometry, error record), returns 1 on a bad index
     "index": ("buffers", "i64s", "ptr"),
 }

@@ -189,6 +189,10 @@ class PackagingBackend(CpuBackend):
         if what == "embedding" and len(tensor_inputs(node)) == 2:
             # rows of the weight: the lite runtime's np.take (a copy, as eager's is)
             return _Described(super().eager(node), {"kind": "embedding", "op": what})
+        if what == "full" and not tensor_inputs(node):
+            fill = _fill_desc(node)
+            if fill is not None:     # a large zeros(N, F) the fold pass left: a fill
+                return _Described(super().eager(node), fill)
         return _Described(super().eager(node), {"kind": "unsupported", "op": what})
 
     def view(self, op, rest: tuple):
@@ -818,6 +822,22 @@ def _custom_op_args(node: Node) -> list:
                             "be stored in the artifact (Tensors, numbers, bools, strings and "
                             "lists of them can)")
     return [encode(v) for v in bound]
+
+
+def _fill_desc(node: Node) -> dict | None:
+    """`full(size, value)` (what constant folding leaves of a zeros/ones/full too large to
+    store, e.g. a GNN's zeros(N, F) that messages are scattered into) as a `fill` step:
+    the value's bytes, broadcast into the result by the entry's strided copy."""
+    results = _custom_op_results(node)
+    value = _bound(node).get("fill_value")
+    if results is None or len(results) != 1 or isinstance(value, Node):
+        return None
+    dtype = np.dtype(results[0]["dtype"])
+    if dtype.itemsize > 8 or any(s < 0 for s in results[0]["strides"]):
+        return None
+    raw = np.asarray(value).astype(dtype).tobytes().ljust(8, b"\0")
+    return {"kind": "fill", "op": "full", "results": results,
+            "bits": int.from_bytes(raw, "little", signed=True)}
 
 
 def _custom_op_results(node: Node) -> list | None:

@@ -342,6 +342,17 @@ class ProgramBuilder:
         self._call("ember_take", "take", [out.ptr, weight.ptr, weight.shape[0], row_bytes,
                                           indices.ptr, indices.size, indices.dtype.itemsize])
 
+    def _fill(self, desc: dict) -> None:
+        """full(size, value): the value's bytes (an i64 constant of the call) broadcast
+        over a buffer of the step's own, by the strided copy (source stride 0)."""
+        spec = desc["results"][0]
+        out = self._scratch_persistent(spec["shape"], spec["dtype"], spec["strides"])
+        self.slots[desc["outputs"][0]] = out
+        if out.size:
+            self._call("ember_copy", "fill", [out.ptr, out.strides, [int(desc["bits"])],
+                                              [0] * out.ndim, out.shape, out.ndim,
+                                              out.dtype.itemsize])
+
     def _index(self, desc: dict) -> None:
         """A gather/scatter kernel (llvm/index_ops.py) with the geometry of the operands
         where they live; a scatter first copies self into its result. The kernel's

@@ -320,3 +320,27 @@ def test_large_gather_splits_across_threads_and_still_reports_one_index():
         with pytest.raises(IndexError, match="index 1000 is out of bounds for dimension 0 "
                                              "with size 1000"):
             compiled(*_ember(table, bad))
+
+
+def test_large_zeros_scattered_into_package_as_a_fill(tmp_path):
+    """A GNN's `zeros(N, F)` too large for constant folding stays a `full` step: it
+    packages as a fill (the entry's strided copy of the value's bytes), so the message
+    sum into it packages too, and the in-process plan keeps its native entry."""
+    class Net(ember.nn.Module):
+        def forward(self, x, dst):
+            agg = ember.zeros(2048, 64).index_add(0, dst, x)
+            return agg, ember.full((300, 300), -2, dtype=ember.int32)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((100, 64)).astype(np.float32)
+    dst = rng.integers(0, 2048, 100)
+    want = (torch.zeros(2048, 64).index_add(0, torch.tensor(dst), torch.tensor(x)).numpy(),
+            np.full((300, 300), -2, np.int32))
+    path = tmp_path / "fill.ember"
+    ember.aot.compile_and_package(ember.export(Net(), tuple(_ember(x, dst))), str(path))
+    steps = json.loads(zipfile.ZipFile(path).read("plan.json"))["steps"]
+    assert [s["kind"] for s in steps].count("fill") == 2
+    compiled = ember.compile(Net())
+    for run in (ember.aot.load_package(str(path)), compiled, compiled):
+        for got, w in zip(run(*_ember(x, dst)), want):
+            np.testing.assert_array_equal(got.numpy(), w)
+    assert compiled.last[0].run.native is not None, compiled.last[0].run.failed
