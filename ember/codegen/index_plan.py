@@ -10,7 +10,7 @@ operands' actual strides (the Python step's arrays, the native program's Values)
 kernel never assumes a layout. Covered: gather, index_select, embedding, aten.index
 (`x[i]`, `x[:, i]`, `x[i, j]`; bool masks stay eager: their shape depends on values),
 scatter (tensor or scalar src, reduce add/multiply), scatter_add, scatter_reduce
-(sum/prod/amax/amin, include_self either way; mean stays eager), index_add (alpha 1)
+(sum/prod/amax/amin/mean, include_self either way), index_add (alpha 1)
 and index_put (accumulate or not). Composites built on them (take_along_dim, index_copy,
 index_fill's index_put, embedding's and gather's gradients) follow.
 """
@@ -26,7 +26,7 @@ from .llvm.index_ops import IndexKernel, index_supported, supported
 OPS = ("gather", "index_select", "embedding", "index", "index_put", "scatter", "scatter_add",
        "scatter_reduce", "index_add")
 _REDUCE = {None: "none", "add": "add", "sum": "add", "multiply": "mul", "prod": "mul",
-           "amax": "amax", "amin": "amin"}
+           "amax": "amax", "amin": "amin", "mean": "mean"}
 
 
 def _meta(v) -> TensorMeta | None:
@@ -162,8 +162,8 @@ def _scatter_add(args, out):
 
 
 def _scatter_reduce(args, out):
-    if args["reduce"] not in ("sum", "prod", "amax", "amin"):
-        return None                 # mean divides by a count: eager
+    if args["reduce"] not in ("sum", "prod", "amax", "amin", "mean"):
+        return None
     return _scatter_like(args, args["reduce"], bool(args["include_self"]))
 
 

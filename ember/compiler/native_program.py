@@ -375,6 +375,10 @@ class ProgramBuilder:
         self.error_records.append((desc, err.offset))
         self._copy(err.view([1], [1]), Value(self._zeros(2)[0], 0, [1], [1], np.int64))
         buffers = [out.ptr, data.ptr] + [ins[i].ptr for i in desc["index_inputs"]]
+        if desc["reduce"] == "mean":          # int64 counts in the result's layout, zeroed
+            counts = self._scratch(out.shape, out.strides, np.int64)
+            self._copy(counts, Value(self._zeros(2)[0], 0, [], [], np.int64))
+            buffers.append(counts.ptr)
         self._call(desc["symbol"], "index", [buffers, geom, err.ptr], extent=geom[0],
                    parallel=parallel(kernel_spec(desc), geom))
 

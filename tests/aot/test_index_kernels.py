@@ -34,6 +34,9 @@ CASES = {
     "scatter_reduce_prod": lambda m, x, i, s: x.scatter_reduce(0, i, s, "prod"),
     "scatter_reduce_sum": lambda m, x, i, s: x.scatter_reduce(0, i, s, "sum",
                                                               include_self=False),
+    "scatter_reduce_mean": lambda m, x, i, s: x.scatter_reduce(0, i, s, "mean"),
+    "scatter_reduce_mean_int": lambda m, x, i, s: (x * 10).long().scatter_reduce(
+        0, i, (s * 10).long(), "mean", include_self=False),
     "index_select": lambda m, x, i, s: x.index_select(1, i[0].clamp(max=3)),
     "index_add": lambda m, x, i, s: x.index_add(0, i[0], m.cat([s, s * 2])),
     "index_copy": lambda m, x, i, s: x.index_copy(0, i[0, 1:3], s),
@@ -209,6 +212,8 @@ def _gnn(lib):
             agg = lib.zeros(tok.shape[0], 8).scatter_add(
                 0, edges[1].unsqueeze(1).expand(-1, 8), msg)
             agg = agg.index_add(0, edges[1], msg)
+            agg = agg.scatter_reduce(0, edges[1].unsqueeze(1).expand(-1, 8), msg, "mean",
+                                     include_self=False)
             top = lib.gather(scores, 1, edges[:, :3])
             h = h.index_put((edges[0, :2],), lib.zeros(8))
             return agg + h, top, h[edges[1], edges[0] % 8]
@@ -237,7 +242,7 @@ def test_artifact_round_trip_and_error_channel(tmp_path):
     steps = json.loads(zipfile.ZipFile(path).read("plan.json"))["steps"]
     assert {s["op"] for s in steps if s["kind"] == "index"} >= {
         "embedding", "index_select", "scatter_add", "index_add", "gather", "index_put",
-        "index"}
+        "index", "scatter_reduce"}
     run = ember.aot.load_package(str(path))
     with torch.no_grad():
         want = ref(*(torch.tensor(a) for a in (TOK, EDGES, SCORES)))

@@ -49,7 +49,7 @@ from ...runtime.threads import default_pool
 from .jit import compile_ir
 from .target import host_isa, target_for
 
-REDUCES = ("none", "add", "mul", "amax", "amin")
+REDUCES = ("none", "add", "mul", "amax", "amin", "mean")
 # a gather of this many elements or more splits across threads (as generated kernels
 # do: compiler/native_program.py, PARALLEL_KERNEL_WORK)
 PARALLEL_WORK = 1 << 18
@@ -114,7 +114,7 @@ def _const(spec: IndexKernel, ty: ir.Type, value) -> ir.Constant:
 def _identity(spec: IndexKernel, ty: ir.Type) -> ir.Constant:
     """The value include_self=False starts a target from (PyTorch fills the same)."""
     info = np.finfo(spec.dtype) if spec.dtype in _FLOATS else np.iinfo(spec.dtype)
-    start = {"add": 0, "mul": 1,
+    start = {"add": 0, "mean": 0, "mul": 1,
              "amax": -np.inf if spec.dtype in _FLOATS else info.min,
              "amin": np.inf if spec.dtype in _FLOATS else info.max}[spec.reduce]
     return _const(spec, ty, start)
@@ -124,7 +124,7 @@ def _combine(b: ir.IRBuilder, spec: IndexKernel, old: ir.Value, v: ir.Value) -> 
     floating = spec.dtype in _FLOATS
     if spec.reduce == "none":
         return v
-    if spec.reduce == "add":
+    if spec.reduce in ("add", "mean"):
         return b.fadd(old, v) if floating else b.add(old, v)
     if spec.reduce == "mul":
         return b.fmul(old, v) if floating else b.mul(old, v)
@@ -149,9 +149,11 @@ class _Emitter:
         self.args = dict(zip(names, fn.args))
         self.elem = _elem_type(spec)
         b, n, k = self.b, spec.ndim, len(spec.index_dtypes)
+        count = spec.reduce == "mean"         # a last buffer: int64 counts, dst's layout
         ptrs = [b.load(b.gep(self.args["buffers"], [u.i64(i)], source_etype=u.PTR), typ=u.PTR)
-                for i in range(2 + k)]
-        self.dst, self.data, self.idx = ptrs[0], ptrs[1], ptrs[2:]
+                for i in range(2 + k + count)]
+        self.dst, self.data, self.idx = ptrs[0], ptrs[1], ptrs[2:2 + k]
+        self.count = ptrs[-1] if count else None
         g = [b.load(b.gep(self.args["geom"], [u.i64(i)], source_etype=u.I64), typ=u.I64)
              for i in range(spec.geometry_size())]
         self.shape, self.dst_st, self.data_st = g[:n], g[n:2 * n], g[2 * n:3 * n]
@@ -164,27 +166,37 @@ class _Emitter:
             at += n + 2
 
     def build(self) -> ir.Module:
-        spec, b = self.spec, self.b
+        """Phases over the iteration space: `identity` (include_self=False: each target
+        starts from the reduction's identity), `combine`, and for a mean `divide` (each
+        target once: its count is cleared as it is divided)."""
+        spec = self.spec
         if spec.mode == "scatter" and spec.reduce != "none" and not spec.include_self:
-            self._nest(first_pass=True, row=False)
-        if spec.ndim >= 2:
-            n = spec.ndim
-            row = b.and_(b.icmp_signed("==", self.dst_st[n - 1], u.i64(1)),
-                         b.icmp_signed("==", self.data_st[n - 1], u.i64(1))
-                         if spec.fill is None else ir.Constant(u.I1, 1))
-            for st in self.idx_st:
-                row = b.and_(row, b.icmp_signed("==", st[n - 1], u.i64(0)))
-            with b.if_else(row) as (rows, general):
-                with rows:
-                    self._nest(first_pass=False, row=True)
-                with general:
-                    self._nest(first_pass=False, row=False)
-        else:
-            self._nest(first_pass=False, row=False)
-        b.ret(ir.Constant(u.I32, 0))
+            self._nest("identity", row=False)
+        self._phase("combine")
+        if spec.reduce == "mean":
+            self._phase("divide")
+        self.b.ret(ir.Constant(u.I32, 0))
         return self.module
 
-    def _nest(self, first_pass: bool, row: bool) -> None:
+    def _phase(self, phase: str) -> None:
+        """One pass, as rows when the last dim allows (checked at run time)."""
+        spec, b = self.spec, self.b
+        if spec.ndim < 2:
+            self._nest(phase, row=False)
+            return
+        n = spec.ndim
+        row = b.and_(b.icmp_signed("==", self.dst_st[n - 1], u.i64(1)),
+                     b.icmp_signed("==", self.data_st[n - 1], u.i64(1))
+                     if spec.fill is None else ir.Constant(u.I1, 1))
+        for st in self.idx_st:
+            row = b.and_(row, b.icmp_signed("==", st[n - 1], u.i64(0)))
+        with b.if_else(row) as (rows, general):
+            with rows:
+                self._nest(phase, row=True)
+            with general:
+                self._nest(phase, row=False)
+
+    def _nest(self, phase: str, row: bool) -> None:
         """Loops over the iteration space carrying each operand's offset; the last dim
         is a unit-stride row loop when `row` (indices loaded once per row)."""
         n, k = self.spec.ndim, len(self.idx)
@@ -193,7 +205,7 @@ class _Emitter:
 
         def level(d, offsets):
             if d == (n - 1 if row else n):
-                self._body(offsets, first_pass, row)
+                self._body(offsets, phase, row)
                 return
             strides = [self.dst_st[d], self.data_st[d]] + [st[d] for st in self.idx_st]
             start, stop = (self.args["begin"], self.args["end"]) if d == 0 else \
@@ -229,7 +241,7 @@ class _Emitter:
             total = b.add(total, b.mul(wrapped, self.target_st[j]))
         return total
 
-    def _body(self, offsets, first_pass: bool, row: bool) -> None:
+    def _body(self, offsets, phase: str, row: bool) -> None:
         b, spec = self.b, self.spec
         dst_off, data_off = offsets[0], offsets[1]
         target = self._target(offsets[2:])
@@ -238,17 +250,23 @@ class _Emitter:
         else:
             src_base, dst_base = data_off, b.add(dst_off, target)
         if not row:
-            self._element(dst_base, src_base, first_pass)
+            self._element(dst_base, src_base, phase)
             return
         with u.counted_loop(b, u.i64(0), self.shape[spec.ndim - 1], 1, "col") as j:
-            self._element(b.add(dst_base, j), b.add(src_base, j), first_pass)
+            self._element(b.add(dst_base, j), b.add(src_base, j), phase)
 
-    def _element(self, dst_at, src_at, first_pass: bool) -> None:
+    def _element(self, dst_at, src_at, phase: str) -> None:
         b, spec, ty = self.b, self.spec, self.elem
         where = b.gep(self.dst, [dst_at], source_etype=ty)
-        if first_pass:
+        if phase == "identity":
             b.store(_identity(spec, ty), where)
             return
+        if phase == "divide":
+            self._divide(where, dst_at)
+            return
+        if spec.reduce == "mean":         # the count shares dst's layout
+            count = b.gep(self.count, [dst_at], source_etype=u.I64)
+            b.store(b.add(b.load(count, typ=u.I64), u.i64(1)), count)
         if spec.fill is not None:
             v = _const(spec, ty, spec.fill)
         else:
@@ -256,6 +274,29 @@ class _Emitter:
         if spec.mode == "scatter" and spec.reduce != "none":
             v = _combine(b, spec, b.load(where, typ=ty), v)
         b.store(v, where)
+
+
+    def _divide(self, where, dst_at) -> None:
+        """A mean's target: sum / (contributions + 1 when self counts), floor division
+        for integers (torch's); its count is cleared so a repeat divides once."""
+        b, spec, ty = self.b, self.spec, self.elem
+        count_at = b.gep(self.count, [dst_at], source_etype=u.I64)
+        count = b.load(count_at, typ=u.I64)
+        with b.if_then(b.icmp_signed(">", count, u.i64(0))):
+            total = b.add(count, u.i64(1)) if spec.include_self else count
+            value = b.load(where, typ=ty)
+            if spec.dtype in _FLOATS:
+                b.store(b.fdiv(value, b.sitofp(total, ty)), where)
+            elif spec.dtype.startswith("u"):
+                b.store(b.udiv(value, b.trunc(total, ty) if ty.width < 64 else total), where)
+            else:
+                d = b.trunc(total, ty) if ty.width < 64 else total
+                q = b.sdiv(value, d)
+                inexact = b.icmp_signed("!=", b.srem(value, d), ir.Constant(ty, 0))
+                negative = b.icmp_signed("<", value, ir.Constant(ty, 0))
+                b.store(b.select(b.and_(inexact, negative), b.sub(q, ir.Constant(ty, 1)), q),
+                        where)
+            b.store(u.i64(0), count_at)
 
 
 def index_module(spec: IndexKernel) -> ir.Module:
@@ -284,6 +325,12 @@ def run_index(spec: IndexKernel, geometry, dst: np.ndarray, data, indices) -> tu
     geom = np.ascontiguousarray(geometry, dtype=np.int64)
     err = np.zeros(4, np.int64)
     arrays = [dst, dst if data is None else data, *indices]
+    if spec.reduce == "mean":                   # counts laid out as dst
+        counts = np.zeros_like(dst, dtype=np.int64)
+        if tuple(s // 8 for s in counts.strides) != \
+                tuple(s // dst.itemsize for s in dst.strides):
+            raise ValueError("scatter_reduce mean: the result's layout has no int64 twin")
+        arrays.append(counts)
     buffers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
     args = (ctypes.addressof(buffers), geom.ctypes.data, err.ctypes.data)
     if parallel(spec, geometry):
