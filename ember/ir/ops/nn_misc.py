@@ -105,10 +105,12 @@ def _mm(a, b):
 def _embedding_derivative(g, weight, indices, padding_idx, scale_grad_by_freq, sparse):
     v, d = weight.shape
     flat = SH.reshape(indices, [-1])
-    if not scale_grad_by_freq:
+    if not scale_grad_by_freq and str(g.device) == "cpu":
         # each row's gradient added to its weight row in index order, as PyTorch's CPU
         # backward adds (an index_put that compiled plans run as a scatter kernel; the
-        # gradients of padding positions are replaced by zeros, so that row stays zero)
+        # gradients of padding positions are replaced by zeros, so that row stays zero).
+        # CUDA keeps the one-hot products: its index_put accumulates with atomics, in
+        # no fixed order
         rows = SH.reshape(g, [-1, d])
         if padding_idx is not None and padding_idx >= 0:     # (a NaN there too)
             rows = PW.where(SH.unsqueeze(PW.ne(flat, padding_idx), -1), rows, 0)
