@@ -16,7 +16,7 @@ returns 1, which the plan's Python step, the in-process entry point and an artif
 runtime turn into PyTorch's IndexError naming the op, the value and the size.
 
     i32 <name>(i64 begin, i64 end, i64 worker, ptr buffers, ptr geometry, ptr err)
-    buffers  = [dst, data, idx_0, ..., idx_{k-1}]
+    buffers  = [dst, data, idx_0, ..., idx_{k-1}] (+ int64 counts laid out as dst: mean)
     geometry = shape[n], dst_st[n], data_st[n], then per index: idx_st[n], target_st, size
     err      = [claimed, index value, size, which index] (claimed 0 before the call)
 
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from . import irutil as u
 from ...runtime.threads import default_pool
+from . import irutil as u
 from .jit import compile_ir
 from .target import host_isa, target_for
 
