@@ -103,7 +103,7 @@ def render(records=None) -> str:
         "Compiled CPU: `kernel` = an LLVM kernel from the op's lowering rule, `extern` = a",
         "hand-written GEMM/conv microkernel, `index kernel` = the bounds-checked LLVM",
         "gather/scatter kernel (codegen/llvm/index_ops.py; a few argument forms, such as",
-        "bool masks or index_add's alpha, stay `reference`), `decomposed` = rewritten",
+        "bool-mask indexing, stay `reference`), `decomposed` = rewritten",
         "into other ops first,",
         "`reference` = the NumPy kernel called from the compiled plan. CUDA: `triton` = the",
         "same lowering rule emitted as Triton, `host` = computed on the CPU (with a warning",

@@ -10,7 +10,7 @@ operands' actual strides (the Python step's arrays, the native program's Values)
 kernel never assumes a layout. Covered: gather, index_select, embedding, aten.index
 (`x[i]`, `x[:, i]`, `x[i, j]`; bool masks stay eager: their shape depends on values),
 scatter (tensor or scalar src, reduce add/multiply), scatter_add, scatter_reduce
-(sum/prod/amax/amin/mean, include_self either way), index_add (alpha 1)
+(sum/prod/amax/amin/mean, include_self either way), index_add (any alpha)
 and index_put (accumulate or not). Composites built on them (take_along_dim, index_copy,
 index_fill's index_put, embedding's and gather's gradients) follow.
 """
@@ -168,11 +168,13 @@ def _scatter_reduce(args, out):
 
 
 def _index_add(args, out):
-    if args.get("alpha", 1) != 1 or not isinstance(args["source"], Node) or not out.shape:
+    alpha = args.get("alpha", 1)
+    if not isinstance(args["source"], Node) or not out.shape or _scalar(alpha) is None or \
+            (not out.dtype.is_floating_point and not isinstance(alpha, int)):
         return None
     return {"mode": "scatter", "reduce": "add", "include_self": True, "negative": False,
             "fill": None, "dim": args["dim"], "data_input": 2, "index_inputs": [1],
-            "layout": "select"}
+            "layout": "select", "alpha": None if alpha == 1 else alpha}
 
 
 _DESCRIBE = {"gather": _gather, "index_select": _index_select, "embedding": _embedding,
@@ -189,7 +191,7 @@ def _iteration_ndim(desc, metas, out) -> int:
 def kernel_spec(desc: dict) -> IndexKernel:
     return IndexKernel(desc["mode"], desc["reduce"], bool(desc["include_self"]), desc["dtype"],
                        tuple(desc["index_dtypes"]), int(desc["ndim"]), bool(desc["negative"]),
-                       desc["fill"])
+                       desc["fill"], desc.get("alpha"))
 
 
 def _norm(shape, strides):

@@ -39,6 +39,8 @@ CASES = {
         0, i, (s * 10).long(), "mean", include_self=False),
     "index_select": lambda m, x, i, s: x.index_select(1, i[0].clamp(max=3)),
     "index_add": lambda m, x, i, s: x.index_add(0, i[0], m.cat([s, s * 2])),
+    "index_add_alpha": lambda m, x, i, s: x.index_add(1, i[1].clamp(max=3),
+                                                      m.cat([s, s, s[:1]]), alpha=0.1),
     "index_copy": lambda m, x, i, s: x.index_copy(0, i[0, 1:3], s),
     "getitem": lambda m, x, i, s: x[i],
     "getitem_negative": lambda m, x, i, s: x[-i - 1],

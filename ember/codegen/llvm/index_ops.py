@@ -68,6 +68,7 @@ class IndexKernel:
     ndim: int                   # iteration dims (>= 1)
     negative: bool              # negative indices count from the end
     fill: float | int | None = None     # scatter of a constant instead of a data tensor
+    alpha: float | int | None = None    # index_add's alpha: dst + alpha * src, fused
 
     @property
     def name(self) -> str:
@@ -124,6 +125,11 @@ def _combine(b: ir.IRBuilder, spec: IndexKernel, old: ir.Value, v: ir.Value) -> 
     floating = spec.dtype in _FLOATS
     if spec.reduce == "none":
         return v
+    if spec.reduce == "add" and spec.alpha is not None:
+        # src * alpha + dst with one rounding: PyTorch's add with alpha (Vectorized
+        # fmadd) gives that on the CPU
+        alpha = _const(spec, old.type, spec.alpha)
+        return u.fma(b, v, alpha, old) if floating else b.add(old, b.mul(v, alpha))
     if spec.reduce in ("add", "mean"):
         return b.fadd(old, v) if floating else b.add(old, v)
     if spec.reduce == "mul":
