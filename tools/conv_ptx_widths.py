@@ -75,8 +75,30 @@ def counts(generated) -> dict:
     meta = meta._asdict() if hasattr(meta, "_asdict") else dict(meta)
     return {"mem": dict(sorted(found.items())),
             "div/rem": len(re.findall(r"^\s*(?:@%p\d+\s+)?(?:div|rem)\.", ptx, re.M)),
-            "regs": meta.get("n_regs"), "spills": meta.get("n_spills"),
+            **resources(compiled.asm["cubin"]),
             "shared": meta.get("shared"), "ptx_lines": ptx.count("\n")}
+
+
+def resources(cubin: bytes) -> dict:
+    """Registers and local memory (spills) per thread, and SASS instructions, from
+    Triton's own cuobjdump."""
+    import subprocess
+    import tempfile
+    import triton
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
+                        "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        usage = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
+                               text=True).stdout
+        sass = subprocess.run([tool, "--dump-sass", f.name], capture_output=True,
+                              text=True).stdout
+    reg = re.search(r"REG:(\d+)", usage)
+    local = re.search(r"LOCAL:(\d+)", usage)
+    return {"regs": int(reg.group(1)) if reg else None,
+            "local": int(local.group(1)) if local else None,
+            "sass": len(re.findall(r"^\s+/\*[0-9a-f]{4}\*/", sass, re.M))}
 
 
 def body(generated) -> str:

@@ -393,7 +393,7 @@ class CudaBackend:
         """At the start of each call of a compiled step: the convolution choices a compile
         took untimed are tuned (cudnn_conv.tune_expected: their losing side compiles in the
         workers after the first call, and a later call times them once compiled)."""
-        if cudnn_conv._UNTUNED:
+        if cudnn_conv.untuned():
             with compile_times.stage("conv timings (expected winners, tuned later)"):
                 cudnn_conv.tune_expected(self.index)
 

@@ -371,6 +371,11 @@ def _expect(spec, index: int) -> tuple[float, float] | None:
     return _remember((spec, index), found)
 
 
+def untuned() -> int:
+    """How many choices taken untimed wait for `tune_expected`."""
+    return len(_UNTUNED)
+
+
 def tune_expected(index: int) -> str:
     """Between calls of a compiled step (CudaBackend.between_calls): time the choices a
     compile took untimed. The first call after it starts compiling ember's side of each in

@@ -175,3 +175,18 @@ def test_the_dry_run_records_no_route_that_cudnn_replaces(choosing, monkeypatch)
         out, wanted = dry_backward()
     assert ran == [1] and wanted == [_spec(QUESTIONS[0])]
     assert tuple(out.shape) == tuple(w.shape) and out.is_cuda
+
+
+def test_a_compiled_step_tunes_between_its_calls(device, monkeypatch):  # noqa: F811
+    """Each call of a compiled training step first lets the backend tune what a compile
+    left untimed (CudaBackend.between_calls), before anything of the call runs."""
+    seen = []
+    monkeypatch.setattr(cudnn_conv, "_UNTUNED", {("spec", 0): None})
+    monkeypatch.setattr(cudnn_conv, "tune_expected", lambda index: seen.append(index))
+    model = ember.nn.Linear(4, 2).to(device)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+    step = ember.compile_train_step(model, ember.nn.MSELoss(), opt, backend="triton")
+    x, y = ember.randn(3, 4).to(device), ember.randn(3, 2).to(device)
+    step(x, y)
+    step(x, y)
+    assert seen == [0, 0]

@@ -233,10 +233,13 @@ def literal_sizes_default(family: str | None = None) -> bool:
     they are generated shape-generic (one body per structure), because their generic text
     divides by nothing at runtime and keeps every vector access (docs/cuda.md, "Split
     reductions compile once per structure"). EMBER_TRITON_LITERAL_SIZES=1 makes them
-    literal too, =0 makes every family generic."""
+    literal too, =0 makes every family generic. EMBER_TRITON_LITERAL_FAMILIES (names
+    separated by commas, e.g. "conv") keeps those families of GENERIC_FAMILIES literal
+    alone: the A/B of one family."""
     setting = os.environ.get("EMBER_TRITON_LITERAL_SIZES")
     if setting is None:
-        return family not in GENERIC_FAMILIES
+        kept = os.environ.get("EMBER_TRITON_LITERAL_FAMILIES", "")
+        return family not in GENERIC_FAMILIES or family in kept.replace(" ", "").split(",")
     return setting not in ("", "0")
 
 
