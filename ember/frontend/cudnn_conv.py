@@ -457,7 +457,9 @@ def wgrad_wants_nchw(x, g, w, stride, padding, dilation) -> bool:
     own NCHW copies) as the eager op times it, once per shape (`_time_wgrad`; the step's
     run then only looks the choice up): where cuDNN is the faster the operands stay
     channels-last, elsewhere their producers write the NCHW copies. Where nothing can be
-    timed now, they stay channels-last and the step's first run chooses."""
+    timed now, they stay channels-last and the step's first run chooses. Inside a compile
+    with nothing recorded, the TF32 case is cuDNN untimed (`_expected`; timed between the
+    step's later calls: `tune_expected`)."""
     if wgrad_nchw_mode() == "always" or not usable():
         return True
     spec = spec_for("wgrad", *[_meta_parts(m) for m in (x, w, g)], stride, padding, dilation)
