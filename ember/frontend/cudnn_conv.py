@@ -323,6 +323,9 @@ _EXPECTING = [0]          # > 0 while a compiled plan is built (CudaBackend.comp
 # (spec, device index) taken untimed -> None, then the (generated, alignment) kernels of
 # ember's route once their compiles have started (tune_expected)
 _UNTUNED: dict[tuple, list | None] = {}
+# choices timed per call of the step: a timing is ~20-50 ms of the call (both sides, five
+# captured runs each), so a step's later calls each pay one instead of one call all
+TUNED_PER_CALL = 1
 
 
 class expecting:
@@ -380,10 +383,11 @@ def tune_expected(index: int) -> str:
     """Between calls of a compiled step (CudaBackend.between_calls): time the choices a
     compile took untimed. The first call after it starts compiling ember's side of each in
     the worker pool and returns at once; a later call, once those compiles are done (it
-    never waits for one), times both sides on zero-filled scratch operands as the cold
-    compile would have and records the winner in the autotune cache, where later
-    processes find it (a different winner there changes their graph: the wgrad-nchw
-    pass's answer, checked by the graph cache). Nothing is timed inside a capture.
+    never waits for one), times both sides of one choice (`TUNED_PER_CALL`) on
+    zero-filled scratch operands as the cold compile would have, and records the winner
+    in the autotune cache, where later processes find it (a different winner there
+    changes their graph: the wgrad-nchw pass's answer, checked by the graph cache).
+    Nothing is timed inside a capture.
     Returns "" (nothing to tune), "started", "waiting" or "timed"."""
     from . import eager_cuda
     todo = [key for key in _UNTUNED if key[1] == index]
@@ -398,7 +402,7 @@ def tune_expected(index: int) -> str:
         return "started"
     if eager_cuda.compiles_running([r for key in todo for r in _UNTUNED[key]], index):
         return "waiting"
-    for key in todo:
+    for key in todo[:TUNED_PER_CALL]:
         del _UNTUNED[key]
         _tune(key[0], index)
     return "timed"
