@@ -224,6 +224,16 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
             pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(
                 int(os.environ["HOST_COMPILE_PROFILE"]))
         cpu = time.thread_time() - cpu0
+        # HOST_COMPILE_CALLS=N: N-1 more calls of the step after the measured one, 2 s
+        # apart (what the tuning of untimed conv choices does between calls; its
+        # compiles then count in the workers' CPU below)
+        for call in range(2, int(os.environ.get("HOST_COMPILE_CALLS", "1")) + 1) \
+                if what == "step" else ():
+            time.sleep(2.0)
+            tick = time.perf_counter()
+            step(x, y)
+            print(f"HOST_CALL {call}: {time.perf_counter() - tick:.3f} s, untuned "
+                  f"{cudnn_conv.untuned()}, {cudnn_conv.stats()}", file=sys.stderr, flush=True)
         for pool in device_compile._POOLS.values():   # reaped: their CPU joins RUSAGE_CHILDREN
             pool.shutdown()
         import re, resource
