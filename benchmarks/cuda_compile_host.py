@@ -285,7 +285,7 @@ def run_child(model: str, batch: int, what: str, cache: str, workers: int | None
         sys.stderr.write(done.stderr[-30000:])
     if env.get("EMBER_COMPILE_TIMES"):            # --times: the children's stage tables
         tables = [x for x in done.stderr.splitlines() if x.startswith(("ember compile times",
-                                                                       "  "))]
+                                                                       "  ", "HOST_CALL"))]
         print(f"[{what}, caches {'filled' if filled else 'empty'}]")
         print("\n".join(tables))
     line = next(x for x in done.stdout.splitlines() if x.startswith("HOST_COMPILE"))
