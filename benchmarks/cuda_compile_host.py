@@ -132,6 +132,33 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
                 memo[spec.key] = (0.5, 1.0)
                 return False
             mp.setattr(cudnn_conv, "prefers_cudnn", prefers)
+        if os.environ.get("HOST_COMPILE_GPU_CHOICES"):
+            # --gpu-choices: TF32 on and cuDNN "available" as on the H100: each conv's
+            # cuDNN-or-Triton choice is made through ember's own code (real specs, the
+            # autotune cache, expected winners), the Triton side compiled as a timing
+            # compiles it; the "timing" gives what the H100 measured for weight gradients
+            # (cuDNN faster) and Triton for the rest; cuDNN itself never runs
+            ember.backends.cuda.matmul.allow_tf32 = True
+            from ember.codegen.triton import autotune as AT
+            from ember.runtime.cuda import cudnn as CU
+            import ember.compiler.compile_cuda as CC0
+            mp.setattr(cudnn_conv, "usable", lambda: not cudnn_conv._TRITON_ONLY[0])
+            mp.setattr(CU, "library", lambda: object())
+            mp.setattr(cudnn_conv, "_device", lambda index: "host-emulated sm90")
+            mp.setattr(cudnn_conv, "_capturing", lambda index: False)
+            mp.setattr(cudnn_conv, "execute", lambda *args, **kwargs: None)
+            mp.setattr(CC0, "_build_cudnn_plans", lambda specs, index: None)
+            def timings_for(spec, index, triton_run, cudnn_run):
+                found = cudnn_conv.timings(spec, index)
+                if found is not None:
+                    return found
+                triton_run()                                 # compiles it, as timing does
+                found = (1.0, 0.5) if spec.kind == "wgrad" else (0.5, 1.0)
+                AT.record_choice(spec.describe(), cudnn_conv._device(index),
+                                 "cudnn" if found[1] < found[0] else "triton", *found)
+                cudnn_conv._STATS["timed"] += 1
+                return cudnn_conv._remember((spec, index), found)
+            mp.setattr(cudnn_conv, "_timings_for", timings_for)
         import ember.compiler.graph_cache as GC      # the passes, or their cached result
         timed(GC, "passes_cached", "passes")
         timed(C.PlanBuilder, "build", "codegen")
@@ -197,6 +224,16 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
             pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(
                 int(os.environ["HOST_COMPILE_PROFILE"]))
         cpu = time.thread_time() - cpu0
+        # HOST_COMPILE_CALLS=N: N-1 more calls of the step after the measured one, 2 s
+        # apart (what the tuning of untimed conv choices does between calls; its
+        # compiles then count in the workers' CPU below)
+        for call in range(2, int(os.environ.get("HOST_COMPILE_CALLS", "1")) + 1) \
+                if what == "step" else ():
+            time.sleep(2.0)
+            tick = time.perf_counter()
+            step(x, y)
+            print(f"HOST_CALL {call}: {time.perf_counter() - tick:.3f} s, untuned "
+                  f"{cudnn_conv.untuned()}, {cudnn_conv.stats()}", file=sys.stderr, flush=True)
         for pool in device_compile._POOLS.values():   # reaped: their CPU joins RUSAGE_CHILDREN
             pool.shutdown()
         import re, resource
@@ -226,6 +263,7 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
                    fallbacks=len(stats.fallbacks), bodies=len(bodies),
                    structures=len(structures), dot_bodies=len(dots),
                    dot_structures=len({structure(b) for b in dots}))
+        out["conv_choices"] = cudnn_conv.stats()      # timed / expected / winners
         print("HOST_COMPILE", json.dumps(out))
 """
 
@@ -247,7 +285,7 @@ def run_child(model: str, batch: int, what: str, cache: str, workers: int | None
         sys.stderr.write(done.stderr[-30000:])
     if env.get("EMBER_COMPILE_TIMES"):            # --times: the children's stage tables
         tables = [x for x in done.stderr.splitlines() if x.startswith(("ember compile times",
-                                                                       "  "))]
+                                                                       "  ", "HOST_CALL"))]
         print(f"[{what}, caches {'filled' if filled else 'empty'}]")
         print("\n".join(tables))
     line = next(x for x in done.stdout.splitlines() if x.startswith("HOST_COMPILE"))
@@ -289,6 +327,11 @@ def main() -> None:
                         help="make each compiled conv's cuDNN-or-Triton choice as a GPU "
                              "without a cached one does (Triton compiled and 'timed'; it "
                              "always wins), to count the compiles that choice costs")
+    parser.add_argument("--gpu-choices", action="store_true",
+                        help="TF32, and cuDNN counted available: every conv's choice made "
+                             "through ember's code as on the H100 (weight gradients: cuDNN "
+                             "faster; the rest: Triton), cuDNN never running; with "
+                             "EMBER_CONV_EXPECTED=0 a compile times every choice (before)")
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--literal-sizes", action="store_true",
                        help="EMBER_TRITON_LITERAL_SIZES=1 in the children: sizes baked into "
@@ -309,6 +352,8 @@ def main() -> None:
         os.environ["EMBER_TRITON_LITERAL_SIZES"] = "1" if args.literal_sizes else "0"
     if args.conv_choice:
         os.environ["HOST_COMPILE_CONV_CHOICE"] = "1"
+    if args.gpu_choices:
+        os.environ["HOST_COMPILE_GPU_CHOICES"] = "1"
     whats = [args.only] if args.only else ["step", "infer"]
     rounds: dict[str, list] = {w: [] for w in whats}
     for _ in range(args.rounds):            # interleaved: each round runs every row

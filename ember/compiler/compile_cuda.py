@@ -380,12 +380,22 @@ class CudaBackend:
         """Around one compile of a call, trace to plan (compile.backend_compiling): the
         compile workers open at its start, so their start overlaps the trace and passes,
         unless `what` was compiled before over this cache (eager_cuda.open_compile_workers);
-        a compile that finishes marks it."""
+        a compile that finishes marks it. A convolution choice whose winner is expected is
+        taken untimed inside it (cudnn_conv.expecting; timed later: `between_calls`)."""
         opened = self.precompile and eager_cuda.open_compile_workers(what, self.index)
-        yield
+        with cudnn_conv.expecting():
+            yield
         if self.precompile:
             eager_cuda.compiled_once(what)
         compile_times.note("compile workers opened before the trace", int(opened))
+
+    def between_calls(self) -> None:
+        """At the start of each call of a compiled step: the convolution choices a compile
+        took untimed are tuned (cudnn_conv.tune_expected: their losing side compiles in the
+        workers after the first call, and a later call times them once compiled)."""
+        if cudnn_conv.untuned():
+            with compile_times.stage("conv timings (expected winners, tuned later)"):
+                cudnn_conv.tune_expected(self.index)
 
     @contextlib.contextmanager
     def batch_compile(self):

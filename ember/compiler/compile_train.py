@@ -125,6 +125,9 @@ class CompiledTrainStep:
             return self._call(args)
 
     def _call(self, args: tuple) -> Tensor:
+        between = getattr(self.backend, "between_calls", None)
+        if between is not None:         # CUDA: choices a compile left to tune (cudnn_conv)
+            between()
         for group in self.optimizer.param_groups:
             self.rule.init_state(self.optimizer, group)
             self.rule.first_step_state(self.optimizer, group,

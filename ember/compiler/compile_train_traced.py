@@ -40,6 +40,9 @@ class TracedTrainStep:
         self.store_grads = store_grads
 
     def __call__(self, *args):
+        between = getattr(self.backend, "between_calls", None)
+        if between is not None:         # CUDA: choices a compile left to tune (cudnn_conv)
+            between()
         return self.run(self.entry_for(args), args)
 
     def entry_for(self, args) -> TrainPlan:

@@ -254,6 +254,17 @@ def start_compiles(requests: list[tuple], index: int) -> None:
                           if (generated.key(), tuple(alignment), index) not in _KERNELS])
 
 
+def compiles_running(requests: list[tuple], index: int) -> int:
+    """How many of the (generated, alignment) pairs started by `start_compiles` are still
+    compiling in the workers (0: collecting them waits for nothing)."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        return 0
+    from ..codegen.triton import device_compile
+    return device_compile.running([_job(generated, alignment, index)
+                                   for generated, alignment in requests
+                                   if (generated.key(), tuple(alignment), index) not in _KERNELS])
+
+
 def open_compile_workers(what: str, index: int) -> bool:
     """Open the compile worker pool now, before a call's trace, where `what` (the call) was
     not compiled before over this cache (device_compile.open_early). Not under Triton's

@@ -195,6 +195,13 @@ def start(jobs: list[CompileJob], workers: int | None = None) -> int:
     return started
 
 
+def running(jobs: list[CompileJob]) -> int:
+    """How many of `jobs` were started (`start`) and are still compiling: 0 once each is
+    done, on disk, or was never started (a later compile_many then compiles it here)."""
+    return sum(1 for job in jobs
+               if job.key() in _STARTED and not _STARTED[job.key()].done())
+
+
 class _LongestFirst:
     """The worker pool fed from a priority queue: a free worker takes the longest waiting
     compile (_expected_cost), not the first handed over. A plan's kernels are handed over

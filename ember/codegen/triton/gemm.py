@@ -35,7 +35,7 @@ from ...ir.dtypes import DType, float32
 from ...ir.errors import LoweringError
 from .. import kernel as K
 from .source import (Emitter, GeneratedKernel, LaunchSpec, Scope, Sizes, function_name,
-                     literal_mode, pointer_type, tl_type)
+                     generic_or_literal, literal_mode, pointer_type, tl_type)
 
 
 def _sz(sizes: Sizes | None) -> Sizes:
@@ -247,25 +247,54 @@ class ConvProblem:
         layers whose sizes differ only there)."""
         return self.x_strides[3] == 1 or self.out_strides[3] == 1
 
-    def _k_split(self, sz: Sizes) -> list[str]:
+    def _k_split(self, sz: Sizes, block_k: int | None) -> tuple[list[str], str, str]:
+        """(lines, kh, kw): the kernel tap and channel `ci` of each K index `kk` of this
+        step, kh and kw as the a_load expressions broadcasting them along K."""
+        cin_g, kw = self.w_shape[1], self.w_shape[3]
+        if self._taps_per_step(sz, block_k):
+            # shape-generic: each K step lies in one tap (the channels of a group are a
+            # multiple of BLOCK_K), so the tap is one scalar division of the step's start
+            # (a multiply-high by a runtime magic number: no integer division) and the
+            # channels are a contiguous run, the channel count a runtime argument (Triton
+            # specializes it on divisibility by 16, which the vector copies need): the
+            # layers of one kernel size, stride and tile share a body
+            tap = sz.div("k0", cin_g, "cin")
+            lines = ["kk = k0 + rk", f"tap = {tap}",
+                     f"ci = (k0 - tap * {sz.int(cin_g, 'cin')}) + rk"]
+            if kw == 1:
+                lines += ["kh = tap", "kw = 0"]
+            else:
+                lines += [f"kh = tap // {kw}", f"kw = tap - kh * {kw}"]
+            return lines, "kh", "kw"
         # literals, whatever `sz`: these divide a K step's indices on every iteration of
         # the main loop, where a literal divisor is a multiply-shift and a runtime one an
         # integer division (PTX of a resnet 3x3 conv: 111 div/rem against 1), and their
         # value sets the contiguity of the channel run a cp.async moves; the layers of
         # one channel count still share a kernel
-        cin_g, kw = self.w_shape[1], self.w_shape[3]
-        return ["kk = k0 + rk", f"kh = kk // {kw * cin_g}", f"kw = (kk // {cin_g}) % {kw}",
-                f"ci = kk % {cin_g}"]
+        return (["kk = k0 + rk", f"kh = kk // {kw * cin_g}", f"kw = (kk // {cin_g}) % {kw}",
+                 f"ci = kk % {cin_g}"], "kh[None, :]", "kw[None, :]")
 
-    def a_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+    def taps_per_step(self, block_k: int | None) -> bool:
+        """Whether a shape-generic main loop can walk K a tap at a time (see _k_split): a
+        channels-last input (its channels contiguous) with channels per group a multiple
+        of BLOCK_K (resnet's 64-512; not the stem's 3, whose taps stay packed)."""
+        return block_k is not None and self.x_strides[1] == 1 and \
+            self.w_shape[1] % block_k == 0
+
+    def _taps_per_step(self, sz: Sizes, block_k: int | None) -> bool:
+        return not sz.literal and self.taps_per_step(block_k)
+
+    def a_load(self, k_mask: bool, sizes: Sizes | None = None,
+               block_k: int | None = None) -> list[str]:
         sz = _sz(sizes)
         cast = _offset_cast(_extent(self.x_strides[1:], self.x_shape[1:]))   # within one image
         _, sc, sh, sw = (sz.int(s, ("x", i)) for i, s in enumerate(self.x_strides))
         # bounds of the padding mask only: no divisibility specialization
         h, w = sz.int(self.x_shape[2], "h", False), sz.int(self.x_shape[3], "w", False)
-        return self._k_split(sz) + [
-            f"ih = ih0[:, None] + kh[None, :] * {sz.int(self.dilation[0], 'dh')}",
-            f"iw = iw0[:, None] + kw[None, :] * {sz.int(self.dilation[1], 'dw')}",
+        split, kh, kw = self._k_split(sz, block_k)
+        return split + [
+            f"ih = ih0[:, None] + {kh} * {sz.int(self.dilation[0], 'dh')}",
+            f"iw = iw0[:, None] + {kw} * {sz.int(self.dilation[1], 'dw')}",
             f"inside = (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w}) & (kk[None, :] < K)",
             f"a = tl.load(x_base[:, None] + ih{cast} * {sh} + iw{cast} * {sw} + "
             f"ci[None, :]{cast} * {sc}, mask=inside, other=0.0)"]
@@ -317,10 +346,19 @@ def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel 
     if problem.dtype.name != "float32" and problem.bias is not None and \
             problem.bias.name not in _GEMM_DTYPES:
         raise LoweringError(f"{name}: bias dtype {problem.bias.name} is not a float type")
+    if hasattr(problem, "x_shape") and problem.taps_per_step(config.block_k):
+        # the "conv" family (source.GENERIC_FAMILIES): shape-generic by default; other
+        # convs (the stem's 3 channels, NCHW inputs) share with nothing and stay literal
+        return generic_or_literal("conv", lambda literal: _generate_gemm(
+            problem, config, epilogue, name, Sizes(literal=literal)))
+    return _generate_gemm(problem, config, epilogue, name, Sizes(literal=literal_mode()))
+
+
+def _generate_gemm(problem, config: GemmConfig, epilogue, name: str,
+                   sizes: Sizes) -> GeneratedKernel:
     fn = function_name(name)
     precision = _precision(problem)
     k_mask = problem.k % config.block_k != 0 or hasattr(problem, "x_shape")
-    sizes = Sizes(literal=literal_mode())
     body = _main_loop(problem, config, precision, k_mask, sizes)
     args, buffers = _operand_args(problem, epilogue)
     body += _finish(problem, epilogue, sizes)
@@ -563,10 +601,13 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
              "rows = tl.minimum(num_pid_m - first_m, GROUP_M)",
              "pid_m = first_m + (pid % group_size) % rows",
              "pid_n = (pid % group_size) // rows",
-             "# rows/cols past the edge wrap (loads stay in bounds, stores are masked)",
-             "rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M",
-             "rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
-             "rk = tl.arange(0, BLOCK_K)"]
+             "# rows/cols past the edge wrap (loads stay in bounds, stores are masked)"]
+    generic_conv = hasattr(problem, "x_shape") and not sz.literal
+    lines += _wrap("rm", "pid_m * BLOCK_M + tl.arange(0, BLOCK_M)", "M",
+                   generic_conv and problem.m >= config.block_m)
+    lines += _wrap("rn", "pid_n * BLOCK_N + tl.arange(0, BLOCK_N)", "N",
+                   generic_conv and problem.n >= config.block_n)
+    lines += ["rk = tl.arange(0, BLOCK_K)"]
     lines += problem.a_setup(sz) + problem.b_setup(sz)
     lines += ["acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)"]
     if chunk is None:
@@ -577,13 +618,24 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
                   f"b_ptrs += k_first * {sz.int(problem.b_strides[1], ('b', 'k'))}",
                   f"for k0 in range(k_first, tl.minimum(k_first + {sz.int(chunk, 'chunk')}, K), "
                   "BLOCK_K):"]
-    inner = problem.a_load(k_mask, sz) + problem.b_load(k_mask, sz) + \
+    a_load = problem.a_load(k_mask, sz, config.block_k) if hasattr(problem, "x_shape") \
+        else problem.a_load(k_mask, sz)
+    inner = a_load + problem.b_load(k_mask, sz) + \
         [f"acc = tl.dot(a, b, acc{dot_args})"]
     lines += ["    " + line for line in inner]
     lines += ["rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
               "rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]",
               "xmask = (rm < M) & (rn < N)"]
     return lines
+
+
+def _wrap(name: str, index: str, size: str, once: bool) -> list[str]:
+    """`name = index % size`; with `once` (the size at least the block: an index past the
+    edge is under twice the size) one conditional subtraction, where a runtime size would
+    make the remainder an integer division per element (a shape-generic conv's tile)."""
+    if once:
+        return [f"{name} = {index}", f"{name} = tl.where({name} < {size}, {name}, {name} - {size})"]
+    return [f"{name} = ({index}) % {size}"]
 
 
 def _epilogue(kernel: K.Kernel, problem, sizes: Sizes | None = None) -> list[str]:

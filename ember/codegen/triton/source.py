@@ -233,10 +233,13 @@ def literal_sizes_default(family: str | None = None) -> bool:
     they are generated shape-generic (one body per structure), because their generic text
     divides by nothing at runtime and keeps every vector access (docs/cuda.md, "Split
     reductions compile once per structure"). EMBER_TRITON_LITERAL_SIZES=1 makes them
-    literal too, =0 makes every family generic."""
+    literal too, =0 makes every family generic. EMBER_TRITON_LITERAL_FAMILIES (names
+    separated by commas, e.g. "conv") keeps those families of GENERIC_FAMILIES literal
+    alone: the A/B of one family."""
     setting = os.environ.get("EMBER_TRITON_LITERAL_SIZES")
     if setting is None:
-        return family not in GENERIC_FAMILIES
+        kept = os.environ.get("EMBER_TRITON_LITERAL_FAMILIES", "")
+        return family not in GENERIC_FAMILIES or family in kept.replace(" ", "").split(",")
     return setting not in ("", "0")
 
 
@@ -244,8 +247,12 @@ def literal_sizes_default(family: str | None = None) -> bool:
 # (BatchNorm's statistics and gradients, split_reduce.py): a resnet18 training step
 # compiled 52 of them, 44 now. "fused" (source.generate's pointwise and reduction kernels)
 # is literal by default: its generic text divides by runtime sizes in most kernels of the
-# step (multi-dimensional copies and layout changes), so nothing would be shared.
-GENERIC_FAMILIES = frozenset({"split"})
+# step (multi-dimensional copies and layout changes), so nothing would be shared. "conv",
+# the implicit-GEMM convolutions (gemm.ConvProblem) of channels-last inputs whose channels
+# per group are a multiple of BLOCK_K: their main loop walks K a tap at a time, so the
+# channel count, spatial sizes and strides are arguments and the layers of one kernel
+# size, stride, padding and tile share a body (a fused epilogue stays literal).
+GENERIC_FAMILIES = frozenset({"split", "conv"})
 
 
 _RUNTIME_DIVISOR = re.compile(r"(//|%)\s*ks\d+")

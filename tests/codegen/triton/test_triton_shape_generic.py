@@ -187,10 +187,10 @@ def _conv_case(n, c, h, w, cout, k, stride, padding, seed):
 
 def test_conv_layers_of_one_tile_share_one_kernel():
     """Implicit-GEMM convs of resnet's 3x3 layers at other output channels, spatial sizes
-    and batches: one source where the tile config and input channels are the same (the
-    main loop divides by the input channels, a literal), sizes and strides are arguments
-    and the output pixels are unravelled by multiply-shift with runtime magic numbers; a
-    stride or padding of 0 or 1 is a literal (it shapes the index math), so the strided
+    and batches: one source where the tile config is the same (the main loop walks K a
+    tap at a time: test_triton_conv_generic.py), sizes and strides are arguments and the
+    output pixels are unravelled by multiply-shift with runtime magic numbers; a stride
+    or padding of 0 or 1 is a literal (it shapes the index math), so the strided
     layers are a second structure, shared among themselves."""
     gens = [_conv_case(2, 16, 6, 5, 16, 3, 1, 1, 0), _conv_case(1, 16, 7, 7, 48, 3, 1, 1, 1),
             _conv_case(3, 16, 5, 5, 32, 3, 1, 1, 2)]
