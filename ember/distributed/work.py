@@ -69,7 +69,13 @@ class Requests:
         self.statuses = statuses
 
     def done(self) -> bool:
-        return self._test(self.requests, self.statuses)
+        if self.error is not None:
+            return True
+        try:
+            return self._test(self.requests, self.statuses)
+        except Exception as err:     # noqa: BLE001 - Work.wait raises it, naming the op
+            self.error = err
+            return True
 
     def wait(self, seconds: float) -> bool:
         for _ in range(_TIGHT_TESTS):          # small collectives finish within these
@@ -108,7 +114,7 @@ class Work:
             self._mark_completed()
 
     def __repr__(self) -> str:
-        return (f"WorkMPI(SeqNum={self._seq}, OpType={self._op_type}, "
+        return (f"{getattr(self._engine, 'work_label', 'WorkMPI')}(SeqNum={self._seq}, OpType={self._op_type}, "
                 f"NumelIn={self._numel_in}, NumelOut={self._numel_out}, "
                 f"Timeout(ms)={int(self._engine.timeout_s * 1000)})")
 
