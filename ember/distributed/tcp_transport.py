@@ -59,6 +59,10 @@ class Mailbox:
             self._gone[src] = reason
             self._cond.notify_all()
 
+    def gone_reason(self, src: int) -> str | None:
+        with self._cond:
+            return self._gone.get(src)
+
     def poll(self, context: int, tag: int, src):
         """The first message from `src` (a rank, or a tuple of ranks: any of them), or
         None; raises PeerGone when it can no longer come."""
@@ -117,12 +121,16 @@ class Mesh:
         if sock is None or self._closed:
             raise PeerGone(f"rank {self.rank} has no open connection to rank {peer}")
         header = _HEADER.pack(context, tag, raw.nbytes)
-        with self._send_locks[peer]:
-            if raw.nbytes <= _INLINE_BYTES:
-                sock.sendall(header + raw.tobytes())
-            else:
-                sock.sendall(header)
-                sock.sendall(raw)
+        try:
+            with self._send_locks[peer]:
+                if raw.nbytes <= _INLINE_BYTES:
+                    sock.sendall(header + raw.tobytes())
+                else:
+                    sock.sendall(header)
+                    sock.sendall(raw)
+        except OSError as err:
+            raise PeerGone(self.mailbox.gone_reason(peer) or
+                           f"sending to rank {peer} failed: {err}") from err
 
     def close(self) -> None:
         """Stop sending; each reader closes its socket when the peer stops too (EOF), so
