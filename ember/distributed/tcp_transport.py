@@ -157,7 +157,8 @@ class Mesh:
                     break
                 self.mailbox.deliver(context, tag, peer, payload)
         except OSError as err:
-            reason = f"the connection to rank {peer} failed: {err}"
+            reason = f"the connection to rank {peer} was lost ({err}): it exited, crashed " \
+                     "or was killed"
         self.mailbox.peer_gone(peer, reason)
         sock.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -177,6 +178,8 @@ def _torch_and_ember(rank: int, world: int):
 def test_multiprocess_testcase_ranks_match_torch_gloo():
     """A Process per rank (PyTorch's MultiProcessTestCase): ember's collectives over TCP
     give torch's gloo results, rank by rank, case by case."""
+    import torch  # noqa: F401 - imported once here, inherited by the forked ranks
+    import torch.distributed  # noqa: F401
     for rank, (expected, got, backend) in enumerate(_run_ranks(_torch_and_ember, 3)):
         assert backend == "gloo"
         assert sorted(got) == sorted(expected), f"rank {rank}"
@@ -259,7 +262,7 @@ if os.environ.get("MISBEHAVE") == str(rank):
     if os.environ.get("HOW") == "exit":
         os._exit(3)                     # dies without a word
     import time
-    time.sleep(8)                       # never joins the collective
+    time.sleep(4)                       # never joins the collective
     sys.exit(0)
 try:
     dist.all_reduce(x)
@@ -294,24 +297,25 @@ def _interpreters(mode: str, world: int, tmp_path, **extra) -> list:
     return outputs
 
 
-@pytest.mark.parametrize("mode", ["env", "tcp", "filestore"])
-def test_independently_started_interpreters_form_a_group(mode, tmp_path):
-    outputs = _interpreters(mode, 3, tmp_path)
+@pytest.mark.parametrize("mode, world", [("env", 3), ("tcp", 2), ("filestore", 2)])
+def test_independently_started_interpreters_form_a_group(mode, world, tmp_path):
+    outputs = _interpreters(mode, world, tmp_path)
     for rank, (out, code) in enumerate(outputs):
-        assert code == 0 and f"rank {rank} sum 6.0" in out, out[-2000:]
+        total = world * (world + 1) // 2
+        assert code == 0 and f"rank {rank} sum {total:.1f}" in out, out[-2000:]
 
 
 def test_a_rank_that_dies_fails_its_peers_collective_naming_it(tmp_path):
     (out0, code0), (_, code1) = _interpreters("env", 2, tmp_path, MISBEHAVE="1", HOW="exit")
     assert code1 == 3 and code0 == 1, out0[-2000:]
     assert "rank 0 error: [Rank 0] WorkTCP(SeqNum=1, OpType=ALLREDUCE" in out0, out0[-2000:]
-    # the reader saw the end of rank 1's stream, or the send to it failed first
-    assert "rank 1 closed its connection" in out0 or "sending to rank 1 failed" in out0, \
-        out0[-2000:]
+    # the reader saw rank 1's stream end (or reset), or the send to it failed first
+    assert re.search(r"failed: PeerGone: .*(rank 1 closed its connection|connection to "
+                     r"rank 1 was lost|sending to rank 1 failed)", out0), out0[-2000:]
 
 
 def test_a_rank_that_never_arrives_times_out_naming_it(tmp_path):
     (out0, code0), (_, code1) = _interpreters("env", 2, tmp_path, MISBEHAVE="1",
-                                              HOW="hang", GROUP_TIMEOUT="2")
+                                              HOW="hang", GROUP_TIMEOUT="1.5")
     assert code0 == 1 and code1 == 0, out0[-2000:]
     assert "TimeoutError: rank 0 received nothing from rank 1" in out0, out0[-2000:]
