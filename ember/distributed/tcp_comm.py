@@ -41,7 +41,8 @@ class _Op:
         self.name, self._ufunc = name, ufunc
 
     def fold(self, acc: np.ndarray, x: np.ndarray) -> None:
-        self._ufunc(acc, x, out=acc)
+        with np.errstate(all="ignore"):      # overflow to inf is the result, as in MPI
+            self._ufunc(acc, x, out=acc)
 
     def __repr__(self) -> str:
         return f"tcp_comm.{self.name}"
