@@ -257,6 +257,7 @@ elif mode == "filestore":
 else:
     dist.init_process_group("gloo", init_method=os.environ["INIT"], rank=rank,
                             world_size=world, timeout=timeout)
+rank = dist.get_rank()
 x = ember.tensor([float(rank + 1)])
 if os.environ.get("MISBEHAVE") == str(rank):
     if os.environ.get("HOW") == "exit":
@@ -319,3 +320,37 @@ def test_a_rank_that_never_arrives_times_out_naming_it(tmp_path):
                                               HOW="hang", GROUP_TIMEOUT="1.5")
     assert code0 == 1 and code1 == 0, out0[-2000:]
     assert "TimeoutError: rank 0 received nothing from rank 1" in out0, out0[-2000:]
+
+
+# --- the launcher's TCP mode (torchrun's way) --------------------------------------------
+def _launcher(tmp_path, port: int, *flags: str, **extra) -> subprocess.Popen:
+    script = tmp_path / "train.py"
+    script.write_text(_RANK_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", **extra)
+    for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return subprocess.Popen([sys.executable, "-m", "ember.distributed.run", *flags,
+                             "--master-port", str(port), str(script), "env", "-1", "-1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_one_launcher_per_node_forms_one_group(tmp_path):
+    """torchrun's multi-node form, two "nodes" on localhost: each launcher starts its
+    own ranks (RANK = node_rank * nproc + local rank), all meet at MASTER_ADDR:PORT."""
+    port = _free_port()
+    nodes = [_launcher(tmp_path, port, "--nnodes", "2", "--node-rank", str(k),
+                       "--nproc-per-node", "1") for k in (0, 1)]
+    outs = [(n.communicate(timeout=_WAIT_S)[0], n.returncode) for n in nodes]
+    for rank, (out, code) in enumerate(outs):
+        assert code == 0 and f"rank {rank} sum 3.0" in out, out[-2000:]
+
+
+def test_launcher_ends_the_siblings_of_a_failed_rank(tmp_path):
+    """Rank 0 times out waiting for rank 1 (which sleeps 4 s); the launcher ends rank 1
+    at once and exits with rank 0's code."""
+    job = _launcher(tmp_path, _free_port(), "--transport", "tcp", "--nproc-per-node", "2",
+                    MISBEHAVE="1", HOW="hang", GROUP_TIMEOUT="1.5")
+    out = job.communicate(timeout=_WAIT_S)[0]
+    assert job.returncode == 1, out[-2000:]
+    assert "rank 0 error: [Rank 0] WorkTCP(SeqNum=1, OpType=ALLREDUCE" in out, out[-2000:]
