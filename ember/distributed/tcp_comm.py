@@ -157,7 +157,8 @@ class SocketComm:
             if found is None:
                 return False
             sender, payload = found
-            _fill(buf, payload, f"recv from rank {self.members.index(sender)}")
+            _fill(buf, payload, f"recv from rank {self.members.index(sender)}",
+                  allow_shorter=True)
             if status is not None:
                 status.source = self.members.index(sender)
             return True
@@ -307,11 +308,11 @@ def _as(like: np.ndarray, payload: bytearray, what: str) -> np.ndarray:
     return np.frombuffer(payload, like.dtype).reshape(like.shape)
 
 
-def _fill(buf: np.ndarray, payload: bytearray, what: str) -> None:
+def _fill(buf: np.ndarray, payload: bytearray, what: str, allow_shorter: bool = False) -> None:
     """Copy a received payload into `buf`; a point-to-point message may be shorter (as in
     MPI), a collective's block must match."""
     flat = buf.reshape(-1)
-    if what.startswith("recv from") and len(payload) < flat.nbytes:
+    if allow_shorter and len(payload) < flat.nbytes:
         flat.view(np.uint8)[:len(payload)] = np.frombuffer(payload, np.uint8)
         return
     flat[...] = _as(flat, payload, what)
