@@ -216,7 +216,8 @@ def _set_default(engine, backend: str, group_name: str, init_method, store=None)
     if store is not None:
         store = PrefixStore("0/", store)        # torch's default group's key space
     _State.default = pg
-    _State.direct = engine if isinstance(engine, MPIEngine) else None
+    _State.direct = engine if isinstance(engine, MPIEngine) and not engine.self_timed \
+        else None
     _State.groups = [pg]
     _State.init_method = init_method or "env://"
     _State.store = store

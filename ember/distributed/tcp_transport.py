@@ -202,7 +202,8 @@ def connect_mesh(store, rank: int, size: int, timeout_s: float,
 
 def _advertised_host(master_host: str | None) -> str:
     """The address peers should dial: EMBER_TCP_HOST, else the interface that routes
-    to the store's host (one host: loopback), else this host's name."""
+    to the store's host (one host: loopback), else this host's name's address, else
+    loopback."""
     chosen = os.environ.get("EMBER_TCP_HOST")
     if chosen:
         return chosen
@@ -213,7 +214,10 @@ def _advertised_host(master_host: str | None) -> str:
                 return probe.getsockname()[0]
         except OSError:
             pass
-    return socket.gethostbyname(socket.gethostname())
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
 
 
 def _tune(sock: socket.socket) -> socket.socket:
