@@ -365,7 +365,8 @@ class MPIEngine:
         s = self._stage(tensor, "recv", read=False)
         source = self.api.ANY_SOURCE if peer is None else peer
         req = self.comm.Irecv(s.buf, source=source, tag=tag)
-        pending = Requests([req], self.test, statuses=[self.api.Status()])
+        pending = Requests([req], self.test, statuses=[self.api.Status()],
+                           wait_until=getattr(self.api.Request, "Waitall_until", None))
         return self._work("RECV", pending, [s], None, 0, tensor.numel())
 
     # --- staging ---------------------------------------------------------------------
