@@ -354,3 +354,18 @@ def test_launcher_ends_the_siblings_of_a_failed_rank(tmp_path):
     out = job.communicate(timeout=_WAIT_S)[0]
     assert job.returncode == 1, out[-2000:]
     assert "rank 0 error: [Rank 0] WorkTCP(SeqNum=1, OpType=ALLREDUCE" in out, out[-2000:]
+
+
+def test_mp_spawn_with_pythons_multiprocessing_forms_a_group(tmp_path, monkeypatch):
+    """The DDP tutorial (mp.spawn, then init_process_group(rank, world_size)) where spawn
+    uses Python's multiprocessing (no mpirun installed, or asked for): the spawned
+    processes connect by TCP and train as under the MPI job."""
+    from tests.distributed.test_spawn_job import _run, _single_process_ddp_weight
+    monkeypatch.setenv("EMBER_SPAWN_LAUNCHER", "multiprocessing")
+    job = _run("env", tmp_path)
+    assert job.returncode == 0 and "spawned job done" in job.stdout, job.stderr[-3000:]
+    expected = _single_process_ddp_weight()
+    for rank in range(2):
+        result = np.load(tmp_path / f"rank{rank}.npy")
+        np.testing.assert_array_equal(result[:3], [3.0, 3.0, 3.0])
+        np.testing.assert_allclose(result[3:], expected, rtol=1e-5, atol=1e-6)
