@@ -313,7 +313,7 @@ class SocketComm:
     def _send(self, peer: int, arr: np.ndarray) -> None:
         self.mesh.send(self.members[peer], self._coll, 0, np.ascontiguousarray(arr))
 
-    def _recv(self, peer: int, deadline: float) -> bytearray:
+    def _recv(self, peer: int, deadline: float) -> np.ndarray:
         return self.mesh.mailbox.take(self._coll, 0, self.members[peer], deadline)[1]
 
 
@@ -322,7 +322,7 @@ def _blocks(buf: np.ndarray, n: int) -> list[np.ndarray]:
     return [flat[i * (flat.size // n):(i + 1) * (flat.size // n)] for i in range(n)]
 
 
-def _as(like: np.ndarray, payload: bytearray, what: str) -> np.ndarray:
+def _as(like: np.ndarray, payload: np.ndarray, what: str) -> np.ndarray:
     """A received payload as an array shaped like `like` (same byte count required)."""
     if len(payload) != like.nbytes:
         raise ValueError(f"{what}: a peer sent {len(payload)} bytes where this rank expected "
@@ -331,7 +331,8 @@ def _as(like: np.ndarray, payload: bytearray, what: str) -> np.ndarray:
     return np.frombuffer(payload, like.dtype).reshape(like.shape)
 
 
-def _fill(buf: np.ndarray, payload: bytearray, what: str, allow_shorter: bool = False) -> None:
+def _fill(buf: np.ndarray, payload: np.ndarray, what: str, *,
+          allow_shorter: bool = False) -> None:
     """Copy a received payload into `buf`; a point-to-point message may be shorter (as in
     MPI), a collective's block must match."""
     flat = buf.reshape(-1)

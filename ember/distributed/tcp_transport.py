@@ -115,7 +115,7 @@ class Mesh:
         """Send a contiguous array's bytes; returns once the kernel has taken them."""
         raw = data.reshape(-1).view(np.uint8)
         if peer == self.rank:
-            self.mailbox.deliver(context, tag, peer, bytearray(raw))
+            self.mailbox.deliver(context, tag, peer, raw.copy())
             return
         sock = self._sockets.get(peer)
         if sock is None or self._closed:
@@ -151,7 +151,7 @@ class Mesh:
         try:
             while _recv_exactly(sock, header):
                 context, tag, nbytes = _HEADER.unpack(header)
-                payload = bytearray(nbytes)
+                payload = np.empty(nbytes, np.uint8)      # not zero-filled, unlike bytearray
                 if nbytes and not _recv_exactly(sock, payload):
                     reason = f"rank {peer}'s connection closed in the middle of a message"
                     break
@@ -163,7 +163,7 @@ class Mesh:
         sock.close()
 
 
-def _recv_exactly(sock: socket.socket, buf: bytearray) -> bool:
+def _recv_exactly(sock: socket.socket, buf) -> bool:
     """Fill `buf`; False on a clean end of stream before its first byte."""
     view, got = memoryview(buf), 0
     while got < len(buf):
