@@ -125,7 +125,8 @@ class Work:
             self._mark_completed()
 
     def __repr__(self) -> str:
-        return (f"{getattr(self._engine, 'work_label', 'WorkMPI')}(SeqNum={self._seq}, OpType={self._op_type}, "
+        label = getattr(self._engine, "work_label", "WorkMPI")    # WorkTCP on TCP groups
+        return (f"{label}(SeqNum={self._seq}, OpType={self._op_type}, "
                 f"NumelIn={self._numel_in}, NumelOut={self._numel_out}, "
                 f"Timeout(ms)={int(self._engine.timeout_s * 1000)})")
 
