@@ -91,6 +91,8 @@ class Mailbox:
             for i, item in enumerate(queue):
                 if item[0] in any_of:
                     del queue[i]
+                    if not queue:          # user tags are many; keep only pending ones
+                        del self._queues[(context, tag)]
                     return item
         gone = [self._gone[r] for r in any_of if r in self._gone]
         if gone and len(gone) == len(any_of):
