@@ -31,12 +31,16 @@ import sys
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ember.distributed.run",
                                 description="Start a distributed ember job (torchrun's flags) "
-                                            "on top of mpirun.")
+                                            "on top of mpirun, or (--transport tcp) as "
+                                            "independent processes that connect by TCP.")
     p.add_argument("--nproc-per-node", "--nproc_per_node", default="1",
                    help="processes per node: an integer, or 'auto'/'cpu' for the CPU count")
-    p.add_argument("--nnodes", default="1", help="number of nodes (hosts from --hostfile)")
+    p.add_argument("--nnodes", default="1",
+                   help="number of nodes (hosts from --hostfile, or one launcher per node "
+                        "with --node-rank)")
     p.add_argument("--node-rank", "--node_rank", type=int, default=0,
-                   help="accepted for torchrun compatibility; mpirun starts every node itself")
+                   help="this node's index with --transport tcp (one launcher per node); "
+                        "ignored under mpirun, which starts every node itself")
     p.add_argument("--hostfile", default=None, help="MPI hostfile listing the nodes (ember)")
     p.add_argument("--master-addr", "--master_addr", default="127.0.0.1")
     p.add_argument("--master-port", "--master_port", type=int, default=29500)

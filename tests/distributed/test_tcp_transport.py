@@ -189,3 +189,22 @@ def test_the_deadline_and_a_gone_peer_name_the_rank():
     with pytest.raises(PeerGone, match="rank 2 closed its connection"):
         box.take(1, 0, 2, time.monotonic() + 1)
     assert box.poll(1, 0, (1, 2)) is None          # rank 1 may still send
+
+
+def test_the_launcher_picks_tcp_for_torchruns_multi_node_form():
+    from ember.distributed import _tcp_launch, run
+    parse = run._parser().parse_args
+    assert run._transport(parse(["--nnodes", "2", "--node-rank", "1", "t.py"]), "/x/mpirun") \
+        == "tcp"
+    assert run._transport(parse(["--nnodes", "2", "--hostfile", "h", "t.py"]), "/x/mpirun") \
+        == "mpi"
+    assert run._transport(parse(["t.py"]), "/x/mpirun") == "mpi"
+    assert run._transport(parse(["t.py"]), None) == "tcp"          # no mpirun installed
+    with pytest.raises(SystemExit, match="--ulfm and --hostfile need the mpi transport"):
+        run._transport(parse(["--transport", "tcp", "--ulfm", "t.py"]), "/x/mpirun")
+    with pytest.raises(SystemExit, match="no mpirun found"):
+        run._transport(parse(["--transport", "mpi", "t.py"]), None)
+    envs = _tcp_launch.rank_environments({"KEEP": "1"}, nproc=2, nnodes=3, node_rank=1)
+    assert [(e["RANK"], e["LOCAL_RANK"], e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"],
+             e["GROUP_RANK"], e["KEEP"]) for e in envs] == \
+        [("2", "0", "6", "2", "1", "1"), ("3", "1", "6", "2", "1", "1")]
