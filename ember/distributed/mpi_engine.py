@@ -204,6 +204,10 @@ class MPIEngine:
         comm = self.comm
         if comm is None:
             raise DistError("shrink_group: the process group has been destroyed")
+        if self.self_timed:
+            raise DistError("shrink_group needs MPI's fault tolerance (ULFM); this group's "
+                            "processes were started one by one and connect by TCP: start "
+                            "them with `python -m ember.distributed.run --ulfm`")
         if not hasattr(comm, "Shrink"):
             raise DistError("shrink_group needs MPI's fault tolerance (ULFM): mpi4py >= 4 "
                             "with Open MPI 5")

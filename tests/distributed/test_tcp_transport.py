@@ -208,3 +208,15 @@ def test_the_launcher_picks_tcp_for_torchruns_multi_node_form():
     assert [(e["RANK"], e["LOCAL_RANK"], e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"],
              e["GROUP_RANK"], e["KEEP"]) for e in envs] == \
         [("2", "0", "6", "2", "1", "1"), ("3", "1", "6", "2", "1", "1")]
+
+
+def test_shrink_group_on_a_tcp_group_says_what_it_needs():
+    from ember.distributed import DistError
+    from ember.distributed.mpi_engine import MPIEngine
+    mesh = connect_mesh(HashStore(), 0, 1, 5.0)
+    engine = MPIEngine(tcp_comm.SocketComm(mesh, [0], ("world",), 5.0, owns_mesh=True),
+                       [0], 5.0, 0, api=tcp_comm)
+    assert engine.work_label == "WorkTCP" and engine.direct_spec(np.ones(4)) is None
+    with pytest.raises(DistError, match="started one by one and connect by TCP"):
+        engine.shrink()
+    engine.free()
