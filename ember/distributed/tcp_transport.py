@@ -34,6 +34,7 @@ _HEADER = struct.Struct("<QqQ")          # context, tag, payload bytes
 _HELLO = struct.Struct("<8sQqq")         # magic, init round, rank, world size
 _MAGIC = b"embertcp"
 _INLINE_BYTES = 64 * 1024                # payloads up to this go out with their header
+_HELLO_WAIT_S = 10.0
 
 
 class PeerGone(ConnectionError):
@@ -261,7 +262,8 @@ def _accept(listener: socket.socket, round_no: int, rank: int, size: int,
         except socket.timeout:
             continue
         hello = bytearray(_HELLO.size)
-        sock.settimeout(max(deadline - time.monotonic(), 0.1))
+        # a peer says hello right after connecting; a silent stray must not hold us long
+        sock.settimeout(min(max(deadline - time.monotonic(), 0.1), _HELLO_WAIT_S))
         try:
             ok = _recv_exactly(sock, hello)
         except OSError:
