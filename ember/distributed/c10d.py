@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
@@ -169,7 +170,10 @@ def _use_tcp(rank: int, world_size: int, init_method, store) -> bool:
     if store is not None or not is_mpi_available():
         return True
     _, world_size = _rank_and_size(rank, world_size, init_method)
-    return world_size > 1 or "world_size=" in (init_method or "")
+    if world_size == -1:          # tcp://host:port?rank=0&world_size=2 (torch's URL form)
+        world_size = int(parse_qs(urlparse(init_method or "").query).get("world_size",
+                                                                         ["-1"])[0])
+    return world_size > 1
 
 
 def _world_tcp_engine(rank: int, world_size: int, init_method, store, timeout_s: float):
