@@ -131,8 +131,8 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     _check_store_ranks(store, rank, world_size)
     timeout_s = (timeout or default_pg_timeout).total_seconds()
     if backend == "nccl":
-        _set_default(_init_nccl(rank, world_size, init_method, timeout_s, store), "nccl",
-                     group_name, init_method, store)
+        engine, store = _init_nccl(rank, world_size, init_method, timeout_s, store)
+        _set_default(engine, "nccl", group_name, init_method, store)
         return
     if _use_tcp(rank, world_size, init_method, store):
         engine, store = _world_tcp_engine(rank, world_size, init_method, store, timeout_s)
@@ -240,19 +240,30 @@ def _under_mpi_launcher() -> bool:
 
 
 def _init_nccl(rank: int, world_size: int, init_method, timeout_s: float, store=None):
-    """The NCCL engine of the default group; its unique id goes over MPI or a file."""
+    """The NCCL engine of the default group and the group's store (or None); the
+    unique id goes over MPI, a file or the store."""
     from .nccl_engine import create_engine
     if _under_mpi_launcher() and is_mpi_available():
         cpu = _world_mpi_engine(timeout_s)
         rank, world_size = _check_against_mpi(rank, world_size, init_method, cpu)
-        return create_engine(rank, world_size, timeout_s, mpi_comm=cpu.comm, cpu_engine=cpu)
+        return create_engine(rank, world_size, timeout_s, mpi_comm=cpu.comm,
+                             cpu_engine=cpu), store
     rank, world_size = _rank_and_size(rank, world_size, init_method)
     if rank < 0 or world_size < 1 or rank >= world_size:
         raise ValueError("init_process_group(backend='nccl') outside the launcher needs rank "
                          "and world_size (arguments, or the RANK and WORLD_SIZE environment "
                          f"variables) with 0 <= rank < world_size; got rank={rank}, "
                          f"world_size={world_size}")
-    return create_engine(rank, world_size, timeout_s, init_method=init_method, store=store)
+    cpu = None
+    if world_size > 1 and not (init_method or "").startswith("file://"):
+        # processes started one by one (torchrun's way): the rendezvous store carries
+        # NCCL's unique id, and a TCP group beside NCCL takes the CPU tensors
+        # (PyTorch's "cpu:gloo,cuda:nccl"); the store is kept as the group's, since rank
+        # 0 serves it to the ranks still reading the id
+        cpu, store = _world_tcp_engine(rank, world_size, init_method, store, timeout_s)
+        init_method = None
+    return create_engine(rank, world_size, timeout_s, init_method=init_method, store=store,
+                         cpu_engine=cpu), store
 
 
 def _check_against_mpi(rank: int, world_size: int, init_method, cpu: MPIEngine):
