@@ -163,6 +163,9 @@ def _torch_and_ember(rank: int, world: int):
 
     import ember
     import ember.distributed as edist
+    # the parent (pytest) may have run OpenMP regions; a forked child must not enter
+    # torch's copy of that thread pool
+    torch.set_num_threads(1)
     store = tdist.TCPStore("127.0.0.1", int(os.environ["TORCH_PORT"]), world, rank == 0,
                            timeout=datetime.timedelta(seconds=60))
     tdist.init_process_group("gloo", store=store, rank=rank, world_size=world)
