@@ -8,7 +8,7 @@ MASTER_ADDR/MASTER_PORT); their init_process_group meets at MASTER_ADDR:MASTER_P
 and connects them by TCP (tcp_transport.py). As torchrun does, the first process
 that fails ends its siblings (SIGTERM, then SIGKILL after a grace period), and the
 launcher exits with its code; ranks on other hosts see their peers' connections
-close and fail in turn.
+close and fail in turn. A launcher stopped by SIGTERM or Ctrl-C ends its ranks too.
 """
 from __future__ import annotations
 
@@ -43,11 +43,22 @@ def launch(worker_args: list[str], env: dict, nproc: int, nnodes: int,
     cmd = [sys.executable, "-m", "ember.distributed._worker", *worker_args]
     procs = [subprocess.Popen(cmd, env=e)
              for e in rank_environments(env, nproc, nnodes, node_rank)]
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)   # a scheduler's stop
     try:
         return _wait_all(procs)
-    except KeyboardInterrupt:
-        _end(procs)
-        return 130
+    except (KeyboardInterrupt, _Terminated) as stop:
+        _end(procs)        # and no restart: the launcher itself was asked to stop
+        raise SystemExit(143 if isinstance(stop, _Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
 
 
 def _wait_all(procs: list[subprocess.Popen]) -> int:
