@@ -9,9 +9,9 @@ with `async_op=True`, returns the `Work` handle.
 Engines: "mpi" (Open MPI or MPICH through mpi4py) for CPU tensors. "gloo" is accepted
 as a name for the same CPU engine, since PyTorch scripts ask for it. Processes that
 were not started as one MPI job (one by one, each calling init_process_group with its
-rank) run the same engine over a TCP mesh instead (tcp_transport.py, tcp_comm.py). "nccl" runs CUDA
-tensors' collectives through NVIDIA's nccl4py (nccl_engine.py); under the launcher its
-CPU tensors go to an MPI engine beside it.
+rank) run the same engine over a TCP mesh instead (tcp_transport.py, tcp_comm.py).
+"nccl" runs CUDA tensors' collectives through NVIDIA's nccl4py (nccl_engine.py); its
+CPU tensors go to an MPI engine beside it under the launcher, or to a TCP one.
 """
 from __future__ import annotations
 
