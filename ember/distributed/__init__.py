@@ -2,7 +2,8 @@
 
 Process groups and collectives run on MPI (mpi4py with Open MPI or MPICH, installed by
 `pip install 'ember[distributed]'`); mpi4py is imported when a group is created, so
-this package imports without it. Launch jobs with
+this package imports without it. Processes not started as one MPI job connect by TCP
+(tcp_transport.py). Launch jobs with
 `python -m ember.distributed.run --nproc-per-node N script.py`. See docs/distributed.md.
 """
 from .c10d import (  # noqa: F401

@@ -1,6 +1,7 @@
 """One rank of a job started by `ember.distributed.run`: set torchrun's environment, run.
 
-mpirun starts this module as `python -m mpi4py -m ember.distributed._worker ...`, so an
+Under `--transport tcp` the launcher starts this module itself, with the environment
+already set (_tcp_launch.py). Otherwise mpirun starts this module as `python -m mpi4py -m ember.distributed._worker ...`, so an
 exception that escapes the user's script aborts the whole MPI job (mpi4py calls
 MPI_Abort) instead of leaving the other ranks hanging in a collective. Before the
 abort, one line names the failing rank and the error.
@@ -47,7 +48,10 @@ def _run(mode: str, target: str, args: list[str]) -> None:
 def main(argv: list[str]) -> None:
     mode = argv[0] if argv and argv[0] in ("--module", "--no-python") else "--script"
     rest = argv[1:] if mode != "--script" else argv
-    rank = _set_rank_environment()
+    if os.environ.get("EMBER_DIST_TRANSPORT") == "tcp" and "RANK" in os.environ:
+        rank = int(os.environ["RANK"])          # set by the launcher's TCP mode
+    else:
+        rank = _set_rank_environment()
     try:
         _run(mode, rest[0], rest[1:])
     except SystemExit as exit_:

@@ -7,14 +7,17 @@ either waits for it (raising a timeout error that names the rank and the operati
 with `async_op=True`, returns the `Work` handle.
 
 Engines: "mpi" (Open MPI or MPICH through mpi4py) for CPU tensors. "gloo" is accepted
-as a name for the same CPU engine, since PyTorch scripts ask for it. "nccl" runs CUDA
-tensors' collectives through NVIDIA's nccl4py (nccl_engine.py); under the launcher its
-CPU tensors go to an MPI engine beside it.
+as a name for the same CPU engine, since PyTorch scripts ask for it. Processes that
+were not started as one MPI job (one by one, each calling init_process_group with its
+rank) run the same engine over a TCP mesh instead (tcp_transport.py, tcp_comm.py).
+"nccl" runs CUDA tensors' collectives through NVIDIA's nccl4py (nccl_engine.py); its
+CPU tensors go to an MPI engine beside it under the launcher, or to a TCP one.
 """
 from __future__ import annotations
 
 import datetime
 import os
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
@@ -101,8 +104,8 @@ def is_nccl_available() -> bool:
 
 
 def is_gloo_available() -> bool:
-    # "gloo" is served by the MPI engine (scripts test this before asking for it)
-    return is_mpi_available()
+    # "gloo" is served by the MPI engine, on MPI or TCP (scripts test this before asking)
+    return True
 
 
 def is_initialized() -> bool:
@@ -113,11 +116,13 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
                        timeout: datetime.timedelta | None = None, world_size: int = -1,
                        rank: int = -1, store=None, group_name: str = "", pg_options=None,
                        device_id=None) -> None:
-    """Join the job's default process group (the processes mpirun started).
+    """Join the default process group.
 
-    With `store=` (and then `rank` and `world_size`), MPI still finds the peers: the
-    ranks are checked against the job, and the store is kept as the group's store
-    (nccl outside the launcher exchanges its unique id through it)."""
+    Under an MPI launcher (ember.distributed.run, mpirun, ember's spawn) the group is
+    the MPI job: `rank`/`world_size` and a `store=` are checked against it, and the
+    store is kept as the group's store. Processes started one by one (several ranks,
+    none under mpirun) find each other through the rendezvous (`init_method`, or the
+    `store`) and connect by TCP (`_world_tcp_engine`)."""
     if _State.default is not None:
         raise ValueError("trying to initialize the default process group twice!")
     shown = _backend_label(backend)
@@ -126,8 +131,12 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     _check_store_ranks(store, rank, world_size)
     timeout_s = (timeout or default_pg_timeout).total_seconds()
     if backend == "nccl":
-        _set_default(_init_nccl(rank, world_size, init_method, timeout_s, store), "nccl",
-                     group_name, init_method, store)
+        engine, store = _init_nccl(rank, world_size, init_method, timeout_s, store)
+        _set_default(engine, "nccl", group_name, init_method, store)
+        return
+    if _use_tcp(rank, world_size, init_method, store):
+        engine, store = _world_tcp_engine(rank, world_size, init_method, store, timeout_s)
+        _set_default(engine, shown, group_name, init_method, store)
         return
     MPI = mpi()
     if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
@@ -145,6 +154,47 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
             "start the processes with `python -m ember.distributed.run --nproc-per-node N "
             "script.py` (or mpirun)")
     _set_default(_world_mpi_engine(timeout_s), shown, group_name, init_method, store)
+
+
+def _use_tcp(rank: int, world_size: int, init_method, store) -> bool:
+    """Processes started one by one cannot form an MPI job (MPI singletons cannot join
+    each other: docs/distributed.md), so they connect by TCP. EMBER_DIST_TRANSPORT=tcp
+    or =mpi overrides the choice."""
+    chosen = os.environ.get("EMBER_DIST_TRANSPORT", "").lower()
+    if chosen in ("tcp", "mpi"):
+        return chosen == "tcp"
+    if chosen:
+        raise ValueError(f"EMBER_DIST_TRANSPORT={chosen!r}: expected 'tcp' or 'mpi'")
+    if _under_mpi_launcher():
+        return False
+    if store is not None or not is_mpi_available():
+        return True
+    _, world_size = _rank_and_size(rank, world_size, init_method)
+    if world_size == -1:          # tcp://host:port?rank=0&world_size=2 (torch's URL form)
+        world_size = int(parse_qs(urlparse(init_method or "").query).get("world_size",
+                                                                         ["-1"])[0])
+    return world_size > 1
+
+
+def _world_tcp_engine(rank: int, world_size: int, init_method, store, timeout_s: float):
+    """The default group's engine over a TCP mesh; the peers meet through `store`, or
+    through the store that `init_method`'s rendezvous makes (env://: a TCPStore on
+    MASTER_ADDR:MASTER_PORT served by rank 0). Returns (engine, the store)."""
+    from . import tcp_comm
+    from .rendezvous import rendezvous
+    from .tcp_transport import connect_mesh
+    if store is None:
+        store, rank, world_size = next(rendezvous(
+            init_method or "env://", rank, world_size,
+            timeout=datetime.timedelta(seconds=timeout_s)))
+    if not 0 <= rank < world_size:
+        raise ValueError(f"init_process_group: rank {rank} is outside [0, {world_size}) "
+                         f"(world_size={world_size})")
+    mesh = connect_mesh(PrefixStore("ember_tcp/", store), rank, world_size, timeout_s,
+                        master_host=getattr(store, "host", None))
+    ranks = list(range(world_size))
+    comm = tcp_comm.SocketComm(mesh, ranks, ("world",), timeout_s, owns_mesh=True)
+    return MPIEngine(comm, ranks, timeout_s, rank, api=tcp_comm), store
 
 
 def _check_store_ranks(store, rank: int, world_size: int) -> None:
@@ -170,7 +220,8 @@ def _set_default(engine, backend: str, group_name: str, init_method, store=None)
     if store is not None:
         store = PrefixStore("0/", store)        # torch's default group's key space
     _State.default = pg
-    _State.direct = engine if isinstance(engine, MPIEngine) else None
+    _State.direct = engine if isinstance(engine, MPIEngine) and not engine.self_timed \
+        else None
     _State.groups = [pg]
     _State.init_method = init_method or "env://"
     _State.store = store
@@ -189,19 +240,30 @@ def _under_mpi_launcher() -> bool:
 
 
 def _init_nccl(rank: int, world_size: int, init_method, timeout_s: float, store=None):
-    """The NCCL engine of the default group; its unique id goes over MPI or a file."""
+    """The NCCL engine of the default group and the group's store (or None); the
+    unique id goes over MPI, a file or the store."""
     from .nccl_engine import create_engine
     if _under_mpi_launcher() and is_mpi_available():
         cpu = _world_mpi_engine(timeout_s)
         rank, world_size = _check_against_mpi(rank, world_size, init_method, cpu)
-        return create_engine(rank, world_size, timeout_s, mpi_comm=cpu.comm, cpu_engine=cpu)
+        return create_engine(rank, world_size, timeout_s, mpi_comm=cpu.comm,
+                             cpu_engine=cpu), store
     rank, world_size = _rank_and_size(rank, world_size, init_method)
     if rank < 0 or world_size < 1 or rank >= world_size:
         raise ValueError("init_process_group(backend='nccl') outside the launcher needs rank "
                          "and world_size (arguments, or the RANK and WORLD_SIZE environment "
                          f"variables) with 0 <= rank < world_size; got rank={rank}, "
                          f"world_size={world_size}")
-    return create_engine(rank, world_size, timeout_s, init_method=init_method, store=store)
+    cpu = None
+    if world_size > 1 and not (init_method or "").startswith("file://"):
+        # processes started one by one (torchrun's way): the rendezvous store carries
+        # NCCL's unique id, and a TCP group beside NCCL takes the CPU tensors
+        # (PyTorch's "cpu:gloo,cuda:nccl"); the store is kept as the group's, since rank
+        # 0 serves it to the ranks still reading the id
+        cpu, store = _world_tcp_engine(rank, world_size, init_method, store, timeout_s)
+        init_method = None
+    return create_engine(rank, world_size, timeout_s, init_method=init_method, store=store,
+                         cpu_engine=cpu), store
 
 
 def _check_against_mpi(rank: int, world_size: int, init_method, cpu: MPIEngine):
@@ -299,11 +361,13 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
 def _mpi_sub_engine(engine: MPIEngine, ranks: list[int], timeout_s: float):
     """An MPI engine of `ranks` (ranks of `engine`'s communicator), None outside them.
     Collective over `engine`'s communicator."""
-    comm = engine.comm.Create(engine.comm.Get_group().Incl(ranks))
-    if comm == mpi().COMM_NULL:
+    comm = engine.sub_comm(ranks)
+    if comm is None:
         return None
+    if engine.self_timed:
+        comm.timeout_s = timeout_s
     return MPIEngine(comm, [engine.global_ranks[r] for r in ranks], timeout_s,
-                     engine.global_rank)
+                     engine.global_rank, api=engine.api)
 
 
 def _nccl_world_sub_engine(world, ranks: list[int], backend: str, timeout_s: float):

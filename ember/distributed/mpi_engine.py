@@ -54,28 +54,27 @@ def mpi():
 
 
 _BITWISE = (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR)
-_OP_TABLES: dict = {}      # is_bool -> {ReduceOp: MPI.Op}, built on first use
+_OP_TABLES: dict = {}      # (api, is_bool) -> {ReduceOp: MPI.Op}, built on first use
 
 
-def _op_tables() -> dict:
-    if not _OP_TABLES:
-        MPI = mpi()
+def _op_tables(MPI) -> dict:
+    if (MPI, True) not in _OP_TABLES:
         # PyTorch: SUM/MAX/BOR of bools is a logical or, PRODUCT/MIN/BAND an and
-        _OP_TABLES[True] = {
+        _OP_TABLES[(MPI, True)] = {
             ReduceOp.SUM: MPI.LOR, ReduceOp.MAX: MPI.LOR, ReduceOp.BOR: MPI.LOR,
             ReduceOp.PRODUCT: MPI.LAND, ReduceOp.MIN: MPI.LAND, ReduceOp.BAND: MPI.LAND,
             ReduceOp.BXOR: MPI.LXOR}
-        _OP_TABLES[False] = {
+        _OP_TABLES[(MPI, False)] = {
             ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
             ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND,
             ReduceOp.BOR: MPI.BOR, ReduceOp.BXOR: MPI.BXOR}
     return _OP_TABLES
 
 
-def _mpi_op(op: ReduceOp, is_bool: bool):
+def _mpi_op(MPI, op: ReduceOp, is_bool: bool):
     if op is ReduceOp.PREMUL_SUM:
         raise DistError("ReduceOp.PREMUL_SUM is not supported by the mpi backend")
-    mpi_op = _op_tables()[is_bool].get(op)
+    mpi_op = _op_tables(MPI)[(MPI, is_bool)].get(op)
     if mpi_op is None:
         raise DistError(f"{op} is not supported for bool tensors")
     return mpi_op
@@ -112,10 +111,19 @@ class MPIEngine:
     a time in issue order (MPI matches collectives by order); the thread sleeps on its
     queue when idle, and mpi4py releases the GIL inside MPI, so the caller computes
     meanwhile. Point-to-point operations are nonblocking requests from the caller.
+
+    `api` is the module the communicator's constants and requests come from: mpi4py's
+    MPI (the default), or tcp_comm for groups of independently started processes,
+    whose communicators keep their own deadlines (no watchdog, no direct path).
     """
 
-    def __init__(self, comm, global_ranks: list[int], timeout_s: float, global_rank: int):
+    def __init__(self, comm, global_ranks: list[int], timeout_s: float, global_rank: int,
+                 api=None):
         self.comm = comm
+        self.api = MPI = mpi() if api is None else api
+        # a communicator that times its own calls out (tcp_comm) needs no watchdog
+        self.self_timed = hasattr(comm, "timeout_s")
+        self.work_label = "WorkTCP" if self.self_timed else "WorkMPI"
         self.global_ranks = list(global_ranks)
         self.timeout_s = timeout_s
         self.global_rank = global_rank
@@ -133,18 +141,17 @@ class MPIEngine:
         self._running = None
         self._running_timeout_s: float | None = None    # a barrier's own timeout
         # the direct all-reduce's call and arguments, looked up once
-        MPI = mpi()
         self._allreduce, self._in_place, self._sum_op = comm.Allreduce, MPI.IN_PLACE, MPI.SUM
         # the last array the direct path checked, weakly held, and its message spec
         self._direct_ref, self._direct_spec = _NO_ARRAY, None
         self._watchdog = Watchdog(self._probe_running, self._blocking_call_timed_out,
                                   timeout_s)
-        if self.size > 1:
+        if self.size > 1 and not self.self_timed:
             self._watchdog.start()
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
-        return mpi().Request.Testall(requests, statuses)
+        return self.api.Request.Testall(requests, statuses)
 
     def source_of(self, statuses) -> int:
         return self.global_ranks[statuses[0].Get_source()]
@@ -193,10 +200,14 @@ class MPIEngine:
         over the survivors; needs an MPI with fault tolerance (Open MPI 5 started with
         `--with-ft ulfm`, the launcher's --ulfm).
         """
-        MPI = mpi()
+        MPI = self.api
         comm = self.comm
         if comm is None:
             raise DistError("shrink_group: the process group has been destroyed")
+        if self.self_timed:
+            raise DistError("shrink_group needs MPI's fault tolerance (ULFM); this group's "
+                            "processes were started one by one and connect by TCP: start "
+                            "them with `python -m ember.distributed.run --ulfm`")
         if not hasattr(comm, "Shrink"):
             raise DistError("shrink_group needs MPI's fault tolerance (ULFM): mpi4py >= 4 "
                             "with Open MPI 5")
@@ -220,8 +231,8 @@ class MPIEngine:
                                       blocking=blocking)
 
     def _submit_allreduce(self, s: _Staged, tensor, op: ReduceOp, *, blocking: bool) -> Work:
-        mop = _mpi_op(op, s.buf.dtype.kind == "b")
-        in_place = mpi().IN_PLACE
+        mop = _mpi_op(self.api, op, s.buf.dtype.kind == "b")
+        in_place = self.api.IN_PLACE
         return self._submit("ALLREDUCE", lambda c: c.Allreduce(in_place, s.buf, op=mop),
                             [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
 
@@ -242,14 +253,14 @@ class MPIEngine:
         mpi4py's buffer export (~200 ns of a 1.5 us all-reduce) are not paid per call.
         """
         if (self._submitted != self._finished or self._broken is not None
-                or self.comm is None):
+                or self.comm is None or self.self_timed):
             return None
         if self._direct_ref() is arr:
             return self._direct_spec
         if not (type(arr) is np.ndarray and arr.dtype in _DIRECT_DTYPES and arr.size
                 and arr.flags.c_contiguous and arr.flags.writeable):
             return None
-        MPI = mpi()
+        MPI = self.api
         # by address, so the cache never keeps the array alive; the weak reference
         # says when the address is still this array's
         buf = MPI.buffer.fromaddress(arr.ctypes.data, arr.nbytes)
@@ -285,9 +296,10 @@ class MPIEngine:
 
     def reduce(self, tensor, root: int, op: ReduceOp, *, blocking: bool = False) -> Work:
         s = self._stage(tensor, "reduce", op)
-        mop = _mpi_op(op, s.buf.dtype == bool)
+        mop = _mpi_op(self.api, op, s.buf.dtype == bool)
+        in_place = self.api.IN_PLACE
         if self.rank == root:
-            return self._submit("REDUCE", lambda c: c.Reduce(mpi().IN_PLACE, s.buf, op=mop,
+            return self._submit("REDUCE", lambda c: c.Reduce(in_place, s.buf, op=mop,
                                                              root=root),
                                 [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
         return self._submit("REDUCE", lambda c: c.Reduce(s.buf, None, op=mop, root=root),
@@ -323,7 +335,7 @@ class MPIEngine:
     def reduce_scatter(self, out, in_flat: _Staged, op: ReduceOp, *,
                        blocking: bool = False) -> Work:
         s_out = self._stage(out, "reduce_scatter", op, read=False)
-        mop = _mpi_op(op, s_out.buf.dtype == bool)
+        mop = _mpi_op(self.api, op, s_out.buf.dtype == bool)
         return self._submit("REDUCE_SCATTER",
                             lambda c: c.Reduce_scatter_block(in_flat.buf, s_out.buf, op=mop),
                             [s_out], op, in_flat.buf.size, out.numel(), blocking=blocking)
@@ -338,7 +350,11 @@ class MPIEngine:
 
     def barrier(self, *, blocking: bool = False, timeout_s: float | None = None) -> Work:
         self._check_usable("barrier")
-        return self._submit("BARRIER", lambda c: c.Barrier(), [], None, 0, 0,
+        if self.self_timed and timeout_s is not None:
+            call = lambda c: c.Barrier(timeout_s=timeout_s)     # noqa: E731
+        else:
+            call = lambda c: c.Barrier()                         # noqa: E731
+        return self._submit("BARRIER", call, [], None, 0, 0,
                             blocking=blocking, timeout_s=timeout_s)
 
     # --- point to point --------------------------------------------------------------
@@ -351,9 +367,10 @@ class MPIEngine:
 
     def recv(self, tensor, peer: int | None, tag: int) -> Work:
         s = self._stage(tensor, "recv", read=False)
-        source = mpi().ANY_SOURCE if peer is None else peer
+        source = self.api.ANY_SOURCE if peer is None else peer
         req = self.comm.Irecv(s.buf, source=source, tag=tag)
-        pending = Requests([req], self.test, statuses=[mpi().Status()])
+        pending = Requests([req], self.test, statuses=[self.api.Status()],
+                           wait_until=getattr(self.api.Request, "Waitall_until", None))
         return self._work("RECV", pending, [s], None, 0, tensor.numel())
 
     # --- staging ---------------------------------------------------------------------
@@ -408,6 +425,12 @@ class MPIEngine:
         self._submitted += 1
         self._queue.put((call, pending))
         return work
+
+    def sub_comm(self, ranks: list[int]):
+        """The communicator of `ranks` (ranks of this one), None outside them.
+        Collective over this communicator."""
+        comm = self.comm.Create(self.comm.Get_group().Incl(ranks))
+        return None if comm == self.api.COMM_NULL else comm
 
     def _run_blocking(self, op_type, call, outputs, op, numel_in, numel_out,
                       timeout_s: float) -> Work:

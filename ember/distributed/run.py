@@ -13,6 +13,11 @@ from its last checkpoint). `--ulfm` (an ember addition, Open MPI only) starts mp
 `--with-ft ulfm`: a rank that dies no longer ends the job; the survivors' collectives
 fail with an error, and `ember.distributed.shrink_group` gives them a group without the
 dead ranks to go on with.
+
+`--transport tcp` (an ember addition) starts this node's ranks as independent
+processes instead, as torchrun does (`_tcp_launch.py`): the ranks connect by TCP at
+MASTER_ADDR:MASTER_PORT. It is the default for torchrun's multi-node form (one launcher
+per host, `--nnodes N --node-rank K`, no `--hostfile`) and where no mpirun is installed.
 """
 from __future__ import annotations
 
@@ -26,12 +31,16 @@ import sys
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ember.distributed.run",
                                 description="Start a distributed ember job (torchrun's flags) "
-                                            "on top of mpirun.")
+                                            "on top of mpirun, or (--transport tcp) as "
+                                            "independent processes that connect by TCP.")
     p.add_argument("--nproc-per-node", "--nproc_per_node", default="1",
                    help="processes per node: an integer, or 'auto'/'cpu' for the CPU count")
-    p.add_argument("--nnodes", default="1", help="number of nodes (hosts from --hostfile)")
+    p.add_argument("--nnodes", default="1",
+                   help="number of nodes (hosts from --hostfile, or one launcher per node "
+                        "with --node-rank)")
     p.add_argument("--node-rank", "--node_rank", type=int, default=0,
-                   help="accepted for torchrun compatibility; mpirun starts every node itself")
+                   help="this node's index with --transport tcp (one launcher per node); "
+                        "ignored under mpirun, which starts every node itself")
     p.add_argument("--hostfile", default=None, help="MPI hostfile listing the nodes (ember)")
     p.add_argument("--master-addr", "--master_addr", default="127.0.0.1")
     p.add_argument("--master-port", "--master_port", type=int, default=29500)
@@ -43,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
                    help="rerun a failed job up to this many times")
     p.add_argument("--mpirun", default=None, help="path of mpirun/mpiexec (ember)")
+    p.add_argument("--transport", choices=("mpi", "tcp"), default=None,
+                   help="mpi: one mpirun job; tcp: start this node's ranks as independent "
+                        "processes that connect by TCP, as torchrun (ember; default: mpi, "
+                        "or tcp for --nnodes > 1 without --hostfile or without mpirun)")
     p.add_argument("--ulfm", action="store_true",
                    help="Open MPI's fault tolerance: survivors of a dead rank go on and may "
                         "shrink_group (ember)")
@@ -129,11 +142,7 @@ def build_command(args, mpirun: str, env: dict) -> list[str]:
         for key in exported:
             cmd += ["-genv", key, env[key]]
     cmd += [sys.executable, "-m", "mpi4py", "-m", "ember.distributed._worker"]
-    if args.module:
-        cmd.append("--module")
-    elif args.no_python:
-        cmd.append("--no-python")
-    return cmd + [args.training_script, *args.training_script_args]
+    return cmd + _worker_args(args)
 
 
 def _job_environment(args) -> dict:
@@ -149,18 +158,42 @@ def _job_environment(args) -> dict:
     return env
 
 
+def _transport(args, mpirun: str | None) -> str:
+    if args.transport is not None:
+        chosen = args.transport
+    elif mpirun is None or (int(args.nnodes) > 1 and not args.hostfile):
+        chosen = "tcp"
+    else:
+        chosen = "mpi"
+    if chosen == "tcp" and (args.ulfm or args.hostfile):
+        raise SystemExit("ember.distributed.run: --ulfm and --hostfile need the mpi transport "
+                         "(mpirun); with --transport tcp run one launcher per host with "
+                         "--nnodes and --node-rank")
+    if chosen == "mpi" and mpirun is None:
+        raise SystemExit("ember.distributed.run: no mpirun found; install one with "
+                         "pip install 'ember[distributed]', or use --transport tcp")
+    return chosen
+
+
+def _worker_args(args) -> list[str]:
+    mode = ["--module"] if args.module else ["--no-python"] if args.no_python else []
+    return [*mode, args.training_script, *args.training_script_args]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     mpirun = find_mpirun(args.mpirun)
-    if mpirun is None:
-        print("ember.distributed.run: no mpirun found; install one with "
-              "pip install 'ember[distributed]'", file=sys.stderr)
-        return 2
+    transport = _transport(args, mpirun)
     env = _job_environment(args)
     code = 1
     for attempt in range(args.max_restarts + 1):
         env["TORCHELASTIC_RESTART_COUNT"] = str(attempt)
-        code = subprocess.call(build_command(args, mpirun, env), env=env)
+        if transport == "tcp":
+            from . import _tcp_launch
+            code = _tcp_launch.launch(_worker_args(args), env, _nproc(args.nproc_per_node),
+                                      int(args.nnodes), args.node_rank)
+        else:
+            code = subprocess.call(build_command(args, mpirun, env), env=env)
         if code == 0:
             return 0
         left = args.max_restarts - attempt

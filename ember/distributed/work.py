@@ -8,7 +8,8 @@ An operation is pending in one of two ways:
   slower from 1 MiB up, and only progress while someone tests them);
 - `Requests`: nonblocking MPI requests (send/recv), tested from the calling thread:
   for the first 50 ms it spins, yielding the core between tests (what a blocking
-  MPI_Wait does), then sleeps between tests, backing off to 1 ms.
+  MPI_Wait does), then sleeps between tests, backing off to 1 ms. The TCP transport's
+  requests are not polled: waiting sleeps on their mailbox (`wait_until`).
 There is no watchdog thread polling in the background: it would burn a core and slow
 the very collectives it watches (measured 6-29x in issue 19).
 
@@ -63,15 +64,31 @@ class Requests:
     """Nonblocking MPI requests (and, for a recv, the status that says who sent)."""
     error = None
 
-    def __init__(self, requests: list, test, statuses=None):
+    def __init__(self, requests: list, test, statuses=None, wait_until=None):
         self.requests = requests
         self._test = test                   # (requests, statuses) -> bool
         self.statuses = statuses
+        # (requests, statuses, deadline) -> bool: a transport that can sleep until its
+        # requests finish (TCP's mailbox) instead of being polled
+        self._wait_until = wait_until
 
     def done(self) -> bool:
-        return self._test(self.requests, self.statuses)
+        if self.error is not None:
+            return True
+        try:
+            return self._test(self.requests, self.statuses)
+        except Exception as err:     # noqa: BLE001 - Work.wait raises it, naming the op
+            self.error = err
+            return True
 
     def wait(self, seconds: float) -> bool:
+        if self._wait_until is not None and self.error is None:
+            try:
+                return self._wait_until(self.requests, self.statuses,
+                                        time.monotonic() + max(seconds, 0.0))
+            except Exception as err:     # noqa: BLE001 - Work.wait raises it, naming the op
+                self.error = err
+                return True
         for _ in range(_TIGHT_TESTS):          # small collectives finish within these
             if self.done():
                 return True
@@ -108,7 +125,8 @@ class Work:
             self._mark_completed()
 
     def __repr__(self) -> str:
-        return (f"WorkMPI(SeqNum={self._seq}, OpType={self._op_type}, "
+        label = getattr(self._engine, "work_label", "WorkMPI")    # WorkTCP on TCP groups
+        return (f"{label}(SeqNum={self._seq}, OpType={self._op_type}, "
                 f"NumelIn={self._numel_in}, NumelOut={self._numel_out}, "
                 f"Timeout(ms)={int(self._engine.timeout_s * 1000)})")
 

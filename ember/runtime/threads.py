@@ -442,6 +442,22 @@ _THREAD_LIMIT: list[int | None] = [None]    # set_num_threads's cap on every par
 _DEFAULT_LOCK = threading.Lock()
 
 
+def _forget_pool_after_fork() -> None:
+    """In a forked child the pool's worker threads do not exist (fork copies only the
+    calling thread), so a parallel_for would wait for them forever: the child starts a
+    fresh pool on first use (torch's at-fork handler does the same for its pool), and
+    the parent's pool leaves at exit without waiting for its missing workers."""
+    global _DEFAULT, _DEFAULT_LOCK
+    old, _DEFAULT = _DEFAULT, None
+    _DEFAULT_LOCK = threading.Lock()
+    if old is not None:
+        old._spin, old._pending = None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def default_pool() -> ThreadPool:
     """The process-wide pool, started on first use (nothing runs at import time)."""
     global _DEFAULT

@@ -274,3 +274,33 @@ def test_busy_seconds_count_each_threads_chunks(monkeypatch, spinning):
     assert sum(busy) <= 2 * wall * 1.05 and max(busy) <= wall * 1.05
     # the caller runs chunk 0 and any chunk it reclaims: at least half of the work
     assert busy[0] >= 0.3 * sum(busy)
+
+
+def test_a_forked_child_gets_a_pool_of_its_own():
+    """fork copies only the calling thread: the child's parallel_for would wait forever
+    on the parent's workers; it starts a fresh default pool instead (the DataLoader's
+    and MultiProcessTestCase's fork, a Process per rank)."""
+    import multiprocessing
+    from ember.runtime import threads
+    fn = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                      ctypes.c_int64, ctypes.c_void_p)
+    out = np.zeros(64, np.int64)
+    threads.default_pool().parallel_for(fn, 64, out.ctypes.data)   # the parent's workers run
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+
+    def child():
+        mine = np.zeros(64, np.int64)
+        pool = threads.default_pool()
+        pool.parallel_for(fn, 64, mine.ctypes.data)
+        results.put((pool is not parent_pool, sorted(set(mine.tolist()))))
+    parent_pool = threads.default_pool()
+    proc = ctx.Process(target=child)
+    proc.start()
+    try:
+        fresh, marks = results.get(timeout=30)
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    assert fresh and marks == list(range(1, parent_pool.n_threads + 1))

@@ -203,3 +203,84 @@ def test_new_group_of_an_nccl_group_splits_its_communicator(monkeypatch):
                                         "an nccl default group needs the job started by "
                                         "the launcher"):
         dist.new_group([0], backend="gloo")
+
+
+# --- nccl among processes started one by one ---------------------------------------------
+class _NcclStandIn:
+    """The NCCL calls init and CPU-tensor routing make (no GPU: NCCL itself is not run)."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world, self.init_args = rank, world, None
+
+    def get_unique_id(self):
+        return f"unique id of rank {self.rank}".encode().ljust(128, b".")
+
+    def comm_init_rank_scalable(self, nranks, rank, n_ids, ids, config):
+        self.init_args = (nranks, rank, bytes(ids).rstrip(b"."))
+        return "comm"
+
+    def comm_user_rank(self, comm):
+        return self.rank
+
+    def comm_count(self, comm):
+        return self.world
+
+    def comm_destroy(self, comm):
+        pass
+
+
+class _NoStream:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+def _nccl_rank(rank: int, world: int, port: int, results) -> None:
+    import os
+    import traceback
+    from ember.runtime.cuda import driver, stream
+    try:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                          WORLD_SIZE=str(world))
+        for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"):
+            os.environ.pop(var, None)
+        stand_in = _NcclStandIn(rank, world)
+        nccl_engine.nccl_bindings = lambda: stand_in
+        nccl_engine.local_device = lambda r: 0
+        driver.context = lambda index=0: None
+        stream.Stream = _NoStream
+        dist.init_process_group("nccl")                        # env://, torchrun's way
+        t = ember.tensor([rank + 1.0])
+        dist.all_reduce(t)                                     # a CPU tensor: over TCP
+        names = [None] * world
+        dist.all_gather_object(names, f"rank{rank}")
+        results.put((rank, stand_in.init_args, t.item(), names, dist.get_backend()))
+        dist.destroy_process_group()
+    except BaseException:                  # noqa: BLE001 - the parent shows it
+        results.put((rank, traceback.format_exc(), None, None, None))
+
+
+def test_nccl_ranks_started_one_by_one_share_rank0s_unique_id_and_a_cpu_group():
+    """torchrun-style ranks with init_process_group("nccl") and env://: rank 0's NCCL
+    unique id reaches every rank through the rendezvous store, and CPU tensors (and
+    object collectives) run on a TCP group beside NCCL. NCCL is a stand-in here."""
+    import multiprocessing
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_nccl_rank, args=(r, 2, port, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = sorted(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(10)
+    failed = [args for _, args, total, _, _ in got if total is None]
+    assert not failed, "\n".join(failed)
+    for rank, init_args, total, names, backend in got:
+        assert init_args == (2, rank, b"unique id of rank 0"), init_args
+        assert (total, names, backend) == (3.0, ["rank0", "rank1"], "nccl")
