@@ -1169,21 +1169,46 @@ def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) 
     return out
 
 
-def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding, claimed=None
+                 ) -> np.ndarray:
     """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 16) by the
-    native kernel (codegen/llvm/qelementwise.py), output rows split across threads."""
+    native kernel (codegen/llvm/qelementwise.py), output rows split across threads.
+    claimed(), where given, is qmaxpool_claimed, which a split pool runs instead (rows
+    claimed: qmaxpool_claimed_run)."""
     x = np.ascontiguousarray(x)
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     out = _empty((n, oh, ow, c), np.uint8)
+    threads = _elementwise_threads(out.size)
+    if claimed is not None and threads is None and MAXPOOL_CLAIMS and \
+            min(pool.n_threads, n * oh) > 1:
+        return qmaxpool_claimed_run(claimed(), pool, x, out, (h, w, c, oh, ow, kh, kw, sh, sw,
+                                                              ph, pw))
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
     args = (x.ctypes.data, out.ctypes.data, params.ctypes.data)
-    threads = _elementwise_threads(out.size)
     # ember's pool may leave it running (ThreadPool.defer; QAmxCall's reasons)
     defer = getattr(pool, "defer", None) if threads is None else None
     if defer is None or not defer(fn, n * oh, args, (x, out, params), None):
         pool.parallel_for(fn, n * oh, *args, max_threads=threads)
+    return out
+
+
+# a split max pool claims its rows (qmaxpool_claimed); off: static shares (A/B)
+MAXPOOL_CLAIMS = True
+
+
+def qmaxpool_claimed_run(fn, pool, x: np.ndarray, out: np.ndarray, geometry) -> np.ndarray:
+    """qmaxpool_claimed over the pool's threads, guided claims of output rows; left
+    running where the pool may defer it (QAmxCall's reasons), the caller then claiming
+    at its join what the worker has left."""
+    rows = geometry[0 + 3] * x.shape[0]         # n * oh
+    runners = min(pool.n_threads, rows)
+    params = np.array([*geometry, -runners, 0, rows], np.int64)
+    args = (address(x), address(out), params.ctypes.data)
+    defer = getattr(pool, "defer", None)
+    if defer is None or not defer(fn, runners, args, (x, out, params), None):
+        pool.parallel_for(fn, runners, *args, max_threads=runners)
     return out
 
 

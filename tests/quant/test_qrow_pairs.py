@@ -157,3 +157,33 @@ def test_stem_model_fused_quantize_equals_the_plain_path_and_torch_ao(rng, monke
         np.testing.assert_array_equal(got, want)
     t_out = t_q(torch.from_numpy(inputs[0])).detach().numpy()
     assert np.abs(t_out - fused[0]).max() <= 3.01 * output_scale(e_q)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape, k, s, p", [((4, 56, 56, 64), 3, 2, 1), ((3, 17, 19, 48), 2, 2, 0)])
+def test_claimed_max_pool_equals_static_shares_and_the_reference(rng, monkeypatch, threads,
+                                                                 shape, k, s, p):
+    """qmaxpool_claimed (rows claimed by the threads, left running where the pool defers
+    it, then joined) against the static shares' kernel and NumPy's max."""
+    from ember.runtime import threads as T
+    monkeypatch.setattr(T, "_host_is_quiet", lambda: True)      # workers spin: defer works
+    monkeypatch.setattr(lite, "ELEMENTWISE_PARALLEL_MIN", 1)
+    before = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    pool = T.default_pool()
+    try:
+        x = rng.integers(0, 256, shape).astype(np.uint8)
+        want = lite.max_pool2d_nhwc(x, (k, k), (s, s), (p, p))
+        got = [QE.max_pool2d_nhwc(x, (k, k), (s, s), (p, p))]
+        pool.open_window()
+        try:
+            got.append(QE.max_pool2d_nhwc(x, (k, k), (s, s), (p, p)))
+        finally:
+            pool.open_window(False)
+        pool.join()
+        monkeypatch.setattr(lite, "MAXPOOL_CLAIMS", False)
+        got.append(QE.max_pool2d_nhwc(x, (k, k), (s, s), (p, p)))
+    finally:
+        ember.set_num_threads(before)
+    for value in got:
+        np.testing.assert_array_equal(value, want)
