@@ -922,11 +922,16 @@ AMX_ROW_PAIRS = True
 def row_pairs_applies(c: int, kernel, stride, dilation) -> bool:
     """Whether an AMX convolution reads its input as row pairs (qrow_pairs): stride 2
     along H (a pair-row an output row), no dilation, a window's two kernel rows within a
-    64-byte k step (2 * c * kw <= 64: the stem's 3 x 7 -> 42 bytes). Its k grows to 64
-    bytes a kernel-row pair (the stem's 168 padded to 192 -> 256: a third more tile
-    multiplies) and no A row is copied (the stem packed ~100K rows of 7 runs a call)."""
+    64-byte k step (2 * c * kw <= 64: the stem's 3 x 7 -> 42 bytes), and at most one k
+    step more than the run layout's. Its k grows to 64 bytes a kernel-row pair (the
+    stem's 168 padded to 192 -> 256: a third more tile multiplies) and no A row is copied
+    (the stem packed ~100K rows of 7 runs a call). Not where the run layout's k is one
+    step (a 3x3 over 3 channels: 36 bytes, against two steps as pairs)."""
+    kh, kw = kernel
+    run = -(-(kw * c) // 4) * 4
+    steps, pair_steps = -(-(kh * run) // 64), -(-kh // 2)
     return AMX_ROW_PAIRS and stride[0] == 2 and tuple(dilation) == (1, 1) and \
-        0 < 2 * c * kernel[1] <= 64 and c <= 4
+        0 < 2 * c * kw <= 64 and c <= 4 and 1 < steps and pair_steps <= steps + 1
 
 
 def row_pairs_shape(n: int, h: int, w: int, c: int, kernel, padding, out_hw) -> tuple:

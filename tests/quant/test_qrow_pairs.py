@@ -61,6 +61,14 @@ def test_row_pair_layout_equals_the_padded_image_by_pairs(rng, shape, padding, f
     assert (flat[size:] == zero_point).all()
 
 
+def test_row_pairs_apply_where_the_run_layout_takes_several_k_steps():
+    assert lite.row_pairs_applies(3, (7, 7), (2, 2), (1, 1))        # 3 steps -> 4
+    assert lite.row_pairs_applies(3, (5, 5), (2, 2), (1, 1))        # 2 -> 3
+    assert not lite.row_pairs_applies(3, (3, 3), (2, 2), (1, 1))    # 1 -> 2
+    assert not lite.row_pairs_applies(3, (7, 7), (1, 1), (1, 1))    # stride 1
+    assert not lite.row_pairs_applies(8, (7, 7), (2, 2), (1, 1))    # 112 bytes a pair
+
+
 def test_row_pairs_weight_matrix_puts_each_weight_at_its_byte(rng):
     w = rng.integers(-128, 128, (5, 3, 7, 7)).astype(np.int8)
     m = CQ.row_pairs_weight_matrix(w).reshape(5, 4, 64)
@@ -73,7 +81,7 @@ def test_row_pairs_weight_matrix_puts_each_weight_at_its_byte(rng):
 GEOMETRIES = [  # shape, oc, kernel, stride, padding
     ((1, 3, 30, 30), 64, (7, 7), (2, 2), (3, 3)),       # the stem: every half in place
     ((2, 3, 21, 37), 40, (7, 7), (2, 2), (3, 3)),       # rows of 19: halves wrap, packed
-    ((2, 1, 17, 17), 8, (3, 3), (2, 2), (1, 1)),
+    ((2, 3, 17, 17), 8, (5, 5), (2, 2), (2, 2)),
     ((1, 4, 12, 10), 24, (5, 5), (2, 1), (2, 0)),
 ]
 
