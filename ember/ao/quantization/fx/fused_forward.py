@@ -29,6 +29,12 @@ defer, runtime/threads.py): the workers claim its tiles while the calling thread
 the Python of the next step, whose kernel, or a Python read of the result, joins it
 first (ThreadPool.join; the prepared calls' copies, the full paths and the plain pair
 settle first). Before any other node, and before the output, the forward joins it.
+
+A conv step whose input is a `quantize_per_tensor` node that it alone reads (the model's
+input quantize and its stem) is one `quantize_conv_step`: where the layer's prepared call
+reads its input as row pairs (codegen/quantized.py _row_pairs_runner: resnet's 7x7 stem
+on AMX hosts), one kernel quantizes the float image straight into that input, and no
+quantized tensor is made; elsewhere the two calls.
 """
 from __future__ import annotations
 
