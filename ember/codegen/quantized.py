@@ -799,11 +799,11 @@ def _row_pairs_runner(args, cache: dict, cfg, qparams):
               lite.RowPairsCall(shape, h, tuple(padding), x_zp, x.scale))
     kernels = (QP.kernel(c, False), QP.kernel(c, True))
     kept = None if bias is None else np.array(bias, copy=True)
-    out_scale, out_zp, pool = float(scale), int(zero_point), default_pool()
+    out_scale, out_zp = float(scale), int(zero_point)
 
     def run(src, which: int):
         _join_deferred()        # a deferred kernel may still write src
-        out = gemm(copies[which](kernels[which], pool, src))
+        out = gemm(copies[which](kernels[which], default_pool(), src))
         out = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
         return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
 
