@@ -8,8 +8,6 @@ converted stem model's outputs equal to the plain path's at one and two threads,
 calls included, and close to torch.ao's."""
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 import pytest
 import torch

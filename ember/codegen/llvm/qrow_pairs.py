@@ -22,7 +22,6 @@ import functools
 
 from llvmlite import ir
 
-from ...runtime import lite_int8 as lite
 from . import irutil as u
 from . import spin
 from .jit import compile_ir
