@@ -44,6 +44,7 @@ from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
 from .llvm import qgemm_amx as QA
 from .llvm import qgemm_input as QI
+from .llvm import qrow_pairs as QP
 
 
 def gemm_config():
@@ -665,6 +666,9 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
     if groups == 1:
         cp, run = lite.conv_k_layout(c, kw, dilation[1])
         cfg = Q.tile_for(conv_gemm_config(cfg, args, cache, clamp, residual), oc)
+        if residual is None and cfg is QA.AMX and _row_pairs(x.int_repr, (kh, kw), stride,
+                                                              dilation):
+            return _row_pairs_runner(args, cache, cfg, qparams)
         packed = _packed(cache, f"conv-{cfg.name}",
                          lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
         slack = run - kw * c if run else 0
@@ -745,6 +749,76 @@ def conv_runner(args, cache: dict, clamp=None, residual=None):
             return None
         out = np.ascontiguousarray(gemm(x_nhwc)).reshape(n, oh, ow, oc)
         return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
+    return runner
+
+
+def _row_pairs(xq: np.ndarray, kernel, stride, dilation) -> bool:
+    """Whether an AMX convolution of this contiguous input reads it as row pairs
+    (lite.row_pairs_applies: resnet's stem) through codegen/llvm/qrow_pairs.py."""
+    c = xq.shape[1]
+    return c in QP.CHANNELS and xq.flags.c_contiguous and QP.available() and \
+        lite.row_pairs_applies(c, kernel, tuple(stride), tuple(dilation))
+
+
+def row_pairs_weight_matrix(w_q: np.ndarray) -> np.ndarray:
+    """[OC, C, KH, KW] -> [OC, K] in a row-pair input's k order (lite.row_pairs_gather):
+    per pair of kernel rows 64 bytes, byte kx * 2C + r * C + ch the weight of kernel row
+    2g + r, column kx, channel ch; zeros past 2 * C * KW bytes and for a last odd row's
+    partner."""
+    oc, c, kh, kw = w_q.shape
+    steps = -(-kh // 2)
+    rows = np.zeros((oc, 2 * steps, kw, c), np.int8)
+    rows[:, :kh] = w_q.transpose(0, 2, 3, 1)
+    pairs = rows.reshape(oc, steps, 2, kw, c).transpose(0, 1, 3, 2, 4).reshape(oc, steps, -1)
+    out = np.zeros((oc, steps, 64), np.int8)
+    out[..., :2 * c * kw] = pairs
+    return out.reshape(oc, -1)
+
+
+def _row_pairs_runner(args, cache: dict, cfg, qparams):
+    """conv_runner's runner for an input read as row pairs (_row_pairs): each call writes
+    the row-pair copy of its [N, C, H, W] integers (qrow_pairs' uint8 kernel, in place of
+    the channels-last pack and border), then the AMX GEMM reads every A tile in place.
+    runner.from_float(x, bias), for a float32 [N, C, H, W] x (contiguous, this input's
+    shape), gives the conv of quantize_per_tensor(x, the input's scale and zero point,
+    quint8) by the float kernel (quantizing on the way: one pass over the float image in
+    place of the model's input quantize and the copy); None where it declines (another
+    bias, layout or shape). The integers are conv2d's: the same sums, k order aside."""
+    x, w, bias, stride, padding, dilation, _, scale, zero_point, _ = args[:10]
+    oc, c, kh, kw = w.int_repr.shape
+    n, _, h, wd = x.int_repr.shape
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    x_zp, dtype = int(x.zero_point), x.dtype
+    packed = _packed(cache, f"conv-pairs-{cfg.name}",
+                     lambda: Q.PackedWeight(row_pairs_weight_matrix(w.int_repr), cfg))
+    shape = lite.row_pairs_shape(n, h, wd, c, (kh, kw), tuple(padding), (oh, ow))
+    gather = lite.row_pairs_gather(shape, (oh, ow), (kh, kw), tuple(stride))
+    vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale, qparams)
+    gemm = QA.prepare(gather, packed, vectors, qp, True)
+    copies = (lite.RowPairsCall(shape, h, tuple(padding), x_zp),
+              lite.RowPairsCall(shape, h, tuple(padding), x_zp, x.scale))
+    kernels = (QP.kernel(c, False), QP.kernel(c, True))
+    kept = None if bias is None else np.array(bias, copy=True)
+    out_scale, out_zp = float(scale), int(zero_point)
+
+    def run(src, which: int):
+        _join_deferred()        # a deferred kernel may still write src
+        out = gemm(copies[which](kernels[which], default_pool(), src))
+        out = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
+        return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
+
+    def runner(xq, b):
+        if not _same_bias(kept, b) or not xq.flags.c_contiguous:
+            return None
+        return run(xq, 0)
+
+    def from_float(xf, b):
+        if not _same_bias(kept, b) or type(xf) is not np.ndarray or \
+                xf.dtype != np.float32 or xf.shape != (n, c, h, wd) or \
+                not xf.flags.c_contiguous:
+            return None
+        return run(xf, 1)
+    runner.from_float = from_float
     return runner
 
 

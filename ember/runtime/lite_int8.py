@@ -913,6 +913,77 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
     return out[:gather.m, :n]
 
 
+# row-pair inputs (codegen/llvm/qrow_pairs.py) for AMX convolutions of stride 2 over few
+# channels (resnet's stem); off: the channels-last copy whose 24-byte kernel-row runs every
+# A row packs
+AMX_ROW_PAIRS = True
+
+
+def row_pairs_applies(c: int, kernel, stride, dilation) -> bool:
+    """Whether an AMX convolution reads its input as row pairs (qrow_pairs): stride 2
+    along H (a pair-row an output row), no dilation, a window's two kernel rows within a
+    64-byte k step (2 * c * kw <= 64: the stem's 3 x 7 -> 42 bytes), and at most one k
+    step more than the run layout's. Its k grows to 64 bytes a kernel-row pair (the
+    stem's 168 padded to 192 -> 256: a third more tile multiplies) and no A row is copied
+    (the stem packed ~100K rows of 7 runs a call). Not where the run layout's k is one
+    step (a 3x3 over 3 channels: 36 bytes, against two steps as pairs)."""
+    kh, kw = kernel
+    run = -(-(kw * c) // 4) * 4
+    steps, pair_steps = -(-(kh * run) // 64), -(-kh // 2)
+    return AMX_ROW_PAIRS and stride[0] == 2 and tuple(dilation) == (1, 1) and \
+        0 < 2 * c * kw <= 64 and c <= 4 and 1 < steps and pair_steps <= steps + 1
+
+
+def row_pairs_shape(n: int, h: int, w: int, c: int, kernel, padding, out_hw) -> tuple:
+    """The row-pair input's shape [N, HP2, WP, 2, C]: every pair-row an output row's
+    window reads (the last one's lower kernel row may lie below the padded image)."""
+    ph, pw = padding
+    hp2 = max(-(-(h + 2 * ph) // 2), out_hw[0] + -(-kernel[0] // 2) - 1)
+    return (n, hp2, w + 2 * pw, 2, c)
+
+
+# readable bytes past a row-pair input: the last pixel's last k step reads 64 bytes
+ROW_PAIRS_SLACK = 64
+
+
+def row_pairs_gather(shape, out_hw, kernel, stride) -> Gather:
+    """The gather of a row-pair input: k step g of output pixel (oy, ox) is the 64 bytes
+    at pair-row oy + g, pixel ox * stride (kernel rows 2g and 2g + 1, the window's
+    2 * c * kw bytes then the next pixels', which meet zero weights)."""
+    n, hp2, wp, _, c = shape
+    (oh, ow), pitch = out_hw, wp * 2 * c
+    segs = np.arange(-(-kernel[0] // 2), dtype=np.int64) * pitch
+    offs = (segs[:, None] + np.arange(16, dtype=np.int64)[None, :] * 4).reshape(-1)
+    return Gather(None, n * oh * ow, offs, ohw=oh * ow, ow=ow, img_stride=hp2 * pitch,
+                  row_stride=pitch, col_stride=stride[1] * 2 * c, seg_offs=segs, seg_len=64)
+
+
+class RowPairsCall:
+    """qpairs_<u8|f32>_c<C>'s parameters for one geometry and qparams, made once (a
+    converted model's stem every call); a call writes the row-pair input of a contiguous
+    [N, C, H, W] source (uint8, or float32 quantized on the way) into a new buffer, pair
+    rows split over the pool."""
+
+    def __init__(self, shape, h: int, padding, zero_point: int, scale=None):
+        n, hp2, wp, _, c = shape
+        self.rows, self.size = n * hp2, math.prod(shape)
+        self.zero_point = int(zero_point)
+        w = wp - 2 * padding[1]
+        self._ip = (ctypes.c_int64 * 7)(h, w, hp2, wp, padding[0], padding[1], self.zero_point)
+        self._fp = (ctypes.c_double * 4)(0.0, float(self.zero_point), 0.0, 255.0)
+        if scale is not None:
+            self._fp[0] = float(np.float32(1.0) / np.float32(scale))     # quantize_run's
+        self._ip_address, self._fp_address = ctypes.addressof(self._ip), ctypes.addressof(self._fp)
+
+    def __call__(self, fn, pool, src: np.ndarray) -> np.ndarray:
+        """The row-pair buffer (flat, ROW_PAIRS_SLACK bytes of the zero point past it)."""
+        flat = _empty((self.size + ROW_PAIRS_SLACK,), np.uint8)
+        flat[self.size:] = self.zero_point
+        pool.parallel_for(fn, self.rows, address(src), address(flat), self._ip_address,
+                          self._fp_address)
+        return flat
+
+
 _AMX_A, _AMX_OUT = QGEMM_AMX_FIELDS.index("a"), QGEMM_AMX_FIELDS.index("out")
 _AMX_SCRATCH = QGEMM_AMX_FIELDS.index("scratch")
 _AMX_CHUNK, _AMX_OTHER = QGEMM_AMX_FIELDS.index("chunk"), QGEMM_AMX_FIELDS.index("other")
@@ -1103,21 +1174,46 @@ def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) 
     return out
 
 
-def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding, claimed=None
+                 ) -> np.ndarray:
     """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 16) by the
-    native kernel (codegen/llvm/qelementwise.py), output rows split across threads."""
+    native kernel (codegen/llvm/qelementwise.py), output rows split across threads.
+    claimed(), where given, is qmaxpool_claimed, which a split pool runs instead (rows
+    claimed: qmaxpool_claimed_run)."""
     x = np.ascontiguousarray(x)
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     out = _empty((n, oh, ow, c), np.uint8)
+    threads = _elementwise_threads(out.size)
+    if claimed is not None and threads is None and MAXPOOL_CLAIMS and \
+            min(pool.n_threads, n * oh) > 1:
+        return qmaxpool_claimed_run(claimed(), pool, x, out, (h, w, c, oh, ow, kh, kw, sh, sw,
+                                                              ph, pw))
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
     args = (x.ctypes.data, out.ctypes.data, params.ctypes.data)
-    threads = _elementwise_threads(out.size)
     # ember's pool may leave it running (ThreadPool.defer; QAmxCall's reasons)
     defer = getattr(pool, "defer", None) if threads is None else None
     if defer is None or not defer(fn, n * oh, args, (x, out, params), None):
         pool.parallel_for(fn, n * oh, *args, max_threads=threads)
+    return out
+
+
+# a split max pool claims its rows (qmaxpool_claimed); off: static shares (A/B)
+MAXPOOL_CLAIMS = True
+
+
+def qmaxpool_claimed_run(fn, pool, x: np.ndarray, out: np.ndarray, geometry) -> np.ndarray:
+    """qmaxpool_claimed over the pool's threads, guided claims of output rows; left
+    running where the pool may defer it (QAmxCall's reasons), the caller then claiming
+    at its join what the worker has left."""
+    rows = geometry[0 + 3] * x.shape[0]         # n * oh
+    runners = min(pool.n_threads, rows)
+    params = np.array([*geometry, -runners, 0, rows], np.int64)
+    args = (address(x), address(out), params.ctypes.data)
+    defer = getattr(pool, "defer", None)
+    if defer is None or not defer(fn, runners, args, (x, out, params), None):
+        pool.parallel_for(fn, runners, *args, max_threads=runners)
     return out
 
 

@@ -199,10 +199,26 @@ def _emit_maxpool(module: ir.Module) -> None:
         ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
         ("params", u.PTR)], noalias_ptrs=False)
     r_begin, r_end, _, x, out, params = fn.args
-    geo = dict(zip(("h", "w", "c", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw"), (
-        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))))
-    # the running maxima (in the entry block: promoted to registers)
-    slots = {width: b.alloca(u.vec(I8, width)) for width in (64, 16)}
+    geo = _maxpool_geometry(b, params)
+    _maxpool_rows(b, geo, x, out, r_begin, r_end, _maxpool_slots(b))
+    b.ret_void()
+
+
+_POOL_GEOMETRY = ("h", "w", "c", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw")
+
+
+def _maxpool_geometry(b, params) -> dict:
+    return dict(zip(_POOL_GEOMETRY, (b.load(b.gep(params, [u.i64(i)], source_etype=u.I64),
+                                            typ=u.I64) for i in range(len(_POOL_GEOMETRY)))))
+
+
+def _maxpool_slots(b) -> dict:
+    """The running maxima (made in the entry block: promoted to registers)."""
+    return {width: b.alloca(u.vec(I8, width)) for width in (64, 16)}
+
+
+def _maxpool_rows(b, geo, x, out, r_begin, r_end, slots) -> None:
+    """qmaxpool's output rows [r_begin, r_end) (its docstring)."""
     c = geo["c"]
     c64 = b.mul(b.sdiv(c, u.i64(64)), u.i64(64))
     row_bytes = b.mul(geo["w"], c)
@@ -235,7 +251,38 @@ def _emit_maxpool(module: ir.Module) -> None:
                         with rest:
                             _pool_channels(b, x, out, c, c64,
                                            lambda w, ch: _clipped(b, x, win, slots[w], w, ch))
+
+
+def _emit_maxpool_claimed(module: ir.Module) -> None:
+    """qmaxpool_claimed(t_begin, t_end, worker, x, out, params): qmaxpool whose threads
+    claim output rows from a counter (qgemm.claim_loop) instead of taking a static share:
+    params = qmaxpool's 11 words, then the claim (chunk < 0: guided claims for -chunk
+    threads, > 0 fixed ones), the counter (0 before the call) and the rows in all. A
+    deferred pool (ThreadPool.defer) then ends on both threads at once: with static
+    halves the worker's ran beside the caller's Python and the caller's after it."""
+    from .qgemm import claim_loop       # (qgemm imports this module)
+    fn, b = u.define(module, "qmaxpool_claimed", u.VOID, [
+        ("t_begin", u.I64), ("t_end", u.I64), ("worker", u.I64), ("x", u.PTR),
+        ("out", u.PTR), ("params", u.PTR)], noalias_ptrs=False)
+    t_begin, t_end, _, x, out, params = fn.args
+    geo = _maxpool_geometry(b, params)
+    n = len(_POOL_GEOMETRY)
+    chunk, total = (b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
+                    for i in (n, n + 2))
+    shared = b.gep(params, [u.i64(n + 1)], source_etype=u.I64)
+    slots = _maxpool_slots(b)
+    begin, end, head, done = claim_loop(b, shared, chunk, t_begin, t_end, total)
+    _maxpool_rows(b, geo, x, out, begin, end, slots)
+    b.branch(head)
+    b.position_at_end(done)
     b.ret_void()
+
+
+def pool_claims_module() -> ir.Module:
+    """The LLVM module with `qmaxpool_claimed` (its own: module() is what ember.aot links)."""
+    mod = ir.Module(name="ember_qmaxpool_claimed")
+    _emit_maxpool_claimed(mod)
+    return mod
 
 
 def _emit_global_avg_pool(module: ir.Module) -> None:
@@ -574,8 +621,18 @@ def relu_f32(x: np.ndarray) -> np.ndarray:
 
 
 def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 16) natively."""
-    return lite.qmaxpool_run(_maxpool_kernel(), default_pool(), x, kernel, stride, padding)
+    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 16) natively
+    (split over the pool: rows claimed, lite.qmaxpool_claimed_run)."""
+    return lite.qmaxpool_run(_maxpool_kernel(), default_pool(), x, kernel, stride, padding,
+                             claimed=_maxpool_claimed_kernel)
+
+
+@functools.lru_cache(maxsize=1)
+def _maxpool_claimed_kernel():
+    isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
+    lib = compile_ir(pool_claims_module(), target_for(isa))
+    return lib.function("qmaxpool_claimed", None, *([ctypes.c_int64] * 3 +
+                                                    [ctypes.c_void_p] * 3))
 
 
 def qadd(a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float, zero_point: int,

@@ -29,6 +29,12 @@ defer, runtime/threads.py): the workers claim its tiles while the calling thread
 the Python of the next step, whose kernel, or a Python read of the result, joins it
 first (ThreadPool.join; the prepared calls' copies, the full paths and the plain pair
 settle first). Before any other node, and before the output, the forward joins it.
+
+A conv step whose input is a `quantize_per_tensor` node that it alone reads (the model's
+input quantize and its stem) is one `quantize_conv_step`: where the layer's prepared call
+reads its input as row pairs (codegen/quantized.py _row_pairs_runner: resnet's 7x7 stem
+on AMX hosts), one kernel quantizes the float image straight into that input, and no
+quantized tensor is made; elsewhere the two calls.
 """
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ from ....frontend.fx.codegen import python_code
 from ....frontend import nn as _nn
 from ....frontend.nn.modules import module as _module
 from ....frontend.quantized import QuantizedTensor, conv2d_add, settle_deferred, \
-    linear_dequantize as _linear_dequantize, _qelementwise
+    linear_dequantize as _linear_dequantize, _qelementwise, _number
+from ....frontend.tensor import Tensor
 from ....ir import autocast as _autocast, dispatch as _dispatch, dtypes
 from ....ir.torch_function import STATE as _TF_STATE
 from ....ir.graph import Graph, OpKind
@@ -177,13 +184,31 @@ def _steps(gm, graph: Graph) -> None:
                 step = graph.call_function(kind, (module, node.args[0], False))
             node.replace_all_uses_with(step)
             graph.erase_node(node)
+    _quantize_steps(graph)
     for step in [n for n in graph.nodes if _is_step(n)]:
         if step.users and all(_is_step(user) for user in step.users):
             if step.target is residual_conv_add:
                 step.kwargs = {"overlap": True}
-            else:
-                step.args = step.args[:2] + (True,)
+            else:       # the overlap flag: a conv, pool or quantize step's last argument
+                step.args = step.args[:-1] + (True,)
     _insert_joins(graph)
+
+
+def _quantize_steps(graph: Graph) -> None:
+    """Each conv step whose input is a quantize_per_tensor node read by it alone (a
+    model's input quantize and its stem) one quantize_conv_step."""
+    quantize = OPS["quantize_per_tensor"]
+    for node in list(graph.nodes):
+        q = node.args[1] if node.op == OpKind.call_function and node.target is conv_step \
+            else None
+        if getattr(q, "op", None) != OpKind.call_function or q.target is not quantize or \
+                len(q.args) != 4 or q.kwargs or len(q.users) != 1:
+            continue
+        with graph.inserting_before(node):
+            step = graph.call_function(quantize_conv_step, (node.args[0], *q.args, False))
+        node.replace_all_uses_with(step)
+        graph.erase_node(node)
+        graph.erase_node(q)
 
 
 def _insert_joins(graph: Graph) -> None:
@@ -206,7 +231,7 @@ def _is_step(node) -> bool:
 def step_overlaps(node) -> bool:
     """Whether a step node (conv, pool or fused pair) may leave its kernel running."""
     return node.kwargs.get("overlap") is True if node.target is residual_conv_add else \
-        node.args[2] is True
+        node.args[-1] is True
 
 
 def join_deferred() -> None:
@@ -231,6 +256,45 @@ def conv_step(conv, x, overlap):
         settle_deferred()
         return conv(x)
     return _overlapped(conv, x) if overlap and OVERLAP[0] else conv(x)
+
+
+def quantize_conv_step(conv, x, scale, zero_point, dtype, overlap):
+    """conv_step(conv, quantize_per_tensor(x, scale, zero_point, dtype), overlap). Where
+    the layer's prepared call reads its input as row pairs (codegen/quantized.py
+    _row_pairs_runner: resnet's stem on AMX hosts) and this call repeats it with x's
+    float values (the quantize's qparams those it was made for), one kernel quantizes x
+    straight into the conv's input (the same integers): no quantized tensor is made, and
+    the quantize's own pass and Python are gone."""
+    if QUANTIZE_STEM[0]:
+        value = _from_float(conv, x, scale, zero_point, dtype, overlap)
+        if value is not None:
+            return value
+    return conv_step(conv, OPS["quantize_per_tensor"](x, scale, zero_point, dtype), overlap)
+
+
+# quantize_conv_step's one kernel on; [False]: the quantize, then the conv step (A/B)
+QUANTIZE_STEM = [True]
+
+
+def _from_float(conv, x, scale, zero_point, dtype, overlap):
+    """quantize_conv_step's fused call, or None where it does not apply."""
+    if type(x) is not Tensor or x.requires_grad or dtype is not dtypes.quint8 or \
+            type(conv) not in _CONVS or _dispatch._modes or _autocast.ACTIVE or \
+            _TF_STATE.modes or not _plain(conv) or x._storage.device != "cpu":
+        return None
+    weight = conv._packed_weight
+    seen = weight.__dict__.get("_seen_call") if type(weight) is QuantizedTensor else None
+    from_float = getattr(getattr(seen, "runner", None), "from_float", None)
+    if from_float is None or seen.x_type is not QuantizedTensor or \
+            seen.shape != x._array.shape or seen.bias is not conv._bias:
+        return None
+    state = (dtype, _number(scale, float), _number(zero_point, int), None)
+    if state != seen.x_state or seen.rest != conv._call_args(x)[3:]:
+        return None
+    bias = conv._bias._array if isinstance(conv._bias, Tensor) else conv._bias
+    value = _overlapped(from_float, x._array, bias) if overlap and OVERLAP[0] else \
+        from_float(x._array, bias)
+    return None if value is None else QuantizedTensor._wrap(value)
 
 
 def _overlapped(fn, *args):
@@ -321,4 +385,4 @@ _LINEARS = _linear_classes()
 
 
 _POOLS = (_nn.MaxPool2d, _nn.AdaptiveAvgPool2d)
-STEPS = (conv_step, pool_step, residual_conv_add)
+STEPS = (conv_step, pool_step, residual_conv_add, quantize_conv_step)
