@@ -389,7 +389,7 @@ def _require_int8_features(manifest: dict, table: list) -> None:
     extra = {"vnni": ["avx512_vnni"], "amx": ["amx_int8", "amx_tile"]}
     need = manifest["target"]["required_features"]
     for name in sorted(configs):
-        need += [f for f in extra.get(name, []) if f not in need]
+        need += [f for f in extra.get(name.split("_")[0], []) if f not in need]
 
 
 class _Built:

@@ -172,7 +172,7 @@ def _kernel_desc(cfg, u8_out: bool) -> dict:
             "schedule": schedule, "_module": module}
 
 
-CONFIGS = {"amx": QA.AMX, "vnni": Q.VNNI, "avx2": Q.AVX2}
+CONFIGS = {c.name: c for c in (QA.AMX, Q.VNNI, Q.VNNI_N32, Q.VNNI_N16, Q.AVX2)}
 
 
 def _depthwise_desc(args: dict) -> dict | None:
@@ -198,9 +198,8 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
         return _depthwise_desc(args)
     if cfg is None or (name == "quantized_conv2d_add" and args["groups"] != 1):
         return None
-    desc = {"kind": "qgemm", "gemm": "linear", **_kernel_desc(cfg, True),
-            "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
-            "relu": bool(args["relu"])}
+    desc = {"kind": "qgemm", "gemm": "linear", "scale": float(args["scale"]),
+            "zero_point": int(args["zero_point"]), "relu": bool(args["relu"])}
     if name == "quantized_conv2d_add":
         # the conv's own requantization, then the residual add (qgemm_u8_add's epilogue;
         # on AMX tiles the lite step adds after the GEMM)
@@ -209,16 +208,31 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
                     residual={"scale": float(args["scale"]),
                               "zero_point": int(args["zero_point"]),
                               "relu": bool(args["relu"])})
-        if cfg is not QA.AMX:
-            desc["symbol"] = "qgemm_u8_add"
     if name in ("quantized_conv2d", "quantized_conv2d_add"):
         desc.update(gemm="conv", kernel=list(args["weight"].meta["val"].shape[2:]),
                     stride=list(args["stride"]), padding=list(args["padding"]),
-                    dilation=list(args["dilation"]))
-        if cfg is not QA.AMX and cfg.vnni:
-            # packaged with the uint8 VNNI kernels that read a conv's padding themselves
-            # (lite_int8.pads_in_kernel says where); older artifacts pad on the host
-            desc["pad"] = "kernel"
+                    dilation=list(args["dilation"]),
+                    n=int(args["weight"].meta["val"].shape[0]))
+    return _on_kernel(desc, cfg)
+
+
+def _on_kernel(desc: dict, cfg) -> dict:
+    """desc (a qgemm step's) set up for the GEMM `cfg`: its tile, symbol, module and
+    schedule; a conv on the VNNI kernels takes the tile eager mode takes for its output
+    channels (qgemm.tile_for) and reads its padding in the kernel."""
+    for key in ("pad", "_chooses"):
+        desc.pop(key, None)
+    if desc["gemm"] == "conv" and cfg is not QA.AMX:
+        cfg = Q.tile_for(cfg, desc["n"])
+    desc.update(_kernel_desc(cfg, True))
+    if cfg is not QA.AMX and "residual" in desc:
+        desc["symbol"] = "qgemm_u8_add"
+    if desc["gemm"] == "conv" and cfg is not QA.AMX and cfg.vnni:
+        # packaged with the uint8 VNNI kernels that read a conv's padding themselves
+        # (lite_int8.pads_in_kernel says where); older artifacts pad on the host
+        desc["pad"] = "kernel"
+    if desc["gemm"] == "conv" and cfg is QA.AMX:
+        desc["_chooses"] = True     # AMX or VNNI per shape, at the probe (_choose_kernel)
     return desc
 
 
@@ -237,6 +251,8 @@ def _quantized_qparams(plan, exported, shapes: list | None = None,
         def run(*values):
             seen[step.name] = [_qparams_of(v) for v in values if isinstance(v, QuantizedArray)]
             result = fn(*values)
+            if fn.desc.get("_chooses"):
+                _choose_kernel(fn.desc, values)
             if layouts is not None and isinstance(result, QuantizedArray):
                 ints = result.int_repr
                 layouts[step.name] = [st // ints.itemsize for st in ints.strides]
@@ -245,6 +261,25 @@ def _quantized_qparams(plan, exported, shapes: list | None = None,
     run_with_probes(plan, exported.user_inputs, shapes,
                     lambda s: getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS, probe)
     return seen
+
+
+def _choose_kernel(desc: dict, values: tuple) -> None:
+    """A conv step packaged for AMX tiles keeps them or takes the VNNI kernels, whichever
+    eager mode runs on this shape on this host (codegen/quantized.conv_gemm_config: timed
+    once per shape, kept in the process and on disk; the probe's run just asked it, so
+    this is a lookup), so the artifact runs what the in-process model runs. The step's
+    operands: the input, the weight, the bias where there is one, the residual last."""
+    x, w = values[0], values[1]
+    bias = values[2] if len(values) > 2 and not isinstance(values[2], QuantizedArray) \
+        else None
+    args = [x, w, bias, desc["stride"], desc["padding"], desc["dilation"], 1, desc["scale"],
+            desc["zero_point"], desc["relu"]]
+    res = desc.get("residual")
+    residual = None if res is None else \
+        (values[-1], res["scale"], res["zero_point"], res["relu"])
+    chosen = CQ.conv_gemm_config(QA.AMX, args, {}, residual=residual)
+    if chosen is not QA.AMX:
+        _on_kernel(desc, chosen)
 
 
 def _qparams_of(v: QuantizedArray) -> tuple:
