@@ -359,6 +359,8 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
                                      desc["dilation"][1])
         packed = Q.PackedWeight(CQ.conv_weight_matrix(w.int_repr, cp, run), cfg)
         desc.update(cp=cp, run=run)
+        if cfg is QA.AMX:
+            _amx_call(desc, run, residual is not None)
     else:
         packed = Q.PackedWeight(w.int_repr, cfg)
     (corr, mult, bias), qparams = CQ.epilogue_inputs(
@@ -374,6 +376,19 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
         residual["other_qparams"] = list(other_qparams)
         desc["inputs"] = [x_slot, other_slot]
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
+
+
+def _amx_call(desc: dict, run: int, residual: bool) -> None:
+    """An AMX conv step runs as eager mode runs it (lite_int8.QGemmStep._amx_conv): a
+    prepared call, the padding read in the kernel where eager mode reads it there
+    (codegen/quantized.py _pads_in_kernel), a residual added in the epilogue. New keys
+    only ("amx_call"), so a runtime without them still runs the step its old way (host
+    padding, the add after the GEMM) from the same description."""
+    amx = {"pad": "kernel" if run >= lite.PAD_IN_KERNEL_MIN_RUN and any(desc["padding"])
+           and CQ.AMX_PAD_IN_KERNEL else "host"}
+    if residual:        # the same module's fused kernel (symbols: m<i>_qgemm_amx_u8)
+        amx["add_symbol"] = desc["symbol"] + "_add"
+    desc["amx_call"] = amx
 
 
 def _pack_depthwise(desc, key, w, bias, x_slot, x_scale, x_zp, x_dtype) -> dict:

@@ -1410,11 +1410,15 @@ class QGemmStep:
         self.mult, self.bias = packed[key + ".mult"], packed[key + ".bias"]
         self.pool_fn = pool_fn
         self._calls: dict = {}      # input geometry -> QGemmCall (vector kernels)
+        add = desc.get("amx_call", {}).get("add_symbol")
+        self.add_fn = QGEMM_TYPE(_address(lib, add)) if add else None
 
     def __call__(self, x, other=None):
         d = self.desc
         if d["gemm"] == "depthwise":
             return self._depthwise(x)
+        if d["gemm"] == "conv" and "amx_call" in d:
+            return self._amx_conv(x, other)
         if d["gemm"] == "linear":
             k = x.shape[-1]
             gather = linear_gather(x.reshape(-1, k), d["groups"])
@@ -1458,6 +1462,45 @@ class QGemmStep:
             return out.reshape(*x.shape[:-1], d["n"])
         return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
 
+
+    def _amx_conv(self, x, other):
+        """A conv on AMX tiles as eager mode runs it (codegen/quantized.py conv_runner): a
+        prepared QAmxCall per input geometry, the padding read in the kernel where the
+        step says so (a channels-last input then read in place), the residual added in
+        the epilogue (qgemm_amx_u8_add). Artifacts packaged before this have no
+        "amx_call" and take the host-padded path of __call__."""
+        d, amx = self.desc, self.desc["amx_call"]
+        if not amx_permission():
+            raise ArtifactError(f"step {d['name']}: this process was refused the AMX tile "
+                                "state (arch_prctl)")
+        n, c, h, w = x.shape
+        out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"], d["dilation"])
+        in_kernel = amx["pad"] == "kernel"
+        x_nhwc = x.transpose(0, 2, 3, 1) if in_kernel and d["cp"] == c else None
+        if x_nhwc is None or not x_nhwc.flags.c_contiguous:
+            slack = d["run"] - d["kernel"][1] * c if d["run"] and not in_kernel else 0
+            x_nhwc = nhwc_input(x, d["x_zero_point"], (0, 0) if in_kernel else d["padding"],
+                                d["cp"], slack)
+        key = ("amx", x_nhwc.shape)
+        call = self._calls.get(key)
+        if call is None:
+            gather = conv_gather_unpadded(
+                x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw, d["run"],
+                tuple(d["padding"]), d["x_zero_point"]) if in_kernel else \
+                conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw, d["run"])
+            residual = d.get("residual")
+            call = QAmxCall(gather, self.packed, d["kq"], d["n"], self.corr, self.mult,
+                            self.bias, residual["qparams"] if residual else d["qparams"],
+                            True, residual=residual is not None)
+            gather.buffer = None        # the call keeps no activation alive
+            if len(self._calls) < 16:
+                self._calls[key] = call
+        if other is None:
+            out = call(self.fn, self.pool_fn(), x_nhwc)
+        else:
+            out = call(self.add_fn, self.pool_fn(), x_nhwc, residual_other(other))
+        out = np.ascontiguousarray(out)
+        return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
 
     def _depthwise(self, x):
         """groups == channels: codegen/llvm/qdepthwise.py's kernel (QDepthwiseCall)."""
