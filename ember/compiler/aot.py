@@ -1125,7 +1125,8 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
         elif kind == "view" and views is not None:
             desc.update(views[step.name])
-        elif kind in ("qgemm", "qgemm_dynamic", "qadd"):
+        elif kind in ("qgemm", "qgemm_dynamic", "qadd", "quantize", "qmaxpool") and \
+                "symbol" in desc:
             desc["symbol"] = symbol(fn.desc["_module"], desc["symbol"])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)

@@ -87,7 +87,7 @@ def quantized_step(node: Node) -> dict | None:
         if dtype in (dtypes.quint8, dtypes.qint8):
             desc = {"kind": "quantize", "scale": float(args["scale"]),
                     "zero_point": int(args["zero_point"]),
-                    "dtype": np.dtype(dtype.np_dtype).str}
+                    "dtype": np.dtype(dtype.np_dtype).str, **_elementwise("qquantize")}
     elif name == "dequantize":
         desc = {"kind": "dequantize"}
     elif name in ("quantized_linear", "quantized_conv2d", "quantized_conv2d_add"):
@@ -98,12 +98,13 @@ def quantized_step(node: Node) -> dict | None:
     elif name == "quantized_add":
         desc = {"kind": "qadd", "scale": float(args["scale"]),
                 "zero_point": int(args["zero_point"]), "relu": bool(args["relu"]),
-                "symbol": "qadd", "_module": ("qadd", _llvm_text(QE.module), ("qadd",))}
+                **_elementwise("qadd")}
     elif name == "max_pool2d":
         geometry = CQ.pool_geometry(tuple(args.values())[1:])
         if geometry is not None:
             desc = {"kind": "qmaxpool", "kernel": list(geometry[0]),
-                    "stride": list(geometry[1]), "padding": list(geometry[2])}
+                    "stride": list(geometry[1]), "padding": list(geometry[2]),
+                    **_elementwise("qmaxpool")}
     elif name == "adaptive_avg_pool2d":
         desc = {"kind": "qavgpool", "output_size": list(node.meta["val"].shape[-2:])}
     elif name in RESHAPES:
@@ -125,6 +126,15 @@ def quantized_step(node: Node) -> dict | None:
         return {"kind": "unsupported", "op": name}
     desc["op"] = name
     return desc
+
+
+def _elementwise(symbol: str) -> dict:
+    """A step's kernel in codegen/llvm/qelementwise.py's module (qadd, qquantize, qmaxpool:
+    one module, linked once), the one eager mode calls; {} where that module does not
+    run here (the lite step then takes its NumPy path, the same values)."""
+    if not QE.available():
+        return {}
+    return {"symbol": symbol, "_module": ("qadd", _llvm_text(QE.module), (symbol,))}
 
 
 def _clamp_desc(name: str, args: dict) -> dict | None:

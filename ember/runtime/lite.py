@@ -764,6 +764,10 @@ class QuantizedCall:
             self.fn = cls(desc, model.lib, packed, pool)
         elif self.kind == "qadd":
             self.fn = int8.QAddStep(desc, model.lib, pool)
+        elif self.kind in ("quantize", "qmaxpool") and "symbol" in desc:
+            # the native kernel eager mode runs (artifacts packaged before: NumPy)
+            cls = int8.QuantizeStep if self.kind == "quantize" else int8.QMaxPoolStep
+            self.fn = cls(desc, model.lib, pool)
         else:
             self.fn = {"quantize": int8.QuantizeStep, "dequantize": int8.DequantizeStep,
                        "qmaxpool": int8.QMaxPoolStep, "qavgpool": int8.QAvgPoolStep,

@@ -1074,6 +1074,7 @@ def relu_run(fn, pool, x: np.ndarray) -> np.ndarray:
 
 
 QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
+QQUANTIZE_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, I64, PTR)
 
 
 @functools.lru_cache(maxsize=None)
@@ -1365,11 +1366,20 @@ class QMeanStep:
 
 
 class QuantizeStep:
-    def __init__(self, desc):
+    """quantize_per_tensor: the native kernel (qelementwise's qquantize, the reference's
+    arithmetic step for step) on a contiguous float32 input where the step names it, else
+    NumPy's quantize_values (the same integers)."""
+
+    def __init__(self, desc, lib=None, pool_fn=None):
         self.scale, self.zero_point = desc["scale"], desc["zero_point"]
         self.dtype = np.dtype(desc["dtype"])
+        self.fn = QQUANTIZE_TYPE(_address(lib, desc["symbol"])) if lib is not None else None
+        self.pool_fn = pool_fn
 
     def __call__(self, x):
+        if self.fn is not None and x.dtype == np.float32 and x.flags.c_contiguous:
+            return quantize_run(self.fn, self.pool_fn(), x, self.scale, self.zero_point,
+                                self.dtype)
         return quantize_values(x, self.scale, self.zero_point, self.dtype)
 
 
@@ -1606,13 +1616,24 @@ class QAddStep:
 
 
 class QMaxPoolStep:
-    def __init__(self, desc):
+    """max_pool2d of a quantized value, channels-last: the native kernel (qelementwise's
+    qmaxpool) where the step names it and the channels are a multiple of 16, as eager
+    mode picks it (codegen/quantized.py), else NumPy's (the same integers)."""
+
+    def __init__(self, desc, lib=None, pool_fn=None):
         self.desc = desc
+        self.fn = QMAXPOOL_TYPE(_address(lib, desc["symbol"])) if lib is not None else None
+        self.pool_fn = pool_fn
 
     def __call__(self, x):
         d = self.desc
         nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        return max_pool2d_nhwc(nhwc, d["kernel"], d["stride"], d["padding"]).transpose(0, 3, 1, 2)
+        if self.fn is not None and nhwc.shape[3] % 16 == 0 and nhwc.dtype == np.uint8:
+            out = qmaxpool_run(self.fn, self.pool_fn(), nhwc, d["kernel"], d["stride"],
+                               d["padding"])
+        else:
+            out = max_pool2d_nhwc(nhwc, d["kernel"], d["stride"], d["padding"])
+        return out.transpose(0, 3, 1, 2)
 
 
 class QAvgPoolStep:
