@@ -60,3 +60,17 @@ def test_forced_or_unanimous_choice(rng, tmp_path, monkeypatch, forced):
     assert configs == ({"amx"} if forced == "amx" else configs - {"amx"}) and configs
     with ember.no_grad():
         np.testing.assert_array_equal(run(x).numpy(), model(x).numpy())
+
+
+def test_amx_artifact_on_a_cpu_without_amx_is_refused_with_advice(rng, tmp_path):
+    """Loading checks the CPU flags before any code runs: an artifact with AMX steps on a
+    VNNI-only CPU is refused, saying how to package one for it (EMBER_QGEMM=vnni, which
+    ember.aot honours: no AMX step, no AMX flag required)."""
+    from ember.runtime import lite
+    model, x = converted("mlp", rng)
+    with ember.no_grad():
+        path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "a.ember")
+    run = ember.aot.load_package(path)
+    vnni_only = lite.host_cpu_flags() - {"amx_int8", "amx_tile", "amx_bf16"}
+    with pytest.raises(ember.ArtifactError, match="lacks .*amx.*EMBER_QGEMM=vnni"):
+        lite.check_cpu(run.manifest, path, vnni_only)
