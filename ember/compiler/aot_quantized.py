@@ -211,8 +211,8 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
     desc = {"kind": "qgemm", "gemm": "linear", "scale": float(args["scale"]),
             "zero_point": int(args["zero_point"]), "relu": bool(args["relu"])}
     if name == "quantized_conv2d_add":
-        # the conv's own requantization, then the residual add (qgemm_u8_add's epilogue;
-        # on AMX tiles the lite step adds after the GEMM)
+        # the conv's own requantization, then the residual add (qgemm_u8_add's epilogue,
+        # qgemm_amx_u8_add's on AMX tiles: _amx_call)
         desc.update(scale=float(args["conv_scale"]), zero_point=int(args["conv_zero_point"]),
                     relu=bool(args["conv_relu"]),
                     residual={"scale": float(args["scale"]),
