@@ -330,6 +330,7 @@ def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = 
         if desc["kind"] == "qclamp":
             desc["in_dtype"] = seen[0][2]
             _clamp_bounds_q(desc)
+            _fuse_clamp(plan, table, desc)
         if desc["kind"] == "qlut":
             _lut_table(desc, seen[0])
         if desc["kind"] == "qgemm":
@@ -337,6 +338,37 @@ def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = 
         elif desc["kind"] == "qgemm_dynamic":
             arrays.update(_pack_dynamic(plan, desc, f"pq{i}"))
     return arrays
+
+
+def _fuse_clamp(plan, table: list, clamp: dict) -> None:
+    """A clamp whose input is a conv step's result that nothing else reads (not a result
+    of the plan, no residual add in the conv's epilogue) goes into the conv's epilogue
+    bounds, as eager mode fuses it (codegen/quantized.py requant_params: clamping twice to
+    nested ranges is one clamp to their overlap); the qclamp step is marked `fused` and
+    passes its input on (a runtime that does not know the key clamps again: the same
+    integers)."""
+    (slot,) = clamp["inputs"][:1] or (None,)
+    convs = [d for d in table if d["kind"] == "qgemm" and d.get("gemm") in ("conv", "depthwise")
+             and slot in d["outputs"] and "residual" not in d and "qparams" in d]
+    readers = [d for d in table if slot in d.get("inputs", ())]
+    if len(convs) != 1 or readers != [clamp] or slot in _result_slots(plan):
+        return
+    factor, zero_point, lo, hi = convs[0]["qparams"]
+    low, high = clamp["bounds_q"]
+    lo = lo if low is None else max(lo, float(low))
+    hi = hi if high is None else min(hi, float(high))
+    if lo > hi:         # disjoint ranges (a relu'd conv clamped below its zero point)
+        return
+    convs[0]["qparams"] = [factor, zero_point, lo, hi]
+    clamp["fused"] = True
+
+
+def _result_slots(plan) -> set:
+    def flat(slots):
+        if isinstance(slots, int):
+            return [slots]
+        return [s for x in slots for s in flat(x)] if isinstance(slots, (tuple, list)) else []
+    return set(flat(plan.output_slots))
 
 
 def _lay_out_result(desc: dict, strides) -> None:

@@ -181,3 +181,27 @@ def test_relu_on_a_quantized_value_packages(rng, tmp_path):
     _check_against_torch_ao(t_q, e_q, t_float,
                             rng.standard_normal((8,) + shape).astype(np.float32))
     _package_equals_compile(e_q, rng, shape, tmp_path, "qclamp")
+
+
+def test_clamps_after_convs_fuse_into_their_epilogue(rng, tmp_path):
+    """A ReLU6 / hardtanh whose input is a conv's (or depthwise conv's) result that nothing
+    else reads goes into the conv's epilogue bounds at packaging: its qclamp step is
+    marked fused and passes the value on; the artifact still equals the eager model, on
+    inputs well beyond the calibrated range (where the clamp bites)."""
+    _, e_q, _ = _converted_twins(mobilenetish, rng, (3, 10, 10))
+    x = ember.tensor(rng.standard_normal((2, 3, 10, 10)).astype(np.float32))
+    with ember.no_grad():
+        run = ember.aot.load_package(ember.aot.compile_and_package(
+            ember.export(e_q, (x,)), tmp_path / "m.ember"))
+        for scale in (1.0, 6.0):
+            xs = ember.tensor(scale * rng.standard_normal(tuple(x.shape)).astype(np.float32))
+            np.testing.assert_array_equal(run(xs).numpy(), e_q(xs).numpy())
+    clamps = [d for d in run.lite.plan["steps"] if d["kind"] == "qclamp"]
+    assert clamps and any(d.get("fused") for d in clamps)
+    for d in clamps:
+        if d.get("fused"):
+            (conv,) = [c for c in run.lite.plan["steps"]
+                       if c["kind"] == "qgemm" and d["inputs"][0] in c["outputs"]]
+            low, high = d["bounds_q"]
+            assert conv["qparams"][2] >= (low or 0) and \
+                conv["qparams"][3] <= (255 if high is None else high)
