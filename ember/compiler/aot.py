@@ -67,7 +67,7 @@ from ..ir.printer import print_graph
 from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime import lite
-from .aot_quantized import quantized_step, _quantized_qparams, _quantized_weights
+from .aot_quantized import fuse_clamps, quantized_step, _quantized_qparams, _quantized_weights
 from .export import ExportedProgram, custom_op_names
 from .native_program import PARALLEL_KERNEL_WORK, ProgramBuilder
 from .plan_probe import np_dtype_name, run_with_probes
@@ -417,6 +417,7 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     ctx = PassContext(constants=dict(exported.state_dict),
                       options=cpu_pass_options(dict(options or {})), inference=True)
     run_passes(b.graph, _with_fusion(pipeline), ctx)
+    fuse_clamps(b.graph)        # an int8 conv's clamp into its epilogue (aot_quantized.py)
     b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
                          freeze_constants=True).build()
     views = _view_geometry(b.plan, exported, shapes)

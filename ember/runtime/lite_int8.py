@@ -1662,12 +1662,8 @@ class QClampStep:
 
     def __init__(self, desc):
         self.low, self.high = desc["bounds_q"]
-        # packaging took the bounds into the conv that computes q (its epilogue's clamp)
-        self.fused = bool(desc.get("fused"))
 
     def __call__(self, q):
-        if self.fused:
-            return q
         low = None if self.low is None else np.asarray(self.low, q.dtype)
         high = None if self.high is None else np.asarray(self.high, q.dtype)
         if low is None and high is None:
