@@ -32,6 +32,10 @@ runtime runs the same kernels without the compiler:
   qmean                   mean of a quantized value (dims, keepdim): the input's qparams
                           (lite_int8.mean_quantized, what eager mode runs)
 
+On AMX hosts a conv step keeps AMX tiles or takes the VNNI kernels as eager mode chose for
+its shape on the packaging host (_choose_kernel, at the probe run); a clamp after a conv
+that nothing else reads is fused into the conv's epilogue before planning (fuse_clamps).
+
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
 them off one run of the plan (as it measures views). Anything else that touches a
