@@ -67,7 +67,7 @@ from ..ir.printer import print_graph
 from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime import lite
-from .aot_quantized import quantized_step, _quantized_qparams, _quantized_weights
+from .aot_quantized import fuse_clamps, quantized_step, _quantized_qparams, _quantized_weights
 from .export import ExportedProgram, custom_op_names
 from .native_program import PARALLEL_KERNEL_WORK, ProgramBuilder
 from .plan_probe import np_dtype_name, run_with_probes
@@ -408,7 +408,7 @@ def _require_int8_features(manifest: dict, table: list) -> None:
     extra = {"vnni": ["avx512_vnni"], "amx": ["amx_int8", "amx_tile"]}
     need = manifest["target"]["required_features"]
     for name in sorted(configs):
-        need += [f for f in extra.get(name, []) if f not in need]
+        need += [f for f in extra.get(name.split("_")[0], []) if f not in need]
 
 
 class _Built:
@@ -436,6 +436,7 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     ctx = PassContext(constants=dict(exported.state_dict),
                       options=cpu_pass_options(dict(options or {})), inference=True)
     run_passes(b.graph, _with_fusion(pipeline), ctx)
+    fuse_clamps(b.graph)        # an int8 conv's clamp into its epilogue (aot_quantized.py)
     b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
                          freeze_constants=True).build()
     views = _view_geometry(b.plan, exported, shapes)
@@ -1127,7 +1128,8 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
         elif kind == "view" and views is not None:
             desc.update(views[step.name])
-        elif kind in ("qgemm", "qgemm_dynamic", "qadd", "index"):
+        elif kind in ("qgemm", "qgemm_dynamic", "qadd", "quantize", "qmaxpool", "index") \
+                and "symbol" in desc:
             desc["symbol"] = symbol(fn.desc.get("_module"), desc["symbol"])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)

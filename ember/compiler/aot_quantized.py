@@ -32,6 +32,10 @@ runtime runs the same kernels without the compiler:
   qmean                   mean of a quantized value (dims, keepdim): the input's qparams
                           (lite_int8.mean_quantized, what eager mode runs)
 
+On AMX hosts a conv step keeps AMX tiles or takes the VNNI kernels as eager mode chose for
+its shape on the packaging host (_choose_kernel, at the probe run); a clamp after a conv
+that nothing else reads is fused into the conv's epilogue before planning (fuse_clamps).
+
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
 them off one run of the plan (as it measures views). Anything else that touches a
@@ -56,7 +60,7 @@ from ..ir import dtypes
 from ..ir.errors import LoweringError
 from ..ir.graph import Node, OpKind
 from ..ir.ops import quantized_pointwise as QP
-from ..ir.quantized import QuantizedArray, quantize_array
+from ..ir.quantized import QuantizedArray, qrange, quantize_array
 from ..runtime import lite_int8 as lite
 from .native_program import is_dense
 from .plan_probe import run_with_probes
@@ -87,7 +91,7 @@ def quantized_step(node: Node) -> dict | None:
         if dtype in (dtypes.quint8, dtypes.qint8):
             desc = {"kind": "quantize", "scale": float(args["scale"]),
                     "zero_point": int(args["zero_point"]),
-                    "dtype": np.dtype(dtype.np_dtype).str}
+                    "dtype": np.dtype(dtype.np_dtype).str, **_elementwise("qquantize")}
     elif name == "dequantize":
         desc = {"kind": "dequantize"}
     elif name in ("quantized_linear", "quantized_conv2d", "quantized_conv2d_add"):
@@ -98,12 +102,13 @@ def quantized_step(node: Node) -> dict | None:
     elif name == "quantized_add":
         desc = {"kind": "qadd", "scale": float(args["scale"]),
                 "zero_point": int(args["zero_point"]), "relu": bool(args["relu"]),
-                "symbol": "qadd", "_module": ("qadd", _llvm_text(QE.module), ("qadd",))}
+                **_elementwise("qadd")}
     elif name == "max_pool2d":
         geometry = CQ.pool_geometry(tuple(args.values())[1:])
         if geometry is not None:
             desc = {"kind": "qmaxpool", "kernel": list(geometry[0]),
-                    "stride": list(geometry[1]), "padding": list(geometry[2])}
+                    "stride": list(geometry[1]), "padding": list(geometry[2]),
+                    **_elementwise("qmaxpool")}
     elif name == "adaptive_avg_pool2d":
         desc = {"kind": "qavgpool", "output_size": list(node.meta["val"].shape[-2:])}
     elif name in RESHAPES:
@@ -124,7 +129,68 @@ def quantized_step(node: Node) -> dict | None:
     if desc is None:
         return {"kind": "unsupported", "op": name}
     desc["op"] = name
+    if node.meta.get(FUSED_CLAMP) is not None and desc["kind"] == "qgemm":
+        desc["clamp_q"] = list(node.meta[FUSED_CLAMP])
     return desc
+
+
+FUSED_CLAMP = "ember_fused_qclamp"
+
+
+def fuse_clamps(graph) -> None:
+    """A relu / relu6 / hardtanh / clamp (number bounds) whose input is a quantized_conv2d
+    (depthwise ones included) that nothing else reads and that is not a result goes into
+    the conv's epilogue, as eager mode fuses it (codegen/quantized.py requant_params:
+    clamping twice to nested ranges is one clamp to their overlap): its bounds, quantized
+    with the conv's output qparams, are kept on the conv (FUSED_CLAMP) and the clamp's
+    readers read the conv. Its step and the copy of its result are gone (15 NumPy steps,
+    1.3-1.8 ms of the mobilenet-style model's call at one thread)."""
+    results = set(graph.output_node.all_input_nodes) if graph.output_node is not None \
+        else set()
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or not hasattr(node.target, "schema") or \
+                node.target.name not in CLAMP_DEFAULTS or not node.args:
+            continue
+        conv = node.args[0]
+        if not isinstance(conv, Node) or conv.op != OpKind.call_function or \
+                getattr(conv.target, "name", None) != "quantized_conv2d" or \
+                len(conv.users) != 1 or conv in results or FUSED_CLAMP in conv.meta:
+            continue
+        bounds_q = _fusable_bounds(node, conv)
+        if bounds_q is None:
+            continue
+        conv.meta[FUSED_CLAMP] = bounds_q
+        node.replace_all_uses_with(conv)
+        graph.erase_node(node)
+
+
+def _fusable_bounds(clamp: Node, conv: Node) -> tuple | None:
+    """The clamp's bounds as integers of the conv's result (its dtype's range where a side
+    has none), or None where they cannot go into the conv's epilogue (a tensor bound, an
+    empty overlap with the conv's own range)."""
+    desc = _clamp_desc(clamp.target.name, _bound(clamp))
+    dtype = getattr(conv.meta.get("val"), "dtype", None)
+    if desc is None or dtype not in (dtypes.quint8, dtypes.qint8):
+        return None
+    args = _bound(conv)
+    scale, zero_point = float(args["scale"]), int(args["zero_point"])
+    lo, hi = qrange(dtype)
+    q = [None if b is None else int(quantize_array(np.float32(b), scale, zero_point,
+                                                   dtype).int_repr) for b in desc["bounds"]]
+    low, high = lo if q[0] is None else q[0], hi if q[1] is None else q[1]
+    own_lo = max(lo, zero_point) if args["relu"] else lo
+    if max(own_lo, low) > min(hi, high):
+        return None
+    return (low, high)
+
+
+def _elementwise(symbol: str) -> dict:
+    """A step's kernel in codegen/llvm/qelementwise.py's module (qadd, qquantize, qmaxpool:
+    one module, linked once), the one eager mode calls; {} where that module does not
+    run here (the lite step then takes its NumPy path, the same values)."""
+    if not QE.available():
+        return {}
+    return {"symbol": symbol, "_module": ("qadd", _llvm_text(QE.module), (symbol,))}
 
 
 def _clamp_desc(name: str, args: dict) -> dict | None:
@@ -172,7 +238,7 @@ def _kernel_desc(cfg, u8_out: bool) -> dict:
             "schedule": schedule, "_module": module}
 
 
-CONFIGS = {"amx": QA.AMX, "vnni": Q.VNNI, "avx2": Q.AVX2}
+CONFIGS = {c.name: c for c in (QA.AMX, Q.VNNI, Q.VNNI_N32, Q.VNNI_N16, Q.AVX2)}
 
 
 def _depthwise_desc(args: dict) -> dict | None:
@@ -198,27 +264,41 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
         return _depthwise_desc(args)
     if cfg is None or (name == "quantized_conv2d_add" and args["groups"] != 1):
         return None
-    desc = {"kind": "qgemm", "gemm": "linear", **_kernel_desc(cfg, True),
-            "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
-            "relu": bool(args["relu"])}
+    desc = {"kind": "qgemm", "gemm": "linear", "scale": float(args["scale"]),
+            "zero_point": int(args["zero_point"]), "relu": bool(args["relu"])}
     if name == "quantized_conv2d_add":
-        # the conv's own requantization, then the residual add (qgemm_u8_add's epilogue;
-        # on AMX tiles the lite step adds after the GEMM)
+        # the conv's own requantization, then the residual add (qgemm_u8_add's epilogue,
+        # qgemm_amx_u8_add's on AMX tiles: _amx_call)
         desc.update(scale=float(args["conv_scale"]), zero_point=int(args["conv_zero_point"]),
                     relu=bool(args["conv_relu"]),
                     residual={"scale": float(args["scale"]),
                               "zero_point": int(args["zero_point"]),
                               "relu": bool(args["relu"])})
-        if cfg is not QA.AMX:
-            desc["symbol"] = "qgemm_u8_add"
     if name in ("quantized_conv2d", "quantized_conv2d_add"):
         desc.update(gemm="conv", kernel=list(args["weight"].meta["val"].shape[2:]),
                     stride=list(args["stride"]), padding=list(args["padding"]),
-                    dilation=list(args["dilation"]))
-        if cfg is not QA.AMX and cfg.vnni:
-            # packaged with the uint8 VNNI kernels that read a conv's padding themselves
-            # (lite_int8.pads_in_kernel says where); older artifacts pad on the host
-            desc["pad"] = "kernel"
+                    dilation=list(args["dilation"]),
+                    n=int(args["weight"].meta["val"].shape[0]))
+    return _on_kernel(desc, cfg)
+
+
+def _on_kernel(desc: dict, cfg) -> dict:
+    """desc (a qgemm step's) set up for the GEMM `cfg`: its tile, symbol, module and
+    schedule; a conv on the VNNI kernels takes the tile eager mode takes for its output
+    channels (qgemm.tile_for) and reads its padding in the kernel."""
+    for key in ("pad", "_chooses"):
+        desc.pop(key, None)
+    if desc["gemm"] == "conv" and cfg is not QA.AMX:
+        cfg = Q.tile_for(cfg, desc["n"])
+    desc.update(_kernel_desc(cfg, True))
+    if cfg is not QA.AMX and "residual" in desc:
+        desc["symbol"] = "qgemm_u8_add"
+    if desc["gemm"] == "conv" and cfg is not QA.AMX and cfg.vnni:
+        # packaged with the uint8 VNNI kernels that read a conv's padding themselves
+        # (lite_int8.pads_in_kernel says where); older artifacts pad on the host
+        desc["pad"] = "kernel"
+    if desc["gemm"] == "conv" and cfg is QA.AMX:
+        desc["_chooses"] = True     # AMX or VNNI per shape, at the probe (_choose_kernel)
     return desc
 
 
@@ -237,6 +317,8 @@ def _quantized_qparams(plan, exported, shapes: list | None = None,
         def run(*values):
             seen[step.name] = [_qparams_of(v) for v in values if isinstance(v, QuantizedArray)]
             result = fn(*values)
+            if fn.desc.get("_chooses"):
+                _choose_kernel(fn.desc, values)
             if layouts is not None and isinstance(result, QuantizedArray):
                 ints = result.int_repr
                 layouts[step.name] = [st // ints.itemsize for st in ints.strides]
@@ -245,6 +327,25 @@ def _quantized_qparams(plan, exported, shapes: list | None = None,
     run_with_probes(plan, exported.user_inputs, shapes,
                     lambda s: getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS, probe)
     return seen
+
+
+def _choose_kernel(desc: dict, values: tuple) -> None:
+    """A conv step packaged for AMX tiles keeps them or takes the VNNI kernels, whichever
+    eager mode runs on this shape on this host (codegen/quantized.conv_gemm_config: timed
+    once per shape, kept in the process and on disk; the probe's run just asked it, so
+    this is a lookup), so the artifact runs what the in-process model runs. The step's
+    operands: the input, the weight, the bias where there is one, the residual last."""
+    x, w = values[0], values[1]
+    bias = values[2] if len(values) > 2 and not isinstance(values[2], QuantizedArray) \
+        else None
+    args = [x, w, bias, desc["stride"], desc["padding"], desc["dilation"], 1, desc["scale"],
+            desc["zero_point"], desc["relu"]]
+    res = desc.get("residual")
+    residual = None if res is None else \
+        (values[-1], res["scale"], res["zero_point"], res["relu"])
+    chosen = CQ.conv_gemm_config(QA.AMX, args, {}, residual=residual)
+    if chosen is not QA.AMX:
+        _on_kernel(desc, chosen)
 
 
 def _qparams_of(v: QuantizedArray) -> tuple:
@@ -324,11 +425,14 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
                                      desc["dilation"][1])
         packed = Q.PackedWeight(CQ.conv_weight_matrix(w.int_repr, cp, run), cfg)
         desc.update(cp=cp, run=run)
+        if cfg is QA.AMX:
+            _amx_call(desc, run, residual is not None)
     else:
         packed = Q.PackedWeight(w.int_repr, cfg)
     (corr, mult, bias), qparams = CQ.epilogue_inputs(
         packed, x_scale, x_zp, w, bias, desc["scale"],
-        CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"]))
+        CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"],
+                          _clamp_of(desc)))
     desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
                 x_zero_point=int(x_zp), inputs=[x_slot], qparams=list(qparams))
     if residual:
@@ -341,11 +445,30 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
 
 
+def _amx_call(desc: dict, run: int, residual: bool) -> None:
+    """An AMX conv step runs as eager mode runs it (lite_int8.QGemmStep._amx_conv): a
+    prepared call, the padding read in the kernel where eager mode reads it there
+    (codegen/quantized.py _pads_in_kernel), a residual added in the epilogue. New keys
+    only ("amx_call"), so a runtime without them still runs the step its old way (host
+    padding, the add after the GEMM) from the same description."""
+    amx = {"pad": "kernel" if run >= lite.PAD_IN_KERNEL_MIN_RUN and any(desc["padding"])
+           and CQ.AMX_PAD_IN_KERNEL else "host"}
+    if residual:        # the same module's fused kernel (symbols: m<i>_qgemm_amx_u8)
+        amx["add_symbol"] = desc["symbol"] + "_add"
+    desc["amx_call"] = amx
+
+
+def _clamp_of(desc: dict) -> tuple | None:
+    """A conv step's fused clamp (fuse_clamps) as requant_params takes it."""
+    return tuple(desc["clamp_q"]) if desc.get("clamp_q") else None
+
+
 def _pack_depthwise(desc, key, w, bias, x_slot, x_scale, x_zp, x_dtype) -> dict:
     packed = QD.PackedDepthwise(w.int_repr)
     (corr, mult, bias), qparams = CQ.epilogue_inputs(
         packed, x_scale, x_zp, w, bias, desc["scale"],
-        CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"]))
+        CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"],
+                          _clamp_of(desc)))
     desc.update(packed=key, n=packed.n, x_zero_point=int(x_zp), inputs=[x_slot],
                 qparams=list(qparams))
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}

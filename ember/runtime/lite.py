@@ -303,8 +303,12 @@ def check_cpu(manifest, path, flags: set | None = None) -> None:
     have = host_cpu_flags() if flags is None else flags
     missing = sorted(need - have)
     if missing:
+        # int8 steps take AMX tiles or VNNI as the packaging host chose per shape: an
+        # artifact for hosts without them is packaged with those kernels turned off
+        hint = "; package it with EMBER_QGEMM=vnni for CPUs without AMX" if \
+            {"amx_int8", "amx_tile"} & set(missing) and "avx512_vnni" not in missing else ""
         raise ArtifactError(f"{path}: compiled for CPU features {sorted(need)}; this CPU "
-                            f"lacks {missing}")
+                            f"lacks {missing}{hint}")
 
 
 def aligned_empty(count: int, dtype, zeros: bool = False) -> np.ndarray:
@@ -798,6 +802,10 @@ class QuantizedCall:
             self.fn = cls(desc, model.lib, packed, pool)
         elif self.kind == "qadd":
             self.fn = int8.QAddStep(desc, model.lib, pool)
+        elif self.kind in ("quantize", "qmaxpool") and "symbol" in desc:
+            # the native kernel eager mode runs (artifacts packaged before: NumPy)
+            cls = int8.QuantizeStep if self.kind == "quantize" else int8.QMaxPoolStep
+            self.fn = cls(desc, model.lib, pool)
         else:
             self.fn = {"quantize": int8.QuantizeStep, "dequantize": int8.DequantizeStep,
                        "qmaxpool": int8.QMaxPoolStep, "qavgpool": int8.QAvgPoolStep,

@@ -1145,6 +1145,7 @@ def relu_run(fn, pool, x: np.ndarray) -> np.ndarray:
 
 
 QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
+QQUANTIZE_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, I64, PTR)
 
 
 @functools.lru_cache(maxsize=None)
@@ -1461,11 +1462,20 @@ class QMeanStep:
 
 
 class QuantizeStep:
-    def __init__(self, desc):
+    """quantize_per_tensor: the native kernel (qelementwise's qquantize, the reference's
+    arithmetic step for step) on a contiguous float32 input where the step names it, else
+    NumPy's quantize_values (the same integers)."""
+
+    def __init__(self, desc, lib=None, pool_fn=None):
         self.scale, self.zero_point = desc["scale"], desc["zero_point"]
         self.dtype = np.dtype(desc["dtype"])
+        self.fn = QQUANTIZE_TYPE(_address(lib, desc["symbol"])) if lib is not None else None
+        self.pool_fn = pool_fn
 
     def __call__(self, x):
+        if self.fn is not None and x.dtype == np.float32 and x.flags.c_contiguous:
+            return quantize_run(self.fn, self.pool_fn(), x, self.scale, self.zero_point,
+                                self.dtype)
         return quantize_values(x, self.scale, self.zero_point, self.dtype)
 
 
@@ -1506,11 +1516,15 @@ class QGemmStep:
         self.mult, self.bias = packed[key + ".mult"], packed[key + ".bias"]
         self.pool_fn = pool_fn
         self._calls: dict = {}      # input geometry -> QGemmCall (vector kernels)
+        add = desc.get("amx_call", {}).get("add_symbol")
+        self.add_fn = QGEMM_TYPE(_address(lib, add)) if add else None
 
     def __call__(self, x, other=None):
         d = self.desc
         if d["gemm"] == "depthwise":
             return self._depthwise(x)
+        if d["gemm"] == "conv" and "amx_call" in d:
+            return self._amx_conv(x, other)
         if d["gemm"] == "linear":
             k = x.shape[-1]
             gather = linear_gather(x.reshape(-1, k), d["groups"])
@@ -1554,6 +1568,45 @@ class QGemmStep:
             return out.reshape(*x.shape[:-1], d["n"])
         return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
 
+
+    def _amx_conv(self, x, other):
+        """A conv on AMX tiles as eager mode runs it (codegen/quantized.py conv_runner): a
+        prepared QAmxCall per input geometry, the padding read in the kernel where the
+        step says so (a channels-last input then read in place), the residual added in
+        the epilogue (qgemm_amx_u8_add). Artifacts packaged before this have no
+        "amx_call" and take the host-padded path of __call__."""
+        d, amx = self.desc, self.desc["amx_call"]
+        if not amx_permission():
+            raise ArtifactError(f"step {d['name']}: this process was refused the AMX tile "
+                                "state (arch_prctl)")
+        n, c, h, w = x.shape
+        out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"], d["dilation"])
+        in_kernel = amx["pad"] == "kernel"
+        x_nhwc = x.transpose(0, 2, 3, 1) if in_kernel and d["cp"] == c else None
+        if x_nhwc is None or not x_nhwc.flags.c_contiguous:
+            slack = d["run"] - d["kernel"][1] * c if d["run"] and not in_kernel else 0
+            x_nhwc = nhwc_input(x, d["x_zero_point"], (0, 0) if in_kernel else d["padding"],
+                                d["cp"], slack)
+        key = ("amx", x_nhwc.shape)
+        call = self._calls.get(key)
+        if call is None:
+            gather = conv_gather_unpadded(
+                x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw, d["run"],
+                tuple(d["padding"]), d["x_zero_point"]) if in_kernel else \
+                conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw, d["run"])
+            residual = d.get("residual")
+            call = QAmxCall(gather, self.packed, d["kq"], d["n"], self.corr, self.mult,
+                            self.bias, residual["qparams"] if residual else d["qparams"],
+                            True, residual=residual is not None)
+            gather.buffer = None        # the call keeps no activation alive
+            if len(self._calls) < 16:
+                self._calls[key] = call
+        if other is None:
+            out = call(self.fn, self.pool_fn(), x_nhwc)
+        else:
+            out = call(self.add_fn, self.pool_fn(), x_nhwc, residual_other(other))
+        out = np.ascontiguousarray(out)
+        return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
 
     def _depthwise(self, x):
         """groups == channels: codegen/llvm/qdepthwise.py's kernel (QDepthwiseCall)."""
@@ -1659,13 +1712,24 @@ class QAddStep:
 
 
 class QMaxPoolStep:
-    def __init__(self, desc):
+    """max_pool2d of a quantized value, channels-last: the native kernel (qelementwise's
+    qmaxpool) where the step names it and the channels are a multiple of 16, as eager
+    mode picks it (codegen/quantized.py), else NumPy's (the same integers)."""
+
+    def __init__(self, desc, lib=None, pool_fn=None):
         self.desc = desc
+        self.fn = QMAXPOOL_TYPE(_address(lib, desc["symbol"])) if lib is not None else None
+        self.pool_fn = pool_fn
 
     def __call__(self, x):
         d = self.desc
         nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        return max_pool2d_nhwc(nhwc, d["kernel"], d["stride"], d["padding"]).transpose(0, 3, 1, 2)
+        if self.fn is not None and nhwc.shape[3] % 16 == 0 and nhwc.dtype == np.uint8:
+            out = qmaxpool_run(self.fn, self.pool_fn(), nhwc, d["kernel"], d["stride"],
+                               d["padding"])
+        else:
+            out = max_pool2d_nhwc(nhwc, d["kernel"], d["stride"], d["padding"])
+        return out.transpose(0, 3, 1, 2)
 
 
 class QAvgPoolStep:

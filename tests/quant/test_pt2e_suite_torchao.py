@@ -312,3 +312,112 @@ def test_qat_on_a_program_exported_in_training_mode(rng):
         for x in xs:
             simulated = e_prep(ember.tensor(x)).numpy()
             assert np.abs(converted(ember.tensor(x)).numpy() - simulated).max() <= 4 * step
+
+
+def _block_model(lib):
+    """nn.ReLU modules (torch's x86 quantizer fuses a conv or linear only with a ReLU
+    module), conv + bn + relu, a residual add + relu, max pool, adaptive average pool,
+    flatten, linear + relu and a last linear."""
+    nn = lib.nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1, self.r1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), \
+                nn.ReLU()
+            self.conv2, self.r2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU()
+            self.pool, self.avg = nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1)
+            self.fc, self.r3, self.fc2 = nn.Linear(8 * 3 * 3, 6), nn.ReLU(), nn.Linear(6, 4)
+
+        def forward(self, x):
+            y = self.r1(self.bn1(self.conv1(x)))
+            y = self.r2(self.conv2(y) + y)
+            out = self.fc2(self.r3(self.fc(lib.flatten(self.pool(y), 1))))
+            return out, self.avg(y).flatten(1)
+    return Block().eval()
+
+
+def _observed_values(gm) -> dict:
+    """{producer node name: (scale, zero point)} of every activation observer (weights'
+    observers, which read a constant, left out)."""
+    out = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_module" and "activation_post_process" in str(n.target) and \
+                n.args[0].op != "get_attr":
+            scale, zp = gm.get_submodule(str(n.target)).calculate_qparams()
+            out[n.args[0].name] = (float(np.asarray(scale.numpy()).ravel()[0]),
+                                   int(np.asarray(zp.numpy()).ravel()[0]))
+    return out
+
+
+# ember's prepared value (lifted module or node) -> the same value in torch's prepared graph
+_SAME_VALUE = {"arg0": "x", "conv1": "relu", "relu_1": "relu_1", "max_pool2d": "max_pool2d",
+               "flatten": "flatten", "fc": "relu_2", "adaptive_avg_pool2d": "adaptive_avg_pool2d"}
+# observed by ember's int8 lowering, left float by torch's X86InductorQuantizer: the conv
+# before the residual add (torch fuses conv + add + relu, only the relu's output is
+# quantized), the last linear (a model output) and the flatten after the average pool (a
+# model output: the pool's qparams shared, so the same values)
+_EMBER_ONLY = {"conv2", "fc2", "flatten_1"}
+
+
+def _block_twins_prepared(rng, t_quantizer, e_quantizer, is_qat=False):
+    t_model, e_model = _block_model(torch), _block_model(ember)
+    share_random_weights(t_model, e_model, rng)
+    if is_qat:
+        t_model.train(), e_model.train()
+    calib = [rng.standard_normal((2, 3, 6, 6)).astype(np.float32) for _ in range(3)]
+    t_prep = (tao_pt2e.prepare_qat_pt2e if is_qat else tao_pt2e.prepare_pt2e)(
+        torch.export.export(t_model, (torch.from_numpy(calib[0]),)).module(), t_quantizer)
+    e_prep = (em_pt2e.prepare_qat_pt2e if is_qat else em_pt2e.prepare_pt2e)(
+        ember.export(e_model, (ember.tensor(calib[0]),)).module(), e_quantizer)
+    if not is_qat:
+        with torch.no_grad(), ember.no_grad():
+            for c in calib:
+                t_prep(torch.from_numpy(c))
+                e_prep(ember.tensor(c))
+    return t_prep, e_prep
+
+
+@pytest.mark.parametrize("is_qat", [False, True])
+def test_x86_observed_values_node_by_node_against_torch(rng, is_qat):
+    """Where ember's prepare_pt2e (the FX route) observes a value and where torchao's
+    X86InductorQuantizer does, value by value: every value torch quantizes ember
+    quantizes with torch's qparams (float32 rounding apart: each library computes its
+    own float conv), and ember quantizes exactly _EMBER_ONLY beyond them
+    (docs/quantization.md, "pt2e against torch's X86InductorQuantizer"). QAT places
+    its fake quantizes as PTQ its observers, in both libraries (torch's QAT conv + bn
+    pattern also fake-quantizes the folded weight, a `mul` node: a weight)."""
+    t_prep, e_prep = _block_twins_prepared(
+        rng, tao_x86.X86InductorQuantizer().set_global(
+            tao_x86.get_default_x86_inductor_quantization_config(is_qat=is_qat)),
+        em_x86.X86InductorQuantizer().set_global(
+            em_x86.get_default_x86_inductor_quantization_config(is_qat=is_qat)), is_qat)
+    t_obs, e_obs = _observed_values(t_prep), _observed_values(e_prep)
+    if is_qat:
+        t_obs.pop("mul", None)
+    assert set(t_obs) == set(_SAME_VALUE.values())
+    assert set(e_obs) == set(_SAME_VALUE) | _EMBER_ONLY
+    if is_qat:
+        return          # not calibrated: the fake quantizes' qparams are their defaults
+    for e_name, t_name in _SAME_VALUE.items():
+        (e_scale, e_zp), (t_scale, t_zp) = e_obs[e_name], t_obs[t_name]
+        assert e_zp == t_zp and e_scale == pytest.approx(t_scale, rel=1e-6), e_name
+
+
+def test_xnnpack_observed_values_node_by_node_against_torch(rng):
+    """XNNPACKQuantizer quantizes the outputs of convs, adds and linears, model outputs
+    included: ember observes the same ten values as torchao, with torch's scales and
+    zero points 128 higher (int8 run as uint8, docs/quantization.md)."""
+    from torchao.testing.pt2e import _xnnpack_quantizer as tao_xnn
+    from ember.ao.quantization.quantizer import xnnpack_quantizer as em_xnn
+    t_prep, e_prep = _block_twins_prepared(
+        rng, tao_xnn.XNNPACKQuantizer().set_global(
+            tao_xnn.get_symmetric_quantization_config(is_per_channel=True)),
+        em_xnn.XNNPACKQuantizer().set_global(
+            em_xnn.get_symmetric_quantization_config(is_per_channel=True)))
+    same = dict(_SAME_VALUE, conv2="conv2d_1", fc2="linear_1", flatten_1="flatten_1")
+    t_obs, e_obs = _observed_values(t_prep), _observed_values(e_prep)
+    assert set(t_obs) == set(same.values()) and set(e_obs) == set(same)
+    for e_name, t_name in same.items():
+        (e_scale, e_zp), (t_scale, t_zp) = e_obs[e_name], t_obs[t_name]
+        assert e_zp == t_zp + 128 and e_scale == pytest.approx(t_scale, rel=1e-6), e_name

@@ -88,8 +88,9 @@ def test_quantized_mobilenet_packages_with_relu6_and_hardtanh(rng, tmp_path):
     t_q, e_q, t_float = _converted_twins(mobilenetish, rng, shape)
     _check_against_torch_ao(t_q, e_q, t_float,
                             rng.standard_normal((8,) + shape).astype(np.float32))
-    kinds = _package_equals_compile(e_q, rng, shape, tmp_path, "qclamp")
-    assert kinds.count("qclamp") == 2
+    kinds = _package_equals_compile(e_q, rng, shape, tmp_path, "qgemm")
+    # both clamps follow a conv: in its epilogue (test_clamps_after_convs_fuse_...)
+    assert "qclamp" not in kinds
 
 
 def test_quantized_clamp_with_one_bound_packages(rng, tmp_path):
@@ -181,3 +182,24 @@ def test_relu_on_a_quantized_value_packages(rng, tmp_path):
     _check_against_torch_ao(t_q, e_q, t_float,
                             rng.standard_normal((8,) + shape).astype(np.float32))
     _package_equals_compile(e_q, rng, shape, tmp_path, "qclamp")
+
+
+def test_clamps_after_convs_fuse_into_their_epilogue(rng, tmp_path):
+    """A ReLU6 / hardtanh whose input is a conv's (or depthwise conv's) result that nothing
+    else reads goes into the conv's epilogue at packaging (its bounds, quantized with the
+    conv's output qparams): no qclamp step is left, and the artifact still equals the
+    eager model on inputs well beyond the calibrated range (where the clamps bite)."""
+    _, e_q, _ = _converted_twins(mobilenetish, rng, (3, 10, 10))
+    x = ember.tensor(rng.standard_normal((2, 3, 10, 10)).astype(np.float32))
+    with ember.no_grad():
+        run = ember.aot.load_package(ember.aot.compile_and_package(
+            ember.export(e_q, (x,)), tmp_path / "m.ember"))
+        for scale in (1.0, 6.0):
+            xs = ember.tensor(scale * rng.standard_normal(tuple(x.shape)).astype(np.float32))
+            np.testing.assert_array_equal(run(xs).numpy(), e_q(xs).numpy())
+    steps = run.lite.plan["steps"]
+    assert "qclamp" not in [d["kind"] for d in steps]
+    clamped = [d for d in steps if d["kind"] == "qgemm" and "clamp_q" in d]
+    assert {d["gemm"] for d in clamped} == {"conv", "depthwise"}
+    for d in clamped:       # the epilogue's range is inside the clamp's
+        assert d["qparams"][2] >= d["clamp_q"][0] and d["qparams"][3] <= d["clamp_q"][1]
