@@ -96,7 +96,7 @@ def test_fused_graph_joins_before_other_nodes(converted):
     # stem, max pool, block 0's c1 and pair, block 1's c1, downsample and pair, block 2's
     # c1 and pair, average pool
     assert [n.target for n in steps[:2]] == [FF.conv_step, FF.pool_step]
-    assert steps[-1].target is FF.pool_step
+    assert steps[-1].target is FF.pool_linear_dequantize     # avgpool, flatten, fc
     assert flags == [True, True, False, True, False, True, True, False, True, False]
     running = False
     for node in graph.nodes:
