@@ -97,10 +97,14 @@ def test_tail_is_one_step(rng, form):
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("form", ["flatten", "reshape"])
-def test_tail_equals_graph_and_torch_ao(rng, parallel, fallbacks, n_threads, form):
+def test_tail_equals_graph_and_torch_ao(rng, monkeypatch, parallel, fallbacks, n_threads,
+                                        form):
     t_q, e_q = twins(rng, form)     # fresh: the first calls take the Linear's full path
     ember.set_num_threads(n_threads)
     inputs = [rng.standard_normal(SHAPE).astype(np.float32) for _ in range(3)]
+    ready, plain_ready = [], FF._linear_dequantize_for
+    monkeypatch.setattr(FF, "_linear_dequantize_for",
+                        lambda args: ready.append(plain_ready(args)) or ready[-1])
     pool = threads.default_pool()
     made, plain_defer = [], pool.defer
     pool.defer = lambda *a: made.append(plain_defer(*a)) or made[-1]
@@ -112,6 +116,9 @@ def test_tail_equals_graph_and_torch_ao(rng, parallel, fallbacks, n_threads, for
     with ember.no_grad():
         want = [Interpreter(e_q).run(ember.tensor(x)).numpy() for x in inputs for _ in range(2)]
     assert fallbacks == []          # every call pooled natively into the Linear's rows
+    # the Linear's first two calls of the geometry make its prepared call; from the third
+    # on the step runs it, looked up before the pool's kernel
+    assert [r is not None for r in ready] == [False, False] + [True] * 4
     for a, b in zip(got, want):
         assert a.tobytes() == b.tobytes()
     t_out = t_q(torch.from_numpy(inputs[0])).detach().numpy()
@@ -150,3 +157,13 @@ def test_hooked_pool_and_linear_take_the_three_calls(rng, parallel, fallbacks):
     hook.remove()
     assert again.tobytes() == plain[0].tobytes() and len(fc_inputs) == 1
     np.testing.assert_array_equal(fc_inputs[0], pooled[0].reshape(fc_inputs[0].shape))
+
+
+def test_global_average_pool_into_given_rows(rng):
+    x = rng.integers(0, 256, (3, 5, 7, 32), dtype=np.uint8)
+    want = QE.global_avg_pool_nhwc(x, 9)
+    out = np.empty((3, 32), np.uint8)
+    assert QE.global_avg_pool_nhwc(x, 9, out) is out
+    np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="contiguous uint8"):
+        QE.global_avg_pool_nhwc(x, 9, np.empty((3, 31), np.uint8))

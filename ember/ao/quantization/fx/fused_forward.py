@@ -35,11 +35,14 @@ from __future__ import annotations
 import linecache
 import operator
 
+import numpy as np
+
 from ....frontend.fx.codegen import python_code
 from ....frontend import nn as _nn
 from ....frontend.nn.modules import module as _module
 from ....frontend.quantized import QuantizedTensor, conv2d_add, settle_deferred, \
-    linear_dequantize as _linear_dequantize, _qelementwise
+    linear_dequantize as _linear_dequantize, linear_dequantize_for as _linear_dequantize_for, \
+    _qelementwise
 from ....ir.quantized import QuantizedArray
 from ....ir import autocast as _autocast, dispatch as _dispatch, dtypes
 from ....ir.torch_function import STATE as _TF_STATE
@@ -346,18 +349,29 @@ def pool_linear_dequantize(pool, linear, x, flatten):
     [N, C] (`flatten` names its form: _FLATTENS) and a quantized Linear (a classifier's
     tail). Where the native pool runs pool(x) (_native_pool), its kernel pools x's
     channels-last integers straight into the [N, C] rows the Linear reads (flatten's
-    result: the pool keeps x's qparams) and linear_dequantize runs the GEMM: the pool's
-    module call and op dispatch, the flatten's and its batch-size reads are gone (~0.15
-    ms of serial Python at two threads in resnet18, after the last convolution's join),
-    and this step's checks run beside the last convolution's kernel (the previous step
-    leaves it running: this is a step). Anywhere else the three calls."""
+    result: the pool keeps x's qparams) and the Linear's prepared dequantizing GEMM
+    (frontend/quantized.py linear_dequantize_for, looked up before the pool's kernel
+    runs) reads them: the pool's module call and op dispatch, the flatten's and its
+    batch-size reads are gone (~0.15 ms of serial Python at two threads in resnet18,
+    after the last convolution's join), and this step's checks and lookups run beside
+    the last convolution's kernel (the previous step leaves it running: this is a step;
+    the pool's kernel joins it). Before the Linear's prepared call exists (its first
+    two calls) linear_dequantize runs on the pooled values; anywhere else the three
+    calls."""
     if _native_pool(pool, x) and type(linear) in _LINEARS:
-        values = _qelementwise().global_avg_pool_nhwc(x._array.transpose(0, 2, 3, 1),
-                                                      x._qzero_point)
-        if values is not None:      # pool(x)'s integers and qparams, flattened
-            flat = QuantizedTensor._wrap(QuantizedArray(values, x._qdtype, x._qscale,
-                                                        x._qzero_point))
-            return linear_dequantize(linear, flat)
+        a = x._array
+        values = np.empty(a.shape[:2], np.uint8)      # pool(x)'s integers, flattened
+        flat = QuantizedTensor._wrap(QuantizedArray(values, x._qdtype, x._qscale,
+                                                    x._qzero_point))
+        # the Linear's prepared call looked up before the pool's kernel joins the last
+        # convolution's (its Python beside that kernel)
+        run = None if linear._forward_hooks or linear._forward_pre_hooks else \
+            _linear_dequantize_for((flat, linear._packed_weight, linear._bias, linear.scale,
+                                    linear.zero_point, linear._RELU))
+        if _qelementwise().global_avg_pool_nhwc(a.transpose(0, 2, 3, 1), x._qzero_point,
+                                                values) is not None:
+            value = run(values) if run is not None else None
+            return value if value is not None else linear_dequantize(linear, flat)
     settle_deferred()
     return linear_dequantize(linear, _FLATTENS[flatten](pool(x)))
 
