@@ -174,7 +174,8 @@ def _fuse_tails(gm, graph: Graph) -> None:
         if match is None:
             continue
         pool, how, size_nodes = match
-        if not _module_call_of(gm, pool, (_nn.AdaptiveAvgPool2d,)) or \
+        if not hasattr(pool, "users") or \
+                not _module_call_of(gm, pool, (_nn.AdaptiveAvgPool2d,)) or \
                 gm.get_submodule(str(pool.target)).output_size not in (1, (1, 1), [1, 1]) \
                 or set(pool.users) != {flat, *size_nodes[-1:]}:
             continue
