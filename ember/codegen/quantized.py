@@ -616,7 +616,21 @@ def linear_runner(args, cache: dict):
             b = padded_bias(b)
         value = call.run_dequantized(xq, b)
         return None if value is None else value.reshape(out_shape)
+    def dequantized_for(b):
+        """dequantized with the bias resolved now (a step's Python that runs before its
+        input exists: fused_forward.pool_linear_dequantize): a function(xq) giving
+        dequantized(xq, b), or None where the runner would decline the bias."""
+        if b is not None and not bias_in_place(b):
+            if np.ndim(b) != 1 or np.shape(b)[0] != n:
+                return None
+            b = padded_bias(b)
+
+        def run(xq):
+            value = call.run_dequantized(xq, b)
+            return None if value is None else value.reshape(out_shape)
+        return run
     runner.dequantized = dequantized
+    runner.dequantized_for = dequantized_for
     return runner
 
 

@@ -393,6 +393,28 @@ def linear_dequantize(linear_args: tuple):
     return None if value is None else Tensor._adopt(value)
 
 
+def linear_dequantize_for(linear_args: tuple):
+    """linear_dequantize made ready before its input's values exist: linear_args[0] a
+    quantized tensor of the input's geometry and qparams whose array the caller fills
+    later (fused_forward.pool_linear_dequantize: the pool's kernel writes it). A
+    function(a) giving linear_dequantize(linear_args) on the values then in `a` (the
+    array itself), or None where linear_dequantize would decline (then the caller runs
+    it, or the pair, once the values exist)."""
+    if _TF_STATE.modes:
+        return None
+    seen = _seen_call(OPS["quantized_linear"], linear_args)
+    ready = getattr(seen.runner, "dequantized_for", None) if seen is not None else None
+    bias = linear_args[2]
+    run = ready(bias._array if isinstance(bias, Tensor) else bias) if ready else None
+    if run is None:
+        return None
+
+    def call(a):
+        value = run(a)
+        return None if value is None else Tensor._adopt(value)
+    return call
+
+
 class _SeenAdd:
     """A fused residual pair's prepared call (kept on the conv's weight, as _SeenCall):
     the conv's operands, the other operand's geometry, layout and qparams and the add's

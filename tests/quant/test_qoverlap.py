@@ -86,18 +86,18 @@ def test_overlapped_forward_equals_serial_and_graph(rng, quiet, overlap, n_threa
 
 def test_fused_graph_joins_before_other_nodes(converted):
     """Conv and pool steps whose every reader is a step overlap (the stem, read by the
-    max pool; the max pool; the last pair, read by the average pool); the blocks' first
-    convs (their functional relu runs on the dequantized value) and the average pool
-    (read by flatten) do not, and a join precedes the first other node after an
-    overlapping step."""
+    max pool; the max pool; the last pair, read by the classifier tail); the blocks'
+    first convs (their functional relu runs on the dequantized value) and the tail (the
+    average pool, flatten and fc in one step: its result is read at once) do not, and a
+    join precedes the first other node after an overlapping step."""
     graph = FF.fused_graph(converted)
     steps = [n for n in graph.nodes if n.op == OpKind.call_function and n.target in FF.STEPS]
     flags = [FF.step_overlaps(n) for n in steps]
     # stem, max pool, block 0's c1 and pair, block 1's c1, downsample and pair, block 2's
-    # c1 and pair, average pool
+    # c1 and pair, the tail (average pool, flatten, fc)
     # the stem reads the input quantize alone: one quantize_conv_step with it
     assert [n.target for n in steps[:2]] == [FF.quantize_conv_step, FF.pool_step]
-    assert steps[-1].target is FF.pool_step
+    assert steps[-1].target is FF.pool_linear_dequantize     # avgpool, flatten, fc
     assert flags == [True, True, False, True, False, True, True, False, True, False]
     running = False
     for node in graph.nodes:

@@ -543,7 +543,8 @@ def _gap_kernel():
     return lib.function("qgap_u8", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4))
 
 
-def global_avg_pool_nhwc(x: np.ndarray, zero_point: int) -> np.ndarray | None:
+def global_avg_pool_nhwc(x: np.ndarray, zero_point: int,
+                         out: np.ndarray | None = None) -> np.ndarray | None:
     """adaptive_avg_pool2d to 1 x 1 of a per-tensor quint8 value given as its channels-last
     view [N, H, W, C] (C-contiguous), requantized with its own qparams: [N, C] uint8, the
     integers lite_int8.adaptive_average_quantized gives, natively (NumPy's eight passes
@@ -552,16 +553,20 @@ def global_avg_pool_nhwc(x: np.ndarray, zero_point: int) -> np.ndarray | None:
     global pool is ~10 us of work, but right after the convolution that wrote its input
     (half of it from the other core's cache) resnet18's 8 x 512 x 7 x 7 one took ~60 us
     on one thread. None where it does not apply (another dtype or layout, 2**16 pixels
-    or more)."""
+    or more). out: a C-contiguous uint8 [N, C] to write (returned), else a new one."""
     n, h, w, c = x.shape
     if x.dtype != np.uint8 or not x.flags.c_contiguous or h * w >= 1 << 16 or not x.size:
         return None
+    if out is not None and (out.shape != (n, c) or out.dtype != np.uint8 or
+                            not out.flags.c_contiguous):
+        raise ValueError(f"global_avg_pool_nhwc: out must be a contiguous uint8 {(n, c)}, "
+                         f"got {out.dtype} {out.shape}")
     size = h * w
     multiplier = np.float32(1) / np.float32(size)       # adaptive_average_quantized's
     inv = np.float32(1) / (np.float32(1) / multiplier)
     ip = (ctypes.c_int64 * 3)(size, c, size * int(zero_point))
     fp = (ctypes.c_double * 4)(float(inv), float(np.float32(zero_point)), 0.0, 255.0)
-    out = np.empty((n, c), np.uint8)
+    out = np.empty((n, c), np.uint8) if out is None else out
     args = (lite.address(x), lite.address(out), ctypes.addressof(ip), ctypes.addressof(fp))
     if x.nbytes < GAP_PARALLEL_MIN_BYTES or n < 2:
         default_pool().join()       # a deferred kernel writing x (ThreadPool.defer)

@@ -39,13 +39,18 @@ quantized tensor is made; elsewhere the two calls.
 from __future__ import annotations
 
 import linecache
+import operator
+
+import numpy as np
 
 from ....frontend.fx.codegen import python_code
 from ....frontend import nn as _nn
 from ....frontend.nn.modules import module as _module
 from ....frontend.quantized import QuantizedTensor, conv2d_add, settle_deferred, \
-    linear_dequantize as _linear_dequantize, _qelementwise, _number
+    linear_dequantize as _linear_dequantize, linear_dequantize_for as _linear_dequantize_for, \
+    _qelementwise, _number
 from ....frontend.tensor import Tensor
+from ....ir.quantized import QuantizedArray
 from ....ir import autocast as _autocast, dispatch as _dispatch, dtypes
 from ....ir.torch_function import STATE as _TF_STATE
 from ....ir.graph import Graph, OpKind
@@ -158,8 +163,76 @@ def fused_graph(gm) -> Graph | None:
         new_deq.replace_all_uses_with(fused)
         graph.erase_node(new_deq)
         graph.erase_node(new_linear)
+    _fuse_tails(gm, graph)
     _steps(gm, graph)
     return graph
+
+
+def _fuse_tails(gm, graph: Graph) -> None:
+    """Each global average pool whose one use is a flatten to [N, C] read only by a
+    linear_dequantize: one pool_linear_dequantize call (a classifier's avgpool, flatten
+    and fc + dequantize), the pool, the flatten and its batch-size nodes erased."""
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or node.target is not linear_dequantize:
+            continue
+        flat = node.args[1]
+        match = _flatten_of(flat) if hasattr(flat, "users") and len(flat.users) == 1 \
+            else None
+        if match is None:
+            continue
+        pool, how, size_nodes = match
+        if not hasattr(pool, "users") or \
+                not _module_call_of(gm, pool, (_nn.AdaptiveAvgPool2d,)) or \
+                gm.get_submodule(str(pool.target)).output_size not in (1, (1, 1), [1, 1]) \
+                or set(pool.users) != {flat, *size_nodes[-1:]}:
+            continue
+        with graph.inserting_before(node):
+            module = graph.get_attr(str(pool.target))
+            fused = graph.call_function(pool_linear_dequantize,
+                                        (module, node.args[0], pool.args[0], how))
+        node.replace_all_uses_with(fused)
+        for done in (node, flat, *size_nodes, pool):
+            graph.erase_node(done)
+
+
+def _flatten_of(flat):
+    """(pool node, how, the nodes computing the batch size, the pool's reader last) where
+    `flat` is flatten(p, 1), p.flatten(1), or p.reshape / p.view of (p.shape[0], -1) or
+    (p.size(0), -1), as a list or as arguments; else None."""
+    args = flat.args
+    if flat.kwargs or len(args) < 2:
+        return None
+    one = type(args[1]) is int and args[1] == 1 and len(args) == 2
+    if flat.op == OpKind.call_function and flat.target is OPS["flatten"] and one:
+        return args[0], "flatten", []
+    if flat.op != OpKind.call_method:
+        return None
+    if flat.target == "flatten" and one:
+        return args[0], "flatten_method", []
+    if flat.target not in ("reshape", "view"):
+        return None
+    sizes = args[1] if len(args) == 2 and type(args[1]) in (list, tuple) else args[1:]
+    if len(sizes) != 2 or type(sizes[1]) is not int or sizes[1] != -1:
+        return None
+    size_nodes = _batch_size_nodes(sizes[0], args[0], flat)
+    return None if size_nodes is None else (args[0], flat.target, size_nodes)
+
+
+def _batch_size_nodes(size, p, flat):
+    """[size] where size is p.size(0), [size, shape] where it is p.shape[0] (each read
+    only by the next), else None."""
+    if not hasattr(size, "users") or set(size.users) != {flat} or size.kwargs:
+        return None
+    if size.op == OpKind.call_method and size.target == "size" and size.args == (p, 0):
+        return [size]
+    shape = size.args[0] if size.op == OpKind.call_function and \
+        size.target is operator.getitem and len(size.args) == 2 and \
+        type(size.args[1]) is int and size.args[1] == 0 else None
+    if shape is None or not hasattr(shape, "users") or set(shape.users) != {size} or \
+            shape.op != OpKind.call_function or shape.target is not getattr or \
+            shape.args != (p, "shape") or shape.kwargs:
+        return None
+    return [size, shape]
 
 
 def _is_conv_call(gm, node) -> bool:
@@ -186,7 +259,8 @@ def _steps(gm, graph: Graph) -> None:
             graph.erase_node(node)
     _quantize_steps(graph)
     for step in [n for n in graph.nodes if _is_step(n)]:
-        if step.users and all(_is_step(user) for user in step.users):
+        if step.target is not pool_linear_dequantize and step.users and \
+                all(_is_step(user) for user in step.users):
             if step.target is residual_conv_add:
                 step.kwargs = {"overlap": True}
             else:       # the overlap flag: a conv, pool or quantize step's last argument
@@ -230,6 +304,8 @@ def _is_step(node) -> bool:
 
 def step_overlaps(node) -> bool:
     """Whether a step node (conv, pool or fused pair) may leave its kernel running."""
+    if node.target is pool_linear_dequantize:      # its result is read at once
+        return False
     return node.kwargs.get("overlap") is True if node.target is residual_conv_add else \
         node.args[-1] is True
 
@@ -333,6 +409,45 @@ def pool_step(pool, x, overlap):
     return _overlapped(pool, x) if overlap and OVERLAP[0] else pool(x)
 
 
+def pool_linear_dequantize(pool, linear, x, flatten):
+    """linear(flatten(pool(x))).dequantize() of a global average pool, a flatten to
+    [N, C] (`flatten` names its form: _FLATTENS) and a quantized Linear (a classifier's
+    tail). Where the native pool runs pool(x) (_native_pool), its kernel pools x's
+    channels-last integers straight into the [N, C] rows the Linear reads (flatten's
+    result: the pool keeps x's qparams) and the Linear's prepared dequantizing GEMM
+    (frontend/quantized.py linear_dequantize_for, looked up before the pool's kernel
+    runs) reads them: the pool's module call and op dispatch, the flatten's and its
+    batch-size reads are gone (~0.15 ms of serial Python at two threads in resnet18,
+    after the last convolution's join), and this step's checks and lookups run beside
+    the last convolution's kernel (the previous step leaves it running: this is a step;
+    the pool's kernel joins it). Before the Linear's prepared call exists (its first
+    two calls) linear_dequantize runs on the pooled values; anywhere else the three
+    calls."""
+    if _native_pool(pool, x) and type(linear) in _LINEARS:
+        a = x._array
+        values = np.empty(a.shape[:2], np.uint8)      # pool(x)'s integers, flattened
+        flat = QuantizedTensor._wrap(QuantizedArray(values, x._qdtype, x._qscale,
+                                                    x._qzero_point))
+        # the Linear's prepared call looked up before the pool's kernel joins the last
+        # convolution's (its Python beside that kernel)
+        run = None if linear._forward_hooks or linear._forward_pre_hooks else \
+            _linear_dequantize_for((flat, linear._packed_weight, linear._bias, linear.scale,
+                                    linear.zero_point, linear._RELU))
+        if _qelementwise().global_avg_pool_nhwc(a.transpose(0, 2, 3, 1), x._qzero_point,
+                                                values) is not None:
+            value = run(values) if run is not None else None
+            return value if value is not None else linear_dequantize(linear, flat)
+    settle_deferred()
+    return linear_dequantize(linear, _FLATTENS[flatten](pool(x)))
+
+
+# the flatten forms _fuse_tails takes, as the graph called them
+_FLATTENS = {"flatten": lambda p: OPS["flatten"](p, 1),
+             "flatten_method": lambda p: p.flatten(1),
+             "reshape": lambda p: p.reshape(p.shape[0], -1),
+             "view": lambda p: p.view(p.shape[0], -1)}
+
+
 def _native_pool(pool, x) -> bool:
     """pool(x) runs the native max pool (channels-last, channels a multiple of 16) or
     global average pool on a per-tensor quint8 CPU value (codegen/quantized.py
@@ -385,4 +500,4 @@ _LINEARS = _linear_classes()
 
 
 _POOLS = (_nn.MaxPool2d, _nn.AdaptiveAvgPool2d)
-STEPS = (conv_step, pool_step, residual_conv_add, quantize_conv_step)
+STEPS = (conv_step, pool_step, residual_conv_add, quantize_conv_step, pool_linear_dequantize)
