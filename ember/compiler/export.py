@@ -1,7 +1,7 @@
 """ember.export: a model and example inputs -> an ExportedProgram (torch.export's shape).
 
     ep = ember.export(model, (x,))
-    ep.graph_signature, ep.state_dict, ep.module()(x)
+    ep.graph_signature, ep.tensors, ep.module()(x)
     ember.export.save(ep, "model.ep"); ep2 = ember.export.load("model.ep")
 
 Capture is ember.compile's trace (compiler/compile_trace.py): forward runs once on
@@ -170,6 +170,22 @@ class TensorSpec:
 
 
 @dataclass
+class ModuleCallSignature:
+    """torch.export's ModuleCallSignature (see ExportedProgram.module_call_graph)."""
+    inputs: list
+    outputs: list
+    in_spec: Any
+    out_spec: Any
+    forward_arg_names: list | None = None
+
+
+@dataclass
+class ModuleCallEntry:
+    fqn: str
+    signature: ModuleCallSignature | None = None
+
+
+@dataclass
 class ExportGraphSignature:
     """torch.export's ExportGraphSignature: what each graph input and output is, in
     torch's order (parameters, buffers, constants, then the user inputs)."""
@@ -227,9 +243,11 @@ class ExportGraphSignature:
 @dataclass
 class ExportedProgram:
     """A traced graph with the values it reads (torch.export.ExportedProgram's roles):
-    `graph` reads user inputs as placeholders and `state_dict` entries as get_attr."""
+    `graph` reads user inputs as placeholders and `tensors` entries as get_attr;
+    `state_dict` is torch's: the parameters and persistent buffers (lifted constants and
+    non-persistent buffers are in `constants`)."""
     graph: Graph
-    state_dict: dict                       # name -> Tensor (parameters, buffers, constants)
+    tensors: dict                          # name -> Tensor (parameters, buffers, constants)
     input_specs: list[TensorSpec]
     output_specs: list[TensorSpec]
     in_spec: Any = None                    # (args, kwargs) with tensors as markers
@@ -281,7 +299,7 @@ class ExportedProgram:
         """The graph as an ember.fx.GraphModule holding the program's state (get_attr
         nodes read it), so `.code` shows it as Python and calling it runs it."""
         from ..frontend.fx.graph_module import GraphModule
-        return GraphModule(dict(self.state_dict), self.graph, class_name="GraphModule")
+        return GraphModule(dict(self.tensors), self.graph, class_name="GraphModule")
 
     def run_decompositions(self, decomp_table=None, decompose_custom_triton_ops=False):
         """A copy with every composite op replaced by its decomposition into ember's
@@ -294,7 +312,7 @@ class ExportedProgram:
         def decomposed(graph):
             graph = copy.deepcopy(graph)
             run_passes(graph, "decompose,dce",
-                       PassContext(constants=dict(self.state_dict), inference=True))
+                       PassContext(constants=dict(self.tensors), inference=True))
             return graph
         program = copy.copy(self)
         program.dialect = "ATEN"
@@ -306,6 +324,28 @@ class ExportedProgram:
     dialect = "TRAINING"            # torch's name for export's IR (ATEN once decomposed)
 
     @property
+    def state_dict(self) -> dict:
+        """Parameters and persistent buffers by name (torch's ExportedProgram.state_dict)."""
+        return {s.name: self.tensors[s.name] for s in self.input_specs
+                if (s.kind == "parameter" or s.kind == "buffer" and s.persistent)
+                and s.name in self.tensors}
+
+    @property
+    def module_call_graph(self) -> list:
+        """torch's list of ModuleCallEntry: the root ("") with its call signature (the
+        (args, kwargs) and result specs, forward's parameter names), then each submodule
+        by its path, in named_modules order, with a signature only where
+        preserve_module_call_signature named it. ember's graph does not record module
+        boundaries, so a signature's inputs / outputs (the graph values crossing the
+        call) are left empty, as torch's root entry has them."""
+        calls = self.__dict__.get("_module_calls") or {"": None, "names": [], "kept": []}
+        root = ModuleCallSignature([], [], self.in_spec, self.out_spec, calls[""])
+        return [ModuleCallEntry("", root)] + [
+            ModuleCallEntry(name, ModuleCallSignature([], [], None, None)
+                            if name in calls["kept"] else None)
+            for name in calls["names"]]
+
+    @property
     def example_inputs(self):
         """(args, kwargs) the program was exported with, as torch keeps them."""
         return self.__dict__.get("_example_inputs")
@@ -314,16 +354,16 @@ class ExportedProgram:
     def constants(self) -> dict:
         """Lifted tensor constants and non-persistent buffers (torch keeps both here,
         outside its state_dict), by name."""
-        return {s.name: self.state_dict[s.name] for s in self.input_specs
+        return {s.name: self.tensors[s.name] for s in self.input_specs
                 if (s.kind == "constant" or s.kind == "buffer" and not s.persistent)
-                and s.name in self.state_dict}
+                and s.name in self.tensors}
 
     tensor_constants = constants
 
     def named_parameters(self):
         for s in self.input_specs:
             if s.kind == "parameter":
-                yield s.name, self.state_dict[s.name]
+                yield s.name, self.tensors[s.name]
 
     def parameters(self):
         for _, value in self.named_parameters():
@@ -332,7 +372,7 @@ class ExportedProgram:
     def named_buffers(self):
         for s in self.input_specs:
             if s.kind == "buffer":
-                yield s.name, self.state_dict[s.name]
+                yield s.name, self.tensors[s.name]
 
     def buffers(self):
         for _, value in self.named_buffers():
@@ -370,7 +410,7 @@ class _ExportedCallable(Module):
         super().__init__()
         object.__setattr__(self, "ep", ep)
         kinds = {s.name: s.kind for s in ep.input_specs}
-        for name, value in ep.state_dict.items():
+        for name, value in ep.tensors.items():
             owner, last = self._owner_of(name)
             if kinds.get(name) == "parameter":
                 owner.register_parameter(last, Parameter(value, requires_grad=False))
@@ -404,7 +444,7 @@ class _ExportedCallable(Module):
         _check_specialized(self.ep.in_spec, spec)
         n = check_inputs(self.ep, leaves)
         graph = self.ep.graph if n is None else graph_at(self.ep, n)
-        state = dict(self.ep.state_dict)
+        state = dict(self.ep.tensors)
         state.update(self.named_parameters())
         state.update(self.named_buffers())
         with grad_mode.no_grad():
@@ -578,7 +618,24 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         program = _program(model, traced, state, leaves, input_names, in_spec)
     program.__dict__["_example_inputs"] = (args, kwargs)
     program.__dict__["_training"] = bool(getattr(model, "training", False))
+    program.__dict__["_module_calls"] = _module_calls(model, args, kwargs,
+                                                      preserve_module_call_signature)
     return program
+
+
+def _module_calls(model, args, kwargs, kept) -> dict:
+    """What module_call_graph reports: forward's parameter names for the call's
+    arguments, the submodule paths, and those preserve_module_call_signature kept."""
+    forward = getattr(model, "forward", model)
+    try:
+        params = [p.name for p in inspect.signature(forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    names = [name for name, _ in model.named_modules()][1:] \
+        if hasattr(model, "named_modules") else []
+    return {"": params[:len(args)] + [k for k in kwargs if k not in params[:len(args)]],
+            "names": names, "kept": [kept] if isinstance(kept, str) else list(kept)}
 
 
 def _check_submodule_names(model, names) -> None:
@@ -843,6 +900,7 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
             "custom_ops": custom_op_names(ep.graph),
             "training": ep.__dict__.get("_training"),
+            "module_calls": ep.__dict__.get("_module_calls"),
             "value_checks": [list(c) for c in ep.value_checks]}
     if ep.dim_exprs:                       # several symbols
         from ..ir.symdim import poly_text
@@ -859,7 +917,7 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
                            "max": None if bounds.upper == math.inf else bounds.upper,
                            "size_one": ep.size_one}
-    weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.state_dict.items()}
+    weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.tensors.items()}
     with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("spec.json", json.dumps(spec, indent=1))
         z.writestr("graph.ir", print_graph(ep.graph))
@@ -930,6 +988,7 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
                               value_checks=[tuple(c) for c in spec.get("value_checks", [])],
                               **dynamic)
     program.__dict__["_training"] = spec.get("training")
+    program.__dict__["_module_calls"] = spec.get("module_calls")
     return program
 
 
