@@ -674,6 +674,9 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
         qvalue[node] = qvalue.pop(out_q)
         graph.erase_node(out_q)
         _carry_index(out_q, node)
+        # torch.ao's reference graph quantizes cat's result: its qparams' names are
+        # still counted (`_scale_0` unused, the next op's `_scale_1`), as torch.ao numbers
+        node.meta["dropped_requantize"] = True
         return node
     if kind in BINARY and _binary_of_tensors(node) and \
             all(a in qvalue for a in node.args[:2]):

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from probe2_driver import cases_of, reference_programs, run_case  # noqa: E402
 
-_reference = reference_programs(["user_probe3_fx", "user_probe3_aot"])
+_reference = reference_programs(["user_probe3_fx", "user_probe3_aot", "user_probe3_quant"])
 CASES = cases_of(_reference)
 
 

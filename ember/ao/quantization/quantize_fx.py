@@ -973,10 +973,12 @@ def _activation_qparams(gm) -> dict:
         min_val = getattr(obs, "min_val", None)
         if min_val is not None and min_val.numel() in (0, 1) and \
                 (min_val.numel() == 0 or float(min_val) == float("inf")):
-            raise QuantizationError(
+            # torch.ao converts it with the observer's default qparams (scale 1.0, zero
+            # point 0): a fresh model converted only to load a calibrated state_dict into
+            warnings.warn(
                 f"convert_fx: observer {name} (on the output of node '{owners[name]}') has "
-                f"seen no data; run calibration inputs through the prepared model before "
-                f"convert_fx")
+                f"seen no data, so it converts with scale 1.0 and zero point 0; run "
+                f"calibration inputs through the prepared model before convert_fx")
         if getattr(obs, "qscheme", None) in (per_channel_affine, per_channel_symmetric):
             raise QuantizationError(f"convert_fx: observer {name} (node '{owners[name]}') is "
                                     f"per-channel; activations must be quantized per tensor")
