@@ -260,25 +260,14 @@ def case_quant_wrapper_eager_ptq():
 
 
 # --- converted state_dicts loaded into fresh models --------------------------------------------
-class CatResidualPlain(CatResidual):
-    """CatResidual without the scalar mul / add: their output qparams are numbers fixed at
-    convert time in ember's graph, which a loaded state_dict does not change
-    (docs/compat.md)."""
-
-    def forward(self, x):
-        y = torch.cat([F.relu(self.a(x)), self.b(x)], dim=1)
-        y = self.mix(y) + x
-        return self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
-
-
 def case_fx_converted_state_dict_into_fresh_model():
-    model = load_(CatResidualPlain())
+    model = load_(CatResidual())
     q = fx_ptq(copy.deepcopy(model), (2, 3, 6, 6))
     buf = io.BytesIO()
     torch.save(q.state_dict(), buf)
     buf.seek(0)
     state = torch.load(buf)
-    fresh_prepared = prepare_fx(CatResidualPlain().eval(), tq.get_default_qconfig_mapping("x86"),
+    fresh_prepared = prepare_fx(CatResidual().eval(), tq.get_default_qconfig_mapping("x86"),
                                 (t(2, 3, 6, 6, seed=99),))
     fresh = convert_fx(fresh_prepared)
     result = fresh.load_state_dict(state)

@@ -1,0 +1,143 @@
+"""Regressions for what the third user-program probe found (docs/compat.md, "The third
+probe"), each checked against torch where torch has the answer."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ember  # noqa: E402
+
+
+def _models(lib):
+    nn = lib.nn
+
+    class WithState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.bn = nn.BatchNorm2d(4)
+            self.register_buffer("mask", lib.ones(4), persistent=False)
+            self.offset = lib.tensor(0.25)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x)) * self.mask.view(1, -1, 1, 1)
+            return y.mean((2, 3)) + self.offset
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 1)
+            self.b = nn.Conv2d(3, 4, 1)
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x):
+            y = lib.cat([self.a(x), self.b(x)], 1) * 0.5 + 1.0
+            return self.head(lib.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+    return WithState, Scaled
+
+
+def _same_weights(t_model, e_model):
+    e_model.load_state_dict({k: ember.tensor(v.detach().numpy())
+                             for k, v in t_model.state_dict().items()})
+    return e_model
+
+
+def _x(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_exported_state_dict_holds_parameters_and_persistent_buffers_only():
+    t_model, e_model = _models(torch)[0]().eval(), _models(ember)[0]().eval()
+    _same_weights(t_model, e_model)
+    x = _x(2, 3, 6, 6)
+    t_ep = torch.export.export(t_model, (torch.from_numpy(x),))
+    e_ep = ember.export.export(e_model, (ember.tensor(x),))
+    assert sorted(e_ep.state_dict) == sorted(t_ep.state_dict)
+    assert sorted(e_ep.constants) == sorted(t_ep.constants) == ["mask", "offset"]
+    np.testing.assert_allclose(e_ep.module()(ember.tensor(x)).numpy(),
+                               t_ep.module()(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+
+
+def test_module_call_graph_lists_the_root_and_each_submodule():
+    t_model, e_model = _models(torch)[0]().eval(), _models(ember)[0]().eval()
+    x = _x(1, 3, 6, 6)
+    t_ep = torch.export.export(t_model, (torch.from_numpy(x),),
+                               preserve_module_call_signature=("bn",))
+    e_ep = ember.export.export(e_model, (ember.tensor(x),),
+                               preserve_module_call_signature=("bn",))
+    shape = [(e.fqn, e.signature is None) for e in t_ep.module_call_graph]
+    assert [(e.fqn, e.signature is None) for e in e_ep.module_call_graph] == shape
+    assert e_ep.module_call_graph[0].signature.forward_arg_names == ["x"]
+    loaded = ember.export.load(_saved(e_ep))
+    assert [e.fqn for e in loaded.module_call_graph] == [fqn for fqn, _ in shape]
+
+
+def _saved(ep):
+    import io
+    buf = io.BytesIO()
+    ember.export.save(ep, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_train_mode_export_counts_batches_as_torch():
+    t_model, e_model = _models(torch)[0]().train(), _models(ember)[0]().train()
+    _same_weights(t_model, e_model)
+    x = _x(2, 3, 6, 6, seed=1)
+    t_m = torch.export.export(t_model, (torch.from_numpy(x),)).module()
+    e_m = ember.export.export(e_model, (ember.tensor(x),)).module()
+    for _ in range(2):
+        t_m(torch.from_numpy(x))
+        e_m(ember.tensor(x))
+    assert int(e_m.bn.num_batches_tracked.item()) == int(t_m.bn.num_batches_tracked) == 2
+    np.testing.assert_allclose(e_m.bn.running_mean.numpy(), t_m.bn.running_mean.numpy(),
+                               atol=1e-5)
+
+
+def _fx_converted(lib, model, calibrate: bool):
+    from importlib import import_module
+    q = import_module(f"{lib.__name__}.ao.quantization")
+    qfx = import_module(f"{lib.__name__}.ao.quantization.quantize_fx")
+    example = (lib.tensor(_x(2, 3, 4, 4, seed=9)),)
+    prepared = qfx.prepare_fx(model.eval(), q.get_default_qconfig_mapping("x86"), example)
+    if calibrate:
+        for seed in range(3):
+            prepared(lib.tensor(_x(2, 3, 4, 4, seed=seed) * 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return qfx.convert_fx(prepared)
+
+
+def test_uncalibrated_convert_fx_then_a_calibrated_state_dict_matches_torch():
+    """A fresh model converted without calibration (torch.ao gives its observers scale
+    1.0 / zero point 0) takes a calibrated model's state_dict; the cat's and the scalar
+    mul / add's qparams names are torch.ao's, and the scalar ops' qparams follow the
+    loaded ones."""
+    t_cls, e_cls = _models(torch)[1], _models(ember)[1]
+    t_model = t_cls()
+    e_model = _same_weights(t_model, e_cls())
+    t_cal, e_cal = _fx_converted(torch, copy.deepcopy(t_model), True), \
+        _fx_converted(ember, copy.deepcopy(e_model), True)
+    e_fresh = _fx_converted(ember, e_cls(), False)
+    assert sorted(e_cal.state_dict()) == sorted(t_cal.state_dict())
+    e_fresh.load_state_dict(e_cal.state_dict())
+    x = _x(2, 3, 4, 4, seed=5)
+    want = t_cal(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(e_cal(ember.tensor(x)).numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(e_fresh(ember.tensor(x)).numpy(), want, atol=1e-5)
+
+
+def test_uncalibrated_convert_fx_warns_naming_the_node():
+    model = _models(ember)[1]()
+    from ember.ao.quantization import get_default_qconfig_mapping
+    from ember.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    prepared = prepare_fx(model.eval(), get_default_qconfig_mapping("x86"),
+                          (ember.tensor(_x(1, 3, 4, 4)),))
+    with pytest.warns(UserWarning, match=r"activation_post_process_0 .*'x'.* seen no data"):
+        convert_fx(prepared)
