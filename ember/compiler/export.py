@@ -409,6 +409,7 @@ class _ExportedCallable(Module):
     def __init__(self, ep: ExportedProgram):
         super().__init__()
         object.__setattr__(self, "ep", ep)
+        self._take_forward_signature(ep)
         kinds = {s.name: s.kind for s in ep.input_specs}
         for name, value in ep.tensors.items():
             owner, last = self._owner_of(name)
@@ -427,6 +428,19 @@ class _ExportedCallable(Module):
             f"Calling {'train' if mode else 'eval'}() is not supported yet: the program "
             f"was exported in {'training' if self.ep.__dict__.get('_training') else 'eval'} "
             "mode and runs that mode's graph; export the model again in the other mode")
+
+    def _take_forward_signature(self, ep: ExportedProgram) -> None:
+        """`forward` shows the exported call's parameters (`(x, mask)`), as torch's
+        module() does: exporting it again binds dynamic_shapes to them by name or
+        position. (A partial of the class's forward: deepcopy and pickle rebind it.)"""
+        import functools
+        names = (ep.__dict__.get("_module_calls") or {}).get("")
+        if not names:
+            return
+        forward = functools.partial(type(self).forward, self)
+        forward.__signature__ = inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+        object.__setattr__(self, "forward", forward)
 
     def _owner_of(self, name: str):
         *path, last = name.split(".")

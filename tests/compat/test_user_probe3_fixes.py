@@ -141,3 +141,34 @@ def test_uncalibrated_convert_fx_warns_naming_the_node():
                           (ember.tensor(_x(1, 3, 4, 4)),))
     with pytest.warns(UserWarning, match=r"activation_post_process_0 .*'x'.* seen no data"):
         convert_fx(prepared)
+
+
+def test_interpreter_has_torchs_submodules_snapshot():
+    class Strip(ember.fx.Transformer):
+        def call_module(self, target, args, kwargs):
+            if isinstance(self.submodules[target], ember.nn.Dropout):
+                return args[0]
+            return super().call_module(target, args, kwargs)
+
+    model = ember.nn.Sequential(ember.nn.Linear(3, 3), ember.nn.Dropout(0.5)).train()
+    gm = Strip(ember.fx.symbolic_trace(model)).transform()
+    assert [n.op for n in gm.graph.nodes] == ["placeholder", "call_module", "output"]
+    x = ember.tensor(_x(2, 3))
+    np.testing.assert_allclose(gm(x).detach().numpy(), model[0](x).detach().numpy())
+
+
+def test_exported_module_shows_the_call_signature_and_exports_again():
+    import inspect
+    t_model, e_model = _models(torch)[0]().eval(), _models(ember)[0]().eval()
+    _same_weights(t_model, e_model)
+    x = _x(2, 3, 6, 6)
+    t_m = torch.export.export(t_model, (torch.from_numpy(x),)).module()
+    batch = ember.export.Dim("batch", max=8)
+    e_m = ember.export.export(e_model, (ember.tensor(x),),
+                              dynamic_shapes=({0: batch},)).module()
+    assert str(inspect.signature(e_m.forward)) == str(inspect.signature(t_m.forward)) == "(x)"
+    again = ember.export.export(copy.deepcopy(e_m), (ember.tensor(x),),
+                                dynamic_shapes={"x": {0: batch}})
+    y = _x(5, 3, 6, 6, seed=3)
+    np.testing.assert_allclose(again.module()(ember.tensor(y)).numpy(),
+                               t_model(torch.from_numpy(y)).detach().numpy(), atol=1e-5)

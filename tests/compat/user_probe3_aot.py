@@ -265,3 +265,14 @@ def case_export_then_load_state_dict_into_module():
     missing = m.load_state_dict(fresh.state_dict())
     x = t(2, 6, seed=23)
     return m(x), fresh(x), sorted(m.state_dict()), list(missing.missing_keys)
+
+
+# --- re-export an exported module, Dim.DYNAMIC ------------------------------------------
+def case_reexport_module_and_dim_dynamic():
+    model = load_(Encoder()).eval()
+    x = t(3, 6, seed=24)
+    ep = export(model, (x,), dynamic_shapes=({0: Dim.DYNAMIC},))
+    again = export(ep.module(), (x,), dynamic_shapes=({0: Dim.DYNAMIC},))
+    y = t(5, 6, seed=25)
+    return (again.module()(y), model(y), sorted(again.state_dict),
+            [s.kind.name for s in again.graph_signature.input_specs])

@@ -406,3 +406,39 @@ def case_tracer_param_shapes_constant():
     x = t(2, 3, seed=17)
     ops = lambda g: [(n.op, str(n.target)) for n in g.nodes]
     return const(x), plain_gm(x), ops(graph), ops(plain_graph)
+
+
+# --- an inference Transformer: drop Dropout, fold `x * 1.0`, print the nodes ------------
+class WithDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        y = self.drop(F.gelu(self.fc(x)))
+        return F.dropout(y * 1.0, 0.2, self.training) + x
+
+
+class StripForInference(torch.fx.Transformer):
+    def call_module(self, target, args, kwargs):
+        if isinstance(self.submodules[target], nn.Dropout):
+            return args[0]
+        return super().call_module(target, args, kwargs)
+
+    def call_function(self, target, args, kwargs):
+        if target is F.dropout:
+            return args[0]
+        if target is operator.mul and args[1] == 1.0:
+            return args[0]
+        return super().call_function(target, args, kwargs)
+
+
+def case_inference_transformer_and_format_node():
+    model = load_(WithDropout()).eval()
+    gm = symbolic_trace(model)
+    stripped = StripForInference(gm).transform()
+    x = t(3, 4, seed=18)
+    # a call_function's target prints by its module path (torch's F.gelu is _C._nn.gelu)
+    lines = [n.format_node() for n in stripped.graph.nodes if n.op != "call_function"]
+    return model(x), stripped(x), [n.op for n in stripped.graph.nodes], lines

@@ -291,3 +291,28 @@ def case_eager_converted_state_dict_into_fresh_model():
     fresh.load_state_dict(q.state_dict())
     x = t(2, 3, 5, 5, seed=110)
     return fresh(x), q(x), fresh.conv.scale, fresh.fc.zero_point, sorted(q.state_dict())
+
+
+# --- quantize_dynamic of GRU and the RNN cells ----------------------------------------------
+class Cells(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(4, 5, batch_first=True)
+        self.cell = nn.LSTMCell(5, 3)
+        self.gcell = nn.GRUCell(3, 3)
+
+    def forward(self, x):
+        out, h = self.gru(x)
+        hx, cx = self.cell(out[:, -1])
+        return self.gcell(hx), h, cx
+
+
+def case_quantize_dynamic_gru_and_cells():
+    model = load_(Cells()).eval()
+    q = quantize_dynamic(model, {nn.GRU, nn.LSTMCell, nn.GRUCell}, dtype=torch.qint8)
+    x = t(2, 3, 4, seed=120)
+    with torch.no_grad():
+        out = q(x)
+        ref = model(x)
+    kinds = [(name, type(m).__name__) for name, m in q.named_children()]
+    return out, kinds, float(max((a - b).abs().max() for a, b in zip(out, ref))) < 0.05
