@@ -172,3 +172,19 @@ def test_exported_module_shows_the_call_signature_and_exports_again():
     y = _x(5, 3, 6, 6, seed=3)
     np.testing.assert_allclose(again.module()(ember.tensor(y)).numpy(),
                                t_model(torch.from_numpy(y)).detach().numpy(), atol=1e-5)
+
+
+def test_graph_manipulation_sizes_match_torch():
+    from torch.fx.passes import graph_manipulation as t_gm
+    from ember.fx.passes import graph_manipulation as e_gm
+    t_model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    e_model = _same_weights(t_model, ember.nn.Sequential(
+        ember.nn.Linear(4, 8), ember.nn.ReLU(), ember.nn.Linear(8, 2)))
+    t_g, e_g = torch.fx.symbolic_trace(t_model), ember.fx.symbolic_trace(e_model)
+    with pytest.raises(RuntimeError, match="shape propagation"):
+        e_gm.get_tensor_meta(list(e_g.graph.nodes)[1])
+    x = _x(3, 4)
+    t_gm.get_size_of_all_nodes(t_g, [torch.from_numpy(x)])
+    e_gm.get_size_of_all_nodes(e_g, [ember.tensor(x)])
+    sizes = [tuple(n.size_bytes) for n in e_g.graph.nodes if hasattr(n, "size_bytes")]
+    assert sizes == [tuple(n.size_bytes) for n in t_g.graph.nodes if hasattr(n, "size_bytes")]

@@ -442,3 +442,21 @@ def case_inference_transformer_and_format_node():
     # a call_function's target prints by its module path (torch's F.gelu is _C._nn.gelu)
     lines = [n.format_node() for n in stripped.graph.nodes if n.op != "call_function"]
     return model(x), stripped(x), [n.op for n in stripped.graph.nodes], lines
+
+
+# --- a partitioner's memory estimate: torch.fx.passes.graph_manipulation ------------------
+def case_graph_manipulation_sizes_and_target_swap():
+    from torch.fx.passes import graph_manipulation as gmanip
+    model = load_(Block()).eval()
+    gm = symbolic_trace(model)
+    gmanip.get_size_of_all_nodes(gm, [t(2, 3, 6, 6, seed=19)])
+    sizes = [(n.name, tuple(n.size_bytes)) for n in gm.graph.nodes if hasattr(n, "size_bytes")]
+    try:
+        gmanip.get_tensor_meta(list(symbolic_trace(model).graph.nodes)[1])
+        refused = None
+    except RuntimeError as err:
+        refused = "shape propagation" in str(err)
+    gmanip.replace_target_nodes_with(gm, "call_function", torch.relu, "call_function", torch.tanh)
+    x = t(2, 3, 6, 6, seed=20)
+    return sizes, refused, gm(x), [str(n.target) for n in gm.graph.nodes
+                                   if n.op == "call_function"].count(str(torch.tanh))
