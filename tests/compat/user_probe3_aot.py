@@ -276,3 +276,30 @@ def case_reexport_module_and_dim_dynamic():
     y = t(5, 6, seed=25)
     return (again.module()(y), model(y), sorted(again.state_dict),
             [s.kind.name for s in again.graph_signature.input_specs])
+
+
+# --- TorchScript of a model with control flow, saved and loaded -------------------------
+class Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+        self.threshold = 0.0
+
+    def forward(self, x, steps: int = 2):
+        for i, layer in enumerate(self.layers):   # TorchScript: no break in this loop
+            if i < steps:
+                h = layer(x)
+                x = torch.where(h > self.threshold, h, 0.1 * h) + x
+        return x.sum(-1) if x.dim() > 1 else x
+
+
+def case_jit_script_control_flow_save_load():
+    model = load_(Gated()).eval()
+    scripted = torch.jit.script(model)
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf)
+    buf.seek(0)
+    loaded = torch.jit.load(buf)
+    x = t(3, 4, seed=26)
+    return (loaded(x), loaded(x, 3), model(x, 3), scripted(t(4, seed=27), 1),
+            sorted(k for k in loaded.state_dict()))
