@@ -303,3 +303,35 @@ def case_jit_script_control_flow_save_load():
     x = t(3, 4, seed=26)
     return (loaded(x), loaded(x, 3), model(x, 3), scripted(t(4, seed=27), 1),
             sorted(k for k in loaded.state_dict()))
+
+
+# --- None and int results, a dynamic dim of size 1 ----------------------------------------
+class MaybeAux(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y, None, y.shape[0]
+
+
+def case_export_none_and_int_outputs_and_batch_one():
+    model = load_(MaybeAux())
+    ep = export(model, (t(4, 3, seed=28),), dynamic_shapes=({0: Dim("b", min=1, max=8)},))
+    m = ep.module()
+    one = t(1, 3, seed=29)
+    y, none, n = m(one)
+    return y, none is None, int(n), model(one)[0]
+
+
+def case_aoti_package_with_inductor_configs_and_kwargs():
+    model = load_(NonStrict()).eval()
+    x, gain = t(3, 4, seed=30), t(3, 4, seed=31)
+    ep = export(model, (x,), {"extra": {"gain": gain}})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = torch._inductor.aoti_compile_and_package(
+            ep, package_path=os.path.join(tmp, "ns.pt2"),
+            inductor_configs={"max_autotune": False, "freezing": True})
+        runner = torch._inductor.aoti_load_package(path)
+        return runner(x, extra={"gain": gain}), model(x, extra={"gain": gain})

@@ -460,3 +460,30 @@ def case_graph_manipulation_sizes_and_target_swap():
     x = t(2, 3, 6, 6, seed=20)
     return sizes, refused, gm(x), [str(n.target) for n in gm.graph.nodes
                                    if n.op == "call_function"].count(str(torch.tanh))
+
+
+# --- hooks on traced submodules, dtype moves of a GraphModule, math autowrap ------------
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x):
+        import math
+        y = self.fc(x)
+        return y / math.sqrt(y.shape[-1])
+
+
+def case_hooks_dtype_and_math_autowrap():
+    model = load_(Scaled())
+    gm = symbolic_trace(model)
+    seen = []
+    handle = gm.fc.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    x = t(2, 4, seed=21)
+    out = gm(x)
+    handle.remove()
+    gm(x)
+    same_module = gm.fc is model.fc
+    double = copy.deepcopy(gm).double()
+    out64 = double(x.double())
+    return out, seen, same_module, out64.dtype, out64, [n.op for n in gm.graph.nodes]

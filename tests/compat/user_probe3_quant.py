@@ -316,3 +316,34 @@ def case_quantize_dynamic_gru_and_cells():
         ref = model(x)
     kinds = [(name, type(m).__name__) for name, m in q.named_children()]
     return out, kinds, float(max((a - b).abs().max() for a, b in zip(out, ref))) < 0.05
+
+
+# --- 4-bit QAT with custom FakeQuantize ranges (FX) --------------------------------------
+def case_fx_qat_four_bit_fake_quant():
+    from torch.ao.quantization import (FakeQuantize, MovingAverageMinMaxObserver,
+                                       MovingAveragePerChannelMinMaxObserver)
+    from torch.ao.quantization.quantize_fx import prepare_qat_fx
+    qconfig = QConfig(
+        activation=FakeQuantize.with_args(observer=MovingAverageMinMaxObserver,
+                                          quant_min=0, quant_max=15, dtype=torch.quint8),
+        weight=FakeQuantize.with_args(observer=MovingAveragePerChannelMinMaxObserver,
+                                      quant_min=-8, quant_max=7, dtype=torch.qint8,
+                                      qscheme=torch.per_channel_symmetric, ch_axis=0))
+    model = load_(ConvLinear()).train()
+    prepared = prepare_qat_fx(model, QConfigMapping().set_global(qconfig),
+                              (t(2, 3, 6, 6, seed=130),))
+    opt = torch.optim.Adam(prepared.parameters(), lr=0.01)
+    losses = []
+    for step in range(3):
+        out = prepared(t(2, 3, 6, 6, seed=131 + step))
+        loss = out.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(round(loss.item(), 5))
+    prepared.eval()
+    fq = prepared.conv.weight_fake_quant
+    q = convert_fx(copy.deepcopy(prepared))
+    x = t(2, 3, 6, 6, seed=140)
+    return (losses, prepared(x), q(x), fq.scale, fq.zero_point,
+            q.conv.weight().int_repr().min(), q.conv.weight().int_repr().max())
