@@ -487,3 +487,14 @@ def case_hooks_dtype_and_math_autowrap():
     double = copy.deepcopy(gm).double()
     out64 = double(x.double())
     return out, seen, same_module, out64.dtype, out64, [n.op for n in gm.graph.nodes]
+
+
+def case_graph_module_class_name_and_python_code():
+    model = load_(Block()).eval()
+    tracer = Tracer()
+    graph = tracer.trace(model)
+    gm = GraphModule(tracer.root, graph, "PrunedBlock")
+    code = graph.python_code(root_module="self")
+    x = t(1, 3, 5, 5, seed=22)
+    return (type(gm).__name__, gm(x), sorted(code.globals)[:0], "def forward(self, x)" in code.src,
+            gm.__class__.__name__ in str(gm).splitlines()[0])
