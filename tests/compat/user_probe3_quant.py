@@ -347,3 +347,33 @@ def case_fx_qat_four_bit_fake_quant():
     x = t(2, 3, 6, 6, seed=140)
     return (losses, prepared(x), q(x), fq.scale, fq.zero_point,
             q.conv.weight().int_repr().min(), q.conv.weight().int_repr().max())
+
+
+# --- eager PTQ with one layer left float and per-module qconfigs ----------------------------
+class Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+        self.dequant = DeQuantStub()
+        self.head = nn.Linear(4, 2)        # left float
+
+    def forward(self, x):
+        x = self.dequant(self.relu(self.conv(self.quant(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def case_eager_ptq_skip_layer_and_per_module_qconfig():
+    model = load_(Mixed()).eval()
+    model.qconfig = tq.get_default_qconfig("x86")
+    model.conv.qconfig = QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8),
+                                 weight=tq.default_per_channel_weight_observer)
+    model.head.qconfig = None
+    fused = tq.fuse_modules(model, [["conv", "relu"]], inplace=False)
+    prepared = tq.prepare(fused, inplace=False)
+    calibrate(prepared, (2, 3, 5, 5))
+    q = tq.convert(prepared, inplace=False)
+    x = t(2, 3, 5, 5, seed=150)
+    kinds = [(name, type(m).__name__) for name, m in q.named_children()]
+    return q(x), kinds, q.conv.scale, str(q.conv.weight().qscheme()), type(model.conv).__name__
