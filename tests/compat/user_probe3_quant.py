@@ -377,3 +377,16 @@ def case_eager_ptq_skip_layer_and_per_module_qconfig():
     x = t(2, 3, 5, 5, seed=150)
     kinds = [(name, type(m).__name__) for name, m in q.named_children()]
     return q(x), kinds, q.conv.scale, str(q.conv.weight().qscheme()), type(model.conv).__name__
+
+
+def case_quantize_dynamic_transformer_encoder_layer():
+    # batch_first=False: torch's fast-path check reads linear1.weight as a tensor, which
+    # quantize_dynamic made a method (torch raises AttributeError on its own model)
+    layer = load_(nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0)).eval()
+    q = quantize_dynamic(layer, {nn.Linear}, dtype=torch.qint8)
+    x = t(5, 2, 8, seed=160)
+    with torch.no_grad():
+        out, ref = q(x), layer(x)
+    kinds = sorted({(name, type(m).__name__) for name, m in q.named_modules()
+                    if name and "." not in name or name == "self_attn.out_proj"})
+    return out, kinds, float((out - ref).abs().max()) < 0.1
