@@ -507,13 +507,18 @@ _ExportedCallable._part_class = Module
 
 
 class _SubmoduleOfProgram(Module):
-    """A submodule of `unflatten(ep)`: it holds its parameters and buffers; ember's
-    exported graph does not record module boundaries, so it cannot run on its own."""
+    """A submodule of `unflatten(ep)`: it holds its parameters and buffers, and runs
+    the part of the program between the values its call took and gave when exported
+    (a module called once, on graph values, by ember.export's static trace)."""
 
     def forward(self, *args, **kwargs):
-        raise EmberError("ember.export.unflatten: this submodule cannot be called on its "
-                         "own (ember's exported graph does not record where each module's "
-                         "ops begin and end); call the unflattened module itself")
+        root, path = self.__dict__.get("_program_root"), self.__dict__.get("_program_path")
+        if root is None:
+            raise EmberError("ember.export.unflatten: this submodule cannot be called on "
+                             "its own (the export did not record its call: a module called "
+                             "more than once, on non-tensor values, with dynamic_shapes, or a "
+                             "loaded program); call the unflattened module itself")
+        return root._run_submodule(path, args, kwargs)
 
 
 class UnflattenedModule(_ExportedCallable):
@@ -525,7 +530,38 @@ class UnflattenedModule(_ExportedCallable):
 
     def __init__(self, ep: ExportedProgram):
         super().__init__(ep)
+        for path in ep.__dict__.get("_module_boundaries") or {}:
+            try:
+                part = self.get_submodule(path)
+            except AttributeError:
+                part = self._owner_of(path + ".x")[0]    # a module without state
+            object.__setattr__(part, "_program_root", self)
+            object.__setattr__(part, "_program_path", path)
         object.__setattr__(self, "_own_parts", {id(m) for _, m in self.named_modules()})
+
+    def _run_submodule(self, path: str, args, kwargs):
+        from ..ir.symbolic import call_graph
+        ins, outs, spec = self.ep.__dict__["_module_boundaries"][path]
+        by_name = {n.name: n for n in self.ep.graph.nodes}
+        inputs = [by_name[n] for n in ins]
+        graph = _graph_between(self.ep.graph, inputs, [by_name[n] for n in outs])
+        leaves, _ = flatten((args, kwargs))
+        if graph is None or len(leaves) != len(inputs):
+            raise EmberError(f"ember.export.unflatten: submodule '{path}' cannot run on its "
+                             f"own: its part of the program reads other inputs of the model")
+        for i, (node, value) in enumerate(zip(inputs, leaves)):
+            meta = node.meta.get("val")
+            if meta is not None and (tuple(value.shape) != tuple(meta.shape) or
+                                     value.dtype != meta.dtype):
+                raise GuardError(f"ember.export.unflatten: submodule '{path}' input {i} "
+                                 f"must be {meta.dtype.name}{list(meta.shape)}, got "
+                                 f"{value.dtype.name}{list(value.shape)}")
+        state = dict(self.ep.tensors)
+        state.update(self.named_parameters())
+        state.update(self.named_buffers())
+        with grad_mode.no_grad():
+            out = call_graph(graph, leaves, state)
+        return unflatten(spec, list(out))
 
     def forward(self, *args, **kwargs):
         swapped = [name for name, m in self.named_modules() if id(m) not in self._own_parts]
@@ -535,6 +571,27 @@ class UnflattenedModule(_ExportedCallable):
                              "each module's ops begin and end, so the program cannot run the "
                              "new module: export the model with it instead")
         return super().forward(*args, **kwargs)
+
+
+def _graph_between(graph: Graph, inputs: list, outputs: list) -> Graph | None:
+    """The ops computing `outputs` from `inputs` (and state) as a graph of their own;
+    None when they read another placeholder (a value from outside the call)."""
+    needed, stack = set(), list(outputs)
+    while stack:
+        node = stack.pop()
+        if node in needed or node in inputs:
+            continue
+        if node.op == OpKind.placeholder:
+            return None
+        needed.add(node)
+        stack.extend(node.all_input_nodes)
+    sub = Graph()
+    env = {node: sub.placeholder(f"input{i}") for i, node in enumerate(inputs)}
+    for node in graph.nodes:
+        if node in needed:
+            env[node] = sub.node_copy(node, lambda n: env[n])
+    sub.output(tuple(env[n] for n in outputs))
+    return sub
 
 
 def unflatten_program(ep: ExportedProgram, flat_args_adapter=None) -> UnflattenedModule:
@@ -630,11 +687,30 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         traced = _trace(model, leaves, in_spec)
         state = _rename_constants(traced.graph, traced.constants, names)
         program = _program(model, traced, state, leaves, input_names, in_spec)
+        program.__dict__["_module_boundaries"] = _module_boundaries(model, traced)
     program.__dict__["_example_inputs"] = (args, kwargs)
     program.__dict__["_training"] = bool(getattr(model, "training", False))
     program.__dict__["_module_calls"] = _module_calls(model, args, kwargs,
                                                       preserve_module_call_signature)
     return program
+
+
+def _module_boundaries(model, traced) -> dict:
+    """{submodule path: (input node names, result node names, result spec)} for each
+    submodule called once whose inputs and results are all graph values: what
+    unflatten(ep)'s submodules run (the graph between those values)."""
+    calls = getattr(traced, "module_calls", None) or {}
+    in_graph = set(traced.graph.nodes)
+    out = {}
+    for path, module in (model.named_modules() if hasattr(model, "named_modules") else ()):
+        recorded = calls.get(id(module), [])
+        if not path or len(recorded) != 1:
+            continue
+        ins, outs, spec = recorded[0]
+        if all(n is not None and n in in_graph for n in ins + outs) and outs and \
+                len(set(ins)) == len(ins):
+            out[path] = ([n.name for n in ins], [n.name for n in outs], spec)
+    return out
 
 
 def _module_calls(model, args, kwargs, kept) -> dict:
@@ -674,10 +750,11 @@ def _trace(model, leaves, in_spec):
     from .compile_trace import tracing
     from ..ir.unbacked import recording_items
     try:
+        watcher = ModuleWatcher(record_calls=True)
         with grad_mode.no_grad(), tracing("export"), recording_items() as checks:
-            traced = trace_call(model, leaves, in_spec, ModuleWatcher(),
-                                side_effects_break=False)
+            traced = trace_call(model, leaves, in_spec, watcher, side_effects_break=False)
         traced.value_checks = [(t.node.name, op, bound, text) for t, op, bound, text in checks]
+        traced.module_calls = watcher.calls
         return traced
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "

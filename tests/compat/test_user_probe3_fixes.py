@@ -188,3 +188,24 @@ def test_graph_manipulation_sizes_match_torch():
     e_gm.get_size_of_all_nodes(e_g, [ember.tensor(x)])
     sizes = [tuple(n.size_bytes) for n in e_g.graph.nodes if hasattr(n, "size_bytes")]
     assert sizes == [tuple(n.size_bytes) for n in t_g.graph.nodes if hasattr(n, "size_bytes")]
+
+
+def test_unflattened_submodules_run_their_part_of_the_program():
+    def build(lib):
+        nn = lib.nn
+        return nn.Sequential(nn.Linear(4, 6), nn.GELU(),
+                             nn.Sequential(nn.Linear(6, 6), nn.LayerNorm(6)), nn.Linear(6, 2))
+
+    t_model = build(torch).eval()
+    e_model = _same_weights(t_model, build(ember).eval())
+    x = _x(3, 4)
+    t_u = torch.export.unflatten(torch.export.export(t_model, (torch.from_numpy(x),)))
+    e_u = ember.export.unflatten(ember.export.export(e_model, (ember.tensor(x),)))
+    h = _x(3, 6, seed=2)
+    for path in ("0", "1", "2", "2.1"):
+        got = e_u.get_submodule(path)(ember.tensor(h if path != "0" else x))
+        want = t_u.get_submodule(path)(torch.from_numpy(h if path != "0" else x))
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), atol=1e-5,
+                                   err_msg=path)
+    with pytest.raises(ember.ir.errors.GuardError, match="'2' input 0 must be float32"):
+        e_u.get_submodule("2")(ember.tensor(_x(3, 5)))

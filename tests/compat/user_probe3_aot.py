@@ -143,8 +143,8 @@ def case_unflatten_and_call_submodules():
     ep = export(model, (q, d), preserve_module_call_signature=("query",))
     flat = torch.export.unflatten(ep)
     children = sorted(name for name, _ in flat.named_children())
-    # torch can call flat.query on its own; ember cannot (docs/compat.md)
-    return (flat(q, d), children, [(e.fqn, e.signature is None) for e in ep.module_call_graph],
+    return (flat(q, d), flat.query(q), model.query(q), flat.doc.proj(d), children,
+            [(e.fqn, e.signature is None) for e in ep.module_call_graph],
             sorted(k for k in flat.state_dict() if k.startswith("doc.")))
 
 
