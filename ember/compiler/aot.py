@@ -433,7 +433,7 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     _conv1d_as_conv2d(b.graph)
     _inference_forms(b.graph)
     _copy_before_reshape(b.graph)
-    ctx = PassContext(constants=dict(exported.state_dict),
+    ctx = PassContext(constants=dict(exported.tensors),
                       options=cpu_pass_options(dict(options or {})), inference=True)
     run_passes(b.graph, _with_fusion(pipeline), ctx)
     fuse_clamps(b.graph)        # an int8 conv's clamp into its epilogue (aot_quantized.py)
@@ -653,7 +653,7 @@ def _state_io(graph: Graph, exported: ExportedProgram, state: _State) -> None:
             target.replace_all_uses_with(last)
             graph.erase_node(target)
             value = last if value is target else value
-            array = exported.state_dict[name]
+            array = exported.tensors[name]
             state.initial[name] = np.array(array._values() if isinstance(array, Tensor)
                                            else array)
             entry = {"kind": "buffer", "name": name, "input": len(placeholders) +

@@ -393,7 +393,7 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
         raise LoweringError("ember.aot.compile_and_package: target='cuda' does not support "
                             "dynamic dimensions yet; export with static shapes")
     graph = _copy_graph(exported.graph)
-    ctx = PassContext(constants=dict(exported.state_dict), options=options, inference=True)
+    ctx = PassContext(constants=dict(exported.tensors), options=options, inference=True)
     run_passes(graph, _with_fusion(pipeline), ctx)
     # sizes baked into the kernels: a launch record carries pointers only, and a kernel
     # entry its one grid (codegen/triton/source.py: literal_sizes)

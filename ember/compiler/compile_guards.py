@@ -60,11 +60,21 @@ def flatten(value, objects: bool = False) -> tuple[list, Any]:
 
 
 class _Leaf:
-    """The spec's marker for a tensor."""
+    """The spec's marker for a tensor: one instance, compared by identity, so copies
+    and unpickled specs (a deep-copied `ep.module()`) keep it."""
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "<tensor>"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return "LEAF"          # pickled by reference to this module's LEAF
 
 
 LEAF = _Leaf()

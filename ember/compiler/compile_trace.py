@@ -162,12 +162,15 @@ def _record_detach(value):
 class ModuleWatcher:
     """Records module calls during a trace; refuses training-step calls (see module doc)."""
 
-    def __init__(self):
+    def __init__(self, record_calls: bool = False):
         self.depth = 0
         self.top_level: list = []
         self.batchnorms: list = []
         self.saved_counters: list = []
         self.finished = False          # the trace ran to the end
+        # ember.export: {id(module): [(input nodes, output nodes, output spec), ...]},
+        # the graph values crossing each module call (unflatten runs a submodule on them)
+        self.calls: dict | None = {} if record_calls else None
 
     def watching(self):
         from ..frontend.nn.modules.module import Module
@@ -179,9 +182,12 @@ class ModuleWatcher:
             watcher.enter(module)
             watcher.depth += 1
             try:
-                return original_call(module, *args, **kwargs)
+                result = original_call(module, *args, **kwargs)
             finally:
                 watcher.depth -= 1
+            if watcher.calls is not None:
+                watcher.record_call(module, (args, kwargs), result)
+            return result
         patches = [(Module, "__call__", call), (SymbolicTensor, "backward", _found_step),
                    (SymbolicTensor, "detach", _record_detach)]
         patches += [(cls, "step", _found_step) for cls in [Optimizer] + _subclasses(Optimizer)
@@ -203,6 +209,15 @@ class ModuleWatcher:
         if all(m is not module for m in self.batchnorms):
             self.batchnorms.append(module)
             self.saved_counters.append((counter, counter._values().copy()))
+
+    def record_call(self, module, inputs, result) -> None:
+        """The nodes of a call's symbolic inputs and results (None where a leaf is not
+        a graph value: the call cannot be run apart)."""
+        in_leaves, _ = flatten(inputs)
+        out_leaves, out_spec = flatten(result)
+        nodes = [getattr(t, "node", None) for t in in_leaves], \
+            [getattr(t, "node", None) for t in out_leaves]
+        self.calls.setdefault(id(module), []).append((*nodes, out_spec))
 
     def restore(self) -> None:
         for counter, value in self.saved_counters:

@@ -1,7 +1,7 @@
 """ember.export: a model and example inputs -> an ExportedProgram (torch.export's shape).
 
     ep = ember.export(model, (x,))
-    ep.graph_signature, ep.state_dict, ep.module()(x)
+    ep.graph_signature, ep.tensors, ep.module()(x)
     ember.export.save(ep, "model.ep"); ep2 = ember.export.load("model.ep")
 
 Capture is ember.compile's trace (compiler/compile_trace.py): forward runs once on
@@ -170,6 +170,22 @@ class TensorSpec:
 
 
 @dataclass
+class ModuleCallSignature:
+    """torch.export's ModuleCallSignature (see ExportedProgram.module_call_graph)."""
+    inputs: list
+    outputs: list
+    in_spec: Any
+    out_spec: Any
+    forward_arg_names: list | None = None
+
+
+@dataclass
+class ModuleCallEntry:
+    fqn: str
+    signature: ModuleCallSignature | None = None
+
+
+@dataclass
 class ExportGraphSignature:
     """torch.export's ExportGraphSignature: what each graph input and output is, in
     torch's order (parameters, buffers, constants, then the user inputs)."""
@@ -227,9 +243,11 @@ class ExportGraphSignature:
 @dataclass
 class ExportedProgram:
     """A traced graph with the values it reads (torch.export.ExportedProgram's roles):
-    `graph` reads user inputs as placeholders and `state_dict` entries as get_attr."""
+    `graph` reads user inputs as placeholders and `tensors` entries as get_attr;
+    `state_dict` is torch's: the parameters and persistent buffers (lifted constants and
+    non-persistent buffers are in `constants`)."""
     graph: Graph
-    state_dict: dict                       # name -> Tensor (parameters, buffers, constants)
+    tensors: dict                          # name -> Tensor (parameters, buffers, constants)
     input_specs: list[TensorSpec]
     output_specs: list[TensorSpec]
     in_spec: Any = None                    # (args, kwargs) with tensors as markers
@@ -281,7 +299,7 @@ class ExportedProgram:
         """The graph as an ember.fx.GraphModule holding the program's state (get_attr
         nodes read it), so `.code` shows it as Python and calling it runs it."""
         from ..frontend.fx.graph_module import GraphModule
-        return GraphModule(dict(self.state_dict), self.graph, class_name="GraphModule")
+        return GraphModule(dict(self.tensors), self.graph, class_name="GraphModule")
 
     def run_decompositions(self, decomp_table=None, decompose_custom_triton_ops=False):
         """A copy with every composite op replaced by its decomposition into ember's
@@ -294,7 +312,7 @@ class ExportedProgram:
         def decomposed(graph):
             graph = copy.deepcopy(graph)
             run_passes(graph, "decompose,dce",
-                       PassContext(constants=dict(self.state_dict), inference=True))
+                       PassContext(constants=dict(self.tensors), inference=True))
             return graph
         program = copy.copy(self)
         program.dialect = "ATEN"
@@ -306,6 +324,28 @@ class ExportedProgram:
     dialect = "TRAINING"            # torch's name for export's IR (ATEN once decomposed)
 
     @property
+    def state_dict(self) -> dict:
+        """Parameters and persistent buffers by name (torch's ExportedProgram.state_dict)."""
+        return {s.name: self.tensors[s.name] for s in self.input_specs
+                if (s.kind == "parameter" or s.kind == "buffer" and s.persistent)
+                and s.name in self.tensors}
+
+    @property
+    def module_call_graph(self) -> list:
+        """torch's list of ModuleCallEntry: the root ("") with its call signature (the
+        (args, kwargs) and result specs, forward's parameter names), then each submodule
+        by its path, in named_modules order, with a signature only where
+        preserve_module_call_signature named it. ember's graph does not record module
+        boundaries, so a signature's inputs / outputs (the graph values crossing the
+        call) are left empty, as torch's root entry has them."""
+        calls = self.__dict__.get("_module_calls") or {"": None, "names": [], "kept": []}
+        root = ModuleCallSignature([], [], self.in_spec, self.out_spec, calls[""])
+        return [ModuleCallEntry("", root)] + [
+            ModuleCallEntry(name, ModuleCallSignature([], [], None, None)
+                            if name in calls["kept"] else None)
+            for name in calls["names"]]
+
+    @property
     def example_inputs(self):
         """(args, kwargs) the program was exported with, as torch keeps them."""
         return self.__dict__.get("_example_inputs")
@@ -314,16 +354,16 @@ class ExportedProgram:
     def constants(self) -> dict:
         """Lifted tensor constants and non-persistent buffers (torch keeps both here,
         outside its state_dict), by name."""
-        return {s.name: self.state_dict[s.name] for s in self.input_specs
+        return {s.name: self.tensors[s.name] for s in self.input_specs
                 if (s.kind == "constant" or s.kind == "buffer" and not s.persistent)
-                and s.name in self.state_dict}
+                and s.name in self.tensors}
 
     tensor_constants = constants
 
     def named_parameters(self):
         for s in self.input_specs:
             if s.kind == "parameter":
-                yield s.name, self.state_dict[s.name]
+                yield s.name, self.tensors[s.name]
 
     def parameters(self):
         for _, value in self.named_parameters():
@@ -332,7 +372,7 @@ class ExportedProgram:
     def named_buffers(self):
         for s in self.input_specs:
             if s.kind == "buffer":
-                yield s.name, self.state_dict[s.name]
+                yield s.name, self.tensors[s.name]
 
     def buffers(self):
         for _, value in self.named_buffers():
@@ -369,8 +409,9 @@ class _ExportedCallable(Module):
     def __init__(self, ep: ExportedProgram):
         super().__init__()
         object.__setattr__(self, "ep", ep)
+        self._take_forward_signature(ep)
         kinds = {s.name: s.kind for s in ep.input_specs}
-        for name, value in ep.state_dict.items():
+        for name, value in ep.tensors.items():
             owner, last = self._owner_of(name)
             if kinds.get(name) == "parameter":
                 owner.register_parameter(last, Parameter(value, requires_grad=False))
@@ -388,6 +429,19 @@ class _ExportedCallable(Module):
             f"was exported in {'training' if self.ep.__dict__.get('_training') else 'eval'} "
             "mode and runs that mode's graph; export the model again in the other mode")
 
+    def _take_forward_signature(self, ep: ExportedProgram) -> None:
+        """`forward` shows the exported call's parameters (`(x, mask)`), as torch's
+        module() does: exporting it again binds dynamic_shapes to them by name or
+        position. (A partial of the class's forward: deepcopy and pickle rebind it.)"""
+        import functools
+        names = (ep.__dict__.get("_module_calls") or {}).get("")
+        if not names:
+            return
+        forward = functools.partial(type(self).forward, self)
+        forward.__signature__ = inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+        object.__setattr__(self, "forward", forward)
+
     def _owner_of(self, name: str):
         *path, last = name.split(".")
         owner = self
@@ -404,7 +458,7 @@ class _ExportedCallable(Module):
         _check_specialized(self.ep.in_spec, spec)
         n = check_inputs(self.ep, leaves)
         graph = self.ep.graph if n is None else graph_at(self.ep, n)
-        state = dict(self.ep.state_dict)
+        state = dict(self.ep.tensors)
         state.update(self.named_parameters())
         state.update(self.named_buffers())
         with grad_mode.no_grad():
@@ -453,13 +507,18 @@ _ExportedCallable._part_class = Module
 
 
 class _SubmoduleOfProgram(Module):
-    """A submodule of `unflatten(ep)`: it holds its parameters and buffers; ember's
-    exported graph does not record module boundaries, so it cannot run on its own."""
+    """A submodule of `unflatten(ep)`: it holds its parameters and buffers, and runs
+    the part of the program between the values its call took and gave when exported
+    (a module called once, on graph values, by ember.export's static trace)."""
 
     def forward(self, *args, **kwargs):
-        raise EmberError("ember.export.unflatten: this submodule cannot be called on its "
-                         "own (ember's exported graph does not record where each module's "
-                         "ops begin and end); call the unflattened module itself")
+        root, path = self.__dict__.get("_program_root"), self.__dict__.get("_program_path")
+        if root is None:
+            raise EmberError("ember.export.unflatten: this submodule cannot be called on "
+                             "its own (the export did not record its call: a module called "
+                             "more than once, on non-tensor values, with dynamic_shapes, or a "
+                             "loaded program); call the unflattened module itself")
+        return root._run_submodule(path, args, kwargs)
 
 
 class UnflattenedModule(_ExportedCallable):
@@ -471,7 +530,38 @@ class UnflattenedModule(_ExportedCallable):
 
     def __init__(self, ep: ExportedProgram):
         super().__init__(ep)
+        for path in ep.__dict__.get("_module_boundaries") or {}:
+            try:
+                part = self.get_submodule(path)
+            except AttributeError:
+                part = self._owner_of(path + ".x")[0]    # a module without state
+            object.__setattr__(part, "_program_root", self)
+            object.__setattr__(part, "_program_path", path)
         object.__setattr__(self, "_own_parts", {id(m) for _, m in self.named_modules()})
+
+    def _run_submodule(self, path: str, args, kwargs):
+        from ..ir.symbolic import call_graph
+        ins, outs, spec = self.ep.__dict__["_module_boundaries"][path]
+        by_name = {n.name: n for n in self.ep.graph.nodes}
+        inputs = [by_name[n] for n in ins]
+        graph = _graph_between(self.ep.graph, inputs, [by_name[n] for n in outs])
+        leaves, _ = flatten((args, kwargs))
+        if graph is None or len(leaves) != len(inputs):
+            raise EmberError(f"ember.export.unflatten: submodule '{path}' cannot run on its "
+                             f"own: its part of the program reads other inputs of the model")
+        for i, (node, value) in enumerate(zip(inputs, leaves)):
+            meta = node.meta.get("val")
+            if meta is not None and (tuple(value.shape) != tuple(meta.shape) or
+                                     value.dtype != meta.dtype):
+                raise GuardError(f"ember.export.unflatten: submodule '{path}' input {i} "
+                                 f"must be {meta.dtype.name}{list(meta.shape)}, got "
+                                 f"{value.dtype.name}{list(value.shape)}")
+        state = dict(self.ep.tensors)
+        state.update(self.named_parameters())
+        state.update(self.named_buffers())
+        with grad_mode.no_grad():
+            out = call_graph(graph, leaves, state)
+        return unflatten(spec, list(out))
 
     def forward(self, *args, **kwargs):
         swapped = [name for name, m in self.named_modules() if id(m) not in self._own_parts]
@@ -481,6 +571,27 @@ class UnflattenedModule(_ExportedCallable):
                              "each module's ops begin and end, so the program cannot run the "
                              "new module: export the model with it instead")
         return super().forward(*args, **kwargs)
+
+
+def _graph_between(graph: Graph, inputs: list, outputs: list) -> Graph | None:
+    """The ops computing `outputs` from `inputs` (and state) as a graph of their own;
+    None when they read another placeholder (a value from outside the call)."""
+    needed, stack = set(), list(outputs)
+    while stack:
+        node = stack.pop()
+        if node in needed or node in inputs:
+            continue
+        if node.op == OpKind.placeholder:
+            return None
+        needed.add(node)
+        stack.extend(node.all_input_nodes)
+    sub = Graph()
+    env = {node: sub.placeholder(f"input{i}") for i, node in enumerate(inputs)}
+    for node in graph.nodes:
+        if node in needed:
+            env[node] = sub.node_copy(node, lambda n: env[n])
+    sub.output(tuple(env[n] for n in outputs))
+    return sub
 
 
 def unflatten_program(ep: ExportedProgram, flat_args_adapter=None) -> UnflattenedModule:
@@ -576,9 +687,45 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         traced = _trace(model, leaves, in_spec)
         state = _rename_constants(traced.graph, traced.constants, names)
         program = _program(model, traced, state, leaves, input_names, in_spec)
+        program.__dict__["_module_boundaries"] = _module_boundaries(model, traced)
     program.__dict__["_example_inputs"] = (args, kwargs)
     program.__dict__["_training"] = bool(getattr(model, "training", False))
+    program.__dict__["_module_calls"] = _module_calls(model, args, kwargs,
+                                                      preserve_module_call_signature)
     return program
+
+
+def _module_boundaries(model, traced) -> dict:
+    """{submodule path: (input node names, result node names, result spec)} for each
+    submodule called once whose inputs and results are all graph values: what
+    unflatten(ep)'s submodules run (the graph between those values)."""
+    calls = getattr(traced, "module_calls", None) or {}
+    in_graph = set(traced.graph.nodes)
+    out = {}
+    for path, module in (model.named_modules() if hasattr(model, "named_modules") else ()):
+        recorded = calls.get(id(module), [])
+        if not path or len(recorded) != 1:
+            continue
+        ins, outs, spec = recorded[0]
+        if all(n is not None and n in in_graph for n in ins + outs) and outs and \
+                len(set(ins)) == len(ins):
+            out[path] = ([n.name for n in ins], [n.name for n in outs], spec)
+    return out
+
+
+def _module_calls(model, args, kwargs, kept) -> dict:
+    """What module_call_graph reports: forward's parameter names for the call's
+    arguments, the submodule paths, and those preserve_module_call_signature kept."""
+    forward = getattr(model, "forward", model)
+    try:
+        params = [p.name for p in inspect.signature(forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    names = [name for name, _ in model.named_modules()][1:] \
+        if hasattr(model, "named_modules") else []
+    return {"": params[:len(args)] + [k for k in kwargs if k not in params[:len(args)]],
+            "names": names, "kept": [kept] if isinstance(kept, str) else list(kept)}
 
 
 def _check_submodule_names(model, names) -> None:
@@ -603,10 +750,11 @@ def _trace(model, leaves, in_spec):
     from .compile_trace import tracing
     from ..ir.unbacked import recording_items
     try:
+        watcher = ModuleWatcher(record_calls=True)
         with grad_mode.no_grad(), tracing("export"), recording_items() as checks:
-            traced = trace_call(model, leaves, in_spec, ModuleWatcher(),
-                                side_effects_break=False)
+            traced = trace_call(model, leaves, in_spec, watcher, side_effects_break=False)
         traced.value_checks = [(t.node.name, op, bound, text) for t, op, bound, text in checks]
+        traced.module_calls = watcher.calls
         return traced
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "
@@ -843,6 +991,7 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
             "custom_ops": custom_op_names(ep.graph),
             "training": ep.__dict__.get("_training"),
+            "module_calls": ep.__dict__.get("_module_calls"),
             "value_checks": [list(c) for c in ep.value_checks]}
     if ep.dim_exprs:                       # several symbols
         from ..ir.symdim import poly_text
@@ -859,7 +1008,7 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
                            "max": None if bounds.upper == math.inf else bounds.upper,
                            "size_one": ep.size_one}
-    weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.state_dict.items()}
+    weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.tensors.items()}
     with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("spec.json", json.dumps(spec, indent=1))
         z.writestr("graph.ir", print_graph(ep.graph))
@@ -930,6 +1079,7 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
                               value_checks=[tuple(c) for c in spec.get("value_checks", [])],
                               **dynamic)
     program.__dict__["_training"] = spec.get("training")
+    program.__dict__["_module_calls"] = spec.get("module_calls")
     return program
 
 

@@ -7,7 +7,8 @@ import sys as _sys
 import types as _types
 
 from ..compiler.export import (ExportGraphSignature, ExportedProgram, export,  # noqa: F401
-                               load, save, UnflattenedModule)
+                               load, save, UnflattenedModule, ModuleCallEntry,
+                               ModuleCallSignature)
 from ..compiler.export import unflatten_program as unflatten  # noqa: F401
 from ..compiler.export_dynamic import (AdditionalInputs, Dim, ShapesCollection,  # noqa: F401
                                        dims)
@@ -15,7 +16,8 @@ from ..compiler.export import draft_export  # noqa: F401
 
 __all__ = ["export", "Dim", "ExportedProgram", "ExportGraphSignature", "save", "load",
            "default_decompositions", "unflatten", "UnflattenedModule", "dims",
-           "ShapesCollection", "AdditionalInputs", "draft_export"]
+           "ShapesCollection", "AdditionalInputs", "draft_export", "ModuleCallEntry",
+           "ModuleCallSignature"]
 
 
 def default_decompositions() -> dict:

@@ -56,7 +56,7 @@ def load(source, input_shapes: dict | None = None):
     examples = tuple(factories.zeros(*module.shapes[name], dtype=_dtype(module.dtypes[name]))
                      for name in module.input_names)
     exported = export(module, examples)
-    for name, value in exported.state_dict.items():      # constants an op made itself
+    for name, value in exported.tensors.items():      # constants an op made itself
         if name not in module._buffers:
             module.register_buffer(name, value)
     graph = exported.graph

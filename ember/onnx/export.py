@@ -84,7 +84,7 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
                                          (dynamic_axes or {}).get(name)))
     for node in graph.nodes:
         if node.op == OpKind.get_attr:
-            value = ep.state_dict[node.target]
+            value = ep.tensors[node.target]
             writer.names[node] = node.target
             writer.initializers.append(numpy_helper.from_array(
                 np.ascontiguousarray(value.detach().numpy()), node.target))

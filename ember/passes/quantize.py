@@ -600,15 +600,18 @@ def _lower_scalar_operand(graph: Graph, node: Node, kind: str, qvalue: dict,
         scalar_output_qparams(kind, float(scale), int(zero_point), float(c), *limits)
     if out is None:
         return False
+    at = next(i for i, a in enumerate(node.args) if a is c and not isinstance(a, Node))
     if kind == "add":       # torch adds the number rounded to the input's scale
         rounded = float(round(float(c) / float(scale)) * float(scale))
-        node.args = tuple(rounded if a is c and not isinstance(a, Node) else a
-                          for a in node.args)
+        node.args = tuple(rounded if i == at else a for i, a in enumerate(node.args))
     node.replace_input_with(x, dequant(x))
     with graph.inserting_after(node):
         q = graph.call_function(OPS["quantize_per_tensor"], (node, float(out[0]),
                                                              int(out[1]), dtype))
     q.meta["computed_qparams"] = True      # derived from the input's: no buffers of its own
+    # what derives them again when a state_dict brings the input's qparams (quantize_fx's
+    # rederive_scalar_qparams): the input, the op, the number and where the op takes it
+    q.meta["scalar_qparams"] = (x.name, kind, float(c), limits, node.name, at)
     _carry_index(node, q)
     node.replace_all_uses_with(q, delete_user_cb=lambda user: user is not q)
     qvalue[q] = (out[0], out[1], dtype)
@@ -674,6 +677,9 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
         qvalue[node] = qvalue.pop(out_q)
         graph.erase_node(out_q)
         _carry_index(out_q, node)
+        # torch.ao's reference graph quantizes cat's result: its qparams' names are
+        # still counted (`_scale_0` unused, the next op's `_scale_1`), as torch.ao numbers
+        node.meta["dropped_requantize"] = True
         return node
     if kind in BINARY and _binary_of_tensors(node) and \
             all(a in qvalue for a in node.args[:2]):

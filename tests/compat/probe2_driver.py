@@ -45,13 +45,17 @@ def _load_package(path, *args, **kwargs):
     return torch.export.load(path).module()
 
 
-def run_case(reference, program: str, case: str, monkeypatch) -> None:
+def run_case(reference, program: str, case: str, monkeypatch,
+             patch_compile: bool = True) -> None:
+    """`patch_compile=False` keeps torch.compile itself (eager torch.cond calls it, and
+    the identity stand-in leaks its functional tensors)."""
     import torch
     import torch._inductor
     with monkeypatch.context() as patch:
         patch.setattr(torch._inductor, "aoti_compile_and_package", _package_exported)
         patch.setattr(torch._inductor, "aoti_load_package", _load_package)
-        patch.setattr(torch, "compile", _eager_compile)
+        if patch_compile:
+            patch.setattr(torch, "compile", _eager_compile)
         want = plain(getattr(reference, case)())
     with torch_as_ember(program) as ported:
         got = plain(getattr(ported[program], case)())

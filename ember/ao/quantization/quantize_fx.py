@@ -26,7 +26,7 @@ from ...frontend.nn import functional as F
 from ...frontend.tensor import Tensor
 from ...ir import dtypes
 from ...ir.errors import EmberError, TraceError
-from ...ir.graph import OpKind
+from ...ir.graph import Node, OpKind
 from ...ir.ops import OPS_NS
 from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
                              per_channel_symmetric)
@@ -973,10 +973,12 @@ def _activation_qparams(gm) -> dict:
         min_val = getattr(obs, "min_val", None)
         if min_val is not None and min_val.numel() in (0, 1) and \
                 (min_val.numel() == 0 or float(min_val) == float("inf")):
-            raise QuantizationError(
+            # torch.ao converts it with the observer's default qparams (scale 1.0, zero
+            # point 0): a fresh model converted only to load a calibrated state_dict into
+            warnings.warn(
                 f"convert_fx: observer {name} (on the output of node '{owners[name]}') has "
-                f"seen no data; run calibration inputs through the prepared model before "
-                f"convert_fx")
+                f"seen no data, so it converts with scale 1.0 and zero point 0; run "
+                f"calibration inputs through the prepared model before convert_fx")
         if getattr(obs, "qscheme", None) in (per_channel_affine, per_channel_symmetric):
             raise QuantizationError(f"convert_fx: observer {name} (node '{owners[name]}') is "
                                     f"per-channel; activations must be quantized per tensor")
@@ -1293,6 +1295,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         _quantized_activation_modules(gm)
         _fuse_output_clamps(gm)
     _qparams_as_buffers(gm)
+    if any("scalar_qparams" in n.meta for n in gm.graph.nodes):
+        gm.register_load_state_dict_post_hook(rederive_scalar_qparams)
     if not reference:
         _pointwise_on_quantized(gm)
     kinds.update({t: "weight_only" for t in info.get("weight_only", {})})
@@ -1671,9 +1675,10 @@ def _qparams_as_buffers(gm) -> None:
     quantize has, as torch.ao's numbering counts it."""
     reserved = set()
     for node in list(gm.graph.nodes):
-        if node.meta.pop("dropped_requantize", False):
-            # a shared op (pooling, mean, views) lowered on the int8 value: torch.ao's
-            # reference quantizes after it, and its lowering keeps that numbering
+        if node.meta.pop("dropped_requantize", False) or node.meta.get("computed_qparams"):
+            # a shared op (pooling, mean, views, cat) lowered on the int8 value, or an add /
+            # mul with a number (qparams derived from its input's): torch.ao's reference
+            # quantizes after it, and its lowering keeps that numbering
             stem = _scope(node)
             reserved.add(_free_attr_name(gm, stem + "_scale_", reserved))
             reserved.add(_free_attr_name(gm, stem + "_zero_point_", reserved))
@@ -1697,6 +1702,73 @@ def _qparams_as_buffers(gm) -> None:
         args = list(node.args)
         args[at], args[at + 1] = scale_node, zero_node
         node.args = tuple(args)
+
+
+def rederive_scalar_qparams(gm, incompatible_keys=None) -> None:
+    """After load_state_dict: an add / mul of a quantized value and a number quantizes
+    its result with qparams derived from its input's (torch.ao's add_scalar /
+    mul_scalar keep none of their own), held as numbers in the graph; derive them again
+    from the input's loaded qparams (and, for add, the number rounded to that scale), in
+    graph order so a chain of them follows. An input whose qparams are not read
+    directly (a buffer-backed quantized op or module) keeps the numbers it had."""
+    by_name = {n.name: n for n in gm.graph.nodes}
+    changed = False
+    for q in gm.graph.nodes:
+        info = q.meta.get("scalar_qparams")
+        source = _current_qparams(gm, by_name.get(info[0])) if info else None
+        if source is None:
+            continue
+        _, kind, c, limits, op_name, at = info
+        out = qpass.scalar_output_qparams(kind, source[0], source[1], c, *limits)
+        op = by_name.get(op_name)
+        if out is None or (kind == "add" and op is None):
+            continue
+        q.args = (q.args[0], float(out[0]), int(out[1])) + tuple(q.args[3:])
+        if kind == "add":
+            rounded = float(round(c / source[0]) * source[0])
+            op.args = tuple(rounded if i == at else a for i, a in enumerate(op.args))
+        changed = True
+    if changed:
+        gm.recompile()
+
+
+def _current_qparams(gm, node) -> tuple | None:
+    """(scale, zero_point) a quantized node's result has now, read from the buffers or
+    numbers its op takes them from, or from its quantized module; None otherwise."""
+    if node is None:
+        return None
+    if node.op == OpKind.call_module:
+        module = gm.get_submodule(str(node.target))
+        scale, zero_point = getattr(module, "scale", None), getattr(module, "zero_point", None)
+        if isinstance(scale, (int, float)) and isinstance(zero_point, (int, float)):
+            return float(scale), int(zero_point)
+        return None
+    name = node.target.name if node.op == OpKind.call_function and is_op(node.target) \
+        else str(node.target) if node.op == OpKind.call_method else None
+    if name in _keeps_input_qparams() and node.args:
+        first = node.args[0][0] if name in ("cat", "concat", "concatenate") and \
+            isinstance(node.args[0], (list, tuple)) and node.args[0] else node.args[0]
+        return _current_qparams(gm, first) if isinstance(first, Node) else None
+    at = _QPARAM_ARGS.get(name)
+    if at is None:
+        return None
+    values = []
+    for arg in node.args[at:at + 2]:
+        if isinstance(arg, Node) and arg.op == OpKind.get_attr:
+            arg = fetch_attr(gm, str(arg.target))
+        if isinstance(arg, Tensor):
+            arg = arg.item()
+        if not isinstance(arg, (int, float)):
+            return None
+        values.append(arg)
+    return float(values[0]), int(values[1])
+
+
+def _keeps_input_qparams() -> set:
+    """Ops whose quantized result has their (first) input's scale and zero point."""
+    from ...frontend import quantized as q
+    return q.SAME_QPARAMS | q.SAME_QPARAMS_REQUANTIZED | q.CLAMPS | {
+        "cat", "concat", "concatenate", "relu", "relu_"}
 
 
 def _functional_weight_qparams(gm, node, float_node, reserved: set) -> None:

@@ -79,7 +79,7 @@ def _refuse_training_graph(gm) -> None:
 
 def _from_exported(ep) -> GraphModule:
     graph = copy.deepcopy(ep.graph)
-    gm = GraphModule(_root_with(ep.state_dict), graph, "ExportedModule")
+    gm = GraphModule(_root_with(ep.tensors), graph, "ExportedModule")
     output = graph.output_node
     outs = output.args[0]
     if ep.out_spec is LEAF and isinstance(outs, (tuple, list)) and len(outs) == 1:

@@ -18,6 +18,9 @@ def fetch_attr(module, target: str):
 class Interpreter:
     def __init__(self, module, garbage_collect_values: bool = True, graph: Graph | None = None):
         self.module = module
+        # torch's snapshot of the module tree (passes look call_module targets up in it)
+        self.submodules = dict(module.named_modules()) \
+            if hasattr(module, "named_modules") else {}
         self.graph = graph if graph is not None else module.graph
         self.env: dict[Node, object] = {}
         self.garbage_collect_values = garbage_collect_values

@@ -67,7 +67,7 @@ class _BatchNorm(Module):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             if not self.num_batches_tracked.is_meta:     # meta: no count to bump
-                init._fill_(self.num_batches_tracked, self.num_batches_tracked._values() + 1)
+                _count_batch(self.num_batches_tracked)
             if self.momentum is None:   # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked.item())
         use_batch_stats = self.training or (self.running_mean is None and
@@ -92,6 +92,20 @@ class _BatchNorm(Module):
             state_dict[key] = tensor(0, dtype=dtypes.int64)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+
+
+def _count_batch(counter) -> None:
+    """num_batches_tracked += 1. While ember.export traces, as an op-level copy_ the
+    graph records, so the exported program counts each call as torch's does (its
+    graph holds the add); ember.compile's plans count outside their graphs
+    (compile_trace.py), and eager writes the value directly (its fast path)."""
+    from ....compiler import is_exporting     # the compiler loads on first use
+    if is_exporting():
+        from ...autograd.grad_mode import no_grad
+        with no_grad():
+            counter.copy_(counter + 1)
+    else:
+        init._fill_(counter, counter._values() + 1)
 
 
 class BatchNorm1d(_BatchNorm):
