@@ -20,6 +20,7 @@ from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter
 from ..ir.registry import OPS
 from .autograd.engine import ARRAY_BACKWARD
 from .nn._max_pool_eager import _winning_slice
+from .tensor import Tensor
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -75,6 +76,46 @@ def _relu_backward(g, bound, out, mask):
     return (grad,)
 
 
+def _linear_backward(g, bound, out, mask):
+    """linear's composed rule, with each GEMM called as that rule calls it: below
+    eager_kernels' work threshold (where no generated kernel is a candidate, so the
+    composed matmul/mm run NumPy's reference) as np.matmul on the arrays, above it
+    through the ops themselves (the same plans, so the same kernel choices); the bias
+    gradient as sum_to_shape's sum. No transposes, reshapes or masks dispatched."""
+    input, weight, bias = bound
+    if weight.ndim != 2 or input.ndim == 0:
+        return None
+    x, w = input._array, weight._array
+    dt = g.dtype
+    if dt not in _FLOATS or x.dtype != dt or w.dtype != dt or \
+            (bias is not None and bias._array.dtype != dt):
+        return None
+    n_out, k = w.shape
+    rows = g.size // n_out if n_out else 0
+    mask = mask or (True, True, True)
+    gi = gw = gb = None
+    if mask[0]:
+        gi = _gemm("matmul", g, weight, rows * k * n_out)
+    if mask[1]:
+        g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
+        x2 = input if x.ndim == 2 else x.reshape(-1, k)
+        gw = _gemm("mm", g2.T, x2, rows * k * n_out)
+    if bias is not None and (len(mask) < 3 or mask[2]):
+        gb = g if g.ndim == 1 else \
+            np.add.reduce(g, axis=tuple(range(g.ndim - 1)), dtype=dt, keepdims=True).reshape(n_out)
+    return gi, gw, gb
+
+
+def _gemm(name: str, a: np.ndarray, b, work: int) -> np.ndarray:
+    """OPS[name](a, b) as the composed rule runs it (b: an array or a tensor)."""
+    from .eager_kernels import _MIN_WORK
+    b_arr = b if type(b) is np.ndarray else b._array
+    if work < _MIN_WORK:
+        return np.matmul(a, b_arr)
+    b_t = Tensor._adopt(b) if type(b) is np.ndarray else b
+    return OPS[name](Tensor._adopt(a), b_t)._array
+
+
 def _max_pool2d_backward(g, bound, out, mask):
     """The composed rule recomputes max_pool2d_with_indices (an argmax over every
     window: 80 ms for resnet18's stem pool) and scatters g. The same indices come from
@@ -122,7 +163,7 @@ def _max_pool2d_indices(x: np.ndarray, p: PoolParams) -> np.ndarray:
 def install() -> None:
     for name, rule in (("cross_entropy", _class_loss_backward(True)),
                        ("nll_loss", _class_loss_backward(False)),
-                       ("relu", _relu_backward),
+                       ("relu", _relu_backward), ("linear", _linear_backward),
                        ("max_pool2d", _max_pool2d_backward)):
         if name in OPS:
             ARRAY_BACKWARD[OPS[name]] = rule
