@@ -317,6 +317,8 @@ def _run_seen(op, bound: tuple, entry: "_Seen"):
         result = op.reference(*ref)
     finally:
         _EXTOBJ.reset(token)
+    if isinstance(result, np.generic) and entry.shape == () and not entry.view:
+        result = np.asarray(result)         # a full reduction's NumPy scalar: a fresh 0-d array
     if type(result) is np.ndarray and result.shape == entry.shape:
         if entry.view:
             first = ref[0]
@@ -458,6 +460,54 @@ def install_seen_calls() -> None:
     SPECIAL_CALLS.update({OPS[name]: _in_place_call(OPS[name]) for name in _IN_PLACE_NAMES})
     from . import factories
     factories.FILL_CALL[:] = [fill_call]
+    from . import tensor
+    tensor.FAST_GETITEM[:] = [basic_getitem]
+
+
+# --- basic indexing without a graph: x[0], x[:, 1:3], x[i, j] ---------------------------
+#
+# indexing.getitem turns `x[i, a:b]` into one select/slice op call per item, each a view
+# of the last. With no graph to record (grad off, or x needs none), no mode and a CPU
+# tensor, an index made only of in-range ints and positive-step slices gives the same
+# view as NumPy's basic indexing of x's array (the ops' references compute these
+# strides); the tensor is then made as the seen-call path makes those ops' views. Any
+# other index (None, Ellipsis, bools, tensors, lists, out-of-range ints, empty results)
+# takes getitem, which raises every error as before.
+
+def basic_getitem(t, index):
+    if type(t) not in _FAST_TYPES or _MODES or _TF_STATE.modes or \
+            (_GRAD_STATE.enabled and t.requires_grad) or t._storage.device != "cpu":
+        return NotImplemented
+    a = t._array
+    shape = a.shape
+    cls = type(index)
+    if cls is int or cls is slice:
+        if not shape or not _basic_item(index, shape[0]):
+            return NotImplemented
+        view = a[index, ...]
+    elif cls is tuple:
+        if len(index) > len(shape):
+            return NotImplemented
+        for item, size in zip(index, shape):
+            if not _basic_item(item, size):
+                return NotImplemented
+        view = a[index + (Ellipsis,)]
+    else:
+        return NotImplemented
+    if view.size == 0 or type(a) is not np.ndarray:
+        return NotImplemented
+    return t._view_of_self(view)
+
+
+def _basic_item(item, size: int) -> bool:
+    cls = type(item)
+    if cls is int:
+        return -size <= item < size
+    if cls is not slice:
+        return False
+    start, stop, step = item.start, item.stop, item.step
+    return (start is None or type(start) is int) and (stop is None or type(stop) is int) \
+        and (step is None or (type(step) is int and step > 0))
 
 
 def _positional_only(fn):
