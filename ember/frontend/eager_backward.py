@@ -17,6 +17,9 @@ import numpy as np
 
 from ..ir.ops.normalization import np_log_softmax
 from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter_add_planes
+from ..ir.ops.reduction import _count
+from ..ir.ops.rules import wrap_dims
+from ..ir.ops.shape import _ArrayMeta, _expand_reference, _restride, _unsqueeze_shape_strides
 from ..ir.registry import OPS
 from .autograd.engine import ARRAY_BACKWARD
 from .nn._max_pool_eager import _winning_slice
@@ -116,6 +119,35 @@ def _gemm(name: str, a: np.ndarray, b, work: int) -> np.ndarray:
     return OPS[name](Tensor._adopt(a), b_t)._array
 
 
+def _reduced_view(g, self, dim, keepdim):
+    """reduction.expand_reduced(g, self, dim, keepdim) on the arrays: the same unsqueeze
+    and expand references, as one view of g (its strides and flags: the composed rule's)."""
+    a = g._array
+    if a.dtype != self.dtype.np_dtype or 0 in tuple(self.shape) or type(a) is not np.ndarray:
+        return None
+    if not keepdim and self.ndim:
+        for d in sorted(wrap_dims(dim, self.ndim)):
+            a = _restride(a, *_unsqueeze_shape_strides(_ArrayMeta(a), d))
+    return g._view_of_self(_expand_reference(a, list(self.shape)))
+
+
+def _sum_backward(g, bound, out, mask):
+    self, dim, keepdim, _ = bound
+    view = _reduced_view(g, self, dim, keepdim)
+    return None if view is None else (view,)
+
+
+def _mean_backward(g, bound, out, mask):
+    self, dim, keepdim, _ = bound
+    view = _reduced_view(g, self, dim, keepdim)
+    if view is None or g.dtype.is_complex:
+        return None
+    return (view / max(_count(self, dim), 1),)      # the composed rule's division
+
+
+_sum_backward.takes_tensor = _mean_backward.takes_tensor = True
+
+
 def _max_pool2d_backward(g, bound, out, mask):
     """The composed rule recomputes max_pool2d_with_indices (an argmax over every
     window: 80 ms for resnet18's stem pool) and scatters g. The same indices come from
@@ -164,6 +196,7 @@ def install() -> None:
     for name, rule in (("cross_entropy", _class_loss_backward(True)),
                        ("nll_loss", _class_loss_backward(False)),
                        ("relu", _relu_backward), ("linear", _linear_backward),
+                       ("sum", _sum_backward), ("mean", _mean_backward),
                        ("max_pool2d", _max_pool2d_backward)):
         if name in OPS:
             ARRAY_BACKWARD[OPS[name]] = rule

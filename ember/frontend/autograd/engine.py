@@ -381,17 +381,25 @@ def _array_backward(node: OpNode, rule, grads, bound, out):
     (g,) = grads if not node.multi_output and len(grads) == 1 else (None,)
     if type(g) is not Tensor or g._storage.device != "cpu" or _MODES:
         return None
-    raw = rule(g._array, bound, out, node._input_mask())
+    # a rule flagged `takes_tensor` gets the gradient tensor (to return views of it)
+    raw = rule(g if getattr(rule, "takes_tensor", False) else g._array, bound, out,
+               node._input_mask())
     if raw is None:
         return None
     return tuple(None if a is None else _fit_array(a, shape, dtype)
                  for a, (shape, dtype) in zip(raw, node.input_metas))
 
 
-def _fit_array(a: np.ndarray, shape, dtype) -> Tensor:
+def _fit_array(a, shape, dtype) -> Tensor:
+    if type(a) is Tensor:
+        a, tensor = a._array, a
+    else:
+        tensor = None
     if a.shape != tuple(shape) or a.dtype != dtype.np_dtype:
         raise AutogradError(f"internal: a backward rule gave {a.dtype}{list(a.shape)} for an "
                             f"input of {dtype}{list(shape)}")
+    if tensor is not None:
+        return tensor
     if a.base is None and a.flags.c_contiguous and a.flags.writeable and a.ndim:
         # a fresh dense array (most rules' results): its flat view is its storage
         return Tensor._make(a, Storage(a if a.ndim == 1 else a.reshape(-1)))
@@ -625,7 +633,7 @@ def _aliases_root_cotangent(grad) -> bool:
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None,
                  accumulate=True):
     """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
-    roots = [g._array for g in grad_outputs if type(g) is Tensor and g.is_cpu]
+    roots = [g._array for g in grad_outputs if type(g) is Tensor and g._storage.device == "cpu"]
     _ROOT_COTANGENTS.append(roots)
     _GIVEN_TO_LEAVES.append({})
     try:
