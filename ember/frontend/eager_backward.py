@@ -17,6 +17,8 @@ import numpy as np
 
 from ..ir.ops.normalization import np_log_softmax
 from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter_add_planes
+from ..ir.autodiff import fit_grad
+from ..ir.ops.pointwise import _c
 from ..ir.ops.reduction import _count
 from ..ir.ops.rules import wrap_dims
 from ..ir.ops.shape import _ArrayMeta, _expand_reference, _restride, _unsqueeze_shape_strides
@@ -148,6 +150,32 @@ def _mean_backward(g, bound, out, mask):
 _sum_backward.takes_tensor = _mean_backward.takes_tensor = True
 
 
+def _mul_backward(g, bound, out, mask):
+    """mul's composed rule, `(g * other, g * self)` each fitted to its input, computing
+    only the gradients that go somewhere (a Python scalar or a tensor that needs no
+    gradient gets none): the same operator calls, one fewer product."""
+    self, other = bound
+    return (_product_grad(g, self, other, mask, 0), _product_grad(g, other, self, mask, 1))
+
+
+def _product_grad(g, input, factor, mask, i):
+    if not isinstance(input, Tensor) or (mask is not None and not mask[i]):
+        return None
+    return fit_grad(g * _c(factor), input._array.shape, input.dtype)
+
+
+def _div_backward(g, bound, out, mask):
+    """x / c for a Python number c: the composed rule's `g / c` without the divisor's
+    gradient, which a number does not take (its three ops were thrown away)."""
+    self, other, rounding_mode = bound
+    if rounding_mode is not None or isinstance(other, Tensor) or not isinstance(self, Tensor):
+        return None
+    return (fit_grad(g / _c(other), self._array.shape, self.dtype), None)
+
+
+_mul_backward.takes_tensor = _div_backward.takes_tensor = True
+
+
 def _max_pool2d_backward(g, bound, out, mask):
     """The composed rule recomputes max_pool2d_with_indices (an argmax over every
     window: 80 ms for resnet18's stem pool) and scatters g. The same indices come from
@@ -197,6 +225,7 @@ def install() -> None:
                        ("nll_loss", _class_loss_backward(False)),
                        ("relu", _relu_backward), ("linear", _linear_backward),
                        ("sum", _sum_backward), ("mean", _mean_backward),
+                       ("mul", _mul_backward), ("div", _div_backward),
                        ("max_pool2d", _max_pool2d_backward)):
         if name in OPS:
             ARRAY_BACKWARD[OPS[name]] = rule
