@@ -7,9 +7,9 @@ MLP (784-256-128-10, batch 64), the small CNN (batch 32, 1x28x28), resnet18 (bat
 3x224x224) and a transformer encoder layer (d 256, 8 heads, batch 8 x 128 tokens), plus
 per-op overhead for a 1-element add and a 1000x1000 add and the `small_ops` rows: indexing,
 slicing, scalar arithmetic, an in-place add, a reduction, a no_grad block, a Linear call,
-the backward of a 2-node graph and an SGD step over 6 parameters (8x16 / 32x16 tensors). ember and torch run
-*interleaved* (one call of each per round, so load on a shared machine hits both
-alike); times are medians over the rounds. The table then lists which eager kernels
+the backward of a 2-node graph and an SGD step over 6 parameters (8x16 / 32x16
+tensors). ember and torch run *interleaved* (one call of each per round, so load on a
+shared machine hits both alike); times are medians over the rounds. The table then lists which eager kernels
 ember picked and why (`ember.frontend.eager_kernels.choices()`).
 --smoke runs the overhead and mlp rows with 2 rounds (proves the script runs).
 --threads N (default 1) gives both libraries N threads: torch.set_num_threads, NumPy's
