@@ -5,9 +5,11 @@
 Rows: inference and one training step (forward, cross_entropy, backward, SGD) for the
 MLP (784-256-128-10, batch 64), the small CNN (batch 32, 1x28x28), resnet18 (batch 8,
 3x224x224) and a transformer encoder layer (d 256, 8 heads, batch 8 x 128 tokens), plus
-per-op overhead for a 1-element add and a 1000x1000 add. ember and torch run
-*interleaved* (one call of each per round, so load on a shared machine hits both
-alike); times are medians over the rounds. The table then lists which eager kernels
+per-op overhead for a 1-element add and a 1000x1000 add and the `small_ops` rows: indexing,
+slicing, scalar arithmetic, an in-place add, a reduction, a no_grad block, a Linear call,
+the backward of a 2-node graph and an SGD step over 6 parameters (8x16 / 32x16
+tensors). ember and torch run *interleaved* (one call of each per round, so load on a
+shared machine hits both alike); times are medians over the rounds. The table then lists which eager kernels
 ember picked and why (`ember.frontend.eager_kernels.choices()`).
 --smoke runs the overhead and mlp rows with 2 rounds (proves the script runs).
 --threads N (default 1) gives both libraries N threads: torch.set_num_threads, NumPy's
@@ -156,12 +158,45 @@ def overhead_rows(b: Bench):
             repeats=b.args.repeats if smoke else max(b.args.repeats, 41))
 
 
+def _small_op_cases(lib):
+    """Per-op dispatch rows: what typical eager scripts do on small tensors."""
+    x = lib.randn(8, 16)
+    w = lib.randn(4, requires_grad=True)
+    lin = lib.nn.Linear(16, 32)
+    params = [lib.randn(32, 16, requires_grad=True) for _ in range(6)]
+    for p in params:
+        p.grad = lib.randn(32, 16)
+    sgd = lib.optim.SGD(params, lr=0.01, momentum=0.9)
+
+    def no_grad_block():
+        with lib.no_grad():
+            return x * 2.0
+
+    def small_backward():
+        (w * 2.0).sum().backward()
+    return [("index x[0]", lambda: x[0], 100), ("slice x[:, 1:3]", lambda: x[:, 1:3], 100),
+            ("scalar mul x * 2.0", lambda: x * 2.0, 100),
+            ("in-place x.add_(1.0)", lambda: x.add_(1.0), 100),
+            ("reduction x.sum()", lambda: x.sum(), 100),
+            ("no_grad block", no_grad_block, 100),
+            ("Linear(16, 32) call", lambda: lin(x), 50),
+            ("backward of (w * 2).sum()", small_backward, 20),
+            ("SGD step, 6 params", sgd.step, 20)]
+
+
+def small_op_rows(b: Bench):
+    reps = b.args.repeats if b.args.smoke else max(b.args.repeats, 41)
+    for (label, e_fn, inner), (_, t_fn, _) in zip(_small_op_cases(ember), _small_op_cases(torch)):
+        add_row(b, f"{label} (per op)", e_fn, t_fn, inner=inner, repeats=reps)
+
+
 def parse_args(argv=None):
     import argparse
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1,
                    help="threads for every library (0: each library's default)")
-    p.add_argument("--only", default=None, help="comma-separated: overhead," + ",".join(CASES))
+    p.add_argument("--only", default=None,
+                   help="comma-separated: overhead,small_ops," + ",".join(CASES))
     args = bench_args("eager", argv, p)
     if args.smoke and args.only is None:
         args.only = "overhead,mlp"                  # the smallest rows
@@ -185,6 +220,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     if only is None or "overhead" in only:
         overhead_rows(b)
+    if only is None or "small_ops" in only:
+        small_op_rows(b)
     for name in CASES:
         if only is None or name in only:
             model_rows(b, name, rng)

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from ..ir import determinism, dispatch, dtypes
+from ..ir.dtypes import Category
 from ..ir.errors import (META_WARNINGS, AutogradError, DeviceError, EmberError, ShapeError,
                          at_user_line, user_stacklevel)
 from ..ir.meta import (TensorMeta, channels_last, channels_last_3d, contiguous_format,
@@ -506,21 +507,35 @@ def _record(op: OpDef, args: tuple, outputs) -> None:
     if op.derivative is None:
         raise AutogradError(f"{op.name}: the derivative is not implemented; call it under "
                             f"ember.no_grad() or detach its inputs{at_user_line()}")
-    outs = output_tensors(outputs)
+    outs = (outputs,) if type(outputs) is Tensor else output_tensors(outputs)
     edges, metas = [], []
     for i in op.schema.tensor_arg_indices:
-        values = args[i] if isinstance(args[i], (list, tuple)) else (args[i],)
+        v = args[i]
+        if type(v) is Tensor:               # the common case, edge_of inline
+            if not v.requires_grad:
+                edges.append(_NO_EDGE)
+            elif v.grad_fn is not None:
+                edges.append((v.grad_fn, v._output_nr))
+            else:
+                edges.append(edge_of(v))
+            metas.append((v._array.shape, v.dtype))
+            continue
+        values = v if isinstance(v, (list, tuple)) else (v,)
         for v in values:
             edges.append(edge_of(v))
             metas.append((v._array.shape, v.dtype) if isinstance(v, Tensor) else (None, None))
     node = OpNode(op, args, outputs, tuple(metas))
     node.next_functions = tuple(edges)
     for nr, t in enumerate(outs):
-        if (t.dtype.is_floating_point or t.dtype.is_complex) \
+        category = t.dtype.category
+        if (category is Category.FLOAT or category is Category.COMPLEX) \
                 and nr not in op.nondifferentiable_outputs:
             t.requires_grad = True
             t.grad_fn = node
             t._output_nr = nr
+
+
+_NO_EDGE = (None, 0)
 
 
 # --- in-place ----------------------------------------------------------------------

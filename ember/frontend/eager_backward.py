@@ -17,9 +17,15 @@ import numpy as np
 
 from ..ir.ops.normalization import np_log_softmax
 from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter_add_planes
+from ..ir.autodiff import fit_grad
+from ..ir.ops.pointwise import _c
+from ..ir.ops.reduction import _count
+from ..ir.ops.rules import wrap_dims
+from ..ir.ops.shape import _ArrayMeta, _expand_reference, _restride, _unsqueeze_shape_strides
 from ..ir.registry import OPS
 from .autograd.engine import ARRAY_BACKWARD
 from .nn._max_pool_eager import _winning_slice
+from .tensor import Tensor
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -75,6 +81,101 @@ def _relu_backward(g, bound, out, mask):
     return (grad,)
 
 
+def _linear_backward(g, bound, out, mask):
+    """linear's composed rule, with each GEMM called as that rule calls it: below
+    eager_kernels' work threshold (where no generated kernel is a candidate, so the
+    composed matmul/mm run NumPy's reference) as np.matmul on the arrays, above it
+    through the ops themselves (the same plans, so the same kernel choices); the bias
+    gradient as sum_to_shape's sum. No transposes, reshapes or masks dispatched."""
+    input, weight, bias = bound
+    if weight.ndim != 2 or input.ndim == 0:
+        return None
+    x, w = input._array, weight._array
+    dt = g.dtype
+    if dt not in _FLOATS or x.dtype != dt or w.dtype != dt or \
+            (bias is not None and bias._array.dtype != dt):
+        return None
+    n_out, k = w.shape
+    rows = g.size // n_out if n_out else 0
+    mask = mask or (True, True, True)
+    gi = gw = gb = None
+    if mask[0]:
+        gi = _gemm("matmul", g, weight, rows * k * n_out)
+    if mask[1]:
+        g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
+        x2 = input if x.ndim == 2 else x.reshape(-1, k)
+        gw = _gemm("mm", g2.T, x2, rows * k * n_out)
+    if bias is not None and (len(mask) < 3 or mask[2]):
+        gb = g if g.ndim == 1 else \
+            np.add.reduce(g, axis=tuple(range(g.ndim - 1)), dtype=dt, keepdims=True).reshape(n_out)
+    return gi, gw, gb
+
+
+def _gemm(name: str, a: np.ndarray, b, work: int) -> np.ndarray:
+    """OPS[name](a, b) as the composed rule runs it (b: an array or a tensor)."""
+    from .eager_kernels import _MIN_WORK
+    b_arr = b if type(b) is np.ndarray else b._array
+    if work < _MIN_WORK:
+        return np.matmul(a, b_arr)
+    b_t = Tensor._adopt(b) if type(b) is np.ndarray else b
+    return OPS[name](Tensor._adopt(a), b_t)._array
+
+
+def _reduced_view(g, self, dim, keepdim):
+    """reduction.expand_reduced(g, self, dim, keepdim) on the arrays: the same unsqueeze
+    and expand references, as one view of g (its strides and flags: the composed rule's)."""
+    a = g._array
+    if a.dtype != self.dtype.np_dtype or 0 in tuple(self.shape) or type(a) is not np.ndarray:
+        return None
+    if not keepdim and self.ndim:
+        for d in sorted(wrap_dims(dim, self.ndim)):
+            a = _restride(a, *_unsqueeze_shape_strides(_ArrayMeta(a), d))
+    return g._view_of_self(_expand_reference(a, list(self.shape)))
+
+
+def _sum_backward(g, bound, out, mask):
+    self, dim, keepdim, _ = bound
+    view = _reduced_view(g, self, dim, keepdim)
+    return None if view is None else (view,)
+
+
+def _mean_backward(g, bound, out, mask):
+    self, dim, keepdim, _ = bound
+    view = _reduced_view(g, self, dim, keepdim)
+    if view is None or g.dtype.is_complex:
+        return None
+    return (view / max(_count(self, dim), 1),)      # the composed rule's division
+
+
+_sum_backward.takes_tensor = _mean_backward.takes_tensor = True
+
+
+def _mul_backward(g, bound, out, mask):
+    """mul's composed rule, `(g * other, g * self)` each fitted to its input, computing
+    only the gradients that go somewhere (a Python scalar or a tensor that needs no
+    gradient gets none): the same operator calls, one fewer product."""
+    self, other = bound
+    return (_product_grad(g, self, other, mask, 0), _product_grad(g, other, self, mask, 1))
+
+
+def _product_grad(g, input, factor, mask, i):
+    if not isinstance(input, Tensor) or (mask is not None and not mask[i]):
+        return None
+    return fit_grad(g * _c(factor), input._array.shape, input.dtype)
+
+
+def _div_backward(g, bound, out, mask):
+    """x / c for a Python number c: the composed rule's `g / c` without the divisor's
+    gradient, which a number does not take (its three ops were thrown away)."""
+    self, other, rounding_mode = bound
+    if rounding_mode is not None or isinstance(other, Tensor) or not isinstance(self, Tensor):
+        return None
+    return (fit_grad(g / _c(other), self._array.shape, self.dtype), None)
+
+
+_mul_backward.takes_tensor = _div_backward.takes_tensor = True
+
+
 def _max_pool2d_backward(g, bound, out, mask):
     """The composed rule recomputes max_pool2d_with_indices (an argmax over every
     window: 80 ms for resnet18's stem pool) and scatters g. The same indices come from
@@ -122,7 +223,9 @@ def _max_pool2d_indices(x: np.ndarray, p: PoolParams) -> np.ndarray:
 def install() -> None:
     for name, rule in (("cross_entropy", _class_loss_backward(True)),
                        ("nll_loss", _class_loss_backward(False)),
-                       ("relu", _relu_backward),
+                       ("relu", _relu_backward), ("linear", _linear_backward),
+                       ("sum", _sum_backward), ("mean", _mean_backward),
+                       ("mul", _mul_backward), ("div", _div_backward),
                        ("max_pool2d", _max_pool2d_backward)):
         if name in OPS:
             ARRAY_BACKWARD[OPS[name]] = rule

@@ -251,8 +251,8 @@ def seen_call(op, args: tuple, kwargs: dict):
     if _MODES or _autocast.ACTIVE:
         return NotImplemented
     special = SPECIAL_CALLS.get(op)
-    if special is not None and not kwargs:
-        out = special(args)
+    if special is not None:
+        out = special(args, kwargs)
         if out is not NotImplemented:
             return out
     key = [op, _DEFAULTS.float_dtype]
@@ -317,6 +317,8 @@ def _run_seen(op, bound: tuple, entry: "_Seen"):
         result = op.reference(*ref)
     finally:
         _EXTOBJ.reset(token)
+    if isinstance(result, np.generic) and entry.shape == () and not entry.view:
+        result = np.asarray(result)         # a full reduction's NumPy scalar: a fresh 0-d array
     if type(result) is np.ndarray and result.shape == entry.shape:
         if entry.view:
             first = ref[0]
@@ -454,11 +456,157 @@ def install_seen_calls() -> None:
     from ..ir import registry
     from .quantized import fast_calls
     registry.FAST_CALL[:] = [seen_call]
-    SPECIAL_CALLS.update(fast_calls())
+    SPECIAL_CALLS.update({op: _positional_only(fn) for op, fn in fast_calls().items()})
+    SPECIAL_CALLS.update({OPS[name]: _in_place_call(OPS[name]) for name in _IN_PLACE_NAMES})
     from . import factories
     factories.FILL_CALL[:] = [fill_call]
+    from . import tensor
+    tensor.FAST_GETITEM[:] = [basic_getitem]
 
 
+# --- basic indexing without a graph: x[0], x[:, 1:3], x[i, j] ---------------------------
+#
+# indexing.getitem turns `x[i, a:b]` into one select/slice op call per item, each a view
+# of the last. With no graph to record (grad off, or x needs none), no mode and a CPU
+# tensor, an index made only of in-range ints and positive-step slices gives the same
+# view as NumPy's basic indexing of x's array (the ops' references compute these
+# strides); the tensor is then made as the seen-call path makes those ops' views. Any
+# other index (None, Ellipsis, bools, tensors, lists, out-of-range ints, empty results)
+# takes getitem, which raises every error as before.
+
+def basic_getitem(t, index):
+    if type(t) not in _FAST_TYPES or _MODES or _TF_STATE.modes or \
+            (_GRAD_STATE.enabled and t.requires_grad) or t._storage.device != "cpu":
+        return NotImplemented
+    a = t._array
+    shape = a.shape
+    cls = type(index)
+    if cls is int or cls is slice:
+        if not shape or not _basic_item(index, shape[0]):
+            return NotImplemented
+        view = a[index, ...]
+    elif cls is tuple:
+        if len(index) > len(shape):
+            return NotImplemented
+        for item, size in zip(index, shape):
+            if not _basic_item(item, size):
+                return NotImplemented
+        view = a[index + (Ellipsis,)]
+    else:
+        return NotImplemented
+    if view.size == 0 or type(a) is not np.ndarray:
+        return NotImplemented
+    return t._view_of_self(view)
+
+
+def _basic_item(item, size: int) -> bool:
+    cls = type(item)
+    if cls is int:
+        return -size <= item < size
+    if cls is not slice:
+        return False
+    start, stop, step = item.start, item.stop, item.step
+    return (start is None or type(start) is int) and (stop is None or type(stop) is int) \
+        and (step is None or (type(step) is int and step > 0))
+
+
+def _positional_only(fn):
+    def call(args, kwargs):
+        return NotImplemented if kwargs else fn(args)
+    return call
+
+
+# --- in-place arithmetic without a graph: x.add_(y), p.mul_(0.9), relu_ ----------------
+#
+# run_inplace's checks (devices, the in-place meta rule, internal overlap) depend only on
+# the operands' metadata and the scalars' types; once they passed for a key, a later call
+# with no graph to record writes the target's array with the same NumPy ufunc
+# run_inplace's `_in_place_on_array` uses (eager.py): the same values, no meta rule.
+# Anything else (recording, another dtype, a tensor subclass) returns NotImplemented and
+# takes the full path, which raises every error as before.
+
+_IN_PLACE_NAMES = ("add_", "sub_", "mul_", "relu_")
+_IN_PLACE_SEEN: set = set()
+
+
+def _in_place_call(op):
+    """SPECIAL_CALLS' entry for one in-place op: `call(args, kwargs)`."""
+    unary = op.name == "relu_"
+    takes_alpha = op.name in ("add_", "sub_")
+
+    def call(args: tuple, kwargs: dict):
+        n = len(args)
+        if n != (1 if unary else 2) or _EXTOBJ is None:
+            return NotImplemented
+        target = args[0]
+        if type(target) not in _FAST_TYPES or target._storage.device != "cpu":
+            return NotImplemented
+        a = target._array
+        if a.dtype not in _IN_PLACE_DTYPES or (_GRAD_STATE.enabled and target.requires_grad):
+            return NotImplemented
+        key = [op, _DEFAULTS.float_dtype, a.dtype, a.shape, a.strides]
+        if not unary:
+            other = args[1]
+            cls = type(other)
+            if cls in _FAST_TYPES:
+                if other._storage.device != "cpu" or \
+                        (_GRAD_STATE.enabled and other.requires_grad):
+                    return NotImplemented
+                o = other._array
+                key.append((o.dtype, o.shape, o.strides))
+            elif cls is float:
+                key.append(float)
+            elif cls is int:
+                key.append((int, other))
+            else:
+                return NotImplemented
+        alpha = 1
+        if kwargs:
+            if not takes_alpha or len(kwargs) != 1 or "alpha" not in kwargs:
+                return NotImplemented
+            alpha = kwargs["alpha"]
+            if type(alpha) is not float and type(alpha) is not int:
+                return NotImplemented
+            key.append((type(alpha), alpha == 1))
+        key = tuple(key)
+        if key not in _IN_PLACE_SEEN and not _learn_in_place(op, args, kwargs, key):
+            return NotImplemented
+        if not a.flags.writeable or not _write_in_place(op, target, args, alpha):
+            return NotImplemented
+        target._bump_version()
+        return target
+    return call
+
+
+def _learn_in_place(op, args: tuple, kwargs: dict, key: tuple) -> bool:
+    """run_inplace's checks for this key; False (the full path raises) when one fails."""
+    try:
+        bound = op.schema.bind(args, dict(kwargs))
+        if any(b is not a for a, b in zip(args, bound)) or eager._check_devices(op, bound):
+            return False
+        eager.run_meta(op, bound)
+        eager._check_no_internal_overlap(op, bound)
+    except Exception:                       # noqa: BLE001 - the full path raises it
+        return False
+    if len(_IN_PLACE_SEEN) >= _MAX_ENTRIES:
+        _IN_PLACE_SEEN.clear()
+    _IN_PLACE_SEEN.add(key)
+    return True
+
+
+def _write_in_place(op, target, args: tuple, alpha) -> bool:
+    if alpha == 1:
+        return eager._in_place_on_array(op, target, args)
+    a, other = target._array, args[1]
+    if type(other) not in _FAST_TYPES or other._array.dtype != a.dtype:
+        return False                        # a scalar times alpha rounds differently
+    # the reference's x + y * alpha (pointwise._times_alpha, float y), written into a
+    scaled = other._array * alpha
+    (np.add if op.name == "add_" else np.subtract)(a, scaled, out=a)
+    return True
+
+
+_IN_PLACE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _RUN_OP_ONLY = frozenset({Tag.INPLACE, Tag.NONDETERMINISTIC})
 _VALUE_TYPES = {int, float, bool, complex, str, type(dtypes.DEFAULTS.float_dtype), MemoryFormat}
 _KWARGS = object()                          # separates keyword parts in a key

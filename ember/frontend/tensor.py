@@ -702,6 +702,10 @@ class Tensor:
 
     # --- indexing ------------------------------------------------------------------
     def __getitem__(self, index):
+        if FAST_GETITEM:                 # eager_fast.basic_getitem: ints and slices, no graph
+            out = FAST_GETITEM[0](self, index)
+            if out is not NotImplemented:
+                return out
         from .indexing import getitem
         return getitem(self, index)
 
@@ -746,6 +750,10 @@ class _HookHandle:
     def __exit__(self, *exc):
         self.remove()
         return False
+
+
+# [fn(tensor, index) -> view, or NotImplemented for indexing.getitem]: set by eager_fast
+FAST_GETITEM: list = []
 
 
 def _is_dense_owned(arr: np.ndarray) -> bool:

@@ -37,9 +37,14 @@ def input_grad_mask(mask):
         _INPUT_MASK[0] = saved
 
 
+_OPS_NS: list = []                      # ops.OPS_NS, imported on first use (ops import this)
+
+
 def _ops():
-    from .ops import OPS_NS
-    return OPS_NS
+    if not _OPS_NS:
+        from .ops import OPS_NS
+        _OPS_NS.append(OPS_NS)
+    return _OPS_NS[0]
 
 
 def sum_to_shape(g, shape: tuple):
@@ -62,8 +67,8 @@ def fit_grad(g, shape, dtype):
     """The gradient for an input of `shape`/`dtype` (None shape: a Python scalar input)."""
     if shape is None:
         return None
-    ops = _ops()
     if g.dtype != dtype:
+        ops = _ops()
         if g.dtype.category == Category.COMPLEX and dtype.category != Category.COMPLEX:
             g = ops.real(g)
         if g.dtype != dtype:

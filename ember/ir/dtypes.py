@@ -185,6 +185,12 @@ def dtype_from_name(name: str) -> DType:
 
 
 def from_numpy_dtype(npd) -> DType:
+    try:
+        known = _BY_NP.get(npd)     # an np.dtype (every tensor's dtype property): one lookup
+    except TypeError:               # an unhashable dtype description
+        known = None
+    if known is not None:
+        return known
     npd = np.dtype(npd)
     try:
         return _BY_NP[npd]

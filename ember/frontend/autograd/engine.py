@@ -16,8 +16,11 @@ from ...ir import autodiff, profiling
 from ...ir.dispatch import _modes as _MODES   # the live list: empty when no mode is on
 from ...ir.meta import meta_of
 from ...ir.errors import AutogradError
-from ..tensor import Tensor, _HookHandle
+from ..tensor import Storage, Tensor, _HookHandle
 from . import anomaly, grad_mode
+
+_ANOMALY = anomaly._STATE               # the live state dict
+_COLLECTORS = profiling._collectors     # the live list: empty when nothing profiles
 
 
 class NodeName(str):
@@ -208,6 +211,25 @@ class SavedTensor:
         return t
 
 
+def _on_cpu(grads) -> bool:
+    """True when no gradient lives on a device and no derivative rule's device is set:
+    creation_device_like(grads) would keep the creation device at the CPU."""
+    for t in grads:
+        if isinstance(t, Tensor) and t._storage.device != "cpu":
+            return False
+    return _creation_device() == "cpu"
+
+
+_CREATION_DEVICE: list = []             # devices.creation_device (devices imports this module)
+
+
+def _creation_device():
+    if not _CREATION_DEVICE:
+        from ..devices import creation_device
+        _CREATION_DEVICE.append(creation_device)
+    return _CREATION_DEVICE[0]()
+
+
 def _device_of(grads):
     from ..devices import creation_device_like
     return creation_device_like(grads)
@@ -301,12 +323,22 @@ class OpNode(Node):
             done = _array_backward(self, rule, grads, bound, out)
             if done is not None:
                 return done
-        with _device_of(grads):            # tensors a rule creates live where grads do
-            grad = self._materialize(grads)
-            with autodiff.input_grad_mask(self._input_mask()):
-                raw = self.op.call_derivative(grad, bound, out)
+        if _on_cpu(grads):                 # creation_device_like would change nothing
+            raw = self._derivative(grads, bound, out)
+        else:
+            with _device_of(grads):        # tensors a rule creates live where grads do
+                raw = self._derivative(grads, bound, out)
         return tuple(autodiff.fit_grad(g, shape, dtype) if g is not None else None
                      for g, (shape, dtype) in _flatten_grads(raw, self.input_metas))
+
+    def _derivative(self, grads, bound, out):
+        grad = self._materialize(grads)
+        # autodiff.input_grad_mask's setting, without a generator context per node
+        saved, autodiff._INPUT_MASK[0] = autodiff._INPUT_MASK[0], self._input_mask()
+        try:
+            return self.op.call_derivative(grad, bound, out)
+        finally:
+            autodiff._INPUT_MASK[0] = saved
 
     def _input_mask(self):
         """Per tensor argument, whether its gradient goes anywhere (None: all do, or
@@ -349,17 +381,28 @@ def _array_backward(node: OpNode, rule, grads, bound, out):
     (g,) = grads if not node.multi_output and len(grads) == 1 else (None,)
     if type(g) is not Tensor or g._storage.device != "cpu" or _MODES:
         return None
-    raw = rule(g._array, bound, out, node._input_mask())
+    # a rule flagged `takes_tensor` gets the gradient tensor (to return views of it)
+    raw = rule(g if getattr(rule, "takes_tensor", False) else g._array, bound, out,
+               node._input_mask())
     if raw is None:
         return None
     return tuple(None if a is None else _fit_array(a, shape, dtype)
                  for a, (shape, dtype) in zip(raw, node.input_metas))
 
 
-def _fit_array(a: np.ndarray, shape, dtype) -> Tensor:
+def _fit_array(a, shape, dtype) -> Tensor:
+    if type(a) is Tensor:
+        a, tensor = a._array, a
+    else:
+        tensor = None
     if a.shape != tuple(shape) or a.dtype != dtype.np_dtype:
         raise AutogradError(f"internal: a backward rule gave {a.dtype}{list(a.shape)} for an "
                             f"input of {dtype}{list(shape)}")
+    if tensor is not None:
+        return tensor
+    if a.base is None and a.flags.c_contiguous and a.flags.writeable and a.ndim:
+        # a fresh dense array (most rules' results): its flat view is its storage
+        return Tensor._make(a, Storage(a if a.ndim == 1 else a.reshape(-1)))
     return Tensor._from_array(a, copy=False)
 
 
@@ -590,7 +633,7 @@ def _aliases_root_cotangent(grad) -> bool:
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None,
                  accumulate=True):
     """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
-    roots = [g._array for g in grad_outputs if type(g) is Tensor and g.is_cpu]
+    roots = [g._array for g in grad_outputs if type(g) is Tensor and g._storage.device == "cpu"]
     _ROOT_COTANGENTS.append(roots)
     _GIVEN_TO_LEAVES.append({})
     try:
@@ -619,8 +662,9 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
                     (node, nr) in capture for nr in range(getattr(node, "n_outputs", 1))):
                 continue     # autograd.grad: nothing below this node is asked for
             n_out = getattr(node, "n_outputs", 1)
-            grads = buffers.pop(node, [None] * n_out)
-            grads = _run_pre_hooks(node, grads)
+            grads = buffers.pop(node, None) or [None] * n_out
+            if node.pre_hooks or "node_pre_hooks" in node.__dict__:
+                grads = _run_pre_hooks(node, grads)
             if capture is not None:
                 for nr, g in enumerate(grads):
                     if (node, nr) in capture:
@@ -629,22 +673,27 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
                         captured[capture[(node, nr)]] = g
             if runs is not None and node not in runs:
                 continue     # a captured input's own history is not differentiated
-            if isinstance(node, AccumulateGrad) and not accumulate:
+            if not accumulate and isinstance(node, AccumulateGrad):
                 continue
-            if all(g is None for g in grads):
+            if grads[0] is None if n_out == 1 else all(g is None for g in grads):
                 continue
-            if anomaly.is_anomaly_enabled():
+            if _ANOMALY["enabled"]:
                 results = anomaly.apply_reporting(node, grads)
-            elif profiling.collector() is None:
+            elif not _COLLECTORS:
                 results = node.apply(grads)
             else:   # the profiler's row name for a backward node, as PyTorch's
                 with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
                                       "autograd"):
                     results = node.apply(grads)
-            results = _run_post_hooks(node, results, grads)
+            if "post_hooks" in node.__dict__:
+                results = _run_post_hooks(node, results, grads)
             for (nxt, nr), g in zip(node.next_functions, results):
                 if nxt is not None and g is not None:
-                    _add_to_buffer(buffers, nxt, nr, g, getattr(nxt, "n_outputs", 1))
+                    n = getattr(nxt, "n_outputs", 1)
+                    if n == 1 and nxt not in buffers:
+                        buffers[nxt] = [g]          # _add_to_buffer's first gradient
+                    else:
+                        _add_to_buffer(buffers, nxt, nr, g, n)
             if not retain_graph:
                 node.release()
     return captured
