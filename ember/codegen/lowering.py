@@ -1084,6 +1084,55 @@ def _why_not_one_kernel(graph: Graph) -> str | None:
     return None
 
 
+def _why_not_these_nodes(nodes: list[Node], inputs: list[Node],
+                         outputs: list[Node]) -> str | None:
+    """_why_not_one_kernel of the group graph fusion would extract from `nodes` (external
+    `inputs` as its placeholders, in order; `outputs` leave it), lowered from the nodes
+    themselves: what lower_group reads of a node (op, target, arguments through the
+    environment, meta["val"] and "loc") is the same object in the graph's copy."""
+    try:
+        _lower_nodes(nodes, inputs, outputs)
+    except LoweringError as err:
+        return str(err)
+    return None
+
+
+def _lower_nodes(nodes, inputs, outputs) -> None:
+    """lower_group(extract_group(nodes)[0], "candidate", check_only=True), step for step."""
+    name = "candidate"
+    ndim = max([len(n.meta["val"].shape) for n in inputs + nodes
+                if isinstance(n.meta.get("val"), TensorMeta)] + [0])
+    ctx = LoweringContext(name, 2 * ndim + 1)
+    env: dict[Node, object] = {}
+    specs = []
+    for node in inputs:
+        meta: TensorMeta = node.meta["val"]
+        buf = f"in{len(specs)}"
+        specs.append(K.BufferSpec(buf, meta.dtype, _extent(meta)))
+        env[node] = strided_value(ctx, Strided(buf, tuple(meta.strides)), meta.shape,
+                                  meta.dtype)
+    order = list(inputs)
+    anchor = None
+    for node in nodes:
+        if _is_anchor(node):
+            if anchor is not None:
+                raise LoweringError(f"{name}: two extern ops ({anchor.target.name}, "
+                                    f"{node.target.name}) in one group")
+            anchor = node
+            meta = node.meta["val"]
+            order.append(node)
+            specs.append(K.BufferSpec("acc", meta.dtype, _extent(meta)))
+            env[node] = strided_value(ctx, Strided("acc", tuple(meta.strides)), meta.shape,
+                                      meta.dtype)
+        elif node.op == OpKind.call_function:
+            env[node] = _lower_node(ctx, node, env)
+        else:
+            raise LoweringError(f"{name}: cannot lower {node.op} node {node.name}")
+    if anchor is not None and anchor in outputs:
+        raise LoweringError(f"{name}: the extern op's own result leaves the group")
+    _finish_kernel(ctx, name, order, specs, outputs, env, True)
+
+
 def _register() -> None:
     from ..ir.fused import register_group_checker
     from ..ir.registry import OPS
@@ -1095,7 +1144,7 @@ def _register() -> None:
     for name, rule in {**RULES, **ARG_RULES}.items():
         if name in OPS:
             OPS[name].lowering = rule
-    register_group_checker(_why_not_one_kernel)
+    register_group_checker(_why_not_one_kernel, _why_not_these_nodes)
 
 
 _register()

@@ -457,6 +457,20 @@ METHOD_SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
 
 
 def _rule_for(node: Node) -> Callable[[Node], Node | None] | None:
+    try:
+        return _RULE_OF[(node.op, node.target)]
+    except KeyError:
+        rule = _RULE_OF[(node.op, node.target)] = _find_rule(node)
+        return rule
+    except TypeError:             # an unhashable target: no memo
+        return _find_rule(node)
+
+
+# the rule of each (op, target) met: which rule applies depends on nothing else
+_RULE_OF: dict = {}
+
+
+def _find_rule(node: Node) -> Callable[[Node], Node | None] | None:
     if node.op == OpKind.call_method:
         return METHOD_SIMPLIFICATIONS.get(str(node.target))
     name = op_name(node)
@@ -473,18 +487,34 @@ def simplify_algebra(graph: Graph, ctx: PassContext) -> int:
     contiguous/expand/cast/slice, and in-place ops on dead temporaries."""
     changed = 0
     progress = True
+    mutated = mutated_values(graph)
+    # Each rewrite starts the scan again from the first node (the first applicable rule in
+    # graph order wins). A node that the scan passed without a rewrite is "settled": a
+    # rewrite changes only later nodes' arguments, so its rule answers the same again
+    # while the mutated set is unchanged; except an in-place node's rule, which reads its
+    # argument's users (a rewrite erases a user). Settled nodes are skipped, which keeps
+    # the rewrites and their order those of full rescans without their quadratic cost.
+    settled: set[Node] = set()
     while progress:
         progress = False
-        mutated = mutated_values(graph)
+        passed: set[Node] = set()
         for node in graph.nodes:
+            if node in settled:
+                passed.add(node)
+                continue
             rule = _rule_for(node)
             if rule is None or node._erased or node in mutated and rule is not _functional_inplace:
+                passed.add(node)
                 continue
             replacement = rule(node)
             if replacement is None or replacement in mutated or not same_type(node, replacement):
+                if replacement is None and rule is not _functional_inplace:
+                    passed.add(node)        # (a refused replacement may be a new node)
                 continue
             replace_node(node, replacement)
             changed += 1
             progress = True
+            before, mutated = mutated, mutated_values(graph)
+            settled = passed if mutated == before else set()
             break       # the mutated set may have changed; rescan
     return changed

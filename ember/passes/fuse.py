@@ -17,7 +17,7 @@ Groups of one node are kept as groups too: every lowerable op becomes a kernel.
 """
 from __future__ import annotations
 
-from ..ir.fused import EPILOGUE_ANCHORS, FusedGroup, group_problem, is_lowerable
+from ..ir.fused import EPILOGUE_ANCHORS, FusedGroup, is_lowerable, nodes_problem
 from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.dtypes import DType
 from ..ir.meta import MemoryFormat, TensorMeta
@@ -211,13 +211,19 @@ def _problem(graph: Graph, nodes: list[Node]) -> str | None:
     candidate groups, and a training step's second compile asks the first's questions)."""
     key = _structure_key(nodes)
     if key is None:
-        return group_problem(extract_group(nodes)[0])
+        return _ask(nodes)
     found = _VERDICTS.get(key, _UNKNOWN)
     if found is _UNKNOWN:
         if len(_VERDICTS) >= _MAX_VERDICTS:
             _VERDICTS.clear()
-        found = _VERDICTS[key] = group_problem(extract_group(nodes)[0])
+        found = _VERDICTS[key] = _ask(nodes)
     return found
+
+
+def _ask(nodes: list[Node]) -> str | None:
+    """The checker's verdict on the group `extract_group(nodes)` would build."""
+    inputs, outputs = _boundary(nodes)
+    return nodes_problem(nodes, inputs, outputs, extract_group)
 
 
 # The checker's verdicts by group structure: everything `extract_group` hands the checker
@@ -299,13 +305,8 @@ def _val_key(val):
 # --- materializing ---------------------------------------------------------------------------
 def extract_group(nodes: list[Node]) -> tuple[Graph, list[Node], list[Node]]:
     """The group's own graph, its external inputs and the members used outside it."""
-    inside = set(nodes)
+    inputs, outputs = _boundary(nodes)
     sub = Graph()
-    inputs: list[Node] = []
-    for node in nodes:           # placeholders first, in order of first use
-        for n in node.all_input_nodes:
-            if n not in inside and n not in inputs:
-                inputs.append(n)
     env: dict[Node, Node] = {}
     for k, n in enumerate(inputs):
         env[n] = sub.placeholder(f"in{k}")
@@ -315,9 +316,21 @@ def extract_group(nodes: list[Node]) -> tuple[Graph, list[Node], list[Node]]:
                                map_arg(node.kwargs, env.__getitem__), name=node.name)
         copy.meta = {k: v for k, v in node.meta.items() if k in ("val", "loc")}
         env[node] = copy
-    outputs = [n for n in nodes if any(u not in inside for u in n.users)]
     sub.output(env[outputs[0]] if len(outputs) == 1 else tuple(env[n] for n in outputs))
     return sub, inputs, outputs
+
+
+def _boundary(nodes: list[Node]) -> tuple[list[Node], list[Node]]:
+    """The group's external inputs in order of first use (its graph's placeholders) and
+    its members used outside it, in member order."""
+    inside = set(nodes)
+    inputs: dict[Node, None] = {}
+    for node in nodes:
+        for n in node.all_input_nodes:
+            if n not in inside:
+                inputs[n] = None
+    outputs = [n for n in nodes if any(u not in inside for u in n.users)]
+    return list(inputs), outputs
 
 
 def _kind(nodes: list[Node]) -> str:
