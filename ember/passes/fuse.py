@@ -345,23 +345,22 @@ def _kind(nodes: list[Node]) -> str:
 def replace_with_group(graph: Graph, nodes: list[Node], name: str) -> Node:
     sub, inputs, outputs = extract_group(nodes)
     group = FusedGroup(name, sub, _kind(nodes))
+    import operator
+    # the group node right after its last member, its getitems right after it in turn (one
+    # insertion point: each insertion moves it past the new node)
     with graph.inserting_after(nodes[-1]):
         fused = graph.call_function(group, tuple(inputs))
+        items = [graph.call_function(operator.getitem, (fused, i))
+                 for i in range(len(outputs))] if len(outputs) > 1 else [fused]
     fused.meta["val"] = outputs[0].meta["val"] if len(outputs) == 1 else \
         tuple(n.meta["val"] for n in outputs)
     locs = [n.meta["loc"] for n in nodes if n.meta.get("loc")]
     if locs:
         fused.meta["loc"] = locs[0]
-    if len(outputs) == 1:
-        outputs[0].replace_all_uses_with(fused)
-    else:
-        import operator
-        last = fused
-        for i, out in enumerate(outputs):
-            with graph.inserting_after(last):
-                item = last = graph.call_function(operator.getitem, (fused, i))
+    for item, out in zip(items, outputs):
+        if item is not fused:
             item.meta["val"] = out.meta["val"]
-            out.replace_all_uses_with(item)
+        out.replace_all_uses_with(item)
     graph._erase_in_turn(reversed(nodes))
     return fused
 

@@ -140,14 +140,19 @@ def sink_updates(graph: Graph, ctx: PassContext) -> int:
     if not ctx.options.get("sink_updates") or mutated_values(graph):
         return 0
     output = graph.output_node
-    moved = 0
+    moved, sunk = 0, {}
     for node in list(graph.nodes):
         getitems = _result_getitems(node, output)
         if getitems is None:
             continue
         for n in [node] + getitems:
-            output.prepend(n)
+            sunk[n] = None          # (output.prepend(n) in turn; one reordering below)
         moved += 1
+    if sunk:
+        nodes = graph._nodes
+        at = nodes.index(output)
+        stay = [n for n in nodes[:at] if n not in sunk]
+        graph._nodes[:] = stay + list(sunk) + nodes[at:]
     return moved
 
 
