@@ -846,23 +846,20 @@ def _extent(meta: TensorMeta) -> int:
 def _lower_node(ctx: LoweringContext, node: Node, env: dict):
     op = node.target
     if op.name in ARG_RULES:
-        bound = op.schema.bind(map_arg(node.args, lambda n: env[n]),
-                               map_arg(node.kwargs, lambda n: env[n]))
+        bound = op.schema.bind(_resolved(node._args, env), _resolved(node._kwargs, env))
         return ARG_RULES[op.name](ctx, node, op.schema.as_kwargs(bound))
     rule = lowering_rule(op)
     if rule is None:
         where = f" (from {node.meta['loc']})" if node.meta.get("loc") else ""
         raise LoweringError(f"{ctx.name}: no lowering rule for {op!r} at {node.name}{where}")
-    bound = op.schema.bind(map_arg(node.args, lambda n: env[n]),
-                           map_arg(node.kwargs, lambda n: env[n]))
-    names = [a.name for a in op.schema.args]
-    tensor_idx = set(op.schema.tensor_arg_indices)
-    operands = [bound[i] for i in sorted(tensor_idx) if bound[i] is not None
+    bound = op.schema.bind(_resolved(node._args, env), _resolved(node._kwargs, env))
+    names, tensor_order, tensor_idx = _schema_facts(op.schema)
+    operands = [bound[i] for i in tensor_order if bound[i] is not None
                 and not isinstance(bound[i], (list, tuple))]
     scalars = {names[i]: v for i, v in enumerate(bound) if i not in tensor_idx}
     optional = {names[i]: v for i, v in enumerate(bound) if i in tensor_idx}
     if op.name in POINTWISE_RULES:
-        operands = [bound[i] for i in sorted(tensor_idx)]
+        operands = [bound[i] for i in tensor_order]
         if op.name == "clamp":
             return _clamp_rule(ctx, node, bound)
         return RULES[op.name](ctx, node, operands, **scalars)
@@ -870,6 +867,34 @@ def _lower_node(ctx: LoweringContext, node: Node, env: dict):
         extra = {k: v for k, v in optional.items() if k not in ("input", "self")}
         return RULES[op.name](ctx, node, [bound[0]], **extra, **scalars)
     return RULES[op.name](ctx, node, operands[:1], **scalars)
+
+
+def _resolved(value, env: dict):
+    """map_arg(value, env.__getitem__) (a node's args or kwargs: each Node to its lowered
+    Value), with the flat tuple and dict of nearly every node done in one comprehension."""
+    kind = type(value)
+    if kind is tuple:
+        return tuple([env[v] if type(v) is Node else
+                      v if type(v) in _LEAVES else map_arg(v, env.__getitem__) for v in value])
+    if kind is dict:
+        return {k: env[v] if type(v) is Node else
+                v if type(v) in _LEAVES else map_arg(v, env.__getitem__)
+                for k, v in value.items()}
+    return map_arg(value, env.__getitem__)
+
+
+_LEAVES = frozenset({int, float, bool, str, type(None), complex})
+_SCHEMA_FACTS: dict = {}
+
+
+def _schema_facts(schema) -> tuple:
+    """(argument names, tensor argument indices in order, and as a set) of a schema, once."""
+    found = _SCHEMA_FACTS.get(id(schema))
+    if found is None or found[0] is not schema:
+        indices = tuple(sorted(set(schema.tensor_arg_indices)))
+        found = _SCHEMA_FACTS[id(schema)] = (schema, [a.name for a in schema.args], indices,
+                                             frozenset(indices))
+    return found[1:]
 
 
 def _clamp_rule(ctx, node, bound):

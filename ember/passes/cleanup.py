@@ -53,6 +53,11 @@ def mutated_values(graph: Graph) -> set[Node]:
     return mutated
 
 
+def _writes_in_place(node: Node) -> bool:
+    return node.op == OpKind.call_function and is_op(node.target) and \
+        Tag.INPLACE in node.target.tags
+
+
 def _storage_root(node: Node) -> Node:
     """The value whose storage `node` may share: up the chain of views, shape ops and
     in-place ops (each returns its argument)."""
@@ -514,7 +519,12 @@ def simplify_algebra(graph: Graph, ctx: PassContext) -> int:
             replace_node(node, replacement)
             changed += 1
             progress = True
-            before, mutated = mutated, mutated_values(graph)
-            settled = passed if mutated == before else set()
+            if mutated or _writes_in_place(replacement):
+                # (with no in-place node in the graph none is mutated, and rewrites
+                # other than to an in-place node add none)
+                before, mutated = mutated, mutated_values(graph)
+                settled = passed if mutated == before else set()
+            else:
+                settled = passed
             break       # the mutated set may have changed; rescan
     return changed
