@@ -14,6 +14,7 @@ share (tile autotuning, cuDNN vs Triton timings, module loads, the launches) is 
     python benchmarks/cuda_compile_host.py [--model resnet18|resnet50|transformer|mlp]
         [--batch 64] [--only step|infer] [--rounds 1] [--workers N] [--cache DIR] [--times]
         [--literal-sizes | --generic-sizes] [--json out.json]
+        [--cache DIR --cold-passes] [--signature FILE]
 
 `--model transformer` is benchmarks/cuda.py's encoder layer (512 wide, 8 heads, 2048 feed
 forward, 128 tokens a sample: use --batch 32; MSELoss, AdamW), `--model mlp` its MLP
@@ -26,6 +27,12 @@ makes every family shape-generic (EMBER_TRITON_LITERAL_SIZES=0), on the same cod
 With EMBER_COMPILE_TIMES=<file>.json in the environment the children also append each
 call's figures to that file, every compile's schedule included: benchmarks/
 cuda_compile_model.py models the cold call on the GPU host's 16 cores from it.
+
+`--cache DIR --cold-passes` times the host passes and plan build alone: the cubins (and conv
+choices) come from DIR filled by an earlier run, the stored pass results are deleted first.
+`--signature FILE` writes what the compile produced (kernel source hashes and launches in
+build order, the plan's steps, the final graph): two versions of ember that must build the
+same plan (a faster pass) give identical files.
 
 `--times` runs the children with EMBER_COMPILE_TIMES=1 and prints their stage tables
 (ir/compile_times.py: finer stages than below, the compile workers' CPU per kernel, the
@@ -47,6 +54,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -159,6 +167,32 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
                 cudnn_conv._STATS["timed"] += 1
                 return cudnn_conv._remember((spec, index), found)
             mp.setattr(cudnn_conv, "_timings_for", timings_for)
+        if os.environ.get("HOST_COMPILE_SIGNATURE"):
+            # --signature: what the compile produced, to compare two versions of ember
+            # (kernel sources and launches in build order, the plan's steps, the final graph)
+            import atexit, hashlib
+            from ember.ir.printer import print_graph
+            signature = []
+            import ember.compiler.compile_cuda as CC1
+            def sign_ready(self, step, ready=CC1.CudaBackend._ready):
+                g = step.generated
+                signature.append(f"kernel {hashlib.sha256(g.source.encode()).hexdigest()[:16]}"
+                                 f" {g.launch!r}")
+                return ready(self, step)
+            mp.setattr(CC1.CudaBackend, "_ready", sign_ready)
+            def sign_build(self, build=C.PlanBuilder.build):
+                plan = build(self)
+                for s in plan.steps:
+                    fn = getattr(s.fn, "__qualname__", type(s.fn).__qualname__)
+                    gen = getattr(s.fn, "generated", None)
+                    text = hashlib.sha256(gen.source.encode()).hexdigest()[:16] if gen else ""
+                    signature.append(f"step {s.name} {s.inputs} {s.outputs} {s.kernel} "
+                                     f"{s.kind} {s.source} {fn} {s.out_specs} {text}")
+                signature.append("graph\n" + print_graph(self.graph))
+                return plan
+            mp.setattr(C.PlanBuilder, "build", sign_build)
+            atexit.register(lambda: Path(os.environ["HOST_COMPILE_SIGNATURE"]).write_text(
+                "\n".join(signature)))
         import ember.compiler.graph_cache as GC      # the passes, or their cached result
         timed(GC, "passes_cached", "passes")
         timed(C.PlanBuilder, "build", "codegen")
@@ -276,6 +310,9 @@ def run_child(model: str, batch: int, what: str, cache: str, workers: int | None
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     if workers is not None:
         env["EMBER_COMPILE_WORKERS"] = str(workers)
+    if os.environ.get("HOST_COMPILE_COLD_PASSES"):      # --cold-passes: passes run again
+        for stored in ("graphs", "fuse"):
+            shutil.rmtree(os.path.join(cache, "ember", stored), ignore_errors=True)
     filled = any(os.scandir(cache)) if os.path.isdir(cache) else False
     done = subprocess.run([sys.executable, "-c", CHILD, ROOT, model, str(batch), what],
                           env=env, capture_output=True, text=True)
@@ -340,6 +377,14 @@ def main() -> None:
     sizes.add_argument("--generic-sizes", action="store_true",
                        help="EMBER_TRITON_LITERAL_SIZES=0 in the children: every kernel "
                             "family shape-generic (opt-in in ember)")
+    parser.add_argument("--cold-passes", action="store_true",
+                        help="with --cache: delete the stored pass results (graph cache, "
+                             "fusion plans) before each run, so that the passes and the plan "
+                             "build run as cold while the cubins come from the disk cache")
+    parser.add_argument("--signature", default=None,
+                        help="write what the (last) compile produced to this file: each "
+                             "kernel's source hash and launch in build order, the plan's "
+                             "steps, the final graph; diff two versions' files")
     parser.add_argument("--times", action="store_true",
                         help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
@@ -354,6 +399,10 @@ def main() -> None:
         os.environ["HOST_COMPILE_CONV_CHOICE"] = "1"
     if args.gpu_choices:
         os.environ["HOST_COMPILE_GPU_CHOICES"] = "1"
+    if args.cold_passes:
+        os.environ["HOST_COMPILE_COLD_PASSES"] = "1"
+    if args.signature:
+        os.environ["HOST_COMPILE_SIGNATURE"] = os.path.abspath(args.signature)
     whats = [args.only] if args.only else ["step", "infer"]
     rounds: dict[str, list] = {w: [] for w in whats}
     for _ in range(args.rounds):            # interleaved: each round runs every row
