@@ -176,12 +176,30 @@ class GeneratedKernel:
         return f"{self.key()}:{self.launch.bound()!r}"
 
     def _hash(self, text: str) -> str:
-        h = hashlib.sha256(_without_comments(text))
-        h.update(repr(self.launch.arg_types()).encode())
-        h.update(repr(self.launch.size_divisibility()).encode())
-        h.update(repr(sorted(self.launch.constexprs.items())).encode())
-        h.update(f"{self.launch.num_warps}/{self.launch.num_stages}".encode())
-        return h.hexdigest()[:24]
+        launch = self.launch
+        types, divisible = launch.arg_types(), launch.size_divisibility()
+        blocks = sorted(launch.constexprs.items())
+        # a plan asks each kernel's keys a dozen times (deduplication, disk lookups, the
+        # batch, launches): the digest is remembered by everything it hashes (a str
+        # caches its own hash, so the lookup does not read the source again)
+        memo = (text, tuple(types), divisible, tuple(blocks), launch.num_warps,
+                launch.num_stages)
+        try:
+            found = _DIGESTS.get(memo)
+        except TypeError:                   # an unhashable block value: no memo
+            found, memo = None, None
+        if found is None:
+            h = hashlib.sha256(_without_comments(text))
+            h.update(repr(types).encode())
+            h.update(repr(divisible).encode())
+            h.update(repr(blocks).encode())
+            h.update(f"{launch.num_warps}/{launch.num_stages}".encode())
+            found = h.hexdigest()[:24]
+            if memo is not None:
+                if len(_DIGESTS) >= 4096:
+                    _DIGESTS.clear()
+                _DIGESTS[memo] = found
+        return found
 
     def body_key(self) -> str:
         """Identity of the compiled code whatever the function is called: kernels generated
@@ -192,6 +210,9 @@ class GeneratedKernel:
         # (a kernel named `asin` calls `asin`; replacing every `asin` made asin and acos
         # kernels one cubin)
         return self._hash(_renamed_body(self.name, self.source))
+
+
+_DIGESTS: dict = {}
 
 
 # a plan asks each kernel's keys several times (deduplication, cache lookups, launches):
