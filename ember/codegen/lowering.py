@@ -1169,7 +1169,8 @@ def _register() -> None:
     for name, rule in {**RULES, **ARG_RULES}.items():
         if name in OPS:
             OPS[name].lowering = rule
-    register_group_checker(_why_not_one_kernel, _why_not_these_nodes)
+    _why_not_one_kernel.on_nodes = _why_not_these_nodes
+    register_group_checker(_why_not_one_kernel)
 
 
 _register()

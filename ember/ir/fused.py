@@ -87,18 +87,14 @@ EPILOGUE_ANCHORS = frozenset({"mm", "addmm", "linear", "matmul", "bmm", "conv2d"
                               "conv1d"})
 
 
-_nodes_checker: list = []
-
-
-def register_group_checker(fn, on_nodes=None) -> None:
+def register_group_checker(fn) -> None:
     """`fn(graph) -> str | None`: None when the group graph lowers to one kernel, else why not.
-    `on_nodes(nodes, inputs, outputs)`, where given, answers as `fn` would for the graph
-    fusion's `extract_group(nodes)` builds (inputs and outputs: its placeholders' nodes and
-    the members used outside, in its order), reading the nodes where they are: fusion asks
-    hundreds of questions, and building each group's graph first cost as much as a third
-    of answering."""
+    `fn.on_nodes(nodes, inputs, outputs)`, where the checker has it, answers as `fn` would
+    for the graph fusion's `extract_group(nodes)` builds (inputs and outputs: its
+    placeholders' nodes and the members used outside, in its order), reading the nodes
+    where they are: fusion asks hundreds of questions, and building each group's graph
+    first cost as much as a third of answering."""
     _group_checker[:] = [fn]
-    _nodes_checker[:] = [on_nodes] if on_nodes is not None else []
 
 
 def group_problem(graph: Graph) -> str | None:
@@ -109,8 +105,9 @@ def group_problem(graph: Graph) -> str | None:
 
 def nodes_problem(nodes: list, inputs: list, outputs: list, extract) -> str | None:
     """group_problem(extract(nodes)[0]), without building the graph where the checker can."""
-    if _nodes_checker:
-        return _nodes_checker[0](nodes, inputs, outputs)
+    on_nodes = getattr(_group_checker[0], "on_nodes", None) if _group_checker else None
+    if on_nodes is not None:
+        return on_nodes(nodes, inputs, outputs)
     return group_problem(extract(nodes)[0])
 
 

@@ -89,7 +89,7 @@ def test_fusion_checker_on_nodes_answers_as_on_the_group_graph():
 
     def both(g, nodes):
         inputs, outputs = fuse_module._boundary(nodes)
-        on_nodes = F._nodes_checker[0](nodes, inputs, outputs)
+        on_nodes = F._group_checker[0].on_nodes(nodes, inputs, outputs)
         on_graph = F.group_problem(fuse_module.extract_group(nodes)[0])
         asked.append((on_nodes is None, on_graph is None))
         return on_graph
