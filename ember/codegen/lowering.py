@@ -26,6 +26,7 @@ import numpy as np
 
 from ..ir.dtypes import Category, DType, bool_, float32, int64, result_type
 from ..ir.errors import LoweringError
+from ..ir.fused import EPILOGUE_ANCHORS as _EPILOGUE_ANCHORS
 from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.meta import TensorMeta
 from ..ir.registry import Promotion, is_op
@@ -809,9 +810,8 @@ def has_anchor(graph: Graph) -> bool:
 
 
 def _is_anchor(node: Node) -> bool:
-    from ..ir.fused import EPILOGUE_ANCHORS
     return node.op == OpKind.call_function and is_op(node.target) and \
-        node.target.name in EPILOGUE_ANCHORS and node.target.name not in RULES
+        node.target.name in _EPILOGUE_ANCHORS and node.target.name not in RULES
 
 
 def _drop_unread_inputs(lowered: LoweredKernel) -> LoweredKernel:

@@ -303,6 +303,9 @@ class _Recorder:
 
 
 # --- entries --------------------------------------------------------------------------------
+_PLAIN = frozenset({str, int, float, bool, tuple, list, dict, type(None), bytes})
+
+
 class _Pickler(pickle.Pickler):
     """Nodes and graphs by position, the compile's own constants by name, tensors the passes
     made by value (in a table beside the pickle)."""
@@ -318,6 +321,8 @@ class _Pickler(pickle.Pickler):
         self.stored_bytes = 0
 
     def persistent_id(self, obj):
+        if type(obj) in _PLAIN:      # most of what is pickled (names, sizes, args): at once
+            return None
         if isinstance(obj, Node):
             where = self.node_index.get(id(obj))
             if where is None:
