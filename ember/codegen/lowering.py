@@ -172,6 +172,8 @@ def opmath(dtype: DType) -> DType:
 
 
 def broadcast_index(index: tuple, from_shape: tuple, to_shape: tuple, n_vars: int) -> tuple:
+    if from_shape == to_shape and len(index) == len(to_shape):   # nothing is broadcast
+        return tuple(index)
     lead = len(to_shape) - len(from_shape)
     return tuple(zero(n_vars) if size == 1 and to_shape[lead + i] != 1 else index[lead + i]
                  for i, size in enumerate(from_shape))
