@@ -486,6 +486,14 @@ def _find_rule(node: Node) -> Callable[[Node], Node | None] | None:
     return SIMPLIFICATIONS.get(name)
 
 
+def _touches_mutated(node: Node, mutated: set[Node]) -> bool:
+    """Whether `node` is, or reads, a value an in-place op writes. Rules such as -(-x) -> x
+    or permute(permute(x)) -> x look through their input to the value it was computed
+    from; where that input was written in place between (`n = -t; n.relu_(); -n`), the
+    rewrite would skip the write and give a wrong result."""
+    return node in mutated or any(i in mutated for i in node.all_input_nodes)
+
+
 @register_pass("simplify")
 def simplify_algebra(graph: Graph, ctx: PassContext) -> int:
     """Rewrite x*1, x+0, x-0, x/1, -(-x), permute chains, reshape chains, identity
@@ -508,7 +516,8 @@ def simplify_algebra(graph: Graph, ctx: PassContext) -> int:
                 passed.add(node)
                 continue
             rule = _rule_for(node)
-            if rule is None or node._erased or node in mutated and rule is not _functional_inplace:
+            if rule is None or node._erased or \
+                    rule is not _functional_inplace and _touches_mutated(node, mutated):
                 passed.add(node)
                 continue
             replacement = rule(node)
