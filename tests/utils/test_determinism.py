@@ -114,6 +114,11 @@ ATOMIC_KERNEL_FILES = {"triton/scatter.py": "CUDA scatter-add of max-pool and in
                                              "scatter_reduce (and bincount): the host route in "
                                              "deterministic mode",
                        "llvm/qgemm.py": "the int8 GEMM's task counter: threads claim tiles",
+                       "llvm/index_ops.py": "the index kernels' error record: the first thread "
+                                            "to see a bad index writes it (no value is "
+                                            "computed atomically)",
+                       "native_entry.py": "a step's error status OR-ed into the call's flag "
+                                          "(a parallel gather's chunks run on several threads)",
                        "llvm/spin.py": "the thread pool's hand-off state word: which thread "
                                        "runs a chunk (no value is computed atomically)",
                        "triton/multi_tensor.py": "Adam's device step: a finish counter picks "

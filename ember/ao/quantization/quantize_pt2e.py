@@ -332,9 +332,19 @@ def _lift_train_batch_norm(gm) -> None:
             call = gm.graph.call_module(name, (x,))
         node.replace_all_uses_with(call)
         gm.graph.erase_node(node)
+        prefix = str(stats["running_mean"].args[0].target)[:-len("running_mean")]
+        for c in [c for c in copies if _copies_into(c, prefix + "num_batches_tracked")]:
+            # the module counts its own calls now (training-mode export records the count)
+            bn.num_batches_tracked = _tensor(gm, str(c.args[0].target)).detach().clone()
+            stats[prefix + "num_batches_tracked"] = c
         for c in stats.values():
             gm.graph.erase_node(c)
             copies.remove(c)
+
+
+def _copies_into(node, target: str) -> bool:
+    dest = node.args[0] if node.args else None
+    return getattr(dest, "op", None) == "get_attr" and str(dest.target) == target
 
 
 _OUT_OF_PLACE = {"relu_": "relu", "add_": "add", "mul_": "mul"}
