@@ -744,10 +744,12 @@ class QDepthwiseCall:
 # place unless a row's window leaves the image there, and k_offs holds three more int64
 # per step after the offsets: the step's row offset (ky * dil_h - pad_top) and its first
 # and last pixel's column offset (- pad_left), to tell which rows' windows leave it
+# col_split: 1, the threads split each row block by column blocks (amx_col_split), claimed
+# from a counter per row block: the row_blocks int64 words after the block's fields
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
                                         "n_valid", "other") + QGEMM_PAD_FIELDS + \
-    ("row_blocks", "direct", "k_offs", "k_block")
+    ("row_blocks", "direct", "k_offs", "k_block", "col_split")
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 # a weight of more bytes than this is run in row blocks of up to AMX_BLOCK_TILES row tiles
 # (smaller ones stay in L2 across row tiles anyway, and one tile's packed rows in L1):
@@ -766,6 +768,20 @@ def amx_row_blocks(m_tiles: int, kq_pad: int, n_pad: int, runners: int) -> int:
         return m_tiles
     blocks = -(-m_tiles // AMX_BLOCK_TILES)
     return min(m_tiles, -(-blocks // runners) * runners)
+
+
+# column splits (qgemm_amx._column_claims) for row-blocked GEMMs (a weight over
+# AMX_BLOCK_WEIGHT_MIN) at two or more threads: resnet18's 7x7 x 512 3x3 convs ran their
+# 13 row tiles as 2 row blocks, one a thread, and the thread that came late (the caller,
+# a step's glue behind) kept the other waiting; split by columns, each thread streams
+# only the weight panels it claims (the 512 -> 256 half alone: 0.452 ms against 0.973
+# for the whole, one thread) and the late one claims fewer
+AMX_COL_SPLIT = True
+
+
+def amx_col_split(m_tiles: int, row_blocks: int, runners: int) -> bool:
+    """Whether an AMX GEMM's threads split its row blocks by column blocks."""
+    return AMX_COL_SPLIT and runners > 1 and row_blocks < m_tiles
 
 
 def amx_in_place(gather: Gather, kq_pad: int, pads_read: bool = False
@@ -905,7 +921,7 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
               "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
               "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len,
               "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD,
-              "row_blocks": m_tiles, "k_block": 0}
+              "row_blocks": m_tiles, "k_block": 0, "col_split": 0}
     values["direct"], k_offs = amx_in_place(gather, kq_pad)
     values["k_offs"] = k_offs.ctypes.data
     params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
@@ -1013,6 +1029,7 @@ class QAmxCall:
                                   np.uint8 if u8_out else np.float32)
         row_blocks = amx_row_blocks(self.m_tiles, kq_pad, n_pad, cpu_count())
         k_block = amx_k_block(kq_pad, self.m_tiles, row_blocks)
+        self.col_split = amx_col_split(self.m_tiles, row_blocks, cpu_count())
         self.scratch_stride = amx_scratch_stride(self.m_tiles, row_blocks, kq_pad,
                                                  n_pad // AMX_COLS if k_block else 1)
         self.row_blocks = row_blocks
@@ -1029,7 +1046,8 @@ class QAmxCall:
                   "tilecfg": _AMX_TILECFG.ctypes.data,
                   "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
                   "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
-                  "other": 0, **_NO_PAD, "row_blocks": row_blocks, "k_block": k_block}
+                  "other": 0, **_NO_PAD, "row_blocks": row_blocks, "k_block": k_block,
+                  "col_split": int(self.col_split)}
         values["direct"], k_offs = amx_in_place(gather, kq_pad, gather.pad is not None)
         values["k_offs"] = k_offs.ctypes.data
         zp_row = None
@@ -1037,9 +1055,11 @@ class QAmxCall:
             values.update(gather.pad)
             zp_row = gather.pad["zp_row"]
             values["zp_row"] = zp_row.ctypes.data
-        self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
+        # the column claims' counters (zero each call, refilled with the block)
+        counters = [0] * (row_blocks if self.col_split else 0)
+        self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS] + counters, np.int64)
         self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row, k_offs)
-        self._block = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))()
+        self._block = (ctypes.c_int64 * len(self.params))()
         self._block_address = ctypes.addressof(self._block)
         self._block_free = threading.Lock()
         self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
@@ -1065,7 +1085,7 @@ class QAmxCall:
                 if not deferred:    # else the pool's join releases the block
                     self._block_free.release()
         else:           # a concurrent call: a block and scratch of its own
-            params = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))(*self.params.tolist())
+            params = (ctypes.c_int64 * len(self.params))(*self.params.tolist())
             self._run(fn, pool, params, ctypes.addressof(params), buffer, out, other, runners,
                       aligned_empty(self.scratch_stride * pool.n_threads, np.uint8))
         return out[:self.m, :self.n]
