@@ -744,8 +744,10 @@ class QDepthwiseCall:
 # place unless a row's window leaves the image there, and k_offs holds three more int64
 # per step after the offsets: the step's row offset (ky * dil_h - pad_top) and its first
 # and last pixel's column offset (- pad_left), to tell which rows' windows leave it
-# col_split: 1, the threads split each row block by column blocks (amx_col_split), claimed
-# from a counter per row block: the row_blocks int64 words after the block's fields
+# col_split: 1, the threads split each row block by column blocks (amx_col_split): the A
+# rows packed once into the shared part of the scratch (amx_col_scratch), the tiles to
+# pack and the column blocks claimed from AMX_COL_WORDS counters per row block, the
+# int64 words after the block's fields (zero each call)
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
                                         "n_valid", "other") + QGEMM_PAD_FIELDS + \
@@ -782,6 +784,15 @@ AMX_COL_SPLIT = True
 def amx_col_split(m_tiles: int, row_blocks: int, runners: int) -> bool:
     """Whether an AMX GEMM's threads split its row blocks by column blocks."""
     return AMX_COL_SPLIT and runners > 1 and row_blocks < m_tiles
+
+
+AMX_COL_WORDS = 3
+
+
+def amx_col_scratch(m_tiles: int, kq_pad: int, threads: int) -> int:
+    """Bytes of a column split's scratch: every tile's packed rows, their spill and
+    halves tables (shared), then each thread's C tiles."""
+    return amx_scratch_stride(m_tiles, 1, kq_pad, 0) + threads * AMX_C_BYTES
 
 
 def amx_in_place(gather: Gather, kq_pad: int, pads_read: bool = False
@@ -1056,7 +1067,8 @@ class QAmxCall:
             zp_row = gather.pad["zp_row"]
             values["zp_row"] = zp_row.ctypes.data
         # the column claims' counters (zero each call, refilled with the block)
-        counters = [0] * (row_blocks if self.col_split else 0)
+        counters = [0] * (AMX_COL_WORDS * row_blocks if self.col_split else 0)
+        self.kq_pad = kq_pad
         self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS] + counters, np.int64)
         self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row, k_offs)
         self._block = (ctypes.c_int64 * len(self.params))()
@@ -1064,9 +1076,12 @@ class QAmxCall:
         self._block_free = threading.Lock()
         self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
 
-    def _scratch_for(self, threads: int) -> np.ndarray:
-        """Scratch for `threads` threads (kept; remade when the pool grew)."""
-        need = self.scratch_stride * threads
+    def _scratch_for(self, threads: int, kept: bool = True) -> np.ndarray:
+        """Scratch for `threads` threads (kept: remade when the pool grew; else new)."""
+        need = amx_col_scratch(self.m_tiles, self.kq_pad, threads) if self.col_split \
+            else self.scratch_stride * threads
+        if not kept:
+            return aligned_empty(need, np.uint8)
         if self._scratch.nbytes < need:
             self._scratch = aligned_empty(need, np.uint8)
         return self._scratch
@@ -1087,7 +1102,7 @@ class QAmxCall:
         else:           # a concurrent call: a block and scratch of its own
             params = (ctypes.c_int64 * len(self.params))(*self.params.tolist())
             self._run(fn, pool, params, ctypes.addressof(params), buffer, out, other, runners,
-                      aligned_empty(self.scratch_stride * pool.n_threads, np.uint8))
+                      self._scratch_for(pool.n_threads, kept=False))
         return out[:self.m, :self.n]
 
     def _run(self, fn, pool, params, params_address: int, buffer, out, other, runners: int,
