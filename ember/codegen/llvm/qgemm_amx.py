@@ -45,6 +45,7 @@ from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from . import qgemm as Q
+from . import spin
 from .jit import compile_ir
 from .target import Isa, host_features, target_for
 
@@ -624,12 +625,6 @@ def _row_claims(b, params, p, t_begin, t_end, blocks, block_range, pack_tile, wa
     b.position_at_end(claims_done)
 
 
-def _pause(b):
-    fn = b.module.globals.get("llvm.x86.sse2.pause") or ir.Function(
-        b.module, ir.FunctionType(u.VOID, []), name="llvm.x86.sse2.pause")
-    b.call(fn, [])
-
-
 # the column split's counter words per row block, after the block's fields: the column
 # claims (front in the low 32 bits, back in the high), the tiles claimed for packing, the
 # tiles packed (lite.AMX_COL_WORDS)
@@ -672,14 +667,17 @@ def _column_claims(b, p, params, worker, blocks, block_range, pack_tile, walk):
             b.atomic_rmw("add", word[_PACKED], u.i64(1), "release")
             b.branch(head)
             b.position_at_end(done)
-            # every tile of the block packed (by either thread) before any is read
+            # every tile of the block packed (by either thread) before any is read; on a
+            # busy host the packer may be descheduled: sched_yield every spin.YIELD_TICKS
+            last_yield = _entry_alloca(b, u.I64)
+            b.store(spin._ticks(b), last_yield)
             head, body, done = loop("wait")
             b.branch(head)
             b.position_at_end(head)
             packed = b.load_atomic(word[_PACKED], "acquire", 8, typ=u.I64)
             b.cbranch(b.icmp_signed("<", packed, b.sub(stop, first)), body, done)
             b.position_at_end(body)
-            _pause(b)
+            spin._pause_or_yield(b, b.function, last_yield)
             b.branch(head)
             b.position_at_end(done)
             head, body, done = loop("col")
