@@ -778,12 +778,17 @@ def amx_row_blocks(m_tiles: int, kq_pad: int, n_pad: int, runners: int) -> int:
 # a step's glue behind) kept the other waiting; split by columns, each thread streams
 # only the weight panels it claims (the 512 -> 256 half alone: 0.452 ms against 0.973
 # for the whole, one thread) and the late one claims fewer
+# Only where every tile's packed rows (shared by the threads: amx_col_scratch) take at most
+# AMX_COL_SPLIT_MAX_BYTES (resnet18 b8's 13 tiles x 4608 k bytes: 1.9 MB), measured on
+# that shape only
 AMX_COL_SPLIT = True
+AMX_COL_SPLIT_MAX_BYTES = 1 << 22
 
 
-def amx_col_split(m_tiles: int, row_blocks: int, runners: int) -> bool:
+def amx_col_split(m_tiles: int, row_blocks: int, runners: int, kq_pad: int) -> bool:
     """Whether an AMX GEMM's threads split its row blocks by column blocks."""
-    return AMX_COL_SPLIT and runners > 1 and row_blocks < m_tiles
+    return AMX_COL_SPLIT and runners > 1 and row_blocks < m_tiles and \
+        m_tiles * AMX_ROWS * kq_pad * 4 <= AMX_COL_SPLIT_MAX_BYTES
 
 
 AMX_COL_WORDS = 3
@@ -1040,7 +1045,7 @@ class QAmxCall:
                                   np.uint8 if u8_out else np.float32)
         row_blocks = amx_row_blocks(self.m_tiles, kq_pad, n_pad, cpu_count())
         k_block = amx_k_block(kq_pad, self.m_tiles, row_blocks)
-        self.col_split = amx_col_split(self.m_tiles, row_blocks, cpu_count())
+        self.col_split = amx_col_split(self.m_tiles, row_blocks, cpu_count(), kq_pad)
         self.scratch_stride = amx_scratch_stride(self.m_tiles, row_blocks, kq_pad,
                                                  n_pad // AMX_COLS if k_block else 1)
         self.row_blocks = row_blocks

@@ -506,7 +506,9 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     tile: resnet18's 3x3 x 512 convs took ~40% longer so). The blocks run are
     [t_begin, t_end) (chunk 0) or claimed from the block's counter (qgemm.claim_loop:
     chunk > 0 fixed claims, < 0 guided ones for -chunk threads), so a thread that
-    starts late leaves its blocks to the other.
+    starts late leaves its blocks to the other. col_split > 0: every thread walks every
+    row block, packing its tiles once into rows the threads share and claiming its
+    column blocks (_column_claims), for weights too large for a thread's L2.
     residual: qgemm_amx_u8_add, the uint8 result added to the block's "other" operand in
     the epilogue (qgemm._residual_add: the conv + quantized_add pair's integers); its
     output rows are ldo = n_valid wide (the operand's pitch), the columns past n_valid
