@@ -1083,8 +1083,9 @@ class QAmxCall:
 
     def _scratch_for(self, threads: int, kept: bool = True) -> np.ndarray:
         """Scratch for `threads` threads (kept: remade when the pool grew; else new)."""
-        need = amx_col_scratch(self.m_tiles, self.kq_pad, threads) if self.col_split \
-            else self.scratch_stride * threads
+        need = self.scratch_stride * threads
+        if self.col_split:      # (a kernel packaged before col_split runs row claims)
+            need = max(need, amx_col_scratch(self.m_tiles, self.kq_pad, threads))
         if not kept:
             return aligned_empty(need, np.uint8)
         if self._scratch.nbytes < need:
