@@ -16,6 +16,7 @@ import math
 import os
 import queue
 import threading
+import time
 
 import numpy as np
 
@@ -785,6 +786,27 @@ AMX_COL_SPLIT = True
 AMX_COL_SPLIT_MAX_BYTES = 1 << 22
 
 
+# per call, the split runs only while the host's 1-minute load average is under its CPU
+# count (checked at most every AMX_COL_LOAD_CHECK_S): its threads wait for each other's
+# packed tiles, so a thread descheduled on a busy host holds the other up, where the
+# row claims let whichever thread runs take every block (resnet18 b8 at load 3-4: 0.8-5
+# ms slower a call with the split)
+AMX_COL_LOAD_CHECK_S = 0.25
+_COL_QUIET = [True, 0.0]
+
+
+def amx_col_split_now() -> bool:
+    """Whether the host is quiet enough for a column split now (cached for a while)."""
+    now = time.monotonic()
+    if now > _COL_QUIET[1]:
+        try:
+            _COL_QUIET[0] = os.getloadavg()[0] < cpu_count()
+        except OSError:
+            _COL_QUIET[0] = True
+        _COL_QUIET[1] = now + AMX_COL_LOAD_CHECK_S
+    return _COL_QUIET[0]
+
+
 def amx_col_split(m_tiles: int, row_blocks: int, runners: int, kq_pad: int) -> bool:
     """Whether an AMX GEMM's threads split its row blocks by column blocks."""
     return AMX_COL_SPLIT and runners > 1 and row_blocks < m_tiles and \
@@ -1019,6 +1041,7 @@ class RowPairsCall:
 _AMX_A, _AMX_OUT = QGEMM_AMX_FIELDS.index("a"), QGEMM_AMX_FIELDS.index("out")
 _AMX_SCRATCH = QGEMM_AMX_FIELDS.index("scratch")
 _AMX_CHUNK, _AMX_OTHER = QGEMM_AMX_FIELDS.index("chunk"), QGEMM_AMX_FIELDS.index("other")
+_AMX_COL_SPLIT = QGEMM_AMX_FIELDS.index("col_split")
 
 
 class QAmxCall:
@@ -1122,6 +1145,8 @@ class QAmxCall:
                                  f"{self.n} contiguous uint8, got {other.shape} {other.dtype}")
             params[_AMX_OTHER] = address(other)
         params[_AMX_CHUNK] = -runners        # guided claims for `runners` threads
+        if self.col_split and not amx_col_split_now():
+            params[_AMX_COL_SPLIT] = 0          # row claims (its scratch fits both)
         # ember's pool may leave the kernel running (ThreadPool.defer: the caller's Python
         # until the next kernel beside the workers' tiles); True: the join releases
         defer = getattr(pool, "defer", None) if release is not None and self.dense_out \

@@ -221,20 +221,22 @@ def test_amx_steps_read_in_place_where_windows_follow_rows(monkeypatch):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("col_split", [False, True])
+@pytest.mark.parametrize("col_split, quiet", [(False, True), (True, True), (True, False)])
 @pytest.mark.parametrize("geometry, residual", [((2, 128, 96, 3, 1, 1, 7), False),
                                                 ((3, 64, 40, 3, 1, 1, 9), True)])
-def test_amx_column_split_equals_the_reference(rng, monkeypatch, threads, col_split, geometry,
-                                               residual):
+def test_amx_column_split_equals_the_reference(rng, monkeypatch, threads, col_split, quiet,
+                                               geometry, residual):
     """Row blocks split between the threads by claimed column blocks (qgemm_amx.
-    _column_claims; counters in the block's tail, zero each call) or whole (row claims):
-    the same integers, called three times, at one and two threads."""
+    _column_claims; counters in the block's tail, zero each call) or whole (row claims;
+    also a split call's on a busy host): the same integers, called three times, at one
+    and two threads."""
     if CQ.gemm_config() is not QA.AMX:
         pytest.skip("eager mode's GEMM here is not AMX (EMBER_QGEMM / EMBER_ISA)")
     monkeypatch.setattr(lite, "AMX_BLOCK_WEIGHT_MIN", 0)
     monkeypatch.setattr(lite, "AMX_BLOCK_TILES", 2)
     monkeypatch.setattr(lite, "AMX_COL_SPLIT", col_split)
     monkeypatch.setattr(lite, "cpu_count", lambda: 2)      # the split's choice as on 2 cores
+    monkeypatch.setattr(lite, "amx_col_split_now", lambda: quiet)
     chosen = []
     real = lite.amx_col_split
     monkeypatch.setattr(lite, "amx_col_split", lambda *a: chosen.append(real(*a)) or chosen[-1])

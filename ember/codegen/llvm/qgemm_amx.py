@@ -631,6 +631,7 @@ def _row_claims(b, params, p, t_begin, t_end, blocks, block_range, pack_tile, wa
 # claims (front in the low 32 bits, back in the high), the tiles claimed for packing, the
 # tiles packed (lite.AMX_COL_WORDS)
 _COLS, _PACK_CLAIMED, _PACKED = range(3)
+PACK_WAIT_TICKS = 20_000       # ~8 us at the 2-4 GHz the cycle counters tick at
 
 
 def _column_claims(b, p, params, worker, blocks, block_range, pack_tile, walk):
@@ -669,17 +670,20 @@ def _column_claims(b, p, params, worker, blocks, block_range, pack_tile, walk):
             b.atomic_rmw("add", word[_PACKED], u.i64(1), "release")
             b.branch(head)
             b.position_at_end(done)
-            # every tile of the block packed (by either thread) before any is read; on a
-            # busy host the packer may be descheduled: sched_yield every spin.YIELD_TICKS
-            last_yield = _entry_alloca(b, u.I64)
-            b.store(spin._ticks(b), last_yield)
+            # every tile of the block packed (by either thread) before any is read (a
+            # tile's packing: ~7 us); past PACK_WAIT_TICKS the packer is taken to be
+            # descheduled (a busy host) and each step yields the core
+            started = spin._ticks(b)
             head, body, done = loop("wait")
             b.branch(head)
             b.position_at_end(head)
             packed = b.load_atomic(word[_PACKED], "acquire", 8, typ=u.I64)
             b.cbranch(b.icmp_signed("<", packed, b.sub(stop, first)), body, done)
             b.position_at_end(body)
-            spin._pause_or_yield(b, b.function, last_yield)
+            spin._pause(b)
+            late = b.icmp_unsigned(">", b.sub(spin._ticks(b), started), u.i64(PACK_WAIT_TICKS))
+            with b.if_then(late):
+                spin._sched_yield(b)
             b.branch(head)
             b.position_at_end(done)
             head, body, done = loop("col")
