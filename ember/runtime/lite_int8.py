@@ -16,6 +16,7 @@ import math
 import os
 import queue
 import threading
+import time
 
 import numpy as np
 
@@ -744,10 +745,14 @@ class QDepthwiseCall:
 # place unless a row's window leaves the image there, and k_offs holds three more int64
 # per step after the offsets: the step's row offset (ky * dil_h - pad_top) and its first
 # and last pixel's column offset (- pad_left), to tell which rows' windows leave it
+# col_split: 1, the threads split each row block by column blocks (amx_col_split): the A
+# rows packed once into the shared part of the scratch (amx_col_scratch), the tiles to
+# pack and the column blocks claimed from AMX_COL_WORDS counters per row block, the
+# int64 words after the block's fields (zero each call)
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                         "seg_offs", "n_segs", "seg_len", "chunk", "counter",
                                         "n_valid", "other") + QGEMM_PAD_FIELDS + \
-    ("row_blocks", "direct", "k_offs", "k_block")
+    ("row_blocks", "direct", "k_offs", "k_block", "col_split")
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 # a weight of more bytes than this is run in row blocks of up to AMX_BLOCK_TILES row tiles
 # (smaller ones stay in L2 across row tiles anyway, and one tile's packed rows in L1):
@@ -766,6 +771,55 @@ def amx_row_blocks(m_tiles: int, kq_pad: int, n_pad: int, runners: int) -> int:
         return m_tiles
     blocks = -(-m_tiles // AMX_BLOCK_TILES)
     return min(m_tiles, -(-blocks // runners) * runners)
+
+
+# column splits (qgemm_amx._column_claims) for row-blocked GEMMs (a weight over
+# AMX_BLOCK_WEIGHT_MIN) at two or more threads: resnet18's 7x7 x 512 3x3 convs ran their
+# 13 row tiles as 2 row blocks, one a thread, and the thread that came late (the caller,
+# a step's glue behind) kept the other waiting; split by columns, each thread streams
+# only the weight panels it claims (the 512 -> 256 half alone: 0.452 ms against 0.973
+# for the whole, one thread) and the late one claims fewer
+# Only where every tile's packed rows (shared by the threads: amx_col_scratch) take at most
+# AMX_COL_SPLIT_MAX_BYTES (resnet18 b8's 13 tiles x 4608 k bytes: 1.9 MB), measured on
+# that shape only
+AMX_COL_SPLIT = True
+AMX_COL_SPLIT_MAX_BYTES = 1 << 22
+
+
+# per call, the split runs only while the host's 1-minute load average is under its CPU
+# count (checked at most every AMX_COL_LOAD_CHECK_S): its threads wait for each other's
+# packed tiles, so a thread descheduled on a busy host holds the other up, where the
+# row claims let whichever thread runs take every block (resnet18 b8 at load 3-4: 0.8-5
+# ms slower a call with the split)
+AMX_COL_LOAD_CHECK_S = 0.25
+_COL_QUIET = [True, 0.0]
+
+
+def amx_col_split_now() -> bool:
+    """Whether the host is quiet enough for a column split now (cached for a while)."""
+    now = time.monotonic()
+    if now > _COL_QUIET[1]:
+        try:
+            _COL_QUIET[0] = os.getloadavg()[0] < cpu_count()
+        except OSError:
+            _COL_QUIET[0] = True
+        _COL_QUIET[1] = now + AMX_COL_LOAD_CHECK_S
+    return _COL_QUIET[0]
+
+
+def amx_col_split(m_tiles: int, row_blocks: int, runners: int, kq_pad: int) -> bool:
+    """Whether an AMX GEMM's threads split its row blocks by column blocks."""
+    return AMX_COL_SPLIT and runners > 1 and row_blocks < m_tiles and \
+        m_tiles * AMX_ROWS * kq_pad * 4 <= AMX_COL_SPLIT_MAX_BYTES
+
+
+AMX_COL_WORDS = 3
+
+
+def amx_col_scratch(m_tiles: int, kq_pad: int, threads: int) -> int:
+    """Bytes of a column split's scratch: every tile's packed rows, their spill and
+    halves tables (shared), then each thread's C tiles."""
+    return amx_scratch_stride(m_tiles, 1, kq_pad, 0) + threads * AMX_C_BYTES
 
 
 def amx_in_place(gather: Gather, kq_pad: int, pads_read: bool = False
@@ -905,7 +959,7 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
               "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
               "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len,
               "chunk": 0, "counter": 0, "n_valid": n_pad, "other": 0, **_NO_PAD,
-              "row_blocks": m_tiles, "k_block": 0}
+              "row_blocks": m_tiles, "k_block": 0, "col_split": 0}
     values["direct"], k_offs = amx_in_place(gather, kq_pad)
     values["k_offs"] = k_offs.ctypes.data
     params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
@@ -987,6 +1041,7 @@ class RowPairsCall:
 _AMX_A, _AMX_OUT = QGEMM_AMX_FIELDS.index("a"), QGEMM_AMX_FIELDS.index("out")
 _AMX_SCRATCH = QGEMM_AMX_FIELDS.index("scratch")
 _AMX_CHUNK, _AMX_OTHER = QGEMM_AMX_FIELDS.index("chunk"), QGEMM_AMX_FIELDS.index("other")
+_AMX_COL_SPLIT = QGEMM_AMX_FIELDS.index("col_split")
 
 
 class QAmxCall:
@@ -1013,6 +1068,7 @@ class QAmxCall:
                                   np.uint8 if u8_out else np.float32)
         row_blocks = amx_row_blocks(self.m_tiles, kq_pad, n_pad, cpu_count())
         k_block = amx_k_block(kq_pad, self.m_tiles, row_blocks)
+        self.col_split = amx_col_split(self.m_tiles, row_blocks, cpu_count(), kq_pad)
         self.scratch_stride = amx_scratch_stride(self.m_tiles, row_blocks, kq_pad,
                                                  n_pad // AMX_COLS if k_block else 1)
         self.row_blocks = row_blocks
@@ -1029,7 +1085,8 @@ class QAmxCall:
                   "tilecfg": _AMX_TILECFG.ctypes.data,
                   "seg_offs": gather.seg_offs.ctypes.data, "n_segs": len(gather.seg_offs),
                   "seg_len": gather.seg_len, "chunk": 0, "counter": 0, "n_valid": ldo,
-                  "other": 0, **_NO_PAD, "row_blocks": row_blocks, "k_block": k_block}
+                  "other": 0, **_NO_PAD, "row_blocks": row_blocks, "k_block": k_block,
+                  "col_split": int(self.col_split)}
         values["direct"], k_offs = amx_in_place(gather, kq_pad, gather.pad is not None)
         values["k_offs"] = k_offs.ctypes.data
         zp_row = None
@@ -1037,16 +1094,23 @@ class QAmxCall:
             values.update(gather.pad)
             zp_row = gather.pad["zp_row"]
             values["zp_row"] = zp_row.ctypes.data
-        self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
+        # the column claims' counters (zero each call, refilled with the block)
+        counters = [0] * (AMX_COL_WORDS * row_blocks if self.col_split else 0)
+        self.kq_pad = kq_pad
+        self.params = np.array([values[f] for f in QGEMM_AMX_FIELDS] + counters, np.int64)
         self._keep = (gather.offs, gather.seg_offs, packed, corr, mult, bias, qp, zp_row, k_offs)
-        self._block = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))()
+        self._block = (ctypes.c_int64 * len(self.params))()
         self._block_address = ctypes.addressof(self._block)
         self._block_free = threading.Lock()
         self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
 
-    def _scratch_for(self, threads: int) -> np.ndarray:
-        """Scratch for `threads` threads (kept; remade when the pool grew)."""
+    def _scratch_for(self, threads: int, kept: bool = True) -> np.ndarray:
+        """Scratch for `threads` threads (kept: remade when the pool grew; else new)."""
         need = self.scratch_stride * threads
+        if self.col_split:      # (a kernel packaged before col_split runs row claims)
+            need = max(need, amx_col_scratch(self.m_tiles, self.kq_pad, threads))
+        if not kept:
+            return aligned_empty(need, np.uint8)
         if self._scratch.nbytes < need:
             self._scratch = aligned_empty(need, np.uint8)
         return self._scratch
@@ -1065,9 +1129,9 @@ class QAmxCall:
                 if not deferred:    # else the pool's join releases the block
                     self._block_free.release()
         else:           # a concurrent call: a block and scratch of its own
-            params = (ctypes.c_int64 * len(QGEMM_AMX_FIELDS))(*self.params.tolist())
+            params = (ctypes.c_int64 * len(self.params))(*self.params.tolist())
             self._run(fn, pool, params, ctypes.addressof(params), buffer, out, other, runners,
-                      aligned_empty(self.scratch_stride * pool.n_threads, np.uint8))
+                      self._scratch_for(pool.n_threads, kept=False))
         return out[:self.m, :self.n]
 
     def _run(self, fn, pool, params, params_address: int, buffer, out, other, runners: int,
@@ -1081,6 +1145,8 @@ class QAmxCall:
                                  f"{self.n} contiguous uint8, got {other.shape} {other.dtype}")
             params[_AMX_OTHER] = address(other)
         params[_AMX_CHUNK] = -runners        # guided claims for `runners` threads
+        if self.col_split and not amx_col_split_now():
+            params[_AMX_COL_SPLIT] = 0          # row claims (its scratch fits both)
         # ember's pool may leave the kernel running (ThreadPool.defer: the caller's Python
         # until the next kernel beside the workers' tiles); True: the join releases
         defer = getattr(pool, "defer", None) if release is not None and self.dense_out \

@@ -218,3 +218,44 @@ def test_amx_steps_read_in_place_where_windows_follow_rows(monkeypatch):
     assert lite.amx_k_block(3 * 384 // 4, 7, 7) == lite.AMX_K_BLOCK
     assert lite.amx_k_block(3 * 192 // 4, 7, 7) == 0           # 9 steps
     assert lite.amx_k_block(3 * 384 // 4, 7, 2) == 0           # row blocks
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("col_split, quiet", [(False, True), (True, True), (True, False)])
+@pytest.mark.parametrize("geometry, residual", [((2, 128, 96, 3, 1, 1, 7), False),
+                                                ((3, 64, 40, 3, 1, 1, 9), True)])
+def test_amx_column_split_equals_the_reference(rng, monkeypatch, threads, col_split, quiet,
+                                               geometry, residual):
+    """Row blocks split between the threads by claimed column blocks (qgemm_amx.
+    _column_claims; counters in the block's tail, zero each call) or whole (row claims;
+    also a split call's on a busy host): the same integers, called three times, at one
+    and two threads."""
+    if CQ.gemm_config() is not QA.AMX:
+        pytest.skip("eager mode's GEMM here is not AMX (EMBER_QGEMM / EMBER_ISA)")
+    monkeypatch.setattr(lite, "AMX_BLOCK_WEIGHT_MIN", 0)
+    monkeypatch.setattr(lite, "AMX_BLOCK_TILES", 2)
+    monkeypatch.setattr(lite, "AMX_COL_SPLIT", col_split)
+    monkeypatch.setattr(lite, "cpu_count", lambda: 2)      # the split's choice as on 2 cores
+    monkeypatch.setattr(lite, "amx_col_split_now", lambda: quiet)
+    chosen = []
+    real = lite.amx_col_split
+    monkeypatch.setattr(lite, "amx_col_split", lambda *a: chosen.append(real(*a)) or chosen[-1])
+    args = _conv_args(rng, *geometry)
+    oc, hw = geometry[2], geometry[-1]
+    other = _activation(rng, (geometry[0], oc, hw, hw), 33, True)
+    before = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    try:
+        if residual:
+            run = CQ.conv_runner(args, {}, residual=(other, 0.08, 50, False))
+            want = OPS["quantized_conv2d_add"].reference(*args, other, 0.08, 50, False)
+            got = [run(args[0].int_repr, args[2], other.int_repr) for _ in range(3)]
+        else:
+            run = CQ.conv_runner(args, {})
+            want = OPS["quantized_conv2d"].reference(*args)
+            got = [run(args[0].int_repr, args[2]) for _ in range(3)]
+    finally:
+        ember.set_num_threads(before)
+    assert chosen and set(chosen) == {col_split}     # (a first sight may time two calls)
+    for g in got:
+        np.testing.assert_array_equal(g.int_repr, want.int_repr)

@@ -45,6 +45,7 @@ from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from . import qgemm as Q
+from . import spin
 from .jit import compile_ir
 from .target import Isa, host_features, target_for
 
@@ -505,7 +506,9 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     tile: resnet18's 3x3 x 512 convs took ~40% longer so). The blocks run are
     [t_begin, t_end) (chunk 0) or claimed from the block's counter (qgemm.claim_loop:
     chunk > 0 fixed claims, < 0 guided ones for -chunk threads), so a thread that
-    starts late leaves its blocks to the other.
+    starts late leaves its blocks to the other. col_split > 0: every thread walks every
+    row block, packing its tiles once into rows the threads share and claiming its
+    column blocks (_column_claims), for weights too large for a thread's L2.
     residual: qgemm_amx_u8_add, the uint8 result added to the block's "other" operand in
     the epilogue (qgemm._residual_add: the conv + quantized_add pair's integers); its
     output rows are ldo = n_valid wide (the operand's pitch), the columns past n_valid
@@ -544,28 +547,74 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
     most = b.sdiv(b.add(m_tiles, b.sub(blocks, u.i64(1))), blocks)
     tables = b.gep(apack, [b.add(b.mul(most, tile_bytes), u.i64(lite.AMX_PACK_SPILL))],
                    source_etype=I8)
+    def layout(apack, tables, cbuf):
+        """(pack_tile, walk) over packed rows at apack, halves tables at tables, C tiles
+        at cbuf; tile mt's rows at (mt - base) tiles from apack."""
+        def rows_of(mt, base):
+            return b.gep(apack, [b.mul(b.sub(mt, base), tile_bytes)], source_etype=I8)
+
+        def table_of(mt, base):
+            return b.gep(tables, [b.mul(b.sub(mt, base), halves_bytes)], source_etype=I8)
+
+        def pack_tile(mt, base):
+            with b.if_else(b.icmp_signed("==", p["direct"], u.i64(2))) as (by_step, by_half):
+                for linear, branch in ((True, by_step), (False, by_half)):
+                    with branch:
+                        _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), rows_of(mt, base), kpad,
+                                   table_of(mt, base), steps, linear)
+
+        def walk(first, stop, base, nb_begin, nb_end):
+            """Column blocks [nb_begin, nb_end) over tiles [first, stop) (whole k)."""
+            with u.counted_loop(b, nb_begin, nb_end, 1, "nb") as nb:
+                with u.counted_loop(b, first, stop, 1, "mt") as mt:
+                    _block(b, p, _a_halves(b, p, table_of(mt, base), rows_of(mt, base), kpad,
+                                           steps), cbuf, nb, kpad)
+                    Q._epilogue(b, AMX, p, _acc_from(b, cbuf), b.mul(mt, u.i64(AMX.mr)),
+                                nb, u8_out, residual=residual)
+        return rows_of, table_of, pack_tile, walk
+
+    def block_range(rb):
+        return (b.sdiv(b.mul(rb, m_tiles), blocks),
+                b.sdiv(b.mul(b.add(rb, u.i64(1)), m_tiles), blocks))
+    with b.if_else(b.icmp_signed(">", p["col_split"], u.i64(0))) as (by_cols, by_rows):
+        with by_cols:
+            # lite.amx_col_scratch's layout: every tile's packed rows, their spill, their
+            # tables (shared by the threads), then each thread's C tiles
+            shared_rows = p["scratch"]
+            shared_tables = b.gep(shared_rows, [b.add(b.mul(m_tiles, tile_bytes),
+                                                      u.i64(lite.AMX_PACK_SPILL))],
+                                  source_etype=I8)
+            used = b.add(b.mul(m_tiles, b.add(tile_bytes, halves_bytes)),
+                         u.i64(lite.AMX_PACK_SPILL + 63))
+            own_c = b.add(b.and_(used, u.i64(-64)), b.mul(worker, u.i64(lite.AMX_C_BYTES)))
+            _, _, pack_tile, walk = layout(shared_rows, shared_tables,
+                                           b.gep(shared_rows, [own_c], source_etype=I8))
+            _column_claims(b, p, params, worker, blocks, block_range, pack_tile, walk)
+        with by_rows:
+            rows_of, table_of, pack_tile, walk = layout(apack, tables, cbuf)
+            _row_claims(b, params, p, t_begin, t_end, blocks, block_range, pack_tile, walk,
+                        rows_of, table_of, cbufs, kpad, steps, u8_out, residual)
+    _amx(b, "tilerelease")
+    b.ret_void()
+
+
+def _row_claims(b, params, p, t_begin, t_end, blocks, block_range, pack_tile, walk,
+                rows_of, table_of, cbufs, kpad, steps, u8_out, residual):
+    """Row blocks claimed whole (the block's "counter"): each packed into the thread's
+    scratch, then every column block walked over its tiles (or, k blocks, each tile
+    over every column block)."""
     shared = b.gep(params, [u.i64(FIELDS.index("counter"))], source_etype=u.I64)
     begin, end, claim_head, claims_done = Q.claim_loop(b, shared, p["chunk"], t_begin, t_end,
                                                        blocks)
     with u.counted_loop(b, begin, end, 1, "rb") as rb:
-        first = b.sdiv(b.mul(rb, m_tiles), blocks)
-        stop = b.sdiv(b.mul(b.add(rb, u.i64(1)), m_tiles), blocks)
-
-        def tile_rows(mt):
-            return b.gep(apack, [b.mul(b.sub(mt, first), tile_bytes)], source_etype=I8)
-
-        def table(mt):
-            return b.gep(tables, [b.mul(b.sub(mt, first), halves_bytes)], source_etype=I8)
-        with b.if_else(b.icmp_signed("==", p["direct"], u.i64(2))) as (by_step, by_half):
-            for linear, branch in ((True, by_step), (False, by_half)):
-                with branch:
-                    with u.counted_loop(b, first, stop, 1, "pt") as mt:
-                        _pack_tile(b, p, b.mul(mt, u.i64(AMX.mr)), tile_rows(mt), kpad,
-                                   table(mt), steps, linear)
+        first, stop = block_range(rb)
+        with u.counted_loop(b, first, stop, 1, "pt") as mt:
+            pack_tile(mt, first)
         with b.if_else(b.icmp_signed(">", p["k_block"], u.i64(0))) as (k_blocked, whole_k):
             with k_blocked:
                 with u.counted_loop(b, first, stop, 1, "kmt") as mt:
-                    halves = _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps)
+                    halves = _a_halves(b, p, table_of(mt, first), rows_of(mt, first), kpad,
+                                       steps)
                     _k_blocked_tile(b, p, halves, cbufs, kpad, steps)
                     with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "knb") as nb:
                         c_nb = b.gep(cbufs, [b.mul(nb, u.i64(lite.AMX_C_BYTES))],
@@ -573,16 +622,81 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
                         Q._epilogue(b, AMX, p, _acc_from(b, c_nb), b.mul(mt, u.i64(AMX.mr)),
                                     nb, u8_out, residual=residual)
             with whole_k:
-                with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
-                    with u.counted_loop(b, first, stop, 1, "mt") as mt:
-                        _block(b, p, _a_halves(b, p, table(mt), tile_rows(mt), kpad, steps),
-                               cbuf, nb, kpad)
-                        Q._epilogue(b, AMX, p, _acc_from(b, cbuf), b.mul(mt, u.i64(AMX.mr)),
-                                    nb, u8_out, residual=residual)
+                walk(first, stop, first, u.i64(0), p["n_blocks"])
     b.branch(claim_head)
     b.position_at_end(claims_done)
-    _amx(b, "tilerelease")
-    b.ret_void()
+
+
+# the column split's counter words per row block, after the block's fields: the column
+# claims (front in the low 32 bits, back in the high), the tiles claimed for packing, the
+# tiles packed (lite.AMX_COL_WORDS)
+_COLS, _PACK_CLAIMED, _PACKED = range(3)
+PACK_WAIT_TICKS = 20_000       # ~8 us at the 2-4 GHz the cycle counters tick at
+
+
+def _column_claims(b, p, params, worker, blocks, block_range, pack_tile, walk):
+    """Column split (col_split > 0, lite.amx_col_split): every thread walks every row
+    block. At each where column blocks are left, the threads claim its tiles to pack into
+    the shared rows one at a time (so a thread that comes late finds them packed), wait
+    until all are, then claim column blocks one at a time, even workers from the front,
+    odd ones from the back (a claim is valid while the two ends' counts sum under
+    n_blocks). So each thread streams only the weight panels it claims, mostly the same
+    ones at every row block (its end of the weight, which stays in its L2), and whichever
+    thread comes first takes more of them."""
+    n = p["n_blocks"]
+    back = b.icmp_signed("!=", b.and_(worker, u.i64(1)), u.i64(0))
+    step = b.select(back, u.i64(1 << 32), u.i64(1))
+
+    def taken(word):
+        return b.add(b.and_(word, u.i64(0xFFFFFFFF)), b.lshr(word, u.i64(32)))
+
+    def loop(name):
+        return tuple(b.append_basic_block(f"{name}.{part}") for part in ("head", "body", "done"))
+    with u.counted_loop(b, u.i64(0), blocks, 1, "crb") as rb:
+        first, stop = block_range(rb)
+        at = b.add(b.mul(rb, u.i64(3)), u.i64(len(FIELDS)))
+        word = {k: b.gep(params, [b.add(at, u.i64(k))], source_etype=u.I64)
+                for k in (_COLS, _PACK_CLAIMED, _PACKED)}
+        left = b.icmp_signed("<", taken(b.load_atomic(word[_COLS], "monotonic", 8,
+                                                      typ=u.I64)), n)
+        with b.if_then(left):
+            head, body, done = loop("pack")
+            b.branch(head)
+            b.position_at_end(head)
+            mt = b.add(first, b.atomic_rmw("add", word[_PACK_CLAIMED], u.i64(1), "monotonic"))
+            b.cbranch(b.icmp_signed("<", mt, stop), body, done)
+            b.position_at_end(body)
+            pack_tile(mt, u.i64(0))
+            b.atomic_rmw("add", word[_PACKED], u.i64(1), "release")
+            b.branch(head)
+            b.position_at_end(done)
+            # every tile of the block packed (by either thread) before any is read (a
+            # tile's packing: ~7 us); past PACK_WAIT_TICKS the packer is taken to be
+            # descheduled (a busy host) and each step yields the core
+            started = spin._ticks(b)
+            head, body, done = loop("wait")
+            b.branch(head)
+            b.position_at_end(head)
+            packed = b.load_atomic(word[_PACKED], "acquire", 8, typ=u.I64)
+            b.cbranch(b.icmp_signed("<", packed, b.sub(stop, first)), body, done)
+            b.position_at_end(body)
+            spin._pause(b)
+            late = b.icmp_unsigned(">", b.sub(spin._ticks(b), started), u.i64(PACK_WAIT_TICKS))
+            with b.if_then(late):
+                spin._sched_yield(b)
+            b.branch(head)
+            b.position_at_end(done)
+            head, body, done = loop("col")
+            b.branch(head)
+            b.position_at_end(head)
+            old = b.atomic_rmw("add", word[_COLS], step, "monotonic")
+            nb = b.select(back, b.sub(b.sub(n, u.i64(1)), b.lshr(old, u.i64(32))),
+                          b.and_(old, u.i64(0xFFFFFFFF)))
+            b.cbranch(b.icmp_signed("<", taken(old), n), body, done)
+            b.position_at_end(body)
+            walk(first, stop, u.i64(0), nb, b.add(nb, u.i64(1)))
+            b.branch(head)
+            b.position_at_end(done)
 
 
 # --- linear layers: A read in place, column blocks outer, tasks claimed -------------------
