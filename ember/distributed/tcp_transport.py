@@ -145,7 +145,7 @@ class Mesh:
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
-                pass
+                pass        # the peer closed first: nothing left to flush toward it
 
     def _read_loop(self, peer: int, sock: socket.socket) -> None:
         header = bytearray(_HEADER.size)
@@ -216,7 +216,7 @@ def _advertised_host(master_host: str | None) -> str:
                 probe.connect((master_host, 9))      # no packet is sent for UDP
                 return probe.getsockname()[0]
         except OSError:
-            pass
+            pass        # no route to the store's host from here: try this host's name
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
