@@ -114,6 +114,10 @@ ATOMIC_KERNEL_FILES = {"triton/scatter.py": "CUDA scatter-add of max-pool and in
                                              "scatter_reduce (and bincount): the host route in "
                                              "deterministic mode",
                        "llvm/qgemm.py": "the int8 GEMM's task counter: threads claim tiles",
+                       "llvm/qgemm_amx.py": "the AMX conv's row and column-block claims and "
+                                            "its packed-tile count (each tile is packed and "
+                                            "each output block computed once, by the same "
+                                            "arithmetic, whichever thread claims it)",
                        "llvm/index_ops.py": "the index kernels' error record: the first thread "
                                             "to see a bad index writes it (no value is "
                                             "computed atomically)",
