@@ -20,6 +20,7 @@ related models, e.g. two quantized variants); should_log_inputs is not supported
 from __future__ import annotations
 
 import copy
+import re
 
 from ...frontend.nn.modules.module import Module
 from ...frontend.tensor import Tensor
@@ -65,26 +66,48 @@ def _float_and_quantized(name_a, model_a, name_b, model_b, what: str):
         ((name_a, model_a), (name_b, model_b))
 
 
-def _entry(results_type: str, values: list, node_name: str, target_type: str) -> dict:
+def _entry(results_type: str, values: list, node_name: str, target_type: str,
+           fqn: str | None = None) -> dict:
     return {"type": results_type, "values": values, "ref_node_name": node_name,
             "ref_node_target_type": target_type, "prev_node_name": node_name,
             "prev_node_target_type": target_type, "index_within_arg": 0, "index_of_arg": 0,
-            "fqn": None, "qconfig_str": "", "comparisons": [], "comparison_fn_name": ""}
+            "fqn": fqn, "qconfig_str": "", "comparisons": [], "comparison_fn_name": ""}
+
+
+def _node_style(path: str) -> str:
+    """The name fx gives a call_module node of `path` (`features.0` -> `features_0`,
+    `0` -> `_0`): torch keys its results by node name."""
+    name = re.sub(r"[^0-9a-zA-Z_]+", "_", path)
+    return "_" + name if name[:1].isdigit() else name
+
+
+def _type_name(model, path: str, default: str) -> str:
+    """The qualified class name of the module at `path` (torch's ref_node_target_type)."""
+    try:
+        cls = type(model.get_submodule(path))
+    except AttributeError:
+        return default
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def extract_weights(model_name_a: str, model_a, model_name_b: str, model_b,
                     base_name_to_sets_of_related_ops=None, unmatchable_types_map=None,
                     op_to_type_to_weight_extraction_fn=None) -> dict:
     """{layer: {'weight': {model name: [entry]}}} for every quantized weight; the float
-    model's entry holds its float weight, the quantized model's the quantized one."""
+    model's entry holds its float weight, the quantized model's the quantized one.
+    Layers are keyed by their node name and carry their module path as `fqn`."""
     (f_name, f_model), (q_name, q_model) = _float_and_quantized(
         model_name_a, model_a, model_name_b, model_b, "extract_weights")
     results = {}
-    for key, pair in nsu.weights_by_float_key(f_model.state_dict(), q_model.state_dict()).items():
-        layer = key[:-len(".weight")] if key.endswith(".weight") else key
+    for fkey, qkey, pair in nsu._matched_weights(f_model.state_dict(), q_model.state_dict()):
+        key = qkey if qkey.endswith(".weight") else fkey
+        path = key[:-len(".weight")] if key.endswith(".weight") else key
+        layer = _node_style(path)
         results[layer] = {"weight": {
-            f_name: [_entry("weight", [pair["float"]], layer, "float")],
-            q_name: [_entry("weight", [pair["quantized"]], layer, "quantized")]}}
+            f_name: [_entry("weight", [pair["float"]], layer,
+                            _type_name(f_model, path, "float"), path)],
+            q_name: [_entry("weight", [pair["quantized"]], layer,
+                            _type_name(q_model, path, "quantized"), path)]}}
     return results
 
 
@@ -95,15 +118,36 @@ def _insert_loggers(gm, keys: dict, common: set, names: dict, ops: dict, model_n
         key = keys.get(node)
         if key is None or key not in common or key == "output":
             continue
-        layer = names[key]
-        module_name = layer.replace(".", "_") + "_ns_logger_0"
+        layer = _node_style(names[key])                  # torch's key: a node name
+        fqn = "" if "#" in key else key                  # a module's path; '' for an op
+        module_name = layer + "_ns_logger_0"
         gm.add_module(module_name, logger_cls(layer, node.name, model_name, layer,
-                                              ops.get(key, ""), ops.get(key, "")))
+                                              ops.get(key, ""), ops.get(key, ""),
+                                              fqn=fqn))
         with graph.inserting_after(node):
             log = graph.call_module(module_name, (node,))
         node.replace_all_uses_with(log, lambda user: user is not log)
     graph.lint()
     gm.recompile()
+
+
+# the module types torch.ao's numeric suite matches between the two models (its
+# related-op sets); others, such as Flatten or Identity, get no logger
+_MATCHED_MODULES = frozenset(
+    "AdaptiveAvgPool1d AdaptiveAvgPool2d AdaptiveAvgPool3d AvgPool1d AvgPool2d AvgPool3d "
+    "BatchNorm2d BatchNorm3d Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d "
+    "ConvTranspose3d Dropout ELU Embedding EmbeddingBag GroupNorm Hardsigmoid Hardswish "
+    "Hardtanh InstanceNorm1d InstanceNorm2d InstanceNorm3d LSTM LayerNorm LeakyReLU Linear "
+    "MaxPool1d MaxPool2d MaxPool3d Mish PReLU ReLU ReLU6 SiLU Sigmoid Softmax Tanh".split())
+
+
+def _logged(f_gm, key: str) -> bool:
+    """Whether add_loggers logs the layer `key` (an op such as add#0, or a module path)."""
+    if "#" in key or key == "output":
+        return True
+    name = type(f_gm.get_submodule(key)).__name__
+    # fused forms (ConvReLU2d, ConvBn2d, LinearReLU, BNReLU2d, ...) count as their layer
+    return name in _MATCHED_MODULES or name.startswith(("Conv", "Linear", "BN"))
 
 
 def add_loggers(name_a: str, model_a, name_b: str, model_b, logger_cls=OutputLogger,
@@ -123,7 +167,8 @@ def add_loggers(name_a: str, model_a, name_b: str, model_b, logger_cls=OutputLog
                       for n in f_gm.graph.nodes if n.op == OpKind.call_module}
     q_keys, q_ops, fused_relu = nsu._quantized_keys(q_gm, module_of_flat)
     f_keys, f_names = nsu._float_keys(f_gm, fused_relu)
-    common = set(f_names) & set(q_keys.values())
+    common = {key for key in set(f_names) & set(q_keys.values())
+              if _logged(f_gm, key)}
     f_ops = {k: type(f_gm.get_submodule(k)).__name__ for k in common if k in
              dict(f_gm.named_modules())}
     _insert_loggers(f_gm, f_keys, common, f_names, f_ops, f_name, logger_cls)
@@ -140,7 +185,7 @@ def extract_logger_info(model_a, model_b, logger_cls=OutputLogger,
             if not isinstance(logger, logger_cls):
                 continue
             entry = _entry(logger.results_type, list(logger.stats), logger.ref_node_name,
-                           logger.ref_node_target_type)
+                           logger.ref_node_target_type, logger.fqn)
             entry["prev_node_name"] = logger.prev_node_name
             entry["prev_node_target_type"] = logger.prev_node_target_type
             results.setdefault(logger.ref_name, {}).setdefault(logger.results_type, {}) \

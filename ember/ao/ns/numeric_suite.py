@@ -77,6 +77,11 @@ def _float_weight_key(qkey: str, float_dict: dict) -> str | None:
     """The float state_dict key a quantized model's weight entry came from."""
     if qkey in float_dict:
         return qkey
+    fused = re.fullmatch(r"(.*)\.weight", qkey)
+    if fused and fused.group(1) + ".0.weight" in float_dict:
+        # a prepared model's fused ConvReLU2d / LinearReLU holds the float layer as its
+        # first child: `features.0.weight` converted from `features.0.0.weight`
+        return fused.group(1) + ".0.weight"
     if qkey.endswith("._packed_params._packed_weight"):    # a quantized Embedding
         key = qkey[:-len("._packed_params._packed_weight")] + ".weight"
         return key if key in float_dict else None
