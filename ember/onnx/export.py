@@ -61,6 +61,8 @@ def export(model, args, f, export_params: bool = True, verbose: bool = False,
     shapes = _dynamic_shapes(args, in_names_given + _parameter_names(model)[
         len(in_names_given):], dynamic_axes, _options.pop(
         "dynamic_shapes", None))
+    if dynamic_axes and _options.get("dynamic_shapes") is None and shapes is not None:
+        args = _widened(args, shapes)
     ep = capture(model, args, kwargs or {}, dynamic_shapes=shapes)
     opset = opset_version or 17
     writer = _Writer(helper, numpy_helper, opset)
@@ -139,6 +141,21 @@ def _dynamic_shapes(args: tuple, names: list, dynamic_axes, dynamic_shapes):
         spec.append({d % len(arg.shape): dims.setdefault(str(axis), Dim(_dim_name(axis)))
                      for d, axis in axes.items()})
     return tuple(spec) if any(s is not None for s in spec) else None
+
+
+def _widened(args: tuple, shapes: tuple) -> tuple:
+    """The example inputs with each dynamic axis of size 1 repeated to size 2: torch's
+    exporter keeps a `dynamic_axes` axis dynamic whatever the example's size (the usual
+    dummy input has batch 1), while ember.export specializes sizes 0 and 1. Only the
+    traced graph is kept, so the repeated values change nothing written."""
+    widened = []
+    for arg, spec in zip(args, shapes):
+        if spec:
+            reps = [2 if d in spec and size == 1 else 1 for d, size in enumerate(arg.shape)]
+            if any(r == 2 for r in reps):
+                arg = arg.detach().repeat(*reps)
+        widened.append(arg)
+    return (*widened, *args[len(widened):])
 
 
 def _functional(graph):
@@ -757,12 +774,7 @@ def _sdpa(w, node, a):
     scores = w.add("Mul", [scores, w.const(scale, dtype)], "scaled")
     mask = a["attn_mask"]
     if a["is_causal"]:
-        length, source = meta.shape[-2], k.meta["val"].shape[-2]
-        if not isinstance(length, int) or not isinstance(source, int):
-            raise OnnxExportError("ember.onnx.export: a causal attention's mask with a "
-                                  "dynamic sequence length has no ONNX form here")
-        causal = np.tril(np.ones((length, source), dtype=bool))
-        scores = w.add("Where", [w.const(causal, np.bool_), scores,
+        scores = w.add("Where", [_causal_mask(w, scores, meta, k.meta["val"]), scores,
                                  w.const(-np.inf, dtype)], "causal")
     if mask is not None:
         if mask.meta["val"].dtype.name == "bool":
@@ -771,6 +783,22 @@ def _sdpa(w, node, a):
             scores = w.add("Add", [scores, w.names[mask]], "masked")
     probs = w.add("Softmax", [scores], "probs", axis=ndim - 1)
     return w.add("MatMul", [probs, w.names[v]], node.name)
+
+
+def _causal_mask(w, scores: str, q_meta, k_meta) -> str:
+    """The lower triangle of the (L, S) scores: a constant for static lengths; for a
+    dynamic one, Trilu of ones shaped as the scores (opset 14 on)."""
+    length, source = q_meta.shape[-2], k_meta.shape[-2]
+    if isinstance(length, int) and isinstance(source, int):
+        return w.const(np.tril(np.ones((length, source), dtype=bool)), np.bool_)
+    if w.opset < 14:
+        raise OnnxExportError("ember.onnx.export: a causal attention's mask with a dynamic "
+                              f"sequence length needs opset 14 or later (Trilu); got "
+                              f"opset_version={w.opset}")
+    ones = w.add("ConstantOfShape", [w.add("Shape", [scores], "shape")], "ones",
+                 value=w.numpy_helper.from_array(np.asarray([1], dtype=np.int64)))
+    return w.add("Cast", [w.add("Trilu", [ones], "tril", upper=0)], "causal_mask",
+                 to=_onnx_type("bool"))
 
 
 def _upsample_nearest(w, node, a):

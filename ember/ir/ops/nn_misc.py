@@ -262,7 +262,12 @@ def _scores(query, key, attn_mask, is_causal, scale):
         scale if scale is not None else 1 / math.sqrt(query.shape[-1]))
     if is_causal:
         L, Sk = query.shape[-2], key.shape[-2]
-        causal = PW.ge(SH.unsqueeze(CR.arange(0, L), -1), CR.arange(0, Sk))
+        if isinstance(L, int) and isinstance(Sk, int):
+            causal = PW.ge(SH.unsqueeze(CR.arange(0, L), -1), CR.arange(0, Sk))
+        else:
+            # a dynamic length (a symbolic size in an exported program's graph): arange
+            # needs a concrete end, the lower triangle of the scores' shape does not
+            causal = J.tril(CR.ones_like(s, dtype=dtypes.bool_))
         s = PW.where(causal, s, -math.inf)
     if attn_mask is not None:
         s = PW.where(attn_mask, s, -math.inf) if attn_mask.dtype is dtypes.bool_ else \

@@ -17,6 +17,7 @@ from ..meta import (TensorMeta, channels_last, channels_last_3d, contiguous_form
                     suggest_memory_format,
                     MemoryFormat)
 from ..registry import Promotion
+from ..symdim import concrete, is_symbolic
 
 
 def is_tensor_like(v) -> bool:
@@ -164,6 +165,10 @@ def pointwise_memory_format(args) -> MemoryFormat:
     if len(shape) not in (4, 5):
         return contiguous_format
     strides = [_broadcast_strides(a, shape) for a in tensors]
+    if is_symbolic(shape) or is_symbolic(strides):
+        # sizes of an exported program's dynamic dims (s0) have no order of their own:
+        # the layout is the one a typical size (s0 = 97) gives
+        shape, strides = concrete(shape, 97), concrete(strides, 97)
     order = _dims_innermost_first(shape, strides)
     if len(shape) == 5:                         # channels_last_3d: C, W, H, D, N inside out
         return channels_last_3d if order == [1, 4, 3, 2, 0] else contiguous_format
