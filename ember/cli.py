@@ -122,4 +122,7 @@ def opt(input_file, pipeline, output, verify_each, print_ir_before, print_ir_aft
 from . import cli_aot  # noqa: E402,F401 - compile, run, bench, inspect
 
 if __name__ == "__main__":
-    main()
+    # `python -m ember.cli`: this file runs as __main__, while cli_aot registers compile,
+    # run, bench and inspect on the group of the module imported as ember.cli
+    from ember.cli import main as _main
+    _main()

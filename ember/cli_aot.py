@@ -191,9 +191,25 @@ def _export_onnx(path: str, inputs: tuple):
     given = {name: dims for name, dims, _ in (parse_input_shape(t) for t in inputs)}
     specs = ember.onnx.input_specs(path, given)
     args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype)) for _, shape, dtype in specs)
-    exported = ember.export(ember.onnx.load(path, input_shapes=given), args)
+    module = ember.onnx.load(path, input_shapes=given)
+    exported = ember.export(module, args)
     _rename_inputs(exported, [name for name, _, _ in specs])
+    _rename_outputs(exported, _onnx_output_names(path))
     return exported
+
+
+def _onnx_output_names(path: str) -> list[str]:
+    import onnx
+    return [o.name for o in onnx.load(path, load_external_data=False).graph.output]
+
+
+def _rename_outputs(exported, names: list[str]) -> None:
+    """The file's output names (`run` writes them as the .npz keys), where the exported
+    program's outputs are the file's one for one."""
+    outputs = [s for s in exported.output_specs if s.kind == "output"]
+    if len(outputs) == len(names):
+        for spec, name in zip(outputs, names):
+            spec.name = name
 
 
 def _rename_inputs(exported, names: list[str]) -> None:
