@@ -521,7 +521,9 @@ def _emit(module: ir.Module, u8_out: bool, residual: bool = False) -> None:
             "tilecfg", "seg_offs", "other", "zp_row", "k_offs"}
     p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
          for i, f in enumerate(FIELDS) if f != "counter"}
-    p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
+    # in FIELDS order, not the set's: the module's text is the disk cache's key, and a
+    # set of strings iterates in a per-process order (a recompile in every process)
+    p.update({f: b.inttoptr(p[f], u.PTR) for f in FIELDS if f in ptrs})
     if not residual:        # plain stores, as before the residual kernel existed
         del p["n_valid"], p["other"]
     p["segment"] = _segment_copy(b, p["seg_len"])
