@@ -1,0 +1,30 @@
+"""Regression tests of the fourth probe's fixes that its programs (compared with torch in
+test_user_probe4_programs.py and test_user_probe4_cli.py) do not show by value."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+_AMX_TEXT = """
+import hashlib
+from llvmlite import ir
+from ember.codegen.llvm import qgemm_amx
+module = ir.Module(name="probe")
+qgemm_amx._emit(module, True)
+print(hashlib.sha256(str(module).encode()).hexdigest())
+"""
+
+
+def test_amx_conv_kernel_text_is_the_same_in_every_process():
+    """The module text is the LLVM disk cache's key: text that changed with the
+    process's string hashing (a set iterated) recompiled the AMX kernels (~20 s) in every
+    process that ran an int8 conv."""
+    digests = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", _AMX_TEXT], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        digests.add(out)
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
