@@ -487,7 +487,7 @@ class _Template:
                 raise Specialize(f"{where} has different types at sizes {self.sizes}")
             self._same([(v.dtype, v.device, v.memory_format) for v in values], where)
             shape = self._value([v.shape for v in values], n, where)
-            strides = self._value([v.strides for v in values], n, where)
+            strides = self._strides(values, shape, n, where)
             return TensorMeta(shape, a.dtype, a.device, a.memory_format, strides)
         if isinstance(a, (tuple, list)):
             if len({len(v) if isinstance(v, (tuple, list)) else -1 for v in values}) != 1:
@@ -504,6 +504,15 @@ class _Template:
                      for f in ("start", "stop", "step")]
             return slice(*parts)
         return self._same(values, where)
+
+    def _strides(self, metas, shape, n, where: str):
+        """The strides of a value whose strides at every traced size are the contiguous
+        ones of its shape: those of the symbolic shape, products of sizes where needed
+        (T*T for the [B, T, T] scores of attention over a dynamic length), which no
+        a*s0 + c fits; other strides are fitted one by one."""
+        if all(tuple(m.strides) == contiguous_strides(m.shape) for m in metas):
+            return contiguous_strides(shape)
+        return self._value([m.strides for m in metas], n, where)
 
     def _same(self, values, where: str):
         first = values[0]

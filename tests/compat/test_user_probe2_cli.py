@@ -65,12 +65,12 @@ def user_files(tmp_path_factory):
     return tmp, model.eval()
 
 
-def _run(tmp, artifact, x, name):
+def _run(tmp, artifact, x, name, key="output"):
     np.save(tmp / f"{name}.npy", x)
     result = invoke("run", artifact, "--input", f"x={tmp / (name + '.npy')}", "-o",
                     tmp / f"{name}.npz")
     assert result.exit_code == 0, result.output
-    return np.load(tmp / f"{name}.npz")["output"]
+    return np.load(tmp / f"{name}.npz")[key]
 
 
 def _torch(model, x):
@@ -109,7 +109,8 @@ def test_compile_a_torch_onnx_export(user_files):
     artifact = tmp / "net_onnx.ember"
     result = invoke("compile", tmp / "net.onnx", "-o", artifact)
     assert result.exit_code == 0, result.output
-    np.testing.assert_allclose(_run(tmp, artifact, x, "onnx"), _torch(model, x),
+    # the .npz key is the file's output name
+    np.testing.assert_allclose(_run(tmp, artifact, x, "onnx", key="y"), _torch(model, x),
                                rtol=1e-4, atol=1e-5)
 
 

@@ -174,3 +174,43 @@ def case_onnx_dynamic_axes_onnxruntime():
         shapes = [(i.name, [d if isinstance(d, int) else "dyn" for d in i.shape])
                   for i in session.get_inputs()]
     return np.abs(out - model(x).detach().numpy()).max() < 1e-4, shapes
+
+
+class TinyGPT(nn.Module):
+    """nanoGPT's attention as its repo writes it: positions by arange(T), q @ k^T scores
+    masked by a slice of a registered causal buffer, and an SDPA with a triu mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.tok = nn.Embedding(50, 8)
+        self.pos = nn.Embedding(32, 8)
+        self.attn = nn.Linear(8, 24)
+        self.out = nn.Linear(8, 50)
+        self.register_buffer("bias", torch.tril(torch.ones(32, 32)).view(1, 1, 32, 32))
+
+    def forward(self, idx):
+        B, T = idx.shape
+        pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
+        x = self.tok(idx) + self.pos(pos)
+        q, k, v = self.attn(x).split(8, dim=2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / 8 ** 0.5)
+        att = att.masked_fill(self.bias[0, :, :T, :T] == 0, float("-inf"))
+        y = F.softmax(att, dim=-1) @ v
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+        y2 = F.scaled_dot_product_attention(q, k, v, attn_mask=~mask)
+        return self.out(y + y2)
+
+
+def case_gpt_dynamic_sequence_length():
+    model = load_(TinyGPT()).eval()
+    idx = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
+    ep = export(model, (idx,), dynamic_shapes=({1: Dim("T", min=2, max=31)},))
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    buf.seek(0)
+    loaded = torch.export.load(buf)
+    outs = []
+    for T in (3, 7, 31):
+        ids = torch.arange(2 * T).view(2, T) % 50
+        outs += [ep.module()(ids), loaded.module()(ids), model(ids)]
+    return outs
