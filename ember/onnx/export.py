@@ -26,6 +26,7 @@ import numpy as np
 
 from ..ir.errors import EmberError
 from ..ir.graph import OpKind
+from ..ir.symdim import SymDim
 
 
 class OnnxExportError(EmberError):
@@ -590,7 +591,9 @@ def _slice(w, node, a):
     ndim = a["self"].meta["val"].ndim
     start = 0 if a["start"] is None else a["start"]
     end = np.iinfo(np.int64).max if a["end"] is None else a["end"]
-    return w.add("Slice", [w.names[a["self"]], w.ints([start]), w.ints([end]),
+    # a dynamic bound (`x[:, :T]` with T a dynamic size): computed from the inputs' shapes
+    bound = [w.size(v) if isinstance(v, SymDim) else w.ints([v]) for v in (start, end)]
+    return w.add("Slice", [w.names[a["self"]], *bound,
                            w.ints([a["dim"] % ndim]), w.ints([a["step"]])], node.name)
 
 
@@ -613,6 +616,16 @@ def _compare(op_type, negate=False):
         out = w.add(op_type, [w.operand(left, like), w.operand(right, like)], node.name)
         return w.add("Not", [out], node.name) if negate else out
     return emit
+
+
+def _bitwise_not(w, node, a):
+    """`~mask`: Not of a bool; BitwiseNot (opset 18) of an integer."""
+    if node.meta["val"].dtype.name == "bool":
+        return w.add("Not", [w.names[a["self"]]], node.name)
+    if w.opset < 18:
+        raise OnnxExportError("ember.onnx.export: bitwise_not of an integer tensor needs "
+                              f"opset 18 or later (BitwiseNot); got opset_version={w.opset}")
+    return w.add("BitwiseNot", [w.names[a["self"]]], node.name)
 
 
 def _logical(op_type):
@@ -743,6 +756,40 @@ def _full(w, node, a):
                      value=w.numpy_helper.from_array(np.asarray(
                          [a["fill_value"]], dtype=meta.dtype.np_dtype)))
     return w.const(np.full(tuple(meta.shape), a["fill_value"]), meta.dtype.np_dtype)
+
+
+def _arange(w, node, a):
+    """arange over a dynamic size (a static one is a folded constant): ONNX Range of
+    scalars, a size computed from the inputs' shapes as for Reshape."""
+    meta = node.meta["val"]
+    dtype = meta.dtype.np_dtype
+
+    def scalar(value):
+        if not isinstance(value, SymDim):
+            return w.const(value, dtype)
+        size = w.add("Reshape", [w.size(value), w.ints([])], "scalar")
+        return size if dtype == np.int64 else w.add("Cast", [size], "cast",
+                                                    to=_onnx_type(meta.dtype.name))
+    return w.add("Range", [scalar(a["start"]), scalar(a["end"]), scalar(a["step"])],
+                 node.name)
+
+
+def _tri(upper: int):
+    """tril / triu: Trilu (opset 14 on); a bool input through int64 and back, as
+    onnxruntime's Trilu may not take bool."""
+    def emit(w, node, a):
+        if w.opset < 14:
+            raise OnnxExportError(f"ember.onnx.export: {'triu' if upper else 'tril'} needs "
+                                  f"opset 14 or later (Trilu); got opset_version={w.opset}")
+        meta = node.meta["val"]
+        x = w.names[a["self"]]
+        is_bool = meta.dtype.name == "bool"
+        if is_bool:
+            x = w.add("Cast", [x], "as_int", to=_onnx_type("int64"))
+        out = w.add("Trilu", [x, w.const(a["diagonal"], np.int64)],
+                    "tri" if is_bool else node.name, upper=upper)
+        return w.add("Cast", [out], node.name, to=_onnx_type("bool")) if is_bool else out
+    return emit
 
 
 def _like(fill):
@@ -913,7 +960,7 @@ _EMITTERS = {
     "gt": _compare("Greater"), "lt": _compare("Less"), "eq": _compare("Equal"),
     "ne": _compare("Equal", negate=True), "ge": _compare("GreaterOrEqual"),
     "le": _compare("LessOrEqual"),
-    "logical_not": _logical("Not"), "logical_and": _logical("And"),
+    "logical_not": _logical("Not"), "bitwise_not": _bitwise_not, "logical_and": _logical("And"),
     "logical_or": _logical("Or"), "logical_xor": _logical("Xor"),
     "convert_element_type": _cast,
     "leaky_relu": _leaky_relu, "elu": _elu, "softplus": _softplus,
@@ -927,7 +974,7 @@ _EMITTERS = {
     "min_dim": _max_min_dim("ReduceMin", "ArgMin"),
     "split": _pieces, "chunk": _pieces, "unbind": _pieces,
     "select_scatter": _select_scatter, "slice_scatter": _slice_scatter, "copy": _copy,
-    "pad": _pad, "full": _full, "zeros_like": _like(0), "ones_like": _like(1),
+    "pad": _pad, "full": _full, "arange": _arange, "tril": _tri(0), "triu": _tri(1), "zeros_like": _like(0), "ones_like": _like(1),
     "full_like": _like(None),
     "scaled_dot_product_attention": _sdpa, "upsample_nearest2d": _upsample_nearest,
     "conv_transpose2d": _conv_transpose, "conv_transpose1d": _conv_transpose,

@@ -214,3 +214,20 @@ def case_gpt_dynamic_sequence_length():
         ids = torch.arange(2 * T).view(2, T) % 50
         outs += [ep.module()(ids), loaded.module()(ids), model(ids)]
     return outs
+
+
+def case_gpt_onnx_dynamic_sequence_onnxruntime():
+    import onnxruntime as ort
+    model = load_(TinyGPT()).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(model, (torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]),), buf,
+                      input_names=["idx"], output_names=["logits"],
+                      dynamic_axes={"idx": {1: "T"}, "logits": {1: "T"}}, opset_version=18,
+                      dynamo=False)
+    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    errors = []
+    for T in (3, 9):
+        ids = torch.arange(2 * T).view(2, T) % 50
+        got = session.run(None, {"idx": ids.numpy()})[0]
+        errors.append(float(np.abs(got - model(ids).detach().numpy()).max()) < 1e-4)
+    return errors
