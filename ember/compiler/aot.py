@@ -490,6 +490,19 @@ def _native_sizes(exported, options: dict) -> list[int]:
     return sorted({example, *powers})
 
 
+def _first_difference(constants: dict, example: dict) -> str:
+    """' (c19: bool[1, 1] against bool[8, 8])': the first constant two sizes' plans
+    disagree on."""
+    for name in [*constants, *example]:
+        a, c = constants.get(name), example.get(name)
+        if a is None or c is None or a.shape != c.shape or a.dtype != c.dtype or \
+                not np.array_equal(a, c):
+            def text(v):
+                return "none" if v is None else f"{v.dtype}{list(v.shape)}"
+            return f" ({name}: {text(a)} against {text(c)})"
+    return ""
+
+
 def _package_dynamic(exported, package_path, backend, options, pipeline,
                      wino_mode: str = "stored", state: "_State | None" = None) -> str:
     """A dynamic dimension: one straight-line program per native size (`_native_sizes`),
@@ -521,8 +534,12 @@ def _package_dynamic(exported, package_path, backend, options, pipeline,
                 a.shape == c.shape and a.dtype == c.dtype and np.array_equal(a, c)
                 for a, c in zip(b.constants.values(), example.constants.values())):
             raise LoweringError(f"ember.aot.compile_and_package: the plan's constants at "
-                                f"size {n} differ from those at the example size; an "
-                                "artifact shares one set of weights across sizes")
+                                f"size {n} differ from those at the example size"
+                                f"{_first_difference(b.constants, example.constants)}; an "
+                                "artifact shares one set of weights across sizes (a "
+                                "constant computed from the dynamic size, such as a causal "
+                                "mask or arange positions over a dynamic sequence, differs "
+                                "per size: package a static length, or a dynamic batch)")
     covered = hi != float("inf") and len(in_range) == hi - lo + 1
     dynamic = {"dims": [list(x) for x in dims], "min": lo,
                "max": None if hi == float("inf") else hi}

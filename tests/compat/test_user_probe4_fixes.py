@@ -28,3 +28,23 @@ def test_amx_conv_kernel_text_is_the_same_in_every_process():
                              capture_output=True, text=True).stdout.strip()
         digests.add(out)
     assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
+def test_packaging_a_length_dependent_constant_names_it(tmp_path):
+    """A constant computed from a dynamic sequence length (positions by arange) differs
+    per native program; the refusal says which constant and why."""
+    import pytest
+
+    import ember
+    from ember.export import Dim
+
+    class Positions(ember.nn.Module):
+        def forward(self, x):
+            return x + ember.arange(x.shape[1], dtype=ember.float32)
+
+    ep = ember.export.export(Positions(), (ember.ones(2, 3),),
+                             dynamic_shapes=({1: Dim("T", min=2, max=4)},))
+    with pytest.raises(ember.ir.errors.LoweringError,
+                       match=r"differ from those at the example size \(c\d+: float32\[\d\]"
+                             r" against float32\[3\]\).*arange positions"):
+        ember.aot.compile_and_package(ep, str(tmp_path / "positions.ember"))
