@@ -685,6 +685,7 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         program = _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names)
     else:
         traced = _trace(model, leaves, in_spec)
+        _module_metadata(model, traced.graph)
         state = _rename_constants(traced.graph, traced.constants, names)
         program = _program(model, traced, state, leaves, input_names, in_spec)
         program.__dict__["_module_boundaries"] = _module_boundaries(model, traced)
@@ -693,6 +694,24 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
     program.__dict__["_module_calls"] = _module_calls(model, args, kwargs,
                                                       preserve_module_call_signature)
     return program
+
+
+def _module_metadata(model, graph) -> None:
+    """torch.export's node metadata on where each op was recorded: `nn_module_stack`
+    ({path: (path, module class)}, outermost first, the model itself as '') and, for an op
+    recorded inside a submodule's call, `source_fn_stack` ([(node name, that submodule's
+    class)]): what quantizers read to tell an nn.ReLU module from a functional relu."""
+    paths: dict = {}
+    for path, module in (model.named_modules() if hasattr(model, "named_modules") else ()):
+        paths.setdefault(id(module), path)
+    for node in graph.nodes:
+        stack = node.meta.pop("module_stack_ids", None)
+        if not stack:
+            continue
+        named = [(paths[i], cls) for i, cls in stack if i in paths]
+        node.meta["nn_module_stack"] = {path: (path, cls) for path, cls in named}
+        if named and named[-1][0]:
+            node.meta["source_fn_stack"] = [(node.name, named[-1][1])]
 
 
 def _module_boundaries(model, traced) -> dict:
@@ -814,6 +833,7 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     marks = several.marks_of(per_input, input_names, leaves)
     if not marks:       # every mark was Dim.AUTO on a size 0 or 1: a static program
         traced = _trace(model, leaves, in_spec)
+        _module_metadata(model, traced.graph)
         state = _rename_constants(traced.graph, traced.constants, names)
         return _program(model, traced, state, leaves, input_names, in_spec)
     per_input = _only_marked(per_input, marks, leaves)
