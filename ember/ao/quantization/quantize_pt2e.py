@@ -482,6 +482,8 @@ def prepare_pt2e(model, quantizer) -> GraphModule:
 def prepare_qat_pt2e(model, quantizer) -> GraphModule:
     """Insert fake quantizes for quantization-aware training; conv+bn(+relu) train with
     simulated BN folding. Train the returned module (it is in training mode)."""
+    if _annotating(quantizer) and getattr(quantizer, "global_config", None) is not None:
+        _check_quantizer(quantizer, True)     # ember's x86 / XNNPACK: a PTQ config refused
     if _annotating(quantizer):
         return pt2e_annotated.prepare_annotated(_graph_module(model), quantizer, True)
     mapping = _check_quantizer(quantizer, True)

@@ -33,6 +33,31 @@ class QuantizationConfig:
                 "supported (ember's patterns observe every quantized value once)")
         return QConfig(activation=self.output_activation, weight=self.weight)
 
+    def input_spec(self):
+        return _spec_of(self.input_activation)
+
+    def output_spec(self):
+        return _spec_of(self.output_activation)
+
+    def weight_spec(self):
+        return _spec_of(self.weight)
+
+
+def _spec_of(constructor):
+    """The QuantizationSpec an annotating quantizer writes for an observer (or fake
+    quantize) constructor: its dtype, range, qscheme, channel axis and dynamism, read
+    off one instance."""
+    if constructor is None:
+        return None
+    probe = constructor()
+    qscheme = getattr(probe, "qscheme", None)
+    per_channel = "channel" in str(qscheme)
+    return QuantizationSpec(dtype=probe.dtype, observer_or_fake_quant_ctr=constructor,
+                            quant_min=getattr(probe, "quant_min", None),
+                            quant_max=getattr(probe, "quant_max", None), qscheme=qscheme,
+                            ch_axis=getattr(probe, "ch_axis", 0) if per_channel else None,
+                            is_dynamic=bool(getattr(probe, "is_dynamic", False)))
+
 
 class Quantizer:
     """Base class. A quantizer either maps the model's parts to QuantizationConfigs
