@@ -20,7 +20,8 @@ from ...frontend.nn.modules.module import Module
 from ...frontend.tensor import Tensor
 from ...ir import dtypes
 from ...ir.graph import OpKind
-from ...ir.quantized import (per_channel_affine, per_channel_symmetric, per_tensor_affine)
+from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
+                             per_channel_symmetric, per_tensor_affine)
 from .fake_quantize import FixedQParamsFakeQuantize
 from .observer import FixedQParamsObserver
 from .quantize_fx import QuantizationError
@@ -30,7 +31,7 @@ from .quantizer.quantizer import (Q_ANNOTATION_KEY, DerivedQuantizationSpec,
 
 _QUANTIZED = {dtypes.uint8: dtypes.quint8, dtypes.int8: dtypes.qint8,
               dtypes.int32: dtypes.qint32}
-_PER_CHANNEL = (per_channel_affine, per_channel_symmetric)
+_PER_CHANNEL = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
 
 
 def _qdtype(dtype):

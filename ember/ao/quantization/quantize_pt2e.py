@@ -471,6 +471,7 @@ def prepare_pt2e(model, quantizer) -> GraphModule:
     """Insert observers into an exported program (post-training quantization)."""
     if _annotating(quantizer):
         gm = _graph_module(model)
+        _refuse_training_graph(gm)
         _fold_conv_bn_constants(gm)
         return pt2e_annotated.prepare_annotated(gm, quantizer, False)
     mapping = _check_quantizer(quantizer, False)

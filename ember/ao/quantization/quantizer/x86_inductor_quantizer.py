@@ -62,8 +62,14 @@ _LIFTED = {F.linear: nn.Linear, F.conv2d: nn.Conv2d}
 
 
 class X86InductorQuantizer(Quantizer):
-    def __init__(self):
+    def __init__(self, *, int8_lowering: bool = False):
+        """int8_lowering (ember's, beyond torch): post-training configs take the FX
+        path's patterns and int8 lowering (quantized modules that run ember's int8
+        kernels in eager mode) instead of torch's annotation recipe and q/dq form; that
+        route also requantizes a conv before a residual add, a conv / linear that is a
+        model output and a flatten that is one (docs/quantization.md)."""
         super().__init__()
+        self.int8_lowering = int8_lowering
         self.global_config: QuantizationConfig | None = None
         self.module_type_config: dict = {}
         self.module_name_config: dict = {}
@@ -81,7 +87,7 @@ class X86InductorQuantizer(Quantizer):
         """Post-training (static or dynamic): torch's annotation recipe on the exported
         graph, converted to the q/dq form. QAT: the FX path's patterns (conv + bn
         train with simulated folding) and its int8 lowering."""
-        return not self.is_qat
+        return not self.is_qat and not self.int8_lowering
 
     def annotate(self, model):
         for name, config in self.module_name_config.items():
