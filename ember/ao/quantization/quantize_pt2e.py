@@ -499,7 +499,8 @@ def convert_pt2e(model, use_reference_representation: bool = False,
     lowering), or with use_reference_representation=True the q/dq reference form. A model
     prepared with an annotating quantizer converts to the q/dq form."""
     if getattr(model, "_pt2e_annotated", False):
-        return pt2e_annotated.convert_annotated(model, fold_quantize)
+        # a copy, as convert_fx: the prepared model keeps its observers
+        return pt2e_annotated.convert_annotated(copy.deepcopy(model), fold_quantize)
     if use_reference_representation:
         return qfx.convert_to_reference_fx(model)
     return qfx.convert_fx(model)
