@@ -500,10 +500,24 @@ def convert_pt2e(model, use_reference_representation: bool = False,
     prepared with an annotating quantizer converts to the q/dq form."""
     if getattr(model, "_pt2e_annotated", False):
         # a copy, as convert_fx: the prepared model keeps its observers
-        return pt2e_annotated.convert_annotated(copy.deepcopy(model), fold_quantize)
+        return pt2e_annotated.convert_annotated(_copy_without_annotations(model),
+                                                fold_quantize)
     if use_reference_representation:
         return qfx.convert_to_reference_fx(model)
     return qfx.convert_fx(model)
+
+
+def _copy_without_annotations(model):
+    """A deep copy of a prepared model. The annotations stay behind: they name nodes
+    later in the graph, which a node-by-node copy of their meta would duplicate."""
+    from .quantizer.quantizer import Q_ANNOTATION_KEY
+    saved = {n: n.meta.pop(Q_ANNOTATION_KEY) for n in model.graph.nodes
+             if Q_ANNOTATION_KEY in n.meta}
+    try:
+        return copy.deepcopy(model)
+    finally:
+        for node, ann in saved.items():
+            node.meta[Q_ANNOTATION_KEY] = ann
 
 
 def move_exported_model_to_eval(model):
