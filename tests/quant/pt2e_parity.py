@@ -39,7 +39,8 @@ def _through_qdq(arg) -> str:
         quantized = arg.args[0]
         if quantized.op == "get_attr":
             return "q(constant)"
-        return f"q({_kind(quantized.args[0])})"
+        dynamic = _kind(quantized).endswith("dynamic") or hasattr(quantized.args[1], "op")
+        return f"{'dq' if dynamic else 'q'}({_kind(quantized.args[0])})"
     return _kind(arg)
 
 
@@ -64,7 +65,7 @@ def activation_qparams(gm) -> list:
     """(scale, zero point) of each activation quantize_per_tensor, in graph order."""
     found = []
     for node in gm.graph.nodes:
-        if _kind(node).startswith("quantize_per_tensor") and node.args[0].op != "get_attr" \
+        if _kind(node) == "quantize_per_tensor" and node.args[0].op != "get_attr" \
                 and not hasattr(node.args[1], "op"):
             found.append((float(node.args[1]), int(node.args[2])))
     return found
