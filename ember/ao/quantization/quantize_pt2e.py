@@ -5,29 +5,32 @@
     prepared = prepare_pt2e(ep.module(), quantizer)     # or the ExportedProgram itself
     for batch in calibration_data:
         prepared(batch)
-    quantized = convert_pt2e(prepared)                  # int8 graph, as convert_fx makes
+    quantized = convert_pt2e(prepared)                  # torch's q/dq graph
 
-ember.export records op-level graphs: `conv2d` / `linear` read their weights as
-get_attr constants and an eval-mode BatchNorm2d is four arithmetic ops. prepare_pt2e
-first lifts those back to modules (named after the weights: `fc1.weight` -> module
-`fc1`; `bn1.running_mean` ... -> `bn1`), so that the exported graph is what the FX path
-traces from a model, then runs the FX path's prepare (BN folding, the same patterns and
-observers; the quantizer becomes a QConfigMapping). convert_pt2e is the FX convert
-(lowered int8 ops; `use_reference_representation=True` gives the q/dq reference form).
+Two roads. A quantizer that annotates (torch's annotation API: a user's `annotate(model)`,
+X86InductorQuantizer's post-training configs, EmbeddingQuantizer, XNNPACKQuantizer's
+dynamic ones) marks the exported graph as recorded (op-level nodes; eval BatchNorm after
+a conv folded first, as torch does); ember/ao/quantization/pt2e_annotated.py observes the
+annotated edges and outputs, and convert_pt2e gives the q/dq form (a dynamic spec: a
+quantize whose qparams come from each call's input).
 
-prepare_qat_pt2e: the same on a program exported in eval mode (lifted BatchNorm layers go
+ember's mapping quantizers (X86InductorQuantizer's QAT configs or `int8_lowering=True`,
+XNNPACKQuantizer's static configs) take the FX road: `conv2d` / `linear` with constant
+weights are lifted back to modules (named after the weights: `fc1.weight` -> module
+`fc1`; `bn1.running_mean` ... -> `bn1`), then the FX path's prepare runs (BN folding, the
+same patterns and observers; the quantizer becomes a QConfigMapping) and convert_pt2e is
+the FX convert (lowered int8 ops; `use_reference_representation=True` gives the q/dq
+reference form).
+
+prepare_qat_pt2e (FX road): a program exported in eval mode (lifted BatchNorm layers go
 back to training mode) or in training mode (the training-mode BatchNorm decomposition and
 its running-statistic copy_ updates are lifted to nn.BatchNorm2d), so conv+bn(+relu)
 become ConvBn(ReLU)2d QAT modules (simulated BN folding). prepare_pt2e refuses a program
 exported in training mode, advising model.eval().
 
-A quantizer that overrides `annotate(model)` (torch's annotation API) takes the other
-road: ember/ao/quantization/pt2e_annotated.py observes the annotated edges and outputs
-of the graph as recorded, and convert_pt2e gives the q/dq form.
-
-Left out: `is_dynamic` specs, grouped/depthwise patterns beyond what the FX path
-supports, and programs whose outputs are nested structures other than a tensor or a flat
-tuple of tensors.
+Left out: dynamic QAT, grouped/depthwise patterns beyond what the FX path supports, and
+programs whose outputs are nested structures other than a tensor or a flat tuple of
+tensors.
 """
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
 """Quantizers for export-based quantization (torch.ao.quantization.quantizer's names).
 
-A Quantizer says how each part of an exported model is quantized. In ember a quantizer
-is a front for the FX path's QConfigMapping: `QuantizationConfig` holds the observer (or
-fake quantize) constructors for activations and weights, and `Quantizer.
-qconfig_mapping()` turns the quantizer's settings into the mapping prepare_pt2e hands
-to the shared prepare machinery (ember/ao/quantization/quantize_fx.py). So pt2e and FX
-share observers, patterns, BN folding and the int8 lowering.
+A Quantizer says how each part of an exported model is quantized, in one of two ways:
+torch's, `annotate(model)` marking the exported graph's nodes with QuantizationAnnotations
+(a user's quantizer; X86InductorQuantizer's post-training recipe; EmbeddingQuantizer;
+XNNPACKQuantizer's dynamic linears), or ember's `qconfig_mapping()`, a front for the FX
+path's QConfigMapping (QAT and ember's int8 lowering: the FX path's patterns, BN folding
+and quantized modules). `QuantizationConfig` holds the observer (or fake quantize)
+constructors for activations and weights; `input_spec()` / `weight_spec()` give the
+QuantizationSpecs an annotating quantizer writes for them.
 """
 from __future__ import annotations
 

@@ -5,12 +5,19 @@ Default config (`get_default_x86_inductor_quantization_config`), as torch docume
 activations uint8 per-tensor affine over the full 0..255 range (HistogramObserver for
 PTQ, moving-average min/max fake quantize for QAT; `reduce_range=True` halves it), weights
 int8 per-channel symmetric -128..127 with eps 2**-12 (PerChannelMinMaxObserver, or its
-moving-average fake quantize for QAT), bias float. Dynamic quantization
-(`is_dynamic=True`) is not supported by ember's pt2e path.
+moving-average fake quantize for QAT), bias float. `is_dynamic=True`: activations
+quantized per call (PlaceholderObserver, qparams from each input's range, eps 2**-12).
+
+Post-training configs annotate the exported graph by torch's recipe (x86_annotate.py: the
+same values quantized, shared and left float as torchao's quantizer, node for node) and
+convert to torch's q/dq form. QAT configs, and `X86InductorQuantizer(int8_lowering=True)`
+(ember's), take the FX path's patterns and int8 lowering instead.
 
 Precedence, most specific first: set_module_name_qconfig (a name covers its submodules)
-> set_module_type_qconfig / set_function_type_qconfig > set_global. A None config leaves
-that part in float.
+> set_module_type_qconfig / set_function_type_qconfig (a module type means every op of
+its kind: nn.Linear and F.linear alike, as torch maps both to aten.linear) > set_global.
+A None config leaves that part in float. A config whose QAT or dynamic mode differs from
+those already set is skipped with torch's warning.
 """
 from __future__ import annotations
 

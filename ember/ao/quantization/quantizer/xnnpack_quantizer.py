@@ -12,7 +12,11 @@ as the same range shifted by 128 on uint8: an affine observer over qmin+128..qma
 picks the same scale and a zero point 128 higher, so every quantized activation is the
 same value (q + 128 for q) and dequantizes to the same float (tests/quant/
 test_xnnpack_quantizer.py checks the observers against torch.ao's int8 ones).
-Dynamic configs (`is_dynamic=True`) are refused with advice, as for the x86 quantizer.
+Dynamic configs (`is_dynamic=True`, torch's dynamic linear): each linear's input is
+quantized per call to signed int8 (qparams from its range, as torch's choose_qparams),
+weights as above, output float; prepare_pt2e annotates the linears (module name, then
+module type, then global settings) and convert_pt2e gives torch's q/dq form, so the
+signed range is kept as it is there. Dynamic QAT is refused.
 """
 from __future__ import annotations
 
