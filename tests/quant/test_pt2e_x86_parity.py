@@ -4,8 +4,7 @@ batches), then the two converted graphs compared node for node.
 
 Compared for each quantizer setting: where quantize / dequantize pairs sit (which op
 reads which input through a dequantize, static or per-call dynamic; which model outputs
-stay float), the activation qparams in graph order (zero points equal, scales to float32
-rounding: each library computes its own float conv and BN folding), and the outputs
+stay float), the activation qparams (zero points equal, scales to float32 rounding: each library computes its own float conv and BN folding), and the outputs
 (float32 rounding apart, on the calibration data and on data twice as wide).
 Settings: X86InductorQuantizer's static and dynamic global configs; set_module_name_qconfig,
 set_module_type_qconfig, set_function_type_qconfig (configs and None) and set_global(None);
@@ -105,7 +104,9 @@ def _converted_twins(name, rng, make_quantizer):
 def _assert_same_graph_and_values(t_conv, e_conv, calib):
     t_sig, e_sig = signature(t_conv), signature(e_conv)
     assert e_sig == t_sig, "\n".join(f"{t} | {e}" for t, e in zip(t_sig, e_sig) if t != e)
-    t_qp, e_qp = activation_qparams(t_conv), activation_qparams(e_conv)
+    # as sets: where a quantize sits between its producer and its first reader may
+    # differ, which value it quantizes (the signature) does not
+    t_qp, e_qp = sorted(activation_qparams(t_conv)), sorted(activation_qparams(e_conv))
     assert [zp for _, zp in e_qp] == [zp for _, zp in t_qp]
     np.testing.assert_allclose([s for s, _ in e_qp], [s for s, _ in t_qp], rtol=1e-5)
     # a value on a rounding boundary may land one step apart (torch quantizes x * (1 /
@@ -192,6 +193,35 @@ def test_xnnpack_dynamic_graph_matches_torch(setting, rng):
     kinds = [k for k, _ in signature(e_conv)]
     assert "quantize_per_tensor_dynamic" not in kinds and \
         sum("dq(" in str(reads) for _, reads in signature(e_conv)) == 2     # the linears
+
+
+def _xnn_static(lib, xnn, **kw):
+    return xnn.get_symmetric_quantization_config(**kw)
+
+
+_XNN_STATIC_SETTINGS = {
+    "module name only": lambda lib, x86, xnn: xnn.XNNPACKQuantizer().set_module_name(
+        "fc", _xnn_static(lib, xnn)),
+    "module type only": lambda lib, x86, xnn: xnn.XNNPACKQuantizer().set_module_type(
+        lib.nn.Linear, _xnn_static(lib, xnn)),
+    "global per channel, a module name per tensor": lambda lib, x86, xnn:
+    xnn.XNNPACKQuantizer().set_global(_xnn_static(lib, xnn, is_per_channel=True))
+    .set_module_name("conv2", _xnn_static(lib, xnn)),
+    "global, conv type per channel": lambda lib, x86, xnn: xnn.XNNPACKQuantizer()
+    .set_global(_xnn_static(lib, xnn)).set_module_type(
+        lib.nn.Conv2d, _xnn_static(lib, xnn, is_per_channel=True)),
+}
+
+
+@pytest.mark.parametrize("setting", list(_XNN_STATIC_SETTINGS))
+def test_xnnpack_static_settings_graph_matches_torch(setting, rng):
+    """Module name / type settings follow torch's filters: a pattern is annotated when
+    each of its nodes was recorded inside such a module (a weight constant never is, so
+    a conv under a name or type setting stays float, and a linear + relu is a linear
+    whose output the relu shares), the global config covering the rest; signed int8
+    activations, as torch's."""
+    t_conv, e_conv, calib = _converted_twins("block", rng, _XNN_STATIC_SETTINGS[setting])
+    _assert_same_graph_and_values(t_conv, e_conv, calib)
 
 
 def test_mixed_configs_are_skipped_with_torchs_warning():

@@ -31,6 +31,7 @@ from ..observer import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxOb
                         PlaceholderObserver)
 from . import QuantizationConfig
 from .quantizer import Q_ANNOTATION_KEY, QuantizationAnnotation
+from . import xnnpack_annotate as recipe
 from .x86_annotate import op_name
 from .x86_inductor_quantizer import X86InductorQuantizer
 
@@ -113,34 +114,34 @@ class XNNPACKQuantizer(X86InductorQuantizer):
 
     @property
     def uses_annotations(self) -> bool:
-        """A dynamic global config: torch's dynamic linear annotation, q/dq form. Static
-        configs: the FX path's patterns and int8 lowering (they agree with torch's
-        XNNPACK observers value by value)."""
-        return self.global_config is not None and _dynamic(self.global_config) and \
-            not self.int8_lowering
+        """Dynamic configs, and post-training ones with module name / type settings:
+        torch's XNNPACK annotation recipe (xnnpack_annotate.py), q/dq form. A static
+        global config alone, and QAT: the FX path's patterns and int8 lowering (a global
+        config's observers agree with torch's XNNPACK ones value by value)."""
+        if self.int8_lowering or self.global_config is None and not (
+                self.module_name_config or self.module_type_config):
+            return False
+        dynamic = self.global_config is not None and _dynamic(self.global_config)
+        return dynamic or not self.is_qat and bool(self.module_name_config or
+                                                   self.module_type_config)
 
     def annotate(self, model):
-        """Dynamic configs (torch annotates only linear for them): each linear's input
-        gets a per-call quantize, its weight the weight spec, bias and output stay float.
-        Module names first, then module types (a linear recorded inside a module of that
-        type), then the global config for the rest."""
+        """Module names first, then module types (an op recorded inside a module of that
+        type), then the global config for the rest; dynamic configs annotate linears
+        only (torch's rule: by the global config's kind)."""
         named, typed = dict(self.module_name_config), dict(self.module_type_config)
 
-        def by_name(name):
-            return lambda n: name in (n.meta.get("nn_module_stack") or {})
-
-        def by_type(kind):
-            return lambda n: any(issubclass(cls, kind) for _, cls in
-                                 (n.meta.get("nn_module_stack") or {}).values())
-
         def rest(n):
-            return not any(by_name(k)(n) for k in named) and \
-                not any(by_type(k)(n) for k in typed)
+            return not any(recipe.by_name(k)(n) for k in named) and \
+                not any(recipe.by_type(k)(n) for k in typed)
+        dynamic = self.global_config is not None and _dynamic(self.global_config)
+        annotate = _annotate_dynamic_linears if dynamic else recipe.annotate_static
         for name, config in named.items():
-            _annotate_dynamic_linears(model, config, by_name(name))
+            annotate(model, config, recipe.by_name(name))
         for kind, config in typed.items():
-            _annotate_dynamic_linears(model, config, by_type(kind))
-        _annotate_dynamic_linears(model, self.global_config, rest)
+            annotate(model, config, recipe.by_type(kind))
+        annotate(model, self.global_config, rest)
+        recipe.propagate(model)
         return model
 
     @classmethod
