@@ -685,7 +685,6 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         program = _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names)
     else:
         traced = _trace(model, leaves, in_spec)
-        _module_metadata(model, traced.graph)
         state = _rename_constants(traced.graph, traced.constants, names)
         program = _program(model, traced, state, leaves, input_names, in_spec)
         program.__dict__["_module_boundaries"] = _module_boundaries(model, traced)
@@ -774,6 +773,7 @@ def _trace(model, leaves, in_spec):
             traced = trace_call(model, leaves, in_spec, watcher, side_effects_break=False)
         traced.value_checks = [(t.node.name, op, bound, text) for t, op, bound, text in checks]
         traced.module_calls = watcher.calls
+        _module_metadata(model, traced.graph)
         return traced
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "
@@ -833,7 +833,6 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     marks = several.marks_of(per_input, input_names, leaves)
     if not marks:       # every mark was Dim.AUTO on a size 0 or 1: a static program
         traced = _trace(model, leaves, in_spec)
-        _module_metadata(model, traced.graph)
         state = _rename_constants(traced.graph, traced.constants, names)
         return _program(model, traced, state, leaves, input_names, in_spec)
     per_input = _only_marked(per_input, marks, leaves)
