@@ -4,12 +4,14 @@ batches), then the two converted graphs compared node for node.
 
 Compared for each quantizer setting: where quantize / dequantize pairs sit (which op
 reads which input through a dequantize, static or per-call dynamic; which model outputs
-stay float), the activation qparams (zero points equal, scales to float32 rounding: each library computes its own float conv and BN folding), and the outputs
-(float32 rounding apart, on the calibration data and on data twice as wide).
-Settings: X86InductorQuantizer's static and dynamic global configs; set_module_name_qconfig,
-set_module_type_qconfig, set_function_type_qconfig (configs and None) and set_global(None);
-XNNPACKQuantizer's dynamic configs, per tensor and per channel, with set_module_name /
-set_module_type. Skipped, saying why, when torchao is not installed."""
+stay float), the activation qparams (zero points equal, scales to float32 rounding: each
+library computes its own float conv and BN folding), and the outputs (float32 rounding
+apart, a boundary value one step off; on the calibration data and on data twice as
+wide). Settings: X86InductorQuantizer's static and dynamic global configs;
+set_module_name_qconfig, set_module_type_qconfig, set_function_type_qconfig (configs and
+None) and set_global(None); XNNPACKQuantizer's dynamic configs (per tensor, per channel,
+set_module_name, set_module_type) and its static module name / type settings. Skipped,
+saying why, when torchao is not installed."""
 from __future__ import annotations
 
 import warnings
