@@ -236,3 +236,27 @@ def test_mixed_configs_are_skipped_with_torchs_warning():
     assert quantizer.module_name_config == {} and quantizer.module_type_config == {}
     with pytest.warns(UserWarning, match="Unable to customize"):
         quantizer.set_module_type_qconfig(ember.nn.Sigmoid, config())
+
+
+def test_x86_tiny_activation_range_takes_torchs_eps():
+    """An activation whose calibrated range is nearly 0: the scale is raised to the
+    config's eps (2**-12), torch's value, not float32's."""
+    def model(lib):
+        class Tiny(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc, self.fc2 = lib.nn.Linear(4, 4), lib.nn.Linear(4, 2)
+
+            def forward(self, x):
+                return self.fc2(self.fc(x) * 0 + 1e-6)
+        return Tiny().eval()
+    x = np.full((2, 4), 1e-6, np.float32)
+    t_prep = tao_pt2e.prepare_pt2e(torch.export.export(model(torch), (torch.from_numpy(x),))
+                                   .module(), _x86(torch, *_API[torch]))
+    e_prep = em_pt2e.prepare_pt2e(ember.export(model(ember), (ember.tensor(x),)),
+                                  _x86(ember, *_API[ember]))
+    with torch.no_grad(), ember.no_grad():
+        t_prep(torch.from_numpy(x))
+        e_prep(ember.tensor(x))
+    t_qp = activation_qparams(tao_pt2e.convert_pt2e(t_prep))
+    assert activation_qparams(em_pt2e.convert_pt2e(e_prep)) == t_qp == [(2 ** -12, 0)] * 2

@@ -2,7 +2,7 @@
 the default quantizer for prepare_pt2e on CPU.
 
 Default config (`get_default_x86_inductor_quantization_config`), as torch documents it:
-activations uint8 per-tensor affine over the full 0..255 range (HistogramObserver for
+activations uint8 per-tensor affine over the full 0..255 range, eps 2**-12 (HistogramObserver for
 PTQ, moving-average min/max fake quantize for QAT; `reduce_range=True` halves it), weights
 int8 per-channel symmetric -128..127 with eps 2**-12 (PerChannelMinMaxObserver, or its
 moving-average fake quantize for QAT), bias float. `is_dynamic=True`: activations
@@ -43,7 +43,7 @@ def get_default_x86_inductor_quantization_config(is_qat: bool = False,
                                                  reduce_range: bool = False
                                                  ) -> QuantizationConfig:
     act_range = dict(dtype=dtypes.quint8, qscheme=per_tensor_affine, quant_min=0,
-                     quant_max=127 if reduce_range else 255)
+                     quant_max=127 if reduce_range else 255, eps=_WEIGHT_EPS)
     weight_range = dict(dtype=dtypes.qint8, qscheme=per_channel_symmetric, quant_min=-128,
                         quant_max=127, ch_axis=0, eps=_WEIGHT_EPS)
     if is_dynamic and is_qat:
@@ -56,7 +56,7 @@ def get_default_x86_inductor_quantization_config(is_qat: bool = False,
         weight = FusedMovingAvgObsFakeQuantize.with_args(
             observer=MovingAveragePerChannelMinMaxObserver, **weight_range)
     elif is_dynamic:      # qparams chosen from each call's input (torch's choose_qparams)
-        act = PlaceholderObserver.with_args(eps=_WEIGHT_EPS, is_dynamic=True, **act_range)
+        act = PlaceholderObserver.with_args(is_dynamic=True, **act_range)
         weight = PerChannelMinMaxObserver.with_args(**weight_range)
     else:
         act = HistogramObserver.with_args(**act_range)
