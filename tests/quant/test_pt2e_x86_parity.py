@@ -260,3 +260,39 @@ def test_x86_tiny_activation_range_takes_torchs_eps():
         e_prep(ember.tensor(x))
     t_qp = activation_qparams(tao_pt2e.convert_pt2e(t_prep))
     assert activation_qparams(em_pt2e.convert_pt2e(e_prep)) == t_qp == [(2 ** -12, 0)] * 2
+
+
+@pytest.mark.parametrize("with_global", [False, True])
+def test_x86_matmul_setting_graph_matches_torch(with_global, rng):
+    """matmul is quantized only under its operator-type setting (torch's global filter
+    counts the default-quantizable ops, which matmul is not)."""
+    def model(lib):
+        class Attention(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = lib.nn.Linear(4, 4)
+
+            def forward(self, x):
+                y = self.fc(x)
+                return lib.matmul(y, y.transpose(0, 1))
+        return Attention().eval()
+
+    def quantizer(lib, x86):
+        config = x86.get_default_x86_inductor_quantization_config()
+        q = x86.X86InductorQuantizer()
+        if with_global:
+            q.set_global(config)
+        return q.set_function_type_qconfig(lib.matmul, config)
+    t_model, e_model = model(torch), model(ember)
+    share_random_weights(t_model, e_model, rng)
+    calib = [rng.standard_normal((3, 4)).astype(np.float32) for _ in range(2)]
+    t_prep = tao_pt2e.prepare_pt2e(torch.export.export(
+        t_model, (torch.from_numpy(calib[0]),)).module(), quantizer(torch, tao_x86))
+    e_prep = em_pt2e.prepare_pt2e(ember.export(e_model, (ember.tensor(calib[0]),)),
+                                  quantizer(ember, em_x86))
+    with torch.no_grad(), ember.no_grad():
+        for c in calib:
+            t_prep(torch.from_numpy(c))
+            e_prep(ember.tensor(c))
+    _assert_same_graph_and_values(tao_pt2e.convert_pt2e(t_prep),
+                                  em_pt2e.convert_pt2e(e_prep), calib)

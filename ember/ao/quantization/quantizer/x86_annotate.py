@@ -8,7 +8,8 @@ quantized"):
 1. fusion patterns, their *inputs* annotated: conv2d [+ add [+ nn.ReLU]], conv2d + a
    unary module (nn.ReLU, nn.Hardtanh, nn.Hardswish, nn.ReLU6, nn.SiLU), conv2d alone;
    linear [+ add [+ nn.ReLU]], linear + a unary module (nn.ReLU, nn.LeakyReLU, nn.Tanh,
-   nn.GELU), linear alone; mul of two same-shaped tensors. Activation and weight inputs
+   nn.GELU), linear alone; matmul (under a matmul operator setting only); mul of two
+   same-shaped tensors. Activation and weight inputs
    get the config's specs, bias none; the pattern's last node is "the output of a
    quantized pattern" (only the add of a linear + add does not carry its other input's
    observer). Nothing marks the outputs: a value is quantized where a quantized op reads
@@ -220,6 +221,19 @@ def _annotate_mul(gm, config, filter_fn) -> None:
         _mark(node, {a: config.input_spec(), b: config.input_spec()}, output=True)
 
 
+def _annotate_matmul(gm, config, filter_fn) -> None:
+    """Both operands quantized (only under a matmul operator-type setting: the global
+    filter counts default-quantizable ops, which matmul is not)."""
+    for node in gm.graph.nodes:
+        if op_name(node) != "matmul" or _skip([node], filter_fn):
+            continue
+        if config is None:
+            _not_quantized([node])
+            continue
+        _mark(node, {a: config.input_spec() for a in node.args if hasattr(a, "op")},
+              output=True)
+
+
 # --- step 2: propagation through int8-in-int8-out ops ----------------------------------------
 def _propagate(gm, config, filter_fn) -> None:
     for node in gm.graph.nodes:
@@ -266,6 +280,7 @@ def annotate_outputs(gm) -> None:
 def annotate_with_config(gm, config, filter_fn) -> None:
     _annotate_weighted(gm, config, filter_fn, "conv2d", nn.Conv2d, _CONV_UNARY, True)
     _annotate_weighted(gm, config, filter_fn, "linear", nn.Linear, _LINEAR_UNARY, False)
+    _annotate_matmul(gm, config, filter_fn)
     _annotate_mul(gm, config, filter_fn)
     _propagate(gm, config, filter_fn)
 
