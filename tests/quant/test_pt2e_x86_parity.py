@@ -296,3 +296,4 @@ def test_x86_matmul_setting_graph_matches_torch(with_global, rng):
             e_prep(ember.tensor(c))
     _assert_same_graph_and_values(tao_pt2e.convert_pt2e(t_prep),
                                   em_pt2e.convert_pt2e(e_prep), calib)
+
