@@ -697,9 +697,11 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
 
 def _module_metadata(model, graph) -> None:
     """torch.export's node metadata on where each op was recorded: `nn_module_stack`
-    ({path: (path, module class)}, outermost first, the model itself as '') and, for an op
-    recorded inside a submodule's call, `source_fn_stack` ([(node name, that submodule's
-    class)]): what quantizers read to tell an nn.ReLU module from a functional relu."""
+    ({path: (path, module class name)}, outermost first, the model itself as '') and, for
+    an op recorded inside a submodule's call, `source_fn_stack` ([(node name, that
+    submodule's class name)]): what quantizers read to tell an nn.ReLU module from a
+    functional relu. Classes are named `module.qualname` (torch's serialized form), so a
+    program of a model defined inside a function still pickles."""
     paths: dict = {}
     for path, module in (model.named_modules() if hasattr(model, "named_modules") else ()):
         paths.setdefault(id(module), path)
@@ -707,7 +709,8 @@ def _module_metadata(model, graph) -> None:
         stack = node.meta.pop("module_stack_ids", None)
         if not stack:
             continue
-        named = [(paths[i], cls) for i, cls in stack if i in paths]
+        named = [(paths[i], f"{cls.__module__}.{cls.__qualname__}") for i, cls in stack
+                 if i in paths]
         node.meta["nn_module_stack"] = {path: (path, cls) for path, cls in named}
         if named and named[-1][0]:
             node.meta["source_fn_stack"] = [(node.name, named[-1][1])]

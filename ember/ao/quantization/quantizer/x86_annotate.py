@@ -53,8 +53,13 @@ def op_name(node) -> str | None:
         else None
 
 
+def class_name(cls) -> str:
+    """How the export's metadata names a module class."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _module_of(node):
-    """(path, class) of the innermost submodule whose call recorded node, or None."""
+    """(path, class name) of the innermost submodule whose call recorded node, or None."""
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:
         return None
@@ -63,8 +68,11 @@ def _module_of(node):
 
 
 def _from_module(node, types) -> bool:
+    """Recorded inside a module of exactly one of `types` (torch matches source
+    partitions by exact type)."""
     found = _module_of(node)
-    return found is not None and issubclass(found[1], types)
+    types = types if isinstance(types, tuple) else (types,)
+    return found is not None and found[1] in {class_name(t) for t in types}
 
 
 def _annotated(node) -> bool:
@@ -155,7 +163,7 @@ def _is_user_add(add) -> bool:
     """An add the model's forward wrote (not one inside a library module's own ops,
     such as a BatchNorm decomposition left unfolded)."""
     found = _module_of(add)
-    return found is None or not found[1].__module__.startswith("ember.")
+    return found is None or not found[1].startswith("ember.")
 
 
 def _weighted_nodes(gm, op: str):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ....ir import dtypes
 from .quantizer import Q_ANNOTATION_KEY, QuantizationAnnotation, SharedQuantizationSpec
-from .x86_annotate import op_name
+from .x86_annotate import class_name, op_name
 
 _SHARE_OUTPUT = {"relu", "hardtanh", "hardtanh_", "max_pool2d", "mean", "permute",
                  "squeeze", "adaptive_avg_pool2d", "view", "reshape", "flatten", "slice"}
@@ -213,7 +213,8 @@ def by_name(name: str):
 
 
 def by_type(kind):
-    return lambda n: any(issubclass(cls, kind) for _, cls in
+    name = class_name(kind)
+    return lambda n: any(cls == name for _, cls in
                          (n.meta.get("nn_module_stack") or {}).values())
 
 
