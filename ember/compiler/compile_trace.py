@@ -119,6 +119,8 @@ def _seeding_breaks():
 
 def _trace(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher", seeding) -> Traced:
     with tracing("compile"), watcher.watching(), seeding, _GradModeBuilder() as builder:
+        if watcher.calls is not None:     # ember.export: nodes record their module calls
+            builder.module_stack = watcher.stack
         _EXAMPLES.append((builder, leaves))
         try:
             inputs = [builder.placeholder(f"arg{i}", meta_of(t))
@@ -141,8 +143,14 @@ class _GradModeBuilder(GraphBuilder):
     off (`with no_grad():` inside the function): meta['no_grad'], which the training
     compile turns into detach nodes, as the eager tape records nothing there."""
 
+    module_stack: list | None = None
+
     def record(self, op, bound: tuple):
         value = super().record(op, bound)
+        if self.module_stack:
+            stack = tuple((id(m), type(m)) for m in self.module_stack)
+            for leaf in flatten(value)[0]:
+                leaf.node.meta.setdefault("module_stack_ids", stack)
         if not grad_mode.is_grad_enabled():
             for leaf in flatten(value)[0]:
                 leaf.node.meta["no_grad"] = True
@@ -171,6 +179,7 @@ class ModuleWatcher:
         # ember.export: {id(module): [(input nodes, output nodes, output spec), ...]},
         # the graph values crossing each module call (unflatten runs a submodule on them)
         self.calls: dict | None = {} if record_calls else None
+        self.stack: list = []          # the module calls now running (export's metadata)
 
     def watching(self):
         from ..frontend.nn.modules.module import Module
@@ -181,10 +190,12 @@ class ModuleWatcher:
         def call(module, *args, **kwargs):
             watcher.enter(module)
             watcher.depth += 1
+            watcher.stack.append(module)
             try:
                 result = original_call(module, *args, **kwargs)
             finally:
                 watcher.depth -= 1
+                watcher.stack.pop()
             if watcher.calls is not None:
                 watcher.record_call(module, (args, kwargs), result)
             return result

@@ -695,6 +695,27 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
     return program
 
 
+def _module_metadata(model, graph) -> None:
+    """torch.export's node metadata on where each op was recorded: `nn_module_stack`
+    ({path: (path, module class name)}, outermost first, the model itself as '') and, for
+    an op recorded inside a submodule's call, `source_fn_stack` ([(node name, that
+    submodule's class name)]): what quantizers read to tell an nn.ReLU module from a
+    functional relu. Classes are named `module.qualname` (torch's serialized form), so a
+    program of a model defined inside a function still pickles."""
+    paths: dict = {}
+    for path, module in (model.named_modules() if hasattr(model, "named_modules") else ()):
+        paths.setdefault(id(module), path)
+    for node in graph.nodes:
+        stack = node.meta.pop("module_stack_ids", None)
+        if not stack:
+            continue
+        named = [(paths[i], f"{cls.__module__}.{cls.__qualname__}") for i, cls in stack
+                 if i in paths]
+        node.meta["nn_module_stack"] = {path: (path, cls) for path, cls in named}
+        if named and named[-1][0]:
+            node.meta["source_fn_stack"] = [(node.name, named[-1][1])]
+
+
 def _module_boundaries(model, traced) -> dict:
     """{submodule path: (input node names, result node names, result spec)} for each
     submodule called once whose inputs and results are all graph values: what
@@ -755,6 +776,7 @@ def _trace(model, leaves, in_spec):
             traced = trace_call(model, leaves, in_spec, watcher, side_effects_break=False)
         traced.value_checks = [(t.node.name, op, bound, text) for t, op, bound, text in checks]
         traced.module_calls = watcher.calls
+        _module_metadata(model, traced.graph)
         return traced
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "

@@ -1,5 +1,5 @@
 """Export-based quantization (prepare_pt2e / prepare_qat_pt2e / convert_pt2e with
-X86InductorQuantizer) on ember.export programs.
+X86InductorQuantizer(int8_lowering=True), ember's int8 route) on ember.export programs.
 
 torch 2.13 no longer ships torch.ao.quantization.quantize_pt2e (it moved to torchao,
 which is not installed), so the oracle is ember's own FX path with the same qconfig:
@@ -57,7 +57,10 @@ def _batches(rng, n, batch=4):
 
 
 def _quantizer(**kw):
-    return X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(**kw))
+    """ember's int8 lowering route (the FX path's patterns): torch's annotation recipe is
+    compared with torchao in test_pt2e_x86_parity.py."""
+    return X86InductorQuantizer(int8_lowering=True).set_global(
+        get_default_x86_inductor_quantization_config(**kw))
 
 
 def test_default_config_is_x86_inductors():
@@ -70,8 +73,12 @@ def test_default_config_is_x86_inductors():
     assert float(weight.eps) == 2 ** -12 and weight.ch_axis == 0
     qat = get_default_x86_inductor_quantization_config(is_qat=True)
     assert qat.is_qat and type(qat.weight()).__name__ == "FusedMovingAvgObsFakeQuantize"
+    dynamic = get_default_x86_inductor_quantization_config(is_dynamic=True)
+    act = dynamic.input_activation()
+    assert type(act).__name__ == "PlaceholderObserver" and act.is_dynamic and \
+        (act.dtype, act.quant_min, act.quant_max) == (ember.quint8, 0, 255)
     with pytest.raises(NotImplementedError, match="is_dynamic"):
-        get_default_x86_inductor_quantization_config(is_dynamic=True)
+        get_default_x86_inductor_quantization_config(is_dynamic=True, is_qat=True)
 
 
 @pytest.mark.parametrize("entry", ["program", "module"])

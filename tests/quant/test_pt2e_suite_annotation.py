@@ -231,8 +231,8 @@ def test_ember_refusals_name_the_problem(rng):
         return Q()
     dynamic = em_q.QuantizationSpec(dtype=ember.int8, is_dynamic=True,
                                     observer_or_fake_quant_ctr=em_obs.MinMaxObserver)
-    with pytest.raises(NotImplementedError, match="is_dynamic"):
-        em_pt2e.prepare_pt2e(ember.export(model, (x, y)), quantizer(lambda n: dynamic))
+    with pytest.raises(NotImplementedError, match="is_dynamic"):     # dynamic QAT
+        em_pt2e.prepare_qat_pt2e(ember.export(model, (x, y)), quantizer(lambda n: dynamic))
     with pytest.raises(em_pt2e.QuantizationError, match="SharedQuantizationSpec"):
         em_pt2e.prepare_pt2e(ember.export(model, (x, y)), quantizer(
             lambda n: em_q.SharedQuantizationSpec(n)))

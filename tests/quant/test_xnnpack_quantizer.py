@@ -72,7 +72,7 @@ def test_config_names_and_refusals():
     assert get_symmetric_quantization_config() is get_symmetric_quantization_config()
     assert len(XNNPACKQuantizer.get_supported_quantization_configs()) == 4
     with pytest.raises(NotImplementedError, match="is_dynamic"):
-        get_symmetric_quantization_config(is_dynamic=True)
+        get_symmetric_quantization_config(is_dynamic=True, is_qat=True)
     with pytest.raises(NotImplementedError, match="act_qmin"):
         get_symmetric_quantization_config(act_qmin=-100)
     with pytest.raises(AssertionError):

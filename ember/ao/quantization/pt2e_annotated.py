@@ -20,7 +20,8 @@ from ...frontend.nn.modules.module import Module
 from ...frontend.tensor import Tensor
 from ...ir import dtypes
 from ...ir.graph import OpKind
-from ...ir.quantized import (per_channel_affine, per_channel_symmetric, per_tensor_affine)
+from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
+                             per_channel_symmetric, per_tensor_affine)
 from .fake_quantize import FixedQParamsFakeQuantize
 from .observer import FixedQParamsObserver
 from .quantize_fx import QuantizationError
@@ -30,7 +31,7 @@ from .quantizer.quantizer import (Q_ANNOTATION_KEY, DerivedQuantizationSpec,
 
 _QUANTIZED = {dtypes.uint8: dtypes.quint8, dtypes.int8: dtypes.qint8,
               dtypes.int32: dtypes.qint32}
-_PER_CHANNEL = (per_channel_affine, per_channel_symmetric)
+_PER_CHANNEL = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
 
 
 def _qdtype(dtype):
@@ -65,11 +66,13 @@ def _new_observer(spec, is_qat: bool):
                                                   dtype=_qdtype(spec.dtype), **kw)
         # QAT: torch fake-quantizes with the fixed qparams while training
         return FixedQParamsFakeQuantize(observer) if is_qat else observer()
-    if spec.is_dynamic:
-        raise NotImplementedError("prepare_pt2e: is_dynamic=True quantization specs are not "
-                                  "supported by ember's pt2e path; use "
-                                  "ember.ao.quantization.quantize_dynamic")
+    if spec.is_dynamic and is_qat:
+        raise NotImplementedError("prepare_qat_pt2e: is_dynamic=True quantization specs are "
+                                  "not supported for QAT by ember's pt2e path; use a static "
+                                  "config (is_dynamic=False) for QAT")
     kw = {"dtype": _qdtype(spec.dtype)}
+    if spec.is_dynamic:           # a PlaceholderObserver: qparams chosen per call
+        kw["is_dynamic"] = True
     for key in ("quant_min", "quant_max", "qscheme"):
         if getattr(spec, key) is not None:
             kw[key] = getattr(spec, key)
@@ -133,17 +136,32 @@ def _groups(specs) -> dict:
                                         f"{spec.edge_or_node}, which no annotation observes")
             union(spec.edge_or_node, key)
     for key, spec in specs:
-        if not isinstance(key, tuple) or key[0] not in spec_of:
+        if not isinstance(key, tuple):
             continue
         producer, consumer = key
-        ann = consumer.meta.get(Q_ANNOTATION_KEY)
-        mine, theirs = _root_spec(spec, spec_of), _root_spec(spec_of[producer], spec_of)
-        if ann.allow_implicit_sharing and mine is not None and theirs is not None and \
-                not isinstance(mine, DerivedQuantizationSpec) and \
-                not isinstance(theirs, DerivedQuantizationSpec) and \
-                mine.dtype == theirs.dtype and mine.is_dynamic == theirs.is_dynamic:
-            union(producer, key)
+        if not consumer.meta.get(Q_ANNOTATION_KEY).allow_implicit_sharing:
+            continue
+        mine = _root_spec(spec, spec_of)
+        # the same tensor: other readers' edges first, then the producer's output
+        for other in [(producer, u) for u in producer.users if u is not consumer] + \
+                [producer]:
+            if other in spec_of and _same_qparams_kind(mine, _root_spec(spec_of[other],
+                                                                        spec_of)):
+                union(other, key)
     return {key: find(key) for key, _ in specs}
+
+
+_SHARED_ATTRS = ("dtype", "is_dynamic", "quant_min", "quant_max", "qscheme", "ch_axis",
+                 "scale", "zero_point")
+
+
+def _same_qparams_kind(a, b) -> bool:
+    """torch's implicit sharing test: two specs of one tensor that agree on these
+    attributes share one observer."""
+    if a is None or b is None or isinstance(a, DerivedQuantizationSpec) or \
+            isinstance(b, DerivedQuantizationSpec):
+        return False
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in _SHARED_ATTRS)
 
 
 def _observers_for(specs, is_qat: bool) -> dict:
@@ -196,6 +214,7 @@ def prepare_annotated(gm, quantizer, is_qat: bool):
             obs = graph.call_module(name_of(owner[key]), (key,))
         key.replace_all_uses_with(obs, delete_user_cb=lambda u, o=obs: u is not o)
         output_obs[key] = obs
+    edge_obs: dict = {}                           # (producer, observer id) -> its node
     for key, _ in specs:
         if not isinstance(key, tuple):
             continue
@@ -203,8 +222,11 @@ def prepare_annotated(gm, quantizer, is_qat: bool):
         current = output_obs.get(producer, producer)
         if producer in output_obs and owner[key] is owner[producer]:
             continue                              # already reads the shared observer
-        with graph.inserting_before(consumer):
-            obs = graph.call_module(name_of(owner[key]), (current,))
+        obs = edge_obs.get((producer, id(owner[key])))
+        if obs is None:                           # another reader's observer, reused
+            with graph.inserting_before(consumer):
+                obs = graph.call_module(name_of(owner[key]), (current,))
+            edge_obs[(producer, id(owner[key]))] = obs
         consumer.replace_input_with(current, obs)
     graph.lint()
     gm.recompile()
@@ -259,6 +281,37 @@ def _constant(gm, node):
     return value
 
 
+def quantize_per_tensor_dynamic(x, quant_min: int, quant_max: int, eps: float, dtype):
+    """torch's pt2e dynamic activation: qparams chosen from this call's range (widened
+    to include 0, scale at least eps, float32 arithmetic: torch's choose_qparams.tensor),
+    then quantize_per_tensor with them."""
+    import numpy as np
+    from ...ir.ops.quantize import quantize_per_tensor
+    values = np.asarray(x.detach().numpy(), np.float32)
+    lo = np.float32(min(float(values.min()), 0.0)) if values.size else np.float32(0)
+    hi = np.float32(max(float(values.max()), 0.0)) if values.size else np.float32(0)
+    scale = max(np.float32((hi - lo) / np.float32(quant_max - quant_min)), np.float32(eps))
+    zero_point = int(np.clip(quant_min - int(np.round(lo / scale)), quant_min, quant_max))
+    return quantize_per_tensor(x, float(scale), zero_point, dtype)
+
+
+def _dynamic_quantize_node(graph, node, source, module) -> None:
+    """A dynamic observer -> quantize_per_tensor_dynamic (qparams per call) followed by
+    a dequantize per user, as torch's convert_pt2e makes of a PlaceholderObserver with
+    is_dynamic=True."""
+    lo, hi = _DTYPE_RANGE[module.dtype]
+    qmin = lo if module.quant_min is None else module.quant_min
+    qmax = hi if module.quant_max is None else module.quant_max
+    with graph.inserting_before(node):
+        quantized = graph.call_function(quantize_per_tensor_dynamic, (
+            source, qmin, qmax, float(module.eps), module.dtype))
+    for user in list(node.users):
+        with graph.inserting_before(user):
+            dequantized = graph.call_method("dequantize", (quantized,))
+        user.replace_input_with(node, dequantized)
+    graph.erase_node(node)
+
+
 def convert_annotated(gm, fold_quantize: bool = True):
     from ...ir.ops import OPS_NS
     graph, frozen = gm.graph, 0
@@ -271,6 +324,9 @@ def convert_annotated(gm, fold_quantize: bool = True):
                 dtypes.quint8, dtypes.qint8, dtypes.qint32):
             node.replace_all_uses_with(source)     # a float "observer": nothing to do
             graph.erase_node(node)
+            continue
+        if getattr(module, "is_dynamic", False):
+            _dynamic_quantize_node(graph, node, source, module)
             continue
         scale, zero_point = _qparams(module)
         with graph.inserting_before(node):

@@ -5,29 +5,32 @@
     prepared = prepare_pt2e(ep.module(), quantizer)     # or the ExportedProgram itself
     for batch in calibration_data:
         prepared(batch)
-    quantized = convert_pt2e(prepared)                  # int8 graph, as convert_fx makes
+    quantized = convert_pt2e(prepared)                  # torch's q/dq graph
 
-ember.export records op-level graphs: `conv2d` / `linear` read their weights as
-get_attr constants and an eval-mode BatchNorm2d is four arithmetic ops. prepare_pt2e
-first lifts those back to modules (named after the weights: `fc1.weight` -> module
-`fc1`; `bn1.running_mean` ... -> `bn1`), so that the exported graph is what the FX path
-traces from a model, then runs the FX path's prepare (BN folding, the same patterns and
-observers; the quantizer becomes a QConfigMapping). convert_pt2e is the FX convert
-(lowered int8 ops; `use_reference_representation=True` gives the q/dq reference form).
+Two roads. A quantizer that annotates (torch's annotation API: a user's `annotate(model)`,
+X86InductorQuantizer's post-training configs, EmbeddingQuantizer, XNNPACKQuantizer's
+dynamic ones) marks the exported graph as recorded (op-level nodes; eval BatchNorm after
+a conv folded first, as torch does); ember/ao/quantization/pt2e_annotated.py observes the
+annotated edges and outputs, and convert_pt2e gives the q/dq form (a dynamic spec: a
+quantize whose qparams come from each call's input).
 
-prepare_qat_pt2e: the same on a program exported in eval mode (lifted BatchNorm layers go
+ember's mapping quantizers (X86InductorQuantizer's QAT configs or `int8_lowering=True`,
+XNNPACKQuantizer's static configs) take the FX road: `conv2d` / `linear` with constant
+weights are lifted back to modules (named after the weights: `fc1.weight` -> module
+`fc1`; `bn1.running_mean` ... -> `bn1`), then the FX path's prepare runs (BN folding, the
+same patterns and observers; the quantizer becomes a QConfigMapping) and convert_pt2e is
+the FX convert (lowered int8 ops; `use_reference_representation=True` gives the q/dq
+reference form).
+
+prepare_qat_pt2e (FX road): a program exported in eval mode (lifted BatchNorm layers go
 back to training mode) or in training mode (the training-mode BatchNorm decomposition and
 its running-statistic copy_ updates are lifted to nn.BatchNorm2d), so conv+bn(+relu)
 become ConvBn(ReLU)2d QAT modules (simulated BN folding). prepare_pt2e refuses a program
 exported in training mode, advising model.eval().
 
-A quantizer that overrides `annotate(model)` (torch's annotation API) takes the other
-road: ember/ao/quantization/pt2e_annotated.py observes the annotated edges and outputs
-of the graph as recorded, and convert_pt2e gives the q/dq form.
-
-Left out: `is_dynamic` specs, grouped/depthwise patterns beyond what the FX path
-supports, and programs whose outputs are nested structures other than a tensor or a flat
-tuple of tensors.
+Left out: dynamic QAT, grouped/depthwise patterns beyond what the FX path supports, and
+programs whose outputs are nested structures other than a tensor or a flat tuple of
+tensors.
 """
 from __future__ import annotations
 
@@ -471,6 +474,7 @@ def prepare_pt2e(model, quantizer) -> GraphModule:
     """Insert observers into an exported program (post-training quantization)."""
     if _annotating(quantizer):
         gm = _graph_module(model)
+        _refuse_training_graph(gm)
         _fold_conv_bn_constants(gm)
         return pt2e_annotated.prepare_annotated(gm, quantizer, False)
     mapping = _check_quantizer(quantizer, False)
@@ -482,6 +486,8 @@ def prepare_pt2e(model, quantizer) -> GraphModule:
 def prepare_qat_pt2e(model, quantizer) -> GraphModule:
     """Insert fake quantizes for quantization-aware training; conv+bn(+relu) train with
     simulated BN folding. Train the returned module (it is in training mode)."""
+    if _annotating(quantizer) and getattr(quantizer, "global_config", None) is not None:
+        _check_quantizer(quantizer, True)     # ember's x86 / XNNPACK: a PTQ config refused
     if _annotating(quantizer):
         return pt2e_annotated.prepare_annotated(_graph_module(model), quantizer, True)
     mapping = _check_quantizer(quantizer, True)
@@ -496,10 +502,25 @@ def convert_pt2e(model, use_reference_representation: bool = False,
     lowering), or with use_reference_representation=True the q/dq reference form. A model
     prepared with an annotating quantizer converts to the q/dq form."""
     if getattr(model, "_pt2e_annotated", False):
-        return pt2e_annotated.convert_annotated(model, fold_quantize)
+        # a copy, as convert_fx: the prepared model keeps its observers
+        return pt2e_annotated.convert_annotated(_copy_without_annotations(model),
+                                                fold_quantize)
     if use_reference_representation:
         return qfx.convert_to_reference_fx(model)
     return qfx.convert_fx(model)
+
+
+def _copy_without_annotations(model):
+    """A deep copy of a prepared model. The annotations stay behind: they name nodes
+    later in the graph, which a node-by-node copy of their meta would duplicate."""
+    from .quantizer.quantizer import Q_ANNOTATION_KEY
+    saved = {n: n.meta.pop(Q_ANNOTATION_KEY) for n in model.graph.nodes
+             if Q_ANNOTATION_KEY in n.meta}
+    try:
+        return copy.deepcopy(model)
+    finally:
+        for node, ann in saved.items():
+            node.meta[Q_ANNOTATION_KEY] = ann
 
 
 def move_exported_model_to_eval(model):

@@ -1,11 +1,13 @@
 """Quantizers for export-based quantization (torch.ao.quantization.quantizer's names).
 
-A Quantizer says how each part of an exported model is quantized. In ember a quantizer
-is a front for the FX path's QConfigMapping: `QuantizationConfig` holds the observer (or
-fake quantize) constructors for activations and weights, and `Quantizer.
-qconfig_mapping()` turns the quantizer's settings into the mapping prepare_pt2e hands
-to the shared prepare machinery (ember/ao/quantization/quantize_fx.py). So pt2e and FX
-share observers, patterns, BN folding and the int8 lowering.
+A Quantizer says how each part of an exported model is quantized, in one of two ways:
+torch's, `annotate(model)` marking the exported graph's nodes with QuantizationAnnotations
+(a user's quantizer; X86InductorQuantizer's post-training recipe; EmbeddingQuantizer;
+XNNPACKQuantizer's dynamic linears), or ember's `qconfig_mapping()`, a front for the FX
+path's QConfigMapping (QAT and ember's int8 lowering: the FX path's patterns, BN folding
+and quantized modules). `QuantizationConfig` holds the observer (or fake quantize)
+constructors for activations and weights; `input_spec()` / `weight_spec()` give the
+QuantizationSpecs an annotating quantizer writes for them.
 """
 from __future__ import annotations
 
@@ -32,6 +34,31 @@ class QuantizationConfig:
                 "QuantizationConfig: different input and output activation specs are not "
                 "supported (ember's patterns observe every quantized value once)")
         return QConfig(activation=self.output_activation, weight=self.weight)
+
+    def input_spec(self):
+        return _spec_of(self.input_activation)
+
+    def output_spec(self):
+        return _spec_of(self.output_activation)
+
+    def weight_spec(self):
+        return _spec_of(self.weight)
+
+
+def _spec_of(constructor):
+    """The QuantizationSpec an annotating quantizer writes for an observer (or fake
+    quantize) constructor: its dtype, range, qscheme, channel axis and dynamism, read
+    off one instance."""
+    if constructor is None:
+        return None
+    probe = constructor()
+    qscheme = getattr(probe, "qscheme", None)
+    per_channel = "channel" in str(qscheme)
+    return QuantizationSpec(dtype=probe.dtype, observer_or_fake_quant_ctr=constructor,
+                            quant_min=getattr(probe, "quant_min", None),
+                            quant_max=getattr(probe, "quant_max", None), qscheme=qscheme,
+                            ch_axis=getattr(probe, "ch_axis", 0) if per_channel else None,
+                            is_dynamic=bool(getattr(probe, "is_dynamic", False)))
 
 
 class Quantizer:

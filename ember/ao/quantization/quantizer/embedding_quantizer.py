@@ -2,29 +2,35 @@
 embedding lookups. Each row of the table is quantized to uint8 with its own float scale
 and zero point (per_channel_affine_float_qparams, PerChannelMinMaxObserver with eps 2**-12,
 as torch's embedding operator config); the lookup's indices and result stay as they are.
-prepare_pt2e lifts an exported `embedding` with a constant table back to nn.Embedding, so
-this is the FX path's Embedding quantization."""
+It annotates, as torch's does: each `embedding` whose table is a constant gets the
+table's spec, and convert_pt2e gives the q/dq form (the table stored quantized,
+dequantized before the lookup)."""
 from __future__ import annotations
 
-from ....frontend import nn
 from ....ir import dtypes
 from ....ir.quantized import per_channel_affine_float_qparams
-from ..observer import PerChannelMinMaxObserver, PlaceholderObserver
-from ..qconfig import QConfig
-from ..qconfig_mapping import QConfigMapping
+from ..observer import PerChannelMinMaxObserver
 from . import Quantizer
+from .quantizer import Q_ANNOTATION_KEY, QuantizationAnnotation, QuantizationSpec
+from .x86_annotate import op_name
 
 _EMBEDDING_WEIGHT = PerChannelMinMaxObserver.with_args(
     dtype=dtypes.quint8, qscheme=per_channel_affine_float_qparams, ch_axis=0, eps=2 ** -12)
-_EMBEDDING_QCONFIG = QConfig(activation=PlaceholderObserver.with_args(dtype=dtypes.float32),
-                             weight=_EMBEDDING_WEIGHT)
+_TABLE_SPEC = QuantizationSpec(dtype=dtypes.quint8, observer_or_fake_quant_ctr=_EMBEDDING_WEIGHT,
+                               qscheme=per_channel_affine_float_qparams, ch_axis=0)
 
 
 class EmbeddingQuantizer(Quantizer):
     is_qat = False
 
-    def qconfig_mapping(self) -> QConfigMapping:
-        return QConfigMapping().set_object_type(nn.Embedding, _EMBEDDING_QCONFIG)
+    def annotate(self, model):
+        for node in model.graph.nodes:
+            if op_name(node) != "embedding" or Q_ANNOTATION_KEY in node.meta or \
+                    getattr(node.args[0], "op", None) != "get_attr":
+                continue
+            node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                input_qspec_map={node.args[0]: _TABLE_SPEC}, _annotated=True)
+        return model
 
 
 __all__ = ["EmbeddingQuantizer"]
