@@ -361,7 +361,8 @@ class _LinearCall:
         self._divisor = None
         if w.axis is not None:
             atw = np.float32(x.scale) * weight_scales(w, n)
-            self._divisor = packed.column_vector(1.0, np.float32)
+            # padding columns divide by 1 (their bias is 0): 0 / 0 would be NaN there
+            self._divisor = np.ones(packed.n_pad, np.float32)
             self._divisor[:n] = atw
         self._cfg = cfg
         self._gemm = _prepare_linear(cfg, a.shape[0], k, packed, vectors, qparams, True)
