@@ -98,3 +98,53 @@ def test_invalid_ir_is_a_lowering_error(cache_dir):
 def test_missing_symbol_is_named(cache_dir):
     with pytest.raises(LoweringError, match="no function 'nope'"):
         compile_ir(SCALE_IR).address("nope")
+
+
+BUILDS = []
+
+
+def _scale_module(tag: str) -> str:
+    """A module builder as the kernels have (module-level, plain arguments); counts calls."""
+    BUILDS.append(tag)
+    return SCALE_IR + f"; built for {tag}\n"
+
+
+def test_a_built_module_loads_by_its_recipe_without_building_it(cache_dir, monkeypatch, rng):
+    from ember.codegen.llvm import jit
+    BUILDS.clear()
+    monkeypatch.setattr(jit, "_BUILT", {})
+    cold = jit.compile_built(_scale_module, "recipe-test")
+    assert BUILDS == ["recipe-test"] and not cold.from_cache
+    # a new process: nothing in memory, the disk cache warm
+    monkeypatch.setattr(jit, "_BUILT", {})
+    monkeypatch.setattr(jit, "_LOADED", {})
+    warm = jit.compile_built(_scale_module, "recipe-test")
+    assert BUILDS == ["recipe-test"], "a warm recipe built its module again"
+    assert warm.from_cache and warm.key == cold.key
+    x = rng.standard_normal(11).astype(np.float32)
+    want = x * np.float32(1.5)
+    _scale(warm, x, 1.5)
+    np.testing.assert_array_equal(x, want)
+    # other arguments are another recipe
+    other = jit.compile_built(_scale_module, "other")
+    assert BUILDS == ["recipe-test", "other"] and other.key != cold.key
+
+
+def test_a_damaged_recipe_alias_is_a_miss(cache_dir, monkeypatch):
+    from ember.codegen.llvm import jit
+    BUILDS.clear()
+    monkeypatch.setattr(jit, "_BUILT", {})
+    jit.compile_built(_scale_module, "damaged")
+    for alias in cache_dir.glob("recipe-*.key"):
+        alias.write_text("not a key")
+    monkeypatch.setattr(jit, "_BUILT", {})
+    monkeypatch.setattr(jit, "_LOADED", {})
+    jit.compile_built(_scale_module, "damaged")
+    assert BUILDS == ["damaged", "damaged"]
+
+
+def test_a_closure_is_no_recipe():
+    from ember.codegen.llvm import jit
+    tag = "captured"
+    with pytest.raises(ValueError, match="module-level builder"):
+        jit.compile_built(lambda: SCALE_IR + tag)

@@ -37,7 +37,7 @@ from ...runtime.threads import default_pool
 from . import irutil as u
 from .gemm import gemm
 from .implicit_conv import ConvGeometry, PreparedConv
-from .jit import compile_ir
+from .jit import compile_built
 
 LAYOUTS = ("nchw", "nhwc")
 
@@ -205,7 +205,7 @@ def _emit_patch_pixel(b, p, n, oh, ow, kh, kw, row) -> None:
 
 @functools.cache
 def _im2col_kernel():
-    lib = compile_ir(_im2col_module())
+    lib = compile_built(_im2col_module)
     return lib.function("im2col_nhwc", None, *[ctypes.c_int64] * 3, ctypes.c_void_p,
                         ctypes.c_void_p, *[ctypes.c_int64] * len(_IM2COL_DIMS))
 

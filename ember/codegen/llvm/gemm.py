@@ -37,7 +37,7 @@ from ...ir.errors import DTypeError, ShapeError
 from ...runtime.threads import ThreadPool, default_pool, get_num_threads
 from . import irutil as u
 from . import spin
-from .jit import Library, compile_ir
+from .jit import Library, compile_built
 from .target import Isa, host_isa, target_for
 from .tiles import tuned_tiles
 
@@ -403,7 +403,7 @@ def gemm_kernel(isa: Isa, mr: int | None = None, nr: int | None = None) -> GemmK
     """The compiled GEMM for `isa` and a register tile (default: the ISA's); disk-cached,
     compiled at most once per process."""
     cfg = config(isa, mr, nr)
-    lib = compile_ir(gemm_module(cfg), target_for(isa))
+    lib = compile_built(gemm_module, cfg, target=target_for(isa))
     spin.install()      # back-to-back GEMMs: the next one's chunk handed over natively
     return GemmKernel(cfg, lib, lib.function("gemm_rows", None, *_ENTRY_CTYPES),
                       lib.function("gemm_cols", None, *_ENTRY_CTYPES),

@@ -43,7 +43,7 @@ from ...runtime.threads import default_pool
 from . import irutil as u
 from . import winograd
 from .gemm import GemmConfig, config, multiply_add, tile_for
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_isa, target_for
 from .tiles import tuned_tiles
 
@@ -788,7 +788,7 @@ class _Kernels:
 def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Kernels:
     """Compiled once per process (and cached on disk) per ISA and register tile."""
     cfg = config(isa, mr, nr)
-    lib = compile_ir(conv_module(cfg), target_for(isa))
+    lib = compile_built(conv_module, cfg, target=target_for(isa))
     rows = lib.function("conv_rows", None, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
     cols = lib.function("conv_cols", None, *[ctypes.c_int64] * 3,

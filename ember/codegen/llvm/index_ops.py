@@ -46,7 +46,7 @@ from llvmlite import ir
 
 from ...runtime.threads import default_pool
 from . import irutil as u
-from .jit import compile_ir
+from .jit import compile_built
 from .target import host_isa, target_for
 
 REDUCES = ("none", "add", "mul", "amax", "amin", "mean")
@@ -313,7 +313,7 @@ def index_module(spec: IndexKernel) -> ir.Module:
 def index_kernel(spec: IndexKernel):
     """The loaded kernel (a ctypes function) for `spec`, compiled once per process (and
     through the LLVM disk cache)."""
-    lib = compile_ir(index_module(spec), target_for(host_isa()))
+    lib = compile_built(index_module, spec, target=target_for(host_isa()))
     return lib.function(spec.name, ctypes.c_int32, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * 3)
 

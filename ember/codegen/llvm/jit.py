@@ -76,6 +76,39 @@ def compile_ir(module: str | llir.Module, target: Target | None = None,
         return lib
 
 
+_BUILT: dict[str, Library] = {}
+
+
+def compile_built(build, *args, target: Target | None = None) -> Library:
+    """compile_ir(build(*args), target), where build's module depends only on its
+    arguments (whose repr says all of them), the target, the host and ember's sources:
+    a warm disk cache then loads the object code without calling `build` at all (no
+    module built, no IR printed; cache.recipe_key)."""
+    if build.__closure__ is not None or "<" in build.__qualname__:
+        raise ValueError(f"compile_built needs a module-level builder, not {build!r}: "
+                         "a closure's captured values are not in its recipe")
+    target = target or host_target()
+    recipe = f"{build.__module__}.{build.__qualname__}{args!r}"
+    rkey = cache.recipe_key(recipe, target, host_target())
+    with _LOCK:
+        if rkey in _BUILT:
+            return _BUILT[rkey]
+        key = cache.load_alias(rkey)
+        lib = _LOADED.get(key) if key else None
+        if lib is None and key:
+            lib = _load_cached(key, target, time.perf_counter())
+            if lib is not None:
+                _LOADED.setdefault(key, lib)
+        if lib is not None:
+            _BUILT[rkey] = lib
+            return lib
+    lib = compile_ir(build(*args), target)
+    cache.store_alias(rkey, lib.key)
+    with _LOCK:
+        _BUILT.setdefault(rkey, lib)
+    return lib
+
+
 def _load_cached(key: str, target: Target, t0: float) -> Library | None:
     obj = cache.load(key)      # checksummed: never a damaged object file
     if obj is None:

@@ -23,7 +23,7 @@ from llvmlite import ir
 
 from ...runtime.threads import default_pool
 from . import irutil as u
-from .jit import compile_ir
+from .jit import compile_built
 from .target import host_isa, target_for
 
 _DIMS = ("h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "backward")
@@ -126,7 +126,7 @@ def max_pool_module(kh: int, kw: int) -> ir.Module:
 
 @functools.cache
 def _kernel(kh: int, kw: int):
-    lib = compile_ir(max_pool_module(kh, kw), target_for(host_isa()))
+    lib = compile_built(max_pool_module, kh, kw, target=target_for(host_isa()))
     return lib.function("max_pool_rows", None, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * 3, *[ctypes.c_int64] * len(_DIMS))
 

@@ -42,7 +42,7 @@ from ...runtime.threads import default_pool
 from . import irutil as u
 from . import qgemm as Q
 from . import spin
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_isa, supported_isas, target_for
 
 I8, I16 = ir.IntType(8), ir.IntType(16)
@@ -241,7 +241,7 @@ def module(isa: Isa) -> ir.Module:
 @functools.lru_cache(maxsize=1)
 def _kernel():
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
-    lib = compile_ir(module(isa), target_for(isa))
+    lib = compile_built(module, isa, target=target_for(isa))
     spin.install()
     return lib, lib.function("qdepthwise_u8", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p]))
 

@@ -24,7 +24,7 @@ from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from . import spin
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_isa, supported_isas, target_for
 
 I8 = ir.IntType(8)
@@ -499,7 +499,7 @@ def module() -> ir.Module:
 def _kernel():
     # the host's best vector ISA (16-lane vectors split into two on AVX2)
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
-    lib = compile_ir(module(), target_for(isa))
+    lib = compile_built(module, target=target_for(isa))
     # the native hand-off, as the GEMMs install it: a converted model whose convolutions
     # all chose AMX tiles (chosen on disk, never timed against VNNI) compiled no kernel
     # that installed it, and no float GEMM ran in a process that loaded it, so every
@@ -583,7 +583,7 @@ GAP_PARALLEL_MIN_BYTES = 1 << 17
 @functools.lru_cache(maxsize=1)
 def _pad_kernel():
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
-    lib = compile_ir(pad_module(), target_for(isa))
+    lib = compile_built(pad_module, target=target_for(isa))
     return lib.function("qpad_nhwc", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p]))
 
 
@@ -635,7 +635,7 @@ def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _maxpool_claimed_kernel():
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
-    lib = compile_ir(pool_claims_module(), target_for(isa))
+    lib = compile_built(pool_claims_module, target=target_for(isa))
     return lib.function("qmaxpool_claimed", None, *([ctypes.c_int64] * 3 +
                                                     [ctypes.c_void_p] * 3))
 

@@ -57,7 +57,7 @@ from ...runtime.threads import default_pool
 from . import irutil as u
 from . import qelementwise as QE
 from . import spin
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_features, host_isa, supported_isas, target_for
 
 I8 = ir.IntType(8)
@@ -904,7 +904,7 @@ def dequantizes(cfg: Config) -> bool:
 def _kernels(cfg: Config):
     """The compiled kernels by output kind: True (uint8), False (float32), "add" (uint8
     with the residual add), "deq" (uint8 dequantized to float32, where cfg has it)."""
-    lib = compile_ir(module_for(cfg), target_for(cfg.isa))
+    lib = compile_built(module_for, cfg, target=target_for(cfg.isa))
     spin.install()      # back-to-back GEMMs: the next one's chunk handed over natively
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     kernels = {True: lib.function("qgemm_u8", None, *argtypes),

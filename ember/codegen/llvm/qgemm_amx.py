@@ -46,7 +46,7 @@ from ...runtime.threads import default_pool
 from . import irutil as u
 from . import qgemm as Q
 from . import spin
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_features, target_for
 
 AMX = Q.Config("amx", Isa.AVX512, 16, 32, 2, kq_align=16)
@@ -905,7 +905,7 @@ def module_for() -> ir.Module:
 
 @functools.lru_cache(maxsize=1)
 def _kernels():
-    lib = compile_ir(module_for(), target_for(Isa.AVX512))
+    lib = compile_built(module_for, target=target_for(Isa.AVX512))
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     kernels = {True: lib.function("qgemm_amx_u8", None, *argtypes),
                False: lib.function("qgemm_amx_f32", None, *argtypes),

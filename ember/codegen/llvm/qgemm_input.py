@@ -34,7 +34,7 @@ from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool, get_num_threads
 from . import irutil as u
 from . import qgemm as Q
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_isa, target_for
 
 LANES = 16
@@ -173,7 +173,7 @@ def available() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _kernels():
-    lib = compile_ir(module(), target_for(Isa.AVX512))
+    lib = compile_built(module, target=target_for(Isa.AVX512))
     Q._kernels(Q.VNNI)       # installs the spinning hand-off the GEMM's calls use too
     args = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     return lib, lib.function("qrange", None, *args), lib.function("qquantize_input", None, *args)

@@ -24,7 +24,7 @@ from llvmlite import ir
 
 from . import irutil as u
 from . import spin
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_isa, supported_isas, target_for
 
 I8 = ir.IntType(8)
@@ -142,7 +142,7 @@ def module() -> ir.Module:
 
 @functools.lru_cache(maxsize=1)
 def _library():
-    lib = compile_ir(module(), target_for(Isa.AVX512))
+    lib = compile_built(module, target=target_for(Isa.AVX512))
     spin.install()      # the native hand-off (qelementwise._kernel's reasons)
     return lib
 

@@ -59,7 +59,7 @@ import functools
 from llvmlite import ir
 
 from . import irutil as u
-from .jit import compile_ir
+from .jit import compile_built
 
 ASLEEP, SPINNING, POSTED, RUNNING = 0, 1, 2, 3
 BUSY_WORKER, BUSY_CALLER = 6, 7      # slot words: kernel ticks run by the worker / caller
@@ -307,7 +307,7 @@ def module() -> ir.Module:
 def functions():
     """The compiled library and its functions as ctypes calls (each releases the GIL):
     worker, post, reclaim, wait, stop."""
-    lib = compile_ir(module())
+    lib = compile_built(module)
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     return (lib,
             lib.function("spin_worker", None, ptr, i64),

@@ -18,7 +18,7 @@ from llvmlite import ir
 from ...ir.errors import DTypeError, LoweringError
 from ...runtime.threads import ThreadPool, default_pool
 from . import irutil as u
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, host_isa, target_for
 from .vecmath import EMITTERS
 
@@ -46,7 +46,7 @@ def unary_kernel(name: str, isa: Isa):
     """The compiled map kernel of `name` for `isa` (ctypes, parallel_for signature)."""
     if name not in EMITTERS:
         raise LoweringError(f"vecmath has no function {name!r}; known: {sorted(EMITTERS)}")
-    lib = compile_ir(unary_module(name, isa.lanes), target_for(isa))
+    lib = compile_built(unary_module, name, isa.lanes, target=target_for(isa))
     return lib.function("map", None, *_CTYPES)
 
 

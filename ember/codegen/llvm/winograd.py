@@ -36,7 +36,7 @@ from llvmlite import ir
 
 from . import irutil as u
 from .gemm import GemmConfig, _emit_block, _emit_microkernel, _emit_pack, config, panels_of
-from .jit import compile_ir
+from .jit import compile_built
 from .target import Isa, target_for
 from ...runtime.winograd_weights import winograd_weights
 
@@ -354,7 +354,7 @@ def wino_config(isa: Isa, c_out: int) -> GemmConfig:
 @functools.cache
 def wino_kernel(isa: Isa, mr: int, nr: int):
     """The compiled wino_tiles for a GEMM tile (disk-cached, once per process)."""
-    lib = compile_ir(wino_module(config(isa, mr, nr)), target_for(isa))
+    lib = compile_built(wino_module, config(isa, mr, nr), target=target_for(isa))
     return lib, lib.function("wino_tiles", None, *ENTRY_CTYPES)
 
 
