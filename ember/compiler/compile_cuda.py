@@ -996,8 +996,14 @@ def _build_cudnn_plans(specs: list, index: int) -> None:
     workers and before waiting for them, so on a cold call the builds (~15 ms each on an
     H100, 24-32 for a resnet18 training step) overlap the compiles instead of following
     them in the first run. A spec cuDNN refuses is remembered as refused there and runs
-    on Triton, as it would at the first call."""
+    on Triton, as it would at the first call. With EMBER_CUDNN_BUILD_THREAD=1 they are
+    handed to cuDNN's builder thread instead (runtime/cuda/cudnn.start_builds), and
+    conv_plan collects each where it is first needed."""
+    from ..runtime.cuda import cudnn
     from ..runtime.cuda.cudnn import CudnnUnsupported, conv_plan
+    if cudnn.build_thread_enabled():
+        cudnn.start_builds(specs, index)
+        return
     for spec in specs:
         try:
             conv_plan(spec, index)
