@@ -530,9 +530,17 @@ class CudaBackend:
     def kernel(self, lowered):
         from ..codegen.triton.source import generate
         from ..codegen.triton.split_reduce import generate_split
-        with compile_times.stage("Triton source generation"):
-            split = generate_split(lowered.kernel) if self.split_reductions else None
-            generated = generate(lowered.kernel) if split is None else None
+        # a plan built again (PlanBuilder.build: convolutions that chose cuDNN after the
+        # batch) lowers each group once (PlanBuilder.lowered) and generates its source
+        # once: the text is a function of the lowered kernel (a cold resnet18 step built
+        # its plan twice on the H100, 164 kernels generated each time)
+        made = lowered.__dict__.get("_triton")
+        if made is None or made[0] != self.split_reductions:
+            with compile_times.stage("Triton source generation"):
+                split = generate_split(lowered.kernel) if self.split_reductions else None
+                generated = generate(lowered.kernel) if split is None else None
+            made = lowered.__dict__["_triton"] = (self.split_reductions, split, generated)
+        split, generated = made[1], made[2]
         if split is not None:
             step = self.split_step(split, self.index)
             for part in step.parts:
