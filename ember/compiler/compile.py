@@ -405,6 +405,7 @@ class PlanBuilder:
                 self.plan.n_slots = self.n_slots
                 record.plan = self.plan
                 record.inputs = [n.meta.get("val") for n in self.graph.placeholders]
+                record.again = self.rebuilt     # this graph was built before (choices known)
         if record is not None and record.failed:
             # Triton refused a kernel: build again kernel by kernel so that one becomes an
             # eager step (the others are compiled and cached already)
