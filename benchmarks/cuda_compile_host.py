@@ -34,6 +34,11 @@ choices) come from DIR filled by an earlier run, the stored pass results are del
 build order, the plan's steps, the final graph): two versions of ember that must build the
 same plan (a faster pass) give identical files.
 
+`--gpu-choices` makes each conv's cuDNN-or-Triton choice as on the H100 (cuDNN never
+runs; the "timing" answers cuDNN for weight gradients, Triton for the rest);
+`--cudnn-wins wgrad,fprop` lets cuDNN win the forward convs too, which builds the plan again
+after the batch compile, as the H100's cold step did.
+
 `--times` runs the children with EMBER_COMPILE_TIMES=1 and prints their stage tables
 (ir/compile_times.py: finer stages than below, the compile workers' CPU per kernel, the
 kernels compiled one at a time). The counts line gives, per row, the compiles made one at
