@@ -374,7 +374,7 @@ class CudaBackend:
         # conv timings (cuDNN against Triton) waiting for the batch to compile their Triton
         # kernel: (spec, problem, generated kernel, epilogue?)
         self._pending_timings: list[tuple] = []
-        self._dried = None          # the last batch's dry run (_dry_run), for a build again
+        self._dried = None       # the last batch's dry run (_eager_dry_run): a build again's
 
     @contextlib.contextmanager
     def compiling(self, what: str):
