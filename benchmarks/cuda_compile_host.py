@@ -14,7 +14,7 @@ share (tile autotuning, cuDNN vs Triton timings, module loads, the launches) is 
     python benchmarks/cuda_compile_host.py [--model resnet18|resnet50|transformer|mlp]
         [--batch 64] [--only step|infer] [--rounds 1] [--workers N] [--cache DIR] [--times]
         [--literal-sizes | --generic-sizes] [--json out.json]
-        [--cache DIR --cold-passes] [--signature FILE]
+        [--cache DIR --cold-passes] [--signature FILE] [--gpu-choices [--cudnn-wins KINDS]]
 
 `--model transformer` is benchmarks/cuda.py's encoder layer (512 wide, 8 heads, 2048 feed
 forward, 128 tokens a sample: use --batch 32; MSELoss, AdamW), `--model mlp` its MLP
@@ -33,6 +33,11 @@ choices) come from DIR filled by an earlier run, the stored pass results are del
 `--signature FILE` writes what the compile produced (kernel source hashes and launches in
 build order, the plan's steps, the final graph): two versions of ember that must build the
 same plan (a faster pass) give identical files.
+
+`--gpu-choices` makes each conv's cuDNN-or-Triton choice as on the H100 (cuDNN never
+runs; the "timing" answers cuDNN for weight gradients, Triton for the rest);
+`--cudnn-wins wgrad,fprop` lets cuDNN win the forward convs too, which builds the plan again
+after the batch compile, as the H100's cold step did.
 
 `--times` runs the children with EMBER_COMPILE_TIMES=1 and prints their stage tables
 (ir/compile_times.py: finer stages than below, the compile workers' CPU per kernel, the
@@ -156,12 +161,16 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
             mp.setattr(cudnn_conv, "_capturing", lambda index: False)
             mp.setattr(cudnn_conv, "execute", lambda *args, **kwargs: None)
             mp.setattr(CC0, "_build_cudnn_plans", lambda specs, index: None)
+            # --cudnn-wins KINDS: the directions whose timing cuDNN wins (weight
+            # gradients on the H100; "wgrad,fprop" makes the forward convs choose cuDNN
+            # after the batch, which builds the plan again, as a cold call on the H100 did)
+            cudnn_wins = os.environ.get("HOST_COMPILE_CUDNN_WINS", "wgrad").split(",")
             def timings_for(spec, index, triton_run, cudnn_run):
                 found = cudnn_conv.timings(spec, index)
                 if found is not None:
                     return found
                 triton_run()                                 # compiles it, as timing does
-                found = (1.0, 0.5) if spec.kind == "wgrad" else (0.5, 1.0)
+                found = (1.0, 0.5) if spec.kind in cudnn_wins else (0.5, 1.0)
                 AT.record_choice(spec.describe(), cudnn_conv._device(index),
                                  "cudnn" if found[1] < found[0] else "triton", *found)
                 cudnn_conv._STATS["timed"] += 1
@@ -377,6 +386,9 @@ def main() -> None:
     sizes.add_argument("--generic-sizes", action="store_true",
                        help="EMBER_TRITON_LITERAL_SIZES=0 in the children: every kernel "
                             "family shape-generic (opt-in in ember)")
+    parser.add_argument("--cudnn-wins", default=None,
+                        help="with --gpu-choices: the conv directions whose timing cuDNN "
+                             "wins, e.g. wgrad,fprop (default wgrad, the H100's finding)")
     parser.add_argument("--cold-passes", action="store_true",
                         help="with --cache: delete the stored pass results (graph cache, "
                              "fusion plans) before each run, so that the passes and the plan "
@@ -401,6 +413,8 @@ def main() -> None:
         os.environ["HOST_COMPILE_GPU_CHOICES"] = "1"
     if args.cold_passes:
         os.environ["HOST_COMPILE_COLD_PASSES"] = "1"
+    if args.cudnn_wins:
+        os.environ["HOST_COMPILE_CUDNN_WINS"] = args.cudnn_wins
     if args.signature:
         os.environ["HOST_COMPILE_SIGNATURE"] = os.path.abspath(args.signature)
     whats = [args.only] if args.only else ["step", "infer"]

@@ -220,6 +220,7 @@ def cudnn_engine(spec, index: int = 0) -> str:
                                 "process has timed its engines yet: call the compiled model "
                                 "once before packaging, or package with benchmark off")
         return str(plan.graph.get_plan_name_at_index(chosen))
+    runtime_cudnn.finish_builds()      # the builder thread is done with the handle
     handle = runtime_cudnn._handle(index)
     try:
         graph, tensors = runtime_cudnn._build(module, spec, handle)     # as ConvPlan builds

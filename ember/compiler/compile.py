@@ -387,6 +387,10 @@ class PlanBuilder:
         self.results = _result_nodes(graph)
         self.quantized = _quantized_nodes(graph)
         self.rebuilt = False         # built again once already (conv choices, build())
+        # id(fused group) -> (group, its LoweredKernel): a build again (conv choices, a
+        # kernel Triton refused) lowers each group once; the lowering is a function of the
+        # group's graph alone, and a backend may keep what it generated from it there
+        self.lowered: dict[int, tuple] = {}
 
     def new_slot(self) -> int:
         self.n_slots += 1
@@ -401,6 +405,7 @@ class PlanBuilder:
                 self.plan.n_slots = self.n_slots
                 record.plan = self.plan
                 record.inputs = [n.meta.get("val") for n in self.graph.placeholders]
+                record.again = self.rebuilt     # this graph was built before (choices known)
         if record is not None and record.failed:
             # Triton refused a kernel: build again kernel by kernel so that one becomes an
             # eager step (the others are compiled and cached already)
@@ -416,10 +421,10 @@ class PlanBuilder:
         return self.plan
 
     def _restart(self) -> None:
-        rebuilt = getattr(self, "rebuilt", False)
+        rebuilt, lowered = getattr(self, "rebuilt", False), self.lowered
         self.__init__(self.graph, self.constants, self.stats, self.backend,
                       self.freeze_constants)
-        self.rebuilt = rebuilt
+        self.rebuilt, self.lowered = rebuilt, lowered
         self.stats.__init__(original_ops=self.stats.original_ops)
 
     def _add_steps(self) -> None:
@@ -494,7 +499,7 @@ class PlanBuilder:
         if self._fused_extern(node):
             return
         try:
-            lowered = lower_group(group.graph, group.name)
+            lowered = self._lower(group)
             compiled = self.backend.kernel(lowered)
         except LoweringError as err:
             self.stats.fallbacks.append(f"{group.name}: {err}")
@@ -514,6 +519,12 @@ class PlanBuilder:
         self.plan.steps.append(Step(group.name, compiled, tuple(inputs), tuple(outputs),
                                     kernel=True, out_specs=specs, kind="kernel"))
         self.slot[node] = outputs[0] if group.n_outputs == 1 else tuple(outputs)
+
+    def _lower(self, group: FusedGroup):
+        found = self.lowered.get(id(group))
+        if found is None:
+            found = self.lowered[id(group)] = (group, lower_group(group.graph, group.name))
+        return found[1]
 
     def _fused_extern(self, node: Node) -> bool:
         """One step for a group the extern finishes itself (no separate epilogue kernel)."""

@@ -374,6 +374,7 @@ class CudaBackend:
         # conv timings (cuDNN against Triton) waiting for the batch to compile their Triton
         # kernel: (spec, problem, generated kernel, epilogue?)
         self._pending_timings: list[tuple] = []
+        self._dried = None       # the last batch's dry run (_eager_dry_run): a build again's
 
     @contextlib.contextmanager
     def compiling(self, what: str):
@@ -421,10 +422,7 @@ class CudaBackend:
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
         timing = [(t.generated, [True] * len(t.generated.launch.args)) for _, _, t, _ in pending]
         plan = getattr(record, "plan", None)
-        from ..frontend import cudnn_conv
-        with compile_times.stage("dry run (the eager steps' kernels)"), \
-                cudnn_conv.specs_wanted() as wanted:
-            eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        eager, wanted = self._eager_dry_run(plan, record)
         # every kernel in the workers first; this thread then works while they compile:
         # the cuDNN plan builds, and the pending conv timings as soon as their own kernels
         # are in (after the whole batch, a cold resnet18 step spent ~1 s on them alone)
@@ -441,6 +439,26 @@ class CudaBackend:
                 step.compiled[tuple(alignment)] = eager_cuda.compile_kernel(
                     generated, alignment, self.index)       # installed: a dict lookup
         record.failed = not all(done[:len(requests)])
+
+    def _eager_dry_run(self, plan, record) -> tuple[list, list]:
+        """(the eager steps' kernel requests, the cuDNN specs they ask for) from a dry run
+        of the plan (_eager_requests). A build again of the same graph (`record.again`:
+        convolutions that chose cuDNN after the batch) has the same eager steps on the
+        same geometry, and the dry run skips kernel steps, the only ones the choices
+        change: the first build's dry run answers for it (on the H100 a cold resnet18
+        step dry-ran twice; both runs ask for the same kernels and specs)."""
+        from ..frontend import cudnn_conv
+        if getattr(record, "again", False) and plan is not None and \
+                getattr(self, "_dried", None) is not None:
+            eager, wanted, prefetched = self._dried
+            plan.prefetched = prefetched
+            return eager, wanted
+        with compile_times.stage("dry run (the eager steps' kernels)"), \
+                cudnn_conv.specs_wanted() as wanted:
+            eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        self._dried = None if plan is None else \
+            (eager, list(wanted), getattr(plan, "prefetched", False))
+        return eager, wanted
 
     def _time_pending(self, pending: list) -> bool:
         """Time the convolutions whose choice waited for the batch (their Triton kernels
@@ -530,9 +548,17 @@ class CudaBackend:
     def kernel(self, lowered):
         from ..codegen.triton.source import generate
         from ..codegen.triton.split_reduce import generate_split
-        with compile_times.stage("Triton source generation"):
-            split = generate_split(lowered.kernel) if self.split_reductions else None
-            generated = generate(lowered.kernel) if split is None else None
+        # a plan built again (PlanBuilder.build: convolutions that chose cuDNN after the
+        # batch) lowers each group once (PlanBuilder.lowered) and generates its source
+        # once: the text is a function of the lowered kernel (a cold resnet18 step built
+        # its plan twice on the H100, 164 kernels generated each time)
+        made = lowered.__dict__.get("_triton")
+        if made is None or made[0] != self.split_reductions:
+            with compile_times.stage("Triton source generation"):
+                split = generate_split(lowered.kernel) if self.split_reductions else None
+                generated = generate(lowered.kernel) if split is None else None
+            made = lowered.__dict__["_triton"] = (self.split_reductions, split, generated)
+        split, generated = made[1], made[2]
         if split is not None:
             step = self.split_step(split, self.index)
             for part in step.parts:
@@ -996,8 +1022,14 @@ def _build_cudnn_plans(specs: list, index: int) -> None:
     workers and before waiting for them, so on a cold call the builds (~15 ms each on an
     H100, 24-32 for a resnet18 training step) overlap the compiles instead of following
     them in the first run. A spec cuDNN refuses is remembered as refused there and runs
-    on Triton, as it would at the first call."""
+    on Triton, as it would at the first call. With EMBER_CUDNN_BUILD_THREAD=1 they are
+    handed to cuDNN's builder thread instead (runtime/cuda/cudnn.start_builds), and
+    conv_plan collects each where it is first needed."""
+    from ..runtime.cuda import cudnn
     from ..runtime.cuda.cudnn import CudnnUnsupported, conv_plan
+    if cudnn.build_thread_enabled():
+        cudnn.start_builds(specs, index)
+        return
     for spec in specs:
         try:
             conv_plan(spec, index)

@@ -70,10 +70,15 @@ class CompileJob:
     def key(self) -> str:
         """The compiled code's identity: kernels that differ only in their function's name
         share it (GeneratedKernel.body_key), so they compile once and share the cached
-        cubin, whose metadata names the entry point the first of them was compiled as."""
-        h = hashlib.sha256(self.kernel.body_key().encode())
-        h.update(repr(self.alignment).encode())
-        return f"k.{h.hexdigest()[:24]}.sm_{self.arch}"
+        cubin, whose metadata names the entry point the first of them was compiled as.
+        Computed once per job: a batch asks each job's key ~7 times (its start, the disk
+        lookup, collecting, installing)."""
+        found = self.__dict__.get("_key")        # frozen: the memo bypasses __setattr__
+        if found is None:
+            h = hashlib.sha256(self.kernel.body_key().encode())
+            h.update(repr(self.alignment).encode())
+            found = self.__dict__["_key"] = f"k.{h.hexdigest()[:24]}.sm_{self.arch}"
+        return found
 
 
 @dataclass(frozen=True)

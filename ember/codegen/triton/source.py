@@ -169,7 +169,7 @@ class GeneratedKernel:
         bound sizes (the compile specializes on it), never their values: a shape-generic
         kernel has one key, one source file and one cubin for every shape. Comment lines
         (the description a kernel was generated for, with its shape) are left out."""
-        return self._hash(self.source)
+        return self._remembered("key", lambda: self._hash(self.source))
 
     def instance_key(self) -> str:
         """key() plus the bound values: one launch's identity (a kernel and its shape)."""
@@ -209,7 +209,30 @@ class GeneratedKernel:
         # only the definition's name: the body may call a math function of the same name
         # (a kernel named `asin` calls `asin`; replacing every `asin` made asin and acos
         # kernels one cubin)
-        return self._hash(_renamed_body(self.name, self.source))
+        return self._remembered("body", lambda: self._hash(_renamed_body(self.name,
+                                                                         self.source)))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_digests", None)         # a pickled kernel computes its keys afresh
+        return state
+
+    def _remembered(self, kind: str, digest) -> str:
+        """`digest()`, remembered on this kernel while its source and launch are the same
+        objects (a batch asks each kernel's keys ~10 times; building the content memo of
+        `_hash` each time was most of a plan's key work). Launch fields are replaced, never
+        edited in place (multi_tensor.horizontal_kernel assigns new `args`), so an
+        identity stamp sees every change."""
+        launch = self.launch
+        stamp = (self.source, launch, launch.name, launch.args, launch.sizes,
+                 launch.constexprs, launch.num_warps, launch.num_stages, launch.plain)
+        memo = self.__dict__.get("_digests")
+        if memo is None or any(a is not b for a, b in zip(memo[0], stamp)):
+            memo = self.__dict__["_digests"] = (stamp, {})
+        found = memo[1].get(kind)
+        if found is None:
+            found = memo[1][kind] = digest()
+        return found
 
 
 _DIGESTS: dict = {}

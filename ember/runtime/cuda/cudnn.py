@@ -23,7 +23,10 @@ the weight gradient from x and y.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ...ir import compile_times
@@ -35,6 +38,10 @@ _state: dict = {"module": None, "tried": False, "why": None}
 _lock = threading.Lock()
 _handles: dict[int, object] = {}
 _plans: dict[tuple, "ConvPlan"] = {}
+# one thread at a time in cuDNN on ember's handles: cuDNN is thread-safe across handles
+# but a handle must not be used by two threads at once, and the builder thread (below)
+# builds on the handle the caller's plans run on
+_in_cudnn = threading.RLock()
 DTYPES = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BFLOAT16"}
 KINDS = ("fprop", "dgrad", "wgrad")
 
@@ -113,11 +120,19 @@ class ConvPlan:
     """One built cuDNN graph: `run(pointers, stream)` with pointers for x, w, y, then the
     bias vector for a spec with bias, then the residual z for an "add" epilogue."""
 
-    def __init__(self, spec: ConvSpec, index: int, buffers: tuple | None = None):
+    def __init__(self, spec: ConvSpec, index: int, buffers: tuple | None = None,
+                 allocate: bool = True):
         cudnn = library()
         if cudnn is None:
             raise CudnnUnsupported("cuDNN is not available")
         self.spec, self.index = spec, index
+        with _in_cudnn:
+            self._make(cudnn, spec, index, buffers)
+        # the builder thread leaves the workspace to conv_plan, on the caller's thread
+        # (device allocations stay on the thread that runs the plans)
+        self.workspace = _workspace(self.workspace_size, index) if allocate else None
+
+    def _make(self, cudnn, spec: ConvSpec, index: int, buffers: tuple | None) -> None:
         self.handle = _handle(index)
         try:
             timed = bool(spec.benchmark and buffers is not None)
@@ -140,13 +155,13 @@ class ConvPlan:
         except Exception as err:  # noqa: BLE001 - the frontend's errors have no common base
             raise CudnnUnsupported(f"{spec.describe()}: {type(err).__name__}: "
                                    f"{str(err)[:300]}") from err
-        self.workspace = _workspace(self.workspace_size, index)
 
     def run(self, pointers: tuple, stream: int) -> None:
         cudnn = library()
-        cudnn.set_stream(self.handle, stream)
         pack = dict(zip(self.tensors, pointers))
-        self.graph.execute(pack, self.workspace, handle=self.handle)
+        with _in_cudnn:
+            cudnn.set_stream(self.handle, stream)
+            self.graph.execute(pack, self.workspace, handle=self.handle)
 
 
 def _build(cudnn, spec: ConvSpec, handle, build_all: bool = False):
@@ -221,10 +236,13 @@ def _workspace(nbytes: int, index: int):
 
 def conv_plan(spec: ConvSpec, index: int = 0, buffers: tuple | None = None) -> ConvPlan:
     """The built plan for `spec` on device `index` (built once; a failure raises
-    CudnnUnsupported every time without building again)."""
+    CudnnUnsupported every time without building again). A plan the builder thread has
+    (start_builds) is waited for and taken from it."""
     key = (spec, index)
     plan = _plans.get(key)
     if plan is None:
+        if key in _building:
+            return _collect(key)
         if key in _failed:
             raise CudnnUnsupported(_failed[key])
         try:
@@ -234,6 +252,77 @@ def conv_plan(spec: ConvSpec, index: int = 0, buffers: tuple | None = None) -> C
             _failed[key] = str(err)
             raise
     return plan
+
+
+# --- building plans on a thread of their own ------------------------------------------------
+# A compile knows the cuDNN plans its first call will need before it waits for its Triton
+# compiles (compile_cuda.CudaBackend.batch_compile); built serially on the caller's thread
+# they were 1.74 s of a cold resnet18 training step's first call on an H100 (29 plans).
+# With EMBER_CUDNN_BUILD_THREAD=1 they are built on one builder thread instead while the
+# caller goes on to wait for its compile workers. The frontend's Python binding holds the
+# GIL while it builds (cudnn-frontend's pygraph.cpp: no gil release around build_plans), so
+# a build overlaps only what the caller does without the GIL (waiting for the compile
+# workers, GPU synchronizations), never its Python work; off by default, and never run on a
+# GPU yet (tests/cuda/test_cudnn_build_thread.py runs it with a fake frontend).
+_building: dict[tuple, Future] = {}
+_builder: list = []                  # the one builder thread's executor, made on first use
+_built_off_thread = [0.0]            # its CPU seconds, for the stage table's note
+
+
+def build_thread_enabled() -> bool:
+    return os.environ.get("EMBER_CUDNN_BUILD_THREAD", "0").strip() not in ("", "0")
+
+
+def start_builds(specs: list, index: int) -> int:
+    """Hand the plans for `specs` to the builder thread (none already built, failed or
+    building, and no benchmark spec: those time on the call's own buffers); conv_plan
+    collects each one. Returns how many were handed over."""
+    if not _builder:
+        _builder.append(ThreadPoolExecutor(1, thread_name_prefix="ember-cudnn-build"))
+    started = 0
+    for spec in specs:
+        key = (spec, index)
+        if spec.benchmark or key in _plans or key in _failed or key in _building:
+            continue
+        _building[key] = _builder[0].submit(_build_off_thread, spec, index)
+        started += 1
+    return started
+
+
+def _build_off_thread(spec: ConvSpec, index: int) -> ConvPlan:
+    cpu = time.thread_time()
+    try:
+        driver.context(index)             # cuDNN builds in this thread's current context
+        return ConvPlan(spec, index, allocate=False)
+    finally:
+        _built_off_thread[0] += time.thread_time() - cpu
+
+
+def _collect(key: tuple) -> ConvPlan:
+    """The builder thread's plan for `key`, waited for; its workspace allocated here."""
+    future = _building[key]
+    with compile_times.stage("cuDNN plan builds (waiting for the builder thread)"):
+        try:
+            plan = future.result()
+        except CudnnUnsupported as err:
+            _failed[key] = str(err)
+            raise
+        finally:
+            _building.pop(key, None)
+    plan.workspace = _workspace(plan.workspace_size, key[1])
+    _plans[key] = plan
+    compile_times.fact("CPU seconds of cuDNN plan builds (builder thread)",
+                       round(_built_off_thread[0], 3))
+    return plan
+
+
+def finish_builds() -> None:
+    """Collect every plan the builder thread has (refused ones are remembered as such)."""
+    for key in list(_building):
+        try:
+            _collect(key)
+        except CudnnUnsupported:
+            continue
 
 
 _failed: dict[tuple, str] = {}
