@@ -257,13 +257,23 @@ class OpNode(Node):
     """Backward of one registry op call."""
 
     def __init__(self, op, bound: tuple, out, input_metas: tuple):
-        super().__init__()
+        # Node.__init__, inline: every recorded op call makes one of these
+        self.next_functions = ()
+        self.freed = False
+        self.pre_hooks = {}
+        if _ANOMALY["enabled"]:             # where forward made this node, for the report
+            self.__dict__["forward_trace"] = anomaly.forward_trace()
         self.op = op
-        self.name = _node_name(op, bound, out)
-        take_type_name(self)
-        keeps = _KEEPS.get(op)
-        if keeps is None:
-            keeps = _KEEPS[op] = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
+        plan = _NODE_PLANS.get(op)
+        if plan is None:
+            plan = _node_plan(op)
+        keeps, name, cls = plan
+        if name is None:                    # sum(dim=...), pow...: the arguments name it
+            self.name = _node_name(op, bound, out)
+            take_type_name(self)
+        else:
+            self.name = name
+            self.__class__ = cls
         saved, unpacks = [], []
         for v, keep in zip(bound, keeps):   # _save, with the common cases inline
             if isinstance(v, Tensor):
@@ -294,7 +304,7 @@ class OpNode(Node):
             self.output_metas = tuple((o.shape, o.dtype) for o in flat)
         else:
             self.n_outputs = 1
-            self.output_metas = ((out.shape, out.dtype),)
+            self.output_metas = ((out._array.shape, out.dtype),)
 
     def __getattr__(self, attr: str):
         """torch's `grad_fn._saved_<argument>` (and `_saved_result`): what this node
@@ -424,12 +434,16 @@ def _sparse_embedding_backward(node: OpNode, grads, bound):
 
 
 def _array_backward(node: OpNode, rule, grads, bound, out):
-    (g,) = grads if not node.multi_output and len(grads) == 1 else (None,)
+    if node.multi_output or len(grads) != 1:
+        return None
+    g = grads[0]
     if type(g) is not Tensor or g._storage.device != "cpu" or _MODES:
         return None
+    mask = node._mask
+    if mask is _MASK_UNSET:
+        mask = node._input_mask()
     # a rule flagged `takes_tensor` gets the gradient tensor (to return views of it)
-    raw = rule(g if getattr(rule, "takes_tensor", False) else g._array, bound, out,
-               node._input_mask())
+    raw = rule(g if getattr(rule, "takes_tensor", False) else g._array, bound, out, mask)
     if raw is None:
         return None
     return tuple(None if a is None else _fit_array(a, shape, dtype)
@@ -446,7 +460,8 @@ def _fit_array(a, shape, dtype) -> Tensor:
                             f"input of {dtype}{list(shape)}")
     if tensor is not None:
         return tensor
-    if a.base is None and a.flags.c_contiguous and a.flags.writeable and a.ndim:
+    flags = a.flags
+    if a.base is None and flags.c_contiguous and flags.writeable and a.ndim:
         # a fresh dense array (most rules' results): its flat view is its storage
         return Tensor._make(a, Storage(a if a.ndim == 1 else a.reshape(-1)))
     return Tensor._from_array(a, copy=False)
@@ -499,15 +514,30 @@ def _node_name(op, bound: tuple, out) -> str:
     return NodeName(f"{_RENAMED.get(name) or _camel(name)}Backward{overload}")
 
 
+# op -> (per argument whether its value is saved, the node name and class when no
+# argument changes the name, else None and None): what OpNode works out once per op
+_NODE_PLANS: dict = {}
+
+
+def _node_plan(op) -> tuple:
+    keeps = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
+    name = cls = None
+    if op.name.split("::")[-1].strip("_") not in _SPECIAL_NAMES:
+        name = _node_name(op, (), None)
+        probe = OpNode.__new__(OpNode)      # take_type_name's class for that name
+        probe.name = name
+        take_type_name(probe)
+        cls = type(probe)
+    plan = _NODE_PLANS[op] = (keeps, name, cls)
+    return plan
+
+
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.strip("_").split("_"))
 
 
 def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
-
-
-_KEEPS: dict = {}                        # op -> per argument, whether its value is saved
 
 
 def _keeps_value(op, arg_name: str) -> bool:
