@@ -21,8 +21,7 @@ from ..ir.autodiff import fit_grad
 from ..ir.ops.pointwise import _c
 from ..ir.ops.reduction import _count
 from ..ir.ops.rules import wrap_dims
-from ..ir.ops.shape import (_ArrayMeta, _expand_reference, _narrow_args, _restride,
-                            _transpose_dims, _unsqueeze_shape_strides, flat_storage)
+from ..ir.ops.shape import _narrow_args, _transpose_dims, flat_storage
 from ..ir.registry import OPS
 from .autograd.engine import ARRAY_BACKWARD
 from .nn._max_pool_eager import _winning_slice
@@ -126,12 +125,21 @@ def _reduced_view(g, self, dim, keepdim):
     """reduction.expand_reduced(g, self, dim, keepdim) on the arrays: the same unsqueeze
     and expand references, as one view of g (its strides and flags: the composed rule's)."""
     a = g._array
-    if a.dtype != self.dtype.np_dtype or 0 in tuple(self.shape) or type(a) is not np.ndarray:
+    size = tuple(self.shape)
+    if type(a) is not np.ndarray or a.dtype != self.dtype.np_dtype or 0 in size:
         return None
+    # the unsqueezes' and the expand's strides worked out in elements (as their shape
+    # rules do), then one as_strided view instead of one per step
+    item = a.itemsize
+    shape, strides = list(a.shape), [s // item for s in a.strides]
     if not keepdim and self.ndim:
         for d in sorted(wrap_dims(dim, self.ndim)):
-            a = _restride(a, *_unsqueeze_shape_strides(_ArrayMeta(a), d))
-    return g._view_of_self(_expand_reference(a, list(self.shape)))
+            strides.insert(d, shape[d] * strides[d] if d < len(shape) else 1)
+            shape.insert(d, 1)
+    lead = len(size) - len(shape)
+    out = [0] * lead + [st * item if have == want else 0
+                        for have, want, st in zip(shape, size[lead:], strides)]
+    return g._view_of_self(np.lib.stride_tricks.as_strided(a, size, out))
 
 
 def _sum_backward(g, bound, out, mask):
