@@ -229,6 +229,24 @@ def _max_pool2d_indices(x: np.ndarray, p: PoolParams) -> np.ndarray:
     return (corner + taps[which]).reshape(x.shape[:-2] + p.out)
 
 
+def _matmul_backward(g, bound, out, mask):
+    """matmul of two operands with the same batch dims (attention's per-head products):
+    the composed rule's `g @ mT(b)` and `mT(a) @ g`, each GEMM called as _gemm calls
+    it (the same kernel choice), without the transposes and fitting dispatched."""
+    self, other = bound
+    a, b = self._array, other._array
+    dt = g.dtype
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or dt not in _FLOATS or \
+            a.dtype != dt or b.dtype != dt or a.ndim < 2 or a.ndim != b.ndim or \
+            a.shape[:-2] != b.shape[:-2]:
+        return None
+    mask = mask or (True, True)
+    work = g.size * a.shape[-1]
+    ga = _gemm("matmul", g, np.swapaxes(b, -1, -2), work) if mask[0] else None
+    gb = _gemm("matmul", np.swapaxes(a, -1, -2), g, work) if mask[1] else None
+    return ga, gb
+
+
 def _layer_norm_backward(g, bound, out, mask):
     """layer_norm's composed rule (normalize_backward, then `g * xhat` and `g` fitted to
     the weight and bias by sum_to_shape's sum) on the arrays: the same NumPy reductions
@@ -318,7 +336,7 @@ def install() -> None:
                        ("sum", _sum_backward), ("mean", _mean_backward),
                        ("mul", _mul_backward), ("div", _div_backward),
                        ("max_pool2d", _max_pool2d_backward),
-                       ("layer_norm", _layer_norm_backward), ("softmax", _softmax_backward),
+                       ("layer_norm", _layer_norm_backward), ("matmul", _matmul_backward), ("softmax", _softmax_backward),
                        ("narrow", _narrow_backward), ("view", _reshape_backward),
                        ("reshape", _reshape_backward), ("transpose", _transpose_backward)):
         if name in OPS:

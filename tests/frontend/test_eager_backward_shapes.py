@@ -156,3 +156,26 @@ def test_create_graph_uses_the_composed_rules(monkeypatch):
     y = ember.nn.functional.layer_norm(x, [4]).pow(3).sum()
     (gx,) = ember.autograd.grad(y, x, create_graph=True)
     assert calls == [] and gx.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sa,sb", [((3, 4, 5), (3, 5, 2)), ((2, 2, 8, 16), (2, 2, 16, 8)),
+                                   ((6, 7), (7, 3)), ((4, 64, 32), (4, 32, 64))])
+def test_matmul_same_batch(monkeypatch, dtype, sa, sb):
+    """Both sides of eager_kernels' work threshold (the last case is above it)."""
+    _check(monkeypatch, "matmul", lambda lib, a, b: lib.matmul(a, b),
+           [_randn(*sa, dtype=dtype), _randn(*sb, dtype=dtype)])
+
+
+def test_matmul_one_operand_without_grad_and_broadcast_batch(monkeypatch):
+    calls = _counting(monkeypatch, "matmul")
+    a, b = _randn(2, 3, 4), _randn(2, 4, 5)
+    ae = ember.tensor(a, requires_grad=True)
+    ember.matmul(ae, ember.tensor(b)).sum().backward()
+    at = torch.tensor(a, requires_grad=True)
+    torch.matmul(at, torch.tensor(b)).sum().backward()
+    np.testing.assert_allclose(ae.grad.numpy(), at.grad.numpy(), rtol=1e-5, atol=1e-6)
+    be = ember.tensor(_randn(4, 5), requires_grad=True)     # broadcast batch: composed rule
+    ember.matmul(ae, be).sum().backward()
+    assert calls == [True, False]
+    assert be.grad.shape == (4, 5)
