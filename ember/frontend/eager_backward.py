@@ -18,6 +18,7 @@ import numpy as np
 from ..ir.ops.normalization import np_log_softmax
 from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter_add_planes
 from ..ir.autodiff import fit_grad
+from ..ir.meta import TensorMeta
 from ..ir.ops.pointwise import _c
 from ..ir.ops.reduction import _count
 from ..ir.ops.rules import wrap_dims
@@ -173,6 +174,17 @@ def _product_grad(g, input, factor, mask, i):
     return fit_grad(g * _c(factor), input._array.shape, input.dtype)
 
 
+def _add_backward(g, bound, out, mask):
+    """add's composed rule for alpha 1, `(g, g)` each fitted to its input (the same
+    fit_grad calls), without the rule's call through the registry; a Python number
+    operand gets none, as the engine would drop it."""
+    self, other, alpha = bound
+    if alpha != 1:
+        return None
+    return tuple(fit_grad(g, v.shape, v.dtype) if isinstance(v, TensorMeta) else None
+                 for v in (self, other))
+
+
 def _div_backward(g, bound, out, mask):
     """x / c for a Python number c: the composed rule's `g / c` without the divisor's
     gradient, which a number does not take (its three ops were thrown away)."""
@@ -182,7 +194,7 @@ def _div_backward(g, bound, out, mask):
     return (fit_grad(g / _c(other), self._array.shape, self.dtype), None)
 
 
-_mul_backward.takes_tensor = _div_backward.takes_tensor = True
+_mul_backward.takes_tensor = _div_backward.takes_tensor = _add_backward.takes_tensor = True
 
 
 def _max_pool2d_backward(g, bound, out, mask):
@@ -334,7 +346,7 @@ def install() -> None:
                        ("nll_loss", _class_loss_backward(False)),
                        ("relu", _relu_backward), ("linear", _linear_backward),
                        ("sum", _sum_backward), ("mean", _mean_backward),
-                       ("mul", _mul_backward), ("div", _div_backward),
+                       ("mul", _mul_backward), ("div", _div_backward), ("add", _add_backward),
                        ("max_pool2d", _max_pool2d_backward),
                        ("layer_norm", _layer_norm_backward), ("matmul", _matmul_backward), ("softmax", _softmax_backward),
                        ("narrow", _narrow_backward), ("view", _reshape_backward),

@@ -179,3 +179,17 @@ def test_matmul_one_operand_without_grad_and_broadcast_batch(monkeypatch):
     ember.matmul(ae, be).sum().backward()
     assert calls == [True, False]
     assert be.grad.shape == (4, 5)
+
+
+@pytest.mark.parametrize("sa,sb", [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5))])
+def test_add(monkeypatch, sa, sb):
+    _check(monkeypatch, "add", lambda lib, a, b: (a + b) * 2.0, [_randn(*sa), _randn(*sb)])
+
+
+def test_add_of_a_number_and_with_alpha(monkeypatch):
+    calls = _counting(monkeypatch, "add")
+    x = ember.tensor(_randn(3), requires_grad=True)
+    (x + 2.0).sum().backward()
+    ember.add(x, x, alpha=3).sum().backward()      # alpha: the composed rule
+    assert calls == [True, False]
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(3, 5.0, np.float32))
