@@ -25,6 +25,7 @@ from ..ir.ops.rules import wrap_dims
 from ..ir.ops.shape import _narrow_args, _transpose_dims, flat_storage
 from ..ir.registry import OPS
 from .autograd.engine import ARRAY_BACKWARD
+from .eager import quiet_fp, restore_fp
 from .nn._max_pool_eager import _winning_slice
 from .tensor import Storage, Tensor
 
@@ -73,7 +74,15 @@ def _relu_backward(g, bound, out, mask):
     if out is None or g.dtype not in _FLOATS or out._array.dtype != g.dtype:
         return None
     y = out._array
-    if np.isnan(g).any():       # NaN * 0 is NaN: PyTorch's rule zeroes it where out <= 0
+    # NaN * 0 and inf * 0 are NaN, but PyTorch's rule gives 0 where out <= 0: such a g
+    # takes np.where. A finite sum proves g is all finite in one pass (a NaN or an inf
+    # makes it NaN or inf; a merely overflowing sum takes np.where too, same values)
+    token = quiet_fp()                      # inf - inf, an overflowing sum: no warning
+    try:
+        total = np.add.reduce(g, axis=None)
+    finally:
+        restore_fp(token)
+    if not np.isfinite(total):
         return (np.where(y <= 0, g.dtype.type(0), g),)
     # PyTorch's rule, out <= 0 ? 0 : g, as a product (np.where is ~15x slower on a random
     # mask); a NaN output passes g; adding +0 turns the product's -0 into PyTorch's +0

@@ -193,3 +193,16 @@ def test_add_of_a_number_and_with_alpha(monkeypatch):
     ember.add(x, x, alpha=3).sum().backward()      # alpha: the composed rule
     assert calls == [True, False]
     np.testing.assert_array_equal(x.grad.numpy(), np.full(3, 5.0, np.float32))
+
+
+def test_relu_infinite_gradients_are_zeroed_where_the_output_is_not_positive(recwarn):
+    """inf * 0 is NaN: PyTorch's rule (out <= 0 ? 0 : g) gives 0 there, quietly."""
+    x = np.array([-1.0, 2.0, -3.0, 4.0, 0.0], np.float32)
+    for g in ([np.inf, np.inf, -np.inf, 1.0, 2.0], [3e38, 3e38, 1.0, 2.0, 3.0]):
+        g = np.array(g, np.float32)
+        xe = ember.tensor(x, requires_grad=True)
+        ember.relu(xe).backward(ember.tensor(g))
+        xt = torch.tensor(x, requires_grad=True)
+        torch.relu(xt).backward(torch.tensor(g))
+        np.testing.assert_array_equal(xe.grad.numpy(), xt.grad.numpy())
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
