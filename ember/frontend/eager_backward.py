@@ -357,7 +357,8 @@ def install() -> None:
                        ("sum", _sum_backward), ("mean", _mean_backward),
                        ("mul", _mul_backward), ("div", _div_backward), ("add", _add_backward),
                        ("max_pool2d", _max_pool2d_backward),
-                       ("layer_norm", _layer_norm_backward), ("matmul", _matmul_backward), ("softmax", _softmax_backward),
+                       ("layer_norm", _layer_norm_backward), ("matmul", _matmul_backward),
+                       ("softmax", _softmax_backward),
                        ("narrow", _narrow_backward), ("view", _reshape_backward),
                        ("reshape", _reshape_backward), ("transpose", _transpose_backward)):
         if name in OPS:
