@@ -18,14 +18,16 @@ import numpy as np
 from ..ir.ops.normalization import np_log_softmax
 from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter_add_planes
 from ..ir.autodiff import fit_grad
+from ..ir.meta import TensorMeta
 from ..ir.ops.pointwise import _c
 from ..ir.ops.reduction import _count
 from ..ir.ops.rules import wrap_dims
-from ..ir.ops.shape import _ArrayMeta, _expand_reference, _restride, _unsqueeze_shape_strides
+from ..ir.ops.shape import _narrow_args, _transpose_dims, flat_storage
 from ..ir.registry import OPS
 from .autograd.engine import ARRAY_BACKWARD
+from .eager import quiet_fp, restore_fp
 from .nn._max_pool_eager import _winning_slice
-from .tensor import Tensor
+from .tensor import Storage, Tensor
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -72,7 +74,15 @@ def _relu_backward(g, bound, out, mask):
     if out is None or g.dtype not in _FLOATS or out._array.dtype != g.dtype:
         return None
     y = out._array
-    if np.isnan(g).any():       # NaN * 0 is NaN: PyTorch's rule zeroes it where out <= 0
+    # NaN * 0 and inf * 0 are NaN, but PyTorch's rule gives 0 where out <= 0: such a g
+    # takes np.where. A finite sum proves g is all finite in one pass (a NaN or an inf
+    # makes it NaN or inf; a merely overflowing sum takes np.where too, same values)
+    token = quiet_fp()                      # inf - inf, an overflowing sum: no warning
+    try:
+        total = np.add.reduce(g, axis=None)
+    finally:
+        restore_fp(token)
+    if not np.isfinite(total):
         return (np.where(y <= 0, g.dtype.type(0), g),)
     # PyTorch's rule, out <= 0 ? 0 : g, as a product (np.where is ~15x slower on a random
     # mask); a NaN output passes g; adding +0 turns the product's -0 into PyTorch's +0
@@ -125,12 +135,21 @@ def _reduced_view(g, self, dim, keepdim):
     """reduction.expand_reduced(g, self, dim, keepdim) on the arrays: the same unsqueeze
     and expand references, as one view of g (its strides and flags: the composed rule's)."""
     a = g._array
-    if a.dtype != self.dtype.np_dtype or 0 in tuple(self.shape) or type(a) is not np.ndarray:
+    size = tuple(self.shape)
+    if type(a) is not np.ndarray or a.dtype != self.dtype.np_dtype or 0 in size:
         return None
+    # the unsqueezes' and the expand's strides worked out in elements (as their shape
+    # rules do), then one as_strided view instead of one per step
+    item = a.itemsize
+    shape, strides = list(a.shape), [s // item for s in a.strides]
     if not keepdim and self.ndim:
         for d in sorted(wrap_dims(dim, self.ndim)):
-            a = _restride(a, *_unsqueeze_shape_strides(_ArrayMeta(a), d))
-    return g._view_of_self(_expand_reference(a, list(self.shape)))
+            strides.insert(d, shape[d] * strides[d] if d < len(shape) else 1)
+            shape.insert(d, 1)
+    lead = len(size) - len(shape)
+    out = [0] * lead + [st * item if have == want else 0
+                        for have, want, st in zip(shape, size[lead:], strides)]
+    return g._view_of_self(np.lib.stride_tricks.as_strided(a, size, out))
 
 
 def _sum_backward(g, bound, out, mask):
@@ -164,6 +183,17 @@ def _product_grad(g, input, factor, mask, i):
     return fit_grad(g * _c(factor), input._array.shape, input.dtype)
 
 
+def _add_backward(g, bound, out, mask):
+    """add's composed rule for alpha 1, `(g, g)` each fitted to its input (the same
+    fit_grad calls), without the rule's call through the registry; a Python number
+    operand gets none, as the engine would drop it."""
+    self, other, alpha = bound
+    if alpha != 1:
+        return None
+    return tuple(fit_grad(g, v.shape, v.dtype) if isinstance(v, TensorMeta) else None
+                 for v in (self, other))
+
+
 def _div_backward(g, bound, out, mask):
     """x / c for a Python number c: the composed rule's `g / c` without the divisor's
     gradient, which a number does not take (its three ops were thrown away)."""
@@ -173,7 +203,7 @@ def _div_backward(g, bound, out, mask):
     return (fit_grad(g / _c(other), self._array.shape, self.dtype), None)
 
 
-_mul_backward.takes_tensor = _div_backward.takes_tensor = True
+_mul_backward.takes_tensor = _div_backward.takes_tensor = _add_backward.takes_tensor = True
 
 
 def _max_pool2d_backward(g, bound, out, mask):
@@ -220,13 +250,117 @@ def _max_pool2d_indices(x: np.ndarray, p: PoolParams) -> np.ndarray:
     return (corner + taps[which]).reshape(x.shape[:-2] + p.out)
 
 
+def _matmul_backward(g, bound, out, mask):
+    """matmul of two operands with the same batch dims (attention's per-head products):
+    the composed rule's `g @ mT(b)` and `mT(a) @ g`, each GEMM called as _gemm calls
+    it (the same kernel choice), without the transposes and fitting dispatched."""
+    self, other = bound
+    a, b = self._array, other._array
+    dt = g.dtype
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or dt not in _FLOATS or \
+            a.dtype != dt or b.dtype != dt or a.ndim < 2 or a.ndim != b.ndim or \
+            a.shape[:-2] != b.shape[:-2]:
+        return None
+    mask = mask or (True, True)
+    work = g.size * a.shape[-1]
+    ga = _gemm("matmul", g, np.swapaxes(b, -1, -2), work) if mask[0] else None
+    gb = _gemm("matmul", np.swapaxes(a, -1, -2), g, work) if mask[1] else None
+    return ga, gb
+
+
+def _layer_norm_backward(g, bound, out, mask):
+    """layer_norm's composed rule (normalize_backward, then `g * xhat` and `g` fitted to
+    the weight and bias by sum_to_shape's sum) on the arrays: the same NumPy reductions
+    and elementwise steps in the same order, ~20 op calls fewer."""
+    input, normalized_shape, weight, bias, eps = bound
+    x = input._array
+    dt = g.dtype
+    n = len(normalized_shape)
+    if dt not in _FLOATS or type(x) is not np.ndarray or x.dtype != dt or x.size == 0 or \
+            x.ndim <= n or (weight is not None and weight._array.dtype != dt) or \
+            (bias is not None and bias.dtype.np_dtype != dt):
+        return None
+    mask = mask or (True, True, True)
+    axes = tuple(range(x.ndim - n, x.ndim))
+    lead = tuple(range(x.ndim - n))
+    xc = x - np.mean(x, axis=axes, keepdims=True)
+    rstd = 1 / np.sqrt(np.mean(xc * xc, axis=axes, keepdims=True) + dt.type(eps))
+    xhat = xc * rstd
+    gi = gw = gb = None
+    if mask[0]:
+        gxhat = g * weight._array if weight is not None else g
+        gi = rstd * (gxhat - np.mean(gxhat, axis=axes, keepdims=True) -
+                     xhat * np.mean(gxhat * xhat, axis=axes, keepdims=True))
+    if weight is not None and mask[1]:
+        gw = np.sum(g * xhat, axis=lead, keepdims=True, dtype=dt).reshape(x.shape[-n:])
+    if bias is not None and mask[2]:
+        gb = np.sum(g, axis=lead, keepdims=True, dtype=dt).reshape(x.shape[-n:])
+    return gi, gw, gb
+
+
+def _softmax_backward(g, bound, out, mask):
+    """softmax's composed rule, `g * y - y * sum(g * y, dim)`, on the arrays."""
+    self, dim, dtype = bound
+    y = out._array if out is not None else None
+    if dtype is not None or y is None or type(y) is not np.ndarray or y.ndim == 0 or \
+            g.dtype not in _FLOATS or y.dtype != g.dtype or y.size == 0:
+        return None
+    gy = g * y
+    return (gy - y * np.sum(gy, axis=(dim,), keepdims=True, dtype=g.dtype),)
+
+
+def _narrow_backward(g, bound, out, mask):
+    """narrow's composed rule, slice_scatter(zeros(self), g, ...): zeros with g
+    written into the narrowed range."""
+    self, dim, start, length = bound
+    if g.dtype != self.dtype.np_dtype or self.ndim == 0:
+        return None
+    d, lo, hi = _narrow_args(self, dim, start, length)
+    full = np.zeros(tuple(self.shape), g.dtype)
+    full[(slice(None),) * d + (slice(lo, hi),)] = g
+    return (full,)
+
+
+def _as_view_of(g: Tensor, a: np.ndarray) -> Tensor:
+    """What the eager op call makes of a NumPy result over g's memory: a view of g
+    (sharing its storage and version), or a fresh tensor when NumPy had to copy."""
+    if np.may_share_memory(a, g._array):
+        return g._view_of_self(a)
+    return Tensor._make(a, Storage(flat_storage(a)))
+
+
+def _reshape_backward(g, bound, out, mask):
+    """view / reshape: the composed rule's `reshape(g, self.shape)`, whose eager call
+    is NumPy's reshape of g's array (a view of g when the strides allow one)."""
+    a = g._array
+    if type(a) is not np.ndarray or a.size == 0:
+        return None
+    return (_as_view_of(g, a.reshape(tuple(bound[0].shape))),)
+
+
+def _transpose_backward(g, bound, out, mask):
+    """transpose's composed rule, `transpose(g, dim0, dim1)`: a view of g."""
+    a = g._array
+    if type(a) is not np.ndarray or a.size == 0:
+        return None
+    _, dim0, dim1 = bound
+    return (_as_view_of(g, np.transpose(a, _transpose_dims(a.ndim, dim0, dim1))),)
+
+
+_reshape_backward.takes_tensor = _transpose_backward.takes_tensor = True
+
+
 def install() -> None:
     for name, rule in (("cross_entropy", _class_loss_backward(True)),
                        ("nll_loss", _class_loss_backward(False)),
                        ("relu", _relu_backward), ("linear", _linear_backward),
                        ("sum", _sum_backward), ("mean", _mean_backward),
-                       ("mul", _mul_backward), ("div", _div_backward),
-                       ("max_pool2d", _max_pool2d_backward)):
+                       ("mul", _mul_backward), ("div", _div_backward), ("add", _add_backward),
+                       ("max_pool2d", _max_pool2d_backward),
+                       ("layer_norm", _layer_norm_backward), ("matmul", _matmul_backward),
+                       ("softmax", _softmax_backward),
+                       ("narrow", _narrow_backward), ("view", _reshape_backward),
+                       ("reshape", _reshape_backward), ("transpose", _transpose_backward)):
         if name in OPS:
             ARRAY_BACKWARD[OPS[name]] = rule
 

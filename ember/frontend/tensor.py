@@ -123,6 +123,15 @@ def _rebuild_subclass(cls, plain: tuple, state: dict):
     return out
 
 
+_ENGINE: list = []                   # autograd.engine, once loaded (it imports this module)
+
+
+def _engine():
+    from .autograd import engine
+    _ENGINE.append(engine)
+    return engine
+
+
 _WARNED_FLOAT_OF_GRAD: list = []     # torch says it once per process (TORCH_WARN_ONCE)
 
 class Tensor:
@@ -503,7 +512,7 @@ class Tensor:
 
     # --- autograd ------------------------------------------------------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import engine
+        engine = _ENGINE[0] if _ENGINE else _engine()
         engine.backward([self], [gradient], retain_graph, create_graph, inputs)
 
     def detach(self) -> "Tensor":

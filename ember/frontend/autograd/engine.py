@@ -20,6 +20,8 @@ from ..tensor import Storage, Tensor, _HookHandle
 from . import anomaly, grad_mode
 
 _ANOMALY = anomaly._STATE               # the live state dict
+_GRAD_STATE = grad_mode.STATE           # the live (per-thread) grad-mode flags
+_MASK_UNSET = object()                  # OpNode._mask before its first backward
 _COLLECTORS = profiling._collectors     # the live list: empty when nothing profiles
 
 
@@ -34,6 +36,7 @@ class NodeName(str):
 class Node:
     """A backward function: `apply(grads per output) -> grads per input`."""
     name = NodeName("Node")
+    n_outputs = 1                         # multi-output nodes set their own count
 
     def __init__(self):
         self.next_functions: tuple = ()   # one (node | None, output_nr) per input
@@ -115,42 +118,57 @@ class AccumulateGrad(Node):
     def apply(self, grads):
         (grad,) = grads
         var = self.variable
-        grad = _run_tensor_hooks(var, grad)
-        if grad is None:
+        if var._hooks:
+            grad = _run_tensor_hooks(var, grad)
+            if grad is None:
+                return ()
+        elif grad is None:
             return ()
-        if type(grad) is Tensor and grad.dtype != var.dtype and var.dtype.is_floating_point:
+        if type(grad) is Tensor and grad._array.dtype != var._array.dtype and \
+                grad.dtype != var.dtype and var.dtype.is_floating_point:
             grad = grad.to(var.dtype)       # a Function's backward in another precision
+        enabled = _GRAD_STATE.enabled       # create_graph: .grad gets a history
         if var._grad is None:
-            if grad_mode.is_grad_enabled() and type(grad) is Tensor and \
-                    grad._storage.device == "cpu" and _overlaps_itself(grad._array):
-                grad = grad.contiguous()    # create_graph: a dense .grad, through an op
-            var._grad = grad if grad_mode.is_grad_enabled() else grad.detach()
-            if var._grad is grad and type(grad) is Tensor and grad._base is not None:
-                var._grad = grad.clone()
-            elif var._grad is not grad and (_aliases_root_cotangent(grad) or
-                                           _already_given_to_a_leaf(grad)):
-                # a gradient that is (a view of) the cotangent passed to backward (Flatten,
-                # reshape), or the very memory another leaf's .grad got (a + b hands both
-                # the same gradient): copied, so zeroing one .grad leaves the others alone
-                # and the next backward adds into this .grad in place, as into torch's
-                var._grad = self._owned_grad = grad.detach().clone()
-            elif var._grad is not grad:
-                _given_to_a_leaf(var._grad)
-            if type(var._grad) is Tensor and not grad_mode.is_grad_enabled():
-                var._grad = _in_layout_of(var, var._grad)
+            if enabled:
+                self._first_grad_with_graph(var, grad)
+            else:
+                self._first_grad(var, grad)
         elif type(var._grad) is not Tensor or type(grad) is not Tensor:
             from ..sparse_coo import add_grads      # a sparse gradient on either side
-            var._grad = add_grads(var._grad, grad if grad_mode.is_grad_enabled()
-                                 else grad.detach())
-        elif grad_mode.is_grad_enabled():
+            var._grad = add_grads(var._grad, grad if enabled else grad.detach())
+        elif enabled:
             var._grad = var._grad + grad
         elif _accumulate_in_place(var._grad, grad):
             pass                            # PyTorch's `grad += new` (no new tensor)
         else:
             var._grad = self._owned_grad = (var._grad + grad).detach()
-        for hook in list(self.__dict__.get("post_accumulate_hooks", ())):
-            hook(var)
+        if "post_accumulate_hooks" in self.__dict__:
+            for hook in list(self.__dict__["post_accumulate_hooks"]):
+                hook(var)
         return ()
+
+    @staticmethod
+    def _first_grad_with_graph(var: Tensor, grad) -> None:
+        """create_graph=True: .grad is the gradient itself (its history kept), dense."""
+        if type(grad) is Tensor and grad._storage.device == "cpu" and \
+                _overlaps_itself(grad._array):
+            grad = grad.contiguous()        # a dense .grad, through an op
+        var._grad = grad
+        if type(grad) is Tensor and grad._base is not None:
+            var._grad = grad.clone()
+
+    def _first_grad(self, var: Tensor, grad) -> None:
+        """.grad = the gradient, detached, unless its memory is shared (below)."""
+        if _aliases_root_cotangent(grad) or _already_given_to_a_leaf(grad):
+            # a gradient that is (a view of) the cotangent passed to backward (Flatten,
+            # reshape), or the very memory another leaf's .grad got (a + b hands both
+            # the same gradient): copied, so zeroing one .grad leaves the others alone
+            # and the next backward adds into this .grad in place, as into torch's
+            new = self._owned_grad = grad.detach().clone()
+        else:
+            new = grad.detach()
+            _given_to_a_leaf(new)
+        var._grad = _in_layout_of(var, new) if type(new) is Tensor else new
 
 
 _IN_PLACE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
@@ -239,23 +257,44 @@ class OpNode(Node):
     """Backward of one registry op call."""
 
     def __init__(self, op, bound: tuple, out, input_metas: tuple):
-        super().__init__()
+        # Node.__init__, inline: every recorded op call makes one of these
+        self.next_functions = ()
+        self.freed = False
+        self.pre_hooks = {}
+        if _ANOMALY["enabled"]:             # where forward made this node, for the report
+            self.__dict__["forward_trace"] = anomaly.forward_trace()
         self.op = op
-        self.name = _node_name(op, bound, out)
-        take_type_name(self)
-        keeps = _KEEPS.get(op)
-        if keeps is None:
-            keeps = _KEEPS[op] = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
-        saved = []
+        plan = _NODE_PLANS.get(op)
+        if plan is None:
+            plan = _node_plan(op)
+        keeps, name, cls = plan
+        if name is None:                    # sum(dim=...), pow...: the arguments name it
+            self.name = _node_name(op, bound, out)
+            take_type_name(self)
+        else:
+            self.name = name
+            self.__class__ = cls
+        saved, unpacks = [], []
         for v, keep in zip(bound, keeps):   # _save, with the common cases inline
             if isinstance(v, Tensor):
-                saved.append(SavedTensor(v) if keep else _meta_of_tensor(v))
+                if keep:
+                    unpacks.append(len(saved))
+                    saved.append(SavedTensor(v))
+                else:
+                    saved.append(_meta_of_tensor(v))
             elif type(v) is list or type(v) is tuple:
-                saved.append(_save(v, keep))
+                v = _save(v, keep)
+                if _nested_saved(v):
+                    unpacks.append(len(saved))
+                saved.append(v)
             else:
                 saved.append(v)
         self._saved = tuple(saved)
+        # which saved arguments hold tensor values (unpacked, version-checked, freed):
+        # found once here instead of type-testing every argument per backward
+        self._unpacks = tuple(unpacks)
         self._out = _save(out) if op._derivative_wants_out else None
+        self._mask = _MASK_UNSET
         self.input_metas = input_metas          # (shape, dtype) per tensor input, for reduction
         # a Tensor[] result of length 1 still gets its gradient as a tuple (split, unbind)
         self.multi_output = isinstance(out, (tuple, list))
@@ -265,7 +304,7 @@ class OpNode(Node):
             self.output_metas = tuple((o.shape, o.dtype) for o in flat)
         else:
             self.n_outputs = 1
-            self.output_metas = ((out.shape, out.dtype),)
+            self.output_metas = ((out._array.shape, out.dtype),)
 
     def __getattr__(self, attr: str):
         """torch's `grad_fn._saved_<argument>` (and `_saved_result`): what this node
@@ -300,26 +339,37 @@ class OpNode(Node):
                 "if you need to access saved tensors after calling backward.")
 
     def release(self):
-        super().release()
+        self.freed = True
         # a node that saved no tensor values can run again, as in PyTorch (SumBackward0)
-        if self._out is not None or any(_holds_saved(v) for v in self._saved or ()):
+        if self._out is not None or self._unpacks:
             self._saved = None
             self._out = None
 
     def apply(self, grads):
-        if self._saved is None:
+        saved = self._saved
+        if saved is None:
             raise AutogradError(
                 "Trying to backward through the graph a second time (or directly access saved "
                 "tensors after they have already been freed). Saved intermediate values of the "
                 f"graph are freed when you call .backward() or autograd.grad(); op: "
                 f"{self.op.name} ({self.name}). Specify retain_graph=True if you need to "
                 "backward through the graph a second time.")
-        bound = tuple(_unpack(v, self) for v in self._saved)
-        out = _unpack(self._out, self) if self._out is not None else None
-        if self.op.name == "embedding" and bound[4]:       # sparse=True: a sparse weight grad
+        if self._unpacks:
+            bound = list(saved)
+            for i in self._unpacks:
+                v = saved[i]
+                bound[i] = v.unpack(self) if type(v) is SavedTensor else _unpack(v, self)
+            bound = tuple(bound)
+        else:
+            bound = saved
+        out = self._out
+        if out is not None:
+            out = out.unpack(self) if type(out) is SavedTensor else _unpack(out, self)
+        op = self.op
+        if op.name == "embedding" and bound[4]:       # sparse=True: a sparse weight grad
             return _sparse_embedding_backward(self, grads, bound)
-        rule = ARRAY_BACKWARD.get(self.op)
-        if rule is not None and not grad_mode.STATE.enabled:
+        rule = ARRAY_BACKWARD.get(op)
+        if rule is not None and not _GRAD_STATE.enabled:
             done = _array_backward(self, rule, grads, bound, out)
             if done is not None:
                 return done
@@ -342,12 +392,18 @@ class OpNode(Node):
 
     def _input_mask(self):
         """Per tensor argument, whether its gradient goes anywhere (None: all do, or
-        list arguments make the mapping ambiguous)."""
-        edges = self.next_functions
-        if len(edges) != len(self.op.schema.tensor_arg_indices) or \
-                all(node is not None for node, _ in edges):
-            return None
-        return tuple(node is not None for node, _ in edges)
+        list arguments make the mapping ambiguous); found once per node, since its edges
+        are set when it is recorded and never change after."""
+        mask = self._mask
+        if mask is _MASK_UNSET:
+            edges = self.next_functions
+            if len(edges) != len(self.op.schema.tensor_arg_indices) or \
+                    all(node is not None for node, _ in edges):
+                mask = None
+            else:
+                mask = tuple(node is not None for node, _ in edges)
+            self._mask = mask
+        return mask
 
     def _materialize(self, grads):
         if not self.multi_output:
@@ -378,12 +434,16 @@ def _sparse_embedding_backward(node: OpNode, grads, bound):
 
 
 def _array_backward(node: OpNode, rule, grads, bound, out):
-    (g,) = grads if not node.multi_output and len(grads) == 1 else (None,)
+    if node.multi_output or len(grads) != 1:
+        return None
+    g = grads[0]
     if type(g) is not Tensor or g._storage.device != "cpu" or _MODES:
         return None
+    mask = node._mask
+    if mask is _MASK_UNSET:
+        mask = node._input_mask()
     # a rule flagged `takes_tensor` gets the gradient tensor (to return views of it)
-    raw = rule(g if getattr(rule, "takes_tensor", False) else g._array, bound, out,
-               node._input_mask())
+    raw = rule(g if getattr(rule, "takes_tensor", False) else g._array, bound, out, mask)
     if raw is None:
         return None
     return tuple(None if a is None else _fit_array(a, shape, dtype)
@@ -400,7 +460,8 @@ def _fit_array(a, shape, dtype) -> Tensor:
                             f"input of {dtype}{list(shape)}")
     if tensor is not None:
         return tensor
-    if a.base is None and a.flags.c_contiguous and a.flags.writeable and a.ndim:
+    flags = a.flags
+    if a.base is None and flags.c_contiguous and flags.writeable and a.ndim:
         # a fresh dense array (most rules' results): its flat view is its storage
         return Tensor._make(a, Storage(a if a.ndim == 1 else a.reshape(-1)))
     return Tensor._from_array(a, copy=False)
@@ -453,15 +514,30 @@ def _node_name(op, bound: tuple, out) -> str:
     return NodeName(f"{_RENAMED.get(name) or _camel(name)}Backward{overload}")
 
 
+# op -> (per argument whether its value is saved, the node name and class when no
+# argument changes the name, else None and None): what OpNode works out once per op
+_NODE_PLANS: dict = {}
+
+
+def _node_plan(op) -> tuple:
+    keeps = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
+    name = cls = None
+    if op.name.split("::")[-1].strip("_") not in _SPECIAL_NAMES:
+        name = _node_name(op, (), None)
+        probe = OpNode.__new__(OpNode)      # take_type_name's class for that name
+        probe.name = name
+        take_type_name(probe)
+        cls = type(probe)
+    plan = _NODE_PLANS[op] = (keeps, name, cls)
+    return plan
+
+
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.strip("_").split("_"))
 
 
 def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
-
-
-_KEEPS: dict = {}                        # op -> per argument, whether its value is saved
 
 
 def _keeps_value(op, arg_name: str) -> bool:
@@ -652,16 +728,19 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
             raise AutogradError("element 0 of tensors does not require grad and does not have "
                                 "a grad_fn")
         # several outputs may be outputs of one multi-output node (chunk, eigh...)
-        _add_to_buffer(buffers, node, nr, g, getattr(node, "n_outputs", 1))
+        _add_to_buffer(buffers, node, nr, g, node.n_outputs)
     captured = {}
     order = _topological_order([edge_of(o)[0] for o in outputs])
     runs = _leading_to_captured(order, capture) if capture is not None else None
     with grad_mode.set_grad_enabled(create_graph):
+        if capture is None and accumulate:
+            _walk(order, buffers, retain_graph)
+            return captured
         for node in order:
             if runs is not None and node not in runs and not any(
-                    (node, nr) in capture for nr in range(getattr(node, "n_outputs", 1))):
+                    (node, nr) in capture for nr in range(node.n_outputs)):
                 continue     # autograd.grad: nothing below this node is asked for
-            n_out = getattr(node, "n_outputs", 1)
+            n_out = node.n_outputs
             grads = buffers.pop(node, None) or [None] * n_out
             if node.pre_hooks or "node_pre_hooks" in node.__dict__:
                 grads = _run_pre_hooks(node, grads)
@@ -689,7 +768,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
                 results = _run_post_hooks(node, results, grads)
             for (nxt, nr), g in zip(node.next_functions, results):
                 if nxt is not None and g is not None:
-                    n = getattr(nxt, "n_outputs", 1)
+                    n = nxt.n_outputs
                     if n == 1 and nxt not in buffers:
                         buffers[nxt] = [g]          # _add_to_buffer's first gradient
                     else:
@@ -697,6 +776,36 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
             if not retain_graph:
                 node.release()
     return captured
+
+
+def _walk(order: list, buffers: dict, retain_graph: bool) -> None:
+    """backward()'s walk (no autograd.grad capture): the loop of _run_backward with its
+    capture tests left out, the same steps per node in the same order."""
+    for node in order:
+        n_out = node.n_outputs
+        grads = buffers.pop(node, None) or [None] * n_out
+        if node.pre_hooks or "node_pre_hooks" in node.__dict__:
+            grads = _run_pre_hooks(node, grads)
+        if grads[0] is None if n_out == 1 else all(g is None for g in grads):
+            continue
+        if _ANOMALY["enabled"]:
+            results = anomaly.apply_reporting(node, grads)
+        elif not _COLLECTORS:
+            results = node.apply(grads)
+        else:   # the profiler's row name for a backward node, as PyTorch's
+            with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
+                                  "autograd"):
+                results = node.apply(grads)
+        if "post_hooks" in node.__dict__:
+            results = _run_post_hooks(node, results, grads)
+        for (nxt, nr), g in zip(node.next_functions, results):
+            if nxt is not None and g is not None:
+                if nxt not in buffers and nxt.n_outputs == 1:
+                    buffers[nxt] = [g]          # _add_to_buffer's first gradient
+                else:
+                    _add_to_buffer(buffers, nxt, nr, g, nxt.n_outputs)
+        if not retain_graph:
+            node.release()
 
 
 def _leading_to_captured(order: list, capture: dict) -> set:
@@ -793,6 +902,12 @@ def _default_grad(t: Tensor, g):
     if t.dtype.is_complex:
         raise AutogradError(f"grad can be implicitly created only for real scalar outputs "
                             f"but got {t.dtype}")
+    if type(t) is Tensor and t._storage.device == "cpu" and type(t._array) is np.ndarray \
+            and not _MODES and not _COLLECTORS:
+        # ones_like's result (a fresh dense array of t's shape and dtype), without an op
+        # call that no mode or profiler watches
+        one = np.ones(t._array.shape, t._array.dtype)
+        return Tensor._make(one, Storage(one.reshape(-1)))
     return autodiff.ones_like_value(t)
 
 
