@@ -258,6 +258,7 @@ def _steps(gm, graph: Graph) -> None:
             node.replace_all_uses_with(step)
             graph.erase_node(node)
     _quantize_steps(graph)
+    _conv_pool_steps(gm, graph)
     for step in [n for n in graph.nodes if _is_step(n)]:
         if step.target is not pool_linear_dequantize and step.users and \
                 all(_is_step(user) for user in step.users):
@@ -283,6 +284,26 @@ def _quantize_steps(graph: Graph) -> None:
         node.replace_all_uses_with(step)
         graph.erase_node(node)
         graph.erase_node(q)
+
+
+def _conv_pool_steps(gm, graph: Graph) -> None:
+    """Each MaxPool2d pool step whose input is a conv or quantize_conv_step read by it
+    alone (resnet's stem and its max pool) one conv_pool_step."""
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or node.target is not pool_step:
+            continue
+        conv = node.args[1]
+        if getattr(conv, "op", None) != OpKind.call_function or \
+                conv.target not in (conv_step, quantize_conv_step) or len(conv.users) != 1 \
+                or type(gm.get_submodule(str(node.args[0].target))) is not _nn.MaxPool2d:
+            continue
+        quant = conv.args[2:5] if conv.target is quantize_conv_step else (None, None, None)
+        with graph.inserting_before(node):
+            step = graph.call_function(conv_pool_step, (conv.args[0], node.args[0],
+                                                        conv.args[1], *quant, False))
+        node.replace_all_uses_with(step)
+        graph.erase_node(node)
+        graph.erase_node(conv)
 
 
 def _insert_joins(graph: Graph) -> None:
@@ -371,6 +392,62 @@ def _from_float(conv, x, scale, zero_point, dtype, overlap):
     value = _overlapped(from_float, x._array, bias) if overlap and OVERLAP[0] else \
         from_float(x._array, bias)
     return None if value is None else QuantizedTensor._wrap(value)
+
+
+def conv_pool_step(conv, pool, x, scale, zero_point, dtype, overlap):
+    """pool_step(pool, quantize_conv_step(conv, x, scale, zero_point, dtype)), or with
+    scale None pool_step(pool, conv_step(conv, x)), of a MaxPool2d. Where the conv's
+    prepared call reads its input as row pairs (quantize_conv_step's case: resnet's stem
+    on AMX hosts) and repeats this call, one kernel runs the conv in bands of rows and
+    pools each band while it is in the thread's cache (codegen/llvm/qstem_pool.py): the
+    conv's output is never stored to memory and read back, and the pool's step is gone;
+    the same integers. Elsewhere the two steps."""
+    if STEM_POOL[0]:
+        value = _conv_pool(conv, pool, x, scale, zero_point, dtype, overlap)
+        if value is not None:
+            return value
+    y = conv_step(conv, x, True) if scale is None else \
+        quantize_conv_step(conv, x, scale, zero_point, dtype, True)
+    return pool_step(pool, y, overlap)
+
+
+# conv_pool_step's one kernel on; [False]: the two steps (A/B)
+STEM_POOL = [True]
+
+
+def _conv_pool(conv, pool, x, scale, zero_point, dtype, overlap):
+    """conv_pool_step's fused call, or None where it does not apply."""
+    if type(conv) not in _CONVS or _dispatch._modes or _autocast.ACTIVE or \
+            _TF_STATE.modes or not _plain(conv) or not _plain(pool) or \
+            pool.dilation not in (1, (1, 1), [1, 1]) or pool.ceil_mode or \
+            pool.return_indices:
+        return None
+    weight = conv._packed_weight
+    seen = weight.__dict__.get("_seen_call") if type(weight) is QuantizedTensor else None
+    pooled = getattr(getattr(seen, "runner", None), "pooled", None)
+    if pooled is None or seen.x_type is not QuantizedTensor or seen.bias is not conv._bias:
+        return None
+    if scale is None:
+        if type(x) is not QuantizedTensor or not seen.matches(seen.op, conv._call_args(x)):
+            return None
+    else:
+        if type(x) is not Tensor or x.requires_grad or dtype is not dtypes.quint8 or \
+                x._storage.device != "cpu" or seen.shape != x._array.shape:
+            return None
+        state = (dtype, _number(scale, float), _number(zero_point, int), None)
+        if state != seen.x_state or seen.rest != conv._call_args(x)[3:]:
+            return None
+    geometry = tuple(_pair(v) for v in (pool.kernel_size,
+                                         pool.kernel_size if pool.stride in (None, ())
+                                         else pool.stride, pool.padding))
+    bias = conv._bias._array if isinstance(conv._bias, Tensor) else conv._bias
+    value = _overlapped(pooled, x._array, bias, geometry) if overlap and OVERLAP[0] else \
+        pooled(x._array, bias, geometry)
+    return None if value is None else QuantizedTensor._wrap(value)
+
+
+def _pair(v) -> tuple:
+    return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
 
 
 def _overlapped(fn, *args):
@@ -500,4 +577,5 @@ _LINEARS = _linear_classes()
 
 
 _POOLS = (_nn.MaxPool2d, _nn.AdaptiveAvgPool2d)
-STEPS = (conv_step, pool_step, residual_conv_add, quantize_conv_step, pool_linear_dequantize)
+STEPS = (conv_step, pool_step, residual_conv_add, quantize_conv_step, pool_linear_dequantize,
+         conv_pool_step)
