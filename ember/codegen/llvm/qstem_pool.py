@@ -38,6 +38,7 @@ from . import irutil as u
 from . import qelementwise as QE
 from . import spin
 from .jit import compile_ir
+from .qgemm import claim_loop
 from .target import Isa, target_for
 
 I8 = ir.IntType(8)
@@ -62,12 +63,9 @@ def _emit(module: ir.Module) -> None:
     rows = b.gep(local, [p["band_at"]], source_etype=I8)
     conv_params = b.inttoptr(p["conv_params"], u.PTR)
     conv = spin._callee(b.inttoptr(p["conv_fn"], u.PTR), _CONV_TYPE)
-    head, body, done = (b.append_basic_block(f"band.{n}") for n in ("head", "body", "done"))
-    b.branch(head)
-    b.position_at_end(head)
-    band = b.atomic_rmw("add", counter, u.i64(1), "monotonic")
-    b.cbranch(b.icmp_signed("<", band, p["n_bands"]), body, done)
-    b.position_at_end(body)
+    t_begin, t_end = fn.args[:2]
+    # bands claimed one at a time from the counter (qgemm.claim_loop's fixed claims)
+    band, _, head, done = claim_loop(b, counter, u.i64(1), t_begin, t_end, p["n_bands"])
     img = b.sdiv(band, p["per_image"])
     part = b.sub(band, b.mul(img, p["per_image"]))
     p0 = b.sdiv(b.mul(part, geo["oh"]), p["per_image"])
