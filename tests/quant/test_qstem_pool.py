@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import ember
 from ember.ao.quantization.fx import fused_forward as FF
@@ -19,13 +18,12 @@ from ember.codegen.llvm import qrow_pairs as QP
 from ember.codegen.llvm import qstem_pool as QS
 from ember.runtime import lite_int8 as lite
 from ember.runtime import threads as T
-from tests.quant.quant_twins import converted_twins, int8_layers, share_random_weights
+from tests.quant.quant_twins import int8_layers
 from tests.quant.test_qconv_kernel_pad import _weight
 
 pytestmark = [pytest.mark.filterwarnings("ignore"),
               pytest.mark.skipif(not (QP.available() and QA.available()),
                                  reason="no AMX-INT8 tiles here")]
-torch.backends.quantized.engine = "x86"
 
 
 def _stem_runner(rng, monkeypatch, shape, oc):
@@ -74,3 +72,57 @@ def test_fused_pool_equals_the_conv_pooled(rng, monkeypatch, threads, shape, oc,
     for value in got:
         assert value is not None
         np.testing.assert_array_equal(value.int_repr.transpose(0, 2, 3, 1), want)
+
+
+def _stem_model():
+    nn = ember.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 7, 2, 3, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1), nn.Conv2d(32, 32, 3, 1, 1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10))
+
+
+@pytest.fixture(scope="module")
+def converted():
+    import ember.ao.quantization as eq
+    import ember.ao.quantization.quantize_fx as eqfx
+    rng = np.random.default_rng(3)
+    model = _stem_model().eval()
+    x = ember.tensor(rng.standard_normal((3, 3, 36, 36)).astype(np.float32))
+    with ember.no_grad():
+        prepared = eqfx.prepare_fx(model, eq.get_default_qconfig_mapping("x86"), (x,))
+        for _ in range(2):
+            prepared(ember.tensor(rng.standard_normal((3, 3, 36, 36)).astype(np.float32)))
+        return eqfx.convert_fx(prepared)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stem_model_fused_pool_equals_the_two_steps(rng, monkeypatch, converted, threads):
+    monkeypatch.setenv("EMBER_QGEMM", "amx")
+    monkeypatch.setattr(lite, "GEMM_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(T, "_host_is_quiet", lambda: True)      # workers spin: defer works
+    steps = [n for n in FF.fused_graph(converted).nodes if n.target is FF.conv_pool_step]
+    assert len(steps) == 1 and steps[0].args[3] is not None     # the quantize's scale
+    used = []
+    real = FF._conv_pool
+    monkeypatch.setattr(FF, "_conv_pool", lambda *a: used.append(real(*a)) or used[-1])
+    inputs = [rng.standard_normal((3, 3, 36, 36)).astype(np.float32) for _ in range(2)]
+    before = ember.get_num_threads()
+    ember.set_num_threads(threads)
+
+    def outputs():
+        for _, layer in int8_layers(converted, "conv2d"):     # fresh runners: first calls
+            layer._packed_weight.__dict__.pop("_kernel_cache", None)
+            layer._packed_weight.__dict__.pop("_seen_call", None)
+        with ember.no_grad():
+            return [converted(ember.tensor(x)).numpy().copy() for x in inputs for _ in range(3)]
+    try:
+        fused = outputs()
+        FF.STEM_POOL[0] = False
+        plain = outputs()
+    finally:
+        FF.STEM_POOL[0] = True
+        ember.set_num_threads(before)
+    assert any(v is not None for v in used)     # the fused kernel ran (after first calls)
+    for got, want in zip(fused, plain):
+        np.testing.assert_array_equal(got, want)
