@@ -171,28 +171,62 @@ def fused_graph(gm) -> Graph | None:
 def _fuse_tails(gm, graph: Graph) -> None:
     """Each global average pool whose one use is a flatten to [N, C] read only by a
     linear_dequantize: one pool_linear_dequantize call (a classifier's avgpool, flatten
-    and fc + dequantize), the pool, the flatten and its batch-size nodes erased."""
+    and fc + dequantize), the pool, the flatten and its batch-size nodes erased. The
+    flatten is torch.flatten(p, 1), p.flatten(1), p.view / p.reshape(p.size(0), -1), or
+    an nn.Flatten module, which convert_fx runs on the dequantized pool and quantizes
+    after (_flatten_module_of)."""
     for node in list(graph.nodes):
         if node.op != OpKind.call_function or node.target is not linear_dequantize:
             continue
         flat = node.args[1]
         match = _flatten_of(flat) if hasattr(flat, "users") and len(flat.users) == 1 \
             else None
-        if match is None:
-            continue
-        pool, how, size_nodes = match
+        if match is not None:
+            pool, how, size_nodes = match
+            readers, erased, extra = {flat, *size_nodes[-1:]}, (flat, *size_nodes), ()
+        else:
+            match = _flatten_module_of(gm, flat)
+            if match is None:
+                continue
+            pool, module_node, deq = match
+            how = module_node
+            readers, erased, extra = {deq}, (flat, module_node, deq), flat.args[1:]
         if not hasattr(pool, "users") or \
                 not _module_call_of(gm, pool, (_nn.AdaptiveAvgPool2d,)) or \
                 gm.get_submodule(str(pool.target)).output_size not in (1, (1, 1), [1, 1]) \
-                or set(pool.users) != {flat, *size_nodes[-1:]}:
+                or set(pool.users) != readers:
             continue
         with graph.inserting_before(node):
             module = graph.get_attr(str(pool.target))
+            if extra:
+                how = graph.get_attr(str(module_node.target))      # the Flatten module
             fused = graph.call_function(pool_linear_dequantize,
-                                        (module, node.args[0], pool.args[0], how))
+                                        (module, node.args[0], pool.args[0], how, *extra))
         node.replace_all_uses_with(fused)
-        for done in (node, flat, *size_nodes, pool):
+        for done in (node, *erased, pool):
             graph.erase_node(done)
+
+
+def _flatten_module_of(gm, q):
+    """(pool node, the Flatten node, the dequantize node) where `q`
+    is quantize_per_tensor(flatten(p.dequantize()), scale, zero_point, quint8) of an
+    nn.Flatten(1, -1) module call (convert_fx quantizes around a Flatten module, as
+    torch.ao's does), each read only by the next; else None."""
+    if getattr(q, "op", None) != OpKind.call_function or \
+            q.target is not OPS["quantize_per_tensor"] or len(q.args) != 4 or q.kwargs or \
+            q.args[3] is not dtypes.quint8 or len(q.users) != 1:
+        return None
+    flat = q.args[0]
+    if not hasattr(flat, "users") or len(flat.users) != 1 or \
+            not _module_call_of(gm, flat, (_nn.Flatten,)):
+        return None
+    module = gm.get_submodule(str(flat.target))
+    deq = flat.args[0]
+    if (module.start_dim, module.end_dim) != (1, -1) or not hasattr(deq, "users") or \
+            len(deq.users) != 1 or deq.op != OpKind.call_method or \
+            deq.target != "dequantize" or len(deq.args) != 1 or deq.kwargs:
+        return None
+    return deq.args[0], flat, deq
 
 
 def _flatten_of(flat):
@@ -486,7 +520,8 @@ def pool_step(pool, x, overlap):
     return _overlapped(pool, x) if overlap and OVERLAP[0] else pool(x)
 
 
-def pool_linear_dequantize(pool, linear, x, flatten):
+def pool_linear_dequantize(pool, linear, x, flatten, scale=None, zero_point=None,
+                           dtype=None):
     """linear(flatten(pool(x))).dequantize() of a global average pool, a flatten to
     [N, C] (`flatten` names its form: _FLATTENS) and a quantized Linear (a classifier's
     tail). Where the native pool runs pool(x) (_native_pool), its kernel pools x's
@@ -499,23 +534,47 @@ def pool_linear_dequantize(pool, linear, x, flatten):
     the last convolution's kernel (the previous step leaves it running: this is a step;
     the pool's kernel joins it). Before the Linear's prepared call exists (its first
     two calls) linear_dequantize runs on the pooled values; anywhere else the three
-    calls."""
-    if _native_pool(pool, x) and type(linear) in _LINEARS:
+    calls.
+
+    With scale given, `flatten` is an nn.Flatten(1, -1) module and the graph's tail
+    was linear(quantize_per_tensor(flatten(pool(x).dequantize()), scale, zero_point,
+    dtype)).dequantize() (convert_fx's form around a Flatten module): the pooled rows
+    are dequantized and quantized again by the native kernels those two calls run
+    (the same values: flatten moves none), on [N, C] only."""
+    requant = scale is not None
+    if _native_pool(pool, x) and type(linear) in _LINEARS and \
+            (not requant or _plain(flatten) and dtype is dtypes.quint8 and
+             _number(scale, float) is not None and _number(zero_point, int) is not None):
         a = x._array
         values = np.empty(a.shape[:2], np.uint8)      # pool(x)'s integers, flattened
-        flat = QuantizedTensor._wrap(QuantizedArray(values, x._qdtype, x._qscale,
-                                                    x._qzero_point))
+        pooled = values
+        if requant:     # the requantized rows' tensor (its values set below)
+            qscale, qzero = _number(scale, float), _number(zero_point, int)
+            flat = QuantizedTensor._wrap(QuantizedArray(values, dtype, qscale, qzero))
+        else:
+            flat = QuantizedTensor._wrap(QuantizedArray(values, x._qdtype, x._qscale,
+                                                        x._qzero_point))
         # the Linear's prepared call looked up before the pool's kernel joins the last
         # convolution's (its Python beside that kernel)
         run = None if linear._forward_hooks or linear._forward_pre_hooks else \
             _linear_dequantize_for((flat, linear._packed_weight, linear._bias, linear.scale,
                                     linear.zero_point, linear._RELU))
-        if _qelementwise().global_avg_pool_nhwc(a.transpose(0, 2, 3, 1), x._qzero_point,
-                                                values) is not None:
+        qe = _qelementwise()
+        if qe.global_avg_pool_nhwc(a.transpose(0, 2, 3, 1), x._qzero_point,
+                                   pooled) is not None:
+            if requant:
+                values = qe.quantize(qe.dequantize(pooled, x._qscale, x._qzero_point),
+                                     qscale, qzero, np.uint8)
+                flat = QuantizedTensor._wrap(QuantizedArray(values, dtype, qscale, qzero))
             value = run(values) if run is not None else None
             return value if value is not None else linear_dequantize(linear, flat)
     settle_deferred()
-    return linear_dequantize(linear, _FLATTENS[flatten](pool(x)))
+    if requant:
+        flat = OPS["quantize_per_tensor"](flatten(pool(x).dequantize()), scale, zero_point,
+                                          dtype)
+    else:
+        flat = _FLATTENS[flatten](pool(x))
+    return linear_dequantize(linear, flat)
 
 
 # the flatten forms _fuse_tails takes, as the graph called them
