@@ -35,6 +35,13 @@ input quantize and its stem) is one `quantize_conv_step`: where the layer's prep
 reads its input as row pairs (codegen/quantized.py _row_pairs_runner: resnet's 7x7 stem
 on AMX hosts), one kernel quantizes the float image straight into that input, and no
 quantized tensor is made; elsewhere the two calls.
+
+A MaxPool2d pool step whose input is a conv step or a quantize_conv_step read by it alone
+(resnet's stem and its 3x3 / 2 max pool) is one `conv_pool_step`: where the conv's
+prepared call reads row pairs, one kernel (codegen/llvm/qstem_pool.py) runs the conv in
+bands of output rows into each thread's own buffer and pools each band from there, so
+the conv's output (6.4 MB at resnet18's batch 8) is never stored to memory and read back;
+elsewhere the two steps.
 """
 from __future__ import annotations
 
