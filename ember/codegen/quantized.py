@@ -848,13 +848,13 @@ def _row_pairs_runner(args, cache: dict, cfg, qparams):
             return None
         stem = stems.get(pool_geometry)
         if stem is None:
-            stem = stems[pool_geometry] = QS.StemPoolCall(call, conv_fn, (n, oh, ow, oc),
-                                                          pool_geometry) \
+            stem = stems[pool_geometry] = QS.StemPoolCall(
+                call, conv_fn, (n, oh, ow, oc), pool_geometry, (shape, kh, copies, kernels)) \
                 if QS.StemPoolCall.applies(call, (n, oh, ow, oc), pool_geometry) else False
         if stem is False:
             return None
         _join_deferred()        # a deferred kernel may still write src
-        out = stem(default_pool(), copies[which](kernels[which], default_pool(), src))
+        out = stem(default_pool(), src, which)
         return None if out is None else \
             QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
     runner.pooled = pooled

@@ -43,9 +43,12 @@ from .target import Isa, target_for
 
 I8 = ir.IntType(8)
 FIELDS = ("conv_fn", "conv_params", "conv_words", "out", "bands", "stride", "band_at",
-          "per_image", "n_bands", "counter", "ldo", "conv_out", "conv_chunk")
+          "per_image", "n_bands", "counter", "ldo", "conv_out", "conv_chunk",
+          "pairs_fn", "src", "pairs_ip", "pairs_fp", "pairs_at", "hp2", "pitch", "k_pairs",
+          "n_pairs", "conv_a")
 TILE_ROWS = 32          # the AMX kernel's row tile (qgemm_amx.AMX.mr * 2)
 _CONV_TYPE = ir.FunctionType(u.VOID, [u.I64, u.I64, u.I64, u.PTR])
+_PAIRS_TYPE = ir.FunctionType(u.VOID, [u.I64, u.I64, u.I64, u.PTR, u.PTR, u.PTR, u.PTR])
 
 
 def _emit(module: ir.Module) -> None:
@@ -86,6 +89,16 @@ def _emit(module: ir.Module) -> None:
     b.store(b.ptrtoint(biased, u.I64),
             b.gep(local, [b.mul(p["conv_out"], u.i64(8))], source_etype=I8))
     b.store(u.i64(0), b.gep(local, [b.mul(p["conv_chunk"], u.i64(8))], source_etype=I8))
+    # the pair-rows the tiles' windows read (_pair_rows), copied (and quantized, from a
+    # float image) into the thread's buffer, the conv's `a` biased to read them in place
+    pr0, pr1 = _pair_rows(b, p, t0, t1, geo["h"], geo["w"])
+    pairs = b.gep(b.gep(local, [p["pairs_at"]], source_etype=I8),
+                  [b.neg(b.mul(pr0, p["pitch"]))], source_etype=I8)
+    copy = spin._callee(b.inttoptr(p["pairs_fn"], u.PTR), _PAIRS_TYPE)
+    b.call(copy, [pr0, pr1, worker, b.inttoptr(p["src"], u.PTR), pairs,
+                  b.inttoptr(p["pairs_ip"], u.PTR), b.inttoptr(p["pairs_fp"], u.PTR)])
+    b.store(b.ptrtoint(pairs, u.I64),
+            b.gep(local, [b.mul(p["conv_a"], u.i64(8))], source_etype=I8))
     b.call(conv, [t0, t1, worker, local])
     first = b.mul(img, geo["oh"])
     QE._maxpool_rows(b, geo, biased, b.inttoptr(p["out"], u.PTR), b.add(first, p0),
@@ -93,6 +106,18 @@ def _emit(module: ir.Module) -> None:
     b.branch(head)
     b.position_at_end(done)
     b.ret_void()
+
+
+def _pair_rows(b, p, t0, t1, oh, ow):
+    """[pr0, pr1): the row-pair input's pair-rows that row tiles [t0, t1) read: conv row
+    (img, oy) reads pair-rows img * hp2 + oy + [0, k_pairs) (lite.row_pairs_gather)."""
+    lo = b.sdiv(b.mul(t0, u.i64(TILE_ROWS)), ow)
+    hi = b.sdiv(b.sub(b.mul(t1, u.i64(TILE_ROWS)), u.i64(1)), ow)
+    rows = []
+    for g in (lo, hi):
+        img = b.sdiv(g, oh)
+        rows.append(b.add(b.mul(img, p["hp2"]), b.sub(g, b.mul(img, oh))))
+    return rows[0], u.imin(b, b.add(rows[1], p["k_pairs"]), p["n_pairs"])
 
 
 def _imax(b, x, y):
@@ -119,14 +144,23 @@ BANDS_PER_IMAGE = 2
 ENABLED = [True]
 
 
-def _bands(h: int, w: int, oh: int, per_image: int, kh: int, sh: int, ph: int):
-    """The row tiles [t0, t1) of image 0's bands (the kernel's arithmetic)."""
+def _bands(n: int, h: int, w: int, oh: int, per_image: int, kh: int, sh: int, ph: int):
+    """Every band's row tiles [t0, t1) (the kernel's arithmetic)."""
     out = []
-    for part in range(per_image):
-        p0, p1 = part * oh // per_image, (part + 1) * oh // per_image
-        r0, r1 = max(p0 * sh - ph, 0), min((p1 - 1) * sh - ph + kh, h)
-        out.append((r0 * w // TILE_ROWS, -(-(r1 * w) // TILE_ROWS)))
+    for img in range(n):
+        for part in range(per_image):
+            p0, p1 = part * oh // per_image, (part + 1) * oh // per_image
+            r0, r1 = max(p0 * sh - ph, 0), min((p1 - 1) * sh - ph + kh, h)
+            out.append(((img * h + r0) * w // TILE_ROWS, -(-((img * h + r1) * w) // TILE_ROWS)))
     return out
+
+
+def _pairs_of(t0: int, t1: int, h: int, w: int, hp2: int, k_pairs: int, n_pairs: int):
+    """_pair_rows' [pr0, pr1) in Python."""
+    rows = []
+    for g in (t0 * TILE_ROWS // w, (t1 * TILE_ROWS - 1) // w):
+        rows.append(g // h * hp2 + g % h)
+    return rows[0], min(rows[1] + k_pairs, n_pairs)
 
 
 class StemPoolCall:
@@ -136,28 +170,44 @@ class StemPoolCall:
     conv's geometry and returns the pool's [N, OH, OW, C] uint8 output, or None where
     the block is in use (a concurrent call: the caller runs the two steps)."""
 
-    def __init__(self, conv, conv_fn, shape, pool):
+    def __init__(self, conv, conv_fn, shape, pool, pairs):
+        """conv: the QAmxCall, conv_fn its kernel; shape: the conv's output [N, H, W, C];
+        pool: ((kh, kw), (sh, sw), (ph, pw)); pairs: (the row-pair input's shape, the
+        conv's kernel height, the two RowPairsCalls and their kernels, uint8 and float
+        source: codegen/quantized.py _row_pairs_runner's)."""
         import threading
         import numpy as np
         from ...runtime import lite_int8 as lite
         n, h, w, c = shape
         (kh, kw), (sh, sw), (ph, pw) = pool
         oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        pairs_shape, conv_kh, self._copies, self._copy_fns = pairs
+        _, hp2, wp, _, c_in = pairs_shape
+        pitch, k_pairs = wp * 2 * c_in, -(-conv_kh // 2)
         self.out_shape = (n, oh, ow, c)
         self._conv = conv
         self._conv_params = conv.params.copy()
         per_image = max(1, min(BANDS_PER_IMAGE, oh))
-        most = max(t1 - t0 for t0, t1 in _bands(h, w, oh, per_image, kh, sh, ph)) + 1
+        bands = _bands(n, h, w, oh, per_image, kh, sh, ph)
+        most = max(t1 - t0 for t0, t1 in bands)
+        pair_rows = max(-np.subtract(*_pairs_of(t0, t1, h, w, hp2, k_pairs, n * hp2))
+                        for t0, t1 in bands)
         params_bytes = -(-self._conv_params.nbytes // 64) * 64
-        self._stride = params_bytes + most * TILE_ROWS * c + 64
-        self.n_bands = n * per_image
+        rows_bytes = most * TILE_ROWS * c + 64
+        pairs_bytes = -(-(pair_rows * pitch + lite.ROW_PAIRS_SLACK) // 64) * 64
+        self._stride = params_bytes + rows_bytes + pairs_bytes
+        self.n_bands = len(bands)
         fields = {"conv_fn": ctypes.cast(conv_fn, ctypes.c_void_p).value,
                   "conv_params": self._conv_params.ctypes.data,
                   "conv_words": len(self._conv_params), "out": 0, "bands": 0,
                   "stride": self._stride, "band_at": params_bytes, "per_image": per_image,
                   "n_bands": self.n_bands, "counter": 0, "ldo": c,
                   "conv_out": lite.QGEMM_AMX_FIELDS.index("out"),
-                  "conv_chunk": lite.QGEMM_AMX_FIELDS.index("chunk")}
+                  "conv_chunk": lite.QGEMM_AMX_FIELDS.index("chunk"),
+                  "pairs_fn": 0, "src": 0, "pairs_ip": 0, "pairs_fp": 0,
+                  "pairs_at": params_bytes + rows_bytes, "hp2": hp2, "pitch": pitch,
+                  "k_pairs": k_pairs, "n_pairs": n * hp2,
+                  "conv_a": lite.QGEMM_AMX_FIELDS.index("a")}
         words = [fields[f] for f in FIELDS] + [h, w, c, oh, ow, kh, kw, sh, sw, ph, pw]
         self._block = (ctypes.c_int64 * len(words))(*words)
         self._address = ctypes.addressof(self._block)
@@ -176,7 +226,10 @@ class StemPoolCall:
             and min(kh, kw, sh, sw) >= 1 and 0 <= ph < kh and 0 <= pw < kw and \
             h + 2 * ph >= kh and w + 2 * pw >= kw
 
-    def __call__(self, pool, buffer):
+    def __call__(self, pool, src, which: int):
+        """maxpool(conv(src)) as [N, OH, OW, C] uint8: src the conv's [N, C, H, W] input,
+        uint8 (which 0) or float32 quantized on the way (which 1), contiguous; None where
+        the block is in use."""
         if not self._free.acquire(False):
             return None
         lite, np = self._lite, self._np
@@ -190,17 +243,21 @@ class StemPoolCall:
                 self._scratch = lite.aligned_empty(need, np.uint8)
             scratch = self._scratch
             out = lite._empty(self.out_shape, np.uint8)
-            conv = self._conv_params
-            conv[lite._AMX_A], conv[lite._AMX_SCRATCH] = lite.address(buffer), \
-                lite.address(scratch)
+            self._conv_params[lite._AMX_SCRATCH] = lite.address(scratch)
             block = self._block
+            copy = self._copies[which]
+            block[FIELDS.index("pairs_fn")] = ctypes.cast(self._copy_fns[which],
+                                                          ctypes.c_void_p).value
+            block[FIELDS.index("src")] = lite.address(src)
+            block[FIELDS.index("pairs_ip")] = copy._ip_address
+            block[FIELDS.index("pairs_fp")] = copy._fp_address
             block[FIELDS.index("out")] = lite.address(out)
             block[FIELDS.index("bands")] = lite.address(self._buffers)
             block[FIELDS.index("counter")] = 0
             fn = kernel()
             defer = getattr(pool, "defer", None)
             if defer is not None and runners > 1 and \
-                    defer(fn, runners, (self._address,), (buffer, out, scratch, self._buffers),
+                    defer(fn, runners, (self._address,), (src, out, scratch, self._buffers),
                           self._free.release):
                 deferred = True
                 return out
