@@ -49,6 +49,8 @@ def _stem_runner(rng, monkeypatch, shape, oc):
     ((1, 3, 30, 30), 32, ((3, 3), (1, 1), (1, 1)), 4)])
 def test_fused_pool_equals_the_conv_pooled(rng, monkeypatch, threads, shape, oc, pool,
                                            per_image):
+    """Each band copies its row-pair rows (BAND_PAIRS) and, for the last call, the whole
+    row-pair input is made first."""
     monkeypatch.setattr(T, "_host_is_quiet", lambda: True)      # workers spin: defer works
     monkeypatch.setattr(lite, "GEMM_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(QS, "BANDS_PER_IMAGE", per_image)
@@ -66,6 +68,7 @@ def test_fused_pool_equals_the_conv_pooled(rng, monkeypatch, threads, shape, oc,
         finally:
             p.open_window(False)
         p.join()
+        monkeypatch.setattr(QS, "BAND_PAIRS", False)
         got.append(runner.pooled(q, bias, pool))
     finally:
         ember.set_num_threads(before)

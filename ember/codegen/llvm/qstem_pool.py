@@ -91,14 +91,16 @@ def _emit(module: ir.Module) -> None:
     b.store(u.i64(0), b.gep(local, [b.mul(p["conv_chunk"], u.i64(8))], source_etype=I8))
     # the pair-rows the tiles' windows read (_pair_rows), copied (and quantized, from a
     # float image) into the thread's buffer, the conv's `a` biased to read them in place
-    pr0, pr1 = _pair_rows(b, p, t0, t1, geo["h"], geo["w"])
-    pairs = b.gep(b.gep(local, [p["pairs_at"]], source_etype=I8),
-                  [b.neg(b.mul(pr0, p["pitch"]))], source_etype=I8)
-    copy = spin._callee(b.inttoptr(p["pairs_fn"], u.PTR), _PAIRS_TYPE)
-    b.call(copy, [pr0, pr1, worker, b.inttoptr(p["src"], u.PTR), pairs,
-                  b.inttoptr(p["pairs_ip"], u.PTR), b.inttoptr(p["pairs_fp"], u.PTR)])
-    b.store(b.ptrtoint(pairs, u.I64),
-            b.gep(local, [b.mul(p["conv_a"], u.i64(8))], source_etype=I8))
+    # (pairs_fn 0: the caller made the whole input, at the conv block's `a`)
+    with b.if_then(b.icmp_signed("!=", p["pairs_fn"], u.i64(0))):
+        pr0, pr1 = _pair_rows(b, p, t0, t1, geo["h"], geo["w"])
+        pairs = b.gep(b.gep(local, [p["pairs_at"]], source_etype=I8),
+                      [b.neg(b.mul(pr0, p["pitch"]))], source_etype=I8)
+        copy = spin._callee(b.inttoptr(p["pairs_fn"], u.PTR), _PAIRS_TYPE)
+        b.call(copy, [pr0, pr1, worker, b.inttoptr(p["src"], u.PTR), pairs,
+                      b.inttoptr(p["pairs_ip"], u.PTR), b.inttoptr(p["pairs_fp"], u.PTR)])
+        b.store(b.ptrtoint(pairs, u.I64),
+                b.gep(local, [b.mul(p["conv_a"], u.i64(8))], source_etype=I8))
     b.call(conv, [t0, t1, worker, local])
     first = b.mul(img, geo["oh"])
     QE._maxpool_rows(b, geo, biased, b.inttoptr(p["out"], u.PTR), b.add(first, p0),
@@ -140,8 +142,9 @@ def kernel():
 # bands an image is cut into (the claims' grain: at two threads the later thread ends at
 # most about a band after the other; each cut computes ~2 conv rows twice)
 BANDS_PER_IMAGE = 2
-# fused_forward's conv + max pool step on; False: the two steps (A/B)
-ENABLED = [True]
+# each band copies the row-pair input rows it reads (into the thread's buffer); False:
+# the whole input first, as the unfused runner makes it (A/B)
+BAND_PAIRS = True
 
 
 def _bands(n: int, h: int, w: int, oh: int, per_image: int, kh: int, sh: int, ph: int):
@@ -246,11 +249,16 @@ class StemPoolCall:
             self._conv_params[lite._AMX_SCRATCH] = lite.address(scratch)
             block = self._block
             copy = self._copies[which]
-            block[FIELDS.index("pairs_fn")] = ctypes.cast(self._copy_fns[which],
-                                                          ctypes.c_void_p).value
-            block[FIELDS.index("src")] = lite.address(src)
-            block[FIELDS.index("pairs_ip")] = copy._ip_address
-            block[FIELDS.index("pairs_fp")] = copy._fp_address
+            if BAND_PAIRS:
+                block[FIELDS.index("pairs_fn")] = ctypes.cast(self._copy_fns[which],
+                                                              ctypes.c_void_p).value
+                block[FIELDS.index("src")] = lite.address(src)
+                block[FIELDS.index("pairs_ip")] = copy._ip_address
+                block[FIELDS.index("pairs_fp")] = copy._fp_address
+            else:       # the whole row-pair input first (its own pass, split)
+                src = copy(self._copy_fns[which], pool, src)
+                block[FIELDS.index("pairs_fn")] = 0
+                self._conv_params[lite._AMX_A] = lite.address(src)
             block[FIELDS.index("out")] = lite.address(out)
             block[FIELDS.index("bands")] = lite.address(self._buffers)
             block[FIELDS.index("counter")] = 0
