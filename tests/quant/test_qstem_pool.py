@@ -129,3 +129,25 @@ def test_stem_model_fused_pool_equals_the_two_steps(rng, monkeypatch, converted,
     assert any(v is not None for v in used)     # the fused kernel ran (after first calls)
     for got, want in zip(fused, plain):
         np.testing.assert_array_equal(got, want)
+
+
+def test_conv_pool_step_of_a_quantized_input_equals_the_two_calls(rng, monkeypatch, converted):
+    """The step without the quantize (its input already quantized: scale None), against
+    pool(conv(x)) as modules."""
+    monkeypatch.setenv("EMBER_QGEMM", "amx")
+    monkeypatch.setattr(lite, "GEMM_PARALLEL_MIN_MACS", 0)
+    conv, pool = converted.get_submodule("0"), converted.get_submodule("3")
+    x = ember.tensor(rng.standard_normal((3, 3, 36, 36)).astype(np.float32))
+    with ember.no_grad():
+        converted(x)
+        converted(x)        # the conv's prepared call made
+        _, scale, zero_point, _ = conv._packed_weight.__dict__["_seen_call"].x_state
+        xq = ember.quantize_per_tensor(x, scale, zero_point, ember.quint8)
+        used = []
+        real = FF._conv_pool
+        monkeypatch.setattr(FF, "_conv_pool", lambda *a: used.append(real(*a)) or used[-1])
+        got = FF.conv_pool_step(conv, pool, xq, None, None, None, False)
+        want = pool(conv(xq))
+    assert used and used[0] is not None
+    np.testing.assert_array_equal(got.int_repr().numpy(), want.int_repr().numpy())
+    assert (got.q_scale(), got.q_zero_point()) == (want.q_scale(), want.q_zero_point())
