@@ -169,7 +169,7 @@ def describe(node, value) -> str:
         getattr(node.target, "__name__", str(node.target))
     if node.op.value == "call_function" and node.target in FF.STEPS:    # name the layer
         kind = {FF.conv_step: "conv", FF.pool_step: "pool",
-                FF.quantize_conv_step: "qconv",
+                FF.quantize_conv_step: "qconv", FF.conv_pool_step: "conv+pool",
                 FF.pool_linear_dequantize: "tail"}.get(node.target, "pair")
         target = f"{kind}:{node.args[0].target}{'*' if FF.step_overlaps(node) else ''}"
     shape = tuple(getattr(value, "shape", ()) or ())

@@ -45,6 +45,7 @@ from .llvm import qgemm as Q
 from .llvm import qgemm_amx as QA
 from .llvm import qgemm_input as QI
 from .llvm import qrow_pairs as QP
+from .llvm import qstem_pool as QS
 
 
 def gemm_config():
@@ -834,6 +835,30 @@ def _row_pairs_runner(args, cache: dict, cfg, qparams):
             return None
         return run(xf, 1)
     runner.from_float = from_float
+    call, conv_fn = gemm.args
+    stems: dict = {}
+
+    def pooled(src, b, pool_geometry):
+        """maxpool(conv(src)) by one kernel (codegen/llvm/qstem_pool.py), src uint8 or
+        float32 as runner / from_float take it; pool_geometry ((kh, kw), (sh, sw), (ph,
+        pw)); None where it declines."""
+        which = int(type(src) is np.ndarray and src.dtype == np.float32)
+        if not _same_bias(kept, b) or type(src) is not np.ndarray or \
+                src.shape != (n, c, h, wd) or not src.flags.c_contiguous or \
+                src.dtype != (np.float32 if which else np.uint8):
+            return None
+        stem = stems.get(pool_geometry)
+        if stem is None:
+            stem = stems[pool_geometry] = QS.StemPoolCall(
+                call, conv_fn, (n, oh, ow, oc), pool_geometry, (shape, kh, copies, kernels)) \
+                if QS.StemPoolCall.applies(call, (n, oh, ow, oc), pool_geometry) else False
+        if stem is False:
+            return None
+        _join_deferred()        # a deferred kernel may still write src
+        out = stem(default_pool(), src, which)
+        return None if out is None else \
+            QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
+    runner.pooled = pooled
     return runner
 
 

@@ -93,12 +93,13 @@ def test_fused_graph_joins_before_other_nodes(converted):
     graph = FF.fused_graph(converted)
     steps = [n for n in graph.nodes if n.op == OpKind.call_function and n.target in FF.STEPS]
     flags = [FF.step_overlaps(n) for n in steps]
-    # stem, max pool, block 0's c1 and pair, block 1's c1, downsample and pair, block 2's
+    # stem + max pool, block 0's c1 and pair, block 1's c1, downsample and pair, block 2's
     # c1 and pair, the tail (average pool, flatten, fc)
-    # the stem reads the input quantize alone: one quantize_conv_step with it
-    assert [n.target for n in steps[:2]] == [FF.quantize_conv_step, FF.pool_step]
+    # the stem reads the input quantize alone, the max pool reads the stem alone: one
+    # conv_pool_step with both (its quantize's arguments)
+    assert steps[0].target is FF.conv_pool_step and steps[0].args[3] is not None
     assert steps[-1].target is FF.pool_linear_dequantize     # avgpool, flatten, fc
-    assert flags == [True, True, False, True, False, True, True, False, True, False]
+    assert flags == [True, False, True, False, True, True, False, True, False]
     running = False
     for node in graph.nodes:
         if node in steps:

@@ -34,11 +34,14 @@ def classifier(lib, form: str):
             self.c2 = nn.Conv2d(32, 32, 3, 1, 1)
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.fc = nn.Linear(32, 10)
+            self.flatten = nn.Flatten()
 
         def forward(self, x):
             x = self.avgpool(self.c2(lib.relu(self.c1(x))))
             if form == "flatten":
                 x = lib.flatten(x, 1)
+            elif form == "module":          # torchvision-style: convert_fx quantizes around it
+                x = self.flatten(x)
             elif form == "reshape":         # ember.models.resnet18's
                 x = x.reshape([x.shape[0], -1])
             else:
@@ -79,7 +82,7 @@ def fallbacks(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("form", ["flatten", "reshape", "view"])
+@pytest.mark.parametrize("form", ["flatten", "reshape", "view", "module"])
 def test_tail_is_one_step(rng, form):
     _, e_q = twins(rng, form)
     graph = FF.fused_graph(e_q)
@@ -87,8 +90,12 @@ def test_tail_is_one_step(rng, form):
     names = [getattr(n.target, "__name__", n.target) for n in calls]
     assert names.count("pool_linear_dequantize") == 1
     for gone in ("pool_step", "linear_dequantize", "flatten", "reshape", "view", "getattr",
-                 "getitem", "size"):
+                 "getitem", "size", "quantize_per_tensor"):
         assert gone not in names, names
+    # the Flatten module's call and the dequantize before it are gone too (the one left
+    # is the functional relu's)
+    assert names.count("dequantize") == 1
+    assert not [n for n in graph.nodes if n.op == OpKind.call_module and n.target == "flatten"]
     steps = [n for n in calls if n.target in FF.STEPS]
     # the conv before the tail leaves its kernel running (the tail is a step); the tail's
     # result is read at once
@@ -96,7 +103,7 @@ def test_tail_is_one_step(rng, form):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("form", ["flatten", "reshape"])
+@pytest.mark.parametrize("form", ["flatten", "reshape", "module"])
 def test_tail_equals_graph_and_torch_ao(rng, monkeypatch, parallel, fallbacks, n_threads,
                                         form):
     t_q, e_q = twins(rng, form)     # fresh: the first calls take the Linear's full path

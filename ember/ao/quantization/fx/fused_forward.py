@@ -35,6 +35,13 @@ input quantize and its stem) is one `quantize_conv_step`: where the layer's prep
 reads its input as row pairs (codegen/quantized.py _row_pairs_runner: resnet's 7x7 stem
 on AMX hosts), one kernel quantizes the float image straight into that input, and no
 quantized tensor is made; elsewhere the two calls.
+
+A MaxPool2d pool step whose input is a conv step or a quantize_conv_step read by it alone
+(resnet's stem and its 3x3 / 2 max pool) is one `conv_pool_step`: where the conv's
+prepared call reads row pairs, one kernel (codegen/llvm/qstem_pool.py) runs the conv in
+bands of output rows into each thread's own buffer and pools each band from there, so
+the conv's output (6.4 MB at resnet18's batch 8) is never stored to memory and read back;
+elsewhere the two steps.
 """
 from __future__ import annotations
 
@@ -171,28 +178,62 @@ def fused_graph(gm) -> Graph | None:
 def _fuse_tails(gm, graph: Graph) -> None:
     """Each global average pool whose one use is a flatten to [N, C] read only by a
     linear_dequantize: one pool_linear_dequantize call (a classifier's avgpool, flatten
-    and fc + dequantize), the pool, the flatten and its batch-size nodes erased."""
+    and fc + dequantize), the pool, the flatten and its batch-size nodes erased. The
+    flatten is torch.flatten(p, 1), p.flatten(1), p.view / p.reshape(p.size(0), -1), or
+    an nn.Flatten module, which convert_fx runs on the dequantized pool and quantizes
+    after (_flatten_module_of)."""
     for node in list(graph.nodes):
         if node.op != OpKind.call_function or node.target is not linear_dequantize:
             continue
         flat = node.args[1]
         match = _flatten_of(flat) if hasattr(flat, "users") and len(flat.users) == 1 \
             else None
-        if match is None:
-            continue
-        pool, how, size_nodes = match
+        if match is not None:
+            pool, how, size_nodes = match
+            readers, erased, extra = {flat, *size_nodes[-1:]}, (flat, *size_nodes), ()
+        else:
+            match = _flatten_module_of(gm, flat)
+            if match is None:
+                continue
+            pool, module_node, deq = match
+            how = module_node
+            readers, erased, extra = {deq}, (flat, module_node, deq), flat.args[1:]
         if not hasattr(pool, "users") or \
                 not _module_call_of(gm, pool, (_nn.AdaptiveAvgPool2d,)) or \
                 gm.get_submodule(str(pool.target)).output_size not in (1, (1, 1), [1, 1]) \
-                or set(pool.users) != {flat, *size_nodes[-1:]}:
+                or set(pool.users) != readers:
             continue
         with graph.inserting_before(node):
             module = graph.get_attr(str(pool.target))
+            if extra:
+                how = graph.get_attr(str(module_node.target))      # the Flatten module
             fused = graph.call_function(pool_linear_dequantize,
-                                        (module, node.args[0], pool.args[0], how))
+                                        (module, node.args[0], pool.args[0], how, *extra))
         node.replace_all_uses_with(fused)
-        for done in (node, flat, *size_nodes, pool):
+        for done in (node, *erased, pool):
             graph.erase_node(done)
+
+
+def _flatten_module_of(gm, q):
+    """(pool node, the Flatten node, the dequantize node) where `q`
+    is quantize_per_tensor(flatten(p.dequantize()), scale, zero_point, quint8) of an
+    nn.Flatten(1, -1) module call (convert_fx quantizes around a Flatten module, as
+    torch.ao's does), each read only by the next; else None."""
+    if getattr(q, "op", None) != OpKind.call_function or \
+            q.target is not OPS["quantize_per_tensor"] or len(q.args) != 4 or q.kwargs or \
+            q.args[3] is not dtypes.quint8 or len(q.users) != 1:
+        return None
+    flat = q.args[0]
+    if not hasattr(flat, "users") or len(flat.users) != 1 or \
+            not _module_call_of(gm, flat, (_nn.Flatten,)):
+        return None
+    module = gm.get_submodule(str(flat.target))
+    deq = flat.args[0]
+    if (module.start_dim, module.end_dim) != (1, -1) or not hasattr(deq, "users") or \
+            len(deq.users) != 1 or deq.op != OpKind.call_method or \
+            deq.target != "dequantize" or len(deq.args) != 1 or deq.kwargs:
+        return None
+    return deq.args[0], flat, deq
 
 
 def _flatten_of(flat):
@@ -258,6 +299,7 @@ def _steps(gm, graph: Graph) -> None:
             node.replace_all_uses_with(step)
             graph.erase_node(node)
     _quantize_steps(graph)
+    _conv_pool_steps(gm, graph)
     for step in [n for n in graph.nodes if _is_step(n)]:
         if step.target is not pool_linear_dequantize and step.users and \
                 all(_is_step(user) for user in step.users):
@@ -283,6 +325,26 @@ def _quantize_steps(graph: Graph) -> None:
         node.replace_all_uses_with(step)
         graph.erase_node(node)
         graph.erase_node(q)
+
+
+def _conv_pool_steps(gm, graph: Graph) -> None:
+    """Each MaxPool2d pool step whose input is a conv or quantize_conv_step read by it
+    alone (resnet's stem and its max pool) one conv_pool_step."""
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_function or node.target is not pool_step:
+            continue
+        conv = node.args[1]
+        if getattr(conv, "op", None) != OpKind.call_function or \
+                conv.target not in (conv_step, quantize_conv_step) or len(conv.users) != 1 \
+                or type(gm.get_submodule(str(node.args[0].target))) is not _nn.MaxPool2d:
+            continue
+        quant = conv.args[2:5] if conv.target is quantize_conv_step else (None, None, None)
+        with graph.inserting_before(node):
+            step = graph.call_function(conv_pool_step, (conv.args[0], node.args[0],
+                                                        conv.args[1], *quant, False))
+        node.replace_all_uses_with(step)
+        graph.erase_node(node)
+        graph.erase_node(conv)
 
 
 def _insert_joins(graph: Graph) -> None:
@@ -373,6 +435,62 @@ def _from_float(conv, x, scale, zero_point, dtype, overlap):
     return None if value is None else QuantizedTensor._wrap(value)
 
 
+def conv_pool_step(conv, pool, x, scale, zero_point, dtype, overlap):
+    """pool_step(pool, quantize_conv_step(conv, x, scale, zero_point, dtype)), or with
+    scale None pool_step(pool, conv_step(conv, x)), of a MaxPool2d. Where the conv's
+    prepared call reads its input as row pairs (quantize_conv_step's case: resnet's stem
+    on AMX hosts) and repeats this call, one kernel runs the conv in bands of rows and
+    pools each band while it is in the thread's cache (codegen/llvm/qstem_pool.py): the
+    conv's output is never stored to memory and read back, and the pool's step is gone;
+    the same integers. Elsewhere the two steps."""
+    if STEM_POOL[0]:
+        value = _conv_pool(conv, pool, x, scale, zero_point, dtype, overlap)
+        if value is not None:
+            return value
+    y = conv_step(conv, x, True) if scale is None else \
+        quantize_conv_step(conv, x, scale, zero_point, dtype, True)
+    return pool_step(pool, y, overlap)
+
+
+# conv_pool_step's one kernel on; [False]: the two steps (A/B)
+STEM_POOL = [True]
+
+
+def _conv_pool(conv, pool, x, scale, zero_point, dtype, overlap):
+    """conv_pool_step's fused call, or None where it does not apply."""
+    if type(conv) not in _CONVS or _dispatch._modes or _autocast.ACTIVE or \
+            _TF_STATE.modes or not _plain(conv) or not _plain(pool) or \
+            pool.dilation not in (1, (1, 1), [1, 1]) or pool.ceil_mode or \
+            pool.return_indices:
+        return None
+    weight = conv._packed_weight
+    seen = weight.__dict__.get("_seen_call") if type(weight) is QuantizedTensor else None
+    pooled = getattr(getattr(seen, "runner", None), "pooled", None)
+    if pooled is None or seen.x_type is not QuantizedTensor or seen.bias is not conv._bias:
+        return None
+    if scale is None:
+        if type(x) is not QuantizedTensor or not seen.matches(seen.op, conv._call_args(x)):
+            return None
+    else:
+        if type(x) is not Tensor or x.requires_grad or dtype is not dtypes.quint8 or \
+                x._storage.device != "cpu" or seen.shape != x._array.shape:
+            return None
+        state = (dtype, _number(scale, float), _number(zero_point, int), None)
+        if state != seen.x_state or seen.rest != conv._call_args(x)[3:]:
+            return None
+    geometry = tuple(_pair(v) for v in (pool.kernel_size,
+                                         pool.kernel_size if pool.stride in (None, ())
+                                         else pool.stride, pool.padding))
+    bias = conv._bias._array if isinstance(conv._bias, Tensor) else conv._bias
+    value = _overlapped(pooled, x._array, bias, geometry) if overlap and OVERLAP[0] else \
+        pooled(x._array, bias, geometry)
+    return None if value is None else QuantizedTensor._wrap(value)
+
+
+def _pair(v) -> tuple:
+    return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
+
+
 def _overlapped(fn, *args):
     """fn(*args) with this thread's defer window open: its prepared kernel call may
     return with the kernel still running (ThreadPool.defer)."""
@@ -409,7 +527,8 @@ def pool_step(pool, x, overlap):
     return _overlapped(pool, x) if overlap and OVERLAP[0] else pool(x)
 
 
-def pool_linear_dequantize(pool, linear, x, flatten):
+def pool_linear_dequantize(pool, linear, x, flatten, scale=None, zero_point=None,
+                           dtype=None):
     """linear(flatten(pool(x))).dequantize() of a global average pool, a flatten to
     [N, C] (`flatten` names its form: _FLATTENS) and a quantized Linear (a classifier's
     tail). Where the native pool runs pool(x) (_native_pool), its kernel pools x's
@@ -422,23 +541,47 @@ def pool_linear_dequantize(pool, linear, x, flatten):
     the last convolution's kernel (the previous step leaves it running: this is a step;
     the pool's kernel joins it). Before the Linear's prepared call exists (its first
     two calls) linear_dequantize runs on the pooled values; anywhere else the three
-    calls."""
-    if _native_pool(pool, x) and type(linear) in _LINEARS:
+    calls.
+
+    With scale given, `flatten` is an nn.Flatten(1, -1) module and the graph's tail
+    was linear(quantize_per_tensor(flatten(pool(x).dequantize()), scale, zero_point,
+    dtype)).dequantize() (convert_fx's form around a Flatten module): the pooled rows
+    are dequantized and quantized again by the native kernels those two calls run
+    (the same values: flatten moves none), on [N, C] only."""
+    requant = scale is not None
+    if _native_pool(pool, x) and type(linear) in _LINEARS and \
+            (not requant or _plain(flatten) and dtype is dtypes.quint8 and
+             _number(scale, float) is not None and _number(zero_point, int) is not None):
         a = x._array
         values = np.empty(a.shape[:2], np.uint8)      # pool(x)'s integers, flattened
-        flat = QuantizedTensor._wrap(QuantizedArray(values, x._qdtype, x._qscale,
-                                                    x._qzero_point))
+        pooled = values
+        if requant:     # the requantized rows' tensor (its values set below)
+            qscale, qzero = _number(scale, float), _number(zero_point, int)
+            flat = QuantizedTensor._wrap(QuantizedArray(values, dtype, qscale, qzero))
+        else:
+            flat = QuantizedTensor._wrap(QuantizedArray(values, x._qdtype, x._qscale,
+                                                        x._qzero_point))
         # the Linear's prepared call looked up before the pool's kernel joins the last
         # convolution's (its Python beside that kernel)
         run = None if linear._forward_hooks or linear._forward_pre_hooks else \
             _linear_dequantize_for((flat, linear._packed_weight, linear._bias, linear.scale,
                                     linear.zero_point, linear._RELU))
-        if _qelementwise().global_avg_pool_nhwc(a.transpose(0, 2, 3, 1), x._qzero_point,
-                                                values) is not None:
+        qe = _qelementwise()
+        if qe.global_avg_pool_nhwc(a.transpose(0, 2, 3, 1), x._qzero_point,
+                                   pooled) is not None:
+            if requant:
+                values = qe.quantize(qe.dequantize(pooled, x._qscale, x._qzero_point),
+                                     qscale, qzero, np.uint8)
+                flat = QuantizedTensor._wrap(QuantizedArray(values, dtype, qscale, qzero))
             value = run(values) if run is not None else None
             return value if value is not None else linear_dequantize(linear, flat)
     settle_deferred()
-    return linear_dequantize(linear, _FLATTENS[flatten](pool(x)))
+    if requant:
+        flat = OPS["quantize_per_tensor"](flatten(pool(x).dequantize()), scale, zero_point,
+                                          dtype)
+    else:
+        flat = _FLATTENS[flatten](pool(x))
+    return linear_dequantize(linear, flat)
 
 
 # the flatten forms _fuse_tails takes, as the graph called them
@@ -500,4 +643,5 @@ _LINEARS = _linear_classes()
 
 
 _POOLS = (_nn.MaxPool2d, _nn.AdaptiveAvgPool2d)
-STEPS = (conv_step, pool_step, residual_conv_add, quantize_conv_step, pool_linear_dequantize)
+STEPS = (conv_step, pool_step, residual_conv_add, quantize_conv_step, pool_linear_dequantize,
+         conv_pool_step)
