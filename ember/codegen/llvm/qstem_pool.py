@@ -37,7 +37,7 @@ from llvmlite import ir
 from . import irutil as u
 from . import qelementwise as QE
 from . import spin
-from .jit import compile_ir
+from .jit import compile_built
 from .qgemm import claim_loop
 from .target import Isa, target_for
 
@@ -134,7 +134,7 @@ def module() -> ir.Module:
 
 @functools.lru_cache(maxsize=1)
 def kernel():
-    lib = compile_ir(module(), target_for(Isa.AVX512))
+    lib = compile_built(module, target=target_for(Isa.AVX512))
     spin.install()      # the native hand-off (qelementwise._kernel's reasons)
     return lib.function("qstem_pool", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p]))
 
