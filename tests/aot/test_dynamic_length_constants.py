@@ -1,0 +1,110 @@
+"""Artifacts with a dynamic sequence length whose model builds constants from it (a
+causal mask buffer sliced to T, arange(T) positions): each size's own constants are
+stored in the package, the native programs and the lite runtime agree with torch at
+every T of the range, the example's and others."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+from ember.export import Dim
+
+VOCAB, BLOCK, C, HEADS = 11, 8, 8, 2
+
+
+def _gpt(lib):
+    """A nanoGPT-style block: learned positions indexed by arange(T), causal attention
+    masked by a registered `bias` buffer sliced [:, :, :T, :T]; `lib` is torch or ember."""
+    nn, F = lib.nn, lib.nn.functional
+
+    class Gpt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(VOCAB, C), nn.Embedding(BLOCK, C)
+            self.attn, self.proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+            self.head = nn.Linear(C, VOCAB, bias=False)
+            self.register_buffer("bias", lib.tril(lib.ones(BLOCK, BLOCK))
+                                 .view(1, 1, BLOCK, BLOCK))
+
+        def forward(self, idx):
+            b, t = idx.size()
+            pos = lib.arange(0, t, dtype=lib.long)
+            x = self.wte(idx) + self.wpe(pos)
+            q, k, v = self.attn(x).split(C, dim=2)
+            q, k, v = (z.view(b, t, HEADS, C // HEADS).transpose(1, 2) for z in (q, k, v))
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // HEADS))
+            att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf"))
+            y = F.softmax(att, dim=-1) @ v
+            return self.head(x + self.proj(y.transpose(1, 2).contiguous().view(b, t, C)))
+    return Gpt()
+
+
+def _hf(lib):
+    """An HF-style encoder: position ids arange(T) expanded to the batch, a causal mask
+    built by torch.tril(torch.ones(T, T))."""
+    nn = lib.nn
+
+    class Hf(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(VOCAB, C), nn.Embedding(BLOCK, C)
+            self.norm, self.out = nn.LayerNorm(C), nn.Linear(C, VOCAB)
+
+        def forward(self, input_ids):
+            t = input_ids.shape[1]
+            position_ids = lib.arange(t).unsqueeze(0).expand_as(input_ids)
+            h = self.norm(self.tok(input_ids) + self.pos(position_ids))
+            mask = lib.tril(lib.ones(t, t))
+            scores = (h @ h.transpose(-1, -2)).masked_fill(mask == 0, -1e9).softmax(-1)
+            return self.out(scores @ h)
+    return Hf()
+
+
+def _pair(build):
+    torch.manual_seed(0)
+    ref = build(torch).eval()
+    model = build(ember).eval()
+    model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in ref.state_dict().items()})
+    return ref, model
+
+
+@pytest.mark.parametrize("build", [_gpt, _hf], ids=["nanogpt", "hf"])
+def test_a_dynamic_length_with_length_dependent_constants_packages_and_matches_torch(
+        build, tmp_path):
+    ref, model = _pair(build)
+    ep = ember.export.export(model, (ember.zeros(2, 5, dtype=ember.int64),),
+                             dynamic_shapes=({1: Dim("T", min=2, max=BLOCK)},))
+    path = ember.aot.compile_and_package(ep, str(tmp_path / "m.ember"))
+    loaded = ember.aot.load_package(path)
+    lite = ember.runtime.lite.load_package(path)
+    rng = np.random.default_rng(0)
+    for t in (5, 2, 7, BLOCK, 3):        # 5: the traced size
+        ids = rng.integers(0, VOCAB, (2, t))
+        with torch.no_grad():
+            want = ref(torch.from_numpy(ids)).numpy()
+        np.testing.assert_allclose(loaded(ember.tensor(ids)).numpy(), want,
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(lite(ids)[0], want, rtol=1e-4, atol=1e-5)
+    names = set(lite.named_weights)
+    assert any(n.startswith("s7.") for n in names) and any(n.startswith("s3.") for n in names)
+
+
+def test_ember_run_runs_a_length_the_model_was_not_traced_at(tmp_path):
+    ref, model = _pair(_gpt)
+    ep = ember.export.export(model, (ember.zeros(1, 4, dtype=ember.int64),),
+                             dynamic_shapes=({1: Dim("T", min=2, max=BLOCK)},))
+    path = ember.aot.compile_and_package(ep, str(tmp_path / "gpt.ember"))
+    ids = np.random.default_rng(1).integers(0, VOCAB, (1, 6))
+    np.save(tmp_path / "ids.npy", ids)
+    subprocess.run([sys.executable, "-m", "ember.cli", "run", path, "--input",
+                    f"idx={tmp_path / 'ids.npy'}", "-o", str(tmp_path / "out.npz")], check=True, capture_output=True)
+    (got,) = np.load(tmp_path / "out.npz").values()
+    with torch.no_grad():
+        want = ref(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
