@@ -967,7 +967,8 @@ def _insert(graph: Graph, name: str, *args, **kwargs) -> Node:
 
 def _inference_forms(graph: Graph) -> None:
     """Ops without a native kernel written as ones that have: vector norms as their
-    reductions (`F.normalize`, `x.norm()`), `repeat` as a broadcast copy. Here, not in
+    reductions (`F.normalize`, `x.norm()`), `repeat` as a broadcast copy, `expand_as`
+    as `expand`. Here, not in
     the registry's decompositions, since a norm's own derivative at zero differs from
     its decomposition's (training graphs keep the op)."""
     from ..ir.graph import OpKind
@@ -975,7 +976,8 @@ def _inference_forms(graph: Graph) -> None:
         name = getattr(node.target, "name", "") if node.op == OpKind.call_function else ""
         rewrite = {"linalg_vector_norm": _norm_form, "norm": _norm_form,
                    "repeat": _repeat_form, "bmm": _bmm_form,
-                   "upsample_nearest2d": _upsample_form}.get(name)
+                   "upsample_nearest2d": _upsample_form,
+                   "expand_as": _expand_as_form}.get(name)
         if rewrite is None:
             continue
         a = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
@@ -1027,6 +1029,12 @@ def _upsample_form(graph: Graph, a: dict) -> Node | None:
     spread = _insert(graph, "reshape", x, [n, c, h, 1, w, 1])
     return _insert(graph, "reshape", _insert(graph, "expand", spread, [n, c, h, fh, w, fw]),
                    [n, c, oh, ow])
+
+
+def _expand_as_form(graph: Graph, a: dict) -> Node:
+    """x.expand_as(other) (HF's `position_ids.expand_as(input_ids)`): an expand to
+    other's shape, which the plan has at each packaged size."""
+    return _insert(graph, "expand", a["self"], list(a["other"].meta["val"].shape))
 
 
 def _repeat_form(graph: Graph, a: dict) -> Node:
