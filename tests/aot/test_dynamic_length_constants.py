@@ -5,14 +5,14 @@ every T of the range, the example's and others."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import ember
+from ember.cli import main
 from ember.export import Dim
 
 VOCAB, BLOCK, C, HEADS = 11, 8, 8, 2
@@ -95,15 +95,37 @@ def test_a_dynamic_length_with_length_dependent_constants_packages_and_matches_t
     assert any(n.startswith("s7.") for n in names) and any(n.startswith("s3.") for n in names)
 
 
-def test_ember_run_runs_a_length_the_model_was_not_traced_at(tmp_path):
-    ref, model = _pair(_gpt)
-    ep = ember.export.export(model, (ember.zeros(1, 4, dtype=ember.int64),),
-                             dynamic_shapes=({1: Dim("T", min=2, max=BLOCK)},))
-    path = ember.aot.compile_and_package(ep, str(tmp_path / "gpt.ember"))
+_FACTORY = """
+import importlib.util
+import numpy as np
+import ember
+
+def make():
+    spec = importlib.util.spec_from_file_location("gpt_models", {test!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module._gpt(ember)
+    model.load_state_dict({{k: ember.tensor(v) for k, v in np.load({weights!r}).items()}})
+    return model
+"""
+
+
+def test_ember_compile_dynamic_then_ember_run_at_a_length_not_traced(tmp_path):
+    """`ember compile --dynamic idx:1:2-8` of a nanoGPT file, `ember run` at T = 6."""
+    ref = _pair(_gpt)[0]
+    np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in ref.state_dict().items()})
+    (tmp_path / "gpt.py").write_text(_FACTORY.format(test=__file__,
+                                                     weights=str(tmp_path / "w.npz")))
+    path = str(tmp_path / "gpt.ember")
+    result = CliRunner().invoke(main, ["compile", f"{tmp_path / 'gpt.py'}:make", "--input",
+                                       "idx:1x4:int64", "--dynamic", f"idx:1:2-{BLOCK}",
+                                       "-o", path])
+    assert result.exit_code == 0, result.output
     ids = np.random.default_rng(1).integers(0, VOCAB, (1, 6))
     np.save(tmp_path / "ids.npy", ids)
-    subprocess.run([sys.executable, "-m", "ember.cli", "run", path, "--input",
-                    f"idx={tmp_path / 'ids.npy'}", "-o", str(tmp_path / "out.npz")], check=True, capture_output=True)
+    result = CliRunner().invoke(main, ["run", path, "--input", f"idx={tmp_path / 'ids.npy'}",
+                                       "-o", str(tmp_path / "out.npz")])
+    assert result.exit_code == 0, result.output
     (got,) = np.load(tmp_path / "out.npz").values()
     with torch.no_grad():
         want = ref(torch.from_numpy(ids)).numpy()
