@@ -84,7 +84,7 @@ def test_a_dynamic_length_with_length_dependent_constants_packages_and_matches_t
     loaded = ember.aot.load_package(path)
     lite = ember.runtime.lite.load_package(path)
     rng = np.random.default_rng(0)
-    for t in (5, 2, 7, BLOCK, 3):        # 5: the traced size
+    for t in (5, 2, 7, BLOCK, 1, 3):     # 5: the traced size; 1: torch runs it too
         ids = rng.integers(0, VOCAB, (2, t))
         with torch.no_grad():
             want = ref(torch.from_numpy(ids)).numpy()
@@ -93,6 +93,26 @@ def test_a_dynamic_length_with_length_dependent_constants_packages_and_matches_t
         np.testing.assert_allclose(lite(ids)[0], want, rtol=1e-4, atol=1e-5)
     names = set(lite.named_weights)
     assert any(n.startswith("s7.") for n in names) and any(n.startswith("s3.") for n in names)
+
+
+def test_an_unbounded_length_stores_constants_per_native_size_and_falls_back_between(
+        tmp_path):
+    """Dim("T", min=2): native programs at the powers of two, each with its own
+    positions; a length between them runs through the artifact's exported program."""
+    class Positions(ember.nn.Module):
+        def forward(self, x):
+            return x * 2 + ember.arange(x.shape[1], dtype=ember.float32)
+
+    ep = ember.export.export(Positions(), (ember.ones(2, 3),),
+                             dynamic_shapes=({1: Dim("T", min=2)},))
+    path = ember.aot.compile_and_package(ep, str(tmp_path / "positions.ember"))
+    loaded = ember.aot.load_package(path)
+    assert {"s3.", "s16.", "s1024."} <= {n[:n.index(".") + 1] for n in
+                                        ember.runtime.lite.load_package(path).named_weights}
+    for t in (3, 16, 5, 100):        # 5 and 100: no native program, the exported one
+        x = np.random.default_rng(t).random((2, t), dtype=np.float32)
+        np.testing.assert_allclose(loaded(ember.tensor(x)).numpy(),
+                                   x * 2 + np.arange(t, dtype=np.float32), rtol=1e-6)
 
 
 _FACTORY = """
