@@ -527,11 +527,11 @@ def _size_name(n: int, name: str) -> str:
 
 def _entry_weights(built: dict, example: _Built) -> tuple[dict, dict]:
     """({size: {name: array}} each entry's weight arguments by its plan's names, the
-    weights member's arrays by stored name, in the entries' argument order): weights equal at every size are stored once; a constant computed from the
-    dynamic size (a causal mask, arange positions, a slice of a buffer up to the
-    length) is stored once per size under its size's name, every entry taking all of
-    them as arguments (the lite runtime passes one weight list to every entry) and
-    reading its own."""
+    weights member's arrays by stored name, in the entries' argument order): weights
+    equal at every size are stored once; a constant computed from the dynamic size (a
+    causal mask, arange positions, a slice of a buffer up to the length) is stored once
+    per size under its size's name, every entry taking all of them as arguments (the
+    lite runtime passes one weight list to every entry) and reading its own."""
     names = list(example.constants)
     for b in built.values():
         names += [k for k in b.constants if k not in names]
@@ -539,14 +539,7 @@ def _entry_weights(built: dict, example: _Built) -> tuple[dict, dict]:
                                       for b in built.values())}
     for k in names:
         if k not in shared and not (k[0] == "c" or k[0] == "p" and k[1:2].isdigit()):
-            n = next(n for n, b in built.items()
-                     if not _equal(b.constants.get(k), example.constants.get(k)))
-            raise LoweringError(
-                f"ember.aot.compile_and_package: the plan's weights at size {n} differ "
-                f"from those at the example size{_first_difference(built[n].constants, example.constants)}"
-                "; a constant computed from the dynamic size is stored per size only as a "
-                "plain or GEMM-packed array, not as int8 or Winograd-transformed weights: "
-                "package a static length, or a dynamic batch")
+            _refuse_per_size(built, example, k)
     stored = {k: example.constants[k] for k in names if k in shared}
     stored.update({_size_name(n, k): v for n, b in built.items()
                    for k, v in b.constants.items() if k not in shared})
@@ -557,14 +550,28 @@ def _entry_weights(built: dict, example: _Built) -> tuple[dict, dict]:
     return weights, stored
 
 
+def _refuse_per_size(built: dict, example: _Built, name: str) -> None:
+    """A weight that differs per size but has a runtime that finds it by its own name
+    (int8 `pq...`, Winograd `u<step>`): not stored per size."""
+    n = next(n for n, b in built.items()
+             if not _equal(b.constants.get(name), example.constants.get(name)))
+    raise LoweringError(
+        f"ember.aot.compile_and_package: the plan's weights at size {n} differ from those "
+        f"at the example size{_first_difference(built[n].constants, example.constants)}; a "
+        "constant computed from the dynamic size is stored per size only as a plain or "
+        "GEMM-packed array, not as int8 or Winograd-transformed weights: package a static "
+        "length, or a dynamic batch")
+
+
 def _package_dynamic(exported, package_path, backend, options, pipeline,
                      wino_mode: str = "stored", state: "_State | None" = None) -> str:
     """A dynamic dimension: one straight-line program per native size (`_native_sizes`),
     all in one library (entries `ember_b<n>_run`, kernels shared where their code is
     equal, weights stored once where equal at every size, else once per size:
-    `_entry_weights`), the runtime picking the entry by the size. When the native sizes do not cover the range, the exported program itself is
-    stored too (`exported.ep`): ember.aot.load_package runs the other sizes through
-    ember.compile (the lite runtime alone refuses them, saying so)."""
+    `_entry_weights`), the runtime picking the entry by the size. When the native
+    sizes do not cover the range, the exported program itself is stored too
+    (`exported.ep`): ember.aot.load_package runs the other sizes through ember.compile
+    (the lite runtime alone refuses them, saying so)."""
     from ..ir.symdim import instantiate
     options = dict(options or {})
     (bounds,) = exported.range_constraints.values()

@@ -150,3 +150,22 @@ def test_ember_compile_dynamic_then_ember_run_at_a_length_not_traced(tmp_path):
     with torch.no_grad():
         want = ref(torch.from_numpy(ids)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_per_size_weights_a_runtime_finds_by_name_are_refused_naming_them():
+    """Winograd (`u<step>`) or int8 (`pq...`) weights that differ per size are not
+    stored per size (their runtimes look them up by name): refused, naming the first."""
+    from ember.compiler import aot
+
+    def plan(u):
+        b = aot._Built()
+        b.constants = {"c0": np.ones(3, np.float32), "u4": np.full((2, 2), u, np.float32)}
+        return b
+    built = {2: plan(0.0), 3: plan(1.0)}
+    with pytest.raises(ember.ir.errors.LoweringError,
+                       match=r"weights at size 3 differ .*\(u4: float32\[2, 2\] against "
+                             r"float32\[2, 2\]\).*not as int8 or Winograd"):
+        aot._entry_weights(built, built[2])
+    built = {2: plan(0.0), 3: plan(0.0)}
+    weights, stored = aot._entry_weights(built, built[2])
+    assert list(stored) == ["c0", "u4"] and list(weights[3]) == ["c0", "u4"]

@@ -49,4 +49,5 @@ def test_packaging_a_length_dependent_constant_stores_it_per_size(tmp_path):
         ember.aot.compile_and_package(ep, str(tmp_path / "positions.ember")))
     for t in (2, 3, 4):
         x = np.random.default_rng(t).random((2, t), dtype=np.float32)
-        np.testing.assert_array_equal(run(ember.tensor(x)).numpy(), x + np.arange(t, dtype=np.float32))
+        np.testing.assert_array_equal(run(ember.tensor(x)).numpy(),
+                                      x + np.arange(t, dtype=np.float32))
