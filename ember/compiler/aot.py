@@ -423,7 +423,7 @@ class _Built:
 
 
 def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
-           prefix: str = "ember") -> _Built:
+           prefix: str = "ember", emit: bool = True) -> _Built:
     """The pipeline, plan and native program of `source_graph` (the exported graph, or
     it at one size of a dynamic dimension: input `shapes`); LLVM modules are collected
     in `shared` (modules, index by text), so equal kernels of several plans are one."""
@@ -448,15 +448,27 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     b.constants.update(quantized_weights)       # int8 weights, packed ("pq<step>...")
     b.memory = _memory_plan(b.plan)
     shapes = shapes or [s.shape for s in exported.user_inputs]
-    inputs = [{"name": s.name, "dtype": np.dtype(np_dtype_name(s.dtype)).str,
-               "shape": list(shape)} for s, shape in zip(exported.user_inputs, shapes)]
+    b.inputs = [{"name": s.name, "dtype": np.dtype(np_dtype_name(s.dtype)).str,
+                 "shape": list(shape)} for s, shape in zip(exported.user_inputs, shapes)]
+    b.prefix = prefix
+    if emit:
+        _emit(b, b.constants)
+    return b
+
+
+def _emit(b: _Built, weights: dict, order: list | None = None) -> None:
+    """`b`'s native entry point, taking `weights` (name -> array) as the extra inputs
+    after the user's, in their order; `order`: the names the artifact stores them by,
+    when they differ from the plan's (per-size constants of a dynamic artifact)."""
     # weights stay in the file: the loader passes pointers into its memory map
-    b.builder = ProgramBuilder(b.table, b.constants, b.memory, b.plan.input_slots, inputs,
+    b.builder = ProgramBuilder(b.table, weights, b.memory, b.plan.input_slots, b.inputs,
                                b.plan.n_slots, external_weights=True)
     b.calls, b.layout, b.outputs = b.builder.build(_flat_outputs(b.plan.output_slots))
-    b.emitter = EntryEmitter(b.calls, len(b.table), prefix, breaks=b.builder.segment_breaks())
+    if order is not None:
+        b.layout["weight_order"] = list(order)
+    b.emitter = EntryEmitter(b.calls, len(b.table), b.prefix,
+                             breaks=b.builder.segment_breaks())
     b.entry_ir = b.emitter.emit()
-    return b
 
 
 MAX_DYNAMIC_SIZES = 64      # native programs one artifact holds for a dynamic dimension
@@ -503,14 +515,63 @@ def _first_difference(constants: dict, example: dict) -> str:
     return ""
 
 
+def _equal(a, c) -> bool:
+    return a is not None and c is not None and a.shape == c.shape and \
+        a.dtype == c.dtype and np.array_equal(a, c)
+
+
+def _size_name(n: int, name: str) -> str:
+    """The weights member's name of size n's own `name` ("s8.c19")."""
+    return f"s{n}.{name}"
+
+
+def _entry_weights(built: dict, example: _Built) -> tuple[dict, dict]:
+    """({size: {name: array}} each entry's weight arguments by its plan's names, the
+    weights member's arrays by stored name, in the entries' argument order): weights
+    equal at every size are stored once; a constant computed from the dynamic size (a
+    causal mask, arange positions, a slice of a buffer up to the length) is stored once
+    per size under its size's name, every entry taking all of them as arguments (the
+    lite runtime passes one weight list to every entry) and reading its own."""
+    names = list(example.constants)
+    for b in built.values():
+        names += [k for k in b.constants if k not in names]
+    shared = {k for k in names if all(_equal(b.constants.get(k), example.constants[k])
+                                      for b in built.values())}
+    for k in names:
+        if k not in shared and not (k[0] == "c" or k[0] == "p" and k[1:2].isdigit()):
+            _refuse_per_size(built, example, k)
+    stored = {k: example.constants[k] for k in names if k in shared}
+    stored.update({_size_name(n, k): v for n, b in built.items()
+                   for k, v in b.constants.items() if k not in shared})
+    weights = {}
+    for n, b in built.items():
+        own = {_size_name(n, k): k for k in b.constants if k not in shared}
+        weights[n] = {own.get(g, g): v for g, v in stored.items()}
+    return weights, stored
+
+
+def _refuse_per_size(built: dict, example: _Built, name: str) -> None:
+    """A weight that differs per size but has a runtime that finds it by its own name
+    (int8 `pq...`, Winograd `u<step>`): not stored per size."""
+    n = next(n for n, b in built.items()
+             if not _equal(b.constants.get(name), example.constants.get(name)))
+    raise LoweringError(
+        f"ember.aot.compile_and_package: the plan's weights at size {n} differ from those "
+        f"at the example size{_first_difference(built[n].constants, example.constants)}; a "
+        "constant computed from the dynamic size is stored per size only as a plain or "
+        "GEMM-packed array, not as int8 or Winograd-transformed weights: package a static "
+        "length, or a dynamic batch")
+
+
 def _package_dynamic(exported, package_path, backend, options, pipeline,
                      wino_mode: str = "stored", state: "_State | None" = None) -> str:
     """A dynamic dimension: one straight-line program per native size (`_native_sizes`),
     all in one library (entries `ember_b<n>_run`, kernels shared where their code is
-    equal, weights shared and required equal), the runtime picking the entry by the
-    size. When the native sizes do not cover the range, the exported program itself is
-    stored too (`exported.ep`): ember.aot.load_package runs the other sizes through
-    ember.compile (the lite runtime alone refuses them, saying so)."""
+    equal, weights stored once where equal at every size, else once per size:
+    `_entry_weights`), the runtime picking the entry by the size. When the native
+    sizes do not cover the range, the exported program itself is stored too
+    (`exported.ep`): ember.aot.load_package runs the other sizes through ember.compile
+    (the lite runtime alone refuses them, saying so)."""
     from ..ir.symdim import instantiate
     options = dict(options or {})
     (bounds,) = exported.range_constraints.values()
@@ -529,17 +590,9 @@ def _package_dynamic(exported, package_path, backend, options, pipeline,
     i, d = dims[0]
     example = built[exported.user_inputs[i].shape[d]] \
         if exported.user_inputs[i].shape[d] in built else built[native[0]]
+    weights, stored = _entry_weights(built, example)
     for n, b in built.items():
-        if list(b.constants) != list(example.constants) or not all(
-                a.shape == c.shape and a.dtype == c.dtype and np.array_equal(a, c)
-                for a, c in zip(b.constants.values(), example.constants.values())):
-            raise LoweringError(f"ember.aot.compile_and_package: the plan's constants at "
-                                f"size {n} differ from those at the example size"
-                                f"{_first_difference(b.constants, example.constants)}; an "
-                                "artifact shares one set of weights across sizes (a "
-                                "constant computed from the dynamic size, such as a causal "
-                                "mask or arange positions over a dynamic sequence, differs "
-                                "per size: package a static length, or a dynamic batch)")
+        _emit(b, weights[n], list(stored))
     covered = hi != float("inf") and len(in_range) == hi - lo + 1
     dynamic = {"dims": [list(x) for x in dims], "min": lo,
                "max": None if hi == float("inf") else hi}
@@ -551,7 +604,7 @@ def _package_dynamic(exported, package_path, backend, options, pipeline,
     entries = {str(n): {**b.entry_json(), "steps": b.table} for n, b in built.items()}
     members = {
         "graph.ir": print_graph(example.graph).encode(),
-        **_weight_members(example.constants, example.table, wino_mode),
+        **_weight_members(stored, example.table, wino_mode),
         "memory_plan.json": json.dumps(example.memory, indent=1).encode(),
         "plan.json": json.dumps({**example.slots(), "steps": example.table,
                                  "dynamic": dynamic, "entries": entries}).encode(),
@@ -921,7 +974,8 @@ def _insert(graph: Graph, name: str, *args, **kwargs) -> Node:
 
 def _inference_forms(graph: Graph) -> None:
     """Ops without a native kernel written as ones that have: vector norms as their
-    reductions (`F.normalize`, `x.norm()`), `repeat` as a broadcast copy. Here, not in
+    reductions (`F.normalize`, `x.norm()`), `repeat` as a broadcast copy, `expand_as`
+    as `expand`. Here, not in
     the registry's decompositions, since a norm's own derivative at zero differs from
     its decomposition's (training graphs keep the op)."""
     from ..ir.graph import OpKind
@@ -929,7 +983,8 @@ def _inference_forms(graph: Graph) -> None:
         name = getattr(node.target, "name", "") if node.op == OpKind.call_function else ""
         rewrite = {"linalg_vector_norm": _norm_form, "norm": _norm_form,
                    "repeat": _repeat_form, "bmm": _bmm_form,
-                   "upsample_nearest2d": _upsample_form}.get(name)
+                   "upsample_nearest2d": _upsample_form,
+                   "expand_as": _expand_as_form}.get(name)
         if rewrite is None:
             continue
         a = node.target.schema.as_kwargs(node.target.schema.bind(node.args, node.kwargs))
@@ -981,6 +1036,12 @@ def _upsample_form(graph: Graph, a: dict) -> Node | None:
     spread = _insert(graph, "reshape", x, [n, c, h, 1, w, 1])
     return _insert(graph, "reshape", _insert(graph, "expand", spread, [n, c, h, fh, w, fw]),
                    [n, c, oh, ow])
+
+
+def _expand_as_form(graph: Graph, a: dict) -> Node:
+    """x.expand_as(other) (HF's `position_ids.expand_as(input_ids)`): an expand to
+    other's shape, which the plan has at each packaged size."""
+    return _insert(graph, "expand", a["self"], list(a["other"].meta["val"].shape))
 
 
 def _repeat_form(graph: Graph, a: dict) -> Node:
