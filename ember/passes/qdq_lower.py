@@ -27,13 +27,18 @@ from __future__ import annotations
 
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.registry import OPS
-from .cleanup import insert_call, op_name
+from .cleanup import insert_call, op_name as _node_op
 from .manager import PassContext, register_pass
 
 _SHARED = {"max_pool2d", "flatten"}
 # where each quantized value's maker takes its output scale and zero point
 _QPARAMS_AT = {"quantize_per_tensor": 1, "quantized_conv2d": 7, "quantized_linear": 3,
                "quantized_add": 2}
+
+
+def op_name(value) -> str | None:
+    """The registry op a node calls; None for anything else (numbers too)."""
+    return _node_op(value) if isinstance(value, Node) else None
 
 
 def _val(node):
