@@ -110,8 +110,8 @@ def _lower_weighted(graph: Graph, node: Node, name: str) -> bool:
     if x is None or w is None or (bias is not None and _is_quantized(bias, "int32")):
         return False
     relu, out_q = _tail(node)
-    if out_q is None:
-        return False
+    if out_q is None or (name == "conv2d" and isinstance(args[4], str)):
+        return False                               # padding="same" stays a float conv
     _, scale, zero_point, _ = _bound(out_q)
     if name == "linear":
         _rewrite(graph, node, relu, out_q, "quantized_linear",
