@@ -8,12 +8,19 @@ q/dq graph sums dequantized floats in float32 (another rounding order), so a val
 rounding boundary may land one quantization step apart; nearly all land on the same."""
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
 
 import ember
+from ember.ir.graph import OpKind
+from ember.ir.parser import parse
 from ember.ir.printer import print_graph
+from ember.ir.symbolic import call_graph
+from ember.passes import PassContext, PassManager
+from tests.passes.test_golden import file_check, parse_cases
 from tests.quant.test_pt2e_x86_parity import _converted_twins, _x86, tao_pt2e  # noqa: F401
 from tests.quant.quant_twins import share_random_weights
 
@@ -130,3 +137,34 @@ def test_graph_without_qdq_is_untouched():
         compiled(ember.randn(1, 2, 5, 5), ember.randn(3, 2, 3, 3))
     text = print_graph(compiled.graph)
     assert "quantized" not in text and "= conv2d(" in text, text
+
+
+GOLDEN = pathlib.Path(__file__).parent / "golden" / "lower_qdq.ir"
+
+
+def _golden_value(meta, rng):
+    data = ember.tensor(rng.standard_normal(meta.shape).astype(np.float32))
+    if str(meta.dtype).endswith("qint8"):           # a converted weight
+        return ember.quantize_per_tensor(data * 0.3, 0.01, 0, ember.qint8)
+    return data
+
+
+@pytest.mark.parametrize("case", parse_cases(GOLDEN), ids=lambda c: c.name)
+def test_lower_qdq_golden(case, rng):
+    """The pass's output as text (FileCheck lines in golden/lower_qdq.ir), and the graph
+    before and after giving the same values on random data, within one step of the
+    output's scale."""
+    graph = parse(case.ir)
+    values = {n: _golden_value(n.meta["val"], rng) for n in graph.nodes
+              if n.op in (OpKind.placeholder, OpKind.get_attr)}
+    inputs = [v for n, v in values.items() if n.op == OpKind.placeholder]
+    constants = {str(n.target): v for n, v in values.items() if n.op == OpKind.get_attr}
+    before = call_graph(graph, inputs, constants).numpy()
+    output = list(graph.nodes)[-1].args[0]
+    output = output[0] if isinstance(output, (tuple, list)) else output
+    scale = output.args[0].args[1]              # dequantize(quantize_per_tensor(v, scale..))
+    PassManager.from_string(case.pipeline, verify_each=True).run(graph, PassContext())
+    file_check(print_graph(graph), case.checks)
+    after = call_graph(graph, inputs, constants).numpy()
+    steps = _steps(before, after, scale)
+    assert steps.max() <= 1 and (steps == 0).mean() >= 0.9
