@@ -17,3 +17,4 @@ from . import in_place, recompute, train_layout  # noqa: F401
 from . import qfuse  # noqa: F401
 from . import memory  # noqa: F401
 
+from . import qdq_lower  # noqa: F401

@@ -311,7 +311,7 @@ def run_passes(graph: Graph, pipeline: str, ctx: PassContext | None = None,
 
 # Named pipelines. Later passes join with extend_pipeline("default-inference", "layout").
 register_pipeline("cleanup", ["normalize", "simplify", "fold", "cse", "dce"])
-register_pipeline("default-inference", ["normalize", "simplify", "fold", "fold-bn",
+register_pipeline("default-inference", ["normalize", "lower-qdq", "simplify", "fold", "fold-bn",
                                         "decompose", "simplify", "fold", "cse", "dce",
                                         "fuse-qresidual", "layout", "fuse", "memplan"])
 # Training graphs keep parameters as inputs (or as constants `fold` does not read
