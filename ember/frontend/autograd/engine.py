@@ -756,25 +756,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
                 continue
             if grads[0] is None if n_out == 1 else all(g is None for g in grads):
                 continue
-            if _ANOMALY["enabled"]:
-                results = anomaly.apply_reporting(node, grads)
-            elif not _COLLECTORS:
-                results = node.apply(grads)
-            else:   # the profiler's row name for a backward node, as PyTorch's
-                with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
-                                      "autograd"):
-                    results = node.apply(grads)
-            if "post_hooks" in node.__dict__:
-                results = _run_post_hooks(node, results, grads)
-            for (nxt, nr), g in zip(node.next_functions, results):
-                if nxt is not None and g is not None:
-                    n = nxt.n_outputs
-                    if n == 1 and nxt not in buffers:
-                        buffers[nxt] = [g]          # _add_to_buffer's first gradient
-                    else:
-                        _add_to_buffer(buffers, nxt, nr, g, n)
-            if not retain_graph:
-                node.release()
+            _apply_and_pass_on(node, grads, buffers, retain_graph)
     return captured
 
 
@@ -788,24 +770,31 @@ def _walk(order: list, buffers: dict, retain_graph: bool) -> None:
             grads = _run_pre_hooks(node, grads)
         if grads[0] is None if n_out == 1 else all(g is None for g in grads):
             continue
-        if _ANOMALY["enabled"]:
-            results = anomaly.apply_reporting(node, grads)
-        elif not _COLLECTORS:
+        _apply_and_pass_on(node, grads, buffers, retain_graph)
+
+
+def _apply_and_pass_on(node, grads: list, buffers: dict, retain_graph: bool) -> None:
+    """One node's step of both walks: its backward (under anomaly mode or a profiler
+    row where on), its post hooks, its input gradients added to the next nodes'
+    buffers, and its saved values freed unless retain_graph."""
+    if _ANOMALY["enabled"]:
+        results = anomaly.apply_reporting(node, grads)
+    elif not _COLLECTORS:
+        results = node.apply(grads)
+    else:   # the profiler's row name for a backward node, as PyTorch's
+        with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
+                              "autograd"):
             results = node.apply(grads)
-        else:   # the profiler's row name for a backward node, as PyTorch's
-            with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
-                                  "autograd"):
-                results = node.apply(grads)
-        if "post_hooks" in node.__dict__:
-            results = _run_post_hooks(node, results, grads)
-        for (nxt, nr), g in zip(node.next_functions, results):
-            if nxt is not None and g is not None:
-                if nxt not in buffers and nxt.n_outputs == 1:
-                    buffers[nxt] = [g]          # _add_to_buffer's first gradient
-                else:
-                    _add_to_buffer(buffers, nxt, nr, g, nxt.n_outputs)
-        if not retain_graph:
-            node.release()
+    if "post_hooks" in node.__dict__:
+        results = _run_post_hooks(node, results, grads)
+    for (nxt, nr), g in zip(node.next_functions, results):
+        if nxt is not None and g is not None:
+            if nxt not in buffers and nxt.n_outputs == 1:
+                buffers[nxt] = [g]          # _add_to_buffer's first gradient
+            else:
+                _add_to_buffer(buffers, nxt, nr, g, nxt.n_outputs)
+    if not retain_graph:
+        node.release()
 
 
 def _leading_to_captured(order: list, capture: dict) -> set:
