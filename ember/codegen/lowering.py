@@ -776,9 +776,7 @@ def lower_group(graph: Graph, name: str = "kernel", check_only: bool = False) ->
             meta: TensorMeta = node.meta["val"]
             buf = f"in{len(inputs)}"
             inputs.append(node)
-            specs.append(K.BufferSpec(buf, meta.dtype, _extent(meta)))
-            env[node] = strided_value(ctx, Strided(buf, tuple(meta.strides)), meta.shape,
-                                      meta.dtype)
+            _bind_buffer(ctx, env, specs, node, buf, meta)
         elif _is_anchor(node):
             if anchor is not None:
                 raise LoweringError(f"{name}: two extern ops ({anchor.target.name}, "
@@ -786,9 +784,7 @@ def lower_group(graph: Graph, name: str = "kernel", check_only: bool = False) ->
             anchor = node
             meta = node.meta["val"]
             inputs.append(node)
-            specs.append(K.BufferSpec("acc", meta.dtype, _extent(meta)))
-            env[node] = strided_value(ctx, Strided("acc", tuple(meta.strides)), meta.shape,
-                                      meta.dtype)
+            _bind_buffer(ctx, env, specs, node, "acc", meta)
         elif node.op == OpKind.call_function:
             env[node] = _lower_node(ctx, node, env)
         elif node.op == OpKind.output:
@@ -843,6 +839,13 @@ def _extent(meta: TensorMeta) -> int:
     if any(s == 0 for s in meta.shape):
         return 0
     return 1 + sum((s - 1) * st for s, st in zip(meta.shape, meta.strides))
+
+
+def _bind_buffer(ctx, env: dict, specs: list, node, buf: str, meta) -> None:
+    """A group's input (or its extern anchor's result, buffer "acc"): declared as a
+    kernel buffer and read through its own strides."""
+    specs.append(K.BufferSpec(buf, meta.dtype, _extent(meta)))
+    env[node] = strided_value(ctx, Strided(buf, tuple(meta.strides)), meta.shape, meta.dtype)
 
 
 def _lower_node(ctx: LoweringContext, node: Node, env: dict):
@@ -1135,9 +1138,7 @@ def _lower_nodes(nodes, inputs, outputs) -> None:
     for node in inputs:
         meta: TensorMeta = node.meta["val"]
         buf = f"in{len(specs)}"
-        specs.append(K.BufferSpec(buf, meta.dtype, _extent(meta)))
-        env[node] = strided_value(ctx, Strided(buf, tuple(meta.strides)), meta.shape,
-                                  meta.dtype)
+        _bind_buffer(ctx, env, specs, node, buf, meta)
     order = list(inputs)
     anchor = None
     for node in nodes:
@@ -1148,9 +1149,7 @@ def _lower_nodes(nodes, inputs, outputs) -> None:
             anchor = node
             meta = node.meta["val"]
             order.append(node)
-            specs.append(K.BufferSpec("acc", meta.dtype, _extent(meta)))
-            env[node] = strided_value(ctx, Strided("acc", tuple(meta.strides)), meta.shape,
-                                      meta.dtype)
+            _bind_buffer(ctx, env, specs, node, "acc", meta)
         elif node.op == OpKind.call_function:
             env[node] = _lower_node(ctx, node, env)
         else:
